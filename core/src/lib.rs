@@ -1,0 +1,16 @@
+//! `idpsync-core`: the engine. It knows no particular IdP: drivers feed it
+//! records through `idpsync-driver`, the SCIM endpoint feeds it requests, and
+//! it keeps the store, applies change sets and serves the admin API.
+//!
+//! Modules, one responsibility each:
+//! * [`config`]: the TOML schema, `${ENV}` interpolation, validation.
+//! * [`store`]: the database (sea-orm entities and the only code that runs SQL).
+//! * [`auth`]: API tokens: generation, hashing, constant-time verification.
+//! * [`api`]: the HTTP surface (health, readiness, metrics).
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

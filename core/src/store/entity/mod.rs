@@ -1,0 +1,14 @@
+//! sea-orm entities, one module per table of the store. Column meanings are
+//! documented in the migration `m20261124_000001_create_store` and DESIGN.md.
+
+pub mod acl_group;
+pub mod acl_group_member;
+pub mod api_token;
+pub mod connection;
+pub mod device;
+pub mod effective_membership;
+pub mod event;
+pub mod membership;
+pub mod source_group;
+pub mod source_user;
+pub mod sync_run;

@@ -1,0 +1,269 @@
+//! The store: the only code that talks to the database.
+//!
+//! SQLite (a file in WAL mode, created on first start) is the default;
+//! PostgreSQL runs the same code and migrations. Writers are serialised so the
+//! event cursor is committed in order: on SQLite by an in-process lock, on
+//! PostgreSQL by a transaction-scoped advisory lock taken by
+//! [`Store::begin_write`], which also holds across several daemons.
+
+pub mod entity;
+mod tokens;
+
+pub use tokens::{NewToken, TokenRecord};
+
+use crate::config::{AclGroupConfig, ConnectionConfig};
+use chrono::Utc;
+use idpsync_migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, Set, Statement, TransactionTrait,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    Conflict { what: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Advisory lock key of the single-writer lock on PostgreSQL ("idpsync" in ASCII).
+const WRITER_LOCK_KEY: i64 = 0x6964_7073_796e_63;
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A write transaction that holds the writer lock until commit or drop.
+/// Dropping it without [`WriteTx::commit`] rolls everything back.
+pub struct WriteTx {
+    pub tx: DatabaseTransaction,
+    _sqlite_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Connects to `url` and brings the schema up to date.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+        let store = Store::connect(url, max_connections, None).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating. `pg_schema` sets PostgreSQL's search_path
+    /// (tests use a fresh schema each).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        pg_schema: Option<&str>,
+    ) -> Result<Store> {
+        let mut options = ConnectOptions::new(url.to_string());
+        options
+            .max_connections(max_connections.max(1))
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
+        if let Some(schema) = pg_schema {
+            options.set_schema_search_path(schema.to_string());
+        }
+        if let Some(path) = sqlite_path(url) {
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|error| {
+                    StoreError::Open(format!("cannot create {}: {error}", parent.display()))
+                })?;
+            }
+            options.map_sqlx_sqlite_opts(|opts| {
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(30))
+            });
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|error| StoreError::Open(redact_db_error(&error.to_string())))?;
+        Ok(Store {
+            db,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Applies every pending migration; returns the names applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let before: Vec<String> = Migrator::get_applied_migrations(&self.db)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect();
+        Migrator::up(&self.db, None).await?;
+        let after = Migrator::get_applied_migrations(&self.db).await?;
+        Ok(after
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .filter(|name| !before.contains(name))
+            .collect())
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction holding the single-writer lock.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let tx = self.db.begin().await?;
+                tx.execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [WRITER_LOCK_KEY.into()],
+                ))
+                .await?;
+                Ok(WriteTx {
+                    tx,
+                    _sqlite_guard: None,
+                })
+            }
+            _ => {
+                let guard = self.sqlite_writer.clone().lock_owned().await;
+                let tx = self.db.begin().await?;
+                Ok(WriteTx {
+                    tx,
+                    _sqlite_guard: Some(guard),
+                })
+            }
+        }
+    }
+
+    /// Makes the `connections` and `acl_groups` tables match the config:
+    /// configured ones are inserted (their data is never deleted here: a
+    /// connection removed from the config keeps its history).
+    pub async fn register_config(
+        &self,
+        connections: &[ConnectionConfig],
+        acl_groups: &[AclGroupConfig],
+    ) -> Result<()> {
+        let write = self.begin_write().await?;
+        let now = Utc::now();
+        for connection in connections {
+            entity::connection::Entity::insert(entity::connection::ActiveModel {
+                id: Set(connection.id.clone()),
+                kind: Set(connection.kind.clone()),
+                delta_cursor: Set(None),
+                state_version: Set(0),
+                health: Set("healthy".into()),
+                consecutive_failures: Set(0),
+                next_run_at: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .on_conflict(
+                OnConflict::column(entity::connection::Column::Id)
+                    .update_columns([entity::connection::Column::Kind])
+                    .to_owned(),
+            )
+            .exec(&write.tx)
+            .await?;
+        }
+        for acl_group in acl_groups {
+            entity::acl_group::Entity::insert(entity::acl_group::ActiveModel {
+                name: Set(acl_group.name.clone()),
+                description: Set(acl_group.description.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            })
+            .on_conflict(
+                OnConflict::column(entity::acl_group::Column::Name)
+                    .update_columns([entity::acl_group::Column::Description])
+                    .to_owned(),
+            )
+            .exec(&write.tx)
+            .await?;
+        }
+        write.commit().await
+    }
+
+    /// All connection rows, by id.
+    pub async fn connections(&self) -> Result<Vec<entity::connection::Model>> {
+        Ok(entity::connection::Entity::find().all(&self.db).await?)
+    }
+}
+
+/// The file path of a `sqlite:` URL, or `None` for other URLs and in-memory.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// Removes a password from any URL in a driver error message.
+fn redact_db_error(message: &str) -> String {
+    let re = regex::Regex::new(r"(postgres(?:ql)?://[^:/@\s]+):[^@\s]+@").expect("valid regex");
+    re.replace_all(message, "$1:**redacted**@").into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_path_is_read_from_the_url() {
+        assert_eq!(
+            sqlite_path("sqlite://data/x.db?mode=rwc"),
+            Some("data/x.db")
+        );
+        assert_eq!(sqlite_path("sqlite:///tmp/x.db"), Some("/tmp/x.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://u@h/db"), None);
+    }
+
+    #[test]
+    fn database_errors_never_show_a_password() {
+        let message = redact_db_error("error connecting to postgres://admin:s3cret@db:5432/x");
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(message.contains("postgres://admin:**redacted**@db"));
+    }
+}

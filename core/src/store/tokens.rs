@@ -1,0 +1,139 @@
+//! Persistence of API tokens (hash only) and their verification.
+
+use super::entity::api_token;
+use super::{Result, Store, StoreError};
+use crate::auth::{self, Scope};
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub connection_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A stored token as listings and authentication see it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub connection_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TokenRecord {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|name| name == scope.as_str())
+    }
+}
+
+impl From<api_token::Model> for TokenRecord {
+    fn from(model: api_token::Model) -> Self {
+        TokenRecord {
+            id: model.id,
+            name: model.name,
+            prefix: model.prefix,
+            scopes: auth::scopes_from_column(&model.scopes)
+                .into_iter()
+                .map(|scope| scope.as_str().to_string())
+                .collect(),
+            connection_id: model.connection_id,
+            expires_at: model.expires_at,
+            last_used_at: model.last_used_at,
+            revoked_at: model.revoked_at,
+            created_at: model.created_at,
+        }
+    }
+}
+
+impl Store {
+    /// Creates a token; returns the plaintext (to show once) and its record.
+    pub async fn create_token(&self, new: NewToken) -> Result<(String, TokenRecord)> {
+        let exists = api_token::Entity::find()
+            .filter(api_token::Column::Name.eq(&new.name))
+            .one(self.db())
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict {
+                what: format!("token \"{}\"", new.name),
+            });
+        }
+        let generated = auth::generate_token();
+        let model = api_token::ActiveModel {
+            name: Set(new.name),
+            prefix: Set(generated.display_prefix.clone()),
+            hash: Set(generated.hash.clone()),
+            scopes: Set(auth::scopes_to_column(&new.scopes)),
+            connection_id: Set(new.connection_id),
+            expires_at: Set(new.expires_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(self.db())
+        .await?;
+        Ok((generated.plaintext, model.into()))
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(api_token::Entity::find()
+            .order_by_asc(api_token::Column::Id)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(TokenRecord::from)
+            .collect())
+    }
+
+    /// Revokes the token with this name; revoking twice is not an error.
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenRecord> {
+        let model = api_token::Entity::find()
+            .filter(api_token::Column::Name.eq(name))
+            .one(self.db())
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("token \"{name}\""),
+            })?;
+        if model.revoked_at.is_some() {
+            return Ok(model.into());
+        }
+        let mut active: api_token::ActiveModel = model.into();
+        active.revoked_at = Set(Some(Utc::now()));
+        Ok(active.update(self.db()).await?.into())
+    }
+
+    /// The live token matching `presented`, or `None` if it is unknown,
+    /// revoked or expired. Records the time of use.
+    pub async fn authenticate_token(&self, presented: &str) -> Result<Option<TokenRecord>> {
+        if !presented.starts_with(auth::TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let presented_hash = auth::hash_token(presented);
+        let Some(model) = api_token::Entity::find()
+            .filter(api_token::Column::Hash.eq(&presented_hash))
+            .one(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !auth::hashes_match(&model.hash, &presented_hash) {
+            return Ok(None);
+        }
+        let now = Utc::now();
+        if model.revoked_at.is_some() || model.expires_at.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        let mut active: api_token::ActiveModel = model.into();
+        active.last_used_at = Set(Some(now));
+        Ok(Some(active.update(self.db()).await?.into()))
+    }
+}

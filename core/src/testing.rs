@@ -1,0 +1,144 @@
+//! Test harness (feature `testing`): a [`TestStore`] on a real SQLite file or
+//! on a fresh schema of a real PostgreSQL server, and [`store_test!`] that
+//! runs one test body against both.
+//!
+//! PostgreSQL is found at `IDPSYNC_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`). When it does not answer, the
+//! PostgreSQL half prints a `SKIPPED` line and passes, unless
+//! `IDPSYNC_REQUIRE_PG=1`, in which case it fails.
+
+use crate::store::Store;
+use sea_orm::{ConnectionTrait, Database};
+
+/// The default PostgreSQL of the project's machines.
+pub const DEFAULT_TEST_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Which database a [`TestStore`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated store that lives as long as this value (SQLite file in a
+/// temporary directory, or a PostgreSQL schema dropped by [`TestStore::cleanup`]).
+pub struct TestStore {
+    pub store: Store,
+    pub url: String,
+    pub backend: Backend,
+    pg_schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    /// A store on a new SQLite file.
+    pub async fn sqlite() -> TestStore {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("idpsync.db").display());
+        let store = Store::open(&url, 4).await.expect("open the SQLite store");
+        TestStore {
+            store,
+            url,
+            backend: Backend::Sqlite,
+            pg_schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A store on a fresh schema of the test PostgreSQL, or `Err(reason)` if
+    /// no PostgreSQL answers.
+    pub async fn postgres() -> Result<TestStore, String> {
+        let url =
+            std::env::var("IDPSYNC_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_TEST_PG_URL.into());
+        let admin = Database::connect(&url)
+            .await
+            .map_err(|error| format!("no PostgreSQL at {url}: {error}"))?;
+        let schema = format!(
+            "idpsync_test_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .map_err(|error| format!("cannot create schema {schema}: {error}"))?;
+        admin.close().await.ok();
+        let store = Store::connect(&url, 4, Some(&schema))
+            .await
+            .map_err(|error| format!("cannot connect with schema {schema}: {error}"))?;
+        store
+            .migrate()
+            .await
+            .expect("migrate the PostgreSQL schema");
+        Ok(TestStore {
+            store,
+            url,
+            backend: Backend::Postgres,
+            pg_schema: Some(schema),
+            _dir: None,
+        })
+    }
+
+    /// The PostgreSQL schema of this store, if any.
+    pub fn pg_schema(&self) -> Option<&str> {
+        self.pg_schema.as_deref()
+    }
+
+    /// Drops the PostgreSQL schema; the SQLite directory goes on drop.
+    pub async fn cleanup(self) {
+        if let Some(schema) = &self.pg_schema {
+            self.store
+                .db()
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await
+                .ok();
+        }
+    }
+}
+
+/// For the PostgreSQL half of a test: the store, or `None` after printing
+/// why it is skipped. Panics instead when `IDPSYNC_REQUIRE_PG=1`.
+pub async fn postgres_or_skip(test_name: &str) -> Option<TestStore> {
+    match TestStore::postgres().await {
+        Ok(store) => Some(store),
+        Err(reason) => {
+            if std::env::var("IDPSYNC_REQUIRE_PG").as_deref() == Ok("1") {
+                panic!("{test_name}: PostgreSQL is required (IDPSYNC_REQUIRE_PG=1): {reason}");
+            }
+            eprintln!("SKIPPED {test_name} on PostgreSQL: {reason}");
+            None
+        }
+    }
+}
+
+/// Defines a test module with a `sqlite` and a `postgres` test that both run
+/// `$body`, an `async fn(&TestStore)`.
+///
+/// ```ignore
+/// store_test!(applying_twice_writes_nothing, |test_store| async move { ... });
+/// ```
+#[macro_export]
+macro_rules! store_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let test_store = $crate::testing::TestStore::sqlite().await;
+                ($body)(&test_store).await;
+                test_store.cleanup().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let name = concat!(module_path!(), "::postgres");
+                if let Some(test_store) = $crate::testing::postgres_or_skip(name).await {
+                    ($body)(&test_store).await;
+                    test_store.cleanup().await;
+                }
+            }
+        }
+    };
+}

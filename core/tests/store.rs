@@ -1,0 +1,289 @@
+//! The store on a real SQLite file and a real PostgreSQL schema: schema,
+//! uniqueness rules, cascades and API tokens.
+
+use chrono::{Duration, Utc};
+use idpsync_core::auth::Scope;
+use idpsync_core::config::{AclGroupConfig, ConnectionConfig, SafetyConfig};
+use idpsync_core::store::entity::{api_token, device, membership, source_group, source_user};
+use idpsync_core::store::{NewToken, Store, StoreError};
+use idpsync_core::store_test;
+use idpsync_core::testing::TestStore;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+
+fn scim_connection(id: &str) -> ConnectionConfig {
+    ConnectionConfig {
+        id: id.into(),
+        kind: "scim".into(),
+        enabled: true,
+        schedule: None,
+        schedule_jitter_secs: 0,
+        safety: SafetyConfig::default(),
+        settings: Default::default(),
+    }
+}
+
+async fn with_connections(store: &Store, ids: &[&str]) {
+    let connections: Vec<_> = ids.iter().map(|id| scim_connection(id)).collect();
+    let acl_groups = vec![AclGroupConfig {
+        name: "engineering".into(),
+        description: Some("people who ship".into()),
+        from: vec![],
+    }];
+    store
+        .register_config(&connections, &acl_groups)
+        .await
+        .unwrap();
+}
+
+async fn insert_user(
+    store: &Store,
+    connection: &str,
+    external_id: &str,
+    user_name: &str,
+) -> Result<source_user::Model, sea_orm::DbErr> {
+    let now = Utc::now();
+    source_user::ActiveModel {
+        connection_id: Set(connection.into()),
+        external_id: Set(external_id.into()),
+        user_name: Set(user_name.into()),
+        user_name_key: Set(user_name.to_lowercase()),
+        display_name: Set(None),
+        given_name: Set(None),
+        family_name: Set(None),
+        primary_email: Set(None),
+        emails: Set("[]".into()),
+        active: Set(true),
+        raw_status: Set(None),
+        attributes: Set("{}".into()),
+        content_hash: Set("h".into()),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(store.db())
+    .await
+}
+
+async fn insert_group(store: &Store, connection: &str, external_id: &str) -> source_group::Model {
+    let now = Utc::now();
+    source_group::ActiveModel {
+        connection_id: Set(connection.into()),
+        external_id: Set(external_id.into()),
+        display_name: Set(external_id.into()),
+        attributes: Set("{}".into()),
+        content_hash: Set("h".into()),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(store.db())
+    .await
+    .unwrap()
+}
+
+store_test!(
+    migrations_are_idempotent_and_config_registration_is_repeatable,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            assert!(
+                store.migrate().await.unwrap().is_empty(),
+                "second migrate applies nothing"
+            );
+            with_connections(&store, &["okta", "entra"]).await;
+            with_connections(&store, &["okta", "entra"]).await;
+            let ids: Vec<String> = store
+                .connections()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            assert_eq!(ids.len(), 2);
+            assert!(ids.contains(&"okta".to_string()) && ids.contains(&"entra".to_string()));
+        }
+    }
+);
+
+store_test!(one_external_id_per_connection, |test_store: &TestStore| {
+    let store = test_store.store.clone();
+    async move {
+        with_connections(&store, &["a", "b"]).await;
+        insert_user(&store, "a", "u1", "alice").await.unwrap();
+        assert!(insert_user(&store, "a", "u1", "alice2").await.is_err());
+        insert_user(&store, "b", "u1", "alice")
+            .await
+            .expect("same ids in another connection");
+    }
+});
+
+store_test!(
+    user_name_is_unique_per_connection_ignoring_case,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            with_connections(&store, &["a"]).await;
+            insert_user(&store, "a", "u1", "Alice@Example.com")
+                .await
+                .unwrap();
+            let duplicate = insert_user(&store, "a", "u2", "alice@example.COM").await;
+            assert!(
+                duplicate.is_err(),
+                "userName must be unique case-insensitively"
+            );
+        }
+    }
+);
+
+store_test!(
+    removing_a_user_removes_edges_and_keeps_devices_with_their_owner_reference,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            with_connections(&store, &["a"]).await;
+            let alice = insert_user(&store, "a", "u1", "alice").await.unwrap();
+            let group = insert_group(&store, "a", "g1").await;
+            let nested = insert_group(&store, "a", "g2").await;
+            let now = Utc::now();
+            for (user, group_member) in [(Some(alice.id), None), (None, Some(nested.id))] {
+                membership::ActiveModel {
+                    connection_id: Set("a".into()),
+                    group_id: Set(group.id),
+                    member_user_id: Set(user),
+                    member_group_id: Set(group_member),
+                    created_at: Set(now),
+                    ..Default::default()
+                }
+                .insert(store.db())
+                .await
+                .unwrap();
+            }
+            let both_null = membership::ActiveModel {
+                connection_id: Set("a".into()),
+                group_id: Set(group.id),
+                member_user_id: Set(None),
+                member_group_id: Set(None),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(store.db())
+            .await;
+            assert!(both_null.is_err(), "an edge names exactly one member");
+
+            let laptop = device::ActiveModel {
+                owner_user_id: Set(Some(alice.id)),
+                owner_connection_id: Set("a".into()),
+                owner_external_id: Set("u1".into()),
+                name: Set("laptop".into()),
+                node_key: Set("nodekey:1".into()),
+                status: Set("revoked".into()),
+                revoked_reason: Set(Some("user removed".into())),
+                revoked_at: Set(Some(now)),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(store.db())
+            .await
+            .unwrap();
+
+            source_user::Entity::delete_by_id(alice.id)
+                .exec(store.db())
+                .await
+                .unwrap();
+            let edges = membership::Entity::find()
+                .filter(membership::Column::GroupId.eq(group.id))
+                .count(store.db())
+                .await
+                .unwrap();
+            assert_eq!(edges, 1, "only the nested-group edge remains");
+            let laptop = device::Entity::find_by_id(laptop.id)
+                .one(store.db())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(laptop.owner_user_id, None);
+            assert_eq!(laptop.owner_external_id, "u1");
+            assert_eq!(laptop.status, "revoked");
+        }
+    }
+);
+
+store_test!(
+    tokens_are_stored_hashed_and_checked_for_revocation_and_expiry,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let (plaintext, record) = store
+                .create_token(NewToken {
+                    name: "ci".into(),
+                    scopes: vec![Scope::Admin],
+                    connection_id: None,
+                    expires_at: None,
+                })
+                .await
+                .unwrap();
+            assert!(plaintext.starts_with(&record.prefix));
+            let rows = api_token::Entity::find().all(store.db()).await.unwrap();
+            assert_eq!(rows.len(), 1);
+            let row_text = format!("{:?}", rows[0]);
+            assert!(
+                !row_text.contains(&plaintext[5..]),
+                "the database holds only the hash"
+            );
+
+            let found = store
+                .authenticate_token(&plaintext)
+                .await
+                .unwrap()
+                .expect("live token");
+            assert!(found.has_scope(Scope::Admin) && !found.has_scope(Scope::Scim));
+            assert!(found.last_used_at.is_some());
+            assert!(
+                store
+                    .authenticate_token("idps_nottherighttoken")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(store.authenticate_token("").await.unwrap().is_none());
+
+            let duplicate = store
+                .create_token(NewToken {
+                    name: "ci".into(),
+                    scopes: vec![Scope::Read],
+                    connection_id: None,
+                    expires_at: None,
+                })
+                .await;
+            assert!(matches!(duplicate, Err(StoreError::Conflict { .. })));
+
+            store.revoke_token("ci").await.unwrap();
+            assert!(
+                store
+                    .authenticate_token(&plaintext)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(matches!(
+                store.revoke_token("nope").await,
+                Err(StoreError::NotFound { .. })
+            ));
+
+            let (expired, _) = store
+                .create_token(NewToken {
+                    name: "old".into(),
+                    scopes: vec![Scope::Scim],
+                    connection_id: Some("okta".into()),
+                    expires_at: Some(Utc::now() - Duration::seconds(1)),
+                })
+                .await
+                .unwrap();
+            assert!(store.authenticate_token(&expired).await.unwrap().is_none());
+            assert_eq!(store.list_tokens().await.unwrap().len(), 2);
+        }
+    }
+);

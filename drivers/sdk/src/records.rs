@@ -1,0 +1,123 @@
+//! Plain-data records that a driver (or the SCIM endpoint) hands to core.
+//!
+//! Every record is identified by the IdP's own stable id (`external_id`); names
+//! and e-mail addresses may change. Fields are public and owned so a driver can
+//! build them without ceremony.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One e-mail address of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub value: String,
+    /// `work`, `home`, `other` or whatever the IdP says; `None` when untyped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+/// A user as the source reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceUser {
+    /// The IdP's immutable id for the user (Entra object id, Okta id, ...).
+    pub external_id: String,
+    /// The login name; unique per connection, compared case-insensitively.
+    pub user_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<Email>,
+    /// Whether the person may use the network. Suspended, deprovisioned,
+    /// locked-out-for-good and disabled accounts are `false`.
+    pub active: bool,
+    /// The IdP's own status word (`SUSPENDED`, `accountEnabled=false`, ...), kept
+    /// for people to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_status: Option<String>,
+    /// Everything else the IdP said that core does not interpret, kept as is.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+impl SourceUser {
+    /// A user with only the required fields set, active.
+    pub fn new(external_id: impl Into<String>, user_name: impl Into<String>) -> Self {
+        SourceUser {
+            external_id: external_id.into(),
+            user_name: user_name.into(),
+            display_name: None,
+            given_name: None,
+            family_name: None,
+            emails: Vec::new(),
+            active: true,
+            raw_status: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// The primary e-mail, else the first one.
+    pub fn primary_email(&self) -> Option<&str> {
+        self.emails
+            .iter()
+            .find(|email| email.primary)
+            .or_else(|| self.emails.first())
+            .map(|email| email.value.as_str())
+    }
+}
+
+/// A group as the source reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceGroup {
+    pub external_id: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+impl SourceGroup {
+    pub fn new(external_id: impl Into<String>, display_name: impl Into<String>) -> Self {
+        SourceGroup {
+            external_id: external_id.into(),
+            display_name: display_name.into(),
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// The member side of a membership edge: a user, or a nested group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "external_id", rename_all = "snake_case")]
+pub enum MemberRef {
+    User(String),
+    Group(String),
+}
+
+/// A direct membership: `member` is in the group `group_external_id`.
+/// Transitive membership is computed by core, never by a driver.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MembershipEdge {
+    pub group_external_id: String,
+    pub member: MemberRef,
+}
+
+impl MembershipEdge {
+    pub fn user(group: impl Into<String>, user: impl Into<String>) -> Self {
+        MembershipEdge {
+            group_external_id: group.into(),
+            member: MemberRef::User(user.into()),
+        }
+    }
+
+    pub fn group(group: impl Into<String>, nested: impl Into<String>) -> Self {
+        MembershipEdge {
+            group_external_id: group.into(),
+            member: MemberRef::Group(nested.into()),
+        }
+    }
+}

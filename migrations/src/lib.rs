@@ -1,0 +1,20 @@
+//! Schema migrations of the idpsync store, one module per step, run in order by
+//! [`Migrator`]. The same migrations serve SQLite and PostgreSQL: only portable
+//! column types and indexes are used.
+//!
+//! Add a step as `mYYYYMMDD_NNNNNN_verb_noun.rs` and list it in
+//! [`Migrator::migrations`]; never edit a step that has shipped.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_store;
+
+/// Runs every migration of the store in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_create_store::Migration)]
+    }
+}
