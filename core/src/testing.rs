@@ -114,7 +114,7 @@ pub async fn postgres_or_skip(test_name: &str) -> Option<TestStore> {
 /// Defines a test module with a `sqlite` and a `postgres` test that both run
 /// `$body`, an `async fn(&TestStore)`.
 ///
-/// ```ignore
+/// ```text
 /// store_test!(applying_twice_writes_nothing, |test_store| async move { ... });
 /// ```
 #[macro_export]

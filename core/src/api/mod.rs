@@ -67,3 +67,37 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+/// Serves the daemon's router on `listener` until `shutdown` resolves, then
+/// waits up to `[server].shutdown_grace_secs` for requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: crate::config::Config,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
+    let state = AppState {
+        store,
+        metrics: metrics_handle(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    // Once shutdown starts, in-flight requests get `grace` to finish.
+    let _ = stop_rx.await;
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still running after the grace period; stopping"
+            );
+            Ok(())
+        }
+    }
+}

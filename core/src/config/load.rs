@@ -138,6 +138,11 @@ pub fn load_str(
     };
 
     validate(&config, known_kinds, &mut report);
+    report.errors.sort_by_key(|error| {
+        error
+            .location
+            .map(|location| (location.line, location.column))
+    });
     if report.errors.is_empty() {
         Ok(config)
     } else {
@@ -332,7 +337,7 @@ fn validate_connection(
                 &format!("{path}.schedule"),
                 "scim connections receive pushes and have no schedule".to_string(),
             );
-        } else if let Err(error) = cron::Schedule::from_str(schedule) {
+        } else if cron::Schedule::from_str(schedule).is_err() {
             let hint = if schedule.split_whitespace().count() == 5 {
                 " (the seconds field comes first: prepend \"0 \")"
             } else {
@@ -340,7 +345,9 @@ fn validate_connection(
             };
             report.value(
                 &format!("{path}.schedule"),
-                format!("invalid cron expression \"{schedule}\": {error}{hint}"),
+                format!(
+                    "invalid cron expression \"{schedule}\": expected \"sec min hour day-of-month month day-of-week [year]\"{hint}"
+                ),
             );
         }
     }
@@ -372,14 +379,10 @@ fn interpolate_env(
     report: &mut Report<'_>,
 ) {
     match value {
-        toml::Value::String(text) => {
-            if text.contains("${") {
-                match expand(text, env) {
-                    Ok(expanded) => *text = expanded,
-                    Err(message) => report.value(&path, message),
-                }
-            }
-        }
+        toml::Value::String(text) if text.contains("${") => match expand(text, env) {
+            Ok(expanded) => *text = expanded,
+            Err(message) => report.value(&path, message),
+        },
         toml::Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
                 interpolate_env(item, format!("{path}[{index}]"), env, report);

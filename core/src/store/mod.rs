@@ -39,7 +39,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Advisory lock key of the single-writer lock on PostgreSQL ("idpsync" in ASCII).
-const WRITER_LOCK_KEY: i64 = 0x6964_7073_796e_63;
+const WRITER_LOCK_KEY: i64 = 0x0069_6470_7379_6e63;
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]

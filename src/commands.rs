@@ -1,0 +1,231 @@
+//! One function per CLI command. Each loads the config, opens the store and
+//! calls into `idpsync-core`.
+
+use anyhow::{Context, Result, bail};
+use chrono::{Duration, Utc};
+use idpsync_core::auth::Scope;
+use idpsync_core::config::{self, Config, SCIM_KIND};
+use idpsync_core::store::{NewToken, Store};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Connection kinds this build serves.
+pub const KNOWN_KINDS: &[&str] = &[SCIM_KIND];
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("IDPSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("IDPSYNC_LOG_FORMAT").as_deref() == Ok("json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads the config or fails with every problem listed.
+fn load_config(path: &Path) -> Result<Config> {
+    config::load_file(path, KNOWN_KINDS).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::open(
+        config.database.url.expose(),
+        config.database.max_connections,
+    )
+    .await
+    .context("while opening the database named in [database].url")?;
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await
+        .context("while registering the configured connections")?;
+    Ok(store)
+}
+
+pub fn check_config(path: &Path) -> Result<ExitCode> {
+    match config::load_file(path, KNOWN_KINDS) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} connections, {} ACL groups, {} webhooks)",
+                path.display(),
+                config.connections.len(),
+                config.acl_groups.len(),
+                config.webhooks.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn migrate(path: &Path) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = Store::connect(
+        config.database.url.expose(),
+        config.database.max_connections,
+        None,
+    )
+    .await
+    .context("while opening the database named in [database].url")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("while migrating the database")?;
+    if applied.is_empty() {
+        println!("schema is up to date");
+    } else {
+        for name in applied {
+            println!("applied {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_create(
+    path: &Path,
+    name: String,
+    scope_names: Vec<String>,
+    connection: Option<String>,
+    expires_in_days: Option<u32>,
+) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let scopes = scope_names
+        .iter()
+        .map(|name| name.parse::<Scope>().map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    match (&connection, scopes.contains(&Scope::Scim)) {
+        (None, true) => bail!("a scim token is bound to one connection: add --connection <id>"),
+        (Some(id), _) => {
+            let Some(found) = config.connection(id) else {
+                bail!(
+                    "unknown connection \"{id}\": it is not in {}",
+                    path.display()
+                );
+            };
+            if scopes.contains(&Scope::Scim) && found.kind != SCIM_KIND {
+                bail!(
+                    "connection \"{id}\" is of kind \"{}\", not \"scim\": it takes no SCIM pushes",
+                    found.kind
+                );
+            }
+        }
+        (None, false) => {}
+    }
+    let store = open_store(&config).await?;
+    let (plaintext, record) = store
+        .create_token(NewToken {
+            name,
+            scopes,
+            connection_id: connection,
+            expires_at: expires_in_days.map(|days| Utc::now() + Duration::days(days.into())),
+        })
+        .await
+        .context("while creating the token")?;
+    eprintln!(
+        "created token \"{}\" (scopes: {}{}). It is shown only now; store it safely:",
+        record.name,
+        record.scopes.join(","),
+        record
+            .connection_id
+            .as_deref()
+            .map(|id| format!(", connection: {id}"))
+            .unwrap_or_default()
+    );
+    println!("{plaintext}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_list(path: &Path, json: bool) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let tokens = store.list_tokens().await.context("while listing tokens")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<14} {:<22} {:<16} {:<20} {:<8}",
+        "NAME", "PREFIX", "SCOPES", "CONNECTION", "EXPIRES", "STATE"
+    );
+    let now = Utc::now();
+    for token in tokens {
+        let state = if token.revoked_at.is_some() {
+            "revoked"
+        } else if token.expires_at.is_some_and(|at| at <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<24} {:<14} {:<22} {:<16} {:<20} {:<8}",
+            token.name,
+            token.prefix,
+            token.scopes.join(","),
+            token.connection_id.as_deref().unwrap_or("-"),
+            token
+                .expires_at
+                .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "never".into()),
+            state
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_revoke(path: &Path, name: &str) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    store
+        .revoke_token(name)
+        .await
+        .context("while revoking the token")?;
+    println!("revoked token \"{name}\"");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn serve(path: &Path) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let listen = config
+        .server
+        .listen_addr()
+        .context("while reading [server].listen")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("while binding {listen}: is another process using the port?"))?;
+    tracing::info!(address = %listener.local_addr()?, "idpsync serving");
+    idpsync_core::api::serve(listener, config, store, shutdown_signal())
+        .await
+        .context("while serving HTTP")?;
+    tracing::info!("idpsync stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

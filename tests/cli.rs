@@ -1,0 +1,195 @@
+//! The CLI as an admin uses it: check-config, migrate, token create/list/revoke.
+
+mod common;
+
+use common::{Workdir, stderr, stdout};
+use idpsync_core::store::Store;
+use sea_orm::{ConnectionTrait, Statement};
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{db}"
+[[connections]]
+id = "okta-scim"
+kind = "scim"
+"#;
+
+#[test]
+fn check_config_accepts_the_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/idpsync.toml");
+    let output = common::idpsync(example.as_ref(), &["check-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("ok (2 connections, 2 ACL groups, 1 webhooks)"));
+}
+
+#[test]
+fn check_config_lists_five_mistakes_with_positions_and_fails() {
+    let (workdir, _) = Workdir::new(
+        r#"
+[server]
+listen = "127.0.0.1:8080"
+colour = "blue"
+[[connections]]
+id = "a"
+kind = "scim"
+[[connections]]
+id = "a"
+kind = "scim"
+[[acl_groups]]
+name = "eng"
+[[acl_groups.from]]
+connection = "nope"
+group = "Engineering"
+[[webhooks]]
+name = "cp"
+url = "http:/"
+secret = "${IDPSYNC_TEST_UNSET_VARIABLE}"
+"#,
+    );
+    let output = workdir.run(&["check-config"]);
+    assert!(!output.status.success());
+    let errors = stderr(&output);
+    let file = workdir.config_path.display().to_string();
+    let lines: Vec<&str> = errors
+        .lines()
+        .filter(|line| {
+            line.trim_start()
+                .strip_prefix(&format!("{file}:"))
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect();
+    assert_eq!(lines.len(), 5, "{errors}");
+    for (line, expected) in lines.iter().zip([
+        ":4:1: server.colour: unknown key",
+        ":9:6: connections[1].id: duplicate connection id \"a\"",
+        ":14:14: acl_groups[0].from[0].connection: unknown connection \"nope\"",
+        ":18:7: webhooks[0].url: invalid URL \"http:/\"",
+        ":19:10: webhooks[0].secret: environment variable ${IDPSYNC_TEST_UNSET_VARIABLE} not set",
+    ]) {
+        assert!(
+            line.contains(expected),
+            "{line:?} should contain {expected:?}\n{errors}"
+        );
+    }
+    assert!(
+        errors.starts_with(&format!("{file}: 5 problems")),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn token_create_prints_the_token_once_and_stores_only_its_hash() {
+    let (workdir, _) = Workdir::new(CONFIG);
+    let output = workdir.run(&[
+        "token",
+        "create",
+        "--name",
+        "okta",
+        "--scope",
+        "scim",
+        "--connection",
+        "okta-scim",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = stdout(&output).trim().to_string();
+    assert!(token.starts_with("idps_") && token.len() == 69, "{token:?}");
+    assert!(
+        !stderr(&output).contains(&token),
+        "the token goes to stdout only"
+    );
+
+    let store = Store::connect(&workdir.db_url(), 1, None).await.unwrap();
+    let rows = store
+        .db()
+        .query_all_raw(Statement::from_string(
+            store.backend(),
+            "SELECT * FROM api_tokens",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let raw = std::fs::read(workdir.db_path()).unwrap();
+    let wal = std::fs::read(workdir.dir.path().join("idpsync.db-wal")).unwrap_or_default();
+    let secret_part = token.as_bytes()[5..].to_vec();
+    for bytes in [&raw, &wal] {
+        assert!(
+            !bytes
+                .windows(secret_part.len())
+                .any(|window| window == secret_part.as_slice()),
+            "plaintext found in the database file"
+        );
+    }
+    let authenticated = store
+        .authenticate_token(&token)
+        .await
+        .unwrap()
+        .expect("token works");
+    assert_eq!(authenticated.connection_id.as_deref(), Some("okta-scim"));
+
+    let listing = workdir.run(&["token", "list"]);
+    assert!(stdout(&listing).contains("okta") && !stdout(&listing).contains(&token));
+
+    let revoke = workdir.run(&["token", "revoke", "okta"]);
+    assert!(revoke.status.success(), "{}", stderr(&revoke));
+    assert!(store.authenticate_token(&token).await.unwrap().is_none());
+    assert!(stdout(&workdir.run(&["token", "list"])).contains("revoked"));
+}
+
+#[test]
+fn token_create_refuses_a_scim_token_without_a_scim_connection() {
+    let (workdir, _) = Workdir::new(CONFIG);
+    let unbound = workdir.run(&["token", "create", "--name", "x", "--scope", "scim"]);
+    assert!(!unbound.status.success());
+    assert!(
+        stderr(&unbound).contains("add --connection"),
+        "{}",
+        stderr(&unbound)
+    );
+    let unknown = workdir.run(&[
+        "token",
+        "create",
+        "--name",
+        "x",
+        "--scope",
+        "scim",
+        "--connection",
+        "nope",
+    ]);
+    assert!(
+        stderr(&unknown).contains("unknown connection \"nope\""),
+        "{}",
+        stderr(&unknown)
+    );
+    let bad_scope = workdir.run(&["token", "create", "--name", "x", "--scope", "root"]);
+    assert!(
+        stderr(&bad_scope).contains("unknown scope \"root\""),
+        "{}",
+        stderr(&bad_scope)
+    );
+}
+
+#[tokio::test]
+async fn migrate_creates_a_wal_sqlite_file_and_is_idempotent() {
+    let (workdir, _) = Workdir::new(CONFIG);
+    let first = workdir.run(&["migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).contains("applied m20261124_000001_create_store"));
+    let second = workdir.run(&["migrate"]);
+    assert_eq!(stdout(&second).trim(), "schema is up to date");
+    let store = Store::connect(&workdir.db_url(), 1, None).await.unwrap();
+    let row = store
+        .db()
+        .query_one_raw(Statement::from_string(
+            store.backend(),
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let mode: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(mode, "wal");
+}

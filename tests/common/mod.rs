@@ -1,0 +1,138 @@
+//! Harness for end-to-end tests: runs the real `idpsync` binary against a
+//! config and database in a temporary directory, on a loopback port.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory with a config file; the database is a SQLite file
+/// inside it unless the config says otherwise.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Workdir {
+    /// Writes `config` (where `{db}` stands for the SQLite URL and `{port}`
+    /// for a free loopback port) to `idpsync.toml`.
+    pub fn new(config: &str) -> (Workdir, u16) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let port = free_port();
+        let db_url = format!("sqlite://{}", dir.path().join("idpsync.db").display());
+        let text = config
+            .replace("{db}", &db_url)
+            .replace("{port}", &port.to_string());
+        let config_path = dir.path().join("idpsync.toml");
+        std::fs::write(&config_path, text).expect("write config");
+        (Workdir { dir, config_path }, port)
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("idpsync.db")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    /// Runs `idpsync --config <file> <args>` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        idpsync(&self.config_path, args)
+            .output()
+            .expect("run the idpsync binary")
+    }
+
+    /// Starts `idpsync serve` in the background.
+    pub fn serve(&self, port: u16) -> Daemon {
+        let child = idpsync(&self.config_path, &["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start idpsync serve");
+        let daemon = Daemon { child, port };
+        daemon.wait_healthy();
+        daemon
+    }
+}
+
+pub fn idpsync(config: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_idpsync"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("IDPSYNC_CONFIG")
+        .env("IDPSYNC_LOG", "warn");
+    command
+}
+
+/// A running daemon; killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Daemon {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "idpsync serve did not listen on port {} within 30 s",
+            self.port
+        );
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for idpsync") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "idpsync did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("find a free port")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,44 @@
+//! House rules checked as a test: every Rust source file opens with a `//!`
+//! module doc, and no test is `#[ignore]`d or `#[should_panic]`.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_source_file_has_a_module_doc_and_no_test_is_skipped() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(root, &mut files);
+    assert!(files.len() > 10, "found only {} files", files.len());
+    let mut problems = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let relative = file.strip_prefix(root).unwrap().display().to_string();
+        if !text.trim_start().starts_with("//!") {
+            problems.push(format!("{relative}: does not start with a //! module doc"));
+        }
+        for banned in ["#[ignore", "#[should_panic"] {
+            if relative != "tests/tidy.rs" && text.contains(banned) {
+                problems.push(format!("{relative}: uses {banned}]"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
