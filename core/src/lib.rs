@@ -6,11 +6,17 @@
 //! * [`config`]: the TOML schema, `${ENV}` interpolation, validation.
 //! * [`store`]: the database (sea-orm entities and the only code that runs SQL).
 //! * [`auth`]: API tokens: generation, hashing, constant-time verification.
+//! * [`reconcile`]: change sets, effects, safety gate, dry runs.
+//! * [`devices`]: device registration and status, revocation is final.
+//! * [`events`]: the ordered event log, its feed and wake-ups.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod devices;
+pub mod events;
+pub mod reconcile;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,922 @@
+//! Writes a [`ChangeSet`] and derives its effects inside one transaction:
+//! source rows, device revocation, direct edges, effective (transitive)
+//! memberships and ACL group members, with one event per change and effect.
+//!
+//! Event order for one change set: group changes, user changes, device
+//! revocations, membership changes, ACL group changes, group deletions. So a
+//! removed user's `user.deleted` is followed by `device.revoked` and then by
+//! `acl_group.member_removed`.
+
+use super::acl::AclRules;
+use super::diff::ChangeSet;
+use super::graph::GroupGraph;
+use super::hash::{group_hash, user_hash};
+use crate::events::NewEvent;
+use crate::store::entity::{
+    acl_group, acl_group_member, device, effective_membership, membership, source_group,
+    source_user,
+};
+use chrono::{DateTime, Utc};
+use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Values per `IN (...)` list and rows per multi-row INSERT.
+const CHUNK: usize = 500;
+
+/// A step after which a test can make the apply fail, to prove that nothing
+/// of a failed apply is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    AfterSourceChanges,
+    AfterRevocations,
+    AfterAclGroups,
+}
+
+/// Counts of the effects an apply derived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EffectCounts {
+    pub devices_revoked: usize,
+    pub effective_added: usize,
+    pub effective_removed: usize,
+    pub acl_members_added: usize,
+    pub acl_members_removed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error("injected failure at {0:?}")]
+    Injected(FailPoint),
+}
+
+pub struct ApplyContext<'a> {
+    pub connection_id: &'a str,
+    pub acl: &'a AclRules,
+    pub now: DateTime<Utc>,
+    pub fail_at: Option<FailPoint>,
+}
+
+/// Applies `changes`; returns the events to append, in order, and the effects.
+pub async fn apply(
+    db: &impl ConnectionTrait,
+    ctx: &ApplyContext<'_>,
+    changes: &ChangeSet,
+) -> Result<(Vec<NewEvent>, EffectCounts), ApplyError> {
+    let mut run = Apply {
+        db,
+        ctx,
+        events: Vec::new(),
+        effects: EffectCounts::default(),
+    };
+    run.run(changes).await?;
+    Ok((run.events, run.effects))
+}
+
+struct Apply<'a, C> {
+    db: &'a C,
+    ctx: &'a ApplyContext<'a>,
+    events: Vec<NewEvent>,
+    effects: EffectCounts,
+}
+
+/// A stored user as the effects need it.
+#[derive(Debug, Clone)]
+struct UserRow {
+    id: i64,
+    external_id: String,
+    user_name: String,
+    active: bool,
+}
+
+#[derive(Debug, Clone)]
+struct GroupRow {
+    external_id: String,
+    display_name: String,
+}
+
+impl<C: ConnectionTrait> Apply<'_, C> {
+    fn connection(&self) -> &str {
+        self.ctx.connection_id
+    }
+
+    fn event(&mut self, kind: &'static str, subject_type: &'static str, subject: &str, payload: serde_json::Value) {
+        let connection = self.ctx.connection_id;
+        self.events
+            .push(NewEvent::new(kind, Some(connection), subject_type, subject, payload));
+    }
+
+    fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
+        if self.ctx.fail_at == Some(point) {
+            Err(ApplyError::Injected(point))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn run(&mut self, changes: &ChangeSet) -> Result<(), ApplyError> {
+        self.upsert_groups(changes).await?;
+        let users_by_external_id = self.upsert_users(changes).await?;
+        self.fail_if(FailPoint::AfterSourceChanges)?;
+
+        let deleted_user_ids: HashSet<i64> = changes
+            .users_deleted
+            .iter()
+            .filter_map(|ext| users_by_external_id.get(ext).map(|row| row.id))
+            .collect();
+        let deactivated: Vec<(i64, &'static str)> = changes
+            .users_deactivated
+            .iter()
+            .filter_map(|ext| users_by_external_id.get(ext))
+            .map(|row| (row.id, "user deactivated at the source"))
+            .chain(deleted_user_ids.iter().map(|id| (*id, "user removed at the source")))
+            .collect();
+        self.revoke_devices(&deactivated, &users_by_external_id).await?;
+        self.fail_if(FailPoint::AfterRevocations)?;
+
+        let groups = self.load_groups().await?;
+        let deleted_group_ids: HashSet<i64> = groups
+            .iter()
+            .filter(|(_, row)| changes.groups_deleted.contains(&row.external_id))
+            .map(|(id, _)| *id)
+            .collect();
+        let changed_groups = self
+            .change_edges(changes, &groups, &deleted_user_ids, &deleted_group_ids)
+            .await?;
+        let dirty_users = self
+            .recompute_effective(&changed_groups, &deleted_group_ids)
+            .await?;
+
+        let groups_changed = !changes.groups_created.is_empty()
+            || !changes.groups_updated.is_empty()
+            || !changes.groups_deleted.is_empty();
+        let mut users_to_check: HashSet<i64> = dirty_users;
+        for user in changes.users_created.iter().chain(&changes.users_updated) {
+            if let Some(row) = users_by_external_id.get(&user.external_id) {
+                users_to_check.insert(row.id);
+            }
+        }
+        users_to_check.extend(deleted_user_ids.iter().copied());
+        self.recompute_acl(
+            groups_changed,
+            &users_to_check,
+            &groups,
+            &deleted_user_ids,
+            &deleted_group_ids,
+        )
+        .await?;
+        self.fail_if(FailPoint::AfterAclGroups)?;
+
+        self.delete_sources(changes, &groups, &deleted_group_ids, &deleted_user_ids)
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_groups(&mut self, changes: &ChangeSet) -> Result<(), DbErr> {
+        let now = self.ctx.now;
+        for chunk in changes.groups_created.chunks(CHUNK / 10) {
+            let rows = chunk.iter().map(|group| source_group::ActiveModel {
+                connection_id: Set(self.connection().to_string()),
+                external_id: Set(group.external_id.clone()),
+                display_name: Set(group.display_name.clone()),
+                attributes: Set(attributes_json(&group.attributes)),
+                content_hash: Set(group_hash(group)),
+                version: Set(1),
+                created_at: Set(now),
+                updated_at: Set(now),
+                ..Default::default()
+            });
+            source_group::Entity::insert_many(rows)
+                .exec_without_returning(self.db)
+                .await?;
+        }
+        for group in &changes.groups_created {
+            self.event("group.created", "group", &group.external_id, group_payload(group));
+        }
+        for group in &changes.groups_updated {
+            source_group::Entity::update_many()
+                .col_expr(source_group::Column::DisplayName, Expr::value(group.display_name.clone()))
+                .col_expr(source_group::Column::Attributes, Expr::value(attributes_json(&group.attributes)))
+                .col_expr(source_group::Column::ContentHash, Expr::value(group_hash(group)))
+                .col_expr(source_group::Column::Version, Expr::col(source_group::Column::Version).add(1))
+                .col_expr(source_group::Column::UpdatedAt, Expr::value(now))
+                .filter(source_group::Column::ConnectionId.eq(self.connection()))
+                .filter(source_group::Column::ExternalId.eq(&group.external_id))
+                .exec(self.db)
+                .await?;
+            self.event("group.updated", "group", &group.external_id, group_payload(group));
+        }
+        Ok(())
+    }
+
+    /// Writes user rows; returns every user the change set names, by external id.
+    async fn upsert_users(&mut self, changes: &ChangeSet) -> Result<HashMap<String, UserRow>, DbErr> {
+        let now = self.ctx.now;
+        let before: HashMap<String, UserRow> = self
+            .load_users_by_external_id(
+                changes
+                    .users_updated
+                    .iter()
+                    .map(|user| user.external_id.as_str())
+                    .chain(changes.users_deleted.iter().map(String::as_str)),
+            )
+            .await?;
+
+        for chunk in changes.users_created.chunks(CHUNK / 20) {
+            let rows = chunk.iter().map(|user| user_row(self.connection(), user, now, 1));
+            source_user::Entity::insert_many(rows)
+                .exec_without_returning(self.db)
+                .await?;
+        }
+        for user in &changes.users_created {
+            self.event("user.created", "user", &user.external_id, user_payload(user));
+        }
+        for user in &changes.users_updated {
+            let row = user_row(self.connection(), user, now, 1);
+            source_user::Entity::update_many()
+                .col_expr(source_user::Column::UserName, Expr::value(row.user_name.unwrap()))
+                .col_expr(source_user::Column::UserNameKey, Expr::value(row.user_name_key.unwrap()))
+                .col_expr(source_user::Column::DisplayName, Expr::value(row.display_name.unwrap()))
+                .col_expr(source_user::Column::GivenName, Expr::value(row.given_name.unwrap()))
+                .col_expr(source_user::Column::FamilyName, Expr::value(row.family_name.unwrap()))
+                .col_expr(source_user::Column::PrimaryEmail, Expr::value(row.primary_email.unwrap()))
+                .col_expr(source_user::Column::Emails, Expr::value(row.emails.unwrap()))
+                .col_expr(source_user::Column::Active, Expr::value(user.active))
+                .col_expr(source_user::Column::RawStatus, Expr::value(row.raw_status.unwrap()))
+                .col_expr(source_user::Column::Attributes, Expr::value(row.attributes.unwrap()))
+                .col_expr(source_user::Column::ContentHash, Expr::value(row.content_hash.unwrap()))
+                .col_expr(source_user::Column::Version, Expr::col(source_user::Column::Version).add(1))
+                .col_expr(source_user::Column::UpdatedAt, Expr::value(now))
+                .filter(source_user::Column::ConnectionId.eq(self.connection()))
+                .filter(source_user::Column::ExternalId.eq(&user.external_id))
+                .exec(self.db)
+                .await?;
+            let was_active = before.get(&user.external_id).is_some_and(|row| row.active);
+            let kind = match (was_active, user.active) {
+                (true, false) => "user.deactivated",
+                (false, true) => "user.reactivated",
+                _ => "user.updated",
+            };
+            self.event(kind, "user", &user.external_id, user_payload(user));
+        }
+        for external_id in &changes.users_deleted {
+            let user_name = before
+                .get(external_id)
+                .map(|row| row.user_name.clone())
+                .unwrap_or_default();
+            self.event(
+                "user.deleted",
+                "user",
+                external_id,
+                json!({"external_id": external_id, "user_name": user_name}),
+            );
+        }
+
+        let mut all = self
+            .load_users_by_external_id(changes.users_created.iter().map(|user| user.external_id.as_str()))
+            .await?;
+        for (external_id, row) in before {
+            let active = changes
+                .users_updated
+                .iter()
+                .find(|user| user.external_id == external_id)
+                .map_or(row.active, |user| user.active);
+            all.insert(external_id, UserRow { active, ..row });
+        }
+        Ok(all)
+    }
+
+    async fn revoke_devices(
+        &mut self,
+        owners: &[(i64, &'static str)],
+        users: &HashMap<String, UserRow>,
+    ) -> Result<(), DbErr> {
+        if owners.is_empty() {
+            return Ok(());
+        }
+        let reasons: HashMap<i64, &str> = owners.iter().copied().collect();
+        let external_ids: HashMap<i64, &str> = users
+            .values()
+            .map(|row| (row.id, row.external_id.as_str()))
+            .collect();
+        let owner_ids: Vec<i64> = reasons.keys().copied().collect();
+        for chunk in owner_ids.chunks(CHUNK) {
+            let devices = device::Entity::find()
+                .filter(device::Column::OwnerUserId.is_in(chunk.iter().copied()))
+                .filter(device::Column::Status.ne("revoked"))
+                .all(self.db)
+                .await?;
+            if devices.is_empty() {
+                continue;
+            }
+            for found in &devices {
+                let owner = found.owner_user_id.unwrap_or_default();
+                let reason = format!("{} ({})", reasons.get(&owner).copied().unwrap_or("user removed"), self.connection());
+                device::Entity::update_many()
+                    .col_expr(device::Column::Status, Expr::value("revoked"))
+                    .col_expr(device::Column::RevokedReason, Expr::value(reason.clone()))
+                    .col_expr(device::Column::RevokedAt, Expr::value(self.ctx.now))
+                    .col_expr(device::Column::UpdatedAt, Expr::value(self.ctx.now))
+                    .filter(device::Column::Id.eq(found.id))
+                    .exec(self.db)
+                    .await?;
+                self.effects.devices_revoked += 1;
+                self.event(
+                    "device.revoked",
+                    "device",
+                    &found.id.to_string(),
+                    json!({
+                        "device_id": found.id,
+                        "name": found.name,
+                        "node_key": found.node_key,
+                        "previous_status": found.status,
+                        "owner_external_id": external_ids.get(&owner).copied().unwrap_or(&found.owner_external_id),
+                        "reason": reason,
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes and adds direct edges; returns the groups whose direct
+    /// members changed (the parents of the changed edges).
+    async fn change_edges(
+        &mut self,
+        changes: &ChangeSet,
+        groups: &BTreeMap<i64, GroupRow>,
+        deleted_users: &HashSet<i64>,
+        deleted_groups: &HashSet<i64>,
+    ) -> Result<HashSet<i64>, DbErr> {
+        let group_ids: HashMap<&str, i64> = groups
+            .iter()
+            .map(|(id, row)| (row.external_id.as_str(), *id))
+            .collect();
+        let referenced_users = changes
+            .memberships_added
+            .iter()
+            .chain(&changes.memberships_removed)
+            .filter_map(|edge| match &edge.member {
+                MemberRef::User(id) => Some(id.as_str()),
+                MemberRef::Group(_) => None,
+            });
+        let users = self.load_users_by_external_id(referenced_users).await?;
+        let mut changed = HashSet::new();
+
+        // Edges that go with deleted users and groups.
+        let mut implied: Vec<membership::Model> = Vec::new();
+        let deleted_users: Vec<i64> = deleted_users.iter().copied().collect();
+        let deleted_groups: Vec<i64> = deleted_groups.iter().copied().collect();
+        for chunk in deleted_users.chunks(CHUNK) {
+            implied.extend(
+                membership::Entity::find()
+                    .filter(membership::Column::MemberUserId.is_in(chunk.iter().copied()))
+                    .all(self.db)
+                    .await?,
+            );
+        }
+        for chunk in deleted_groups.chunks(CHUNK) {
+            implied.extend(
+                membership::Entity::find()
+                    .filter(
+                        membership::Column::GroupId
+                            .is_in(chunk.iter().copied())
+                            .or(membership::Column::MemberGroupId.is_in(chunk.iter().copied())),
+                    )
+                    .all(self.db)
+                    .await?,
+            );
+        }
+        implied.sort_by_key(|edge| edge.id);
+        implied.dedup_by_key(|edge| edge.id);
+        let user_external_ids = self
+            .load_users_by_id(implied.iter().filter_map(|edge| edge.member_user_id))
+            .await?;
+        let implied_ids: Vec<i64> = implied.iter().map(|edge| edge.id).collect();
+        for edge in &implied {
+            changed.insert(edge.group_id);
+            let member = match (edge.member_user_id, edge.member_group_id) {
+                (Some(user), _) => MemberRef::User(
+                    user_external_ids.get(&user).map(|row| row.external_id.clone()).unwrap_or_default(),
+                ),
+                (None, Some(group)) => MemberRef::Group(
+                    groups.get(&group).map(|row| row.external_id.clone()).unwrap_or_default(),
+                ),
+                (None, None) => continue,
+            };
+            let group = groups.get(&edge.group_id).map(|row| row.external_id.clone()).unwrap_or_default();
+            self.membership_event("membership.removed", &MembershipEdge { group_external_id: group, member }, groups, &group_ids);
+        }
+        for chunk in implied_ids.chunks(CHUNK) {
+            membership::Entity::delete_many()
+                .filter(membership::Column::Id.is_in(chunk.iter().copied()))
+                .exec(self.db)
+                .await?;
+        }
+
+        // Explicit removals, batched per group.
+        let mut user_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let mut group_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for edge in &changes.memberships_removed {
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()) else { continue };
+            match &edge.member {
+                MemberRef::User(ext) => {
+                    if let Some(user) = users.get(ext) {
+                        user_removals.entry(*group_id).or_default().push(user.id);
+                    }
+                }
+                MemberRef::Group(ext) => {
+                    if let Some(nested) = group_ids.get(ext.as_str()) {
+                        group_removals.entry(*group_id).or_default().push(*nested);
+                    }
+                }
+            }
+            changed.insert(*group_id);
+            self.membership_event("membership.removed", edge, groups, &group_ids);
+        }
+        for (group_id, members) in &user_removals {
+            for chunk in members.chunks(CHUNK) {
+                membership::Entity::delete_many()
+                    .filter(membership::Column::GroupId.eq(*group_id))
+                    .filter(membership::Column::MemberUserId.is_in(chunk.iter().copied()))
+                    .exec(self.db)
+                    .await?;
+            }
+        }
+        for (group_id, members) in &group_removals {
+            for chunk in members.chunks(CHUNK) {
+                membership::Entity::delete_many()
+                    .filter(membership::Column::GroupId.eq(*group_id))
+                    .filter(membership::Column::MemberGroupId.is_in(chunk.iter().copied()))
+                    .exec(self.db)
+                    .await?;
+            }
+        }
+
+        // Additions.
+        let mut rows = Vec::new();
+        for edge in &changes.memberships_added {
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else { continue };
+            let (member_user_id, member_group_id) = match &edge.member {
+                MemberRef::User(ext) => match users.get(ext) {
+                    Some(user) => (Some(user.id), None),
+                    None => continue,
+                },
+                MemberRef::Group(ext) => match group_ids.get(ext.as_str()) {
+                    Some(nested) => (None, Some(*nested)),
+                    None => continue,
+                },
+            };
+            changed.insert(group_id);
+            rows.push(membership::ActiveModel {
+                connection_id: Set(self.connection().to_string()),
+                group_id: Set(group_id),
+                member_user_id: Set(member_user_id),
+                member_group_id: Set(member_group_id),
+                created_at: Set(self.ctx.now),
+                ..Default::default()
+            });
+            self.membership_event("membership.added", edge, groups, &group_ids);
+        }
+        for chunk in rows.chunks(CHUNK / 5) {
+            membership::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(self.db)
+                .await?;
+        }
+        Ok(changed)
+    }
+
+    fn membership_event(
+        &mut self,
+        kind: &'static str,
+        edge: &MembershipEdge,
+        groups: &BTreeMap<i64, GroupRow>,
+        group_ids: &HashMap<&str, i64>,
+    ) {
+        let group_name = group_ids
+            .get(edge.group_external_id.as_str())
+            .and_then(|id| groups.get(id))
+            .map(|row| row.display_name.clone());
+        let (member_type, member) = match &edge.member {
+            MemberRef::User(id) => ("user", id),
+            MemberRef::Group(id) => ("group", id),
+        };
+        self.event(
+            kind,
+            "group",
+            &edge.group_external_id,
+            json!({
+                "group_external_id": edge.group_external_id,
+                "group_name": group_name,
+                "member_type": member_type,
+                "member_external_id": member,
+            }),
+        );
+    }
+
+    /// Recomputes transitive membership of every group whose members could
+    /// have changed; returns the users whose effective groups changed.
+    async fn recompute_effective(
+        &mut self,
+        changed_groups: &HashSet<i64>,
+        deleted_groups: &HashSet<i64>,
+    ) -> Result<HashSet<i64>, DbErr> {
+        if changed_groups.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let nested: Vec<(i64, Option<i64>)> = membership::Entity::find()
+            .select_only()
+            .column(membership::Column::GroupId)
+            .column(membership::Column::MemberGroupId)
+            .filter(membership::Column::ConnectionId.eq(self.connection()))
+            .filter(membership::Column::MemberGroupId.is_not_null())
+            .into_tuple()
+            .all(self.db)
+            .await?;
+        let graph = GroupGraph::new(nested.into_iter().filter_map(|(parent, child)| Some((parent, child?))));
+        let affected: Vec<i64> = graph
+            .ancestors(changed_groups.iter().copied())
+            .into_iter()
+            .filter(|group| !deleted_groups.contains(group))
+            .collect();
+        let descendants: HashMap<i64, HashSet<i64>> = affected
+            .iter()
+            .map(|group| (*group, graph.descendants(*group)))
+            .collect();
+        let all_groups: Vec<i64> = descendants
+            .values()
+            .flatten()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut direct_users: HashMap<i64, Vec<i64>> = HashMap::new();
+        for chunk in all_groups.chunks(CHUNK) {
+            let edges: Vec<(i64, Option<i64>)> = membership::Entity::find()
+                .select_only()
+                .column(membership::Column::GroupId)
+                .column(membership::Column::MemberUserId)
+                .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .filter(membership::Column::MemberUserId.is_not_null())
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            for (group, user) in edges {
+                if let Some(user) = user {
+                    direct_users.entry(group).or_default().push(user);
+                }
+            }
+        }
+        let mut dirty = HashSet::new();
+        for chunk in affected.chunks(CHUNK) {
+            let current: Vec<(i64, i64)> = effective_membership::Entity::find()
+                .select_only()
+                .column(effective_membership::Column::GroupId)
+                .column(effective_membership::Column::UserId)
+                .filter(effective_membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            let mut current_by_group: HashMap<i64, HashSet<i64>> = HashMap::new();
+            for (group, user) in current {
+                current_by_group.entry(group).or_default().insert(user);
+            }
+            let mut inserts = Vec::new();
+            for group in chunk {
+                let wanted: HashSet<i64> = descendants[group]
+                    .iter()
+                    .filter(|g| !deleted_groups.contains(g))
+                    .filter_map(|g| direct_users.get(g))
+                    .flatten()
+                    .copied()
+                    .collect();
+                let empty = HashSet::new();
+                let have = current_by_group.get(group).unwrap_or(&empty);
+                let removed: Vec<i64> = have.difference(&wanted).copied().collect();
+                for user_chunk in removed.chunks(CHUNK) {
+                    effective_membership::Entity::delete_many()
+                        .filter(effective_membership::Column::GroupId.eq(*group))
+                        .filter(effective_membership::Column::UserId.is_in(user_chunk.iter().copied()))
+                        .exec(self.db)
+                        .await?;
+                }
+                self.effects.effective_removed += removed.len();
+                dirty.extend(removed);
+                for user in wanted.difference(have) {
+                    dirty.insert(*user);
+                    inserts.push(effective_membership::ActiveModel {
+                        connection_id: Set(self.connection().to_string()),
+                        group_id: Set(*group),
+                        user_id: Set(*user),
+                        ..Default::default()
+                    });
+                }
+            }
+            self.effects.effective_added += inserts.len();
+            for insert_chunk in inserts.chunks(CHUNK / 3) {
+                effective_membership::Entity::insert_many(insert_chunk.to_vec())
+                    .exec_without_returning(self.db)
+                    .await?;
+            }
+        }
+        Ok(dirty)
+    }
+
+    /// Brings ACL group members in line with the rules for `users` (or for
+    /// every user of the connection when groups were created, renamed or
+    /// deleted). Only active users that are not being removed are members.
+    async fn recompute_acl(
+        &mut self,
+        all_users: bool,
+        users: &HashSet<i64>,
+        groups: &BTreeMap<i64, GroupRow>,
+        deleted_users: &HashSet<i64>,
+        deleted_groups: &HashSet<i64>,
+    ) -> Result<(), DbErr> {
+        if !self.ctx.acl.any_for_connection(self.connection()) || (!all_users && users.is_empty()) {
+            return Ok(());
+        }
+        let acl_ids: HashMap<String, i64> = acl_group::Entity::find()
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(|row| (row.name, row.id))
+            .collect();
+        let acl_names: HashMap<i64, &str> = acl_ids.iter().map(|(name, id)| (*id, name.as_str())).collect();
+        // Only ACL groups this connection's rules fill are ours to change.
+        let ours: HashSet<i64> = self
+            .ctx
+            .acl
+            .groups
+            .iter()
+            .filter(|rules| rules.reads_connection(self.ctx.connection_id))
+            .filter_map(|rules| acl_ids.get(&rules.name).copied())
+            .collect();
+        // The ACL groups each source group feeds.
+        let feeds: HashMap<i64, Vec<i64>> = groups
+            .iter()
+            .filter(|(id, _)| !deleted_groups.contains(id))
+            .map(|(id, row)| {
+                let targets = self
+                    .ctx
+                    .acl
+                    .acl_groups_for(self.connection(), &row.display_name)
+                    .filter_map(|name| acl_ids.get(name).copied())
+                    .collect::<Vec<_>>();
+                (*id, targets)
+            })
+            .filter(|(_, targets)| !targets.is_empty())
+            .collect();
+
+        let user_rows: HashMap<i64, UserRow> = if all_users {
+            source_user::Entity::find()
+                .select_only()
+                .columns([
+                    source_user::Column::Id,
+                    source_user::Column::ExternalId,
+                    source_user::Column::UserName,
+                    source_user::Column::Active,
+                ])
+                .filter(source_user::Column::ConnectionId.eq(self.connection()))
+                .into_tuple::<(i64, String, String, bool)>()
+                .all(self.db)
+                .await?
+                .into_iter()
+                .map(|(id, external_id, user_name, active)| (id, UserRow { id, external_id, user_name, active }))
+                .collect()
+        } else {
+            self.load_users_by_id(users.iter().copied()).await?
+        };
+        let user_ids: Vec<i64> = user_rows.keys().copied().collect();
+
+        let mut wanted: BTreeSet<(i64, i64)> = BTreeSet::new();
+        let mut have: BTreeSet<(i64, i64)> = BTreeSet::new();
+        for chunk in user_ids.chunks(CHUNK) {
+            let effective: Vec<(i64, i64)> = effective_membership::Entity::find()
+                .select_only()
+                .column(effective_membership::Column::UserId)
+                .column(effective_membership::Column::GroupId)
+                .filter(effective_membership::Column::UserId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            for (user, group) in effective {
+                let eligible = user_rows.get(&user).is_some_and(|row| row.active) && !deleted_users.contains(&user);
+                if let (true, Some(targets)) = (eligible, feeds.get(&group)) {
+                    wanted.extend(targets.iter().map(|acl| (*acl, user)));
+                }
+            }
+            let current: Vec<(i64, i64)> = acl_group_member::Entity::find()
+                .select_only()
+                .column(acl_group_member::Column::AclGroupId)
+                .column(acl_group_member::Column::UserId)
+                .filter(acl_group_member::Column::UserId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            have.extend(current.into_iter().filter(|(acl, _)| ours.contains(acl)));
+        }
+
+        let removed: Vec<(i64, i64)> = have.difference(&wanted).copied().collect();
+        let added: Vec<(i64, i64)> = wanted.difference(&have).copied().collect();
+        for (acl, user) in &removed {
+            acl_group_member::Entity::delete_many()
+                .filter(acl_group_member::Column::AclGroupId.eq(*acl))
+                .filter(acl_group_member::Column::UserId.eq(*user))
+                .exec(self.db)
+                .await?;
+            self.acl_event("acl_group.member_removed", *acl, *user, &acl_names, &user_rows);
+        }
+        let rows: Vec<acl_group_member::ActiveModel> = added
+            .iter()
+            .map(|(acl, user)| acl_group_member::ActiveModel {
+                acl_group_id: Set(*acl),
+                user_id: Set(*user),
+                added_at: Set(self.ctx.now),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in rows.chunks(CHUNK / 3) {
+            acl_group_member::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(self.db)
+                .await?;
+        }
+        for (acl, user) in &added {
+            self.acl_event("acl_group.member_added", *acl, *user, &acl_names, &user_rows);
+        }
+        self.effects.acl_members_removed += removed.len();
+        self.effects.acl_members_added += added.len();
+        Ok(())
+    }
+
+    fn acl_event(
+        &mut self,
+        kind: &'static str,
+        acl: i64,
+        user: i64,
+        acl_names: &HashMap<i64, &str>,
+        users: &HashMap<i64, UserRow>,
+    ) {
+        let name = acl_names.get(&acl).copied().unwrap_or_default().to_string();
+        let row = users.get(&user);
+        self.event(
+            kind,
+            "acl_group",
+            &name.clone(),
+            json!({
+                "acl_group": name,
+                "user_external_id": row.map(|r| r.external_id.clone()),
+                "user_name": row.map(|r| r.user_name.clone()),
+            }),
+        );
+    }
+
+    async fn delete_sources(
+        &mut self,
+        changes: &ChangeSet,
+        groups: &BTreeMap<i64, GroupRow>,
+        deleted_groups: &HashSet<i64>,
+        deleted_users: &HashSet<i64>,
+    ) -> Result<(), DbErr> {
+        let group_ids: Vec<i64> = deleted_groups.iter().copied().collect();
+        for chunk in group_ids.chunks(CHUNK) {
+            source_group::Entity::delete_many()
+                .filter(source_group::Column::Id.is_in(chunk.iter().copied()))
+                .exec(self.db)
+                .await?;
+        }
+        for external_id in &changes.groups_deleted {
+            let name = groups
+                .values()
+                .find(|row| &row.external_id == external_id)
+                .map(|row| row.display_name.clone());
+            self.event(
+                "group.deleted",
+                "group",
+                external_id,
+                json!({"external_id": external_id, "display_name": name}),
+            );
+        }
+        let user_ids: Vec<i64> = deleted_users.iter().copied().collect();
+        for chunk in user_ids.chunks(CHUNK) {
+            source_user::Entity::delete_many()
+                .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
+                .exec(self.db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_groups(&self) -> Result<BTreeMap<i64, GroupRow>, DbErr> {
+        Ok(source_group::Entity::find()
+            .select_only()
+            .columns([
+                source_group::Column::Id,
+                source_group::Column::ExternalId,
+                source_group::Column::DisplayName,
+            ])
+            .filter(source_group::Column::ConnectionId.eq(self.connection()))
+            .into_tuple::<(i64, String, String)>()
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(|(id, external_id, display_name)| (id, GroupRow { external_id, display_name }))
+            .collect())
+    }
+
+    async fn load_users_by_external_id<'s>(
+        &self,
+        external_ids: impl Iterator<Item = &'s str>,
+    ) -> Result<HashMap<String, UserRow>, DbErr> {
+        let ids: Vec<&str> = external_ids.collect::<BTreeSet<_>>().into_iter().collect();
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<(i64, String, String, bool)> = source_user::Entity::find()
+                .select_only()
+                .columns([
+                    source_user::Column::Id,
+                    source_user::Column::ExternalId,
+                    source_user::Column::UserName,
+                    source_user::Column::Active,
+                ])
+                .filter(source_user::Column::ConnectionId.eq(self.connection()))
+                .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            for (id, external_id, user_name, active) in rows {
+                found.insert(external_id.clone(), UserRow { id, external_id, user_name, active });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn load_users_by_id(&self, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, UserRow>, DbErr> {
+        let ids: Vec<i64> = ids.collect::<BTreeSet<_>>().into_iter().collect();
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let rows: Vec<(i64, String, String, bool)> = source_user::Entity::find()
+                .select_only()
+                .columns([
+                    source_user::Column::Id,
+                    source_user::Column::ExternalId,
+                    source_user::Column::UserName,
+                    source_user::Column::Active,
+                ])
+                .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            for (id, external_id, user_name, active) in rows {
+                found.insert(id, UserRow { id, external_id, user_name, active });
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn attributes_json(attributes: &BTreeMap<String, serde_json::Value>) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
+}
+
+fn user_row(connection: &str, user: &SourceUser, now: DateTime<Utc>, version: i64) -> source_user::ActiveModel {
+    source_user::ActiveModel {
+        connection_id: Set(connection.to_string()),
+        external_id: Set(user.external_id.clone()),
+        user_name: Set(user.user_name.clone()),
+        user_name_key: Set(user.user_name.to_lowercase()),
+        display_name: Set(user.display_name.clone()),
+        given_name: Set(user.given_name.clone()),
+        family_name: Set(user.family_name.clone()),
+        primary_email: Set(user.primary_email().map(str::to_string)),
+        emails: Set(serde_json::to_string(&user.emails).unwrap_or_else(|_| "[]".into())),
+        active: Set(user.active),
+        raw_status: Set(user.raw_status.clone()),
+        attributes: Set(attributes_json(&user.attributes)),
+        content_hash: Set(user_hash(user)),
+        version: Set(version),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+}
+
+fn user_payload(user: &SourceUser) -> serde_json::Value {
+    json!({
+        "external_id": user.external_id,
+        "user_name": user.user_name,
+        "display_name": user.display_name,
+        "active": user.active,
+        "raw_status": user.raw_status,
+    })
+}
+
+fn group_payload(group: &SourceGroup) -> serde_json::Value {
+    json!({"external_id": group.external_id, "display_name": group.display_name})
+}

@@ -1,0 +1,513 @@
+//! The pure part of reconciliation: stored state + input -> [`ChangeSet`].
+//! No IO here; `apply` writes a change set and derives its effects.
+
+use super::hash::{group_hash, user_hash};
+use super::input::{Delta, Snapshot, SourceInput};
+use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What is stored of a user, as far as diffing needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUser {
+    pub external_id: String,
+    pub content_hash: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub external_id: String,
+    pub content_hash: String,
+}
+
+/// The stored state of one connection, or the part of it an input touches.
+#[derive(Debug, Clone, Default)]
+pub struct StoredState {
+    pub users: HashMap<String, StoredUser>,
+    pub groups: HashMap<String, StoredGroup>,
+    /// Direct edges, by external ids.
+    pub edges: HashSet<MembershipEdge>,
+}
+
+/// What applying an input changes, before effects. Serialisable so a held
+/// run can be approved later exactly as computed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSet {
+    pub users_created: Vec<SourceUser>,
+    /// Users whose content changed (deactivations included).
+    pub users_updated: Vec<SourceUser>,
+    /// External ids of updated users that go from active to inactive.
+    pub users_deactivated: Vec<String>,
+    pub users_deleted: Vec<String>,
+    pub groups_created: Vec<SourceGroup>,
+    pub groups_updated: Vec<SourceGroup>,
+    pub groups_deleted: Vec<String>,
+    pub memberships_added: Vec<MembershipEdge>,
+    pub memberships_removed: Vec<MembershipEdge>,
+    /// Edges that name a user or group the source does not have; not applied.
+    pub memberships_skipped: usize,
+}
+
+/// Counts of a change set, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    pub users_created: usize,
+    pub users_updated: usize,
+    pub users_deactivated: usize,
+    pub users_deleted: usize,
+    pub groups_created: usize,
+    pub groups_updated: usize,
+    pub groups_deleted: usize,
+    pub memberships_added: usize,
+    pub memberships_removed: usize,
+    pub memberships_skipped: usize,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.users_created.is_empty()
+            && self.users_updated.is_empty()
+            && self.users_deleted.is_empty()
+            && self.groups_created.is_empty()
+            && self.groups_updated.is_empty()
+            && self.groups_deleted.is_empty()
+            && self.memberships_added.is_empty()
+            && self.memberships_removed.is_empty()
+    }
+
+    /// What the safety gate counts: deletions plus deactivations of users.
+    pub fn n_user_removals(&self) -> usize {
+        self.users_deleted.len() + self.users_deactivated.len()
+    }
+
+    pub fn counts(&self) -> ChangeCounts {
+        ChangeCounts {
+            users_created: self.users_created.len(),
+            users_updated: self.users_updated.len(),
+            users_deactivated: self.users_deactivated.len(),
+            users_deleted: self.users_deleted.len(),
+            groups_created: self.groups_created.len(),
+            groups_updated: self.groups_updated.len(),
+            groups_deleted: self.groups_deleted.len(),
+            memberships_added: self.memberships_added.len(),
+            memberships_removed: self.memberships_removed.len(),
+            memberships_skipped: self.memberships_skipped,
+        }
+    }
+}
+
+/// Errors in an input that make it impossible to apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("user external id \"{0}\" appears more than once")]
+    DuplicateUser(String),
+    #[error("group external id \"{0}\" appears more than once")]
+    DuplicateGroup(String),
+    #[error("userName \"{user_name}\" is used by both \"{first}\" and \"{second}\"")]
+    DuplicateUserName {
+        user_name: String,
+        first: String,
+        second: String,
+    },
+    #[error("a user has an empty external id or userName")]
+    EmptyUserKey,
+    #[error("a group has an empty external id")]
+    EmptyGroupKey,
+}
+
+/// Computes the change set of `input` against `stored`. For a delta,
+/// `stored` must hold at least the users, groups and edges the delta names
+/// (and, for `replace_members`, every stored edge of those groups).
+pub fn diff(stored: &StoredState, input: &SourceInput) -> Result<ChangeSet, InputError> {
+    match input {
+        SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
+        SourceInput::Delta(delta) => diff_delta(stored, delta),
+    }
+}
+
+fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), InputError> {
+    let mut ids = HashSet::new();
+    let mut names: HashMap<String, &str> = HashMap::new();
+    for user in users {
+        if user.external_id.is_empty() || user.user_name.is_empty() {
+            return Err(InputError::EmptyUserKey);
+        }
+        if !ids.insert(user.external_id.as_str()) {
+            return Err(InputError::DuplicateUser(user.external_id.clone()));
+        }
+        if let Some(first) = names.insert(user.user_name.to_lowercase(), &user.external_id) {
+            return Err(InputError::DuplicateUserName {
+                user_name: user.user_name.clone(),
+                first: first.to_string(),
+                second: user.external_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(), InputError> {
+    let mut ids = HashSet::new();
+    for group in groups {
+        if group.external_id.is_empty() {
+            return Err(InputError::EmptyGroupKey);
+        }
+        if !ids.insert(group.external_id.as_str()) {
+            return Err(InputError::DuplicateGroup(group.external_id.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Sorts user and group changes into created / updated / deactivated.
+fn sort_upserts(
+    stored: &StoredState,
+    users: &[SourceUser],
+    groups: &[SourceGroup],
+    changes: &mut ChangeSet,
+) {
+    for user in users {
+        match stored.users.get(&user.external_id) {
+            None => changes.users_created.push(user.clone()),
+            Some(existing) if existing.content_hash != user_hash(user) => {
+                if existing.active && !user.active {
+                    changes.users_deactivated.push(user.external_id.clone());
+                }
+                changes.users_updated.push(user.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    for group in groups {
+        match stored.groups.get(&group.external_id) {
+            None => changes.groups_created.push(group.clone()),
+            Some(existing) if existing.content_hash != group_hash(group) => {
+                changes.groups_updated.push(group.clone())
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn diff_snapshot(stored: &StoredState, snapshot: &Snapshot) -> Result<ChangeSet, InputError> {
+    check_users(snapshot.users.iter())?;
+    check_groups(snapshot.groups.iter())?;
+    let mut changes = ChangeSet::default();
+    sort_upserts(stored, &snapshot.users, &snapshot.groups, &mut changes);
+
+    let user_ids: HashSet<&str> = snapshot.users.iter().map(|u| u.external_id.as_str()).collect();
+    let group_ids: HashSet<&str> = snapshot.groups.iter().map(|g| g.external_id.as_str()).collect();
+    changes.users_deleted = sorted(
+        stored
+            .users
+            .keys()
+            .filter(|id| !user_ids.contains(id.as_str()))
+            .cloned(),
+    );
+    changes.groups_deleted = sorted(
+        stored
+            .groups
+            .keys()
+            .filter(|id| !group_ids.contains(id.as_str()))
+            .cloned(),
+    );
+
+    let mut wanted = BTreeSet::new();
+    for edge in &snapshot.memberships {
+        let member_known = match &edge.member {
+            MemberRef::User(id) => user_ids.contains(id.as_str()),
+            MemberRef::Group(id) => group_ids.contains(id.as_str()),
+        };
+        if group_ids.contains(edge.group_external_id.as_str()) && member_known {
+            wanted.insert(edge.clone());
+        } else {
+            changes.memberships_skipped += 1;
+        }
+    }
+    changes.memberships_added = wanted
+        .iter()
+        .filter(|edge| !stored.edges.contains(*edge))
+        .cloned()
+        .collect();
+    // Edges of deleted users and groups go with them; list only the others.
+    let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
+    let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();
+    changes.memberships_removed = sorted(
+        stored
+            .edges
+            .iter()
+            .filter(|edge| !wanted.contains(*edge))
+            .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
+            .cloned(),
+    );
+    Ok(changes)
+}
+
+fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputError> {
+    check_users(delta.upsert_users.iter())?;
+    check_groups(delta.upsert_groups.iter())?;
+    let mut changes = ChangeSet::default();
+    let removed_users: BTreeSet<&str> = delta.remove_users.iter().map(String::as_str).collect();
+    let removed_groups: BTreeSet<&str> = delta.remove_groups.iter().map(String::as_str).collect();
+    let upsert_users: Vec<SourceUser> = delta
+        .upsert_users
+        .iter()
+        .filter(|user| !removed_users.contains(user.external_id.as_str()))
+        .cloned()
+        .collect();
+    let upsert_groups: Vec<SourceGroup> = delta
+        .upsert_groups
+        .iter()
+        .filter(|group| !removed_groups.contains(group.external_id.as_str()))
+        .cloned()
+        .collect();
+    sort_upserts(stored, &upsert_users, &upsert_groups, &mut changes);
+    changes.users_deleted = removed_users
+        .iter()
+        .filter(|id| stored.users.contains_key(**id))
+        .map(|id| id.to_string())
+        .collect();
+    changes.groups_deleted = removed_groups
+        .iter()
+        .filter(|id| stored.groups.contains_key(**id))
+        .map(|id| id.to_string())
+        .collect();
+
+    let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
+    let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();
+    let user_exists = |id: &str| {
+        !removed_users.contains(id)
+            && (stored.users.contains_key(id) || upsert_users.iter().any(|u| u.external_id == id))
+    };
+    let group_exists = |id: &str| {
+        !removed_groups.contains(id)
+            && (stored.groups.contains_key(id) || upsert_groups.iter().any(|g| g.external_id == id))
+    };
+    let edge_valid = |edge: &MembershipEdge| {
+        group_exists(&edge.group_external_id)
+            && match &edge.member {
+                MemberRef::User(id) => user_exists(id),
+                MemberRef::Group(id) => group_exists(id),
+            }
+    };
+
+    let mut add = BTreeSet::new();
+    let mut remove = BTreeSet::new();
+    for (group, members) in &delta.replace_members {
+        let wanted: BTreeSet<MembershipEdge> = members
+            .iter()
+            .map(|member| MembershipEdge {
+                group_external_id: group.clone(),
+                member: member.clone(),
+            })
+            .collect();
+        for edge in stored.edges.iter().filter(|e| &e.group_external_id == group) {
+            if !wanted.contains(edge) {
+                remove.insert(edge.clone());
+            }
+        }
+        add.extend(wanted);
+    }
+    add.extend(delta.add_memberships.iter().cloned());
+    remove.extend(delta.remove_memberships.iter().cloned());
+
+    for edge in add {
+        if remove.contains(&edge) {
+            continue;
+        }
+        if !edge_valid(&edge) {
+            changes.memberships_skipped += 1;
+        } else if !stored.edges.contains(&edge) {
+            changes.memberships_added.push(edge);
+        }
+    }
+    changes.memberships_removed = remove
+        .into_iter()
+        .filter(|edge| stored.edges.contains(edge))
+        .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
+        .collect();
+    Ok(changes)
+}
+
+fn touches(edge: &MembershipEdge, users: &HashSet<&str>, groups: &HashSet<&str>) -> bool {
+    groups.contains(edge.group_external_id.as_str())
+        || match &edge.member {
+            MemberRef::User(id) => users.contains(id.as_str()),
+            MemberRef::Group(id) => groups.contains(id.as_str()),
+        }
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort();
+    items
+}
+
+/// The stored state a snapshot leaves behind, for tests of the pure diff.
+#[cfg(test)]
+pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
+    StoredState {
+        users: snapshot
+            .users
+            .iter()
+            .map(|user| {
+                (
+                    user.external_id.clone(),
+                    StoredUser {
+                        external_id: user.external_id.clone(),
+                        content_hash: user_hash(user),
+                        active: user.active,
+                    },
+                )
+            })
+            .collect(),
+        groups: snapshot
+            .groups
+            .iter()
+            .map(|group| {
+                (
+                    group.external_id.clone(),
+                    StoredGroup {
+                        external_id: group.external_id.clone(),
+                        content_hash: group_hash(group),
+                    },
+                )
+            })
+            .collect(),
+        edges: snapshot.memberships.iter().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::input::Delta;
+
+    /// The named fixture tenant: alice, bob, carol; Engineering contains
+    /// alice and the nested group Platform, which contains bob.
+    fn tenant() -> Snapshot {
+        let mut carol = SourceUser::new("u3", "carol");
+        carol.display_name = Some("Carol".into());
+        Snapshot {
+            users: vec![SourceUser::new("u1", "alice"), SourceUser::new("u2", "bob"), carol],
+            groups: vec![
+                SourceGroup::new("g1", "Engineering"),
+                SourceGroup::new("g2", "Platform"),
+                SourceGroup::new("g3", "Everyone"),
+            ],
+            memberships: vec![
+                MembershipEdge::user("g1", "u1"),
+                MembershipEdge::group("g1", "g2"),
+                MembershipEdge::user("g2", "u2"),
+                MembershipEdge::user("g3", "u1"),
+                MembershipEdge::user("g3", "u2"),
+                MembershipEdge::user("g3", "u3"),
+            ],
+        }
+    }
+
+    fn check(stored: &Snapshot, input: SourceInput) -> ChangeSet {
+        diff(&stored_from_snapshot(stored), &input).expect("valid input")
+    }
+
+    #[test]
+    fn the_same_snapshot_twice_is_no_change() {
+        let changes = check(&tenant(), SourceInput::Snapshot(tenant()));
+        assert!(changes.is_empty(), "{changes:#?}");
+    }
+
+    #[test]
+    fn a_first_snapshot_creates_everything() {
+        let changes = check(&Snapshot::default(), SourceInput::Snapshot(tenant()));
+        assert_eq!(changes.counts(), ChangeCounts {
+            users_created: 3,
+            groups_created: 3,
+            memberships_added: 6,
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn a_user_missing_from_the_snapshot_is_deleted_with_only_their_edges_implied() {
+        let mut next = tenant();
+        next.users.retain(|user| user.external_id != "u2");
+        next.memberships.retain(|edge| edge.member != MemberRef::User("u2".into()));
+        let changes = check(&tenant(), SourceInput::Snapshot(next));
+        assert_eq!(changes.users_deleted, vec!["u2"]);
+        assert!(changes.memberships_removed.is_empty(), "edges go with the user");
+        assert_eq!(changes.n_user_removals(), 1);
+    }
+
+    #[test]
+    fn deactivation_is_an_update_counted_as_a_removal() {
+        let mut next = tenant();
+        next.users[0].active = false;
+        next.users[0].raw_status = Some("SUSPENDED".into());
+        let changes = check(&tenant(), SourceInput::Snapshot(next));
+        assert_eq!(changes.users_updated.len(), 1);
+        assert_eq!(changes.users_deactivated, vec!["u1"]);
+        assert_eq!(changes.n_user_removals(), 1);
+    }
+
+    #[test]
+    fn edges_to_unknown_members_are_skipped_not_applied() {
+        let mut next = tenant();
+        next.memberships.push(MembershipEdge::user("g1", "ghost"));
+        next.memberships.push(MembershipEdge::user("nope", "u1"));
+        let changes = check(&tenant(), SourceInput::Snapshot(next));
+        assert!(changes.memberships_added.is_empty());
+        assert_eq!(changes.memberships_skipped, 2);
+    }
+
+    #[test]
+    fn duplicate_ids_and_case_insensitive_duplicate_user_names_are_rejected() {
+        let mut next = tenant();
+        next.users.push(SourceUser::new("u9", "ALICE"));
+        assert!(matches!(
+            diff(&StoredState::default(), &SourceInput::Snapshot(next)),
+            Err(InputError::DuplicateUserName { .. })
+        ));
+        let mut next = tenant();
+        next.groups.push(SourceGroup::new("g1", "again"));
+        assert_eq!(
+            diff(&StoredState::default(), &SourceInput::Snapshot(next)),
+            Err(InputError::DuplicateGroup("g1".into()))
+        );
+    }
+
+    #[test]
+    fn a_delta_changes_only_what_it_names() {
+        let mut bob = SourceUser::new("u2", "bob");
+        bob.display_name = Some("Bob".into());
+        let delta = Delta {
+            upsert_users: vec![bob, SourceUser::new("u4", "dave")],
+            remove_users: vec!["u3".into(), "never-existed".into()],
+            add_memberships: vec![MembershipEdge::user("g2", "u4"), MembershipEdge::user("g1", "u1")],
+            remove_memberships: vec![MembershipEdge::user("g3", "u1")],
+            ..Default::default()
+        };
+        let changes = check(&tenant(), SourceInput::Delta(delta));
+        assert_eq!(changes.users_created.len(), 1);
+        assert_eq!(changes.users_updated.len(), 1);
+        assert_eq!(changes.users_deleted, vec!["u3"]);
+        assert_eq!(changes.memberships_added, vec![MembershipEdge::user("g2", "u4")]);
+        assert_eq!(changes.memberships_removed, vec![MembershipEdge::user("g3", "u1")]);
+    }
+
+    #[test]
+    fn replace_members_removes_the_unlisted_and_adds_the_new() {
+        let delta = Delta {
+            replace_members: [("g3".to_string(), vec![MemberRef::User("u1".into()), MemberRef::Group("g2".into())])]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let changes = check(&tenant(), SourceInput::Delta(delta));
+        assert_eq!(changes.memberships_added, vec![MembershipEdge::group("g3", "g2")]);
+        assert_eq!(
+            changes.memberships_removed,
+            vec![MembershipEdge::user("g3", "u2"), MembershipEdge::user("g3", "u3")]
+        );
+    }
+}

@@ -1,0 +1,479 @@
+//! The reconciler: one path from source input to stored state, effects and
+//! events. A pull snapshot, a pull delta and a SCIM request all become a
+//! [`ChangeSet`] against a connection's stored state, pass the same safety
+//! gate, and are applied with their effects and events in one transaction.
+//!
+//! * [`input`]: what sources hand in; [`diff`]: the pure comparison;
+//! * [`apply`]: the transactional write of a change set and its effects;
+//! * [`graph`], [`acl`]: nested groups and ACL rules, pure;
+//! * [`plan`]: dry-run results for people and machines.
+
+pub mod acl;
+pub mod apply;
+pub mod diff;
+pub mod graph;
+mod hash;
+pub mod input;
+pub mod plan;
+mod stored;
+
+pub use acl::AclRules;
+pub use apply::{EffectCounts, FailPoint};
+pub use diff::{ChangeCounts, ChangeSet, InputError};
+pub use input::{Delta, Snapshot, SourceInput};
+pub use plan::Plan;
+
+use crate::config::{Config, DeletionLimit};
+use crate::events::{self, EventBus, NewEvent};
+use crate::store::entity::{connection, source_user, sync_run};
+use crate::store::{Store, StoreError};
+use apply::{ApplyContext, ApplyError};
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Errors of reconciliation.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid input: {0}")]
+    Input(#[from] InputError),
+    #[error("unknown connection \"{0}\"")]
+    UnknownConnection(String),
+    #[error("sync run {0} not found")]
+    RunNotFound(i64),
+    #[error("sync run {run_id} is {status}, not held: only a held run can be approved")]
+    RunNotHeld { run_id: i64, status: String },
+    #[error(
+        "sync run {run_id} was computed against a state that has changed since; it is superseded: start a new sync"
+    )]
+    StateMoved { run_id: i64 },
+    #[error("apply failed: {0}")]
+    Apply(String),
+}
+
+impl From<DbErr> for ReconcileError {
+    fn from(error: DbErr) -> Self {
+        ReconcileError::Store(StoreError::Db(error))
+    }
+}
+
+impl From<ApplyError> for ReconcileError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::Db(db) => db.into(),
+            injected @ ApplyError::Injected(_) => ReconcileError::Apply(injected.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = ReconcileError> = std::result::Result<T, E>;
+
+/// Who asked for a reconciliation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+    Api,
+    Scim,
+    Approval,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Api => "api",
+            Trigger::Scim => "scim",
+            Trigger::Approval => "approval",
+        }
+    }
+}
+
+/// How to reconcile one input.
+#[derive(Debug, Clone)]
+pub struct SubmitOptions {
+    pub trigger: Trigger,
+    /// Compute everything, write nothing, return the plan.
+    pub dry_run: bool,
+    /// Cursor to keep for the next delta pull, stored with the change set.
+    pub delta_cursor: Option<String>,
+}
+
+impl SubmitOptions {
+    pub fn new(trigger: Trigger) -> Self {
+        SubmitOptions {
+            trigger,
+            dry_run: false,
+            delta_cursor: None,
+        }
+    }
+
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+}
+
+/// What a reconciliation did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Changes were written with their effects and events.
+    Applied(RunReport),
+    /// The input matched the stored state: nothing written but the run record.
+    Unchanged(RunReport),
+    /// Over the safety limit: nothing applied until approved.
+    Held(RunReport),
+    /// Dry run: what would happen.
+    Planned(Plan),
+}
+
+/// The record of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub changes: ChangeCounts,
+    pub effects: EffectCounts,
+    pub n_events: usize,
+}
+
+/// The safety gate's verdict for a change set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GateVerdict {
+    /// Users deleted or deactivated by the change set.
+    pub removals: u64,
+    /// The most allowed for this connection now.
+    pub allowed: u64,
+    pub held: bool,
+}
+
+/// A change set as stored with a held run.
+#[derive(Debug, Serialize, Deserialize)]
+struct HeldChangeSet {
+    changes: ChangeSet,
+    delta_cursor: Option<String>,
+}
+
+/// Turns inputs into applied change sets. Cheap to clone.
+#[derive(Clone)]
+pub struct Reconciler {
+    store: Store,
+    acl: Arc<AclRules>,
+    limits: Arc<HashMap<String, DeletionLimit>>,
+    bus: EventBus,
+    fail_at: Option<FailPoint>,
+}
+
+impl Reconciler {
+    pub fn new(store: Store, config: &Config, bus: EventBus) -> Self {
+        Reconciler {
+            store,
+            acl: Arc::new(AclRules::compile(&config.acl_groups)),
+            limits: Arc::new(
+                config
+                    .connections
+                    .iter()
+                    .map(|connection| (connection.id.clone(), connection.safety.limit()))
+                    .collect(),
+            ),
+            bus,
+            fail_at: None,
+        }
+    }
+
+    /// For tests: fail every apply at `point`, after its writes so far.
+    pub fn with_fail_point(mut self, point: FailPoint) -> Self {
+        self.fail_at = Some(point);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Reconciles `input` into `connection_id`.
+    pub async fn submit(
+        &self,
+        connection_id: &str,
+        input: &SourceInput,
+        options: SubmitOptions,
+    ) -> Result<Outcome> {
+        let write = self.store.begin_write().await?;
+        let tx = &write.tx;
+        let connection_row = connection::Entity::find_by_id(connection_id)
+            .one(tx)
+            .await?
+            .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
+        let stored = stored::load(tx, connection_id, input).await?;
+        let changes = diff::diff(&stored, input)?;
+        let verdict = self.gate(tx, connection_id, &changes).await?;
+        let now = Utc::now();
+        let context = ApplyContext {
+            connection_id,
+            acl: &self.acl,
+            now,
+            fail_at: self.fail_at,
+        };
+
+        if options.dry_run {
+            let (events, effects) = apply::apply(tx, &context, &changes).await?;
+            // Dropping the transaction rolls every write back.
+            drop(write);
+            return Ok(Outcome::Planned(Plan::new(
+                connection_id,
+                changes.counts(),
+                effects,
+                verdict,
+                events,
+            )));
+        }
+
+        let mode = match input {
+            SourceInput::Snapshot(_) => "full",
+            SourceInput::Delta(_) => "delta",
+        };
+        if verdict.held {
+            let held = HeldChangeSet {
+                changes,
+                delta_cursor: options.delta_cursor,
+            };
+            let run = insert_run(
+                tx,
+                connection_id,
+                options.trigger,
+                mode,
+                "held",
+                json!({"changes": held.changes.counts()}),
+                Some(serde_json::to_string(&held).unwrap_or_default()),
+                Some(connection_row.state_version),
+            )
+            .await?;
+            let event = NewEvent::new(
+                "sync.held",
+                Some(connection_id),
+                "sync_run",
+                run.id.to_string(),
+                json!({
+                    "run_id": run.id,
+                    "removals": verdict.removals,
+                    "allowed": verdict.allowed,
+                    "changes": held.changes.counts(),
+                }),
+            );
+            events::append(tx, std::slice::from_ref(&event), now).await?;
+            write.commit().await?;
+            self.bus.notify();
+            tracing::warn!(connection = connection_id, run_id = run.id, removals = verdict.removals, allowed = verdict.allowed, "change set held by the safety gate");
+            return Ok(Outcome::Held(RunReport {
+                run_id: run.id,
+                changes: held.changes.counts(),
+                effects: EffectCounts::default(),
+                n_events: 1,
+            }));
+        }
+
+        if changes.is_empty() {
+            if options.delta_cursor.is_some() && options.delta_cursor != connection_row.delta_cursor {
+                connection::Entity::update_many()
+                    .col_expr(connection::Column::DeltaCursor, Expr::value(options.delta_cursor.clone()))
+                    .filter(connection::Column::Id.eq(connection_id))
+                    .exec(tx)
+                    .await?;
+            }
+            let run = insert_run(
+                tx,
+                connection_id,
+                options.trigger,
+                mode,
+                "succeeded",
+                json!({"changes": changes.counts()}),
+                None,
+                None,
+            )
+            .await?;
+            write.commit().await?;
+            return Ok(Outcome::Unchanged(RunReport {
+                run_id: run.id,
+                changes: changes.counts(),
+                effects: EffectCounts::default(),
+                n_events: 0,
+            }));
+        }
+
+        let (events, effects) = apply::apply(tx, &context, &changes).await?;
+        events::append(tx, &events, now).await?;
+        bump_state(tx, connection_id, options.delta_cursor.as_deref()).await?;
+        let run = insert_run(
+            tx,
+            connection_id,
+            options.trigger,
+            mode,
+            "succeeded",
+            json!({"changes": changes.counts(), "effects": effects}),
+            None,
+            None,
+        )
+        .await?;
+        write.commit().await?;
+        self.bus.notify();
+        Ok(Outcome::Applied(RunReport {
+            run_id: run.id,
+            changes: changes.counts(),
+            effects,
+            n_events: events.len(),
+        }))
+    }
+
+    /// Applies the change set of a held run exactly as it was computed, if
+    /// the connection's stored state has not moved since; otherwise marks the
+    /// run superseded and asks for a new run.
+    pub async fn approve(&self, run_id: i64) -> Result<Outcome> {
+        let write = self.store.begin_write().await?;
+        let tx = &write.tx;
+        let run = sync_run::Entity::find_by_id(run_id)
+            .one(tx)
+            .await?
+            .ok_or(ReconcileError::RunNotFound(run_id))?;
+        if run.status != "held" {
+            return Err(ReconcileError::RunNotHeld {
+                run_id,
+                status: run.status,
+            });
+        }
+        let connection_row = connection::Entity::find_by_id(&run.connection_id)
+            .one(tx)
+            .await?
+            .ok_or_else(|| ReconcileError::UnknownConnection(run.connection_id.clone()))?;
+        let now = Utc::now();
+        let connection_id = run.connection_id.clone();
+        if Some(connection_row.state_version) != run.base_state_version {
+            let mut superseded: sync_run::ActiveModel = run.into();
+            superseded.status = Set("superseded".into());
+            superseded.finished_at = Set(Some(now));
+            superseded.error = Set(Some("the stored state changed after this run was held".into()));
+            superseded.update(tx).await?;
+            events::append(
+                tx,
+                &[NewEvent::new("sync.superseded", Some(&connection_id), "sync_run", run_id.to_string(), json!({"run_id": run_id}))],
+                now,
+            )
+            .await?;
+            write.commit().await?;
+            self.bus.notify();
+            return Err(ReconcileError::StateMoved { run_id });
+        }
+        let held: HeldChangeSet = serde_json::from_str(run.change_set.as_deref().unwrap_or("{}"))
+            .map_err(|error| ReconcileError::Apply(format!("stored change set of run {run_id} is unreadable: {error}")))?;
+        let context = ApplyContext {
+            connection_id: &connection_id,
+            acl: &self.acl,
+            now,
+            fail_at: self.fail_at,
+        };
+        let mut events = vec![NewEvent::new(
+            "sync.approved",
+            Some(&connection_id),
+            "sync_run",
+            run_id.to_string(),
+            json!({"run_id": run_id, "changes": held.changes.counts()}),
+        )];
+        let (effect_events, effects) = apply::apply(tx, &context, &held.changes).await?;
+        events.extend(effect_events);
+        events::append(tx, &events, now).await?;
+        bump_state(tx, &connection_id, held.delta_cursor.as_deref()).await?;
+        let mut approved: sync_run::ActiveModel = run.into();
+        approved.status = Set("approved".into());
+        approved.finished_at = Set(Some(now));
+        approved.counts = Set(json!({"changes": held.changes.counts(), "effects": effects}).to_string());
+        approved.update(tx).await?;
+        write.commit().await?;
+        self.bus.notify();
+        Ok(Outcome::Applied(RunReport {
+            run_id,
+            changes: held.changes.counts(),
+            effects,
+            n_events: events.len(),
+        }))
+    }
+
+    async fn gate(&self, db: &impl ConnectionTrait, connection_id: &str, changes: &ChangeSet) -> Result<GateVerdict> {
+        let removals = changes.n_user_removals() as u64;
+        if removals == 0 {
+            return Ok(GateVerdict { removals, allowed: 0, held: false });
+        }
+        let n_users = source_user::Entity::find()
+            .filter(source_user::Column::ConnectionId.eq(connection_id))
+            .count(db)
+            .await?;
+        let limit = self
+            .limits
+            .get(connection_id)
+            .copied()
+            .unwrap_or(DeletionLimit::Percent(10));
+        let allowed = limit.allowed(n_users);
+        Ok(GateVerdict {
+            removals,
+            allowed,
+            held: removals > allowed,
+        })
+    }
+}
+
+async fn bump_state(db: &impl ConnectionTrait, connection_id: &str, delta_cursor: Option<&str>) -> Result<(), DbErr> {
+    let mut update = connection::Entity::update_many()
+        .col_expr(
+            connection::Column::StateVersion,
+            Expr::col(connection::Column::StateVersion).add(1),
+        )
+        .col_expr(connection::Column::UpdatedAt, Expr::value(Utc::now()));
+    if let Some(cursor) = delta_cursor {
+        update = update.col_expr(connection::Column::DeltaCursor, Expr::value(cursor));
+    }
+    update
+        .filter(connection::Column::Id.eq(connection_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_run(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+    trigger: Trigger,
+    mode: &str,
+    status: &str,
+    counts: serde_json::Value,
+    change_set: Option<String>,
+    base_state_version: Option<i64>,
+) -> Result<sync_run::Model, DbErr> {
+    let now = Utc::now();
+    sync_run::ActiveModel {
+        connection_id: Set(connection_id.to_string()),
+        trigger: Set(trigger.as_str().to_string()),
+        mode: Set(mode.to_string()),
+        dry_run: Set(false),
+        status: Set(status.to_string()),
+        started_at: Set(now),
+        finished_at: Set((status != "held").then_some(now)),
+        counts: Set(counts.to_string()),
+        error: Set(None),
+        change_set: Set(change_set),
+        base_state_version: Set(base_state_version),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+}
