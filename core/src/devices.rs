@@ -48,7 +48,10 @@ pub enum DeviceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("user \"{external_id}\" of connection \"{connection_id}\" not found")]
-    OwnerNotFound { connection_id: String, external_id: String },
+    OwnerNotFound {
+        connection_id: String,
+        external_id: String,
+    },
     #[error("user \"{0}\" is not active: their devices cannot be registered or approved")]
     OwnerInactive(String),
     #[error("device {0} not found")]
@@ -77,9 +80,15 @@ pub struct NewDevice {
 }
 
 /// Registers a device of an active user, in `pending` status.
-pub async fn register(store: &Store, bus: &EventBus, new: NewDevice) -> Result<device::Model, DeviceError> {
+pub async fn register(
+    store: &Store,
+    bus: &EventBus,
+    new: NewDevice,
+) -> Result<device::Model, DeviceError> {
     if new.name.trim().is_empty() || new.node_key.trim().is_empty() {
-        return Err(DeviceError::Invalid("name and node_key must not be empty".into()));
+        return Err(DeviceError::Invalid(
+            "name and node_key must not be empty".into(),
+        ));
     }
     let write = store.begin_write().await?;
     let owner = source_user::Entity::find()
@@ -117,7 +126,12 @@ pub async fn register(store: &Store, bus: &EventBus, new: NewDevice) -> Result<d
     }
     .insert(&write.tx)
     .await?;
-    events::append(&write.tx, &[device_event(DeviceStatus::Pending, &model, None)], now).await?;
+    events::append(
+        &write.tx,
+        &[device_event(DeviceStatus::Pending, &model, None)],
+        now,
+    )
+    .await?;
     write.commit().await?;
     bus.notify();
     Ok(model)
@@ -142,7 +156,11 @@ pub async fn set_status(
     }
     if status == DeviceStatus::Approved {
         let owner = match found.owner_user_id {
-            Some(owner_id) => source_user::Entity::find_by_id(owner_id).one(&write.tx).await?,
+            Some(owner_id) => {
+                source_user::Entity::find_by_id(owner_id)
+                    .one(&write.tx)
+                    .await?
+            }
             None => None,
         };
         match owner {
@@ -161,10 +179,19 @@ pub async fn set_status(
     active.updated_at = Set(now);
     if status == DeviceStatus::Revoked {
         active.revoked_at = Set(Some(now));
-        active.revoked_reason = Set(Some(reason.clone().unwrap_or_else(|| "revoked by an admin".into())));
+        active.revoked_reason = Set(Some(
+            reason
+                .clone()
+                .unwrap_or_else(|| "revoked by an admin".into()),
+        ));
     }
     let model = active.update(&write.tx).await?;
-    events::append(&write.tx, &[device_event(status, &model, Some(&previous))], now).await?;
+    events::append(
+        &write.tx,
+        &[device_event(status, &model, Some(&previous))],
+        now,
+    )
+    .await?;
     write.commit().await?;
     bus.notify();
     Ok(model)

@@ -4,8 +4,8 @@
 
 use crate::store::entity::event;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use sea_orm::ColumnTrait;
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -84,7 +84,9 @@ pub async fn append(
             created_at: Set(now),
             ..Default::default()
         });
-        event::Entity::insert_many(rows).exec_without_returning(db).await?;
+        event::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await?;
     }
     Ok(())
 }

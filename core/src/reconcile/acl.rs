@@ -96,7 +96,9 @@ impl AclRules {
     }
 
     pub fn any_for_connection(&self, connection: &str) -> bool {
-        self.groups.iter().any(|acl| acl.reads_connection(connection))
+        self.groups
+            .iter()
+            .any(|acl| acl.reads_connection(connection))
     }
 }
 
@@ -105,7 +107,12 @@ mod tests {
     use super::*;
     use crate::config::AclSourceRule;
 
-    fn rule(connection: &str, group: Option<&str>, glob: Option<&str>, regex: Option<&str>) -> AclSourceRule {
+    fn rule(
+        connection: &str,
+        group: Option<&str>,
+        glob: Option<&str>,
+        regex: Option<&str>,
+    ) -> AclSourceRule {
         AclSourceRule {
             connection: connection.into(),
             group: group.map(Into::into),
@@ -128,13 +135,27 @@ mod tests {
             AclGroupConfig {
                 name: "contractors".into(),
                 description: None,
-                from: vec![rule("okta", None, None, Some("^(contractors|vendors)-[a-z]+$"))],
+                from: vec![rule(
+                    "okta",
+                    None,
+                    None,
+                    Some("^(contractors|vendors)-[a-z]+$"),
+                )],
             },
         ]);
-        let for_group = |c: &'static str, g: &'static str| rules.acl_groups_for(c, g).collect::<Vec<_>>();
+        let for_group =
+            |c: &'static str, g: &'static str| rules.acl_groups_for(c, g).collect::<Vec<_>>();
         assert_eq!(for_group("entra", "Engineering"), vec!["engineering"]);
-        assert_eq!(for_group("entra", "engineering"), Vec::<&str>::new(), "exact is exact");
-        assert_eq!(for_group("okta", "Engineering"), Vec::<&str>::new(), "rules are per connection");
+        assert_eq!(
+            for_group("entra", "engineering"),
+            Vec::<&str>::new(),
+            "exact is exact"
+        );
+        assert_eq!(
+            for_group("okta", "Engineering"),
+            Vec::<&str>::new(),
+            "rules are per connection"
+        );
         assert_eq!(for_group("okta", "eng-backend"), vec!["engineering"]);
         assert_eq!(for_group("okta", "vendors-acme"), vec!["contractors"]);
         assert_eq!(for_group("okta", "vendors-ACME"), Vec::<&str>::new());

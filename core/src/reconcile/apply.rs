@@ -19,9 +19,7 @@ use crate::store::entity::{
 use chrono::{DateTime, Utc};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -106,10 +104,21 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         self.ctx.connection_id
     }
 
-    fn event(&mut self, kind: &'static str, subject_type: &'static str, subject: &str, payload: serde_json::Value) {
+    fn event(
+        &mut self,
+        kind: &'static str,
+        subject_type: &'static str,
+        subject: &str,
+        payload: serde_json::Value,
+    ) {
         let connection = self.ctx.connection_id;
-        self.events
-            .push(NewEvent::new(kind, Some(connection), subject_type, subject, payload));
+        self.events.push(NewEvent::new(
+            kind,
+            Some(connection),
+            subject_type,
+            subject,
+            payload,
+        ));
     }
 
     fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
@@ -135,9 +144,14 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .iter()
             .filter_map(|ext| users_by_external_id.get(ext))
             .map(|row| (row.id, "user deactivated at the source"))
-            .chain(deleted_user_ids.iter().map(|id| (*id, "user removed at the source")))
+            .chain(
+                deleted_user_ids
+                    .iter()
+                    .map(|id| (*id, "user removed at the source")),
+            )
             .collect();
-        self.revoke_devices(&deactivated, &users_by_external_id).await?;
+        self.revoke_devices(&deactivated, &users_by_external_id)
+            .await?;
         self.fail_if(FailPoint::AfterRevocations)?;
 
         let groups = self.load_groups().await?;
@@ -197,26 +211,51 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .await?;
         }
         for group in &changes.groups_created {
-            self.event("group.created", "group", &group.external_id, group_payload(group));
+            self.event(
+                "group.created",
+                "group",
+                &group.external_id,
+                group_payload(group),
+            );
         }
         for group in &changes.groups_updated {
             source_group::Entity::update_many()
-                .col_expr(source_group::Column::DisplayName, Expr::value(group.display_name.clone()))
-                .col_expr(source_group::Column::Attributes, Expr::value(attributes_json(&group.attributes)))
-                .col_expr(source_group::Column::ContentHash, Expr::value(group_hash(group)))
-                .col_expr(source_group::Column::Version, Expr::col(source_group::Column::Version).add(1))
+                .col_expr(
+                    source_group::Column::DisplayName,
+                    Expr::value(group.display_name.clone()),
+                )
+                .col_expr(
+                    source_group::Column::Attributes,
+                    Expr::value(attributes_json(&group.attributes)),
+                )
+                .col_expr(
+                    source_group::Column::ContentHash,
+                    Expr::value(group_hash(group)),
+                )
+                .col_expr(
+                    source_group::Column::Version,
+                    Expr::col(source_group::Column::Version).add(1),
+                )
                 .col_expr(source_group::Column::UpdatedAt, Expr::value(now))
                 .filter(source_group::Column::ConnectionId.eq(self.connection()))
                 .filter(source_group::Column::ExternalId.eq(&group.external_id))
                 .exec(self.db)
                 .await?;
-            self.event("group.updated", "group", &group.external_id, group_payload(group));
+            self.event(
+                "group.updated",
+                "group",
+                &group.external_id,
+                group_payload(group),
+            );
         }
         Ok(())
     }
 
     /// Writes user rows; returns every user the change set names, by external id.
-    async fn upsert_users(&mut self, changes: &ChangeSet) -> Result<HashMap<String, UserRow>, DbErr> {
+    async fn upsert_users(
+        &mut self,
+        changes: &ChangeSet,
+    ) -> Result<HashMap<String, UserRow>, DbErr> {
         let now = self.ctx.now;
         let before: HashMap<String, UserRow> = self
             .load_users_by_external_id(
@@ -229,29 +268,69 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .await?;
 
         for chunk in changes.users_created.chunks(CHUNK / 20) {
-            let rows = chunk.iter().map(|user| user_row(self.connection(), user, now, 1));
+            let rows = chunk
+                .iter()
+                .map(|user| user_row(self.connection(), user, now, 1));
             source_user::Entity::insert_many(rows)
                 .exec_without_returning(self.db)
                 .await?;
         }
         for user in &changes.users_created {
-            self.event("user.created", "user", &user.external_id, user_payload(user));
+            self.event(
+                "user.created",
+                "user",
+                &user.external_id,
+                user_payload(user),
+            );
         }
         for user in &changes.users_updated {
             let row = user_row(self.connection(), user, now, 1);
             source_user::Entity::update_many()
-                .col_expr(source_user::Column::UserName, Expr::value(row.user_name.unwrap()))
-                .col_expr(source_user::Column::UserNameKey, Expr::value(row.user_name_key.unwrap()))
-                .col_expr(source_user::Column::DisplayName, Expr::value(row.display_name.unwrap()))
-                .col_expr(source_user::Column::GivenName, Expr::value(row.given_name.unwrap()))
-                .col_expr(source_user::Column::FamilyName, Expr::value(row.family_name.unwrap()))
-                .col_expr(source_user::Column::PrimaryEmail, Expr::value(row.primary_email.unwrap()))
-                .col_expr(source_user::Column::Emails, Expr::value(row.emails.unwrap()))
+                .col_expr(
+                    source_user::Column::UserName,
+                    Expr::value(row.user_name.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::UserNameKey,
+                    Expr::value(row.user_name_key.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::DisplayName,
+                    Expr::value(row.display_name.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::GivenName,
+                    Expr::value(row.given_name.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::FamilyName,
+                    Expr::value(row.family_name.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::PrimaryEmail,
+                    Expr::value(row.primary_email.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::Emails,
+                    Expr::value(row.emails.unwrap()),
+                )
                 .col_expr(source_user::Column::Active, Expr::value(user.active))
-                .col_expr(source_user::Column::RawStatus, Expr::value(row.raw_status.unwrap()))
-                .col_expr(source_user::Column::Attributes, Expr::value(row.attributes.unwrap()))
-                .col_expr(source_user::Column::ContentHash, Expr::value(row.content_hash.unwrap()))
-                .col_expr(source_user::Column::Version, Expr::col(source_user::Column::Version).add(1))
+                .col_expr(
+                    source_user::Column::RawStatus,
+                    Expr::value(row.raw_status.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::Attributes,
+                    Expr::value(row.attributes.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::ContentHash,
+                    Expr::value(row.content_hash.unwrap()),
+                )
+                .col_expr(
+                    source_user::Column::Version,
+                    Expr::col(source_user::Column::Version).add(1),
+                )
                 .col_expr(source_user::Column::UpdatedAt, Expr::value(now))
                 .filter(source_user::Column::ConnectionId.eq(self.connection()))
                 .filter(source_user::Column::ExternalId.eq(&user.external_id))
@@ -279,7 +358,12 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
 
         let mut all = self
-            .load_users_by_external_id(changes.users_created.iter().map(|user| user.external_id.as_str()))
+            .load_users_by_external_id(
+                changes
+                    .users_created
+                    .iter()
+                    .map(|user| user.external_id.as_str()),
+            )
             .await?;
         for (external_id, row) in before {
             let active = changes
@@ -317,7 +401,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             }
             for found in &devices {
                 let owner = found.owner_user_id.unwrap_or_default();
-                let reason = format!("{} ({})", reasons.get(&owner).copied().unwrap_or("user removed"), self.connection());
+                let reason = format!(
+                    "{} ({})",
+                    reasons.get(&owner).copied().unwrap_or("user removed"),
+                    self.connection()
+                );
                 device::Entity::update_many()
                     .col_expr(device::Column::Status, Expr::value("revoked"))
                     .col_expr(device::Column::RevokedReason, Expr::value(reason.clone()))
@@ -403,15 +491,32 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             changed.insert(edge.group_id);
             let member = match (edge.member_user_id, edge.member_group_id) {
                 (Some(user), _) => MemberRef::User(
-                    user_external_ids.get(&user).map(|row| row.external_id.clone()).unwrap_or_default(),
+                    user_external_ids
+                        .get(&user)
+                        .map(|row| row.external_id.clone())
+                        .unwrap_or_default(),
                 ),
                 (None, Some(group)) => MemberRef::Group(
-                    groups.get(&group).map(|row| row.external_id.clone()).unwrap_or_default(),
+                    groups
+                        .get(&group)
+                        .map(|row| row.external_id.clone())
+                        .unwrap_or_default(),
                 ),
                 (None, None) => continue,
             };
-            let group = groups.get(&edge.group_id).map(|row| row.external_id.clone()).unwrap_or_default();
-            self.membership_event("membership.removed", &MembershipEdge { group_external_id: group, member }, groups, &group_ids);
+            let group = groups
+                .get(&edge.group_id)
+                .map(|row| row.external_id.clone())
+                .unwrap_or_default();
+            self.membership_event(
+                "membership.removed",
+                &MembershipEdge {
+                    group_external_id: group,
+                    member,
+                },
+                groups,
+                &group_ids,
+            );
         }
         for chunk in implied_ids.chunks(CHUNK) {
             membership::Entity::delete_many()
@@ -424,7 +529,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let mut user_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         let mut group_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for edge in &changes.memberships_removed {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()) else { continue };
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()) else {
+                continue;
+            };
             match &edge.member {
                 MemberRef::User(ext) => {
                     if let Some(user) = users.get(ext) {
@@ -462,7 +569,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         // Additions.
         let mut rows = Vec::new();
         for edge in &changes.memberships_added {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else { continue };
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else {
+                continue;
+            };
             let (member_user_id, member_group_id) = match &edge.member {
                 MemberRef::User(ext) => match users.get(ext) {
                     Some(user) => (Some(user.id), None),
@@ -539,7 +648,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .into_tuple()
             .all(self.db)
             .await?;
-        let graph = GroupGraph::new(nested.into_iter().filter_map(|(parent, child)| Some((parent, child?))));
+        let graph = GroupGraph::new(
+            nested
+                .into_iter()
+                .filter_map(|(parent, child)| Some((parent, child?))),
+        );
         let affected: Vec<i64> = graph
             .ancestors(changed_groups.iter().copied())
             .into_iter()
@@ -602,7 +715,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 for user_chunk in removed.chunks(CHUNK) {
                     effective_membership::Entity::delete_many()
                         .filter(effective_membership::Column::GroupId.eq(*group))
-                        .filter(effective_membership::Column::UserId.is_in(user_chunk.iter().copied()))
+                        .filter(
+                            effective_membership::Column::UserId.is_in(user_chunk.iter().copied()),
+                        )
                         .exec(self.db)
                         .await?;
                 }
@@ -648,7 +763,10 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .into_iter()
             .map(|row| (row.name, row.id))
             .collect();
-        let acl_names: HashMap<i64, &str> = acl_ids.iter().map(|(name, id)| (*id, name.as_str())).collect();
+        let acl_names: HashMap<i64, &str> = acl_ids
+            .iter()
+            .map(|(name, id)| (*id, name.as_str()))
+            .collect();
         // Only ACL groups this connection's rules fill are ours to change.
         let ours: HashSet<i64> = self
             .ctx
@@ -688,7 +806,17 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .all(self.db)
                 .await?
                 .into_iter()
-                .map(|(id, external_id, user_name, active)| (id, UserRow { id, external_id, user_name, active }))
+                .map(|(id, external_id, user_name, active)| {
+                    (
+                        id,
+                        UserRow {
+                            id,
+                            external_id,
+                            user_name,
+                            active,
+                        },
+                    )
+                })
                 .collect()
         } else {
             self.load_users_by_id(users.iter().copied()).await?
@@ -707,7 +835,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .all(self.db)
                 .await?;
             for (user, group) in effective {
-                let eligible = user_rows.get(&user).is_some_and(|row| row.active) && !deleted_users.contains(&user);
+                let eligible = user_rows.get(&user).is_some_and(|row| row.active)
+                    && !deleted_users.contains(&user);
                 if let (true, Some(targets)) = (eligible, feeds.get(&group)) {
                     wanted.extend(targets.iter().map(|acl| (*acl, user)));
                 }
@@ -731,7 +860,13 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .filter(acl_group_member::Column::UserId.eq(*user))
                 .exec(self.db)
                 .await?;
-            self.acl_event("acl_group.member_removed", *acl, *user, &acl_names, &user_rows);
+            self.acl_event(
+                "acl_group.member_removed",
+                *acl,
+                *user,
+                &acl_names,
+                &user_rows,
+            );
         }
         let rows: Vec<acl_group_member::ActiveModel> = added
             .iter()
@@ -748,7 +883,13 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .await?;
         }
         for (acl, user) in &added {
-            self.acl_event("acl_group.member_added", *acl, *user, &acl_names, &user_rows);
+            self.acl_event(
+                "acl_group.member_added",
+                *acl,
+                *user,
+                &acl_names,
+                &user_rows,
+            );
         }
         self.effects.acl_members_removed += removed.len();
         self.effects.acl_members_added += added.len();
@@ -826,7 +967,15 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .all(self.db)
             .await?
             .into_iter()
-            .map(|(id, external_id, display_name)| (id, GroupRow { external_id, display_name }))
+            .map(|(id, external_id, display_name)| {
+                (
+                    id,
+                    GroupRow {
+                        external_id,
+                        display_name,
+                    },
+                )
+            })
             .collect())
     }
 
@@ -851,13 +1000,24 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .all(self.db)
                 .await?;
             for (id, external_id, user_name, active) in rows {
-                found.insert(external_id.clone(), UserRow { id, external_id, user_name, active });
+                found.insert(
+                    external_id.clone(),
+                    UserRow {
+                        id,
+                        external_id,
+                        user_name,
+                        active,
+                    },
+                );
             }
         }
         Ok(found)
     }
 
-    async fn load_users_by_id(&self, ids: impl Iterator<Item = i64>) -> Result<HashMap<i64, UserRow>, DbErr> {
+    async fn load_users_by_id(
+        &self,
+        ids: impl Iterator<Item = i64>,
+    ) -> Result<HashMap<i64, UserRow>, DbErr> {
         let ids: Vec<i64> = ids.collect::<BTreeSet<_>>().into_iter().collect();
         let mut found = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
@@ -874,7 +1034,15 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .all(self.db)
                 .await?;
             for (id, external_id, user_name, active) in rows {
-                found.insert(id, UserRow { id, external_id, user_name, active });
+                found.insert(
+                    id,
+                    UserRow {
+                        id,
+                        external_id,
+                        user_name,
+                        active,
+                    },
+                );
             }
         }
         Ok(found)
@@ -885,7 +1053,12 @@ fn attributes_json(attributes: &BTreeMap<String, serde_json::Value>) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
 }
 
-fn user_row(connection: &str, user: &SourceUser, now: DateTime<Utc>, version: i64) -> source_user::ActiveModel {
+fn user_row(
+    connection: &str,
+    user: &SourceUser,
+    now: DateTime<Utc>,
+    version: i64,
+) -> source_user::ActiveModel {
     source_user::ActiveModel {
         connection_id: Set(connection.to_string()),
         external_id: Set(user.external_id.clone()),

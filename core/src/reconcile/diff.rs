@@ -196,8 +196,16 @@ fn diff_snapshot(stored: &StoredState, snapshot: &Snapshot) -> Result<ChangeSet,
     let mut changes = ChangeSet::default();
     sort_upserts(stored, &snapshot.users, &snapshot.groups, &mut changes);
 
-    let user_ids: HashSet<&str> = snapshot.users.iter().map(|u| u.external_id.as_str()).collect();
-    let group_ids: HashSet<&str> = snapshot.groups.iter().map(|g| g.external_id.as_str()).collect();
+    let user_ids: HashSet<&str> = snapshot
+        .users
+        .iter()
+        .map(|u| u.external_id.as_str())
+        .collect();
+    let group_ids: HashSet<&str> = snapshot
+        .groups
+        .iter()
+        .map(|g| g.external_id.as_str())
+        .collect();
     changes.users_deleted = sorted(
         stored
             .users
@@ -276,13 +284,19 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
 
     let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
     let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();
+    let new_users: HashSet<&str> = upsert_users
+        .iter()
+        .map(|u| u.external_id.as_str())
+        .collect();
+    let new_groups: HashSet<&str> = upsert_groups
+        .iter()
+        .map(|g| g.external_id.as_str())
+        .collect();
     let user_exists = |id: &str| {
-        !removed_users.contains(id)
-            && (stored.users.contains_key(id) || upsert_users.iter().any(|u| u.external_id == id))
+        !removed_users.contains(id) && (stored.users.contains_key(id) || new_users.contains(id))
     };
     let group_exists = |id: &str| {
-        !removed_groups.contains(id)
-            && (stored.groups.contains_key(id) || upsert_groups.iter().any(|g| g.external_id == id))
+        !removed_groups.contains(id) && (stored.groups.contains_key(id) || new_groups.contains(id))
     };
     let edge_valid = |edge: &MembershipEdge| {
         group_exists(&edge.group_external_id)
@@ -302,7 +316,11 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
                 member: member.clone(),
             })
             .collect();
-        for edge in stored.edges.iter().filter(|e| &e.group_external_id == group) {
+        for edge in stored
+            .edges
+            .iter()
+            .filter(|e| &e.group_external_id == group)
+        {
             if !wanted.contains(edge) {
                 remove.insert(edge.clone());
             }
@@ -390,7 +408,11 @@ mod tests {
         let mut carol = SourceUser::new("u3", "carol");
         carol.display_name = Some("Carol".into());
         Snapshot {
-            users: vec![SourceUser::new("u1", "alice"), SourceUser::new("u2", "bob"), carol],
+            users: vec![
+                SourceUser::new("u1", "alice"),
+                SourceUser::new("u2", "bob"),
+                carol,
+            ],
             groups: vec![
                 SourceGroup::new("g1", "Engineering"),
                 SourceGroup::new("g2", "Platform"),
@@ -420,22 +442,29 @@ mod tests {
     #[test]
     fn a_first_snapshot_creates_everything() {
         let changes = check(&Snapshot::default(), SourceInput::Snapshot(tenant()));
-        assert_eq!(changes.counts(), ChangeCounts {
-            users_created: 3,
-            groups_created: 3,
-            memberships_added: 6,
-            ..Default::default()
-        });
+        assert_eq!(
+            changes.counts(),
+            ChangeCounts {
+                users_created: 3,
+                groups_created: 3,
+                memberships_added: 6,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
     fn a_user_missing_from_the_snapshot_is_deleted_with_only_their_edges_implied() {
         let mut next = tenant();
         next.users.retain(|user| user.external_id != "u2");
-        next.memberships.retain(|edge| edge.member != MemberRef::User("u2".into()));
+        next.memberships
+            .retain(|edge| edge.member != MemberRef::User("u2".into()));
         let changes = check(&tenant(), SourceInput::Snapshot(next));
         assert_eq!(changes.users_deleted, vec!["u2"]);
-        assert!(changes.memberships_removed.is_empty(), "edges go with the user");
+        assert!(
+            changes.memberships_removed.is_empty(),
+            "edges go with the user"
+        );
         assert_eq!(changes.n_user_removals(), 1);
     }
 
@@ -483,7 +512,10 @@ mod tests {
         let delta = Delta {
             upsert_users: vec![bob, SourceUser::new("u4", "dave")],
             remove_users: vec!["u3".into(), "never-existed".into()],
-            add_memberships: vec![MembershipEdge::user("g2", "u4"), MembershipEdge::user("g1", "u1")],
+            add_memberships: vec![
+                MembershipEdge::user("g2", "u4"),
+                MembershipEdge::user("g1", "u1"),
+            ],
             remove_memberships: vec![MembershipEdge::user("g3", "u1")],
             ..Default::default()
         };
@@ -491,23 +523,38 @@ mod tests {
         assert_eq!(changes.users_created.len(), 1);
         assert_eq!(changes.users_updated.len(), 1);
         assert_eq!(changes.users_deleted, vec!["u3"]);
-        assert_eq!(changes.memberships_added, vec![MembershipEdge::user("g2", "u4")]);
-        assert_eq!(changes.memberships_removed, vec![MembershipEdge::user("g3", "u1")]);
+        assert_eq!(
+            changes.memberships_added,
+            vec![MembershipEdge::user("g2", "u4")]
+        );
+        assert_eq!(
+            changes.memberships_removed,
+            vec![MembershipEdge::user("g3", "u1")]
+        );
     }
 
     #[test]
     fn replace_members_removes_the_unlisted_and_adds_the_new() {
         let delta = Delta {
-            replace_members: [("g3".to_string(), vec![MemberRef::User("u1".into()), MemberRef::Group("g2".into())])]
-                .into_iter()
-                .collect(),
+            replace_members: [(
+                "g3".to_string(),
+                vec![MemberRef::User("u1".into()), MemberRef::Group("g2".into())],
+            )]
+            .into_iter()
+            .collect(),
             ..Default::default()
         };
         let changes = check(&tenant(), SourceInput::Delta(delta));
-        assert_eq!(changes.memberships_added, vec![MembershipEdge::group("g3", "g2")]);
+        assert_eq!(
+            changes.memberships_added,
+            vec![MembershipEdge::group("g3", "g2")]
+        );
         assert_eq!(
             changes.memberships_removed,
-            vec![MembershipEdge::user("g3", "u2"), MembershipEdge::user("g3", "u3")]
+            vec![
+                MembershipEdge::user("g3", "u2"),
+                MembershipEdge::user("g3", "u3")
+            ]
         );
     }
 }

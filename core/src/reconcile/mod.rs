@@ -30,7 +30,10 @@ use crate::store::{Store, StoreError};
 use apply::{ApplyContext, ApplyError};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -275,7 +278,13 @@ impl Reconciler {
             events::append(tx, std::slice::from_ref(&event), now).await?;
             write.commit().await?;
             self.bus.notify();
-            tracing::warn!(connection = connection_id, run_id = run.id, removals = verdict.removals, allowed = verdict.allowed, "change set held by the safety gate");
+            tracing::warn!(
+                connection = connection_id,
+                run_id = run.id,
+                removals = verdict.removals,
+                allowed = verdict.allowed,
+                "change set held by the safety gate"
+            );
             return Ok(Outcome::Held(RunReport {
                 run_id: run.id,
                 changes: held.changes.counts(),
@@ -285,9 +294,13 @@ impl Reconciler {
         }
 
         if changes.is_empty() {
-            if options.delta_cursor.is_some() && options.delta_cursor != connection_row.delta_cursor {
+            if options.delta_cursor.is_some() && options.delta_cursor != connection_row.delta_cursor
+            {
                 connection::Entity::update_many()
-                    .col_expr(connection::Column::DeltaCursor, Expr::value(options.delta_cursor.clone()))
+                    .col_expr(
+                        connection::Column::DeltaCursor,
+                        Expr::value(options.delta_cursor.clone()),
+                    )
                     .filter(connection::Column::Id.eq(connection_id))
                     .exec(tx)
                     .await?;
@@ -362,11 +375,19 @@ impl Reconciler {
             let mut superseded: sync_run::ActiveModel = run.into();
             superseded.status = Set("superseded".into());
             superseded.finished_at = Set(Some(now));
-            superseded.error = Set(Some("the stored state changed after this run was held".into()));
+            superseded.error = Set(Some(
+                "the stored state changed after this run was held".into(),
+            ));
             superseded.update(tx).await?;
             events::append(
                 tx,
-                &[NewEvent::new("sync.superseded", Some(&connection_id), "sync_run", run_id.to_string(), json!({"run_id": run_id}))],
+                &[NewEvent::new(
+                    "sync.superseded",
+                    Some(&connection_id),
+                    "sync_run",
+                    run_id.to_string(),
+                    json!({"run_id": run_id}),
+                )],
                 now,
             )
             .await?;
@@ -375,7 +396,11 @@ impl Reconciler {
             return Err(ReconcileError::StateMoved { run_id });
         }
         let held: HeldChangeSet = serde_json::from_str(run.change_set.as_deref().unwrap_or("{}"))
-            .map_err(|error| ReconcileError::Apply(format!("stored change set of run {run_id} is unreadable: {error}")))?;
+            .map_err(|error| {
+            ReconcileError::Apply(format!(
+                "stored change set of run {run_id} is unreadable: {error}"
+            ))
+        })?;
         let context = ApplyContext {
             connection_id: &connection_id,
             acl: &self.acl,
@@ -396,7 +421,8 @@ impl Reconciler {
         let mut approved: sync_run::ActiveModel = run.into();
         approved.status = Set("approved".into());
         approved.finished_at = Set(Some(now));
-        approved.counts = Set(json!({"changes": held.changes.counts(), "effects": effects}).to_string());
+        approved.counts =
+            Set(json!({"changes": held.changes.counts(), "effects": effects}).to_string());
         approved.update(tx).await?;
         write.commit().await?;
         self.bus.notify();
@@ -408,10 +434,19 @@ impl Reconciler {
         }))
     }
 
-    async fn gate(&self, db: &impl ConnectionTrait, connection_id: &str, changes: &ChangeSet) -> Result<GateVerdict> {
+    async fn gate(
+        &self,
+        db: &impl ConnectionTrait,
+        connection_id: &str,
+        changes: &ChangeSet,
+    ) -> Result<GateVerdict> {
         let removals = changes.n_user_removals() as u64;
         if removals == 0 {
-            return Ok(GateVerdict { removals, allowed: 0, held: false });
+            return Ok(GateVerdict {
+                removals,
+                allowed: 0,
+                held: false,
+            });
         }
         let n_users = source_user::Entity::find()
             .filter(source_user::Column::ConnectionId.eq(connection_id))
@@ -431,7 +466,11 @@ impl Reconciler {
     }
 }
 
-async fn bump_state(db: &impl ConnectionTrait, connection_id: &str, delta_cursor: Option<&str>) -> Result<(), DbErr> {
+async fn bump_state(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+    delta_cursor: Option<&str>,
+) -> Result<(), DbErr> {
     let mut update = connection::Entity::update_many()
         .col_expr(
             connection::Column::StateVersion,
@@ -448,7 +487,10 @@ async fn bump_state(db: &impl ConnectionTrait, connection_id: &str, delta_cursor
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a run record has this many fields"
+)]
 async fn insert_run(
     db: &impl ConnectionTrait,
     connection_id: &str,

@@ -54,14 +54,22 @@ impl Plan {
     /// the first `n_examples` subjects.
     pub fn render_table(&self, n_examples: usize) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "plan for connection \"{}\" (nothing written)", self.connection_id);
+        let _ = writeln!(
+            out,
+            "plan for connection \"{}\" (nothing written)",
+            self.connection_id
+        );
         if self.events.is_empty() {
             let _ = writeln!(out, "no changes: the source matches the stored state");
             return out;
         }
         let _ = writeln!(out, "{:<26} {:>7}  EXAMPLES", "CHANGE", "COUNT");
         for (kind, events) in self.events_by_kind() {
-            let examples: Vec<String> = events.iter().take(n_examples).map(|event| describe(event)).collect();
+            let examples: Vec<String> = events
+                .iter()
+                .take(n_examples)
+                .map(|event| describe(event))
+                .collect();
             let more = events.len().saturating_sub(n_examples);
             let mut line = examples.join(", ");
             if more > 0 {
@@ -81,7 +89,11 @@ impl Plan {
             "safety gate: {} user removal(s), {} allowed: {}",
             self.gate.removals,
             self.gate.allowed,
-            if self.gate.held { "WOULD BE HELD for approval" } else { "would apply" }
+            if self.gate.held {
+                "WOULD BE HELD for approval"
+            } else {
+                "would apply"
+            }
         );
         out
     }
@@ -89,10 +101,19 @@ impl Plan {
 
 fn describe(event: &NewEvent) -> String {
     let payload = &event.payload;
-    let text = |key: &str| payload.get(key).and_then(|value| value.as_str()).map(str::to_string);
+    let text = |key: &str| {
+        payload
+            .get(key)
+            .and_then(|value| value.as_str())
+            .map(str::to_string)
+    };
     match event.kind {
-        kind if kind.starts_with("user.") => text("user_name").unwrap_or_else(|| event.subject_id.clone()),
-        kind if kind.starts_with("group.") => text("display_name").unwrap_or_else(|| event.subject_id.clone()),
+        kind if kind.starts_with("user.") => {
+            text("user_name").unwrap_or_else(|| event.subject_id.clone())
+        }
+        kind if kind.starts_with("group.") => {
+            text("display_name").unwrap_or_else(|| event.subject_id.clone())
+        }
         kind if kind.starts_with("membership.") => format!(
             "{} -> {}",
             text("group_name").unwrap_or_else(|| event.subject_id.clone()),

@@ -14,16 +14,31 @@ type UserTuple = (i64, String, String, bool);
 type GroupTuple = (i64, String, String);
 type EdgeTuple = (i64, Option<i64>, Option<i64>);
 
-pub async fn load(db: &impl ConnectionTrait, connection: &str, input: &SourceInput) -> Result<StoredState, DbErr> {
+pub async fn load(
+    db: &impl ConnectionTrait,
+    connection: &str,
+    input: &SourceInput,
+) -> Result<StoredState, DbErr> {
     match input {
         SourceInput::Snapshot(_) => load_all(db, connection).await,
         SourceInput::Delta(delta) => {
-            let mut user_ids: BTreeSet<&str> = delta.upsert_users.iter().map(|u| u.external_id.as_str()).collect();
+            let mut user_ids: BTreeSet<&str> = delta
+                .upsert_users
+                .iter()
+                .map(|u| u.external_id.as_str())
+                .collect();
             user_ids.extend(delta.remove_users.iter().map(String::as_str));
-            let mut group_ids: BTreeSet<&str> = delta.upsert_groups.iter().map(|g| g.external_id.as_str()).collect();
+            let mut group_ids: BTreeSet<&str> = delta
+                .upsert_groups
+                .iter()
+                .map(|g| g.external_id.as_str())
+                .collect();
             group_ids.extend(delta.remove_groups.iter().map(String::as_str));
             group_ids.extend(delta.replace_members.keys().map(String::as_str));
-            let named_edges = delta.add_memberships.iter().chain(&delta.remove_memberships);
+            let named_edges = delta
+                .add_memberships
+                .iter()
+                .chain(&delta.remove_memberships);
             let mut edge_groups: BTreeSet<&str> = BTreeSet::new();
             for edge in named_edges.clone() {
                 edge_groups.insert(&edge.group_external_id);
@@ -41,7 +56,15 @@ pub async fn load(db: &impl ConnectionTrait, connection: &str, input: &SourceInp
                 }
             }
             group_ids.extend(edge_groups.iter().copied());
-            load_some(db, connection, &user_ids, &group_ids, &edge_groups, delta.replace_members.keys().map(String::as_str).collect()).await
+            load_some(
+                db,
+                connection,
+                &user_ids,
+                &group_ids,
+                &edge_groups,
+                delta.replace_members.keys().map(String::as_str).collect(),
+            )
+            .await
         }
     }
 }
@@ -49,21 +72,34 @@ pub async fn load(db: &impl ConnectionTrait, connection: &str, input: &SourceInp
 async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredState, DbErr> {
     let users: Vec<UserTuple> = source_user::Entity::find()
         .select_only()
-        .columns([source_user::Column::Id, source_user::Column::ExternalId, source_user::Column::ContentHash, source_user::Column::Active])
+        .columns([
+            source_user::Column::Id,
+            source_user::Column::ExternalId,
+            source_user::Column::ContentHash,
+            source_user::Column::Active,
+        ])
         .filter(source_user::Column::ConnectionId.eq(connection))
         .into_tuple()
         .all(db)
         .await?;
     let groups: Vec<GroupTuple> = source_group::Entity::find()
         .select_only()
-        .columns([source_group::Column::Id, source_group::Column::ExternalId, source_group::Column::ContentHash])
+        .columns([
+            source_group::Column::Id,
+            source_group::Column::ExternalId,
+            source_group::Column::ContentHash,
+        ])
         .filter(source_group::Column::ConnectionId.eq(connection))
         .into_tuple()
         .all(db)
         .await?;
     let edges: Vec<EdgeTuple> = membership::Entity::find()
         .select_only()
-        .columns([membership::Column::GroupId, membership::Column::MemberUserId, membership::Column::MemberGroupId])
+        .columns([
+            membership::Column::GroupId,
+            membership::Column::MemberUserId,
+            membership::Column::MemberGroupId,
+        ])
         .filter(membership::Column::ConnectionId.eq(connection))
         .into_tuple()
         .all(db)
@@ -85,7 +121,12 @@ async fn load_some(
         users.extend(
             source_user::Entity::find()
                 .select_only()
-                .columns([source_user::Column::Id, source_user::Column::ExternalId, source_user::Column::ContentHash, source_user::Column::Active])
+                .columns([
+                    source_user::Column::Id,
+                    source_user::Column::ExternalId,
+                    source_user::Column::ContentHash,
+                    source_user::Column::Active,
+                ])
                 .filter(source_user::Column::ConnectionId.eq(connection))
                 .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
                 .into_tuple::<UserTuple>()
@@ -99,7 +140,11 @@ async fn load_some(
         groups.extend(
             source_group::Entity::find()
                 .select_only()
-                .columns([source_group::Column::Id, source_group::Column::ExternalId, source_group::Column::ContentHash])
+                .columns([
+                    source_group::Column::Id,
+                    source_group::Column::ExternalId,
+                    source_group::Column::ContentHash,
+                ])
                 .filter(source_group::Column::ConnectionId.eq(connection))
                 .filter(source_group::Column::ExternalId.is_in(chunk.iter().copied()))
                 .into_tuple::<GroupTuple>()
@@ -107,18 +152,28 @@ async fn load_some(
                 .await?,
         );
     }
-    let group_id_of: HashMap<&str, i64> = groups.iter().map(|(id, ext, _)| (ext.as_str(), *id)).collect();
+    let group_id_of: HashMap<&str, i64> = groups
+        .iter()
+        .map(|(id, ext, _)| (ext.as_str(), *id))
+        .collect();
     let user_keys: Vec<i64> = users.iter().map(|(id, ..)| *id).collect();
     let group_keys: Vec<i64> = groups.iter().map(|(id, ..)| *id).collect();
 
     let mut edges: Vec<EdgeTuple> = Vec::new();
     // Every edge of a group whose member list is replaced.
-    let replaced: Vec<i64> = replaced_groups.iter().filter_map(|ext| group_id_of.get(ext).copied()).collect();
+    let replaced: Vec<i64> = replaced_groups
+        .iter()
+        .filter_map(|ext| group_id_of.get(ext).copied())
+        .collect();
     for chunk in replaced.chunks(CHUNK) {
         edges.extend(
             membership::Entity::find()
                 .select_only()
-                .columns([membership::Column::GroupId, membership::Column::MemberUserId, membership::Column::MemberGroupId])
+                .columns([
+                    membership::Column::GroupId,
+                    membership::Column::MemberUserId,
+                    membership::Column::MemberGroupId,
+                ])
                 .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
                 .into_tuple::<EdgeTuple>()
                 .all(db)
@@ -126,13 +181,20 @@ async fn load_some(
         );
     }
     // Edges between the named groups and the named members.
-    let parents: Vec<i64> = edge_groups.iter().filter_map(|ext| group_id_of.get(ext).copied()).collect();
+    let parents: Vec<i64> = edge_groups
+        .iter()
+        .filter_map(|ext| group_id_of.get(ext).copied())
+        .collect();
     for parent_chunk in parents.chunks(CHUNK) {
         for member_chunk in user_keys.chunks(CHUNK) {
             edges.extend(
                 membership::Entity::find()
                     .select_only()
-                    .columns([membership::Column::GroupId, membership::Column::MemberUserId, membership::Column::MemberGroupId])
+                    .columns([
+                        membership::Column::GroupId,
+                        membership::Column::MemberUserId,
+                        membership::Column::MemberGroupId,
+                    ])
                     .filter(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
                     .filter(membership::Column::MemberUserId.is_in(member_chunk.iter().copied()))
                     .into_tuple::<EdgeTuple>()
@@ -144,7 +206,11 @@ async fn load_some(
             edges.extend(
                 membership::Entity::find()
                     .select_only()
-                    .columns([membership::Column::GroupId, membership::Column::MemberUserId, membership::Column::MemberGroupId])
+                    .columns([
+                        membership::Column::GroupId,
+                        membership::Column::MemberUserId,
+                        membership::Column::MemberGroupId,
+                    ])
                     .filter(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
                     .filter(membership::Column::MemberGroupId.is_in(member_chunk.iter().copied()))
                     .into_tuple::<EdgeTuple>()
@@ -167,7 +233,12 @@ async fn load_some(
         users.extend(
             source_user::Entity::find()
                 .select_only()
-                .columns([source_user::Column::Id, source_user::Column::ExternalId, source_user::Column::ContentHash, source_user::Column::Active])
+                .columns([
+                    source_user::Column::Id,
+                    source_user::Column::ExternalId,
+                    source_user::Column::ContentHash,
+                    source_user::Column::Active,
+                ])
                 .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
                 .into_tuple::<UserTuple>()
                 .all(db)
@@ -186,7 +257,11 @@ async fn load_some(
         groups.extend(
             source_group::Entity::find()
                 .select_only()
-                .columns([source_group::Column::Id, source_group::Column::ExternalId, source_group::Column::ContentHash])
+                .columns([
+                    source_group::Column::Id,
+                    source_group::Column::ExternalId,
+                    source_group::Column::ContentHash,
+                ])
                 .filter(source_group::Column::Id.is_in(chunk.iter().copied()))
                 .into_tuple::<GroupTuple>()
                 .all(db)
@@ -197,25 +272,51 @@ async fn load_some(
 }
 
 fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: Vec<EdgeTuple>) -> StoredState {
-    let user_ext: HashMap<i64, String> = users.iter().map(|(id, ext, ..)| (*id, ext.clone())).collect();
-    let group_ext: HashMap<i64, String> = groups.iter().map(|(id, ext, _)| (*id, ext.clone())).collect();
+    let user_ext: HashMap<i64, String> = users
+        .iter()
+        .map(|(id, ext, ..)| (*id, ext.clone()))
+        .collect();
+    let group_ext: HashMap<i64, String> = groups
+        .iter()
+        .map(|(id, ext, _)| (*id, ext.clone()))
+        .collect();
     let mut state = StoredState::default();
     for (group, user, nested) in edges {
-        let Some(parent) = group_ext.get(&group) else { continue };
+        let Some(parent) = group_ext.get(&group) else {
+            continue;
+        };
         let member = match (user, nested) {
             (Some(user), _) => user_ext.get(&user).map(|ext| MemberRef::User(ext.clone())),
-            (None, Some(nested)) => group_ext.get(&nested).map(|ext| MemberRef::Group(ext.clone())),
+            (None, Some(nested)) => group_ext
+                .get(&nested)
+                .map(|ext| MemberRef::Group(ext.clone())),
             (None, None) => None,
         };
         if let Some(member) = member {
-            state.edges.insert(MembershipEdge { group_external_id: parent.clone(), member });
+            state.edges.insert(MembershipEdge {
+                group_external_id: parent.clone(),
+                member,
+            });
         }
     }
     for (_, external_id, content_hash, active) in users {
-        state.users.insert(external_id.clone(), StoredUser { external_id, content_hash, active });
+        state.users.insert(
+            external_id.clone(),
+            StoredUser {
+                external_id,
+                content_hash,
+                active,
+            },
+        );
     }
     for (_, external_id, content_hash) in groups {
-        state.groups.insert(external_id.clone(), StoredGroup { external_id, content_hash });
+        state.groups.insert(
+            external_id.clone(),
+            StoredGroup {
+                external_id,
+                content_hash,
+            },
+        );
     }
     state
 }

@@ -1,0 +1,688 @@
+//! The reconciler on SQLite and PostgreSQL, as DESIGN.md's rules state it:
+//! idempotence, deprovisioning, the safety gate, dry runs, atomicity and
+//! nested groups.
+
+use idpsync_core::config::{self, Config};
+use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+use idpsync_core::events::{self, EventBus};
+use idpsync_core::reconcile::{
+    Delta, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
+    Trigger,
+};
+use idpsync_core::store::Store;
+use idpsync_core::store::entity::{
+    acl_group, acl_group_member, connection, device, effective_membership, membership,
+    source_group, source_user,
+};
+use idpsync_core::store_test;
+use idpsync_core::testing::TestStore;
+use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+const CONFIG: &str = r#"
+[[connections]]
+id = "okta"
+kind = "scim"
+[connections.safety]
+max_deletions = 1
+
+[[acl_groups]]
+name = "engineering"
+[[acl_groups.from]]
+connection = "okta"
+group = "Engineering"
+
+[[acl_groups]]
+name = "everyone"
+[[acl_groups.from]]
+connection = "okta"
+group_glob = "Every*"
+"#;
+
+async fn reconciler(store: &Store, text: &str) -> Reconciler {
+    let config: Config =
+        config::load_str(text, "test.toml", &["scim"], &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await
+        .unwrap();
+    Reconciler::new(store.clone(), &config, EventBus::default())
+}
+
+/// The fixture tenant: alice, bob, carol, dave; Engineering holds alice and
+/// the nested group Platform (bob); Everyone holds all four.
+fn tenant() -> Snapshot {
+    let users = ["alice", "bob", "carol", "dave"]
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let mut user = SourceUser::new(format!("u{}", index + 1), *name);
+            user.display_name = Some(name.to_uppercase());
+            user
+        })
+        .collect();
+    Snapshot {
+        users,
+        groups: vec![
+            SourceGroup::new("g1", "Engineering"),
+            SourceGroup::new("g2", "Platform"),
+            SourceGroup::new("g3", "Everyone"),
+        ],
+        memberships: vec![
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::group("g1", "g2"),
+            MembershipEdge::user("g2", "u2"),
+            MembershipEdge::user("g3", "u1"),
+            MembershipEdge::user("g3", "u2"),
+            MembershipEdge::user("g3", "u3"),
+            MembershipEdge::user("g3", "u4"),
+        ],
+    }
+}
+
+async fn submit(reconciler: &Reconciler, snapshot: Snapshot) -> Outcome {
+    reconciler
+        .submit(
+            "okta",
+            &SourceInput::Snapshot(snapshot),
+            SubmitOptions::new(Trigger::Manual),
+        )
+        .await
+        .unwrap()
+}
+
+/// Every data row of the store, as text, to compare states.
+async fn dump(store: &Store) -> String {
+    let db = store.db();
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        source_user::Entity::find()
+            .order_by_asc(source_user::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        source_group::Entity::find()
+            .order_by_asc(source_group::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        membership::Entity::find()
+            .order_by_asc(membership::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        effective_membership::Entity::find()
+            .order_by_asc(effective_membership::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        acl_group::Entity::find()
+            .order_by_asc(acl_group::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        acl_group_member::Entity::find()
+            .order_by_asc(acl_group_member::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        device::Entity::find()
+            .order_by_asc(device::Column::Id)
+            .all(db)
+            .await
+            .unwrap(),
+        connection::Entity::find().all(db).await.unwrap(),
+        events::read_after(db, 0, 100_000).await.unwrap(),
+    )
+}
+
+async fn event_kinds_after(store: &Store, cursor: i64) -> Vec<String> {
+    events::read_after(store.db(), cursor, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+async fn last_cursor(store: &Store) -> i64 {
+    events::read_after(store.db(), 0, 1_000_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id)
+}
+
+async fn acl_members(store: &Store, acl: &str) -> Vec<String> {
+    let acl = acl_group::Entity::find()
+        .filter(acl_group::Column::Name.eq(acl))
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<i64> = acl_group_member::Entity::find()
+        .filter(acl_group_member::Column::AclGroupId.eq(acl.id))
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let mut names: Vec<String> = source_user::Entity::find()
+        .filter(source_user::Column::Id.is_in(ids))
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user_name)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn effective_members(store: &Store, group_external_id: &str) -> Vec<String> {
+    let group = source_group::Entity::find()
+        .filter(source_group::Column::ExternalId.eq(group_external_id))
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<i64> = effective_membership::Entity::find()
+        .filter(effective_membership::Column::GroupId.eq(group.id))
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.user_id)
+        .collect();
+    let mut names: Vec<String> = source_user::Entity::find()
+        .filter(source_user::Column::Id.is_in(ids))
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user_name)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn register_device(reconciler: &Reconciler, owner: &str, key: &str) -> i64 {
+    let registered = devices::register(
+        reconciler.store(),
+        reconciler.bus(),
+        NewDevice {
+            owner_connection_id: "okta".into(),
+            owner_external_id: owner.into(),
+            name: format!("laptop-{key}"),
+            node_key: key.into(),
+        },
+    )
+    .await
+    .unwrap();
+    devices::set_status(
+        reconciler.store(),
+        reconciler.bus(),
+        registered.id,
+        DeviceStatus::Approved,
+        None,
+    )
+    .await
+    .unwrap();
+    registered.id
+}
+
+async fn device_status(store: &Store, id: i64) -> String {
+    device::Entity::find_by_id(id)
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+store_test!(
+    applying_the_same_snapshot_twice_writes_nothing_the_second_time,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let first = submit(&reconciler, tenant()).await;
+            let Outcome::Applied(report) = first else {
+                panic!("{first:?}")
+            };
+            assert_eq!(report.changes.users_created, 4);
+            assert_eq!(report.changes.memberships_added, 7);
+            assert_eq!(
+                report.effects.acl_members_added, 6,
+                "engineering: alice, bob; everyone: 4"
+            );
+
+            let before = dump(&store).await;
+            let second = submit(&reconciler, tenant()).await;
+            assert!(
+                matches!(second, Outcome::Unchanged(ref r) if r.n_events == 0),
+                "{second:?}"
+            );
+            assert_eq!(
+                dump(&store).await,
+                before,
+                "no row written, no event emitted"
+            );
+        }
+    }
+);
+
+store_test!(
+    removing_a_user_revokes_devices_then_removes_them_from_acl_groups,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let laptop = register_device(&reconciler, "u2", "key-bob-1").await;
+            let phone = register_device(&reconciler, "u2", "key-bob-2").await;
+            let alice_laptop = register_device(&reconciler, "u1", "key-alice").await;
+            let cursor = last_cursor(&store).await;
+
+            let mut without_bob = tenant();
+            without_bob.users.retain(|u| u.user_name != "bob");
+            let outcome = submit(&reconciler, without_bob).await;
+            let Outcome::Applied(report) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(report.effects.devices_revoked, 2);
+
+            assert_eq!(
+                event_kinds_after(&store, cursor).await,
+                [
+                    "user.deleted",
+                    "device.revoked",
+                    "device.revoked",
+                    "membership.removed",
+                    "membership.removed",
+                    "acl_group.member_removed",
+                    "acl_group.member_removed",
+                ]
+            );
+            assert_eq!(device_status(&store, laptop).await, "revoked");
+            assert_eq!(device_status(&store, phone).await, "revoked");
+            assert_eq!(device_status(&store, alice_laptop).await, "approved");
+            assert_eq!(acl_members(&store, "engineering").await, ["alice"]);
+            assert_eq!(
+                acl_members(&store, "everyone").await,
+                ["alice", "carol", "dave"]
+            );
+            let revoked = device::Entity::find_by_id(laptop)
+                .one(store.db())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                revoked.revoked_reason.as_deref(),
+                Some("user removed at the source (okta)")
+            );
+            assert_eq!(revoked.owner_external_id, "u2");
+        }
+    }
+);
+
+store_test!(
+    deactivation_revokes_devices_and_reactivation_does_not_restore_them,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let laptop = register_device(&reconciler, "u1", "key-alice").await;
+
+            let mut suspended = tenant();
+            suspended.users[0].active = false;
+            suspended.users[0].raw_status = Some("SUSPENDED".into());
+            let cursor = last_cursor(&store).await;
+            submit(&reconciler, suspended).await;
+            let kinds = event_kinds_after(&store, cursor).await;
+            assert_eq!(kinds[..2], ["user.deactivated", "device.revoked"]);
+            assert_eq!(device_status(&store, laptop).await, "revoked");
+            assert!(
+                !acl_members(&store, "everyone")
+                    .await
+                    .contains(&"alice".to_string()),
+                "inactive users leave ACL groups"
+            );
+
+            let blocked = devices::set_status(
+                &store,
+                reconciler.bus(),
+                laptop,
+                DeviceStatus::Approved,
+                None,
+            )
+            .await;
+            assert!(blocked.is_err(), "a revoked device is never approved again");
+            let refused = devices::register(
+                &store,
+                reconciler.bus(),
+                NewDevice {
+                    owner_connection_id: "okta".into(),
+                    owner_external_id: "u1".into(),
+                    name: "new".into(),
+                    node_key: "k2".into(),
+                },
+            )
+            .await;
+            assert!(
+                refused.is_err(),
+                "a deactivated user cannot register a device"
+            );
+
+            submit(&reconciler, tenant()).await;
+            assert_eq!(
+                device_status(&store, laptop).await,
+                "revoked",
+                "reactivation does not bring devices back"
+            );
+            assert!(
+                acl_members(&store, "everyone")
+                    .await
+                    .contains(&"alice".to_string())
+            );
+        }
+    }
+);
+
+store_test!(
+    a_change_set_over_the_safety_limit_waits_for_approval,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let laptop = register_device(&reconciler, "u3", "key-carol").await;
+            let before = dump(&store).await;
+            let cursor = last_cursor(&store).await;
+
+            let mut mass_removal = tenant();
+            mass_removal
+                .users
+                .retain(|u| u.user_name == "alice" || u.user_name == "bob");
+            let outcome = submit(&reconciler, mass_removal.clone()).await;
+            let Outcome::Held(held) = outcome else {
+                panic!("expected held, got {outcome:?}")
+            };
+            assert_eq!(held.changes.users_deleted, 2);
+            assert_eq!(event_kinds_after(&store, cursor).await, ["sync.held"]);
+            let mut after_hold = dump(&store).await;
+            after_hold = after_hold.rsplit_once('\n').unwrap().0.to_string();
+            assert_eq!(
+                after_hold,
+                before.rsplit_once('\n').unwrap().0,
+                "nothing applied while held"
+            );
+            assert_eq!(device_status(&store, laptop).await, "approved");
+
+            let approved = reconciler.approve(held.run_id).await.unwrap();
+            let Outcome::Applied(applied) = approved else {
+                panic!("{approved:?}")
+            };
+            assert_eq!(applied.changes.users_deleted, 2);
+            assert_eq!(device_status(&store, laptop).await, "revoked");
+            assert!(matches!(
+                reconciler.approve(held.run_id).await,
+                Err(ReconcileError::RunNotHeld { .. })
+            ));
+        }
+    }
+);
+
+store_test!(
+    a_held_run_is_superseded_when_the_state_moves_before_approval,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let mut mass_removal = tenant();
+            mass_removal.users.truncate(1);
+            let Outcome::Held(held) = submit(&reconciler, mass_removal).await else {
+                panic!("expected held")
+            };
+
+            let mut renamed = tenant();
+            renamed.users[0].display_name = Some("Alice A.".into());
+            assert!(matches!(
+                submit(&reconciler, renamed).await,
+                Outcome::Applied(_)
+            ));
+
+            let result = reconciler.approve(held.run_id).await;
+            assert!(
+                matches!(result, Err(ReconcileError::StateMoved { .. })),
+                "{result:?}"
+            );
+            assert_eq!(
+                source_user::Entity::find()
+                    .all(store.db())
+                    .await
+                    .unwrap()
+                    .len(),
+                4,
+                "nothing deleted"
+            );
+        }
+    }
+);
+
+store_test!(
+    a_dry_run_returns_the_plan_and_writes_nothing,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            register_device(&reconciler, "u2", "key-bob").await;
+            let before = dump(&store).await;
+
+            let mut without_bob = tenant();
+            without_bob.users.retain(|u| u.user_name != "bob");
+            let outcome = reconciler
+                .submit(
+                    "okta",
+                    &SourceInput::Snapshot(without_bob),
+                    SubmitOptions::new(Trigger::Manual).dry_run(),
+                )
+                .await
+                .unwrap();
+            let Outcome::Planned(plan) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(dump(&store).await, before);
+            assert_eq!(plan.changes.users_deleted, 1);
+            assert_eq!(plan.effects.devices_revoked, 1);
+            assert!(!plan.gate.held);
+            let table = plan.render_table(3);
+            assert!(table.contains("device.revoked"), "{table}");
+            assert!(
+                table.contains(
+                    "acl_group.member_removed         2  engineering -> bob, everyone -> bob"
+                ),
+                "{table}"
+            );
+            let json = serde_json::to_value(&plan).unwrap();
+            assert_eq!(json["events"].as_array().unwrap().len(), plan.events.len());
+        }
+    }
+);
+
+store_test!(
+    a_failure_mid_apply_leaves_the_store_as_it_was,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let healthy = reconciler(&store, CONFIG).await;
+            submit(&healthy, tenant()).await;
+            register_device(&healthy, "u2", "key-bob").await;
+            let before = dump(&store).await;
+            let mut without_bob = tenant();
+            without_bob.users.retain(|u| u.user_name != "bob");
+            without_bob
+                .groups
+                .push(SourceGroup::new("g4", "Everyone Else"));
+
+            for point in [
+                FailPoint::AfterSourceChanges,
+                FailPoint::AfterRevocations,
+                FailPoint::AfterAclGroups,
+            ] {
+                let failing = healthy.clone().with_fail_point(point);
+                let result = failing
+                    .submit(
+                        "okta",
+                        &SourceInput::Snapshot(without_bob.clone()),
+                        SubmitOptions::new(Trigger::Manual),
+                    )
+                    .await;
+                assert!(
+                    matches!(result, Err(ReconcileError::Apply(_))),
+                    "{point:?}: {result:?}"
+                );
+                assert_eq!(
+                    dump(&store).await,
+                    before,
+                    "nothing of a failed apply is kept ({point:?})"
+                );
+            }
+            assert!(matches!(
+                submit(&healthy, without_bob).await,
+                Outcome::Applied(_)
+            ));
+        }
+    }
+);
+
+store_test!(
+    a_nested_group_cycle_terminates_with_the_right_members,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let cycle = Snapshot {
+                users: vec![
+                    SourceUser::new("u1", "alice"),
+                    SourceUser::new("u2", "bob"),
+                    SourceUser::new("u3", "carol"),
+                ],
+                groups: vec![
+                    SourceGroup::new("a", "Engineering"),
+                    SourceGroup::new("b", "Platform"),
+                    SourceGroup::new("c", "Other"),
+                ],
+                memberships: vec![
+                    MembershipEdge::group("a", "b"),
+                    MembershipEdge::group("b", "a"),
+                    MembershipEdge::user("a", "u1"),
+                    MembershipEdge::user("b", "u2"),
+                    MembershipEdge::user("c", "u3"),
+                ],
+            };
+            submit(&reconciler, cycle.clone()).await;
+            assert_eq!(effective_members(&store, "a").await, ["alice", "bob"]);
+            assert_eq!(effective_members(&store, "b").await, ["alice", "bob"]);
+            assert_eq!(effective_members(&store, "c").await, ["carol"]);
+            assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
+
+            // Breaking the cycle and moving carol in keeps everything right.
+            let delta = Delta {
+                remove_memberships: vec![MembershipEdge::group("b", "a")],
+                add_memberships: vec![MembershipEdge::group("b", "c")],
+                ..Default::default()
+            };
+            reconciler
+                .submit(
+                    "okta",
+                    &SourceInput::Delta(delta),
+                    SubmitOptions::new(Trigger::Manual),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                effective_members(&store, "a").await,
+                ["alice", "bob", "carol"]
+            );
+            assert_eq!(effective_members(&store, "b").await, ["bob", "carol"]);
+            assert_eq!(
+                acl_members(&store, "engineering").await,
+                ["alice", "bob", "carol"]
+            );
+        }
+    }
+);
+
+store_test!(
+    deltas_and_renames_keep_acl_groups_in_step,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            // A group renamed so a rule stops matching empties its ACL group.
+            let rename = Delta {
+                upsert_groups: vec![SourceGroup::new("g1", "Engineering (old)")],
+                ..Default::default()
+            };
+            reconciler
+                .submit(
+                    "okta",
+                    &SourceInput::Delta(rename),
+                    SubmitOptions::new(Trigger::Scim),
+                )
+                .await
+                .unwrap();
+            assert!(acl_members(&store, "engineering").await.is_empty());
+
+            // A new member of a nested group reaches the ACL group of its ancestor.
+            let back = Delta {
+                upsert_groups: vec![SourceGroup::new("g1", "Engineering")],
+                upsert_users: vec![SourceUser::new("u9", "erin")],
+                replace_members: [(
+                    "g2".to_string(),
+                    vec![MemberRef::User("u2".into()), MemberRef::User("u9".into())],
+                )]
+                .into(),
+                ..Default::default()
+            };
+            reconciler
+                .submit(
+                    "okta",
+                    &SourceInput::Delta(back),
+                    SubmitOptions::new(Trigger::Scim),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                acl_members(&store, "engineering").await,
+                ["alice", "bob", "erin"]
+            );
+            assert_eq!(
+                effective_members(&store, "g1").await,
+                ["alice", "bob", "erin"]
+            );
+
+            // Removing a group removes its edges and the memberships through it.
+            let drop_platform = Delta {
+                remove_groups: vec!["g2".into()],
+                ..Default::default()
+            };
+            reconciler
+                .submit(
+                    "okta",
+                    &SourceInput::Delta(drop_platform),
+                    SubmitOptions::new(Trigger::Scim),
+                )
+                .await
+                .unwrap();
+            assert_eq!(effective_members(&store, "g1").await, ["alice"]);
+            assert_eq!(acl_members(&store, "engineering").await, ["alice"]);
+        }
+    }
+);
