@@ -200,7 +200,8 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
         .await
         .with_context(|| format!("while binding {listen}: is another process using the port?"))?;
     tracing::info!(address = %listener.local_addr()?, "idpsync serving");
-    idpsync_core::api::serve(listener, config, store, shutdown_signal())
+    let state = idpsync_core::api::AppState::new(config, store);
+    idpsync_core::api::serve(listener, state, shutdown_signal())
         .await
         .context("while serving HTTP")?;
     tracing::info!("idpsync stopped");

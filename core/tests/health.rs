@@ -1,6 +1,7 @@
 //! Readiness follows the database: 200 while it answers, 503 once it does not.
 
-use idpsync_core::api::{AppState, metrics_handle, router};
+use idpsync_core::api::{AppState, router};
+use idpsync_core::config::Config;
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
 
@@ -11,10 +12,7 @@ store_test!(
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
-            let app = router(AppState {
-                store: store.clone(),
-                metrics: metrics_handle(),
-            });
+            let app = router(AppState::new(Config::default(), store.clone()));
             tokio::spawn(async move { axum::serve(listener, app).await });
             let client = reqwest::Client::new();
             let url = format!("http://{address}/readyz");

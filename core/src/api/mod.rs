@@ -1,6 +1,13 @@
-//! The HTTP surface of `idpsync serve`: `/healthz`, `/readyz` and `/metrics`.
-//! Only this module knows HTTP.
+//! The HTTP surface of `idpsync serve`: `/healthz`, `/readyz`, `/metrics`
+//! and the admin API under `/api/v1`. Only this module knows HTTP.
 
+pub mod auth;
+pub mod error;
+pub mod v1;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::reconcile::Reconciler;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::State;
@@ -8,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 /// What every handler can reach.
@@ -15,6 +23,25 @@ use std::sync::OnceLock;
 pub struct AppState {
     pub store: Store,
     pub metrics: PrometheusHandle,
+    pub config: Arc<Config>,
+    pub bus: EventBus,
+    pub reconciler: Reconciler,
+}
+
+impl AppState {
+    /// Wires the engine for one daemon: one event bus shared by the
+    /// reconciler, the feed and the webhooks.
+    pub fn new(config: Config, store: Store) -> Self {
+        let bus = EventBus::default();
+        let reconciler = Reconciler::new(store.clone(), &config, bus.clone());
+        AppState {
+            store,
+            metrics: metrics_handle(),
+            config: Arc::new(config),
+            bus,
+            reconciler,
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -39,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .nest("/api/v1", v1::router())
         .with_state(state)
 }
 
@@ -72,15 +100,10 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 /// waits up to `[server].shutdown_grace_secs` for requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: crate::config::Config,
-    store: Store,
+    state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = std::time::Duration::from_secs(config.server.shutdown_grace_secs);
-    let state = AppState {
-        store,
-        metrics: metrics_handle(),
-    };
+    let grace = std::time::Duration::from_secs(state.config.server.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;

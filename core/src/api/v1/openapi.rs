@@ -1,0 +1,125 @@
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//! Written by hand next to the handlers; a test checks that every path it
+//! lists is routed.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn page_params() -> Value {
+    json!([
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        {"name": "after", "in": "query", "description": "id of the last item of the previous page", "schema": {"type": "integer"}}
+    ])
+}
+
+fn id_param(name: &str, kind: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}})
+}
+
+fn op(summary: &str, scopes: &str, params: Value, response: &str) -> Value {
+    json!({
+        "summary": summary,
+        "description": format!("Scopes: {scopes}."),
+        "parameters": params,
+        "responses": {
+            "200": {"description": response, "content": {"application/json": {}}},
+            "401": {"$ref": "#/components/responses/Unauthorized"},
+            "403": {"$ref": "#/components/responses/Forbidden"}
+        }
+    })
+}
+
+/// The document.
+pub fn spec() -> Value {
+    let read = "admin or read";
+    let mut page = page_params();
+    let with = |extra: Vec<Value>| {
+        let mut params = page_params().as_array().cloned().unwrap_or_default();
+        params.extend(extra);
+        Value::Array(params)
+    };
+    let connection_filter =
+        json!({"name": "connection", "in": "query", "schema": {"type": "string"}});
+    let _ = &mut page;
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "idpsync admin API", "version": env!("CARGO_PKG_VERSION")},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "an idps_ token from `idpsync token create`"}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Snapshot": {"type": "object", "properties": {
+                    "users": {"type": "array", "items": {"type": "object", "required": ["external_id", "user_name", "active"]}},
+                    "groups": {"type": "array", "items": {"type": "object", "required": ["external_id", "display_name"]}},
+                    "memberships": {"type": "array", "items": {"type": "object", "required": ["group_external_id", "member"]}}}},
+                "NewDevice": {"type": "object", "required": ["owner_connection_id", "owner_external_id", "name", "node_key"], "properties": {
+                    "owner_connection_id": {"type": "string"}, "owner_external_id": {"type": "string"},
+                    "name": {"type": "string"}, "node_key": {"type": "string"}}}
+            },
+            "responses": {
+                "Unauthorized": {"description": "missing, unknown, expired or revoked token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Forbidden": {"description": "the token lacks the scope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        },
+        "paths": {
+            "/connections": {"get": op("Connections with health and their last runs", read, json!([]), "list of connections")},
+            "/connections/{id}": {"get": op("One connection", read, json!([id_param("id", "string")]), "the connection")},
+            "/connections/{id}/import": {"post": {
+                "summary": "Reconcile a posted snapshot into the connection (through the safety gate)",
+                "description": "Scopes: admin. `dry_run=true` returns the plan and writes nothing.",
+                "parameters": [id_param("id", "string"), {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}},
+                "responses": {"200": {"description": "outcome: applied, unchanged, held or planned"}}
+            }},
+            "/runs": {"get": op("Sync runs, newest first", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"type": "string"}})]), "page of runs")},
+            "/runs/{id}": {"get": op("One sync run", read, json!([id_param("id", "integer")]), "the run")},
+            "/runs/{id}/approve": {"post": {
+                "summary": "Apply a held run's change set if the stored state has not moved since",
+                "description": "Scopes: admin. 409 if the run is not held or the state moved (the run is then superseded).",
+                "parameters": [id_param("id", "integer")],
+                "responses": {"200": {"description": "applied"}, "409": {"description": "not held, or superseded"}}
+            }},
+            "/users": {"get": op("Source users", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"enum": ["active", "inactive"]}})]), "page of users")},
+            "/users/{id}": {"get": op("One user with effective groups and ACL groups", read, json!([id_param("id", "integer")]), "the user")},
+            "/groups": {"get": op("Source groups", read, with(vec![connection_filter]), "page of groups")},
+            "/groups/{id}/members": {"get": op("Direct members (users and groups), or effective user members with effective=true", read, with(vec![id_param("id", "integer"), json!({"name": "effective", "in": "query", "schema": {"type": "boolean"}})]), "page of members")},
+            "/acl-groups": {"get": op("ACL groups with member counts", read, json!([]), "list of ACL groups")},
+            "/acl-groups/{name}/members": {"get": op("Members of an ACL group", read, with(vec![id_param("name", "string")]), "page of members")},
+            "/devices": {
+                "get": op("Devices", "admin, read or devices", with(vec![json!({"name": "status", "in": "query", "schema": {"type": "string"}}), json!({"name": "owner_user_id", "in": "query", "schema": {"type": "integer"}})]), "page of devices"),
+                "post": {
+                    "summary": "Register a device of an active user (status pending)",
+                    "description": "Scopes: admin or devices. 409 if the owner is not active or the node key is taken.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewDevice"}}}},
+                    "responses": {"201": {"description": "registered"}, "404": {"description": "owner not found"}, "409": {"description": "owner inactive or node key taken"}}
+                }
+            },
+            "/devices/{id}": {"get": op("One device", "admin, read or devices", json!([id_param("id", "integer")]), "the device")},
+            "/devices/{id}/{action}": {"post": {
+                "summary": "Change a device's status: action is approve, quarantine, lock or revoke",
+                "description": "Scopes: admin or devices. Revocation is final (409 afterwards); approval needs an active owner.",
+                "parameters": [id_param("id", "integer"), {"name": "action", "in": "path", "required": true, "schema": {"enum": ["approve", "quarantine", "lock", "revoke"]}}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"reason": {"type": "string"}}}}}},
+                "responses": {"200": {"description": "the device"}, "409": {"description": "revoked, or owner inactive"}}
+            }},
+            "/events": {"get": op(
+                "The ordered event feed; long-polls up to `wait` seconds for an event after `after`",
+                read,
+                json!([
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000, "default": 100}},
+                    {"name": "wait", "in": "query", "schema": {"type": "integer", "maximum": 60, "default": 0}}
+                ]),
+                "events and the next cursor"
+            )},
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}
