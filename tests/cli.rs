@@ -178,6 +178,7 @@ async fn migrate_creates_a_wal_sqlite_file_and_is_idempotent() {
     let first = workdir.run(&["migrate"]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(stdout(&first).contains("applied m20261124_000001_create_store"));
+    assert!(stdout(&first).contains("applied m20261124_000002_create_webhook_deliveries"));
     let second = workdir.run(&["migrate"]);
     assert_eq!(stdout(&second).trim(), "schema is up to date");
     let store = Store::connect(&workdir.db_url(), 1, None).await.unwrap();

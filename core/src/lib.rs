@@ -9,6 +9,7 @@
 //! * [`reconcile`]: change sets, effects, safety gate, dry runs.
 //! * [`devices`]: device registration and status, revocation is final.
 //! * [`events`]: the ordered event log, its feed and wake-ups.
+//! * [`webhooks`]: signed, ordered, at-least-once delivery of events.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 
 pub mod api;
@@ -20,3 +21,4 @@ pub mod reconcile;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;

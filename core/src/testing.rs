@@ -112,10 +112,10 @@ pub async fn postgres_or_skip(test_name: &str) -> Option<TestStore> {
 }
 
 /// Defines a test module with a `sqlite` and a `postgres` test that both run
-/// `$body`, an `async fn(&TestStore)`.
+/// `$body`, an async closure taking `&TestStore`.
 ///
 /// ```text
-/// store_test!(applying_twice_writes_nothing, |test_store| async move { ... });
+/// store_test!(applying_twice_writes_nothing, async |test_store: &TestStore| { ... });
 /// ```
 #[macro_export]
 macro_rules! store_test {

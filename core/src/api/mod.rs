@@ -104,6 +104,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = std::time::Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let workers = crate::webhooks::Dispatcher::new(state.store.clone(), state.bus.clone())
+        .spawn(state.config.webhooks.clone(), workers_stopped);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
@@ -112,6 +115,10 @@ pub async fn serve(
     let server = tokio::spawn(async move { server.await });
     // Once shutdown starts, in-flight requests get `grace` to finish.
     let _ = stop_rx.await;
+    let _ = stop_workers.send(true);
+    for worker in workers {
+        let _ = tokio::time::timeout(grace, worker).await;
+    }
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(result)) => result,
         Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),

@@ -12,3 +12,4 @@ pub mod membership;
 pub mod source_group;
 pub mod source_user;
 pub mod sync_run;
+pub mod webhook_delivery;
