@@ -18,24 +18,22 @@ use tokio::sync::{mpsc, watch};
 
 const SECRET: &str = "webhook-test-secret";
 
+/// What the receiver reports per accepted delivery: event id, kind, signature valid.
+type Accepted = (i64, String, bool);
+
+/// The receiver's state: where to report, how many calls so far, how many to fail.
+type ReceiverState = (mpsc::UnboundedSender<Accepted>, Arc<AtomicUsize>, usize);
+
 /// A receiver that fails the first `failures` requests with 500 and reports
 /// every accepted event (kind, signature valid) on a channel.
 async fn receiver(
     failures: usize,
-) -> (
-    String,
-    mpsc::UnboundedReceiver<(i64, String, bool)>,
-    Arc<AtomicUsize>,
-) {
+) -> (String, mpsc::UnboundedReceiver<Accepted>, Arc<AtomicUsize>) {
     let (sender, accepted) = mpsc::unbounded_channel();
     let calls = Arc::new(AtomicUsize::new(0));
     let state = (sender, calls.clone(), failures);
     async fn handle(
-        State((sender, calls, failures)): State<(
-            mpsc::UnboundedSender<(i64, String, bool)>,
-            Arc<AtomicUsize>,
-            usize,
-        )>,
+        State((sender, calls, failures)): State<ReceiverState>,
         headers: HeaderMap,
         body: Bytes,
     ) -> StatusCode {
@@ -83,7 +81,7 @@ async fn emit(test_store: &TestStore, bus: &EventBus, kinds: &[&'static str]) {
     bus.notify();
 }
 
-async fn next(accepted: &mut mpsc::UnboundedReceiver<(i64, String, bool)>) -> (i64, String, bool) {
+async fn next(accepted: &mut mpsc::UnboundedReceiver<Accepted>) -> (i64, String, bool) {
     tokio::time::timeout(Duration::from_secs(20), accepted.recv())
         .await
         .expect("a delivery")
