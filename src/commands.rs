@@ -5,6 +5,8 @@ use anyhow::{Context, Result, bail};
 use chrono::{Duration, Utc};
 use idpsync_core::auth::Scope;
 use idpsync_core::config::{self, Config, SCIM_KIND};
+use idpsync_core::events::EventBus;
+use idpsync_core::reconcile::{Outcome, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger};
 use idpsync_core::store::{NewToken, Store};
 use std::path::Path;
 use std::process::ExitCode;
@@ -229,4 +231,163 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown requested");
+}
+
+fn read_snapshot(path: &Path) -> Result<Snapshot> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("while reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "while parsing {}: expected {{\"users\": [...], \"groups\": [...], \"memberships\": [...]}}",
+            path.display()
+        )
+    })
+}
+
+async fn reconciler(config: &Config) -> Result<Reconciler> {
+    let store = open_store(config).await?;
+    Ok(Reconciler::new(store, config, EventBus::default()))
+}
+
+pub async fn plan(
+    path: &Path,
+    connection: &str,
+    snapshot: &Path,
+    json: bool,
+    examples: usize,
+) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let snapshot = read_snapshot(snapshot)?;
+    let reconciler = reconciler(&config).await?;
+    let outcome = reconciler
+        .submit(
+            connection,
+            &SourceInput::Snapshot(snapshot),
+            SubmitOptions::new(Trigger::Manual).dry_run(),
+        )
+        .await
+        .with_context(|| format!("while planning connection \"{connection}\""))?;
+    let Outcome::Planned(plan) = outcome else {
+        bail!("a dry run returned {outcome:?}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", plan.render_table(examples));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn import(path: &Path, connection: &str, snapshot: &Path) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let snapshot = read_snapshot(snapshot)?;
+    let reconciler = reconciler(&config).await?;
+    let outcome = reconciler
+        .submit(
+            connection,
+            &SourceInput::Snapshot(snapshot),
+            SubmitOptions::new(Trigger::Manual),
+        )
+        .await
+        .with_context(|| format!("while importing into connection \"{connection}\""))?;
+    Ok(report_outcome(&outcome))
+}
+
+pub async fn approve(path: &Path, run: i64) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let reconciler = reconciler(&config).await?;
+    let outcome = reconciler
+        .approve(run)
+        .await
+        .with_context(|| format!("while approving run {run}"))?;
+    Ok(report_outcome(&outcome))
+}
+
+/// Prints an outcome for a person; held exits 2 so scripts notice.
+fn report_outcome(outcome: &Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Applied(report) => {
+            println!(
+                "run {}: applied; {} events; changes {}; effects {}",
+                report.run_id,
+                report.n_events,
+                serde_json::to_string(&report.changes).unwrap_or_default(),
+                serde_json::to_string(&report.effects).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Outcome::Unchanged(report) => {
+            println!("run {}: no changes", report.run_id);
+            ExitCode::SUCCESS
+        }
+        Outcome::Held(report) => {
+            println!(
+                "run {}: HELD by the safety gate ({} deletions, {} deactivations); review with `idpsync runs`, apply with `idpsync approve {}`",
+                report.run_id,
+                report.changes.users_deleted,
+                report.changes.users_deactivated,
+                report.run_id
+            );
+            ExitCode::from(2)
+        }
+        Outcome::Planned(plan) => {
+            print!("{}", plan.render_table(5));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+pub async fn runs(
+    path: &Path,
+    connection: Option<&str>,
+    limit: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let runs = store
+        .recent_runs(connection, limit)
+        .await
+        .context("while listing runs")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6}  {:<16} {:<9} {:<6} {:<11} {:<20} CHANGES",
+        "RUN", "CONNECTION", "TRIGGER", "MODE", "STATUS", "STARTED"
+    );
+    for run in runs {
+        println!(
+            "{:>6}  {:<16} {:<9} {:<6} {:<11} {:<20} {}",
+            run.id,
+            run.connection_id,
+            run.trigger,
+            run.mode,
+            run.status,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            summarize_counts(&run.counts)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `users_created=3 memberships_added=7` from a run's counts JSON, zeros left out.
+fn summarize_counts(counts: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(counts).unwrap_or_default();
+    let mut parts = Vec::new();
+    for section in ["changes", "effects"] {
+        if let Some(fields) = value.get(section).and_then(|v| v.as_object()) {
+            for (key, count) in fields {
+                if count.as_u64().unwrap_or(0) > 0 {
+                    parts.push(format!("{key}={count}"));
+                }
+            }
+        }
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }

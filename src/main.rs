@@ -34,8 +34,38 @@ enum Command {
     /// Create, list or revoke API and SCIM tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Run the daemon: HTTP server with /healthz, /readyz and /metrics.
+    /// Run the daemon: admin API, event feed, webhooks, /healthz, /readyz, /metrics.
     Serve,
+    /// Show what reconciling a snapshot file into a connection would change; writes nothing.
+    Plan {
+        connection: String,
+        /// JSON file: {"users": [...], "groups": [...], "memberships": [...]}.
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Print the whole plan as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Examples per row of the table.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+    },
+    /// Reconcile a snapshot file into a connection (through the safety gate).
+    Import {
+        connection: String,
+        #[arg(long)]
+        snapshot: PathBuf,
+    },
+    /// List sync runs, newest first.
+    Runs {
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a held run's change set, if the stored state has not moved since.
+    Approve { run: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +127,22 @@ fn main() -> ExitCode {
                 commands::token_revoke(&cli.config, &name).await
             }
             Command::Serve => commands::serve(&cli.config).await,
+            Command::Plan {
+                connection,
+                snapshot,
+                json,
+                examples,
+            } => commands::plan(&cli.config, &connection, &snapshot, json, examples).await,
+            Command::Import {
+                connection,
+                snapshot,
+            } => commands::import(&cli.config, &connection, &snapshot).await,
+            Command::Runs {
+                connection,
+                limit,
+                json,
+            } => commands::runs(&cli.config, connection.as_deref(), limit, json).await,
+            Command::Approve { run } => commands::approve(&cli.config, run).await,
         }
     });
     match result {

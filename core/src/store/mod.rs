@@ -225,6 +225,21 @@ impl Store {
         write.commit().await
     }
 
+    /// The newest runs, optionally of one connection.
+    pub async fn recent_runs(
+        &self,
+        connection_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<entity::sync_run::Model>> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+        let mut query =
+            entity::sync_run::Entity::find().order_by_desc(entity::sync_run::Column::Id);
+        if let Some(connection_id) = connection_id {
+            query = query.filter(entity::sync_run::Column::ConnectionId.eq(connection_id));
+        }
+        Ok(query.limit(limit).all(&self.db).await?)
+    }
+
     /// All connection rows, by id.
     pub async fn connections(&self) -> Result<Vec<entity::connection::Model>> {
         Ok(entity::connection::Entity::find().all(&self.db).await?)

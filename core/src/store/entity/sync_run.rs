@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "sync_runs")]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -24,6 +24,7 @@ pub struct Model {
     pub error: Option<String>,
     /// JSON of the change set a held run would apply.
     #[sea_orm(column_type = "Text", nullable)]
+    #[serde(skip)]
     pub change_set: Option<String>,
     /// The connection's `state_version` the change set was computed against.
     pub base_state_version: Option<i64>,
