@@ -16,7 +16,8 @@ pub const KNOWN_KINDS: &[&str] = &[SCIM_KIND];
 
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("IDPSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("IDPSYNC_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sea_orm_migration=warn"));
     let json = std::env::var("IDPSYNC_LOG_FORMAT").as_deref() == Ok("json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -108,6 +108,15 @@ pub async fn read_after(
         .collect())
 }
 
+/// The id of the newest event, or 0 for an empty log.
+pub async fn last_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    Ok(event::Entity::find()
+        .order_by_desc(event::Column::Id)
+        .one(db)
+        .await?
+        .map_or(0, |last| last.id))
+}
+
 /// Wakes long-polling readers when events are committed in this process.
 /// Readers also re-check on a short interval so events committed by another
 /// daemon on the same PostgreSQL are seen too.

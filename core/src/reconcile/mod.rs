@@ -278,6 +278,12 @@ impl Reconciler {
             events::append(tx, std::slice::from_ref(&event), now).await?;
             write.commit().await?;
             self.bus.notify();
+            record_metrics(
+                connection_id,
+                "held",
+                std::slice::from_ref(&event),
+                &EffectCounts::default(),
+            );
             tracing::warn!(
                 connection = connection_id,
                 run_id = run.id,
@@ -317,6 +323,7 @@ impl Reconciler {
             )
             .await?;
             write.commit().await?;
+            record_metrics(connection_id, "unchanged", &[], &EffectCounts::default());
             return Ok(Outcome::Unchanged(RunReport {
                 run_id: run.id,
                 changes: changes.counts(),
@@ -341,6 +348,7 @@ impl Reconciler {
         .await?;
         write.commit().await?;
         self.bus.notify();
+        record_metrics(connection_id, "applied", &events, &effects);
         Ok(Outcome::Applied(RunReport {
             run_id: run.id,
             changes: changes.counts(),
@@ -464,6 +472,19 @@ impl Reconciler {
             held: removals > allowed,
         })
     }
+}
+
+fn record_metrics(
+    connection_id: &str,
+    outcome: &'static str,
+    events: &[NewEvent],
+    effects: &EffectCounts,
+) {
+    metrics::counter!("idpsync_reconcile_runs_total", "connection" => connection_id.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!("idpsync_events_total", "connection" => connection_id.to_string())
+        .increment(events.len() as u64);
+    metrics::counter!("idpsync_devices_revoked_total", "connection" => connection_id.to_string())
+        .increment(effects.devices_revoked as u64);
 }
 
 async fn bump_state(

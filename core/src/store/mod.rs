@@ -5,6 +5,10 @@
 //! event cursor is committed in order: on SQLite by an in-process lock, on
 //! PostgreSQL by a transaction-scoped advisory lock taken by
 //! [`Store::begin_write`], which also holds across several daemons.
+//!
+//! Rule: every write goes through [`Store::begin_write`]. On SQLite a write
+//! that bypassed it could commit between another transaction's first read and
+//! its first write, and that transaction would fail with SQLITE_BUSY.
 
 pub mod entity;
 mod tokens;

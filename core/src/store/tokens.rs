@@ -6,6 +6,9 @@ use crate::auth::{self, Scope};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
+/// `last_used_at` is accurate to this many seconds.
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -67,6 +70,7 @@ impl Store {
             });
         }
         let generated = auth::generate_token();
+        let write = self.begin_write().await?;
         let model = api_token::ActiveModel {
             name: Set(new.name),
             prefix: Set(generated.display_prefix.clone()),
@@ -79,8 +83,9 @@ impl Store {
             created_at: Set(Utc::now()),
             ..Default::default()
         }
-        .insert(self.db())
+        .insert(&write.tx)
         .await?;
+        write.commit().await?;
         Ok((generated.plaintext, model.into()))
     }
 
@@ -106,9 +111,12 @@ impl Store {
         if model.revoked_at.is_some() {
             return Ok(model.into());
         }
+        let write = self.begin_write().await?;
         let mut active: api_token::ActiveModel = model.into();
         active.revoked_at = Set(Some(Utc::now()));
-        Ok(active.update(self.db()).await?.into())
+        let revoked = active.update(&write.tx).await?;
+        write.commit().await?;
+        Ok(revoked.into())
     }
 
     /// The live token matching `presented`, or `None` if it is unknown,
@@ -132,8 +140,19 @@ impl Store {
         if model.revoked_at.is_some() || model.expires_at.is_some_and(|at| at <= now) {
             return Ok(None);
         }
+        // Record use at most once a minute: a write per request would cost
+        // every SCIM call a turn at the writer lock.
+        if model
+            .last_used_at
+            .is_some_and(|at| now - at < chrono::Duration::seconds(LAST_USED_RESOLUTION_SECS))
+        {
+            return Ok(Some(model.into()));
+        }
+        let write = self.begin_write().await?;
         let mut active: api_token::ActiveModel = model.into();
         active.last_used_at = Set(Some(now));
-        Ok(Some(active.update(self.db()).await?.into()))
+        let updated = active.update(&write.tx).await?;
+        write.commit().await?;
+        Ok(Some(updated.into()))
     }
 }

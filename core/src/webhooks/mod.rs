@@ -12,11 +12,11 @@
 use crate::config::WebhookConfig;
 use crate::events::{self, Event, EventBus, FALLBACK_POLL};
 use crate::store::Store;
-use crate::store::entity::{event, webhook_delivery};
+use crate::store::entity::webhook_delivery;
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
 use sha2::Sha256;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -173,11 +173,8 @@ impl Worker {
         {
             return Ok(state);
         }
-        let end_of_log = event::Entity::find()
-            .order_by_desc(event::Column::Id)
-            .one(db)
-            .await?
-            .map_or(0, |last| last.id);
+        let write = self.store.begin_write().await.map_err(store_error)?;
+        let end_of_log = events::last_id(&write.tx).await?;
         webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
             webhook: Set(self.webhook.name.clone()),
             last_event_id: Set(end_of_log),
@@ -272,7 +269,9 @@ impl Worker {
         if delivered {
             row.last_delivered_at = Set(Some(now));
         }
-        row.update(self.store.db()).await?;
+        let write = self.store.begin_write().await.map_err(store_error)?;
+        row.update(&write.tx).await?;
+        write.commit().await.map_err(store_error)?;
         Ok(())
     }
 
@@ -299,6 +298,13 @@ impl Worker {
         } else {
             Err(format!("receiver answered {}", response.status()))
         }
+    }
+}
+
+fn store_error(error: crate::store::StoreError) -> DbErr {
+    match error {
+        crate::store::StoreError::Db(db) => db,
+        other => DbErr::Custom(other.to_string()),
     }
 }
 

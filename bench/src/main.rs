@@ -1,0 +1,301 @@
+//! `idpsync-bench`: measures what tests must not time. Each benchmark prints a
+//! table and appends its figures, with the date, the machine and the command,
+//! to BENCHMARKS.md.
+//!
+//! `revocation`: from a deactivation entering the reconciler to the
+//! `device.revoked` event reaching a consumer that long-polls
+//! `GET /api/v1/events` over loopback HTTP.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use idpsync_core::api::{AppState, router};
+use idpsync_core::auth::Scope;
+use idpsync_core::config;
+use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+use idpsync_core::reconcile::{Delta, Outcome, Snapshot, SourceInput, SubmitOptions, Trigger};
+use idpsync_core::store::NewToken;
+use idpsync_core::testing::TestStore;
+use idpsync_driver::{MembershipEdge, SourceGroup, SourceUser};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "idpsync benchmarks")]
+struct Cli {
+    /// Where to append the figures (nothing is appended with --no-record).
+    #[arg(long, default_value = "BENCHMARKS.md", global = true)]
+    record: PathBuf,
+    #[arg(long, global = true)]
+    no_record: bool,
+    #[command(subcommand)]
+    benchmark: Benchmark,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Subcommand)]
+enum Benchmark {
+    /// Deactivation -> device.revoked on a long-polling consumer: p50/p99.
+    Revocation {
+        /// Users in the tenant.
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        /// Deactivations measured (each revokes one device).
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: Backend,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let (title, rows) = match cli.benchmark {
+        Benchmark::Revocation {
+            users,
+            iterations,
+            database,
+        } => runtime.block_on(revocation(users, iterations, database))?,
+    };
+    let table = render(&rows);
+    println!("{title}\n\n{table}");
+    if !cli.no_record {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cli.record)
+            .with_context(|| format!("while opening {}", cli.record.display()))?;
+        writeln!(
+            file,
+            "\n### {title}\n\n{} on {}\n\n`cargo run --release -p idpsync-bench -- {command_line}`\n\n{table}",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            machine()
+        )?;
+        println!("appended to {}", cli.record.display());
+    }
+    Ok(())
+}
+
+fn render(rows: &[(String, String)]) -> String {
+    let mut out = String::from("| measure | value |\n|---|---|\n");
+    for (measure, value) in rows {
+        out.push_str(&format!("| {measure} | {value} |\n"));
+    }
+    out
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+const CONFIG: &str = r#"
+[[connections]]
+id = "bench"
+kind = "scim"
+[connections.safety]
+max_deletions = "100%"
+[[acl_groups]]
+name = "everyone"
+[[acl_groups.from]]
+connection = "bench"
+group = "Everyone"
+"#;
+
+async fn revocation(
+    n_users: usize,
+    iterations: usize,
+    backend: Backend,
+) -> Result<(String, Vec<(String, String)>)> {
+    if iterations > n_users {
+        bail!("--iterations ({iterations}) cannot exceed --users ({n_users})");
+    }
+    let test_store = match backend {
+        Backend::Sqlite => TestStore::sqlite().await,
+        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
+    };
+    let store = test_store.store.clone();
+    let config = config::load_str(CONFIG, "bench.toml", &["scim"], &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await?;
+    let state = AppState::new(config, store.clone());
+    let reconciler = state.reconciler.clone();
+    let bus = state.bus.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/api/v1", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let (token, _) = store
+        .create_token(NewToken {
+            name: "bench".into(),
+            scopes: vec![Scope::Read],
+            connection_id: None,
+            expires_at: None,
+        })
+        .await?;
+
+    let users: Vec<SourceUser> = (0..n_users)
+        .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}@example.test")))
+        .collect();
+    let snapshot = Snapshot {
+        memberships: users
+            .iter()
+            .map(|u| MembershipEdge::user("everyone", u.external_id.clone()))
+            .collect(),
+        users,
+        groups: vec![SourceGroup::new("everyone", "Everyone")],
+    };
+    reconciler
+        .submit(
+            "bench",
+            &SourceInput::Snapshot(snapshot),
+            SubmitOptions::new(Trigger::Manual),
+        )
+        .await?;
+    for i in 0..iterations {
+        let device = devices::register(
+            &store,
+            &bus,
+            NewDevice {
+                owner_connection_id: "bench".into(),
+                owner_external_id: format!("u{i}"),
+                name: format!("laptop-{i}"),
+                node_key: format!("nodekey-{i}"),
+            },
+        )
+        .await?;
+        devices::set_status(&store, &bus, device.id, DeviceStatus::Approved, None).await?;
+    }
+
+    let client = reqwest::Client::new();
+    let mut to_event = Vec::with_capacity(iterations);
+    let mut after_commit = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let cursor = idpsync_core::events::last_id(store.db()).await?;
+        let consumer = {
+            let client = client.clone();
+            let url = format!("{base}/events?after={cursor}&wait=10&limit=1000");
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut url = url;
+                loop {
+                    let page: serde_json::Value = client
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    if page["events"]
+                        .as_array()
+                        .is_some_and(|events| events.iter().any(|e| e["kind"] == "device.revoked"))
+                    {
+                        return Ok::<Instant, reqwest::Error>(Instant::now());
+                    }
+                    let next = page["cursor"].as_i64().unwrap_or(0);
+                    url = format!(
+                        "{}&after={next}",
+                        url.split("&after=").next().unwrap_or(&url)
+                    );
+                }
+            })
+        };
+        // Let the consumer's request reach the server and park.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut user = SourceUser::new(format!("u{i}"), format!("user{i}@example.test"));
+        user.active = false;
+        let delta = Delta {
+            upsert_users: vec![user],
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let outcome = reconciler
+            .submit(
+                "bench",
+                &SourceInput::Delta(delta),
+                SubmitOptions::new(Trigger::Scim),
+            )
+            .await?;
+        let committed = Instant::now();
+        if !matches!(outcome, Outcome::Applied(ref report) if report.effects.devices_revoked == 1) {
+            bail!("iteration {i}: expected one revocation, got {outcome:?}");
+        }
+        let received = consumer.await??;
+        to_event.push(received.saturating_duration_since(started));
+        after_commit.push(received.saturating_duration_since(committed));
+    }
+    to_event.sort();
+    after_commit.sort();
+    let title = format!(
+        "revocation latency ({} users, {iterations} deactivations, {})",
+        n_users,
+        match backend {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    );
+    test_store.cleanup().await;
+    Ok((
+        title,
+        vec![
+            (
+                "deactivation -> device.revoked at consumer, p50".into(),
+                millis(percentile(&to_event, 0.5)),
+            ),
+            (
+                "deactivation -> device.revoked at consumer, p99".into(),
+                millis(percentile(&to_event, 0.99)),
+            ),
+            (
+                "deactivation -> device.revoked at consumer, max".into(),
+                millis(*to_event.last().unwrap_or(&Duration::ZERO)),
+            ),
+            (
+                "commit -> consumer, p50".into(),
+                millis(percentile(&after_commit, 0.5)),
+            ),
+            (
+                "commit -> consumer, p99".into(),
+                millis(percentile(&after_commit, 0.99)),
+            ),
+            (
+                "target (issue: p99 < 100 ms)".into(),
+                if percentile(&to_event, 0.99) < Duration::from_millis(100) {
+                    "met".into()
+                } else {
+                    "MISSED".into()
+                },
+            ),
+        ],
+    ))
+}
