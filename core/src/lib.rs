@@ -8,6 +8,7 @@
 //! * [`auth`]: API tokens: generation, hashing, constant-time verification.
 //! * [`reconcile`]: change sets, effects, safety gate, dry runs.
 //! * [`devices`]: device registration and status, revocation is final.
+//! * [`scim`]: SCIM 2.0 protocol (filter, PATCH, schemas), pure.
 //! * [`events`]: the ordered event log, its feed and wake-ups.
 //! * [`webhooks`]: signed, ordered, at-least-once delivery of events.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod devices;
 pub mod events;
 pub mod reconcile;
+pub mod scim;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
