@@ -478,12 +478,17 @@ pub fn matches(filter: &Filter, resource: &Value, case_exact: &dyn Fn(&str) -> b
         Filter::Present(path) => values_at(resource, path)
             .iter()
             .any(|value| is_present(value)),
+        // `ne` holds when no value equals: absent attributes included.
+        Filter::Compare(path, CompareOp::Ne, expected) => !matches(
+            &Filter::Compare(path.clone(), CompareOp::Eq, expected.clone()),
+            resource,
+            case_exact,
+        ),
         Filter::Compare(path, op, expected) => {
             let exact = case_exact(&path.key());
             values_at(resource, path)
                 .iter()
                 .any(|actual| compare(actual, *op, expected, exact))
-                || (*op == CompareOp::Ne && values_at(resource, path).is_empty())
         }
         Filter::ValuePath(path, inner) => {
             let attribute = AttrPath {

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod filter;
 pub mod patch;
+pub mod resource;
 pub mod schema;
 
 pub use error::{ScimError, ScimResult, ScimType};

@@ -79,7 +79,10 @@ pub fn resource_types(base: &str) -> Vec<Value> {
 }
 
 /// An attribute definition for `/Schemas`.
-#[expect(clippy::too_many_arguments, reason = "one argument per field of an RFC 7643 §7 attribute")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per field of an RFC 7643 §7 attribute"
+)]
 fn attr(
     name: &str,
     kind: &str,

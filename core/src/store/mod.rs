@@ -11,6 +11,7 @@
 //! its first write, and that transaction would fail with SQLITE_BUSY.
 
 pub mod entity;
+pub mod scim_query;
 mod tokens;
 
 pub use tokens::{NewToken, TokenRecord};
