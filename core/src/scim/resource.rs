@@ -134,7 +134,7 @@ pub fn user_from_document(id: &str, document: &Value) -> ScimResult<SourceUser> 
 pub fn group_from_document(
     id: &str,
     document: &Value,
-) -> ScimResult<(SourceGroup, Option<Vec<(String, Option<String>)>>)> {
+) -> ScimResult<(SourceGroup, Option<Vec<String>>)> {
     let (stored, members) = clean(document, false)?;
     let display_name = text(&stored, "displayName")?
         .filter(|name| !name.trim().is_empty())
@@ -145,12 +145,7 @@ pub fn group_from_document(
             items
                 .iter()
                 .map(|item| match filter::get_ci(item, "value") {
-                    Some(Value::String(value)) => Ok((
-                        value.clone(),
-                        filter::get_ci(item, "type")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    )),
+                    Some(Value::String(value)) => Ok(value.clone()),
                     _ => Err(ScimError::invalid_value("each member needs a string value")),
                 })
                 .collect::<ScimResult<Vec<_>>>()?,
