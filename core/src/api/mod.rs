@@ -1,8 +1,10 @@
 //! The HTTP surface of `idpsync serve`: `/healthz`, `/readyz`, `/metrics`
-//! and the admin API under `/api/v1`. Only this module knows HTTP.
+//! the admin API under `/api/v1` and SCIM under `/scim/v2/<connection>`.
+//! Only this module knows HTTP.
 
 pub mod auth;
 pub mod error;
+pub mod scim;
 pub mod v1;
 
 use crate::config::Config;
@@ -67,6 +69,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", v1::router())
+        .nest("/scim/v2", scim::router())
+        .route(
+            "/scim/{version}/{*rest}",
+            axum::routing::any(scim::unsupported_version),
+        )
         .with_state(state)
 }
 

@@ -1,0 +1,715 @@
+//! SCIM operations on one connection, free of HTTP: read through the store,
+//! write through the reconciler (so a deactivation or delete revokes devices
+//! in the same transaction, and the events are committed before the answer).
+//! Used by the routes and by `/Bulk`.
+
+use crate::reconcile::{
+    Delta, Outcome, ReconcileError, Reconciler, SourceInput, SubmitOptions, Trigger,
+};
+use crate::scim::filter::{self, Filter};
+use crate::scim::patch::{self, MemberOp};
+use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
+use crate::scim::{ScimError, ScimResult, schema};
+use crate::store::Store;
+use crate::store::entity::{membership, source_group, source_user};
+use crate::store::scim_query::{self, ResourceTable};
+use idpsync_driver::{MemberRef, MembershipEdge};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+/// User or Group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    User,
+    Group,
+}
+
+impl ResourceKind {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceKind::User => "Users",
+            ResourceKind::Group => "Groups",
+        }
+    }
+
+    fn table(self) -> ResourceTable {
+        match self {
+            ResourceKind::User => ResourceTable::Users,
+            ResourceKind::Group => ResourceTable::Groups,
+        }
+    }
+}
+
+/// A list query (from query parameters or a SearchRequest).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<String>,
+    pub sort_by: Option<String>,
+    pub descending: bool,
+    pub start_index: u64,
+    pub count: Option<u64>,
+    pub attributes: Vec<String>,
+    pub excluded_attributes: Vec<String>,
+}
+
+/// A page of resources.
+pub struct ListPage {
+    pub total: u64,
+    pub start_index: u64,
+    pub resources: Vec<Value>,
+}
+
+/// One connection's SCIM service.
+pub struct ScimService<'a> {
+    pub store: &'a Store,
+    pub reconciler: &'a Reconciler,
+    pub connection_id: &'a str,
+    /// Absolute base URL, `.../scim/v2/<connection>`.
+    pub base: String,
+}
+
+/// A failure inside idpsync: logged, answered with a generic 500.
+pub fn internal_error(error: &dyn std::fmt::Display) -> ScimError {
+    internal(error)
+}
+
+fn internal(error: impl std::fmt::Display) -> ScimError {
+    tracing::error!(%error, "SCIM request failed inside idpsync");
+    ScimError::new(500, None, "internal error; see the daemon's log")
+}
+
+fn from_reconcile(error: ReconcileError) -> ScimError {
+    match error {
+        ReconcileError::Input(input) => match input {
+            crate::reconcile::InputError::DuplicateUserName { .. } => {
+                ScimError::uniqueness(input.to_string())
+            }
+            other => ScimError::invalid_value(other.to_string()),
+        },
+        ReconcileError::Store(crate::store::StoreError::Db(db))
+            if is_unique_violation(&db.to_string()) =>
+        {
+            ScimError::uniqueness("a resource with this userName already exists")
+        }
+        other => internal(other),
+    }
+}
+
+fn is_unique_violation(message: &str) -> bool {
+    message.contains("UNIQUE constraint failed") || message.contains("duplicate key value")
+}
+
+/// A new resource id.
+pub fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+impl ScimService<'_> {
+    fn location(&self, kind: ResourceKind, id: &str) -> String {
+        format!("{}/{}/{id}", self.base, kind.endpoint())
+    }
+
+    async fn submit(&self, delta: Delta) -> ScimResult<()> {
+        let outcome = self
+            .reconciler
+            .submit(
+                self.connection_id,
+                &SourceInput::Delta(delta),
+                SubmitOptions::new(Trigger::Scim),
+            )
+            .await
+            .map_err(from_reconcile)?;
+        match outcome {
+            Outcome::Held(report) => Err(ScimError::new(
+                503,
+                None,
+                format!(
+                    "the change exceeds the connection's deletion limit and is held for approval as sync run {}",
+                    report.run_id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn user_row(&self, id: &str) -> ScimResult<source_user::Model> {
+        source_user::Entity::find()
+            .filter(source_user::Column::ConnectionId.eq(self.connection_id))
+            .filter(source_user::Column::ExternalId.eq(id))
+            .one(self.store.db())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ScimError::not_found(format!("User {id} not found")))
+    }
+
+    async fn group_row(&self, id: &str) -> ScimResult<source_group::Model> {
+        source_group::Entity::find()
+            .filter(source_group::Column::ConnectionId.eq(self.connection_id))
+            .filter(source_group::Column::ExternalId.eq(id))
+            .one(self.store.db())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))
+    }
+
+    /// The current version (ETag) of a resource.
+    pub async fn version(&self, kind: ResourceKind, id: &str) -> ScimResult<i64> {
+        Ok(match kind {
+            ResourceKind::User => self.user_row(id).await?.version,
+            ResourceKind::Group => self.group_row(id).await?.version,
+        })
+    }
+
+    fn render_user(&self, row: &source_user::Model) -> Value {
+        let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+        resource::render_user(
+            attributes.get(DOCUMENT_KEY),
+            &row.user_name,
+            row.active,
+            &Meta {
+                id: &row.external_id,
+                created: row.created_at,
+                last_modified: row.updated_at,
+                version: row.version,
+                location: self.location(ResourceKind::User, &row.external_id),
+            },
+        )
+    }
+
+    fn render_group(&self, row: &source_group::Model, members: Option<&[MemberView]>) -> Value {
+        let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+        resource::render_group(
+            attributes.get(DOCUMENT_KEY),
+            &row.display_name,
+            members,
+            &self.base,
+            &Meta {
+                id: &row.external_id,
+                created: row.created_at,
+                last_modified: row.updated_at,
+                version: row.version,
+                location: self.location(ResourceKind::Group, &row.external_id),
+            },
+        )
+    }
+
+    /// Direct members of groups, by group row id.
+    async fn members_of(&self, group_ids: &[i64]) -> ScimResult<HashMap<i64, Vec<MemberView>>> {
+        let mut by_group: HashMap<i64, Vec<MemberView>> = HashMap::new();
+        for chunk in group_ids.chunks(500) {
+            let edges = membership::Entity::find()
+                .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .order_by_asc(membership::Column::Id)
+                .all(self.store.db())
+                .await
+                .map_err(internal)?;
+            let user_ids: Vec<i64> = edges.iter().filter_map(|e| e.member_user_id).collect();
+            let nested_ids: Vec<i64> = edges.iter().filter_map(|e| e.member_group_id).collect();
+            let mut users: HashMap<i64, (String, String)> = HashMap::new();
+            for ids in user_ids.chunks(500) {
+                let rows: Vec<(i64, String, String)> = source_user::Entity::find()
+                    .select_only()
+                    .columns([
+                        source_user::Column::Id,
+                        source_user::Column::ExternalId,
+                        source_user::Column::UserName,
+                    ])
+                    .filter(source_user::Column::Id.is_in(ids.iter().copied()))
+                    .into_tuple()
+                    .all(self.store.db())
+                    .await
+                    .map_err(internal)?;
+                users.extend(rows.into_iter().map(|(id, ext, name)| (id, (ext, name))));
+            }
+            let mut groups: HashMap<i64, (String, String)> = HashMap::new();
+            for ids in nested_ids.chunks(500) {
+                let rows: Vec<(i64, String, String)> = source_group::Entity::find()
+                    .select_only()
+                    .columns([
+                        source_group::Column::Id,
+                        source_group::Column::ExternalId,
+                        source_group::Column::DisplayName,
+                    ])
+                    .filter(source_group::Column::Id.is_in(ids.iter().copied()))
+                    .into_tuple()
+                    .all(self.store.db())
+                    .await
+                    .map_err(internal)?;
+                groups.extend(rows.into_iter().map(|(id, ext, name)| (id, (ext, name))));
+            }
+            for edge in edges {
+                let view = match (edge.member_user_id, edge.member_group_id) {
+                    (Some(user), _) => users.get(&user).map(|(id, name)| MemberView {
+                        id: id.clone(),
+                        display: name.clone(),
+                        is_group: false,
+                    }),
+                    (None, Some(group)) => groups.get(&group).map(|(id, name)| MemberView {
+                        id: id.clone(),
+                        display: name.clone(),
+                        is_group: true,
+                    }),
+                    _ => None,
+                };
+                if let Some(view) = view {
+                    by_group.entry(edge.group_id).or_default().push(view);
+                }
+            }
+        }
+        Ok(by_group)
+    }
+
+    /// Whether a response with these projections includes `members`.
+    fn wants_members(attributes: &[String], excluded: &[String]) -> bool {
+        let names = |list: &[String]| {
+            list.iter()
+                .any(|a| a.trim().to_ascii_lowercase().starts_with("members"))
+        };
+        if !attributes.is_empty() {
+            return names(attributes);
+        }
+        !names(excluded)
+    }
+
+    pub async fn get(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        attributes: &[String],
+        excluded: &[String],
+    ) -> ScimResult<(Value, i64)> {
+        let (resource, version) = match kind {
+            ResourceKind::User => {
+                let row = self.user_row(id).await?;
+                (self.render_user(&row), row.version)
+            }
+            ResourceKind::Group => {
+                let row = self.group_row(id).await?;
+                let members = if Self::wants_members(attributes, excluded) {
+                    Some(
+                        self.members_of(&[row.id])
+                            .await?
+                            .remove(&row.id)
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    None
+                };
+                (self.render_group(&row, members.as_deref()), row.version)
+            }
+        };
+        Ok((resource::project(resource, attributes, excluded), version))
+    }
+
+    pub async fn list(&self, kind: ResourceKind, query: &ListQuery) -> ScimResult<ListPage> {
+        let backend = self.store.backend();
+        let filter = query
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(filter::parse)
+            .transpose()?;
+        let count = query.count.unwrap_or(100).min(schema::MAX_RESULTS);
+        let start_index = query.start_index.max(1);
+        let condition = |filter: &Option<Filter>| -> ScimResult<Condition> {
+            let mut condition = Condition::all();
+            if let Some(filter) = filter {
+                condition = condition.add(scim_query::condition(backend, kind.table(), filter)?);
+            }
+            Ok(condition)
+        };
+        let sort = query
+            .sort_by
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                filter::parse_attr_path(s.trim())
+                    .map_err(|e| ScimError::invalid_value(format!("invalid sortBy: {}", e.detail)))
+            })
+            .transpose()?;
+        let order = if query.descending {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
+        let resources;
+        let total;
+        match kind {
+            ResourceKind::User => {
+                let select = source_user::Entity::find()
+                    .filter(source_user::Column::ConnectionId.eq(self.connection_id))
+                    .filter(condition(&filter)?);
+                total = select
+                    .clone()
+                    .count(self.store.db())
+                    .await
+                    .map_err(internal)?;
+                let mut select = select;
+                if let Some(sort) = &sort {
+                    select = select.order_by(
+                        scim_query::sort_expression(backend, kind.table(), sort),
+                        order.clone(),
+                    );
+                }
+                let rows = if count == 0 {
+                    Vec::new()
+                } else {
+                    select
+                        .order_by_asc(source_user::Column::Id)
+                        .offset(start_index - 1)
+                        .limit(count)
+                        .all(self.store.db())
+                        .await
+                        .map_err(internal)?
+                };
+                resources = rows
+                    .iter()
+                    .map(|row| {
+                        resource::project(
+                            self.render_user(row),
+                            &query.attributes,
+                            &query.excluded_attributes,
+                        )
+                    })
+                    .collect();
+            }
+            ResourceKind::Group => {
+                let select = source_group::Entity::find()
+                    .filter(source_group::Column::ConnectionId.eq(self.connection_id))
+                    .filter(condition(&filter)?);
+                total = select
+                    .clone()
+                    .count(self.store.db())
+                    .await
+                    .map_err(internal)?;
+                let mut select = select;
+                if let Some(sort) = &sort {
+                    select = select.order_by(
+                        scim_query::sort_expression(backend, kind.table(), sort),
+                        order.clone(),
+                    );
+                }
+                let rows = if count == 0 {
+                    Vec::new()
+                } else {
+                    select
+                        .order_by_asc(source_group::Column::Id)
+                        .offset(start_index - 1)
+                        .limit(count)
+                        .all(self.store.db())
+                        .await
+                        .map_err(internal)?
+                };
+                let mut members =
+                    if Self::wants_members(&query.attributes, &query.excluded_attributes) {
+                        Some(
+                            self.members_of(&rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                                .await?,
+                        )
+                    } else {
+                        None
+                    };
+                resources = rows
+                    .iter()
+                    .map(|row| {
+                        let group_members = members
+                            .as_mut()
+                            .map(|m| m.remove(&row.id).unwrap_or_default());
+                        resource::project(
+                            self.render_group(row, group_members.as_deref()),
+                            &query.attributes,
+                            &query.excluded_attributes,
+                        )
+                    })
+                    .collect();
+            }
+        }
+        Ok(ListPage {
+            total,
+            start_index,
+            resources,
+        })
+    }
+
+    async fn check_user_name_free(
+        &self,
+        user_name: &str,
+        except_id: Option<&str>,
+    ) -> ScimResult<()> {
+        let mut select = source_user::Entity::find()
+            .filter(source_user::Column::ConnectionId.eq(self.connection_id))
+            .filter(source_user::Column::UserNameKey.eq(user_name.to_lowercase()));
+        if let Some(id) = except_id {
+            select = select.filter(source_user::Column::ExternalId.ne(id));
+        }
+        if select.count(self.store.db()).await.map_err(internal)? > 0 {
+            return Err(ScimError::uniqueness(format!(
+                "userName \"{user_name}\" is already taken"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, kind: ResourceKind, document: &Value) -> ScimResult<(Value, i64)> {
+        let id = new_id();
+        match kind {
+            ResourceKind::User => {
+                let user = resource::user_from_document(&id, document)?;
+                self.check_user_name_free(&user.user_name, None).await?;
+                self.submit(Delta {
+                    upsert_users: vec![user],
+                    ..Default::default()
+                })
+                .await?;
+            }
+            ResourceKind::Group => {
+                let (group, members) = resource::group_from_document(&id, document)?;
+                let mut delta = Delta {
+                    upsert_groups: vec![group],
+                    ..Default::default()
+                };
+                if let Some(members) = members {
+                    let refs = self.resolve_members(&members, true).await?;
+                    delta.replace_members.insert(id.clone(), refs);
+                }
+                self.submit(delta).await?;
+            }
+        }
+        self.get(kind, &id, &[], &[]).await
+    }
+
+    pub async fn replace(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        document: &Value,
+    ) -> ScimResult<(Value, i64)> {
+        match kind {
+            ResourceKind::User => {
+                self.user_row(id).await?;
+                let user = resource::user_from_document(id, document)?;
+                self.check_user_name_free(&user.user_name, Some(id)).await?;
+                self.submit(Delta {
+                    upsert_users: vec![user],
+                    ..Default::default()
+                })
+                .await?;
+            }
+            ResourceKind::Group => {
+                self.group_row(id).await?;
+                let (group, members) = resource::group_from_document(id, document)?;
+                let refs = self
+                    .resolve_members(&members.unwrap_or_default(), true)
+                    .await?;
+                let mut delta = Delta {
+                    upsert_groups: vec![group],
+                    ..Default::default()
+                };
+                delta.replace_members.insert(id.to_string(), refs);
+                self.submit(delta).await?;
+            }
+        }
+        self.get(kind, id, &[], &[]).await
+    }
+
+    pub async fn patch(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+    ) -> ScimResult<(Value, i64)> {
+        match kind {
+            ResourceKind::User => {
+                let row = self.user_row(id).await?;
+                let current = self.render_user(&row);
+                let patched = patch::apply(&current, body, patch::Kind::User)?;
+                let user = resource::user_from_document(id, &patched.resource)?;
+                if !user.user_name.eq_ignore_ascii_case(&row.user_name) {
+                    self.check_user_name_free(&user.user_name, Some(id)).await?;
+                }
+                self.submit(Delta {
+                    upsert_users: vec![user],
+                    ..Default::default()
+                })
+                .await?;
+            }
+            ResourceKind::Group => {
+                let row = self.group_row(id).await?;
+                // The document without members: member changes go edge by edge.
+                let current = self.render_group(&row, None);
+                let patched = patch::apply(&current, body, patch::Kind::Group)?;
+                let (group, _) = resource::group_from_document(id, &patched.resource)?;
+                let mut delta = Delta {
+                    upsert_groups: vec![group],
+                    ..Default::default()
+                };
+                self.fold_member_ops(id, &patched.members, &mut delta)
+                    .await?;
+                self.submit(delta).await?;
+            }
+        }
+        self.get(kind, id, &[], &[]).await
+    }
+
+    pub async fn delete(&self, kind: ResourceKind, id: &str) -> ScimResult<()> {
+        let delta = match kind {
+            ResourceKind::User => {
+                self.user_row(id).await?;
+                Delta {
+                    remove_users: vec![id.to_string()],
+                    ..Default::default()
+                }
+            }
+            ResourceKind::Group => {
+                self.group_row(id).await?;
+                Delta {
+                    remove_groups: vec![id.to_string()],
+                    ..Default::default()
+                }
+            }
+        };
+        self.submit(delta).await
+    }
+
+    /// Turns PATCH member operations, in order, into the delta's edges.
+    async fn fold_member_ops(
+        &self,
+        group_id: &str,
+        operations: &[MemberOp],
+        delta: &mut Delta,
+    ) -> ScimResult<()> {
+        if operations.is_empty() {
+            return Ok(());
+        }
+        let mut adds: BTreeSet<String> = BTreeSet::new();
+        let mut removes: BTreeSet<String> = BTreeSet::new();
+        let mut replaced: Option<BTreeSet<String>> = None;
+        for operation in operations {
+            match operation {
+                MemberOp::Add(ids) => {
+                    for id in ids {
+                        removes.remove(id);
+                        match &mut replaced {
+                            Some(set) => {
+                                set.insert(id.clone());
+                            }
+                            None => {
+                                adds.insert(id.clone());
+                            }
+                        }
+                    }
+                }
+                MemberOp::Remove(ids) => {
+                    for id in ids {
+                        adds.remove(id);
+                        match &mut replaced {
+                            Some(set) => {
+                                set.remove(id);
+                            }
+                            None => {
+                                removes.insert(id.clone());
+                            }
+                        }
+                    }
+                }
+                MemberOp::RemoveAll => {
+                    replaced = Some(BTreeSet::new());
+                    adds.clear();
+                    removes.clear();
+                }
+                MemberOp::Replace(ids) => {
+                    replaced = Some(ids.iter().cloned().collect());
+                    adds.clear();
+                    removes.clear();
+                }
+            }
+        }
+        if let Some(set) = replaced {
+            let ids: Vec<String> = set.into_iter().collect();
+            let refs = self.resolve_members(&ids, true).await?;
+            delta.replace_members.insert(group_id.to_string(), refs);
+            return Ok(());
+        }
+        let add_ids: Vec<String> = adds.into_iter().collect();
+        let remove_ids: Vec<String> = removes.into_iter().collect();
+        for member in self.resolve_members(&add_ids, true).await? {
+            delta.add_memberships.push(MembershipEdge {
+                group_external_id: group_id.to_string(),
+                member,
+            });
+        }
+        for member in self.resolve_members(&remove_ids, false).await? {
+            delta.remove_memberships.push(MembershipEdge {
+                group_external_id: group_id.to_string(),
+                member,
+            });
+        }
+        Ok(())
+    }
+
+    /// Member ids as user or group references; unknown ids are an error
+    /// when `strict`, skipped otherwise.
+    async fn resolve_members(&self, ids: &[String], strict: bool) -> ScimResult<Vec<MemberRef>> {
+        let mut users = BTreeSet::new();
+        let mut groups = BTreeSet::new();
+        for chunk in ids.chunks(500) {
+            let found: Vec<String> = source_user::Entity::find()
+                .select_only()
+                .column(source_user::Column::ExternalId)
+                .filter(source_user::Column::ConnectionId.eq(self.connection_id))
+                .filter(source_user::Column::ExternalId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(self.store.db())
+                .await
+                .map_err(internal)?;
+            users.extend(found);
+            let found: Vec<String> = source_group::Entity::find()
+                .select_only()
+                .column(source_group::Column::ExternalId)
+                .filter(source_group::Column::ConnectionId.eq(self.connection_id))
+                .filter(source_group::Column::ExternalId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(self.store.db())
+                .await
+                .map_err(internal)?;
+            groups.extend(found);
+        }
+        let mut refs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if users.contains(id) {
+                refs.push(MemberRef::User(id.clone()));
+            } else if groups.contains(id) {
+                refs.push(MemberRef::Group(id.clone()));
+            } else if strict {
+                return Err(ScimError::invalid_value(format!(
+                    "member \"{id}\" is neither a User nor a Group of this connection"
+                )));
+            }
+        }
+        Ok(refs)
+    }
+}
+
+/// Parses a comma-separated `attributes` list.
+pub fn attribute_list(text: Option<&str>) -> Vec<String> {
+    text.map(|t| {
+        t.split(',')
+            .map(|a| a.trim().to_string())
+            .filter(|a| !a.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}

@@ -1,0 +1,991 @@
+//! The SCIM endpoint over real HTTP on loopback, on SQLite and PostgreSQL:
+//! replays of how Entra ID and Okta call it, every error case, filters
+//! evaluated by the database, large member batches and /Bulk.
+
+use idpsync_core::api::{AppState, router};
+use idpsync_core::auth::Scope;
+use idpsync_core::config;
+use idpsync_core::devices::{self, NewDevice};
+use idpsync_core::events;
+use idpsync_core::store::NewToken;
+use idpsync_core::store_test;
+use idpsync_core::testing::TestStore;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"
+[[connections]]
+id = "entra"
+kind = "scim"
+[[connections]]
+id = "okta"
+kind = "scim"
+[[acl_groups]]
+name = "engineering"
+[[acl_groups.from]]
+connection = "entra"
+group = "Engineering"
+"#;
+
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+struct Scim {
+    root: String,
+    client: reqwest::Client,
+    entra: String,
+    okta: String,
+    admin: String,
+    state: AppState,
+}
+
+impl Scim {
+    async fn start(test_store: &TestStore) -> Scim {
+        let store = test_store.store.clone();
+        let config = config::load_str(CONFIG, "test.toml", &["scim"], &|_| None).unwrap();
+        store
+            .register_config(&config.connections, &config.acl_groups)
+            .await
+            .unwrap();
+        let mut tokens = Vec::new();
+        for (name, scope, connection) in [
+            ("entra", Scope::Scim, Some("entra")),
+            ("okta", Scope::Scim, Some("okta")),
+            ("admin", Scope::Admin, None),
+        ] {
+            let (token, _) = store
+                .create_token(NewToken {
+                    name: name.into(),
+                    scopes: vec![scope],
+                    connection_id: connection.map(Into::into),
+                    expires_at: None,
+                })
+                .await
+                .unwrap();
+            tokens.push(token);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let root = format!("http://{}/scim/v2", listener.local_addr().unwrap());
+        let state = AppState::new(config, store);
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let [entra, okta, admin] = tokens.try_into().unwrap();
+        Scim {
+            root,
+            client: reqwest::Client::new(),
+            entra,
+            okta,
+            admin,
+            state,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        connection: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = format!("{}/{connection}{path}", self.root);
+        let mut request = self.client.request(method.parse().unwrap(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn entra(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(method, "entra", path, Some(&self.entra), body)
+            .await
+    }
+
+    async fn okta(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(method, "okta", path, Some(&self.okta), body)
+            .await
+    }
+}
+
+fn scim_type(body: &Value) -> &str {
+    body["scimType"].as_str().unwrap_or("")
+}
+
+fn entra_user(user_name: &str, external_id: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
+        "externalId": external_id,
+        "userName": user_name,
+        "active": "True",
+        "displayName": "Ann Lee",
+        "emails": [{"primary": true, "type": "work", "value": user_name}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "Ann Lee", "familyName": "Lee", "givenName": "Ann"},
+        "roles": [],
+        ENTERPRISE: {"department": "Engineering", "employeeNumber": "1001", "manager": "mgr-1"}
+    })
+}
+
+store_test!(
+    discovery_is_open_and_truthful,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (status, headers, config) = scim
+            .call("GET", "entra", "/ServiceProviderConfig", None, None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], "application/scim+json");
+        assert_eq!(config["patch"]["supported"], true);
+        assert_eq!(config["bulk"]["maxOperations"], 1000);
+        assert_eq!(config["etag"]["supported"], true);
+        let (_, _, types) = scim
+            .call("GET", "entra", "/ResourceTypes", None, None)
+            .await;
+        assert_eq!(types["totalResults"], 2);
+        let (status, _, user_type) = scim
+            .call("GET", "entra", "/ResourceTypes/User", None, None)
+            .await;
+        assert_eq!(
+            (status, user_type["schemaExtensions"][0]["schema"].as_str()),
+            (StatusCode::OK, Some(ENTERPRISE))
+        );
+        let (_, _, schemas) = scim.call("GET", "entra", "/Schemas", None, None).await;
+        assert_eq!(schemas["totalResults"], 3);
+        let (status, _, _) = scim
+            .call(
+                "GET",
+                "entra",
+                &format!("/Schemas/{ENTERPRISE}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let (status, _, error) = scim
+            .call(
+                "POST",
+                "entra",
+                "/ServiceProviderConfig",
+                None,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            (status, error["status"].as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("405"))
+        );
+        let (status, _, _) = scim
+            .call("GET", "nope", "/ServiceProviderConfig", None, None)
+            .await;
+        assert_eq!(status, 404);
+    }
+);
+
+store_test!(
+    only_a_scim_token_of_this_connection_gets_in,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let body = Some(entra_user("ann@example.com", "ann"));
+        for token in [
+            None,
+            Some(scim.admin.as_str()),
+            Some(scim.okta.as_str()),
+            Some("idps_forged"),
+        ] {
+            let (status, headers, error) = scim
+                .call("POST", "entra", "/Users", token, body.clone())
+                .await;
+            assert_eq!(status, 401, "{token:?}");
+            assert_eq!(error["status"], "401");
+            assert_eq!(headers["www-authenticate"], "Bearer");
+            let (status, _, _) = scim.call("GET", "entra", "/Users", token, None).await;
+            assert_eq!(status, 401);
+        }
+        test_store.store.revoke_token("entra").await.unwrap();
+        assert_eq!(scim.entra("GET", "/Users", None).await.0, 401);
+        let (_, _, list) = scim.okta("GET", "/Users", None).await;
+        assert_eq!(
+            list["totalResults"], 0,
+            "nothing was written by the refused requests"
+        );
+        assert!(
+            events::read_after(test_store.store.db(), 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+store_test!(entra_provisioning_replay, async |test_store: &TestStore| {
+    let scim = Scim::start(test_store).await;
+    // Matching before create: zero hits is an empty 200.
+    let (status, _, empty) = scim
+        .entra(
+            "GET",
+            "/Users?filter=userName+eq+%22ann%40example.com%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            status,
+            empty["totalResults"].as_u64(),
+            empty["Resources"].as_array().map(Vec::len)
+        ),
+        (StatusCode::OK, Some(0), Some(0))
+    );
+
+    let (status, headers, created) = scim
+        .entra("POST", "/Users", Some(entra_user("ann@example.com", "ann")))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        headers["location"].to_str().unwrap(),
+        created["meta"]["location"].as_str().unwrap()
+    );
+    assert_eq!(
+        headers["etag"].to_str().unwrap(),
+        created["meta"]["version"].as_str().unwrap()
+    );
+    assert_eq!(created["active"], true, "string booleans are accepted");
+    assert_eq!(
+        created[ENTERPRISE]["manager"],
+        json!({"value": "mgr-1"}),
+        "bare manager ids become complex"
+    );
+    assert_eq!(created["meta"]["resourceType"], "User");
+
+    let (_, _, found) = scim
+        .entra(
+            "GET",
+            "/Users?filter=userName%20eq%20%22ANN%40example.com%22",
+            None,
+        )
+        .await;
+    assert_eq!(
+        found["totalResults"], 1,
+        "userName matches case-insensitively"
+    );
+    let (_, _, by_external) = scim
+        .entra("GET", "/Users?filter=externalId%20eq%20%22ann%22", None)
+        .await;
+    assert_eq!(by_external["Resources"][0]["id"], id);
+    let (_, _, wrong_case) = scim
+        .entra("GET", "/Users?filter=externalId%20eq%20%22ANN%22", None)
+        .await;
+    assert_eq!(wrong_case["totalResults"], 0, "externalId is caseExact");
+
+    // A device of Ann's, then Entra disables her.
+    let device = devices::register(
+        &scim.state.store,
+        &scim.state.bus,
+        NewDevice {
+            owner_connection_id: "entra".into(),
+            owner_external_id: id.clone(),
+            name: "ann-laptop".into(),
+            node_key: "nk-ann".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let cursor = events::last_id(test_store.store.db()).await.unwrap();
+    let (status, _, patched) = scim
+        .entra("PATCH", &format!("/Users/{id}"), Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "Replace", "path": "active", "value": "False"},
+                {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "ann.lee@example.com"},
+                {"op": "Replace", "path": format!("{ENTERPRISE}:department"), "value": "Sales"}
+            ]
+        })))
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["active"], false);
+    assert_eq!(patched["emails"][0]["value"], "ann.lee@example.com");
+    assert_eq!(patched[ENTERPRISE]["department"], "Sales");
+    // The events are committed when the response is sent.
+    let kinds: Vec<String> = events::read_after(test_store.store.db(), cursor, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["user.deactivated", "device.revoked"]);
+    let (_, _, still_listed) = scim
+        .entra("GET", "/Users?filter=active%20eq%20false", None)
+        .await;
+    assert_eq!(
+        still_listed["totalResults"], 1,
+        "inactive users are still returned"
+    );
+    let _ = device;
+
+    // A periodic cycle re-sends an unchanged value: a no-op 200.
+    let (status, _, _) = scim.entra("PATCH", &format!("/Users/{id}"), Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        events::last_id(test_store.store.db()).await.unwrap(),
+        cursor + 2,
+        "no new events for a no-op"
+    );
+
+    // Groups: created empty, members patched in, removed with a value list.
+    let (_, _, bob) = scim
+        .entra("POST", "/Users", Some(entra_user("bob@example.com", "bob")))
+        .await;
+    let bob_id = bob["id"].as_str().unwrap().to_string();
+    let (status, _, group) = scim.entra("POST", "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Engineering", "externalId": "eng", "members": []}))).await;
+    assert_eq!(status, 201, "{group}");
+    let group_id = group["id"].as_str().unwrap().to_string();
+    let (status, _, _) = scim.entra("PATCH", &format!("/Groups/{group_id}"), Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "Add", "path": "members", "value": [{"value": id}, {"value": bob_id}]}]
+    }))).await;
+    assert_eq!(status, 200);
+    let (_, _, lookup) = scim
+        .entra(
+            "GET",
+            "/Groups?excludedAttributes=members&filter=displayName%20eq%20%22engineering%22",
+            None,
+        )
+        .await;
+    assert_eq!(lookup["totalResults"], 1);
+    assert!(lookup["Resources"][0].get("members").is_none());
+    let (status, _, after_remove) = scim
+        .entra(
+            "PATCH",
+            &format!("/Groups/{group_id}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "Remove", "path": "members", "value": [{"value": id}]}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let members: Vec<&str> = after_remove["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        members,
+        [bob_id.as_str()],
+        "only the listed member is removed"
+    );
+    let (_, _, with_member) = scim
+        .entra(
+            "GET",
+            &format!("/Groups?filter=members%20eq%20%22{bob_id}%22"),
+            None,
+        )
+        .await;
+    assert_eq!(with_member["totalResults"], 1);
+
+    // Hard delete.
+    let (status, _, _) = scim.entra("DELETE", &format!("/Users/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _, gone) = scim.entra("GET", &format!("/Users/{id}"), None).await;
+    assert_eq!(
+        (status, gone["status"].as_str()),
+        (StatusCode::NOT_FOUND, Some("404"))
+    );
+});
+
+store_test!(okta_provisioning_replay, async |test_store: &TestStore| {
+    let scim = Scim::start(test_store).await;
+    let (status, _, page) = scim.okta("GET", "/Users?startIndex=1&count=2", None).await;
+    assert_eq!(
+        (
+            status,
+            page["startIndex"].as_u64(),
+            page["itemsPerPage"].as_u64()
+        ),
+        (StatusCode::OK, Some(1), Some(0))
+    );
+    let (_, _, none) = scim
+        .okta(
+            "GET",
+            "/Users?filter=userName%20eq%20%22dana%40example.com%22&startIndex=1&count=100",
+            None,
+        )
+        .await;
+    assert_eq!(none["totalResults"], 0);
+    let (status, _, dana) = scim
+        .okta(
+            "POST",
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "dana@example.com",
+                "name": {"givenName": "Dana", "familyName": "Ng"},
+                "emails": [{"primary": true, "value": "dana@example.com", "type": "work"}],
+                "displayName": "Dana Ng", "locale": "en-US", "externalId": "00u1okta",
+                "groups": [], "password": "1mz050nq", "active": true
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{dana}");
+    assert!(
+        dana.get("password").is_none(),
+        "passwords are never returned or stored"
+    );
+    let id = dana["id"].as_str().unwrap().to_string();
+
+    // Profile update by PUT of the whole user.
+    let mut updated = dana.clone();
+    updated["name"]["familyName"] = json!("Ng-Smith");
+    updated["displayName"] = json!("Dana Ng-Smith");
+    let (status, _, put) = scim
+        .okta("PUT", &format!("/Users/{id}"), Some(updated))
+        .await;
+    assert_eq!(status, 200, "{put}");
+    assert_eq!(put["name"]["familyName"], "Ng-Smith");
+    assert_ne!(put["meta"]["version"], dana["meta"]["version"]);
+
+    // Deactivation: no-path replace.
+    let (status, _, off) = scim
+        .okta(
+            "PATCH",
+            &format!("/Users/{id}"),
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "value": {"active": false}}]
+            })),
+        )
+        .await;
+    assert_eq!(
+        (status, off["active"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+
+    // Group push.
+    let mut member_ids = Vec::new();
+    for name in ["eve", "finn", "gus"] {
+        let (_, _, user) = scim
+            .okta(
+                "POST",
+                "/Users",
+                Some(json!({"userName": format!("{name}@example.com"), "active": true})),
+            )
+            .await;
+        member_ids.push(user["id"].as_str().unwrap().to_string());
+    }
+    let (_, _, group) = scim.okta("POST", "/Groups", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops", "members": [{"value": member_ids[0], "display": "eve"}]}))).await;
+    let group_id = group["id"].as_str().unwrap().to_string();
+    let (status, _, pushed) = scim.okta("PATCH", &format!("/Groups/{group_id}"), Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [
+            {"op": "remove", "path": format!("members[value eq \"{}\"]", member_ids[0])},
+            {"op": "add", "path": "members", "value": [{"value": member_ids[1], "display": "finn"}, {"value": member_ids[2], "display": "gus"}]},
+            {"op": "replace", "value": {"id": group_id, "displayName": "Operations"}}
+        ]
+    }))).await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(pushed["displayName"], "Operations");
+    let mut members: Vec<&str> = pushed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    members.sort();
+    let mut expected = vec![member_ids[1].as_str(), member_ids[2].as_str()];
+    expected.sort();
+    assert_eq!(members, expected);
+    let (status, _, replaced) = scim.okta("PATCH", &format!("/Groups/{group_id}"), Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "members", "value": [{"value": member_ids[0]}]}]
+    }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(replaced["members"].as_array().unwrap().len(), 1);
+    let (status, _, _) = scim
+        .okta("DELETE", &format!("/Groups/{group_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+});
+
+store_test!(
+    every_error_case_has_its_status_and_scim_type,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, headers, user) = scim
+            .entra("POST", "/Users", Some(entra_user("ann@example.com", "ann")))
+            .await;
+        let id = user["id"].as_str().unwrap().to_string();
+        let etag = headers["etag"].to_str().unwrap().to_string();
+
+        let (status, _, error) = scim
+            .entra(
+                "POST",
+                "/Users",
+                Some(entra_user("ANN@example.com", "other")),
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), error["status"].as_str(), scim_type(&error)),
+            (409, Some("409"), "uniqueness")
+        );
+        assert_eq!(
+            error["schemas"][0],
+            "urn:ietf:params:scim:api:messages:2.0:Error"
+        );
+
+        let cases: Vec<(&str, String, Option<Value>, u16, &str)> = vec![
+            (
+                "GET",
+                "/Users?filter=userName%20zz%20%22x%22".into(),
+                None,
+                400,
+                "invalidFilter",
+            ),
+            (
+                "GET",
+                "/Users?filter=active%20gt%20true".into(),
+                None,
+                400,
+                "invalidFilter",
+            ),
+            (
+                "GET",
+                "/Users?filter=meta.created%20gt%20%22yesterday%22".into(),
+                None,
+                400,
+                "invalidFilter",
+            ),
+            (
+                "POST",
+                "/Users".into(),
+                Some(json!({"displayName": "no userName"})),
+                400,
+                "invalidValue",
+            ),
+            (
+                "POST",
+                "/Users".into(),
+                Some(json!({"userName": "x", "active": "perhaps"})),
+                400,
+                "invalidValue",
+            ),
+            (
+                "PATCH",
+                format!("/Users/{id}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "remove"}]}),
+                ),
+                400,
+                "noTarget",
+            ),
+            (
+                "PATCH",
+                format!("/Users/{id}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "remove", "path": "userName"}]}),
+                ),
+                400,
+                "mutability",
+            ),
+            (
+                "PATCH",
+                format!("/Users/{id}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "emails[type eq", "value": "x"}]}),
+                ),
+                400,
+                "invalidPath",
+            ),
+            (
+                "PATCH",
+                format!("/Users/{id}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "frobnicate", "path": "active", "value": true}]}),
+                ),
+                400,
+                "invalidSyntax",
+            ),
+            (
+                "POST",
+                "/Users/.search".into(),
+                Some(json!({"filter": "userName eq"})),
+                400,
+                "invalidFilter",
+            ),
+            ("GET", "/Users?count=many".into(), None, 400, "invalidValue"),
+            (
+                "GET",
+                "/Users?sortOrder=sideways".into(),
+                None,
+                400,
+                "invalidValue",
+            ),
+            ("GET", "/Users/no-such-id".into(), None, 404, ""),
+            (
+                "PUT",
+                "/Users/no-such-id".into(),
+                Some(entra_user("z@example.com", "z")),
+                404,
+                "",
+            ),
+            ("GET", "/Me".into(), None, 501, ""),
+        ];
+        for (method, path, body, expected_status, expected_type) in cases {
+            let (status, headers, error) = scim.entra(method, &path, body).await;
+            assert_eq!(status.as_u16(), expected_status, "{method} {path}: {error}");
+            assert_eq!(
+                error["status"].as_str(),
+                Some(expected_status.to_string().as_str()),
+                "{method} {path}"
+            );
+            assert_eq!(scim_type(&error), expected_type, "{method} {path}: {error}");
+            assert_eq!(headers["content-type"], "application/scim+json");
+        }
+
+        // Bad JSON and oversized bodies.
+        let url = format!("{}/entra/Users", scim.root);
+        let bad = scim
+            .client
+            .post(&url)
+            .bearer_auth(&scim.entra)
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+        assert_eq!(
+            scim_type(&bad.json::<Value>().await.unwrap()),
+            "invalidSyntax"
+        );
+        let huge = json!({"userName": "big", "title": "x".repeat(1_100_000)});
+        let (status, _, error) = scim.entra("POST", "/Users", Some(huge)).await;
+        assert_eq!(
+            (status.as_u16(), error["status"].as_str()),
+            (413, Some("413"))
+        );
+
+        // ETags.
+        let conditional = |header: &'static str, value: String, method: &'static str| {
+            let client = scim.client.clone();
+            let url = format!("{}/entra/Users/{id}", scim.root);
+            let token = scim.entra.clone();
+            async move {
+                let request = client
+                    .request(method.parse().unwrap(), url)
+                    .bearer_auth(token)
+                    .header(header, value);
+                let request = if method == "PATCH" {
+                    request.body(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "title", "value": "CTO"}]}).to_string())
+                } else {
+                    request
+                };
+                request.send().await.unwrap().status().as_u16()
+            }
+        };
+        assert_eq!(conditional("if-none-match", etag.clone(), "GET").await, 304);
+        assert_eq!(
+            conditional("if-match", "W/\"999\"".into(), "PATCH").await,
+            412
+        );
+        assert_eq!(conditional("if-match", etag.clone(), "PATCH").await, 200);
+        assert_eq!(
+            conditional("if-match", etag, "DELETE").await,
+            412,
+            "the PATCH moved the version"
+        );
+
+        // A SCIM version other than v2.
+        let old = scim
+            .client
+            .get(format!("{}/../v1/entra/Users", scim.root))
+            .bearer_auth(&scim.entra)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(old.status(), 400);
+        assert_eq!(
+            scim_type(&old.json::<Value>().await.unwrap()),
+            "invalidVers"
+        );
+    }
+);
+
+store_test!(
+    filters_sorting_paging_and_projection_run_in_the_database,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let people = [
+            ("ann@acme.test", "Lee", "Engineering", true, "work", "2001"),
+            ("bob@acme.test", "Kim", "Sales", true, "home", "2002"),
+            (
+                "cat@other.test",
+                "Diaz",
+                "Engineering",
+                false,
+                "work",
+                "2003",
+            ),
+            ("dan@acme.test", "Ozturk", "Support", true, "work", "2004"),
+        ];
+        for (user_name, family, department, active, email_type, number) in people {
+            let (status, _, body) = scim.entra("POST", "/Users", Some(json!({
+            "userName": user_name, "active": active, "externalId": number,
+            "name": {"givenName": user_name.split('@').next().unwrap(), "familyName": family},
+            "emails": [{"value": user_name, "type": email_type, "primary": true}],
+            ENTERPRISE: {"department": department, "employeeNumber": number}
+        }))).await;
+            assert_eq!(status, 201, "{body}");
+        }
+        let names = |body: &Value| -> Vec<String> {
+            body["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r["userName"]
+                        .as_str()
+                        .unwrap()
+                        .split('@')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        let department_filter = format!("{ENTERPRISE}:department eq \"engineering\"");
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (r#"userName sw "A""#, vec!["ann"]),
+            (
+                r#"userName ew "@acme.test" and active eq true"#,
+                vec!["ann", "bob", "dan"],
+            ),
+            (
+                r#"emails[type eq "work" and value co "acme"]"#,
+                vec!["ann", "dan"],
+            ),
+            (
+                r#"emails[type eq "work"].value ew "other.test""#,
+                vec!["cat"],
+            ),
+            (r#"emails.value co "BOB""#, vec!["bob"]),
+            (&department_filter, vec!["ann", "cat"]),
+            (
+                r#"name.familyName gt "L" or not (active eq true)"#,
+                vec!["ann", "cat", "dan"],
+            ),
+            (r#"externalId ge "2003""#, vec!["cat", "dan"]),
+            (r#"title pr"#, vec![]),
+            (
+                r#"name.givenName pr and userName ne "bob@acme.test""#,
+                vec!["ann", "cat", "dan"],
+            ),
+            (
+                r#"meta.lastModified gt "2000-01-01T00:00:00Z""#,
+                vec!["ann", "bob", "cat", "dan"],
+            ),
+            (r#"nickName eq null"#, vec!["ann", "bob", "cat", "dan"]),
+        ];
+        for (filter, expected) in cases {
+            let (status, _, body) = scim.entra("POST", "/Users/.search", Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": filter, "sortBy": "userName"
+        }))).await;
+            assert_eq!(status, 200, "{filter}: {body}");
+            assert_eq!(names(&body), expected, "{filter}");
+            assert_eq!(body["totalResults"], expected.len(), "{filter}");
+        }
+        let (_, _, sorted) = scim
+            .entra(
+                "GET",
+                "/Users?sortBy=name.familyName&sortOrder=descending",
+                None,
+            )
+            .await;
+        assert_eq!(names(&sorted), ["dan", "ann", "bob", "cat"]);
+        let (_, _, page) = scim
+            .entra("GET", "/Users?sortBy=userName&startIndex=2&count=2", None)
+            .await;
+        assert_eq!(
+            (
+                names(&page),
+                page["totalResults"].as_u64(),
+                page["itemsPerPage"].as_u64(),
+                page["startIndex"].as_u64()
+            ),
+            (
+                vec!["bob".to_string(), "cat".to_string()],
+                Some(4),
+                Some(2),
+                Some(2)
+            )
+        );
+        let (_, _, counted) = scim.entra("GET", "/Users?count=0", None).await;
+        assert_eq!(
+            (
+                counted["totalResults"].as_u64(),
+                counted["Resources"].as_array().map(Vec::len)
+            ),
+            (Some(4), Some(0))
+        );
+        let (_, _, projected) = scim.entra("GET", "/Users?attributes=userName,name.familyName&filter=userName%20eq%20%22ann%40acme.test%22", None).await;
+        let ann = &projected["Resources"][0];
+        assert_eq!(ann["name"], json!({"familyName": "Lee"}));
+        assert!(ann.get("emails").is_none() && ann.get("id").is_some());
+        let (_, _, everything) = scim
+            .entra(
+                "POST",
+                "/.search",
+                Some(json!({"filter": "displayName pr or userName pr"})),
+            )
+            .await;
+        assert_eq!(everything["totalResults"], 4);
+        // Another connection sees none of it.
+        let (_, _, okta) = scim.okta("GET", "/Users", None).await;
+        assert_eq!(okta["totalResults"], 0);
+    }
+);
+
+store_test!(
+    thousands_of_members_change_in_one_patch,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let users: Vec<Value> = (0..3000).map(|i| json!({"method": "POST", "path": "/Users", "bulkId": format!("u{i}"), "data": {"userName": format!("user{i}@acme.test")}})).collect();
+        let (status, _, bulk) = scim.entra("POST", "/Bulk", Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": users[..1000].to_vec()}))).await;
+        assert_eq!(status, 200, "{bulk}");
+        let ids: Vec<String> = bulk["Operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| {
+                op["location"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        let (_, _, group) = scim
+            .entra(
+                "POST",
+                "/Groups",
+                Some(json!({"displayName": "Engineering", "members": []})),
+            )
+            .await;
+        let group_id = group["id"].as_str().unwrap().to_string();
+        let add: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+        let (status, _, patched) = scim
+            .entra(
+                "PATCH",
+                &format!("/Groups/{group_id}?excludedAttributes=members"),
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "add", "path": "members", "value": add}]
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{patched}");
+        assert!(patched.get("members").is_none());
+        let acl = scim.state.store.db();
+        let members = idpsync_core::store::entity::acl_group_member::Entity::find();
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        assert_eq!(
+            members.count(acl).await.unwrap(),
+            1000,
+            "every member reached the ACL group"
+        );
+        let remove: Vec<Value> = ids[..600].iter().map(|id| json!({"value": id})).collect();
+        let (status, _, _) = scim
+            .entra(
+                "PATCH",
+                &format!("/Groups/{group_id}"),
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "Remove", "path": "members", "value": remove}]
+                })),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            idpsync_core::store::entity::acl_group_member::Entity::find()
+                .count(acl)
+                .await
+                .unwrap(),
+            400
+        );
+    }
+);
+
+store_test!(
+    bulk_resolves_references_and_enforces_limits,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (status, _, bulk) = scim.okta("POST", "/Bulk", Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "failOnErrors": 2,
+        "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "g", "data": {"displayName": "Team", "members": [{"value": "bulkId:u"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "u", "data": {"userName": "hal@acme.test"}},
+            {"method": "PATCH", "path": "/Users/bulkId:u", "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "title", "value": "Lead"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "dup", "data": {"userName": "HAL@acme.test"}}
+        ]
+    }))).await;
+        assert_eq!(status, 200, "{bulk}");
+        let statuses: Vec<&str> = bulk["Operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["201", "201", "200", "409"], "{bulk}");
+        let (_, _, team) = scim
+            .okta("GET", "/Groups?filter=displayName%20eq%20%22Team%22", None)
+            .await;
+        assert_eq!(
+            team["Resources"][0]["members"][0]["display"],
+            "hal@acme.test"
+        );
+
+        let (status, _, circular) = scim.okta("POST", "/Bulk", Some(json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "a", "data": {"displayName": "A", "members": [{"value": "bulkId:b"}]}},
+            {"method": "POST", "path": "/Groups", "bulkId": "b", "data": {"displayName": "B", "members": [{"value": "bulkId:a"}]}}
+        ]
+    }))).await;
+        assert_eq!(status, 200);
+        assert_eq!(circular["Operations"][0]["status"], "409");
+
+        let too_many: Vec<Value> = (0..1001)
+            .map(|i| json!({"method": "DELETE", "path": format!("/Users/x{i}")}))
+            .collect();
+        let (status, _, error) = scim.okta("POST", "/Bulk", Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": too_many}))).await;
+        assert_eq!(
+            (status.as_u16(), error["status"].as_str()),
+            (413, Some("413"))
+        );
+    }
+);
