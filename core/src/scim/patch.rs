@@ -27,6 +27,8 @@ pub enum MemberOp {
 pub struct Patched {
     pub resource: Value,
     pub members: Vec<MemberOp>,
+    /// The member objects the operations sent, by id, as given.
+    pub member_objects: std::collections::BTreeMap<String, Value>,
 }
 
 /// Whether the resource is a group (its `members` are handled as [`MemberOp`]s).
@@ -153,6 +155,7 @@ pub fn apply(resource: &Value, body: &Value, kind: Kind) -> ScimResult<Patched> 
     let mut patched = Patched {
         resource: resource.clone(),
         members: Vec::new(),
+        member_objects: Default::default(),
     };
     for (index, operation) in operations.iter().enumerate() {
         let op = match filter::get_ci(operation, "op")
@@ -445,6 +448,13 @@ fn member_operation(
     path: &PatchPath,
     value: Option<Value>,
 ) -> ScimResult<()> {
+    if let Some(Value::Array(items)) = &value {
+        for item in items {
+            if let Some(id) = filter::get_ci(item, "value").and_then(Value::as_str) {
+                patched.member_objects.insert(id.to_string(), item.clone());
+            }
+        }
+    }
     let change = match (op, &path.filter, value) {
         (Op::Remove, Some(member_filter), _) => {
             MemberOp::Remove(ids_in_member_filter(member_filter)?)

@@ -130,11 +130,12 @@ pub fn user_from_document(id: &str, document: &Value) -> ScimResult<SourceUser> 
     Ok(user)
 }
 
-/// A SCIM Group document as a record, and its `members` ids if it lists them.
+/// A SCIM Group document as a record, and its `members` (objects with a
+/// string `value`) if it lists them.
 pub fn group_from_document(
     id: &str,
     document: &Value,
-) -> ScimResult<(SourceGroup, Option<Vec<String>>)> {
+) -> ScimResult<(SourceGroup, Option<Vec<Value>>)> {
     let (stored, members) = clean(document, false)?;
     let display_name = text(&stored, "displayName")?
         .filter(|name| !name.trim().is_empty())
@@ -145,7 +146,7 @@ pub fn group_from_document(
             items
                 .iter()
                 .map(|item| match filter::get_ci(item, "value") {
-                    Some(Value::String(value)) => Ok(value.clone()),
+                    Some(Value::String(_)) => Ok(item.clone()),
                     _ => Err(ScimError::invalid_value("each member needs a string value")),
                 })
                 .collect::<ScimResult<Vec<_>>>()?,
@@ -206,11 +207,16 @@ pub fn render_user(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    let active_sent = fields.keys().any(|key| key.eq_ignore_ascii_case("active"));
     fields.retain(|key, _| {
         !key.eq_ignore_ascii_case("userName") && !key.eq_ignore_ascii_case("active")
     });
     fields.insert("userName".into(), Value::String(user_name.into()));
-    fields.insert("active".into(), Value::Bool(active));
+    // An unset `active` stays unset (the user counts as active); an inactive
+    // user always says so.
+    if active_sent || !active {
+        fields.insert("active".into(), Value::Bool(active));
+    }
     if fields.contains_key(ENTERPRISE_URN)
         && fields[ENTERPRISE_URN]
             .as_object()
@@ -219,6 +225,33 @@ pub fn render_user(
         fields.remove(ENTERPRISE_URN);
     }
     render("User", USER_URN, fields, meta)
+}
+
+/// Member ids a client listed that name no User or Group of the connection.
+/// They are kept on the group's document and shown back, but make no
+/// membership: nothing exists to be a member.
+pub fn unresolved_members(document: Option<&Value>) -> Vec<Value> {
+    document
+        .and_then(|doc| filter::get_ci(doc, "members"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The `value` of a member object.
+pub fn member_id(member: &Value) -> Option<&str> {
+    filter::get_ci(member, "value").and_then(Value::as_str)
+}
+
+/// Stores `members` (as the client sent them) as the group's unresolved members.
+pub fn set_unresolved_members(group: &mut SourceGroup, members: &[Value]) {
+    if let Some(Value::Object(document)) = group.attributes.get_mut(DOCUMENT_KEY) {
+        if members.is_empty() {
+            document.remove("members");
+        } else {
+            document.insert("members".into(), Value::Array(members.to_vec()));
+        }
+    }
 }
 
 /// One member as rendered.
@@ -241,23 +274,21 @@ pub fn render_group(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    let unresolved = unresolved_members(document);
     fields.retain(|key, _| {
         !key.eq_ignore_ascii_case("displayName") && !key.eq_ignore_ascii_case("members")
     });
     fields.insert("displayName".into(), Value::String(display_name.into()));
     if let Some(members) = members {
-        fields.insert(
-            "members".into(),
-            Value::Array(
-                members
-                    .iter()
-                    .map(|member| {
-                        let (kind, endpoint) = if member.is_group { ("Group", "Groups") } else { ("User", "Users") };
-                        json!({"value": member.id, "display": member.display, "type": kind, "$ref": format!("{base}/{endpoint}/{}", member.id)})
-                    })
-                    .collect(),
-            ),
-        );
+        let mut rendered: Vec<Value> = members
+            .iter()
+            .map(|member| {
+                let (kind, endpoint) = if member.is_group { ("Group", "Groups") } else { ("User", "Users") };
+                json!({"value": member.id, "display": member.display, "type": kind, "$ref": format!("{base}/{endpoint}/{}", member.id)})
+            })
+            .collect();
+        rendered.extend(unresolved);
+        fields.insert("members".into(), Value::Array(rendered));
     }
     render("Group", GROUP_URN, fields, meta)
 }

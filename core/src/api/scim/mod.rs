@@ -76,6 +76,9 @@ pub fn router() -> Router<AppState> {
 
 /// Any SCIM version but 2.0: 400 `invalidVers`.
 pub async fn unsupported_version(Path((version, _)): Path<(String, String)>) -> ScimError {
+    if version == "v2" {
+        return ScimError::not_found("no such SCIM endpoint");
+    }
     ScimError::bad_request(
         crate::scim::ScimType::InvalidVers,
         format!("SCIM version \"{version}\" is not supported; use /scim/v2"),

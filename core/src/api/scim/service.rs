@@ -19,7 +19,7 @@ use sea_orm::{
     QuerySelect,
 };
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// User or Group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,15 +476,25 @@ impl ScimService<'_> {
                 .await?;
             }
             ResourceKind::Group => {
-                let (group, members) = resource::group_from_document(&id, document)?;
+                let (mut group, members) = resource::group_from_document(&id, document)?;
+                let members = members.unwrap_or_default();
+                let ids: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| resource::member_id(m).map(str::to_string))
+                    .collect();
+                let (refs, missing) = self.resolve_members(&ids).await?;
+                let unresolved: Vec<Value> = members
+                    .into_iter()
+                    .filter(|m| {
+                        resource::member_id(m).is_some_and(|id| missing.iter().any(|x| x == id))
+                    })
+                    .collect();
+                resource::set_unresolved_members(&mut group, &unresolved);
                 let mut delta = Delta {
                     upsert_groups: vec![group],
                     ..Default::default()
                 };
-                if let Some(members) = members {
-                    let refs = self.resolve_members(&members, true).await?;
-                    delta.replace_members.insert(id.clone(), refs);
-                }
+                delta.replace_members.insert(id.clone(), refs);
                 self.submit(delta).await?;
             }
         }
@@ -510,10 +520,20 @@ impl ScimService<'_> {
             }
             ResourceKind::Group => {
                 self.group_row(id).await?;
-                let (group, members) = resource::group_from_document(id, document)?;
-                let refs = self
-                    .resolve_members(&members.unwrap_or_default(), true)
-                    .await?;
+                let (mut group, members) = resource::group_from_document(id, document)?;
+                let members = members.unwrap_or_default();
+                let ids: Vec<String> = members
+                    .iter()
+                    .filter_map(|m| resource::member_id(m).map(str::to_string))
+                    .collect();
+                let (refs, missing) = self.resolve_members(&ids).await?;
+                let unresolved: Vec<Value> = members
+                    .into_iter()
+                    .filter(|m| {
+                        resource::member_id(m).is_some_and(|id| missing.iter().any(|x| x == id))
+                    })
+                    .collect();
+                resource::set_unresolved_members(&mut group, &unresolved);
                 let mut delta = Delta {
                     upsert_groups: vec![group],
                     ..Default::default()
@@ -548,16 +568,28 @@ impl ScimService<'_> {
             }
             ResourceKind::Group => {
                 let row = self.group_row(id).await?;
+                let stored: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+                let mut unresolved: BTreeMap<String, Value> =
+                    resource::unresolved_members(stored.get(DOCUMENT_KEY))
+                        .into_iter()
+                        .filter_map(|m| {
+                            resource::member_id(&m)
+                                .map(str::to_string)
+                                .map(|id| (id, m))
+                        })
+                        .collect();
                 // The document without members: member changes go edge by edge.
                 let current = self.render_group(&row, None);
                 let patched = patch::apply(&current, body, patch::Kind::Group)?;
-                let (group, _) = resource::group_from_document(id, &patched.resource)?;
-                let mut delta = Delta {
-                    upsert_groups: vec![group],
-                    ..Default::default()
-                };
-                self.fold_member_ops(id, &patched.members, &mut delta)
+                let (mut group, _) = resource::group_from_document(id, &patched.resource)?;
+                let mut delta = Delta::default();
+                self.fold_member_ops(id, &patched, &mut delta, &mut unresolved)
                     .await?;
+                resource::set_unresolved_members(
+                    &mut group,
+                    &unresolved.into_values().collect::<Vec<_>>(),
+                );
+                delta.upsert_groups.push(group);
                 self.submit(delta).await?;
             }
         }
@@ -588,9 +620,18 @@ impl ScimService<'_> {
     async fn fold_member_ops(
         &self,
         group_id: &str,
-        operations: &[MemberOp],
+        patched: &patch::Patched,
         delta: &mut Delta,
+        unresolved: &mut BTreeMap<String, Value>,
     ) -> ScimResult<()> {
+        let operations = &patched.members;
+        let object_of = |id: &String| {
+            patched
+                .member_objects
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"value": id}))
+        };
         if operations.is_empty() {
             return Ok(());
         }
@@ -639,30 +680,41 @@ impl ScimService<'_> {
         }
         if let Some(set) = replaced {
             let ids: Vec<String> = set.into_iter().collect();
-            let refs = self.resolve_members(&ids, true).await?;
+            let (refs, missing) = self.resolve_members(&ids).await?;
             delta.replace_members.insert(group_id.to_string(), refs);
+            *unresolved = missing
+                .iter()
+                .map(|id| (id.clone(), object_of(id)))
+                .collect();
             return Ok(());
         }
         let add_ids: Vec<String> = adds.into_iter().collect();
         let remove_ids: Vec<String> = removes.into_iter().collect();
-        for member in self.resolve_members(&add_ids, true).await? {
+        let (to_add, missing) = self.resolve_members(&add_ids).await?;
+        for member in to_add {
             delta.add_memberships.push(MembershipEdge {
                 group_external_id: group_id.to_string(),
                 member,
             });
         }
-        for member in self.resolve_members(&remove_ids, false).await? {
+        unresolved.extend(missing.iter().map(|id| (id.clone(), object_of(id))));
+        let (to_remove, _) = self.resolve_members(&remove_ids).await?;
+        for member in to_remove {
             delta.remove_memberships.push(MembershipEdge {
                 group_external_id: group_id.to_string(),
                 member,
             });
         }
+        for id in &remove_ids {
+            unresolved.remove(id);
+        }
         Ok(())
     }
 
-    /// Member ids as user or group references; unknown ids are an error
-    /// when `strict`, skipped otherwise.
-    async fn resolve_members(&self, ids: &[String], strict: bool) -> ScimResult<Vec<MemberRef>> {
+    /// Member ids as user or group references, and the ids that name
+    /// neither (kept on the group's document, see
+    /// [`resource::unresolved_members`]).
+    async fn resolve_members(&self, ids: &[String]) -> ScimResult<(Vec<MemberRef>, Vec<String>)> {
         let mut users = BTreeSet::new();
         let mut groups = BTreeSet::new();
         for chunk in ids.chunks(500) {
@@ -688,18 +740,17 @@ impl ScimService<'_> {
             groups.extend(found);
         }
         let mut refs = Vec::with_capacity(ids.len());
+        let mut unresolved = Vec::new();
         for id in ids {
             if users.contains(id) {
                 refs.push(MemberRef::User(id.clone()));
             } else if groups.contains(id) {
                 refs.push(MemberRef::Group(id.clone()));
-            } else if strict {
-                return Err(ScimError::invalid_value(format!(
-                    "member \"{id}\" is neither a User nor a Group of this connection"
-                )));
+            } else {
+                unresolved.push(id.clone());
             }
         }
-        Ok(refs)
+        Ok((refs, unresolved))
     }
 }
 
