@@ -2,9 +2,12 @@
 //! table and appends its figures, with the date, the machine and the command,
 //! to BENCHMARKS.md.
 //!
-//! `revocation`: from a deactivation entering the reconciler to the
-//! `device.revoked` event reaching a consumer that long-polls
-//! `GET /api/v1/events` over loopback HTTP.
+//! * `revocation`: from a deactivation entering the reconciler to the
+//!   `device.revoked` event reaching a consumer that long-polls
+//!   `GET /api/v1/events` over loopback HTTP.
+//! * `scim`: SCIM `POST /Users`, `PATCH active=false` and
+//!   `GET /Users?filter=userName eq` at N concurrent clients: requests per
+//!   second and p50/p99 latency.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +54,17 @@ enum Benchmark {
         #[arg(long, value_enum, default_value = "sqlite")]
         database: Backend,
     },
+    /// SCIM write and read throughput and latency at N concurrent clients.
+    Scim {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Users created (then deactivated, then looked up), split across clients.
+        #[arg(long, default_value_t = 4000)]
+        users: usize,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: Backend,
+    },
 }
 
 fn main() -> Result<()> {
@@ -65,6 +79,11 @@ fn main() -> Result<()> {
             iterations,
             database,
         } => runtime.block_on(revocation(users, iterations, database))?,
+        Benchmark::Scim {
+            clients,
+            users,
+            database,
+        } => runtime.block_on(scim(clients, users, database))?,
     };
     let table = render(&rows);
     println!("{title}\n\n{table}");
@@ -298,4 +317,209 @@ async fn revocation(
             ),
         ],
     ))
+}
+
+const SCIM_CONFIG: &str = r#"
+[[connections]]
+id = "bench"
+kind = "scim"
+[connections.safety]
+max_deletions = "100%"
+"#;
+
+/// Latencies and wall time of one phase.
+struct Phase {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Phase {
+    fn rows(mut self) -> Vec<(String, String)> {
+        self.latencies.sort();
+        let rate = self.latencies.len() as f64 / self.wall.as_secs_f64();
+        vec![
+            (format!("{}: requests/s", self.name), format!("{rate:.0}")),
+            (
+                format!("{}: p50", self.name),
+                millis(percentile(&self.latencies, 0.5)),
+            ),
+            (
+                format!("{}: p99", self.name),
+                millis(percentile(&self.latencies, 0.99)),
+            ),
+        ]
+    }
+}
+
+/// Runs `requests` (each a request builder) over `clients` tasks.
+async fn run_phase(
+    name: &'static str,
+    clients: usize,
+    requests: Vec<reqwest::RequestBuilder>,
+    expected: reqwest::StatusCode,
+) -> Result<Phase> {
+    let per_client = requests.len().div_ceil(clients);
+    let mut chunks: Vec<Vec<reqwest::RequestBuilder>> = Vec::new();
+    let mut iter = requests.into_iter();
+    loop {
+        let chunk: Vec<_> = iter.by_ref().take(per_client).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(chunk.len());
+                for request in chunk {
+                    let sent = Instant::now();
+                    let response = request.send().await?;
+                    let status = response.status();
+                    let _ = response.bytes().await?;
+                    latencies.push(sent.elapsed());
+                    if status != expected {
+                        return Ok::<_, anyhow::Error>(Err(status));
+                    }
+                }
+                Ok(Ok(latencies))
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        match task.await?? {
+            Ok(found) => latencies.extend(found),
+            Err(status) => bail!("{name}: a request answered {status}, expected {expected}"),
+        }
+    }
+    Ok(Phase {
+        name,
+        latencies,
+        wall: started.elapsed(),
+    })
+}
+
+async fn scim(
+    clients: usize,
+    n_users: usize,
+    backend: Backend,
+) -> Result<(String, Vec<(String, String)>)> {
+    let test_store = match backend {
+        Backend::Sqlite => TestStore::sqlite().await,
+        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
+    };
+    let store = test_store.store.clone();
+    let config = config::load_str(SCIM_CONFIG, "bench.toml", &["scim"], &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await?;
+    let (token, _) = store
+        .create_token(NewToken {
+            name: "scim".into(),
+            scopes: vec![Scope::Scim],
+            connection_id: Some("bench".into()),
+            expires_at: None,
+        })
+        .await?;
+    let state = AppState::new(config, store.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/scim/v2/bench", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+
+    let user_name = |i: usize| format!("bench.user{i}@example.test");
+    let posts: Vec<_> = (0..n_users)
+        .map(|i| {
+            client
+                .post(format!("{base}/Users"))
+                .bearer_auth(&token)
+                .header("content-type", "application/scim+json")
+                .body(
+                    serde_json::json!({
+                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": user_name(i), "active": true, "externalId": format!("ext-{i}"),
+                        "name": {"givenName": "Bench", "familyName": format!("User{i}")},
+                        "emails": [{"value": user_name(i), "type": "work", "primary": true}]
+                    })
+                    .to_string(),
+                )
+        })
+        .collect();
+    let post_phase = run_phase("POST /Users", clients, posts, reqwest::StatusCode::CREATED).await?;
+
+    // The ids, in creation order.
+    let mut ids = Vec::with_capacity(n_users);
+    let mut start = 1;
+    while ids.len() < n_users {
+        let page: serde_json::Value = client
+            .get(format!(
+                "{base}/Users?startIndex={start}&count=1000&attributes=id"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let resources = page["Resources"].as_array().cloned().unwrap_or_default();
+        if resources.is_empty() {
+            break;
+        }
+        start += resources.len();
+        ids.extend(
+            resources
+                .into_iter()
+                .filter_map(|r| r["id"].as_str().map(str::to_string)),
+        );
+    }
+    let patches: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            client
+                .patch(format!("{base}/Users/{id}"))
+                .bearer_auth(&token)
+                .header("content-type", "application/scim+json")
+                .body(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}"#)
+        })
+        .collect();
+    let patch_phase = run_phase(
+        "PATCH active=false",
+        clients,
+        patches,
+        reqwest::StatusCode::OK,
+    )
+    .await?;
+    let gets: Vec<_> = (0..n_users)
+        .map(|i| {
+            client
+                .get(format!("{base}/Users"))
+                .query(&[("filter", format!("userName eq \"{}\"", user_name(i)))])
+                .bearer_auth(&token)
+        })
+        .collect();
+    let get_phase = run_phase(
+        "GET filter userName eq",
+        clients,
+        gets,
+        reqwest::StatusCode::OK,
+    )
+    .await?;
+    test_store.cleanup().await;
+    let title = format!(
+        "SCIM at {clients} concurrent clients ({n_users} users, {}, client and server in one process on loopback)",
+        match backend {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    );
+    let mut rows = post_phase.rows();
+    rows.extend(patch_phase.rows());
+    rows.extend(get_phase.rows());
+    Ok((title, rows))
 }

@@ -40,8 +40,12 @@ struct Scim {
 
 impl Scim {
     async fn start(test_store: &TestStore) -> Scim {
+        Scim::start_with(test_store, CONFIG).await
+    }
+
+    async fn start_with(test_store: &TestStore, config_text: &str) -> Scim {
         let store = test_store.store.clone();
-        let config = config::load_str(CONFIG, "test.toml", &["scim"], &|_| None).unwrap();
+        let config = config::load_str(config_text, "test.toml", &["scim"], &|_| None).unwrap();
         store
             .register_config(&config.connections, &config.acl_groups)
             .await
@@ -987,5 +991,83 @@ store_test!(
             (status.as_u16(), error["status"].as_str()),
             (413, Some("413"))
         );
+    }
+);
+
+store_test!(
+    a_filter_matching_too_many_resources_is_refused,
+    async |test_store: &TestStore| {
+        let scim = Scim::start_with(
+            test_store,
+            &format!("[server]\nscim_max_filter_matches = 2\n{CONFIG}"),
+        )
+        .await;
+        for name in ["a", "b", "c"] {
+            scim.entra(
+                "POST",
+                "/Users",
+                Some(json!({"userName": format!("{name}@acme.test")})),
+            )
+            .await;
+        }
+        let (status, _, error) = scim.entra("GET", "/Users?filter=userName%20pr", None).await;
+        assert_eq!(
+            (status.as_u16(), scim_type(&error)),
+            (400, "tooMany"),
+            "{error}"
+        );
+        let (status, _, narrow) = scim
+            .entra("GET", "/Users?filter=userName%20sw%20%22a%22", None)
+            .await;
+        assert_eq!(
+            (status.as_u16(), narrow["totalResults"].as_u64()),
+            (200, Some(1))
+        );
+        let (status, _, unfiltered) = scim.entra("GET", "/Users", None).await;
+        assert_eq!(
+            (status.as_u16(), unfiltered["totalResults"].as_u64()),
+            (200, Some(3)),
+            "paging through everything is fine"
+        );
+    }
+);
+
+store_test!(
+    unknown_group_members_are_echoed_but_grant_nothing,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, _, ann) = scim
+            .entra("POST", "/Users", Some(json!({"userName": "ann@acme.test"})))
+            .await;
+        let ann_id = ann["id"].as_str().unwrap();
+        let (status, _, group) = scim.entra("POST", "/Groups", Some(json!({
+        "displayName": "Engineering",
+        "members": [{"value": ann_id}, {"value": "ghost-1", "type": "User", "$ref": "https://elsewhere/Users/ghost-1"}]
+    }))).await;
+        assert_eq!(status, 201, "{group}");
+        let members = group["members"].as_array().unwrap();
+        assert_eq!(members.len(), 2);
+        assert_eq!(
+            members[1],
+            json!({"value": "ghost-1", "type": "User", "$ref": "https://elsewhere/Users/ghost-1"})
+        );
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        let acl_members = idpsync_core::store::entity::acl_group_member::Entity::find()
+            .count(test_store.store.db())
+            .await
+            .unwrap();
+        assert_eq!(acl_members, 1, "only ann, who exists, is an ACL member");
+        let group_id = group["id"].as_str().unwrap();
+        let (_, _, patched) = scim
+            .entra(
+                "PATCH",
+                &format!("/Groups/{group_id}"),
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "remove", "path": "members[value eq \"ghost-1\"]"}]
+                })),
+            )
+            .await;
+        assert_eq!(patched["members"].as_array().unwrap().len(), 1);
     }
 );

@@ -45,6 +45,14 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for requests in flight.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// A SCIM filter that matches more resources than this is refused with
+    /// 400 `tooMany` (RFC 7644 §3.4.2.2), e.g. a bare `userName pr`.
+    #[serde(default = "default_scim_max_filter_matches")]
+    pub scim_max_filter_matches: u64,
+}
+
+fn default_scim_max_filter_matches() -> u64 {
+    100_000
 }
 
 fn default_listen() -> String {
@@ -61,6 +69,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             public_url: None,
             shutdown_grace_secs: default_shutdown_grace_secs(),
+            scim_max_filter_matches: default_scim_max_filter_matches(),
         }
     }
 }

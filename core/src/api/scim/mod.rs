@@ -154,6 +154,7 @@ fn service<'a>(state: &'a AppState, headers: &HeaderMap, connection: &'a str) ->
         reconciler: &state.reconciler,
         connection_id: connection,
         base: base_url(state, headers, connection),
+        max_filter_matches: state.config.server.scim_max_filter_matches,
     }
 }
 

@@ -70,6 +70,8 @@ pub struct ScimService<'a> {
     pub connection_id: &'a str,
     /// Absolute base URL, `.../scim/v2/<connection>`.
     pub base: String,
+    /// Filters matching more than this many resources are refused (`tooMany`).
+    pub max_filter_matches: u64,
 }
 
 /// A failure inside idpsync: logged, answered with a generic 500.
@@ -357,6 +359,7 @@ impl ScimService<'_> {
                     .count(self.store.db())
                     .await
                     .map_err(internal)?;
+                self.check_not_too_many(filter.is_some(), total)?;
                 let mut select = select;
                 if let Some(sort) = &sort {
                     select = select.order_by(
@@ -395,6 +398,7 @@ impl ScimService<'_> {
                     .count(self.store.db())
                     .await
                     .map_err(internal)?;
+                self.check_not_too_many(filter.is_some(), total)?;
                 let mut select = select;
                 if let Some(sort) = &sort {
                     select = select.order_by(
@@ -442,6 +446,19 @@ impl ScimService<'_> {
             start_index,
             resources,
         })
+    }
+
+    fn check_not_too_many(&self, filtered: bool, total: u64) -> ScimResult<()> {
+        if filtered && total > self.max_filter_matches {
+            return Err(ScimError::bad_request(
+                crate::scim::ScimType::TooMany,
+                format!(
+                    "the filter matches {total} resources, more than the {} this server evaluates; narrow it",
+                    self.max_filter_matches
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn check_user_name_free(
