@@ -4,7 +4,7 @@
 //! reference that never resolves is a 409), `failOnErrors` honoured, and the
 //! advertised `maxOperations` and `maxPayloadSize` enforced with 413.
 
-use super::service::{ResourceKind, ScimService};
+use super::service::{Projection, ResourceKind, ScimService};
 use super::{AppState, authenticate, method_not_allowed, scim_json, service};
 use crate::scim::{ScimError, ScimResult, schema};
 use axum::body::Bytes;
@@ -174,11 +174,25 @@ async fn run(scim: &ScimService<'_>, operation: &Value) -> ScimResult<(u16, Opti
             if operation.get("bulkId").and_then(Value::as_str).is_none() {
                 return Err(ScimError::invalid_syntax("POST operations need a bulkId"));
             }
-            let (resource, _) = scim.create(kind, data()?).await?;
+            let (resource, _) = scim.create(kind, data()?, &Projection::default()).await?;
             Ok((201, Some(resource)))
         }
-        ("PUT", Some(id)) => Ok((200, Some(scim.replace(kind, id, data()?).await?.0))),
-        ("PATCH", Some(id)) => Ok((200, Some(scim.patch(kind, id, data()?).await?.0))),
+        ("PUT", Some(id)) => Ok((
+            200,
+            Some(
+                scim.replace(kind, id, data()?, &Projection::default())
+                    .await?
+                    .0,
+            ),
+        )),
+        ("PATCH", Some(id)) => Ok((
+            200,
+            Some(
+                scim.patch(kind, id, data()?, &Projection::default())
+                    .await?
+                    .0,
+            ),
+        )),
         ("DELETE", Some(id)) => {
             scim.delete(kind, id).await?;
             Ok((204, None))

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use service::{ListQuery, ResourceKind, ScimService};
+use service::{ListQuery, Projection, ResourceKind, ScimService};
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
@@ -430,7 +430,7 @@ async fn create(
     authenticate(state, headers, connection).await?;
     let document = parse_body(body, schema::MAX_BODY)?;
     let (resource, version) = service(state, headers, connection)
-        .create(kind, &document)
+        .create(kind, &document, &Projection::default())
         .await?;
     let mut response = with_etag(scim_json(StatusCode::CREATED, &resource), version);
     if let Some(location) = resource["meta"]["location"]
@@ -571,12 +571,15 @@ async fn one(
         Method::PUT | Method::PATCH => {
             let document = parse_body(body, schema::MAX_BODY)?;
             check_if_match(headers, scim.version(kind, id).await?)?;
-            let (resource, version) = if method == Method::PUT {
-                scim.replace(kind, id, &document).await?
-            } else {
-                scim.patch(kind, id, &document).await?
+            let projection = Projection {
+                attributes,
+                excluded,
             };
-            let resource = crate::scim::resource::project(resource, &attributes, &excluded);
+            let (resource, version) = if method == Method::PUT {
+                scim.replace(kind, id, &document, &projection).await?
+            } else {
+                scim.patch(kind, id, &document, &projection).await?
+            };
             Ok(with_etag(scim_json(StatusCode::OK, &resource), version))
         }
         Method::DELETE => {

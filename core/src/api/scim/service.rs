@@ -56,6 +56,13 @@ pub struct ListQuery {
     pub excluded_attributes: Vec<String>,
 }
 
+/// `attributes` / `excludedAttributes` of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    pub attributes: Vec<String>,
+    pub excluded: Vec<String>,
+}
+
 /// A page of resources.
 pub struct ListPage {
     pub total: u64,
@@ -480,7 +487,12 @@ impl ScimService<'_> {
         Ok(())
     }
 
-    pub async fn create(&self, kind: ResourceKind, document: &Value) -> ScimResult<(Value, i64)> {
+    pub async fn create(
+        &self,
+        kind: ResourceKind,
+        document: &Value,
+        projection: &Projection,
+    ) -> ScimResult<(Value, i64)> {
         let id = new_id();
         match kind {
             ResourceKind::User => {
@@ -515,7 +527,8 @@ impl ScimService<'_> {
                 self.submit(delta).await?;
             }
         }
-        self.get(kind, &id, &[], &[]).await
+        self.get(kind, &id, &projection.attributes, &projection.excluded)
+            .await
     }
 
     pub async fn replace(
@@ -523,6 +536,7 @@ impl ScimService<'_> {
         kind: ResourceKind,
         id: &str,
         document: &Value,
+        projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
         match kind {
             ResourceKind::User => {
@@ -559,7 +573,8 @@ impl ScimService<'_> {
                 self.submit(delta).await?;
             }
         }
-        self.get(kind, id, &[], &[]).await
+        self.get(kind, id, &projection.attributes, &projection.excluded)
+            .await
     }
 
     pub async fn patch(
@@ -567,6 +582,7 @@ impl ScimService<'_> {
         kind: ResourceKind,
         id: &str,
         body: &Value,
+        projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
         match kind {
             ResourceKind::User => {
@@ -610,7 +626,8 @@ impl ScimService<'_> {
                 self.submit(delta).await?;
             }
         }
-        self.get(kind, id, &[], &[]).await
+        self.get(kind, id, &projection.attributes, &projection.excluded)
+            .await
     }
 
     pub async fn delete(&self, kind: ResourceKind, id: &str) -> ScimResult<()> {
