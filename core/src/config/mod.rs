@@ -6,10 +6,9 @@
 //! file; a test keeps the two in step.
 
 mod load;
-mod secret;
 
+pub use idpsync_driver::Secret;
 pub use load::{ConfigError, ConfigErrors, KeyLocation, load_file, load_str};
-pub use secret::Secret;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

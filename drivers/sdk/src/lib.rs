@@ -1,11 +1,31 @@
 //! `idpsync-driver`: what a driver needs and nothing more.
 //!
-//! Today this crate holds the records that cross the driver boundary: a
-//! [`SourceUser`], a [`SourceGroup`] and a [`MembershipEdge`] exactly as an
-//! identity provider reports them. Core turns them into change sets; a driver
-//! never sees the database. The `Driver` trait, the HTTP kit and the fake-server
-//! kit join this crate with the "Driver SDK" issue.
+//! * [`records`]: `SourceUser`, `SourceGroup`, `MembershipEdge`, exactly as an
+//!   IdP reports them.
+//! * [`driver`]: the [`Driver`] trait (`check`, `pull` into a [`RecordSink`]),
+//!   its factory, pull modes, cursors and outcomes.
+//! * [`error`]: [`DriverError`], what core decides on (retry, fail, fix config).
+//! * [`http`]: the HTTP kit: timeouts, retries with backoff and jitter,
+//!   `Retry-After` and rate-limit headers, bounded concurrency, cached OAuth2
+//!   client-credentials tokens refreshed once on 401.
+//! * [`secret`]: [`Secret`], a string that never prints itself.
+//! * `fake` (feature `fake`): the kit for faithful fakes of IdP APIs.
+//!
+//! A driver never sees the database; deletions, revocation and ACL groups
+//! are core's decisions.
 
+pub mod driver;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod http;
 pub mod records;
+pub mod secret;
 
+pub use driver::{
+    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverFactory, PullMode,
+    PullOutcome, RecordSink, parse_settings,
+};
+pub use error::DriverError;
 pub use records::{Email, MemberRef, MembershipEdge, SourceGroup, SourceUser};
+pub use secret::Secret;

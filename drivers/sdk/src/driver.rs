@@ -1,0 +1,123 @@
+//! The [`Driver`] trait and what crosses it. A driver is built by its kind's
+//! [`DriverFactory`] from the connection's settings table, checks its
+//! credentials on demand, and pulls pages of records into a [`RecordSink`]
+//! owned by core, so memory is bounded by the page, not the tenant.
+
+use crate::error::DriverError;
+use crate::http::HttpKit;
+use crate::records::{MembershipEdge, SourceGroup, SourceUser};
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// An IdP's opaque delta cursor (Graph deltaLink, a timestamp, ...).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeltaCursor(pub String);
+
+impl fmt::Debug for DeltaCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Cursors can embed tokens (Graph's $deltatoken): show only a prefix.
+        let shown: String = self.0.chars().take(12).collect();
+        write!(f, "DeltaCursor({shown}...)")
+    }
+}
+
+/// What to pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullMode {
+    /// Everything the IdP has.
+    Full,
+    /// Only what changed since the cursor.
+    Delta(DeltaCursor),
+}
+
+/// What a driver can do, for "Test connection" and for core's choices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub delta: bool,
+    pub nested_groups: bool,
+    pub page_size: u32,
+    /// A line for the admin, e.g. "realm acme: 5,000 users".
+    pub summary: String,
+}
+
+/// Totals the IdP declared, when it does; core applies nothing if the
+/// records received disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeclaredTotals {
+    pub users: Option<u64>,
+    pub groups: Option<u64>,
+}
+
+/// How a pull ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullOutcome {
+    /// The cursor for the next delta pull, where the IdP has one.
+    pub next_cursor: Option<DeltaCursor>,
+    pub declared: DeclaredTotals,
+    /// `true` when the records are the whole tenant (a full pull, or a delta
+    /// that fell back to one); `false` for a delta.
+    pub complete_snapshot: bool,
+}
+
+/// Where a driver puts what it reads, page by page. Removals are only
+/// meaningful in a delta pull.
+#[async_trait::async_trait]
+pub trait RecordSink: Send {
+    async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError>;
+    async fn groups(&mut self, page: Vec<SourceGroup>) -> Result<(), DriverError>;
+    async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError>;
+    async fn removed_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
+    async fn removed_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
+    async fn removed_memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError>;
+    /// The listed groups' members are exactly those sent for them in this
+    /// pull (a delta that re-reads whole groups).
+    async fn replaced_members(
+        &mut self,
+        group_external_ids: Vec<String>,
+    ) -> Result<(), DriverError>;
+}
+
+/// A source of people.
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync {
+    /// Tests credentials and reachability, like an admin's "Test connection".
+    async fn check(&self) -> Result<Capabilities, DriverError>;
+    /// Streams records into `sink`.
+    async fn pull(
+        &self,
+        mode: PullMode,
+        sink: &mut dyn RecordSink,
+    ) -> Result<PullOutcome, DriverError>;
+}
+
+/// What a factory gets besides the settings.
+#[derive(Clone)]
+pub struct DriverContext {
+    pub http: HttpKit,
+}
+
+/// Builds drivers of one kind from a connection's settings table (TOML
+/// converted to JSON). Unknown keys are errors.
+pub trait DriverFactory: Send + Sync {
+    /// The stable snake_case kind, as in `kind = "keycloak"`.
+    fn kind(&self) -> &'static str;
+    fn build(
+        &self,
+        settings: &serde_json::Value,
+        context: DriverContext,
+    ) -> Result<Box<dyn Driver>, DriverError>;
+    /// Validates settings without building (for `check-config`).
+    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError>;
+}
+
+/// Deserializes a driver's settings; an error names the key path.
+pub fn parse_settings<T: DeserializeOwned>(settings: &serde_json::Value) -> Result<T, DriverError> {
+    serde_path_to_error::deserialize(settings).map_err(|error| {
+        let key = error.path().to_string();
+        let message = error.into_inner().to_string();
+        DriverError::InvalidConfig {
+            key: if key == "." { String::new() } else { key },
+            message,
+        }
+    })
+}

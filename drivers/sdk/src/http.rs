@@ -1,0 +1,387 @@
+//! The HTTP kit every driver shares: one reqwest client (rustls, timeouts, no
+//! redirects), bounded concurrency, retries with exponential backoff and
+//! jitter on 429, 5xx and connection errors, `Retry-After` and rate-limit
+//! headers honoured (and a pause when the IdP says none are left), bearer
+//! tokens from a [`TokenSource`] refreshed once on 401. Errors come back as
+//! [`DriverError`]s with the IdP's message and never a credential.
+
+use crate::error::DriverError;
+use crate::secret::Secret;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+/// Retry timing.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest a single `Retry-After` is waited for; longer is a failure.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `attempt + 1` (1-based), with up to 25% jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(16);
+        let base = self
+            .first_backoff
+            .saturating_mul(1 << exponent)
+            .min(self.max_backoff);
+        base.mul_f64(1.0 - rand::random::<f64>() * 0.25)
+    }
+}
+
+/// Options of the kit.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_concurrency: 4,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Supplies bearer tokens; [`ClientCredentials`] is the usual one.
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    async fn token(&self) -> Result<Secret, DriverError>;
+    /// Forgets the cached token (after a 401).
+    async fn invalidate(&self);
+}
+
+/// The shared HTTP client; cheap to clone.
+#[derive(Clone)]
+pub struct HttpKit {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+    /// Requests wait until this instant (an IdP said its budget is spent).
+    paused_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for HttpKit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpKit")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpKit {
+    pub fn new(options: HttpOptions) -> Result<Self, DriverError> {
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("idpsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| {
+                DriverError::Transient(format!("cannot build the HTTP client: {error}"))
+            })?;
+        Ok(HttpKit {
+            client,
+            retry: options.retry,
+            permits: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
+            paused_until: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The underlying client, to build requests with.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Sends the request `build` makes (once per attempt), with a bearer token
+    /// from `auth` if given. Returns the 2xx response, or the error the final
+    /// answer means.
+    pub async fn send(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
+        auth: Option<&dyn TokenSource>,
+    ) -> Result<Response, DriverError> {
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.wait_if_paused().await;
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| DriverError::Cancelled)?;
+            let mut request = build(&self.client);
+            if let Some(auth) = auth {
+                request = request.bearer_auth(auth.token().await?.expose());
+            }
+            let outcome = request.send().await;
+            drop(_permit);
+            let response = match outcome {
+                Ok(response) => response,
+                Err(error) => {
+                    let message = error.without_url().to_string();
+                    if attempt < self.retry.max_attempts {
+                        tracing::debug!(attempt, %message, "request failed; retrying");
+                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(DriverError::Transient(message));
+                }
+            };
+            self.note_rate_limit(response.headers()).await;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            if status == StatusCode::UNAUTHORIZED
+                && let Some(auth) = auth
+                && !refreshed
+            {
+                // A token that expired mid-pull: fetch a new one, once.
+                refreshed = true;
+                auth.invalidate().await;
+                attempt -= 1;
+                continue;
+            }
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            let wait = retry_after(response.headers());
+            let body = read_error_body(response).await;
+            if retryable && attempt < self.retry.max_attempts {
+                let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
+                if wait > self.retry.max_wait {
+                    return Err(DriverError::RateLimited { retry_after: wait });
+                }
+                tracing::debug!(
+                    attempt,
+                    status = status.as_u16(),
+                    wait_ms = wait.as_millis() as u64,
+                    "throttled or failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(match status {
+                StatusCode::UNAUTHORIZED => DriverError::Unauthorized(body),
+                StatusCode::FORBIDDEN => DriverError::Forbidden(body),
+                StatusCode::NOT_FOUND => DriverError::NotFound(body),
+                StatusCode::TOO_MANY_REQUESTS => DriverError::RateLimited {
+                    retry_after: wait.unwrap_or(self.retry.max_backoff),
+                },
+                status if status.is_server_error() => {
+                    DriverError::Transient(format!("{status}: {body}"))
+                }
+                status => DriverError::Protocol(format!("{status}: {body}")),
+            });
+        }
+    }
+
+    /// Sends and parses a JSON body.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
+        auth: Option<&dyn TokenSource>,
+    ) -> Result<T, DriverError> {
+        let response = self.send(build, auth).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| DriverError::Transient(error.without_url().to_string()))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|error| DriverError::protocol(format!("unreadable JSON: {error}")))
+    }
+
+    async fn wait_if_paused(&self) {
+        let until = *self.paused_until.lock().await;
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Okta-style `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset`
+    /// (epoch seconds), or `RateLimit-Remaining` / `RateLimit-Reset` (seconds
+    /// from now): pause before the next request instead of hitting a 429.
+    async fn note_rate_limit(&self, headers: &HeaderMap) {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let wait = if number("x-rate-limit-remaining") == Some(0) {
+            number("x-rate-limit-reset").map(|reset| {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                Duration::from_secs(reset.saturating_sub(now))
+            })
+        } else if number("ratelimit-remaining") == Some(0) {
+            number("ratelimit-reset").map(Duration::from_secs)
+        } else {
+            None
+        };
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            let wait = wait.min(self.retry.max_wait);
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "rate limit budget spent; pausing"
+            );
+            *self.paused_until.lock().await = Some(Instant::now() + wait);
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let now = chrono::Utc::now();
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// The first 500 characters of an error body, for messages.
+async fn read_error_body(response: Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.chars().take(500).collect();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text
+    }
+}
+
+/// OAuth 2.0 client credentials (the `oauth2` crate), with the token cached
+/// until shortly before it expires.
+pub struct ClientCredentials {
+    client: oauth2::basic::BasicClient<
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    scopes: Vec<String>,
+    http: reqwest::Client,
+    cached: Mutex<Option<(Secret, Instant)>>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    pub fn new(
+        token_url: &str,
+        client_id: &str,
+        client_secret: &Secret,
+        scopes: Vec<String>,
+    ) -> Result<Self, DriverError> {
+        let token_url = oauth2::TokenUrl::new(token_url.to_string())
+            .map_err(|error| DriverError::config("token_url", error.to_string()))?;
+        let client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(client_id.to_string()))
+            .set_client_secret(oauth2::ClientSecret::new(
+                client_secret.expose().to_string(),
+            ))
+            .set_token_uri(token_url);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| DriverError::Transient(error.to_string()))?;
+        Ok(ClientCredentials {
+            client,
+            scopes,
+            http,
+            cached: Mutex::new(None),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for ClientCredentials {
+    async fn token(&self) -> Result<Secret, DriverError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && *until > Instant::now()
+        {
+            return Ok(token.clone());
+        }
+        use oauth2::TokenResponse;
+        let mut request = self.client.exchange_client_credentials();
+        for scope in &self.scopes {
+            request = request.add_scope(oauth2::Scope::new(scope.clone()));
+        }
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|error| match error {
+                oauth2::RequestTokenError::ServerResponse(response) => {
+                    DriverError::Unauthorized(format!(
+                        "the token endpoint refused the client credentials: {}",
+                        response.error()
+                    ))
+                }
+                oauth2::RequestTokenError::Request(error) => {
+                    DriverError::Transient(format!("token request failed: {error}"))
+                }
+                oauth2::RequestTokenError::Parse(error, _) => {
+                    DriverError::protocol(format!("unreadable token response: {error}"))
+                }
+                other => DriverError::Transient(format!("token request failed: {other}")),
+            })?;
+        let lifetime = response.expires_in().unwrap_or(Duration::from_secs(300));
+        // Renew a little early so a long pull never sends an expired token.
+        let until =
+            Instant::now() + lifetime.saturating_sub(Duration::from_secs(30).min(lifetime / 2));
+        let token = Secret::new(response.access_token().secret().clone());
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+}
