@@ -121,3 +121,62 @@ pub fn parse_settings<T: DeserializeOwned>(settings: &serde_json::Value) -> Resu
         }
     })
 }
+
+/// A sink that keeps everything in memory: core's staging area for one
+/// pull, and what driver tests inspect.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectedRecords {
+    pub users: Vec<SourceUser>,
+    pub groups: Vec<SourceGroup>,
+    pub memberships: Vec<MembershipEdge>,
+    pub removed_users: Vec<String>,
+    pub removed_groups: Vec<String>,
+    pub removed_memberships: Vec<MembershipEdge>,
+    pub replaced_members: Vec<String>,
+    /// Pages received, for tests of paging.
+    pub n_pages: usize,
+}
+
+#[async_trait::async_trait]
+impl RecordSink for CollectedRecords {
+    async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError> {
+        self.n_pages += 1;
+        self.users.extend(page);
+        Ok(())
+    }
+
+    async fn groups(&mut self, page: Vec<SourceGroup>) -> Result<(), DriverError> {
+        self.n_pages += 1;
+        self.groups.extend(page);
+        Ok(())
+    }
+
+    async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError> {
+        self.n_pages += 1;
+        self.memberships.extend(page);
+        Ok(())
+    }
+
+    async fn removed_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.removed_users.extend(external_ids);
+        Ok(())
+    }
+
+    async fn removed_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.removed_groups.extend(external_ids);
+        Ok(())
+    }
+
+    async fn removed_memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError> {
+        self.removed_memberships.extend(page);
+        Ok(())
+    }
+
+    async fn replaced_members(
+        &mut self,
+        group_external_ids: Vec<String>,
+    ) -> Result<(), DriverError> {
+        self.replaced_members.extend(group_external_ids);
+        Ok(())
+    }
+}

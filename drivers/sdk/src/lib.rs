@@ -23,8 +23,8 @@ pub mod records;
 pub mod secret;
 
 pub use driver::{
-    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverFactory, PullMode,
-    PullOutcome, RecordSink, parse_settings,
+    Capabilities, CollectedRecords, DeclaredTotals, DeltaCursor, Driver, DriverContext,
+    DriverFactory, PullMode, PullOutcome, RecordSink, parse_settings,
 };
 pub use error::DriverError;
 pub use records::{Email, MemberRef, MembershipEdge, SourceGroup, SourceUser};

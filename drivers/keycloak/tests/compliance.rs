@@ -1,0 +1,179 @@
+//! The Keycloak driver against its fake over loopback HTTP: paging to the
+//! last page, nested groups as edges, throttling and 5xx survived, a token
+//! that expires mid-pull refreshed, and every failure typed and actionable.
+
+use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
+use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
+use idpsync_driver::{
+    CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
+};
+use idpsync_driver_keycloak::KeycloakFactory;
+use idpsync_driver_keycloak::fake::FakeKeycloak;
+use std::time::Duration;
+
+fn fast_kit() -> HttpKit {
+    HttpKit::new(HttpOptions {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            first_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            max_wait: Duration::from_secs(5),
+        },
+        ..HttpOptions::default()
+    })
+    .unwrap()
+}
+
+fn spec(users: usize) -> DatasetSpec {
+    DatasetSpec {
+        users,
+        groups: 12,
+        nested_groups: 5,
+        memberships_per_user: 2,
+        inactive_every: 7,
+        seed: 42,
+    }
+}
+
+async fn driver_for(fake: &FakeKeycloak, base_url: &str, page_size: u32) -> Box<dyn Driver> {
+    KeycloakFactory
+        .build(
+            &fake.settings(base_url, page_size),
+            DriverContext { http: fast_kit() },
+        )
+        .unwrap()
+}
+
+async fn pull(driver: &dyn Driver) -> Result<CollectedRecords, DriverError> {
+    let mut sink = CollectedRecords::default();
+    driver.pull(PullMode::Full, &mut sink).await?;
+    Ok(sink)
+}
+
+#[tokio::test]
+async fn a_full_pull_reaches_the_last_page_and_keeps_nesting_as_edges() {
+    let dataset = Dataset::generate(&spec(250));
+    let fake = FakeKeycloak::new("acme", dataset.clone());
+    let server = fake.start().await.unwrap();
+    let driver = driver_for(&fake, &server.base_url, 100).await;
+
+    let check = driver.check().await.unwrap();
+    assert!(check.summary.contains("250 users"), "{}", check.summary);
+
+    let mut sink = CollectedRecords::default();
+    let outcome = driver.pull(PullMode::Full, &mut sink).await.unwrap();
+    assert_eq!(outcome.declared.users, Some(250));
+    assert!(outcome.complete_snapshot);
+    assert_eq!(sink.users.len(), 250);
+    assert_eq!(sink.groups.len(), 12);
+    assert_eq!(sink.users.iter().filter(|u| !u.active).count(), 250 / 7);
+    let nested: Vec<_> = sink
+        .memberships
+        .iter()
+        .filter(|e| matches!(e.member, MemberRef::Group(_)))
+        .collect();
+    assert_eq!(nested.len(), 5);
+    let user_edges = sink.memberships.len() - nested.len();
+    assert_eq!(user_edges, dataset.members.len());
+    assert_eq!(
+        fake.tokens.issued(),
+        1,
+        "the token is cached, not fetched per call"
+    );
+}
+
+#[tokio::test]
+async fn throttling_a_flaky_page_and_token_expiry_are_survived() {
+    let fake = FakeKeycloak::new("acme", Dataset::generate(&spec(120)));
+    let server = fake.start().await.unwrap();
+    fake.faults.update(|faults| {
+        faults.throttle_next = 2;
+        faults.retry_after_secs = 0;
+        faults.fail_page = Some(PageFault::new("users", 1, 1));
+    });
+    *fake.tokens.uses_per_token.lock().unwrap() = Some(5);
+    let driver = driver_for(&fake, &server.base_url, 50).await;
+    let sink = pull(driver.as_ref()).await.unwrap();
+    assert_eq!(sink.users.len(), 120);
+    assert!(fake.tokens.issued() >= 2, "an expired token was replaced");
+}
+
+#[tokio::test]
+async fn failures_are_typed_and_say_what_to_fix() {
+    let fake = FakeKeycloak::new("acme", Dataset::generate(&spec(60)));
+    let server = fake.start().await.unwrap();
+    let driver = driver_for(&fake, &server.base_url, 25).await;
+
+    fake.faults
+        .update(|faults| faults.fail_page = Some(PageFault::new("users", 1, u32::MAX)));
+    assert!(matches!(
+        pull(driver.as_ref()).await,
+        Err(DriverError::Transient(_))
+    ));
+
+    fake.faults.update(|faults| {
+        faults.fail_page = None;
+        faults.truncate_page = Some(PageFault::new("members", 0, 1));
+    });
+    assert!(matches!(
+        pull(driver.as_ref()).await,
+        Err(DriverError::Protocol(_))
+    ));
+
+    fake.faults
+        .update(|faults| faults.malformed_page = Some(PageFault::new("groups", 0, 1)));
+    assert!(matches!(
+        pull(driver.as_ref()).await,
+        Err(DriverError::Protocol(_))
+    ));
+
+    *fake.forbidden.lock().unwrap() = true;
+    match pull(driver.as_ref()).await {
+        Err(DriverError::Forbidden(message)) => {
+            assert!(message.contains("view-users and query-groups"), "{message}")
+        }
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+    *fake.forbidden.lock().unwrap() = false;
+
+    let mut wrong = fake.settings(&server.base_url, 25);
+    wrong["client_secret"] = "nope".into();
+    let driver = KeycloakFactory
+        .build(&wrong, DriverContext { http: fast_kit() })
+        .unwrap();
+    match driver.check().await {
+        Err(DriverError::Unauthorized(message)) => {
+            assert!(
+                message.contains("refused the client credentials"),
+                "{message}"
+            );
+            assert!(
+                !message.contains("nope"),
+                "the secret never appears in errors"
+            );
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
+
+#[test]
+fn settings_are_validated_with_the_key_named() {
+    let error = |settings: serde_json::Value| match KeycloakFactory.validate(&settings) {
+        Err(DriverError::InvalidConfig { key, .. }) => key,
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    };
+    let good = serde_json::json!({"base_url": "http://127.0.0.1:8080", "realm": "acme", "client_id": "c", "client_secret": "s"});
+    assert!(KeycloakFactory.validate(&good).is_ok());
+    let mut bad = good.clone();
+    bad["page_size"] = 5000.into();
+    assert_eq!(error(bad), "page_size");
+    let mut bad = good.clone();
+    bad["base_url"] = "ftp://x".into();
+    assert_eq!(error(bad), "base_url");
+    let mut bad = good.clone();
+    bad["colour"] = "blue".into();
+    assert!(format!("{:?}", KeycloakFactory.validate(&bad)).contains("colour"));
+    let mut bad = good;
+    bad.as_object_mut().unwrap().remove("realm");
+    assert!(format!("{:?}", KeycloakFactory.validate(&bad)).contains("realm"));
+}
