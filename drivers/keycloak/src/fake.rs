@@ -216,7 +216,7 @@ fn page_json(
     max: usize,
     items: Vec<Value>,
 ) -> Response {
-    let page = if max == 0 { 0 } else { first / max };
+    let page = first.checked_div(max).unwrap_or(0);
     let body = Value::Array(items.into_iter().skip(first).take(max).collect()).to_string();
     json_response(StatusCode::OK, fake.faults.mangle(resource, page, body))
 }
