@@ -11,9 +11,6 @@ use idpsync_core::store::{NewToken, Store};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Connection kinds this build serves.
-pub const KNOWN_KINDS: &[&str] = &[SCIM_KIND];
-
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("IDPSYNC_LOG")
@@ -31,7 +28,8 @@ pub fn init_tracing() {
 
 /// Loads the config or fails with every problem listed.
 fn load_config(path: &Path) -> Result<Config> {
-    config::load_file(path, KNOWN_KINDS).map_err(|errors| anyhow::anyhow!("{errors}"))
+    config::load_file(path, &crate::drivers::registry())
+        .map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
 async fn open_store(config: &Config) -> Result<Store> {
@@ -49,7 +47,7 @@ async fn open_store(config: &Config) -> Result<Store> {
 }
 
 pub fn check_config(path: &Path) -> Result<ExitCode> {
-    match config::load_file(path, KNOWN_KINDS) {
+    match config::load_file(path, &crate::drivers::registry()) {
         Ok(config) => {
             println!(
                 "{}: ok ({} connections, {} ACL groups, {} webhooks)",
@@ -203,7 +201,8 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
         .await
         .with_context(|| format!("while binding {listen}: is another process using the port?"))?;
     tracing::info!(address = %listener.local_addr()?, "idpsync serving");
-    let state = idpsync_core::api::AppState::new(config, store);
+    let state =
+        idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
     idpsync_core::api::serve(listener, state, shutdown_signal())
         .await
         .context("while serving HTTP")?;
@@ -390,5 +389,84 @@ fn summarize_counts(counts: &str) -> String {
         "-".into()
     } else {
         parts.join(" ")
+    }
+}
+
+pub async fn sync(
+    path: &Path,
+    connection: &str,
+    dry_run: bool,
+    full: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let state =
+        idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
+    let report = state
+        .sync
+        .run(
+            connection,
+            Trigger::Manual,
+            dry_run,
+            full,
+            std::future::pending(),
+        )
+        .await
+        .with_context(|| format!("while syncing connection \"{connection}\""))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(Outcome::Planned(plan)) = &report.outcome {
+        print!("{}", plan.render_table(5));
+    } else {
+        println!(
+            "{}: {} {} sync {} in {} ms (received {} users, {} groups, {} memberships){}",
+            report.connection_id,
+            report.mode,
+            report
+                .run_id
+                .map(|id| format!("run {id}"))
+                .unwrap_or_default(),
+            report.status,
+            report.duration_ms,
+            report.received.users,
+            report.received.groups,
+            report.received.memberships,
+            report
+                .error
+                .as_deref()
+                .map(|e| format!("\n  error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match report.status {
+        "failed" => ExitCode::FAILURE,
+        "held" => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+pub async fn check_connection(path: &Path, connection: &str) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let state =
+        idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
+    match state
+        .sync
+        .check(connection)
+        .await
+        .with_context(|| format!("while checking \"{connection}\""))?
+    {
+        Ok(capabilities) => {
+            println!(
+                "{connection}: ok: {} (delta: {}, nested groups: {})",
+                capabilities.summary, capabilities.delta, capabilities.nested_groups
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{connection}: FAILED: {error}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! terminal (anyhow).
 
 mod commands;
+mod drivers;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -66,6 +67,20 @@ enum Command {
     },
     /// Apply a held run's change set, if the stored state has not moved since.
     Approve { run: i64 },
+    /// Pull a connection now and apply what it reports (through the safety gate).
+    Sync {
+        connection: String,
+        /// Plan only: pull, compute, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Ignore the delta cursor and pull everything.
+        #[arg(long)]
+        full: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test a pull connection's credentials and reachability.
+    CheckConnection { connection: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +158,15 @@ fn main() -> ExitCode {
                 json,
             } => commands::runs(&cli.config, connection.as_deref(), limit, json).await,
             Command::Approve { run } => commands::approve(&cli.config, run).await,
+            Command::Sync {
+                connection,
+                dry_run,
+                full,
+                json,
+            } => commands::sync(&cli.config, &connection, dry_run, full, json).await,
+            Command::CheckConnection { connection } => {
+                commands::check_connection(&cli.config, &connection).await
+            }
         }
     });
     match result {

@@ -11,6 +11,7 @@
 //! * [`scim`]: SCIM 2.0 protocol (filter, PATCH, schemas), pure.
 //! * [`events`]: the ordered event log, its feed and wake-ups.
 //! * [`webhooks`]: signed, ordered, at-least-once delivery of events.
+//! * [`sync`]: driver registry, pull runs, the cron scheduler.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod reconcile;
 pub mod scim;
 pub mod store;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;

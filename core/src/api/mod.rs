@@ -28,20 +28,40 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub bus: EventBus,
     pub reconciler: Reconciler,
+    pub sync: crate::sync::SyncRunner,
 }
 
 impl AppState {
     /// Wires the engine for one daemon: one event bus shared by the
     /// reconciler, the feed and the webhooks.
     pub fn new(config: Config, store: Store) -> Self {
+        AppState::with_drivers(config, store, crate::sync::DriverRegistry::default())
+    }
+
+    /// Wires the engine with the driver kinds this build serves.
+    pub fn with_drivers(
+        config: Config,
+        store: Store,
+        drivers: crate::sync::DriverRegistry,
+    ) -> Self {
         let bus = EventBus::default();
         let reconciler = Reconciler::new(store.clone(), &config, bus.clone());
+        let config = Arc::new(config);
+        let http = idpsync_driver::http::HttpKit::new(Default::default())
+            .expect("the HTTP client builds with rustls");
+        let sync = crate::sync::SyncRunner::new(
+            reconciler.clone(),
+            Arc::new(drivers),
+            config.clone(),
+            http,
+        );
         AppState {
             store,
             metrics: metrics_handle(),
-            config: Arc::new(config),
+            config,
             bus,
             reconciler,
+            sync,
         }
     }
 }
@@ -112,8 +132,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = std::time::Duration::from_secs(state.config.server.shutdown_grace_secs);
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let workers = crate::webhooks::Dispatcher::new(state.store.clone(), state.bus.clone())
-        .spawn(state.config.webhooks.clone(), workers_stopped);
+    let mut workers = crate::webhooks::Dispatcher::new(state.store.clone(), state.bus.clone())
+        .spawn(state.config.webhooks.clone(), workers_stopped.clone());
+    workers.extend(crate::sync::schedule::spawn(
+        state.sync.clone(),
+        &state.config,
+        workers_stopped,
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;

@@ -63,9 +63,36 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// What validation needs to know about connection kinds: which exist, and
+/// how to check a kind's own settings table.
+pub trait KindCatalog {
+    fn kinds(&self) -> Vec<&str>;
+
+    /// Checks `[connections.<kind>]`; an error is the key path inside the
+    /// table (empty for the table itself) and a message.
+    fn check_settings(&self, _kind: &str, _settings: &toml::Value) -> Result<(), (String, String)> {
+        Ok(())
+    }
+}
+
+impl KindCatalog for [&str] {
+    fn kinds(&self) -> Vec<&str> {
+        self.to_vec()
+    }
+}
+
+impl<const N: usize> KindCatalog for [&str; N] {
+    fn kinds(&self) -> Vec<&str> {
+        self.to_vec()
+    }
+}
+
 /// Reads and validates a config file. `known_kinds` are the connection kinds
 /// this build can serve.
-pub fn load_file(path: &Path, known_kinds: &[&str]) -> Result<Config, ConfigErrors> {
+pub fn load_file<C: KindCatalog + ?Sized>(
+    path: &Path,
+    known_kinds: &C,
+) -> Result<Config, ConfigErrors> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| ConfigErrors {
         origin: origin.clone(),
@@ -81,10 +108,10 @@ pub fn load_file(path: &Path, known_kinds: &[&str]) -> Result<Config, ConfigErro
 }
 
 /// Parses and validates config text. `env` resolves `${NAME}`.
-pub fn load_str(
+pub fn load_str<C: KindCatalog + ?Sized>(
     text: &str,
     origin: &str,
-    known_kinds: &[&str],
+    known_kinds: &C,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     let fail = |errors: Vec<ConfigError>| ConfigErrors {
@@ -179,7 +206,7 @@ impl Report<'_> {
     }
 }
 
-fn validate(config: &Config, known_kinds: &[&str], report: &mut Report<'_>) {
+fn validate<C: KindCatalog + ?Sized>(config: &Config, known_kinds: &C, report: &mut Report<'_>) {
     if let Err(error) = config.server.listen_addr() {
         report.value(
             "server.listen",
@@ -291,10 +318,10 @@ fn validate(config: &Config, known_kinds: &[&str], report: &mut Report<'_>) {
     }
 }
 
-fn validate_connection(
+fn validate_connection<C: KindCatalog + ?Sized>(
     path: &str,
     connection: &ConnectionConfig,
-    known_kinds: &[&str],
+    known_kinds: &C,
     report: &mut Report<'_>,
 ) {
     let id_ok = !connection.id.is_empty()
@@ -311,13 +338,15 @@ fn validate_connection(
             ),
         );
     }
-    if !known_kinds.contains(&connection.kind.as_str()) {
+    let kinds = known_kinds.kinds();
+    let kind_known = kinds.contains(&connection.kind.as_str());
+    if !kind_known {
         report.value(
             &format!("{path}.kind"),
             format!(
                 "unknown kind \"{}\"; this build knows: {}",
                 connection.kind,
-                known_kinds.join(", ")
+                kinds.join(", ")
             ),
         );
     }
@@ -329,6 +358,18 @@ fn validate_connection(
                 &format!("{path}.{key}"),
                 format!("expected a table [connections.{key}]"),
             );
+        }
+    }
+    if kind_known {
+        let empty = toml::Value::Table(Default::default());
+        let table = connection.settings.get(&connection.kind).unwrap_or(&empty);
+        if let Err((key, message)) = known_kinds.check_settings(&connection.kind, table) {
+            let at = if key.is_empty() {
+                format!("{path}.{}", connection.kind)
+            } else {
+                format!("{path}.{}.{key}", connection.kind)
+            };
+            report.value(&at, message);
         }
     }
     if let Some(schedule) = &connection.schedule {

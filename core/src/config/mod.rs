@@ -8,7 +8,7 @@
 mod load;
 
 pub use idpsync_driver::Secret;
-pub use load::{ConfigError, ConfigErrors, KeyLocation, load_file, load_str};
+pub use load::{ConfigError, ConfigErrors, KeyLocation, KindCatalog, load_file, load_str};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -108,6 +108,8 @@ pub struct SubmitOptions {
     pub dry_run: bool,
     /// Cursor to keep for the next delta pull, stored with the change set.
     pub delta_cursor: Option<String>,
+    /// When the run began (a pull starts before its apply); now if unset.
+    pub started_at: Option<chrono::DateTime<Utc>>,
 }
 
 impl SubmitOptions {
@@ -116,6 +118,7 @@ impl SubmitOptions {
             trigger,
             dry_run: false,
             delta_cursor: None,
+            started_at: None,
         }
     }
 
@@ -254,6 +257,7 @@ impl Reconciler {
             };
             let run = insert_run(
                 tx,
+                options.started_at,
                 connection_id,
                 options.trigger,
                 mode,
@@ -313,6 +317,7 @@ impl Reconciler {
             }
             let run = insert_run(
                 tx,
+                options.started_at,
                 connection_id,
                 options.trigger,
                 mode,
@@ -337,6 +342,7 @@ impl Reconciler {
         bump_state(tx, connection_id, options.delta_cursor.as_deref()).await?;
         let run = insert_run(
             tx,
+            options.started_at,
             connection_id,
             options.trigger,
             mode,
@@ -514,6 +520,7 @@ async fn bump_state(
 )]
 async fn insert_run(
     db: &impl ConnectionTrait,
+    started_at: Option<chrono::DateTime<Utc>>,
     connection_id: &str,
     trigger: Trigger,
     mode: &str,
@@ -529,7 +536,7 @@ async fn insert_run(
         mode: Set(mode.to_string()),
         dry_run: Set(false),
         status: Set(status.to_string()),
-        started_at: Set(now),
+        started_at: Set(started_at.unwrap_or(now)),
         finished_at: Set((status != "held").then_some(now)),
         counts: Set(counts.to_string()),
         error: Set(None),

@@ -43,9 +43,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Advisory lock key of the single-writer lock on PostgreSQL ("idpsync" in ASCII).
-const WRITER_LOCK_KEY: i64 = 0x0069_6470_7379_6e63;
-
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -160,10 +157,10 @@ impl Store {
         match self.backend() {
             DatabaseBackend::Postgres => {
                 let tx = self.db.begin().await?;
-                tx.execute_raw(Statement::from_sql_and_values(
+                // Scoped by schema: one database may hold several deployments.
+                tx.execute_raw(Statement::from_string(
                     DatabaseBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock($1)",
-                    [WRITER_LOCK_KEY.into()],
+                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':idpsync-writer'))",
                 ))
                 .await?;
                 Ok(WriteTx {

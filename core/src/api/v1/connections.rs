@@ -21,6 +21,8 @@ pub struct ConnectionView {
     pub configured: bool,
     pub health: String,
     pub consecutive_failures: i32,
+    /// While backing off after failures: the earliest next scheduled run.
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     pub state_version: i64,
     pub has_delta_cursor: bool,
     pub users: u64,
@@ -54,6 +56,7 @@ async fn view(state: &AppState, row: connection::Model) -> Result<ConnectionView
         kind: row.kind,
         health: row.health,
         consecutive_failures: row.consecutive_failures,
+        next_run_at: row.next_run_at,
         state_version: row.state_version,
         has_delta_cursor: row.delta_cursor.is_some(),
         users,
@@ -115,4 +118,66 @@ pub async fn import(
         .submit(&id, &SourceInput::Snapshot(snapshot), options)
         .await?;
     Ok(axum::Json(outcome))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SyncQuery {
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Ignore the delta cursor and pull everything.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// Runs a pull sync now and answers with its report (also when it failed).
+pub async fn sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<SyncQuery>,
+) -> Result<axum::Json<crate::sync::SyncReport>, ApiError> {
+    caller.can_admin()?;
+    let report = state
+        .sync
+        .run(
+            &id,
+            Trigger::Api,
+            query.dry_run,
+            query.full,
+            std::future::pending(),
+        )
+        .await
+        .map_err(sync_error)?;
+    Ok(axum::Json(report))
+}
+
+/// "Test connection": credentials and reachability.
+pub async fn check(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    caller.can_admin()?;
+    match state.sync.check(&id).await.map_err(sync_error)? {
+        Ok(capabilities) => Ok(axum::Json(serde_json::json!({
+            "ok": true, "summary": capabilities.summary, "delta": capabilities.delta,
+            "nested_groups": capabilities.nested_groups, "page_size": capabilities.page_size
+        }))),
+        Err(error) => Ok(axum::Json(
+            serde_json::json!({"ok": false, "error": error.to_string()}),
+        )),
+    }
+}
+
+fn sync_error(error: crate::sync::SyncError) -> ApiError {
+    use crate::sync::SyncError;
+    match error {
+        SyncError::UnknownConnection(_) => ApiError::not_found(error.to_string()),
+        SyncError::NotPulled(_) | SyncError::NoDriver(_) | SyncError::Settings(_) => {
+            ApiError::bad_request(error.to_string())
+        }
+        SyncError::AlreadyRunning(_) => ApiError::conflict(error.to_string()),
+        SyncError::Store(store) => store.into(),
+        SyncError::Reconcile(reconcile) => reconcile.into(),
+    }
 }

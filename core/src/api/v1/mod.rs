@@ -23,6 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/connections", get(connections::list))
         .route("/connections/{id}", get(connections::one))
         .route("/connections/{id}/import", post(connections::import))
+        .route("/connections/{id}/sync", post(connections::sync))
+        .route("/connections/{id}/check", post(connections::check))
         .route("/runs", get(runs::list))
         .route("/runs/{id}", get(runs::one))
         .route("/runs/{id}/approve", post(runs::approve))

@@ -74,6 +74,18 @@ pub fn spec() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}},
                 "responses": {"200": {"description": "outcome: applied, unchanged, held or planned"}}
             }},
+            "/connections/{id}/sync": {"post": {
+                "summary": "Run a pull sync of the connection now; answers with its report (status applied, unchanged, held, planned or failed)",
+                "description": "Scopes: admin. `dry_run=true` plans without writing; `full=true` ignores the delta cursor. 409 if the connection is already syncing.",
+                "parameters": [id_param("id", "string"), {"name": "dry_run", "in": "query", "schema": {"type": "boolean"}}, {"name": "full", "in": "query", "schema": {"type": "boolean"}}],
+                "responses": {"200": {"description": "the run's report"}, "409": {"description": "already syncing"}}
+            }},
+            "/connections/{id}/check": {"post": {
+                "summary": "Test the connection's credentials and reachability",
+                "description": "Scopes: admin.",
+                "parameters": [id_param("id", "string")],
+                "responses": {"200": {"description": "{ok, summary} or {ok: false, error}"}}
+            }},
             "/runs": {"get": op("Sync runs, newest first", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"type": "string"}})]), "page of runs")},
             "/runs/{id}": {"get": op("One sync run", read, json!([id_param("id", "integer")]), "the run")},
             "/runs/{id}/approve": {"post": {

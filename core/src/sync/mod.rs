@@ -1,0 +1,526 @@
+//! Pull syncs: the [`DriverRegistry`] of compiled-in driver kinds, the
+//! [`SyncRunner`] that pulls a connection into a staging area and applies it
+//! through the reconciler, and the cron [`schedule`]r of `idpsync serve`.
+//!
+//! A pull that fails, or ends with fewer records than the IdP declared,
+//! applies nothing and is recorded as a failed run. Failures back the
+//! connection off exponentially; after [`QUARANTINE_AFTER`] in a row it is
+//! `quarantined` (no more scheduled runs) until a manual run succeeds.
+//! At most one run of a connection happens at a time: in this process by a
+//! lock set, across daemons on PostgreSQL by an advisory lock held for the run.
+
+pub mod schedule;
+
+use crate::config::{Config, KindCatalog, SCIM_KIND};
+use crate::reconcile::{
+    Delta, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger,
+};
+use crate::store::entity::{connection, sync_run};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use idpsync_driver::http::HttpKit;
+use idpsync_driver::{
+    Capabilities, CollectedRecords, DeltaCursor, DriverContext, DriverError, DriverFactory,
+    MembershipEdge, PullMode,
+};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseBackend, EntityTrait, Set, Statement,
+    TransactionTrait,
+};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Consecutive failures after which scheduled runs stop.
+pub const QUARANTINE_AFTER: i32 = 5;
+/// First backoff after a failure; doubles per failure up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The driver kinds this build serves.
+#[derive(Default, Clone)]
+pub struct DriverRegistry {
+    factories: HashMap<&'static str, Arc<dyn DriverFactory>>,
+}
+
+impl DriverRegistry {
+    pub fn register(&mut self, factory: impl DriverFactory + 'static) {
+        self.factories.insert(factory.kind(), Arc::new(factory));
+    }
+
+    pub fn factory(&self, kind: &str) -> Option<&Arc<dyn DriverFactory>> {
+        self.factories.get(kind)
+    }
+}
+
+impl KindCatalog for DriverRegistry {
+    fn kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.factories.keys().copied().collect();
+        kinds.push(SCIM_KIND);
+        kinds.sort_unstable();
+        kinds
+    }
+
+    fn check_settings(&self, kind: &str, settings: &toml::Value) -> Result<(), (String, String)> {
+        let Some(factory) = self.factories.get(kind) else {
+            return Ok(());
+        };
+        let json = serde_json::to_value(settings).map_err(|e| (String::new(), e.to_string()))?;
+        match factory.validate(&json) {
+            Ok(()) => Ok(()),
+            Err(DriverError::InvalidConfig { key, message }) => Err((key, message)),
+            Err(other) => Err((String::new(), other.to_string())),
+        }
+    }
+}
+
+/// Errors that stop a run before it is recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("unknown connection \"{0}\"")]
+    UnknownConnection(String),
+    #[error("connection \"{0}\" is a SCIM connection: it is pushed to, not pulled")]
+    NotPulled(String),
+    #[error("no driver for kind \"{0}\" in this build")]
+    NoDriver(String),
+    #[error("connection \"{0}\" is already syncing")]
+    AlreadyRunning(String),
+    #[error("invalid settings: {0}")]
+    Settings(DriverError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+}
+
+impl From<sea_orm::DbErr> for SyncError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        SyncError::Store(StoreError::Db(error))
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub connection_id: String,
+    pub run_id: Option<i64>,
+    /// `applied`, `unchanged`, `held`, `planned` or `failed`.
+    pub status: &'static str,
+    pub mode: &'static str,
+    pub received: ReceivedCounts,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    /// The reconciler's outcome, when it ran.
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ReceivedCounts {
+    pub users: usize,
+    pub groups: usize,
+    pub memberships: usize,
+}
+
+/// Pulls connections and applies what they report.
+#[derive(Clone)]
+pub struct SyncRunner {
+    reconciler: Reconciler,
+    registry: Arc<DriverRegistry>,
+    config: Arc<Config>,
+    http: HttpKit,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Releases the in-process run lock when dropped.
+struct RunGuard {
+    running: Arc<Mutex<HashSet<String>>>,
+    connection_id: String,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.connection_id);
+    }
+}
+
+impl SyncRunner {
+    pub fn new(
+        reconciler: Reconciler,
+        registry: Arc<DriverRegistry>,
+        config: Arc<Config>,
+        http: HttpKit,
+    ) -> Self {
+        SyncRunner {
+            reconciler,
+            registry,
+            config,
+            http,
+            running: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.reconciler.store()
+    }
+
+    fn driver(&self, connection_id: &str) -> Result<Box<dyn idpsync_driver::Driver>, SyncError> {
+        let connection = self
+            .config
+            .connection(connection_id)
+            .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
+        if connection.kind == SCIM_KIND {
+            return Err(SyncError::NotPulled(connection_id.into()));
+        }
+        let factory = self
+            .registry
+            .factory(&connection.kind)
+            .ok_or_else(|| SyncError::NoDriver(connection.kind.clone()))?;
+        let settings = connection
+            .kind_settings()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| SyncError::Settings(DriverError::config("", e.to_string())))?
+            .unwrap_or_else(|| json!({}));
+        factory
+            .build(
+                &settings,
+                DriverContext {
+                    http: self.http.clone(),
+                },
+            )
+            .map_err(SyncError::Settings)
+    }
+
+    /// "Test connection": credentials and reach.
+    pub async fn check(
+        &self,
+        connection_id: &str,
+    ) -> Result<Result<Capabilities, DriverError>, SyncError> {
+        Ok(self.driver(connection_id)?.check().await)
+    }
+
+    /// Runs one sync of `connection_id`. `cancel` resolving before the apply
+    /// starts abandons the run cleanly (nothing applied, nothing recorded).
+    pub async fn run(
+        &self,
+        connection_id: &str,
+        trigger: Trigger,
+        dry_run: bool,
+        force_full: bool,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<SyncReport, SyncError> {
+        let driver = self.driver(connection_id)?;
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if !running.insert(connection_id.to_string()) {
+                return Err(SyncError::AlreadyRunning(connection_id.into()));
+            }
+        }
+        let _guard = RunGuard {
+            running: self.running.clone(),
+            connection_id: connection_id.into(),
+        };
+        // Across daemons: a transaction holding the connection's advisory lock.
+        let store = self.store();
+        let _cross_process = if store.backend() == DatabaseBackend::Postgres {
+            let tx = store.db().begin().await?;
+            let row = tx
+                .query_one_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    // Scoped by schema: one database may hold several deployments.
+                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':sync:' || $1)) AS locked",
+                    [connection_id.into()],
+                ))
+                .await?;
+            let locked: bool = row
+                .map(|r| r.try_get("", "locked"))
+                .transpose()?
+                .unwrap_or(false);
+            if !locked {
+                return Err(SyncError::AlreadyRunning(connection_id.into()));
+            }
+            Some(tx)
+        } else {
+            None
+        };
+
+        let started = Utc::now();
+        let clock = std::time::Instant::now();
+        let row = connection::Entity::find_by_id(connection_id)
+            .one(store.db())
+            .await?
+            .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
+        let mode = match (&row.delta_cursor, force_full) {
+            (Some(cursor), false) => PullMode::Delta(DeltaCursor(cursor.clone())),
+            _ => PullMode::Full,
+        };
+        let mode_name = if matches!(mode, PullMode::Full) {
+            "full"
+        } else {
+            "delta"
+        };
+        let mut staged = CollectedRecords::default();
+        let pulled = tokio::select! {
+            result = driver.pull(mode, &mut staged) => Some(result),
+            _ = cancel => None,
+        };
+        let received = ReceivedCounts {
+            users: staged.users.len(),
+            groups: staged.groups.len(),
+            memberships: staged.memberships.len(),
+        };
+        let Some(pulled) = pulled else {
+            tracing::info!(
+                connection = connection_id,
+                "sync abandoned before applying (shutdown)"
+            );
+            return Ok(self.report(
+                connection_id,
+                None,
+                "abandoned",
+                mode_name,
+                received,
+                clock,
+                Some("abandoned at shutdown".into()),
+                None,
+            ));
+        };
+        let outcome = match pulled {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                return self
+                    .fail(
+                        connection_id,
+                        trigger,
+                        mode_name,
+                        started,
+                        received,
+                        clock,
+                        error.to_string(),
+                    )
+                    .await;
+            }
+        };
+        if outcome.complete_snapshot
+            && let Some(expected) = outcome.declared.users
+            && expected != staged.users.len() as u64
+        {
+            let error = DriverError::Incomplete {
+                what: "users",
+                expected,
+                got: staged.users.len() as u64,
+            };
+            return self
+                .fail(
+                    connection_id,
+                    trigger,
+                    mode_name,
+                    started,
+                    received,
+                    clock,
+                    error.to_string(),
+                )
+                .await;
+        }
+        let input = if outcome.complete_snapshot {
+            SourceInput::Snapshot(Snapshot {
+                users: staged.users,
+                groups: staged.groups,
+                memberships: staged.memberships,
+            })
+        } else {
+            SourceInput::Delta(delta_from(staged))
+        };
+        let options = SubmitOptions {
+            trigger,
+            dry_run,
+            delta_cursor: outcome.next_cursor.map(|cursor| cursor.0),
+            started_at: Some(started),
+        };
+        let result = match self.reconciler.submit(connection_id, &input, options).await {
+            Ok(result) => result,
+            Err(ReconcileError::Input(error)) => {
+                return self
+                    .fail(
+                        connection_id,
+                        trigger,
+                        mode_name,
+                        started,
+                        received,
+                        clock,
+                        format!("the IdP sent inconsistent records: {error}"),
+                    )
+                    .await;
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let (status, run_id) = match &result {
+            Outcome::Applied(report) => ("applied", Some(report.run_id)),
+            Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
+            Outcome::Held(report) => ("held", Some(report.run_id)),
+            Outcome::Planned(_) => ("planned", None),
+        };
+        if !dry_run {
+            self.record_health(connection_id, true).await?;
+        }
+        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
+        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(clock.elapsed().as_secs_f64());
+        Ok(self.report(
+            connection_id,
+            run_id,
+            status,
+            mode_name,
+            received,
+            clock,
+            None,
+            Some(result),
+        ))
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "every field of the report")]
+    fn report(
+        &self,
+        connection_id: &str,
+        run_id: Option<i64>,
+        status: &'static str,
+        mode: &'static str,
+        received: ReceivedCounts,
+        clock: std::time::Instant,
+        error: Option<String>,
+        outcome: Option<Outcome>,
+    ) -> SyncReport {
+        SyncReport {
+            connection_id: connection_id.into(),
+            run_id,
+            status,
+            mode,
+            received,
+            duration_ms: clock.elapsed().as_millis() as u64,
+            error,
+            outcome,
+        }
+    }
+
+    /// Records a failed run, backs the connection off, applies nothing.
+    #[expect(clippy::too_many_arguments, reason = "what a failed run records")]
+    async fn fail(
+        &self,
+        connection_id: &str,
+        trigger: Trigger,
+        mode: &'static str,
+        started: DateTime<Utc>,
+        received: ReceivedCounts,
+        clock: std::time::Instant,
+        error: String,
+    ) -> Result<SyncReport, SyncError> {
+        tracing::warn!(connection = connection_id, %error, "sync failed; nothing applied");
+        let write = self.store().begin_write().await?;
+        let run = sync_run::ActiveModel {
+            connection_id: Set(connection_id.into()),
+            trigger: Set(trigger.as_str().into()),
+            mode: Set(mode.into()),
+            dry_run: Set(false),
+            status: Set("failed".into()),
+            started_at: Set(started),
+            finished_at: Set(Some(Utc::now())),
+            counts: Set(json!({"received": received}).to_string()),
+            error: Set(Some(error.clone())),
+            change_set: Set(None),
+            base_state_version: Set(None),
+            ..Default::default()
+        }
+        .insert(&write.tx)
+        .await?;
+        write.commit().await?;
+        self.record_health(connection_id, false).await?;
+        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => "failed").increment(1);
+        Ok(self.report(
+            connection_id,
+            Some(run.id),
+            "failed",
+            mode,
+            received,
+            clock,
+            Some(error),
+            None,
+        ))
+    }
+
+    /// Success resets the connection; failure backs it off and, after
+    /// [`QUARANTINE_AFTER`] in a row, quarantines it.
+    async fn record_health(&self, connection_id: &str, success: bool) -> Result<(), SyncError> {
+        let write = self.store().begin_write().await?;
+        let Some(row) = connection::Entity::find_by_id(connection_id)
+            .one(&write.tx)
+            .await?
+        else {
+            return Ok(());
+        };
+        let failures = if success {
+            0
+        } else {
+            row.consecutive_failures + 1
+        };
+        let mut active: connection::ActiveModel = row.into();
+        active.consecutive_failures = Set(failures);
+        active.updated_at = Set(Utc::now());
+        if success {
+            active.health = Set("healthy".into());
+            active.next_run_at = Set(None);
+        } else {
+            let backoff = FIRST_BACKOFF
+                .saturating_mul(1 << (failures - 1).clamp(0, 16) as u32)
+                .min(MAX_BACKOFF);
+            active.next_run_at = Set(Some(
+                Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default(),
+            ));
+            active.health = Set(if failures >= QUARANTINE_AFTER {
+                "quarantined"
+            } else {
+                "backoff"
+            }
+            .into());
+        }
+        active.update(&write.tx).await?;
+        write.commit().await?;
+        metrics::gauge!("idpsync_connection_consecutive_failures", "connection" => connection_id.to_string()).set(failures as f64);
+        metrics::gauge!("idpsync_connection_quarantined", "connection" => connection_id.to_string())
+            .set(if failures >= QUARANTINE_AFTER { 1.0 } else { 0.0 });
+        Ok(())
+    }
+}
+
+/// A delta pull's records as a reconciler delta.
+fn delta_from(staged: CollectedRecords) -> Delta {
+    let replaced: HashSet<&str> = staged.replaced_members.iter().map(String::as_str).collect();
+    let mut replace_members: BTreeMap<String, Vec<idpsync_driver::MemberRef>> = staged
+        .replaced_members
+        .iter()
+        .map(|group| (group.clone(), Vec::new()))
+        .collect();
+    let mut add_memberships: Vec<MembershipEdge> = Vec::new();
+    for edge in staged.memberships {
+        if replaced.contains(edge.group_external_id.as_str()) {
+            replace_members
+                .entry(edge.group_external_id.clone())
+                .or_default()
+                .push(edge.member);
+        } else {
+            add_memberships.push(edge);
+        }
+    }
+    Delta {
+        upsert_users: staged.users,
+        remove_users: staged.removed_users,
+        upsert_groups: staged.groups,
+        remove_groups: staged.removed_groups,
+        add_memberships,
+        remove_memberships: staged.removed_memberships,
+        replace_members,
+    }
+}

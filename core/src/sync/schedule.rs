@@ -1,0 +1,111 @@
+//! The scheduler of `idpsync serve`: one task per pull connection with a
+//! `schedule`, firing on its cron expression (seconds field first) plus up to
+//! `schedule_jitter_secs` of random delay. A connection in backoff waits for
+//! its `next_run_at`; a quarantined one is skipped until a manual run
+//! succeeds. Shutdown stops waiting tasks at once and abandons a run that has
+//! not started applying.
+
+use super::{SyncError, SyncRunner};
+use crate::config::{Config, SCIM_KIND};
+use crate::reconcile::Trigger;
+use crate::store::entity::connection;
+use chrono::Utc;
+use sea_orm::EntityTrait;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Starts one task per scheduled connection.
+pub fn spawn(
+    runner: SyncRunner,
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    config
+        .connections
+        .iter()
+        .filter(|c| c.enabled && c.kind != SCIM_KIND)
+        .filter_map(|c| {
+            let schedule = cron::Schedule::from_str(c.schedule.as_deref()?).ok()?;
+            Some((
+                c.id.clone(),
+                schedule,
+                Duration::from_secs(c.schedule_jitter_secs),
+            ))
+        })
+        .map(|(id, schedule, jitter)| {
+            let runner = runner.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(
+                async move { run_connection(runner, id, schedule, jitter, shutdown).await },
+            )
+        })
+        .collect()
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn run_connection(
+    runner: SyncRunner,
+    id: String,
+    schedule: cron::Schedule,
+    jitter: Duration,
+    shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let Some(next) = schedule.upcoming(Utc).next() else {
+            return;
+        };
+        let delay = (next - Utc::now()).to_std().unwrap_or_default()
+            + jitter.mul_f64(rand::random::<f64>());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped(shutdown.clone()) => return,
+        }
+        let row = connection::Entity::find_by_id(&id)
+            .one(runner.store().db())
+            .await;
+        match row {
+            Ok(Some(row)) if row.health == "quarantined" => {
+                tracing::warn!(connection = %id, failures = row.consecutive_failures, "quarantined: scheduled run skipped; run `idpsync sync {id}` once the cause is fixed");
+                continue;
+            }
+            Ok(Some(row)) if row.next_run_at.is_some_and(|at| at > Utc::now()) => {
+                tracing::info!(connection = %id, "backing off after failures: scheduled run skipped");
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(connection = %id, %error, "cannot read the connection's state; skipping this run");
+                continue;
+            }
+        }
+        match runner
+            .run(
+                &id,
+                Trigger::Schedule,
+                false,
+                false,
+                stopped(shutdown.clone()),
+            )
+            .await
+        {
+            Ok(report) => {
+                tracing::info!(connection = %id, status = report.status, run_id = ?report.run_id, duration_ms = report.duration_ms, "scheduled sync finished")
+            }
+            Err(SyncError::AlreadyRunning(_)) => {
+                tracing::info!(connection = %id, "a run is already in progress; skipped")
+            }
+            Err(error) => tracing::warn!(connection = %id, %error, "scheduled sync could not run"),
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The sync runner with a scripted driver, on SQLite and PostgreSQL: a
+//! failed or short pull applies nothing and is recorded; failures back off
+//! and quarantine; a delta applies only changes; one run per connection at a
+//! time, across "daemons" too (separate runners and pools on one database).
+
+use idpsync_core::config::{self, Config};
+use idpsync_core::events::EventBus;
+use idpsync_core::reconcile::{Reconciler, Trigger};
+use idpsync_core::store::Store;
+use idpsync_core::store::entity::{connection, source_user, sync_run};
+use idpsync_core::store_test;
+use idpsync_core::sync::{DriverRegistry, QUARANTINE_AFTER, SyncError, SyncRunner};
+use idpsync_core::testing::{Backend, TestStore};
+use idpsync_driver::http::HttpKit;
+use idpsync_driver::{
+    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
+    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
+};
+use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// What the scripted IdP does on the next pull.
+#[derive(Clone, Default)]
+struct Script {
+    users: Vec<SourceUser>,
+    /// Fail after sending the first page.
+    fail_mid_pull: bool,
+    /// Declare this many users instead of the real count.
+    declared_users: Option<u64>,
+    /// Hold the pull until notified.
+    gate: Option<Arc<Notify>>,
+    /// Seen modes, for assertions.
+    modes: Arc<Mutex<Vec<PullMode>>>,
+}
+
+#[derive(Clone)]
+struct ScriptedFactory(Arc<Mutex<Script>>);
+
+struct ScriptedDriver(Arc<Mutex<Script>>);
+
+impl DriverFactory for ScriptedFactory {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+    fn build(
+        &self,
+        _settings: &serde_json::Value,
+        _context: DriverContext,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        Ok(Box::new(ScriptedDriver(self.0.clone())))
+    }
+    fn validate(&self, _settings: &serde_json::Value) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for ScriptedDriver {
+    async fn check(&self) -> Result<Capabilities, DriverError> {
+        Ok(Capabilities {
+            delta: true,
+            nested_groups: false,
+            page_size: 2,
+            summary: "scripted".into(),
+        })
+    }
+
+    async fn pull(
+        &self,
+        mode: PullMode,
+        sink: &mut dyn RecordSink,
+    ) -> Result<PullOutcome, DriverError> {
+        let script = self.0.lock().unwrap().clone();
+        script.modes.lock().unwrap().push(mode.clone());
+        if let Some(gate) = &script.gate {
+            gate.notified().await;
+        }
+        if let PullMode::Delta(cursor) = mode {
+            // The delta: only users whose name changed since the cursor.
+            let changed: Vec<SourceUser> = script
+                .users
+                .iter()
+                .filter(|u| u.display_name.as_deref() == Some("changed"))
+                .cloned()
+                .collect();
+            sink.users(changed).await?;
+            return Ok(PullOutcome {
+                next_cursor: Some(DeltaCursor(format!("{}+", cursor.0))),
+                declared: DeclaredTotals::default(),
+                complete_snapshot: false,
+            });
+        }
+        let mut pages = script.users.chunks(2);
+        if let Some(first) = pages.next() {
+            sink.users(first.to_vec()).await?;
+        }
+        if script.fail_mid_pull {
+            return Err(DriverError::Transient(
+                "injected: connection reset on page 2".into(),
+            ));
+        }
+        for page in pages {
+            sink.users(page.to_vec()).await?;
+        }
+        sink.groups(vec![SourceGroup::new("g", "Everyone")]).await?;
+        sink.memberships(
+            script
+                .users
+                .iter()
+                .map(|u| MembershipEdge::user("g", u.external_id.clone()))
+                .collect(),
+        )
+        .await?;
+        Ok(PullOutcome {
+            next_cursor: Some(DeltaCursor("c1".into())),
+            declared: DeclaredTotals {
+                users: Some(script.declared_users.unwrap_or(script.users.len() as u64)),
+                groups: None,
+            },
+            complete_snapshot: true,
+        })
+    }
+}
+
+const CONFIG: &str = r#"
+[[connections]]
+id = "hr"
+kind = "scripted"
+[connections.safety]
+max_deletions = "100%"
+"#;
+
+fn users(n: usize) -> Vec<SourceUser> {
+    (0..n)
+        .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}")))
+        .collect()
+}
+
+async fn runner(store: &Store, script: Arc<Mutex<Script>>) -> SyncRunner {
+    let mut registry = DriverRegistry::default();
+    registry.register(ScriptedFactory(script));
+    let config: Config = config::load_str(CONFIG, "test.toml", &registry, &|_| None).unwrap();
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await
+        .unwrap();
+    let reconciler = Reconciler::new(store.clone(), &config, EventBus::default());
+    SyncRunner::new(
+        reconciler,
+        Arc::new(registry),
+        Arc::new(config),
+        HttpKit::new(Default::default()).unwrap(),
+    )
+}
+
+async fn n_users(store: &Store) -> u64 {
+    source_user::Entity::find().count(store.db()).await.unwrap()
+}
+
+async fn sync(runner: &SyncRunner, full: bool) -> idpsync_core::sync::SyncReport {
+    runner
+        .run("hr", Trigger::Manual, false, full, std::future::pending())
+        .await
+        .unwrap()
+}
+
+store_test!(
+    a_failed_or_short_pull_applies_nothing_and_the_next_run_converges,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(5),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(n_users(store).await, 5);
+
+        script.lock().unwrap().users = users(7);
+        script.lock().unwrap().fail_mid_pull = true;
+        let failed = sync(&runner, true).await;
+        assert_eq!(failed.status, "failed");
+        assert!(
+            failed
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("connection reset on page 2")
+        );
+        assert_eq!(
+            n_users(store).await,
+            5,
+            "nothing of the failed pull is applied"
+        );
+
+        script.lock().unwrap().fail_mid_pull = false;
+        script.lock().unwrap().declared_users = Some(9);
+        let short = sync(&runner, true).await;
+        assert_eq!(short.status, "failed");
+        assert!(
+            short
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("declared 9 users, 7 were received"),
+            "{:?}",
+            short.error
+        );
+        assert_eq!(n_users(store).await, 5);
+
+        script.lock().unwrap().declared_users = None;
+        assert_eq!(sync(&runner, true).await.status, "applied");
+        assert_eq!(n_users(store).await, 7);
+        let runs: Vec<String> = sync_run::Entity::find()
+            .order_by_asc(sync_run::Column::Id)
+            .all(store.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(runs, ["succeeded", "failed", "failed", "succeeded"]);
+        let row = connection::Entity::find_by_id("hr")
+            .one(store.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.health.as_str(), row.consecutive_failures),
+            ("healthy", 0)
+        );
+    }
+);
+
+store_test!(
+    repeated_failures_back_off_then_quarantine,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(3),
+            fail_mid_pull: true,
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        for attempt in 1..=QUARANTINE_AFTER {
+            assert_eq!(sync(&runner, false).await.status, "failed");
+            let row = connection::Entity::find_by_id("hr")
+                .one(store.db())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.consecutive_failures, attempt);
+            assert!(row.next_run_at.is_some());
+            let expected = if attempt < QUARANTINE_AFTER {
+                "backoff"
+            } else {
+                "quarantined"
+            };
+            assert_eq!(row.health, expected);
+        }
+        script.lock().unwrap().fail_mid_pull = false;
+        assert_eq!(
+            sync(&runner, false).await.status,
+            "applied",
+            "a manual run clears the quarantine"
+        );
+        let row = connection::Entity::find_by_id("hr")
+            .one(store.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.health.as_str(), row.next_run_at), ("healthy", None));
+    }
+);
+
+store_test!(
+    a_delta_pull_uses_the_stored_cursor_and_applies_only_changes,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(4),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        sync(&runner, false).await;
+        script.lock().unwrap().users[1].display_name = Some("changed".into());
+        let report = sync(&runner, false).await;
+        assert_eq!(
+            (report.mode, report.status, report.received.users),
+            ("delta", "applied", 1)
+        );
+        let modes = script.lock().unwrap().modes.lock().unwrap().clone();
+        assert_eq!(
+            modes,
+            [PullMode::Full, PullMode::Delta(DeltaCursor("c1".into()))]
+        );
+        let row = connection::Entity::find_by_id("hr")
+            .one(store.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.delta_cursor.as_deref(), Some("c1+"));
+        assert_eq!(
+            n_users(store).await,
+            4,
+            "a delta removes nobody it does not name"
+        );
+    }
+);
+
+store_test!(
+    a_connection_never_syncs_twice_at_once,
+    async |test_store: &TestStore| {
+        let gate = Arc::new(Notify::new());
+        let script = Arc::new(Mutex::new(Script {
+            users: users(2),
+            gate: Some(gate.clone()),
+            ..Default::default()
+        }));
+        let first = runner(&test_store.store, script.clone()).await;
+        // A second "daemon": its own runner and, on PostgreSQL, its own pool.
+        let second_store = match test_store.backend {
+            Backend::Postgres => Store::connect(&test_store.url, 2, test_store.pg_schema())
+                .await
+                .unwrap(),
+            Backend::Sqlite => test_store.store.clone(),
+        };
+        let second = runner(&second_store, script.clone()).await;
+
+        let running = {
+            let first = first.clone();
+            tokio::spawn(async move {
+                first
+                    .run(
+                        "hr",
+                        Trigger::Schedule,
+                        false,
+                        false,
+                        std::future::pending(),
+                    )
+                    .await
+            })
+        };
+        // Wait until the first run is inside its pull.
+        while script.lock().unwrap().modes.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let same_process = first
+            .run("hr", Trigger::Manual, false, false, std::future::pending())
+            .await;
+        assert!(
+            matches!(same_process, Err(SyncError::AlreadyRunning(_))),
+            "{same_process:?}"
+        );
+        if test_store.backend == Backend::Postgres {
+            let other_daemon = second
+                .run("hr", Trigger::Manual, false, false, std::future::pending())
+                .await;
+            assert!(
+                matches!(other_daemon, Err(SyncError::AlreadyRunning(_))),
+                "{other_daemon:?}"
+            );
+        }
+        gate.notify_one();
+        assert_eq!(running.await.unwrap().unwrap().status, "applied");
+        script.lock().unwrap().gate = None;
+        assert_eq!(
+            second
+                .run("hr", Trigger::Manual, false, false, std::future::pending())
+                .await
+                .unwrap()
+                .status,
+            "unchanged"
+        );
+    }
+);
+
+store_test!(
+    a_run_stopped_by_shutdown_before_applying_is_abandoned,
+    async |test_store: &TestStore| {
+        let gate = Arc::new(Notify::new());
+        let script = Arc::new(Mutex::new(Script {
+            users: users(2),
+            gate: Some(gate),
+            ..Default::default()
+        }));
+        let runner = runner(&test_store.store, script).await;
+        let report = runner
+            .run("hr", Trigger::Schedule, false, false, async {})
+            .await
+            .unwrap();
+        assert_eq!(report.status, "abandoned");
+        assert_eq!(n_users(&test_store.store).await, 0);
+        assert_eq!(
+            sync_run::Entity::find()
+                .count(test_store.store.db())
+                .await
+                .unwrap(),
+            0
+        );
+    }
+);

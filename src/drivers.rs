@@ -1,0 +1,10 @@
+//! The driver kinds compiled into this binary. Add a driver here (one line)
+//! after creating its crate under `drivers/`.
+
+use idpsync_core::sync::DriverRegistry;
+
+pub fn registry() -> DriverRegistry {
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_driver_keycloak::KeycloakFactory);
+    registry
+}
