@@ -23,7 +23,7 @@ fn check_config_accepts_the_example() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("ok (2 connections, 2 ACL groups, 1 webhooks)"));
+    assert!(stdout(&output).contains("ok (3 connections, 2 ACL groups, 1 webhooks)"));
 }
 
 #[test]
@@ -193,4 +193,31 @@ async fn migrate_creates_a_wal_sqlite_file_and_is_idempotent() {
         .unwrap();
     let mode: String = row.try_get_by_index(0).unwrap();
     assert_eq!(mode, "wal");
+}
+
+#[test]
+fn check_config_checks_a_driver_s_own_table_with_positions() {
+    let (workdir, _) = Workdir::new(
+        r#"
+[[connections]]
+id = "kc"
+kind = "keycloak"
+schedule = "0 */5 * * * *"
+[connections.keycloak]
+base_url = "https://sso.acme.test"
+realm = "acme"
+client_id = "idpsync"
+client_secret = "s"
+page_size = 5000
+"#,
+    );
+    let output = workdir.run(&["check-config"]);
+    assert!(!output.status.success());
+    let errors = stderr(&output);
+    assert!(
+        errors.contains(
+            ":11:13: connections[0].keycloak.page_size: must be between 1 and 1000, got 5000"
+        ),
+        "{errors}"
+    );
 }

@@ -26,9 +26,13 @@ fn rendered(errors: &ConfigErrors) -> Vec<String> {
 #[test]
 fn the_example_config_loads() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/idpsync.toml");
-    let config = config::load_file(std::path::Path::new(path), &["scim"])
+    let config = config::load_file(std::path::Path::new(path), &["scim", "keycloak"])
         .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.connections.len(), 2);
+    assert_eq!(config.connections.len(), 3);
+    assert_eq!(
+        config.connections[2].kind_settings().unwrap()["realm"].as_str(),
+        Some("acme")
+    );
     assert_eq!(config.acl_groups.len(), 2);
     assert_eq!(config.webhooks.len(), 1);
     assert_eq!(
