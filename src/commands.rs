@@ -470,3 +470,67 @@ pub async fn check_connection(path: &Path, connection: &str) -> Result<ExitCode>
         }
     }
 }
+
+pub async fn connections(path: &Path, json: bool) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let rows = store
+        .connections()
+        .await
+        .context("while listing connections")?;
+    let mut listing = Vec::new();
+    for row in rows {
+        let last = store
+            .recent_runs(Some(&row.id), 1)
+            .await?
+            .into_iter()
+            .next();
+        listing.push(serde_json::json!({
+            "id": row.id,
+            "kind": row.kind,
+            "configured": config.connection(&row.id).is_some(),
+            "health": row.health,
+            "consecutive_failures": row.consecutive_failures,
+            "next_run_at": row.next_run_at,
+            "last_run": last.as_ref().map(|run| serde_json::json!({
+                "id": run.id, "status": run.status, "started_at": run.started_at, "error": run.error
+            })),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<18} {:<10} {:<12} {:>8}  {:<20} LAST RUN",
+        "CONNECTION", "KIND", "HEALTH", "FAILURES", "BACKOFF UNTIL"
+    );
+    for item in listing {
+        let last = &item["last_run"];
+        println!(
+            "{:<18} {:<10} {:<12} {:>8}  {:<20} {}",
+            item["id"].as_str().unwrap_or_default(),
+            item["kind"].as_str().unwrap_or_default(),
+            item["health"].as_str().unwrap_or_default(),
+            item["consecutive_failures"],
+            item["next_run_at"]
+                .as_str()
+                .map(|at| at.chars().take(19).collect::<String>())
+                .unwrap_or_else(|| "-".into()),
+            if last.is_null() {
+                "-".to_string()
+            } else {
+                format!(
+                    "#{} {}{}",
+                    last["id"],
+                    last["status"].as_str().unwrap_or_default(),
+                    last["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

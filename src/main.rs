@@ -81,6 +81,11 @@ enum Command {
     },
     /// Test a pull connection's credentials and reachability.
     CheckConnection { connection: String },
+    /// List connections with their health (healthy, backoff, quarantined) and last run.
+    Connections {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
             Command::CheckConnection { connection } => {
                 commands::check_connection(&cli.config, &connection).await
             }
+            Command::Connections { json } => commands::connections(&cli.config, json).await,
         }
     });
     match result {

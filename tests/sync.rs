@@ -178,6 +178,16 @@ group_glob = "*"
     let health = api.get("/connections/kc").await;
     assert_eq!(health["health"], "backoff");
     assert_eq!(health["consecutive_failures"], 1);
+    let listing = common::stdout(
+        &common::idpsync(&workdir.config_path, &["connections"])
+            .env("KC_SECRET", settings["client_secret"].as_str().unwrap())
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        listing.contains("backoff") && listing.contains("failed: unexpected response"),
+        "{listing}"
+    );
 
     // Fixed at the source: the next run (manual, past the backoff) converges.
     let mut cursor = 0;

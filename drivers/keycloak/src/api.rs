@@ -2,7 +2,7 @@
 
 use crate::config::KeycloakSettings;
 use idpsync_driver::DriverError;
-use idpsync_driver::http::{ClientCredentials, HttpKit};
+use idpsync_driver::http::{ClientCredentials, HttpKit, OffsetPager};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,7 @@ mod map;
 
 use api::KeycloakApi;
 use config::KeycloakSettings;
+use idpsync_driver::http::OffsetPager;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory,
     MembershipEdge, PullMode, PullOutcome, RecordSink, parse_settings,
@@ -85,29 +86,21 @@ impl Driver for KeycloakDriver {
     ) -> Result<PullOutcome, DriverError> {
         let declared_users = self.api.user_count().await?;
 
-        let mut first = 0;
-        loop {
-            let page = self.api.users_page(first).await?;
-            let short = (page.len() as u32) < self.api.page_size();
-            first += page.len() as u32;
+        let mut pager = OffsetPager::new(self.api.page_size());
+        while let Some(first) = pager.next_offset() {
+            let page = self.api.users_page(first as u32).await?;
+            pager.record(page.len());
             sink.users(page.into_iter().map(map::user).collect::<Result<_, _>>()?)
                 .await?;
-            if short {
-                break;
-            }
         }
 
         // Walk the tree breadth-first: top-level groups, then children.
         let mut queue: Vec<(Option<String>, api::GroupRepresentation)> = Vec::new();
-        let mut first = 0;
-        loop {
-            let page = self.api.groups_page(first).await?;
-            let short = (page.len() as u32) < self.api.page_size();
-            first += page.len() as u32;
+        let mut pager = OffsetPager::new(self.api.page_size());
+        while let Some(first) = pager.next_offset() {
+            let page = self.api.groups_page(first as u32).await?;
+            pager.record(page.len());
             queue.extend(page.into_iter().map(|group| (None, group)));
-            if short {
-                break;
-            }
         }
         let mut index = 0;
         while index < queue.len() {
@@ -130,11 +123,10 @@ impl Driver for KeycloakDriver {
                         .map(|child| (Some(group.id.clone()), child)),
                 );
             }
-            let mut first = 0;
-            loop {
-                let members = self.api.members_page(&group.id, first).await?;
-                let short = (members.len() as u32) < self.api.page_size();
-                first += members.len() as u32;
+            let mut pager = OffsetPager::new(self.api.page_size());
+            while let Some(first) = pager.next_offset() {
+                let members = self.api.members_page(&group.id, first as u32).await?;
+                pager.record(members.len());
                 sink.memberships(
                     members
                         .into_iter()
@@ -142,9 +134,6 @@ impl Driver for KeycloakDriver {
                         .collect(),
                 )
                 .await?;
-                if short {
-                    break;
-                }
             }
         }
         Ok(PullOutcome {

@@ -263,6 +263,70 @@ impl HttpKit {
     }
 }
 
+/// The `rel="next"` URL of an RFC 8288 `Link` header (Okta, GitHub-style
+/// paging), if there is one.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let is_next = parts.any(|param| {
+                let param = param.trim().replace(' ', "");
+                param.eq_ignore_ascii_case("rel=\"next\"") || param.eq_ignore_ascii_case("rel=next")
+            });
+            if is_next && target.starts_with('<') && target.ends_with('>') {
+                return Some(target[1..target.len() - 1].to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Walks an offset-paged listing (`first`/`max`, `skip`/`limit`) for APIs
+/// that give no totals: a page shorter than the page size is the last.
+///
+/// ```text
+/// let mut pager = OffsetPager::new(100);
+/// while let Some(offset) = pager.next_offset() {
+///     let page = fetch(offset).await?;
+///     pager.record(page.len());
+///     sink.users(map(page)).await?;
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct OffsetPager {
+    page_size: u32,
+    offset: u64,
+    done: bool,
+}
+
+impl OffsetPager {
+    pub fn new(page_size: u32) -> Self {
+        OffsetPager {
+            page_size: page_size.max(1),
+            offset: 0,
+            done: false,
+        }
+    }
+
+    /// The offset of the next page to fetch, or `None` after the last page.
+    pub fn next_offset(&self) -> Option<u64> {
+        (!self.done).then_some(self.offset)
+    }
+
+    /// Records how many items the page just fetched held.
+    pub fn record(&mut self, n_items: usize) {
+        self.offset += n_items as u64;
+        self.done = (n_items as u64) < self.page_size as u64;
+    }
+
+    /// Items seen so far.
+    pub fn seen(&self) -> u64 {
+        self.offset
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -383,5 +447,100 @@ impl TokenSource for ClientCredentials {
 
     async fn invalidate(&self) {
         *self.cached.lock().await = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderValue, LINK};
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://acme.okta.com/api/v1/users?limit=200>; rel=\"self\"",
+            ),
+        );
+        headers.append(
+            LINK,
+            HeaderValue::from_static(
+                "<https://acme.okta.com/api/v1/users?after=00u2&limit=200>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&headers).as_deref(),
+            Some("https://acme.okta.com/api/v1/users?after=00u2&limit=200")
+        );
+        let mut last = HeaderMap::new();
+        last.append(
+            LINK,
+            HeaderValue::from_static("<https://x/users?limit=2>; rel=\"self\""),
+        );
+        assert_eq!(next_link(&last), None);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+    }
+
+    #[test]
+    fn the_offset_pager_stops_on_a_short_page() {
+        let items: Vec<u32> = (0..7).collect();
+        let mut pager = OffsetPager::new(3);
+        let mut seen = Vec::new();
+        while let Some(offset) = pager.next_offset() {
+            let page: Vec<u32> = items
+                .iter()
+                .skip(offset as usize)
+                .take(3)
+                .copied()
+                .collect();
+            pager.record(page.len());
+            seen.push(page);
+        }
+        assert_eq!(seen, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        assert_eq!(pager.seen(), 7);
+        let mut exact = OffsetPager::new(3);
+        exact.record(3);
+        exact.record(0);
+        assert_eq!(
+            exact.next_offset(),
+            None,
+            "an empty page after a full one ends it"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(1),
+        };
+        assert!(
+            policy.backoff(1) <= Duration::from_millis(100)
+                && policy.backoff(1) >= Duration::from_millis(75)
+        );
+        assert!(
+            policy.backoff(3) <= Duration::from_millis(400)
+                && policy.backoff(3) >= Duration::from_millis(300)
+        );
+        assert!(policy.backoff(10) <= Duration::from_millis(500));
     }
 }
