@@ -115,18 +115,18 @@ impl KeycloakApi {
         group_id: &str,
     ) -> Result<Vec<GroupRepresentation>, DriverError> {
         let mut children = Vec::new();
-        let mut first = 0;
-        loop {
+        let mut pager = OffsetPager::new(self.settings.page_size);
+        while let Some(first) = pager.next_offset() {
             let page: Vec<GroupRepresentation> = self
-                .get(&format!("/groups/{group_id}/children"), &self.page(first))
+                .get(
+                    &format!("/groups/{group_id}/children"),
+                    &self.page(first as u32),
+                )
                 .await?;
-            let short = (page.len() as u32) < self.settings.page_size;
-            first += page.len() as u32;
+            pager.record(page.len());
             children.extend(page);
-            if short {
-                return Ok(children);
-            }
         }
+        Ok(children)
     }
 
     pub async fn members_page(
