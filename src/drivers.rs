@@ -6,5 +6,6 @@ use idpsync_core::sync::DriverRegistry;
 pub fn registry() -> DriverRegistry {
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_keycloak::KeycloakFactory);
+    registry.register(idpsync_driver_jumpcloud::JumpCloudFactory);
     registry
 }

@@ -26,9 +26,12 @@ fn rendered(errors: &ConfigErrors) -> Vec<String> {
 #[test]
 fn the_example_config_loads() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/idpsync.toml");
-    let config = config::load_file(std::path::Path::new(path), &["scim", "keycloak"])
-        .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.connections.len(), 3);
+    let config = config::load_file(
+        std::path::Path::new(path),
+        &["scim", "keycloak", "jumpcloud"],
+    )
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.connections.len(), 4);
     assert_eq!(
         config.connections[2].kind_settings().unwrap()["realm"].as_str(),
         Some("acme")

@@ -1,0 +1,52 @@
+//! `[connections.jumpcloud]` settings.
+
+use idpsync_driver::{DriverError, Secret};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JumpCloudSettings {
+    /// An administrator's API key (Admin Portal → your account → API Settings).
+    pub api_key: Secret,
+    /// The organization id, for multi-tenant (MTP) administrators.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// The API root; change it only for JumpCloud's EU region or tests.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Objects per request, 1 to 100 (the API's maximum).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+fn default_base_url() -> String {
+    "https://console.jumpcloud.com".into()
+}
+
+fn default_page_size() -> u32 {
+    100
+}
+
+impl JumpCloudSettings {
+    pub fn validate(&self) -> Result<(), DriverError> {
+        match url::Url::parse(&self.base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(DriverError::config(
+                    "base_url",
+                    format!("\"{}\" is not an http(s) URL", self.base_url),
+                ));
+            }
+        }
+        if self.api_key.is_empty() {
+            return Err(DriverError::config("api_key", "must not be empty"));
+        }
+        if !(1..=100).contains(&self.page_size) {
+            return Err(DriverError::config(
+                "page_size",
+                format!("must be between 1 and 100, got {}", self.page_size),
+            ));
+        }
+        Ok(())
+    }
+}
