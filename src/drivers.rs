@@ -7,5 +7,6 @@ pub fn registry() -> DriverRegistry {
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_keycloak::KeycloakFactory);
     registry.register(idpsync_driver_jumpcloud::JumpCloudFactory);
+    registry.register(idpsync_driver_entra::EntraFactory);
     registry
 }

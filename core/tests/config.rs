@@ -28,12 +28,12 @@ fn the_example_config_loads() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/idpsync.toml");
     let config = config::load_file(
         std::path::Path::new(path),
-        &["scim", "keycloak", "jumpcloud"],
+        &["scim", "keycloak", "jumpcloud", "entra"],
     )
     .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.connections.len(), 4);
+    assert_eq!(config.connections.len(), 5);
     assert_eq!(
-        config.connections[2].kind_settings().unwrap()["realm"].as_str(),
+        config.connections[3].kind_settings().unwrap()["realm"].as_str(),
         Some("acme")
     );
     assert_eq!(config.acl_groups.len(), 2);

@@ -402,6 +402,13 @@ impl ClientCredentials {
             cached: Mutex::new(None),
         })
     }
+
+    /// Sends the client id and secret in the form body (`client_secret_post`)
+    /// instead of HTTP Basic, as the Microsoft identity platform expects.
+    pub fn credentials_in_body(mut self) -> Self {
+        self.client = self.client.set_auth_type(oauth2::AuthType::RequestBody);
+        self
+    }
 }
 
 #[async_trait::async_trait]

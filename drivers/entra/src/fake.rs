@@ -1,0 +1,589 @@
+//! A fake Microsoft Graph (feature `fake`) that behaves like Graph in what
+//! the driver relies on: the identity platform's token endpoint (client
+//! credentials with the secret in the body, `invalid_client` with an AADSTS
+//! message), `/v1.0/users/delta` and `/v1.0/groups/delta` rounds with opaque
+//! `$skiptoken` paging (`Prefer: odata.maxpagesize`), absolute
+//! `@odata.nextLink`s and a final `@odata.deltaLink`, `@removed` users,
+//! `members@delta` with `@odata.type`, `$select`, 410 `resyncRequired` for
+//! expired delta tokens, 429 with `Retry-After`, and OData error bodies.
+//! Change the tenant with [`FakeGraph::disable_user`], [`FakeGraph::delete_user`],
+//! [`FakeGraph::add_member`], [`FakeGraph::remove_member`] and
+//! [`FakeGraph::expire_delta_tokens`].
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The tenant and its change log.
+#[derive(Debug, Default)]
+pub struct Tenant {
+    pub dataset: Dataset,
+    /// Bumped by every change; delta tokens are versions.
+    version: u64,
+    user_changed: HashMap<usize, u64>,
+    user_deleted: HashMap<usize, u64>,
+    /// (version, group index, member id, member is a group, added)
+    member_changes: Vec<(u64, usize, String, bool, bool)>,
+    /// Delta tokens older than this are expired.
+    oldest_valid: u64,
+    /// Requests answered, per listing, for tests of delta efficiency.
+    pub items_served: u64,
+}
+
+#[derive(Clone)]
+pub struct FakeGraph {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub tenant: Arc<Mutex<Tenant>>,
+    pub tokens: FakeTokens,
+    pub faults: FaultInjector,
+    base_url: Arc<Mutex<String>>,
+}
+
+impl FakeGraph {
+    pub fn new(dataset: Dataset) -> Self {
+        FakeGraph {
+            tenant_id: "00000000-aaaa-bbbb-cccc-000000000001".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            client_secret: "fake~graph~secret".into(),
+            tenant: Arc::new(Mutex::new(Tenant {
+                dataset,
+                ..Tenant::default()
+            })),
+            tokens: FakeTokens::default(),
+            faults: FaultInjector::default(),
+            base_url: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/v1.0/users/delta", get(users_delta))
+            .route("/v1.0/groups/delta", get(groups_delta))
+            .route("/v1.0/users", get(list_users))
+            .route("/v1.0/groups", get(list_groups))
+            .route("/v1.0/users/{id}", get(one_user))
+            .with_state(self.clone())
+    }
+
+    pub async fn start(&self) -> std::io::Result<FakeServer> {
+        let server = serve(self.router()).await?;
+        *self.base_url.lock().unwrap_or_else(|e| e.into_inner()) = server.base_url.clone();
+        Ok(server)
+    }
+
+    /// `[connections.entra]` pointing at this fake (authority and Graph).
+    pub fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        json!({
+            "tenant_id": self.tenant_id, "client_id": self.client_id, "client_secret": self.client_secret,
+            "authority_url": base_url, "graph_url": base_url, "page_size": page_size
+        })
+    }
+
+    fn change(&self, apply: impl FnOnce(&mut Tenant, u64)) {
+        let mut tenant = self.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        tenant.version += 1;
+        let version = tenant.version;
+        apply(&mut tenant, version);
+    }
+
+    pub fn disable_user(&self, user: usize) {
+        self.change(|t, v| {
+            t.dataset.users[user].active = false;
+            t.user_changed.insert(user, v);
+        });
+    }
+
+    pub fn delete_user(&self, user: usize) {
+        self.change(|t, v| {
+            t.user_deleted.insert(user, v);
+            let id = t.dataset.users[user].id.clone();
+            let groups: Vec<usize> = t
+                .dataset
+                .members
+                .iter()
+                .filter(|(_, u)| *u == user)
+                .map(|(g, _)| *g)
+                .collect();
+            t.dataset.members.retain(|(_, u)| *u != user);
+            for group in groups {
+                t.member_changes.push((v, group, id.clone(), false, false));
+            }
+        });
+    }
+
+    pub fn add_member(&self, group: usize, user: usize) {
+        self.change(|t, v| {
+            t.dataset.members.push((group, user));
+            t.dataset.members.sort();
+            let id = t.dataset.users[user].id.clone();
+            t.member_changes.push((v, group, id, false, true));
+        });
+    }
+
+    pub fn remove_member(&self, group: usize, user: usize) {
+        self.change(|t, v| {
+            t.dataset.members.retain(|m| *m != (group, user));
+            let id = t.dataset.users[user].id.clone();
+            t.member_changes.push((v, group, id, false, false));
+        });
+    }
+
+    /// Every delta token issued so far stops working (410 on use).
+    pub fn expire_delta_tokens(&self) {
+        self.change(|t, v| t.oldest_valid = v);
+    }
+}
+
+fn odata_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": code, "message": message, "innerError": {"date": "2026-11-24T00:00:00", "request-id": "fake"}}})))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+}
+
+async fn token(
+    State(fake): State<FakeGraph>,
+    Path(tenant): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let refuse = |code: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"error": code, "error_description": description, "error_codes": [7000215]}),
+            ),
+        )
+            .into_response()
+    };
+    if tenant != fake.tenant_id {
+        return refuse("invalid_request", "AADSTS90002: Tenant not found.");
+    }
+    if form.grant_type != "client_credentials"
+        || !form
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.ends_with("/.default"))
+    {
+        return refuse(
+            "invalid_scope",
+            "AADSTS1002012: The provided value for scope is not valid; client credentials need <resource>/.default.",
+        );
+    }
+    if form.client_id.as_deref() != Some(fake.client_id.as_str())
+        || form.client_secret.as_deref() != Some(fake.client_secret.as_str())
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": fake.tokens.issue()})).into_response()
+}
+
+/// Auth and faults.
+async fn gate(
+    fake: &FakeGraph,
+    headers: &HeaderMap,
+    resource: &str,
+    page: usize,
+) -> Option<Response> {
+    if let Some(answer) = fake
+        .faults
+        .before(resource, page, |secs| {
+            let mut response = odata_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+        })
+        .await
+    {
+        return Some(answer);
+    }
+    if !fake.tokens.check(headers) {
+        return Some(odata_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token has expired or is not yet valid.",
+        ));
+    }
+    None
+}
+
+fn page_size(headers: &HeaderMap) -> usize {
+    headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().strip_prefix("odata.maxpagesize="))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 999)
+}
+
+/// An opaque token: "kind:since:round:offset", hex-encoded.
+fn encode(parts: &[u64], kind: &str) -> String {
+    let text = format!(
+        "{kind}:{}",
+        parts
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(":")
+    );
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode(token: &str, kind: &str) -> Option<Vec<u64>> {
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let rest = text.strip_prefix(&format!("{kind}:"))?;
+    rest.split(':').map(|n| n.parse().ok()).collect()
+}
+
+fn select(item: Value, query: &HashMap<String, String>) -> Value {
+    let Some(fields) = query.get("$select") else {
+        return item;
+    };
+    let wanted: Vec<&str> = fields.split(',').map(str::trim).collect();
+    match item {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| {
+                    k == "id"
+                        || k.starts_with('@')
+                        || k.ends_with("@delta")
+                        || wanted.contains(&k.as_str())
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn user_json(tenant: &Tenant, index: usize) -> Value {
+    let user = &tenant.dataset.users[index];
+    json!({
+        "@odata.type": "#microsoft.graph.user", "id": user.id, "userPrincipalName": user.user_name, "mail": user.email,
+        "displayName": format!("{} {}", user.given_name, user.family_name), "givenName": user.given_name,
+        "surname": user.family_name, "accountEnabled": user.active, "jobTitle": null
+    })
+}
+
+/// Where a request is in a delta round.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// Changes after this version; `None` for a full round.
+    since: Option<u64>,
+    /// The tenant version the round's delta link will carry.
+    version: u64,
+    offset: usize,
+}
+
+/// Which round a request continues, or the error answer.
+fn round(
+    fake: &FakeGraph,
+    tenant: &Tenant,
+    query: &HashMap<String, String>,
+    kind: &str,
+) -> Result<Round, Box<Response>> {
+    let _ = fake;
+    if let Some(skip) = query.get("$skiptoken") {
+        let parts = decode(skip, kind).filter(|p| p.len() == 4).ok_or_else(|| {
+            Box::new(odata_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Invalid skip token.",
+            ))
+        })?;
+        return Ok(Round {
+            since: (parts[0] != u64::MAX).then_some(parts[0]),
+            version: parts[1],
+            offset: parts[2] as usize,
+        });
+    }
+    if let Some(delta) = query.get("$deltatoken") {
+        let since = decode(delta, kind)
+            .and_then(|p| p.first().copied())
+            .ok_or_else(|| {
+                Box::new(odata_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "Invalid delta token.",
+                ))
+            })?;
+        if since < tenant.oldest_valid {
+            return Err(Box::new(odata_error(
+                StatusCode::GONE,
+                "resyncRequired",
+                "Resync required. Replace any local cached data with the full results of a new delta query.",
+            )));
+        }
+        return Ok(Round {
+            since: Some(since),
+            version: tenant.version,
+            offset: 0,
+        });
+    }
+    Ok(Round {
+        since: None,
+        version: tenant.version,
+        offset: 0,
+    })
+}
+
+/// One page of a round: `items` are all the round's objects.
+fn page_response(
+    fake: &FakeGraph,
+    path: &str,
+    kind: &str,
+    items: Vec<Value>,
+    round: Round,
+    size: usize,
+    query: &HashMap<String, String>,
+) -> Response {
+    let base = fake
+        .base_url
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let total = items.len();
+    let offset = round.offset;
+    let page: Vec<Value> = items
+        .into_iter()
+        .skip(offset)
+        .take(size)
+        .map(|item| select(item, query))
+        .collect();
+    let mut body =
+        json!({"@odata.context": format!("{base}/v1.0/$metadata#{kind}"), "value": page});
+    let select_param = query
+        .get("$select")
+        .map(|s| format!("$select={s}&"))
+        .unwrap_or_default();
+    if offset + size < total {
+        let token = encode(
+            &[
+                round.since.unwrap_or(u64::MAX),
+                round.version,
+                (offset + size) as u64,
+                0,
+            ],
+            kind,
+        );
+        body["@odata.nextLink"] =
+            format!("{base}/v1.0/{path}?{select_param}$skiptoken={token}").into();
+    } else {
+        body["@odata.deltaLink"] = format!(
+            "{base}/v1.0/{path}?{select_param}$deltatoken={}",
+            encode(&[round.version], kind)
+        )
+        .into();
+    }
+    json_response(
+        StatusCode::OK,
+        fake.faults
+            .mangle(kind, offset / size.max(1), body.to_string()),
+    )
+}
+
+async fn users_delta(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let size = page_size(&headers);
+    let (current, offset, items) = {
+        let mut tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let current = match round(&fake, &tenant, &query, "users") {
+            Ok(r) => r,
+            Err(response) => return *response,
+        };
+        let (since, round_version, offset) = (current.since, current.version, current.offset);
+        let mut items = Vec::new();
+        for index in 0..tenant.dataset.users.len() {
+            if let Some(deleted) = tenant.user_deleted.get(&index) {
+                if since.is_some_and(|s| *deleted > s && *deleted <= round_version) {
+                    items.push(json!({"id": tenant.dataset.users[index].id, "@removed": {"reason": "deleted"}}));
+                }
+                continue;
+            }
+            let changed = tenant.user_changed.get(&index).copied().unwrap_or(0);
+            if since.is_none_or(|s| changed > s && changed <= round_version) {
+                items.push(user_json(&tenant, index));
+            }
+        }
+        tenant.items_served += items.len().saturating_sub(offset).min(size) as u64;
+        (current, offset, items)
+    };
+    if let Some(answer) = gate(&fake, &headers, "users", offset / size).await {
+        return answer;
+    }
+    page_response(&fake, "users/delta", "users", items, current, size, &query)
+}
+
+async fn groups_delta(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let size = page_size(&headers);
+    let (current, offset, items) = {
+        let mut tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let current = match round(&fake, &tenant, &query, "groups") {
+            Ok(r) => r,
+            Err(response) => return *response,
+        };
+        let (since, round_version, offset) = (current.since, current.version, current.offset);
+        let mut items = Vec::new();
+        for (index, group) in tenant.dataset.groups.iter().enumerate() {
+            match since {
+                None => {
+                    let mut members: Vec<Value> = tenant
+                        .dataset
+                        .members_of(index)
+                        .into_iter()
+                        .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": tenant.dataset.users[u].id}))
+                        .collect();
+                    members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
+                    items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
+                }
+                Some(since) => {
+                    let changes: Vec<Value> = tenant
+                        .member_changes
+                        .iter()
+                        .filter(|(v, g, ..)| *g == index && *v > since && *v <= round_version)
+                        .map(|(_, _, id, is_group, added)| {
+                            let kind = if *is_group { "#microsoft.graph.group" } else { "#microsoft.graph.user" };
+                            if *added { json!({"@odata.type": kind, "id": id}) } else { json!({"@odata.type": kind, "id": id, "@removed": {"reason": "deleted"}}) }
+                        })
+                        .collect();
+                    if !changes.is_empty() {
+                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                    }
+                }
+            }
+        }
+        tenant.items_served += items.len().saturating_sub(offset).min(size) as u64;
+        (current, offset, items)
+    };
+    if let Some(answer) = gate(&fake, &headers, "groups", offset / size).await {
+        return answer;
+    }
+    page_response(
+        &fake,
+        "groups/delta",
+        "groups",
+        items,
+        current,
+        size,
+        &query,
+    )
+}
+
+async fn list_users(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "list", 0).await {
+        return answer;
+    }
+    let top: usize = query
+        .get("$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100)
+        .min(999);
+    let items: Vec<Value> = {
+        let tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        (0..tenant.dataset.users.len())
+            .filter(|i| !tenant.user_deleted.contains_key(i))
+            .take(top)
+            .map(|i| select(user_json(&tenant, i), &query))
+            .collect()
+    };
+    axum::Json(json!({"value": items})).into_response()
+}
+
+async fn list_groups(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "list", 0).await {
+        return answer;
+    }
+    let top: usize = query
+        .get("$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100)
+        .min(999);
+    let items: Vec<Value> = {
+        let tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        tenant
+            .dataset
+            .groups
+            .iter()
+            .take(top)
+            .map(|g| select(json!({"id": g.id, "displayName": g.name}), &query))
+            .collect()
+    };
+    axum::Json(json!({"value": items})).into_response()
+}
+
+async fn one_user(
+    State(fake): State<FakeGraph>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "user", 0).await {
+        return answer;
+    }
+    let found = {
+        let tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        tenant
+            .dataset
+            .users
+            .iter()
+            .position(|u| u.id == id)
+            .filter(|i| !tenant.user_deleted.contains_key(i))
+            .map(|i| user_json(&tenant, i))
+    };
+    match found {
+        Some(user) => axum::Json(select(user, &query)).into_response(),
+        None => odata_error(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            &format!(
+                "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        ),
+    }
+}
