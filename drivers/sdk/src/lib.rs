@@ -19,6 +19,7 @@ pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod http;
+pub mod jwt;
 pub mod records;
 pub mod secret;
 
