@@ -173,11 +173,14 @@ impl HttpKit {
                 attempt -= 1;
                 continue;
             }
-            let wait = retry_after(response.headers()).or_else(|| rate_limit_reset(response.headers()));
+            let wait =
+                retry_after(response.headers()).or_else(|| rate_limit_reset(response.headers()));
             let body = read_error_body(response).await;
             // Google reports quota exhaustion as 403 rateLimitExceeded.
-            let quota = status == StatusCode::FORBIDDEN && (body.contains("rateLimitExceeded") || body.contains("userRateLimitExceeded"));
-            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || quota;
+            let quota = status == StatusCode::FORBIDDEN
+                && (body.contains("rateLimitExceeded") || body.contains("userRateLimitExceeded"));
+            let retryable =
+                status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || quota;
             if retryable && attempt < self.retry.max_attempts {
                 let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
                 if wait > self.retry.max_wait {
@@ -194,7 +197,9 @@ impl HttpKit {
             }
             return Err(match status {
                 StatusCode::UNAUTHORIZED => DriverError::Unauthorized(body),
-                StatusCode::FORBIDDEN if quota => DriverError::RateLimited { retry_after: wait.unwrap_or(self.retry.max_backoff) },
+                StatusCode::FORBIDDEN if quota => DriverError::RateLimited {
+                    retry_after: wait.unwrap_or(self.retry.max_backoff),
+                },
                 StatusCode::FORBIDDEN => DriverError::Forbidden(body),
                 StatusCode::NOT_FOUND => DriverError::NotFound(body),
                 StatusCode::TOO_MANY_REQUESTS => DriverError::RateLimited {
@@ -332,8 +337,17 @@ impl OffsetPager {
 
 /// Okta's `X-Rate-Limit-Reset` (epoch seconds) as a wait from now.
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
-    let reset: u64 = headers.get("x-rate-limit-reset")?.to_str().ok()?.trim().parse().ok()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let reset: u64 = headers
+        .get("x-rate-limit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     Some(Duration::from_secs(reset.saturating_sub(now)))
 }
 

@@ -27,7 +27,11 @@ impl RsaSigner {
     /// From a PEM `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1).
     pub fn from_pem(pem: &Secret, key_name: &str) -> Result<Self, DriverError> {
         let text = pem.expose();
-        let body: String = text.lines().filter(|line| !line.starts_with("-----")).collect::<Vec<_>>().join("");
+        let body: String = text
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
         let der = STANDARD
             .decode(body.trim())
             .map_err(|_| DriverError::config(key_name, "not a PEM private key"))?;
@@ -36,7 +40,9 @@ impl RsaSigner {
         } else {
             ring::signature::RsaKeyPair::from_pkcs8(&der)
         }
-        .map_err(|error| DriverError::config(key_name, format!("not a usable RSA private key: {error}")))?;
+        .map_err(|error| {
+            DriverError::config(key_name, format!("not a usable RSA private key: {error}"))
+        })?;
         Ok(RsaSigner { key })
     }
 
@@ -53,9 +59,17 @@ impl RsaSigner {
         );
         let mut signature = vec![0u8; self.key.public().modulus_len()];
         self.key
-            .sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), signing_input.as_bytes(), &mut signature)
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
             .map_err(|_| DriverError::protocol("RSA signing failed"))?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature)
+        ))
     }
 }
 
@@ -63,19 +77,31 @@ impl RsaSigner {
 /// For fakes and tests.
 pub fn verify_rs256(token: &str, public_key_pkcs1_der: &[u8]) -> Result<Value, String> {
     let mut parts = token.split('.');
-    let (Some(header), Some(claims), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("not a JWT".into());
     };
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| "bad signature encoding")?;
-    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, public_key_pkcs1_der)
-        .verify(format!("{header}.{claims}").as_bytes(), &signature)
-        .map_err(|_| "signature does not verify")?;
-    let claims = URL_SAFE_NO_PAD.decode(claims).map_err(|_| "bad claims encoding")?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| "bad signature encoding")?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key_pkcs1_der,
+    )
+    .verify(format!("{header}.{claims}").as_bytes(), &signature)
+    .map_err(|_| "signature does not verify")?;
+    let claims = URL_SAFE_NO_PAD
+        .decode(claims)
+        .map_err(|_| "bad claims encoding")?;
     serde_json::from_slice(&claims).map_err(|e| e.to_string())
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Which signed grant to make.
@@ -83,10 +109,18 @@ fn now_secs() -> u64 {
 pub enum Grant {
     /// Google service account with domain-wide delegation: RFC 7523 JWT bearer
     /// grant, `iss` the service account, `sub` the admin impersonated.
-    JwtBearer { issuer: String, subject: String, scopes: Vec<String> },
+    JwtBearer {
+        issuer: String,
+        subject: String,
+        scopes: Vec<String>,
+    },
     /// OAuth 2.0 client credentials authenticated by a signed client assertion
     /// (`private_key_jwt`, Okta service apps).
-    ClientAssertion { client_id: String, key_id: Option<String>, scopes: Vec<String> },
+    ClientAssertion {
+        client_id: String,
+        key_id: Option<String>,
+        scopes: Vec<String>,
+    },
 }
 
 /// A token obtained with a signed JWT, cached.
@@ -100,7 +134,10 @@ pub struct SignedGrant {
 
 impl std::fmt::Debug for SignedGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignedGrant").field("token_url", &self.token_url).field("grant", &self.grant).finish_non_exhaustive()
+        f.debug_struct("SignedGrant")
+            .field("token_url", &self.token_url)
+            .field("grant", &self.grant)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,17 +148,37 @@ impl SignedGrant {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|error| DriverError::Transient(error.to_string()))?;
-        Ok(SignedGrant { token_url: token_url.into(), grant, signer, http, cached: Mutex::new(None) })
+        Ok(SignedGrant {
+            token_url: token_url.into(),
+            grant,
+            signer,
+            http,
+            cached: Mutex::new(None),
+        })
     }
 
     fn form(&self) -> Result<Vec<(&'static str, String)>, DriverError> {
         let now = now_secs();
         Ok(match &self.grant {
-            Grant::JwtBearer { issuer, subject, scopes } => {
+            Grant::JwtBearer {
+                issuer,
+                subject,
+                scopes,
+            } => {
                 let claims = json!({"iss": issuer, "sub": subject, "scope": scopes.join(" "), "aud": self.token_url, "iat": now, "exp": now + 3600});
-                vec![("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".into()), ("assertion", self.signer.sign(&claims, None)?)]
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                    ),
+                    ("assertion", self.signer.sign(&claims, None)?),
+                ]
             }
-            Grant::ClientAssertion { client_id, key_id, scopes } => {
+            Grant::ClientAssertion {
+                client_id,
+                key_id,
+                scopes,
+            } => {
                 let claims = json!({
                     "iss": client_id, "sub": client_id, "aud": self.token_url, "iat": now, "exp": now + 300,
                     "jti": format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
@@ -129,8 +186,14 @@ impl SignedGrant {
                 vec![
                     ("grant_type", "client_credentials".into()),
                     ("scope", scopes.join(" ")),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into()),
-                    ("client_assertion", self.signer.sign(&claims, key_id.as_deref())?),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                    ),
+                    (
+                        "client_assertion",
+                        self.signer.sign(&claims, key_id.as_deref())?,
+                    ),
                 ]
             }
         })
@@ -152,7 +215,9 @@ impl TokenSource for SignedGrant {
             .form(&self.form()?)
             .send()
             .await
-            .map_err(|error| DriverError::Transient(format!("token request failed: {}", error.without_url())))?;
+            .map_err(|error| {
+                DriverError::Transient(format!("token request failed: {}", error.without_url()))
+            })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -162,11 +227,16 @@ impl TokenSource for SignedGrant {
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given")
                 .to_string();
-            return Err(DriverError::Unauthorized(format!("the token endpoint refused the signed grant ({status}): {reason}")));
+            return Err(DriverError::Unauthorized(format!(
+                "the token endpoint refused the signed grant ({status}): {reason}"
+            )));
         }
-        let token = body["access_token"].as_str().ok_or_else(|| DriverError::protocol("token response without access_token"))?;
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| DriverError::protocol("token response without access_token"))?;
         let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(3600));
-        let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(30).min(lifetime / 2));
+        let until =
+            Instant::now() + lifetime.saturating_sub(Duration::from_secs(30).min(lifetime / 2));
         let token = Secret::new(token);
         *cached = Some((token.clone(), until));
         Ok(token)
@@ -185,13 +255,24 @@ mod tests {
     fn signed_jwts_verify_with_the_public_key() {
         let pem = Secret::new(include_str!("../tests/data/test-rsa-key.pem"));
         let signer = RsaSigner::from_pem(&pem, "private_key").unwrap();
-        let token = signer.sign(&json!({"iss": "me", "n": 1}), Some("kid-1")).unwrap();
-        let claims = verify_rs256(&token, include_bytes!("../tests/data/test-rsa-public.der")).unwrap();
+        let token = signer
+            .sign(&json!({"iss": "me", "n": 1}), Some("kid-1"))
+            .unwrap();
+        let claims =
+            verify_rs256(&token, include_bytes!("../tests/data/test-rsa-public.der")).unwrap();
         assert_eq!(claims["iss"], "me");
         let mut tampered = token.clone();
         tampered.insert(token.find('.').unwrap() + 2, 'x');
-        assert!(verify_rs256(&tampered, include_bytes!("../tests/data/test-rsa-public.der")).is_err());
+        assert!(
+            verify_rs256(
+                &tampered,
+                include_bytes!("../tests/data/test-rsa-public.der")
+            )
+            .is_err()
+        );
         assert!(!format!("{signer:?}").contains("PRIVATE"));
-        assert!(matches!(RsaSigner::from_pem(&Secret::new("nope"), "private_key"), Err(DriverError::InvalidConfig { key, .. }) if key == "private_key"));
+        assert!(
+            matches!(RsaSigner::from_pem(&Secret::new("nope"), "private_key"), Err(DriverError::InvalidConfig { key, .. }) if key == "private_key")
+        );
     }
 }

@@ -1,0 +1,162 @@
+//! Calls to Okta's Management API through the SDK's HTTP kit.
+
+use crate::config::{OktaAuth, OktaSettings};
+use idpsync_driver::http::{HttpKit, TokenSource, next_link};
+use idpsync_driver::jwt::{Grant, RsaSigner, SignedGrant};
+use idpsync_driver::{DriverError, Secret};
+use serde_json::Value;
+
+enum Auth {
+    Ssws(Secret),
+    OAuth(SignedGrant),
+}
+
+pub struct OktaApi {
+    http: HttpKit,
+    auth: Auth,
+    settings: OktaSettings,
+    origin: String,
+}
+
+impl OktaApi {
+    pub fn new(settings: OktaSettings, http: HttpKit) -> Result<Self, DriverError> {
+        let root = settings.org_url.trim_end_matches('/').to_string();
+        let auth = match settings.auth()? {
+            OktaAuth::ApiToken(token) => Auth::Ssws(token.clone()),
+            OktaAuth::OAuth {
+                client_id,
+                private_key,
+                key_id,
+            } => Auth::OAuth(SignedGrant::new(
+                &format!("{root}/oauth2/v1/token"),
+                Grant::ClientAssertion {
+                    client_id: client_id.to_string(),
+                    key_id: key_id.map(str::to_string),
+                    scopes: vec!["okta.users.read".into(), "okta.groups.read".into()],
+                },
+                RsaSigner::from_pem(private_key, "private_key")?,
+            )?),
+        };
+        let origin = url::Url::parse(&root)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        Ok(OktaApi {
+            http,
+            auth,
+            settings,
+            origin,
+        })
+    }
+
+    pub fn page_size(&self) -> u32 {
+        self.settings.page_size
+    }
+
+    pub fn org(&self) -> &str {
+        &self.settings.org_url
+    }
+
+    pub fn wants_group_type(&self, kind: &str) -> bool {
+        self.settings
+            .group_types
+            .iter()
+            .any(|wanted| wanted == kind)
+    }
+
+    fn root(&self) -> &str {
+        self.settings.org_url.trim_end_matches('/')
+    }
+
+    fn with_query(&self, path: &str, params: &[(&str, &str)]) -> String {
+        let mut url =
+            url::Url::parse(&format!("{}{path}", self.root())).expect("org_url was validated");
+        url.query_pairs_mut()
+            .append_pair("limit", &self.settings.page_size.to_string());
+        for (key, value) in params {
+            url.query_pairs_mut().append_pair(key, value);
+        }
+        url.to_string()
+    }
+
+    pub fn users_url(&self, search: Option<&str>) -> String {
+        match search {
+            Some(search) => self.with_query("/api/v1/users", &[("search", search)]),
+            None => self.with_query("/api/v1/users", &[]),
+        }
+    }
+
+    pub fn groups_url(&self, changed_since: Option<&str>) -> String {
+        match changed_since {
+            Some(since) => self.with_query(
+                "/api/v1/groups",
+                &[(
+                    "filter",
+                    &format!("lastUpdated gt \"{since}\" or lastMembershipUpdated gt \"{since}\""),
+                )],
+            ),
+            None => self.with_query("/api/v1/groups", &[]),
+        }
+    }
+
+    pub fn group_users_url(&self, group_id: &str) -> String {
+        self.with_query(&format!("/api/v1/groups/{group_id}/users"), &[])
+    }
+
+    /// One page: its items and the `rel="next"` URL.
+    pub async fn page(&self, url: &str) -> Result<(Vec<Value>, Option<String>), DriverError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|_| DriverError::protocol(format!("invalid link {url}")))?;
+        if parsed.origin().ascii_serialization() != self.origin {
+            return Err(DriverError::protocol(format!(
+                "Okta linked to {}, outside the org; refusing to send credentials there",
+                parsed.origin().ascii_serialization()
+            )));
+        }
+        let url = url.to_string();
+        let response = match &self.auth {
+            Auth::Ssws(token) => {
+                let header = format!("SSWS {}", token.expose());
+                self.http
+                    .send(
+                        &move |client| {
+                            client
+                                .get(&url)
+                                .header("authorization", &header)
+                                .header("accept", "application/json")
+                        },
+                        None,
+                    )
+                    .await
+            }
+            Auth::OAuth(grant) => {
+                self.http
+                    .send(
+                        &move |client| client.get(&url).header("accept", "application/json"),
+                        Some(grant as &dyn TokenSource),
+                    )
+                    .await
+            }
+        }
+        .map_err(explain)?;
+        let next = next_link(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
+        let items: Vec<Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))?;
+        Ok((items, next))
+    }
+}
+
+fn explain(error: DriverError) -> DriverError {
+    match error {
+        DriverError::Unauthorized(body) => DriverError::Unauthorized(format!(
+            "{body}; check api_token (or the service app's client_id and key)"
+        )),
+        DriverError::Forbidden(body) => DriverError::Forbidden(format!(
+            "{body}; the token needs read access to users and groups (API token of a read-only admin, or a service app granted okta.users.read and okta.groups.read)"
+        )),
+        other => other,
+    }
+}

@@ -1,0 +1,107 @@
+//! `[connections.okta]` settings.
+
+use idpsync_driver::{DriverError, Secret};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OktaSettings {
+    /// The org URL, e.g. `https://acme.okta.com`.
+    pub org_url: String,
+    /// An API token (`Authorization: SSWS ...`). Or use OAuth below.
+    #[serde(default)]
+    pub api_token: Option<Secret>,
+    /// OAuth 2.0 service app: its client id ...
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// ... and the PEM private key whose public half is registered with it
+    /// (`private_key_jwt`).
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    /// The key's id (`kid`) as registered in Okta, if it has one.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// Group types to read.
+    #[serde(default = "default_group_types")]
+    pub group_types: Vec<String>,
+    /// Objects per request (`limit`), 1 to 200.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+fn default_group_types() -> Vec<String> {
+    vec!["OKTA_GROUP".into(), "APP_GROUP".into()]
+}
+
+fn default_page_size() -> u32 {
+    200
+}
+
+/// How the driver authenticates.
+pub enum OktaAuth<'a> {
+    ApiToken(&'a Secret),
+    OAuth {
+        client_id: &'a str,
+        private_key: &'a Secret,
+        key_id: Option<&'a str>,
+    },
+}
+
+impl OktaSettings {
+    pub fn validate(&self) -> Result<(), DriverError> {
+        match url::Url::parse(&self.org_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(DriverError::config(
+                    "org_url",
+                    format!("\"{}\" is not an http(s) URL", self.org_url),
+                ));
+            }
+        }
+        self.auth()?;
+        if !(1..=200).contains(&self.page_size) {
+            return Err(DriverError::config(
+                "page_size",
+                format!("must be between 1 and 200, got {}", self.page_size),
+            ));
+        }
+        for kind in &self.group_types {
+            if !matches!(kind.as_str(), "OKTA_GROUP" | "APP_GROUP" | "BUILT_IN") {
+                return Err(DriverError::config(
+                    "group_types",
+                    format!("\"{kind}\" is not OKTA_GROUP, APP_GROUP or BUILT_IN"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn auth(&self) -> Result<OktaAuth<'_>, DriverError> {
+        match (&self.api_token, &self.client_id, &self.private_key) {
+            (Some(token), None, None) if !token.is_empty() => Ok(OktaAuth::ApiToken(token)),
+            (None, Some(client_id), Some(private_key)) => Ok(OktaAuth::OAuth {
+                client_id,
+                private_key,
+                key_id: self.private_key_id.as_deref(),
+            }),
+            (None, Some(_), None) => Err(DriverError::config(
+                "private_key",
+                "an OAuth service app needs its private_key",
+            )),
+            (None, None, Some(_)) => Err(DriverError::config(
+                "client_id",
+                "an OAuth service app needs its client_id",
+            )),
+            (Some(_), _, _) if self.client_id.is_some() || self.private_key.is_some() => {
+                Err(DriverError::config(
+                    "api_token",
+                    "set either api_token or client_id with private_key, not both",
+                ))
+            }
+            _ => Err(DriverError::config(
+                "api_token",
+                "set api_token, or client_id and private_key for an OAuth service app",
+            )),
+        }
+    }
+}

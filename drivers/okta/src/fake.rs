@@ -1,0 +1,413 @@
+//! A fake Okta org (feature `fake`) that behaves like the Management API in
+//! what the driver relies on: `SSWS` API tokens and OAuth service apps
+//! (`private_key_jwt` assertions checked against the registered public key),
+//! bare-array pages with `Link: <...after=...>; rel="next"`, `limit` capped at
+//! 200, DEPROVISIONED users only through `search`, `search=lastUpdated gt`,
+//! group `filter=lastUpdated gt ... or lastMembershipUpdated gt ...`,
+//! `X-Rate-Limit-*` headers on every answer, 429 when the budget is spent,
+//! and Okta's error bodies (`errorCode`, `errorSummary`, ...). Pages are named
+//! `users`, `groups` and `members` for faults.
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use idpsync_driver::jwt::verify_rs256;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The org's people and their change times.
+#[derive(Debug)]
+pub struct Org {
+    pub dataset: Dataset,
+    pub status: HashMap<usize, String>,
+    pub user_updated: HashMap<usize, DateTime<Utc>>,
+    pub group_updated: HashMap<usize, DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct FakeOkta {
+    pub api_token: String,
+    pub client_id: String,
+    /// PKCS#1 DER public key of the service app's registered key.
+    pub public_key: Arc<Vec<u8>>,
+    pub org: Arc<Mutex<Org>>,
+    pub tokens: FakeTokens,
+    pub faults: FaultInjector,
+    /// When set, the credentials lack read permissions: 403 E0000006.
+    pub forbidden: Arc<Mutex<bool>>,
+    base_url: Arc<Mutex<String>>,
+}
+
+fn epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("a date")
+        .with_timezone(&Utc)
+}
+
+fn okta_time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl FakeOkta {
+    pub fn new(dataset: Dataset, public_key_pkcs1_der: Vec<u8>) -> Self {
+        let status = dataset
+            .users
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !u.active)
+            .map(|(i, _)| (i, "SUSPENDED".to_string()))
+            .collect();
+        FakeOkta {
+            api_token: "00fake-okta-api-token".into(),
+            client_id: "0oafakeserviceapp".into(),
+            public_key: Arc::new(public_key_pkcs1_der),
+            org: Arc::new(Mutex::new(Org {
+                dataset,
+                status,
+                user_updated: HashMap::new(),
+                group_updated: HashMap::new(),
+            })),
+            tokens: FakeTokens::default(),
+            faults: FaultInjector::default(),
+            forbidden: Arc::new(Mutex::new(false)),
+            base_url: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/oauth2/v1/token", post(token))
+            .route("/api/v1/users", get(users))
+            .route("/api/v1/groups", get(groups))
+            .route("/api/v1/groups/{id}/users", get(group_users))
+            .with_state(self.clone())
+    }
+
+    pub async fn start(&self) -> std::io::Result<FakeServer> {
+        let server = serve(self.router()).await?;
+        *self.base_url.lock().unwrap_or_else(|e| e.into_inner()) = server.base_url.clone();
+        Ok(server)
+    }
+
+    /// Settings with the API token.
+    pub fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        json!({"org_url": base_url, "api_token": self.api_token, "page_size": page_size})
+    }
+
+    /// Changes a user's status (`SUSPENDED`, `DEPROVISIONED`, `ACTIVE`, ...).
+    pub fn set_status(&self, user: usize, status: &str) {
+        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.status.insert(user, status.into());
+        org.user_updated.insert(user, Utc::now());
+    }
+
+    pub fn remove_member(&self, group: usize, user: usize) {
+        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.dataset.members.retain(|m| *m != (group, user));
+        org.group_updated.insert(group, Utc::now());
+    }
+}
+
+fn okta_error(status: StatusCode, code: &str, summary: &str) -> Response {
+    (status, axum::Json(json!({"errorCode": code, "errorSummary": summary, "errorLink": code, "errorId": "oaeFake", "errorCauses": []}))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    scope: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+}
+
+async fn token(State(fake): State<FakeOkta>, Form(form): Form<TokenForm>) -> Response {
+    let refuse = |description: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client", "error_description": description})),
+        )
+            .into_response()
+    };
+    if form.grant_type != "client_credentials"
+        || form.client_assertion_type.as_deref()
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return refuse("The client_assertion_type is invalid.");
+    }
+    let Some(assertion) = form.client_assertion else {
+        return refuse("client_assertion is missing");
+    };
+    let claims = match verify_rs256(&assertion, &fake.public_key) {
+        Ok(claims) => claims,
+        Err(_) => return refuse("The client_assertion signature is invalid."),
+    };
+    let audience = format!(
+        "{}/oauth2/v1/token",
+        fake.base_url.lock().unwrap_or_else(|e| e.into_inner())
+    );
+    if claims["iss"] != fake.client_id.as_str()
+        || claims["sub"] != fake.client_id.as_str()
+        || claims["aud"] != audience.as_str()
+    {
+        return refuse("The client_assertion token has invalid claims.");
+    }
+    let scopes = form.scope.unwrap_or_default();
+    if !(scopes.contains("okta.users.read") && scopes.contains("okta.groups.read")) {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_scope", "error_description": "The requested scope is invalid."}))).into_response();
+    }
+    axum::Json(json!({"token_type": "Bearer", "expires_in": 3600, "access_token": fake.tokens.issue(), "scope": scopes})).into_response()
+}
+
+fn rate_headers(response: &mut Response, remaining: u32, reset_in_secs: u64) {
+    let reset = (Utc::now().timestamp() as u64) + reset_in_secs;
+    let headers = response.headers_mut();
+    headers.insert("x-rate-limit-limit", HeaderValue::from(600));
+    headers.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
+    headers.insert("x-rate-limit-reset", HeaderValue::from(reset));
+}
+
+async fn gate(
+    fake: &FakeOkta,
+    headers: &HeaderMap,
+    resource: &str,
+    page: usize,
+) -> Option<Response> {
+    if let Some(answer) = fake
+        .faults
+        .before(resource, page, |secs| {
+            let mut response = okta_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "E0000047",
+                "API call exceeded rate limit due to too many requests.",
+            );
+            rate_headers(&mut response, 0, secs);
+            response
+        })
+        .await
+    {
+        return Some(answer);
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let ok = match authorization.strip_prefix("SSWS ") {
+        Some(token) => token == fake.api_token,
+        None => fake.tokens.check(headers),
+    };
+    if !ok {
+        return Some(okta_error(
+            StatusCode::UNAUTHORIZED,
+            "E0000011",
+            "Invalid token provided",
+        ));
+    }
+    if *fake.forbidden.lock().unwrap_or_else(|e| e.into_inner()) {
+        return Some(okta_error(
+            StatusCode::FORBIDDEN,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        ));
+    }
+    None
+}
+
+fn paging(query: &HashMap<String, String>) -> (usize, usize) {
+    let limit = query
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let after = query
+        .get("after")
+        .and_then(|v| usize::from_str_radix(v.trim_start_matches("00u"), 16).ok())
+        .unwrap_or(0);
+    (after, limit)
+}
+
+/// A page of `items` with Okta's Link headers.
+fn page(
+    fake: &FakeOkta,
+    resource: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    items: Vec<Value>,
+) -> Response {
+    let (after, limit) = paging(query);
+    let base = fake
+        .base_url
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let total = items.len();
+    let body = Value::Array(items.into_iter().skip(after).take(limit).collect()).to_string();
+    let mut response = json_response(
+        StatusCode::OK,
+        fake.faults.mangle(resource, after / limit, body),
+    );
+    let mut params: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "after")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.sort();
+    let link = |extra: Option<String>| {
+        let mut url = url::Url::parse(&format!("{base}{path}")).expect("a URL");
+        for (key, value) in &params {
+            url.query_pairs_mut().append_pair(key, value);
+        }
+        if let Some(after) = extra {
+            url.query_pairs_mut().append_pair("after", &after);
+        }
+        url.to_string()
+    };
+    response.headers_mut().append(
+        header::LINK,
+        HeaderValue::from_str(&format!("<{}>; rel=\"self\"", link(None))).expect("a header"),
+    );
+    if after + limit < total {
+        response.headers_mut().append(
+            header::LINK,
+            HeaderValue::from_str(&format!(
+                "<{}>; rel=\"next\"",
+                link(Some(format!("00u{:x}", after + limit)))
+            ))
+            .expect("a header"),
+        );
+    }
+    rate_headers(&mut response, 599, 60);
+    response
+}
+
+fn user_json(org: &Org, index: usize) -> Value {
+    let user = &org.dataset.users[index];
+    let status = org
+        .status
+        .get(&index)
+        .cloned()
+        .unwrap_or_else(|| "ACTIVE".into());
+    let updated = org.user_updated.get(&index).copied().unwrap_or_else(epoch);
+    json!({
+        "id": user.id, "status": status, "created": okta_time(epoch()), "activated": okta_time(epoch()),
+        "statusChanged": okta_time(updated), "lastLogin": null, "lastUpdated": okta_time(updated), "passwordChanged": null,
+        "type": {"id": "otyfake"},
+        "profile": {"firstName": user.given_name, "lastName": user.family_name, "mobilePhone": null, "secondEmail": null, "login": user.user_name, "email": user.email},
+        "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
+        "_links": {"self": {"href": format!("/api/v1/users/{}", user.id)}}
+    })
+}
+
+/// `lastUpdated gt "<t>"` style filters: the timestamp, if any.
+fn since(expression: &str) -> Option<DateTime<Utc>> {
+    let start = expression.find("gt \"")? + 4;
+    let end = expression[start..].find('"')? + start;
+    DateTime::parse_from_rfc3339(&expression[start..end])
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+async fn users(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (after, limit) = paging(&query);
+    if let Some(answer) = gate(&fake, &headers, "users", after / limit).await {
+        return answer;
+    }
+    let items: Vec<Value> = {
+        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+        let search = query.get("search").cloned().unwrap_or_default();
+        (0..org.dataset.users.len())
+            .filter(|i| {
+                let status = org.status.get(i).map(String::as_str).unwrap_or("ACTIVE");
+                if let Some(wanted) = search
+                    .strip_prefix("status eq \"")
+                    .and_then(|s| s.strip_suffix('"'))
+                {
+                    status == wanted
+                } else if search.starts_with("lastUpdated") {
+                    let t = since(&search).unwrap_or_else(epoch);
+                    org.user_updated.get(i).is_some_and(|u| *u > t)
+                } else {
+                    status != "DEPROVISIONED"
+                }
+            })
+            .map(|i| user_json(&org, i))
+            .collect()
+    };
+    page(&fake, "users", "/api/v1/users", &query, items)
+}
+
+async fn groups(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (after, limit) = paging(&query);
+    if let Some(answer) = gate(&fake, &headers, "groups", after / limit).await {
+        return answer;
+    }
+    let items: Vec<Value> = {
+        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+        let changed_since = query.get("filter").and_then(|f| since(f));
+        org.dataset
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| changed_since.is_none_or(|t| org.group_updated.get(i).is_some_and(|u| *u > t)))
+            .map(|(i, group)| {
+                let updated = org.group_updated.get(&i).copied().unwrap_or_else(epoch);
+                json!({
+                    "id": group.id, "created": okta_time(epoch()), "lastUpdated": okta_time(epoch()),
+                    "lastMembershipUpdated": okta_time(updated), "objectClass": ["okta:user_group"],
+                    "type": if i % 5 == 4 { "APP_GROUP" } else { "OKTA_GROUP" },
+                    "profile": {"name": group.name, "description": null}
+                })
+            })
+            .collect()
+    };
+    page(&fake, "groups", "/api/v1/groups", &query, items)
+}
+
+async fn group_users(
+    State(fake): State<FakeOkta>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (after, limit) = paging(&query);
+    if let Some(answer) = gate(&fake, &headers, "members", after / limit).await {
+        return answer;
+    }
+    let items: Option<Vec<Value>> = {
+        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.dataset.groups.iter().position(|g| g.id == id).map(|g| {
+            org.dataset
+                .members_of(g)
+                .into_iter()
+                .map(|u| user_json(&org, u))
+                .collect()
+        })
+    };
+    match items {
+        Some(items) => page(
+            &fake,
+            "members",
+            &format!("/api/v1/groups/{id}/users"),
+            &query,
+            items,
+        ),
+        None => okta_error(
+            StatusCode::NOT_FOUND,
+            "E0000007",
+            &format!("Not found: Resource not found: {id} (UserGroup)"),
+        ),
+    }
+}
