@@ -9,5 +9,6 @@ pub fn registry() -> DriverRegistry {
     registry.register(idpsync_driver_jumpcloud::JumpCloudFactory);
     registry.register(idpsync_driver_entra::EntraFactory);
     registry.register(idpsync_driver_okta::OktaFactory);
+    registry.register(idpsync_driver_google::GoogleFactory);
     registry
 }

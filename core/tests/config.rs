@@ -28,12 +28,19 @@ fn the_example_config_loads() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/idpsync.toml");
     let config = config::load_file(
         std::path::Path::new(path),
-        &["scim", "keycloak", "jumpcloud", "entra"],
+        &[
+            "scim",
+            "keycloak",
+            "jumpcloud",
+            "entra",
+            "okta",
+            "google_workspace",
+        ],
     )
     .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.connections.len(), 5);
+    assert_eq!(config.connections.len(), 7);
     assert_eq!(
-        config.connections[3].kind_settings().unwrap()["realm"].as_str(),
+        config.connections[5].kind_settings().unwrap()["realm"].as_str(),
         Some("acme")
     );
     assert_eq!(config.acl_groups.len(), 2);

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 enum Auth {
     Ssws(Secret),
-    OAuth(SignedGrant),
+    OAuth(Box<SignedGrant>),
 }
 
 pub struct OktaApi {
@@ -27,7 +27,7 @@ impl OktaApi {
                 client_id,
                 private_key,
                 key_id,
-            } => Auth::OAuth(SignedGrant::new(
+            } => Auth::OAuth(Box::new(SignedGrant::new(
                 &format!("{root}/oauth2/v1/token"),
                 Grant::ClientAssertion {
                     client_id: client_id.to_string(),
@@ -35,7 +35,7 @@ impl OktaApi {
                     scopes: vec!["okta.users.read".into(), "okta.groups.read".into()],
                 },
                 RsaSigner::from_pem(private_key, "private_key")?,
-            )?),
+            )?)),
         };
         let origin = url::Url::parse(&root)
             .map(|u| u.origin().ascii_serialization())
@@ -132,7 +132,7 @@ impl OktaApi {
                 self.http
                     .send(
                         &move |client| client.get(&url).header("accept", "application/json"),
-                        Some(grant as &dyn TokenSource),
+                        Some(grant.as_ref() as &dyn TokenSource),
                     )
                     .await
             }

@@ -1,0 +1,89 @@
+//! `[connections.google_workspace]` settings.
+
+use idpsync_driver::{DriverError, Secret};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleSettings {
+    /// The service account's JSON key (the file's contents), e.g.
+    /// `"${GOOGLE_SERVICE_ACCOUNT_KEY}"`.
+    pub service_account_key: Secret,
+    /// The Workspace admin the service account acts as (domain-wide delegation).
+    pub admin_email: String,
+    /// `my_customer` (the admin's account) or a customer id; ignored if `domain` is set.
+    #[serde(default = "default_customer")]
+    pub customer: String,
+    /// Read only this domain's users and groups.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The Admin SDK root; change only for tests.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Users per page (1 to 500); groups and members use at most 200.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+}
+
+fn default_customer() -> String {
+    "my_customer".into()
+}
+
+fn default_api_url() -> String {
+    "https://admin.googleapis.com".into()
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+/// The parts of a service account key the driver uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceAccountKey {
+    pub client_email: String,
+    pub private_key: Secret,
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+fn default_token_uri() -> String {
+    "https://oauth2.googleapis.com/token".into()
+}
+
+impl GoogleSettings {
+    pub fn validate(&self) -> Result<(), DriverError> {
+        self.key()?;
+        if !self.admin_email.contains('@') {
+            return Err(DriverError::config(
+                "admin_email",
+                "must be the email of a Workspace administrator",
+            ));
+        }
+        match url::Url::parse(&self.api_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(DriverError::config(
+                    "api_url",
+                    format!("\"{}\" is not an http(s) URL", self.api_url),
+                ));
+            }
+        }
+        if !(1..=500).contains(&self.page_size) {
+            return Err(DriverError::config(
+                "page_size",
+                format!("must be between 1 and 500, got {}", self.page_size),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn key(&self) -> Result<ServiceAccountKey, DriverError> {
+        // The key is a secret: the error says what is expected, never what was read.
+        serde_json::from_str(self.service_account_key.expose()).map_err(|_| {
+            DriverError::config(
+                "service_account_key",
+                "not a service account JSON key (with client_email and private_key)",
+            )
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! A fake Google Workspace (feature `fake`) that behaves like the Admin SDK
+//! Directory API in what the driver relies on: the OAuth token endpoint for
+//! the JWT bearer grant (signature checked against the service account's
+//! public key; `iss`, `sub`, `aud` and the Directory scopes checked;
+//! `unauthorized_client` when delegation is missing), `users`, `groups` and
+//! `groups/{key}/members` with `pageToken`/`nextPageToken` and `maxResults`
+//! maxima (500, 200, 200), `customer=my_customer` or `domain`, members of
+//! type USER, GROUP and CUSTOMER, Google's error bodies, and quota errors as
+//! 403 `rateLimitExceeded` (the throttle fault) or 429.
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use idpsync_driver::jwt::verify_rs256;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+pub struct FakeGoogle {
+    pub client_email: String,
+    pub admin_email: String,
+    /// PKCS#1 DER public key of the service account.
+    pub public_key: Arc<Vec<u8>>,
+    pub dataset: Arc<Mutex<Dataset>>,
+    /// Users archived (in addition to suspended ones from the dataset).
+    pub archived: Arc<Mutex<Vec<usize>>>,
+    /// Groups with a CUSTOMER member (everyone).
+    pub everyone_groups: Arc<Mutex<Vec<usize>>>,
+    /// Delegation withdrawn: the admin API answers 403 for everything.
+    pub forbidden: Arc<Mutex<bool>>,
+    pub tokens: FakeTokens,
+    pub faults: FaultInjector,
+    base_url: Arc<Mutex<String>>,
+}
+
+pub const CUSTOMER_ID: &str = "C0fake123";
+
+impl FakeGoogle {
+    pub fn new(dataset: Dataset, public_key_pkcs1_der: Vec<u8>) -> Self {
+        FakeGoogle {
+            client_email: "idpsync@acme-project.iam.gserviceaccount.com".into(),
+            admin_email: "admin@acme.test".into(),
+            public_key: Arc::new(public_key_pkcs1_der),
+            dataset: Arc::new(Mutex::new(dataset)),
+            archived: Arc::default(),
+            everyone_groups: Arc::default(),
+            forbidden: Arc::default(),
+            tokens: FakeTokens::default(),
+            faults: FaultInjector::default(),
+            base_url: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/token", post(token))
+            .route("/admin/directory/v1/users", get(users))
+            .route("/admin/directory/v1/groups", get(groups))
+            .route("/admin/directory/v1/groups/{key}/members", get(members))
+            .with_state(self.clone())
+    }
+
+    pub async fn start(&self) -> std::io::Result<FakeServer> {
+        let server = serve(self.router()).await?;
+        *self.base_url.lock().unwrap_or_else(|e| e.into_inner()) = server.base_url.clone();
+        Ok(server)
+    }
+
+    /// `[connections.google_workspace]` for this fake, with `private_key_pem`.
+    pub fn settings(&self, base_url: &str, private_key_pem: &str, page_size: u32) -> Value {
+        let key = json!({
+            "type": "service_account", "project_id": "acme-project", "private_key_id": "fake",
+            "private_key": private_key_pem, "client_email": self.client_email, "client_id": "1234567890",
+            "token_uri": format!("{base_url}/token")
+        });
+        json!({"service_account_key": key.to_string(), "admin_email": self.admin_email, "api_url": base_url, "page_size": page_size})
+    }
+}
+
+fn google_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}]}}))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    assertion: String,
+}
+
+async fn token(State(fake): State<FakeGoogle>, Form(form): Form<TokenForm>) -> Response {
+    let refuse = |error: &str, description: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    if form.grant_type != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+        return refuse("unsupported_grant_type", "Invalid grant_type");
+    }
+    let Ok(claims) = verify_rs256(&form.assertion, &fake.public_key) else {
+        return refuse("invalid_grant", "Invalid JWT Signature.");
+    };
+    let audience = format!(
+        "{}/token",
+        fake.base_url.lock().unwrap_or_else(|e| e.into_inner())
+    );
+    if claims["iss"] != fake.client_email.as_str() || claims["aud"] != audience.as_str() {
+        return refuse(
+            "invalid_grant",
+            "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.",
+        );
+    }
+    let scopes = claims["scope"].as_str().unwrap_or_default();
+    if claims["sub"] != fake.admin_email.as_str()
+        || !crate::SCOPES
+            .iter()
+            .all(|s| scopes.split(' ').any(|x| x == *s))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."})),
+        )
+            .into_response();
+    }
+    axum::Json(
+        json!({"access_token": fake.tokens.issue(), "expires_in": 3599, "token_type": "Bearer"}),
+    )
+    .into_response()
+}
+
+async fn gate(
+    fake: &FakeGoogle,
+    headers: &HeaderMap,
+    resource: &str,
+    page: usize,
+) -> Option<Response> {
+    if let Some(answer) = fake
+        .faults
+        .before(resource, page, |_| google_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'."))
+        .await
+    {
+        return Some(answer);
+    }
+    if !fake.tokens.check(headers) {
+        return Some(google_error(
+            StatusCode::UNAUTHORIZED,
+            "authError",
+            "Invalid Credentials",
+        ));
+    }
+    if *fake.forbidden.lock().unwrap_or_else(|e| e.into_inner()) {
+        return Some(google_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not Authorized to access this resource/api",
+        ));
+    }
+    None
+}
+
+/// `(offset, max)` from `pageToken` and `maxResults`, capped at `cap`.
+fn paging(query: &HashMap<String, String>, cap: usize) -> Result<(usize, usize), Box<Response>> {
+    let max = query
+        .get("maxResults")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    if max == 0 || max > cap {
+        return Err(Box::new(google_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            &format!("Invalid value '{max}'. Values must be within the range: [1, {cap}]"),
+        )));
+    }
+    let offset = match query.get("pageToken") {
+        Some(token) => token
+            .strip_prefix("pt")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                Box::new(google_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "Invalid page token",
+                ))
+            })?,
+        None => 0,
+    };
+    Ok((offset, max))
+}
+
+fn list(
+    fake: &FakeGoogle,
+    resource: &str,
+    kind: &str,
+    key: &str,
+    items: Vec<Value>,
+    offset: usize,
+    max: usize,
+) -> Response {
+    let total = items.len();
+    let mut body = json!({"kind": kind, "etag": "\"fake\"", key: items.into_iter().skip(offset).take(max).collect::<Vec<_>>()});
+    if offset + max < total {
+        body["nextPageToken"] = format!("pt{}", offset + max).into();
+    }
+    json_response(
+        StatusCode::OK,
+        fake.faults.mangle(resource, offset / max, body.to_string()),
+    )
+}
+
+fn scoped(query: &HashMap<String, String>) -> Result<(), Box<Response>> {
+    let customer = query.get("customer").map(String::as_str);
+    let domain = query.get("domain").map(String::as_str);
+    match (customer, domain) {
+        (Some("my_customer") | Some(CUSTOMER_ID), _) | (_, Some("acme.test")) => Ok(()),
+        (None, None) => Err(Box::new(google_error(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "Bad Request",
+        ))),
+        _ => Err(Box::new(google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            "Domain not found.",
+        ))),
+    }
+}
+
+async fn users(
+    State(fake): State<FakeGoogle>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (offset, max) = match paging(&query, 500) {
+        Ok(p) => p,
+        Err(e) => return *e,
+    };
+    if let Some(answer) = gate(&fake, &headers, "users", offset / max).await {
+        return answer;
+    }
+    if let Err(e) = scoped(&query) {
+        return *e;
+    }
+    let items: Vec<Value> = {
+        let dataset = fake.dataset.lock().unwrap_or_else(|e| e.into_inner());
+        let archived = fake.archived.lock().unwrap_or_else(|e| e.into_inner());
+        dataset
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                json!({
+                    "kind": "admin#directory#user", "id": u.id, "primaryEmail": u.email,
+                    "name": {"givenName": u.given_name, "familyName": u.family_name, "fullName": format!("{} {}", u.given_name, u.family_name)},
+                    "isAdmin": false, "suspended": !u.active, "archived": archived.contains(&i), "orgUnitPath": "/",
+                    "emails": [{"address": u.email, "primary": true}], "customerId": CUSTOMER_ID
+                })
+            })
+            .collect()
+    };
+    list(
+        &fake,
+        "users",
+        "admin#directory#users",
+        "users",
+        items,
+        offset,
+        max,
+    )
+}
+
+async fn groups(
+    State(fake): State<FakeGoogle>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (offset, max) = match paging(&query, 200) {
+        Ok(p) => p,
+        Err(e) => return *e,
+    };
+    if let Some(answer) = gate(&fake, &headers, "groups", offset / max).await {
+        return answer;
+    }
+    if let Err(e) = scoped(&query) {
+        return *e;
+    }
+    let items: Vec<Value> = {
+        let dataset = fake.dataset.lock().unwrap_or_else(|e| e.into_inner());
+        dataset
+            .groups
+            .iter()
+            .map(|g| json!({"kind": "admin#directory#group", "id": g.id, "email": format!("{}@acme.test", g.id), "name": g.name, "directMembersCount": "0"}))
+            .collect()
+    };
+    list(
+        &fake,
+        "groups",
+        "admin#directory#groups",
+        "groups",
+        items,
+        offset,
+        max,
+    )
+}
+
+async fn members(
+    State(fake): State<FakeGoogle>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (offset, max) = match paging(&query, 200) {
+        Ok(p) => p,
+        Err(e) => return *e,
+    };
+    if let Some(answer) = gate(&fake, &headers, "members", offset / max).await {
+        return answer;
+    }
+    let items: Option<Vec<Value>> = {
+        let dataset = fake.dataset.lock().unwrap_or_else(|e| e.into_inner());
+        let everyone = fake
+            .everyone_groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        dataset.groups.iter().position(|g| g.id == key || format!("{}@acme.test", g.id) == key).map(|group| {
+            let mut items: Vec<Value> = dataset
+                .members_of(group)
+                .into_iter()
+                .map(|u| json!({"kind": "admin#directory#member", "id": dataset.users[u].id, "email": dataset.users[u].email, "role": "MEMBER", "type": "USER", "status": "ACTIVE"}))
+                .collect();
+            items.extend(dataset.children_of(group).into_iter().map(|g| json!({"kind": "admin#directory#member", "id": dataset.groups[g].id, "email": format!("{}@acme.test", dataset.groups[g].id), "role": "MEMBER", "type": "GROUP"})));
+            if everyone.contains(&group) {
+                items.push(json!({"kind": "admin#directory#member", "id": CUSTOMER_ID, "role": "MEMBER", "type": "CUSTOMER"}));
+            }
+            items
+        })
+    };
+    match items {
+        Some(items) => list(
+            &fake,
+            "members",
+            "admin#directory#members",
+            "members",
+            items,
+            offset,
+            max,
+        ),
+        None => google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            "Resource Not Found: groupKey",
+        ),
+    }
+}
