@@ -211,7 +211,7 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
 }
 
 /// Resolves on SIGTERM or ctrl-c.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         tokio::signal::ctrl_c().await.ok();
     };

@@ -3,6 +3,7 @@
 //! terminal (anyhow).
 
 mod commands;
+mod demo;
 mod drivers;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,18 @@ enum Command {
     },
     /// Test a pull connection's credentials and reachability.
     CheckConnection { connection: String },
+    /// Zero-setup demo: the daemon on SQLite with fake Entra, Okta, Google,
+    /// Keycloak and JumpCloud tenants and a SCIM connection; scripted offboarding.
+    Demo {
+        /// Where the demo's config and SQLite file go (replaced on each run).
+        #[arg(long, default_value = "demo-data")]
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Stop after the scripted walkthrough instead of serving on.
+        #[arg(long)]
+        exit: bool,
+    },
     /// List connections with their health (healthy, backoff, quarantined) and last run.
     Connections {
         #[arg(long)]
@@ -173,6 +186,7 @@ fn main() -> ExitCode {
                 commands::check_connection(&cli.config, &connection).await
             }
             Command::Connections { json } => commands::connections(&cli.config, json).await,
+            Command::Demo { dir, listen, exit } => demo::run(&dir, &listen, exit).await,
         }
     });
     match result {

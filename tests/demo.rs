@@ -1,0 +1,56 @@
+//! `idpsync demo --exit` runs its whole walkthrough: five pulled IdPs and a
+//! SCIM connection, then an Okta suspension and a SCIM deactivation that each
+//! revoke a device, shown as events.
+
+mod common;
+
+#[test]
+fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_idpsync"))
+        .args([
+            "demo",
+            "--exit",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env("IDPSYNC_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = common::stdout(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        common::stderr(&output)
+    );
+    for connection in ["entra", "okta", "google", "keycloak", "jumpcloud"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(connection) && l.contains("300") && l.ends_with("applied")),
+            "{connection}:\n{stdout}"
+        );
+    }
+    let revoked: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("device.revoked"))
+        .collect();
+    assert_eq!(revoked.len(), 2, "{stdout}");
+    assert!(
+        revoked[0].contains("okta") && revoked[1].contains("hr-scim"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("acl_group.member_removed"), "{stdout}");
+    assert!(dir.path().join("idpsync-demo.toml").exists());
+    let check = common::idpsync(&dir.path().join("idpsync-demo.toml"), &["check-config"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the generated config is valid: {}",
+        common::stderr(&check)
+    );
+}
