@@ -363,7 +363,7 @@ fn page_response(
     fake: &FakeGraph,
     path: &str,
     kind: &str,
-    items: Vec<Value>,
+    (total, items): (usize, Vec<Value>),
     round: Round,
     size: usize,
     query: &HashMap<String, String>,
@@ -373,14 +373,8 @@ fn page_response(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let total = items.len();
     let offset = round.offset;
-    let page: Vec<Value> = items
-        .into_iter()
-        .skip(offset)
-        .take(size)
-        .map(|item| select(item, query))
-        .collect();
+    let page: Vec<Value> = items.into_iter().map(|item| select(item, query)).collect();
     let mut body =
         json!({"@odata.context": format!("{base}/v1.0/$metadata#{kind}"), "value": page});
     let select_param = query
@@ -426,26 +420,49 @@ async fn users_delta(
             Err(response) => return *response,
         };
         let (since, round_version, offset) = (current.since, current.version, current.offset);
-        let mut items = Vec::new();
+        // (user index, removed): only this page's entries become JSON.
+        let mut entries: Vec<(usize, bool)> = Vec::new();
         for index in 0..tenant.dataset.users.len() {
             if let Some(deleted) = tenant.user_deleted.get(&index) {
                 if since.is_some_and(|s| *deleted > s && *deleted <= round_version) {
-                    items.push(json!({"id": tenant.dataset.users[index].id, "@removed": {"reason": "deleted"}}));
+                    entries.push((index, true));
                 }
                 continue;
             }
             let changed = tenant.user_changed.get(&index).copied().unwrap_or(0);
             if since.is_none_or(|s| changed > s && changed <= round_version) {
-                items.push(user_json(&tenant, index));
+                entries.push((index, false));
             }
         }
-        tenant.items_served += items.len().saturating_sub(offset).min(size) as u64;
-        (current, offset, items)
+        let items: Vec<Value> = entries
+            .iter()
+            .skip(offset)
+            .take(size)
+            .map(|(index, removed)| {
+                if *removed {
+                    json!({"id": tenant.dataset.users[*index].id, "@removed": {"reason": "deleted"}})
+                } else {
+                    user_json(&tenant, *index)
+                }
+            })
+            .collect();
+        tenant.items_served += items.len() as u64;
+        (current, offset, (entries.len(), items))
     };
     if let Some(answer) = gate(&fake, &headers, "users", offset / size).await {
         return answer;
     }
-    page_response(&fake, "users/delta", "users", items, current, size, &query)
+    let (total, items) = items;
+    page_response(
+        &fake,
+        "users/delta",
+        "users",
+        total,
+        items,
+        current,
+        size,
+        &query,
+    )
 }
 
 async fn groups_delta(
@@ -462,20 +479,37 @@ async fn groups_delta(
         };
         let (since, round_version, offset) = (current.since, current.version, current.offset);
         let mut items = Vec::new();
-        for (index, group) in tenant.dataset.groups.iter().enumerate() {
-            match since {
-                None => {
-                    let mut members: Vec<Value> = tenant
+        if since.is_none() {
+            // A full round: every group, only this page's members built.
+            let total = tenant.dataset.groups.len();
+            for index in (0..total).skip(offset).take(size) {
+                let group = &tenant.dataset.groups[index];
+                let mut members: Vec<Value> = tenant
+                    .dataset
+                    .members_of(index)
+                    .into_iter()
+                    .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": tenant.dataset.users[u].id}))
+                    .collect();
+                members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
+                items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
+            }
+            tenant.items_served += items.len() as u64;
+            (current, offset, (total, items))
+        } else {
+            for (index, group) in tenant.dataset.groups.iter().enumerate() {
+                match since {
+                    None => {
+                        let mut members: Vec<Value> = tenant
                         .dataset
                         .members_of(index)
                         .into_iter()
                         .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": tenant.dataset.users[u].id}))
                         .collect();
-                    members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
-                    items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
-                }
-                Some(since) => {
-                    let changes: Vec<Value> = tenant
+                        members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
+                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
+                    }
+                    Some(since) => {
+                        let changes: Vec<Value> = tenant
                         .member_changes
                         .iter()
                         .filter(|(v, g, ..)| *g == index && *v > since && *v <= round_version)
@@ -484,22 +518,27 @@ async fn groups_delta(
                             if *added { json!({"@odata.type": kind, "id": id}) } else { json!({"@odata.type": kind, "id": id, "@removed": {"reason": "deleted"}}) }
                         })
                         .collect();
-                    if !changes.is_empty() {
-                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                        if !changes.is_empty() {
+                            items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                        }
                     }
                 }
             }
+            let total = items.len();
+            let items: Vec<Value> = items.into_iter().skip(offset).take(size).collect();
+            tenant.items_served += items.len() as u64;
+            (current, offset, (total, items))
         }
-        tenant.items_served += items.len().saturating_sub(offset).min(size) as u64;
-        (current, offset, items)
     };
     if let Some(answer) = gate(&fake, &headers, "groups", offset / size).await {
         return answer;
     }
+    let (total, items) = items;
     page_response(
         &fake,
         "groups/delta",
         "groups",
+        total,
         items,
         current,
         size,

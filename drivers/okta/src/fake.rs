@@ -237,6 +237,7 @@ fn page(
     resource: &str,
     path: &str,
     query: &HashMap<String, String>,
+    total: usize,
     items: Vec<Value>,
 ) -> Response {
     let (after, limit) = paging(query);
@@ -245,8 +246,7 @@ fn page(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let total = items.len();
-    let body = Value::Array(items.into_iter().skip(after).take(limit).collect()).to_string();
+    let body = Value::Array(items).to_string();
     let mut response = json_response(
         StatusCode::OK,
         fake.faults.mangle(resource, after / limit, body),
@@ -321,10 +321,10 @@ async fn users(
     if let Some(answer) = gate(&fake, &headers, "users", after / limit).await {
         return answer;
     }
-    let items: Vec<Value> = {
+    let (total, items): (usize, Vec<Value>) = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let search = query.get("search").cloned().unwrap_or_default();
-        (0..org.dataset.users.len())
+        let matching = (0..org.dataset.users.len())
             .filter(|i| {
                 let status = org.status.get(i).map(String::as_str).unwrap_or("ACTIVE");
                 if let Some(wanted) = search
@@ -339,10 +339,18 @@ async fn users(
                     status != "DEPROVISIONED"
                 }
             })
-            .map(|i| user_json(&org, i))
-            .collect()
+            .collect::<Vec<usize>>();
+        (
+            matching.len(),
+            matching
+                .into_iter()
+                .skip(after)
+                .take(limit)
+                .map(|i| user_json(&org, i))
+                .collect(),
+        )
     };
-    page(&fake, "users", "/api/v1/users", &query, items)
+    page(&fake, "users", "/api/v1/users", &query, total, items)
 }
 
 async fn groups(
@@ -371,9 +379,11 @@ async fn groups(
                     "profile": {"name": group.name, "description": null}
                 })
             })
-            .collect()
+            .collect::<Vec<Value>>()
     };
-    page(&fake, "groups", "/api/v1/groups", &query, items)
+    let total = items.len();
+    let items = items.into_iter().skip(after).take(limit).collect();
+    page(&fake, "groups", "/api/v1/groups", &query, total, items)
 }
 
 async fn group_users(
@@ -386,22 +396,28 @@ async fn group_users(
     if let Some(answer) = gate(&fake, &headers, "members", after / limit).await {
         return answer;
     }
-    let items: Option<Vec<Value>> = {
+    let items: Option<(usize, Vec<Value>)> = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         org.dataset.groups.iter().position(|g| g.id == id).map(|g| {
-            org.dataset
-                .members_of(g)
-                .into_iter()
-                .map(|u| user_json(&org, u))
-                .collect()
+            let members = org.dataset.members_of(g);
+            (
+                members.len(),
+                members
+                    .into_iter()
+                    .skip(after)
+                    .take(limit)
+                    .map(|u| user_json(&org, u))
+                    .collect(),
+            )
         })
     };
     match items {
-        Some(items) => page(
+        Some((total, items)) => page(
             &fake,
             "members",
             &format!("/api/v1/groups/{id}/users"),
             &query,
+            total,
             items,
         ),
         None => okta_error(
