@@ -452,17 +452,7 @@ async fn users_delta(
     if let Some(answer) = gate(&fake, &headers, "users", offset / size).await {
         return answer;
     }
-    let (total, items) = items;
-    page_response(
-        &fake,
-        "users/delta",
-        "users",
-        total,
-        items,
-        current,
-        size,
-        &query,
-    )
+    page_response(&fake, "users/delta", "users", items, current, size, &query)
 }
 
 async fn groups_delta(
@@ -533,12 +523,10 @@ async fn groups_delta(
     if let Some(answer) = gate(&fake, &headers, "groups", offset / size).await {
         return answer;
     }
-    let (total, items) = items;
     page_response(
         &fake,
         "groups/delta",
         "groups",
-        total,
         items,
         current,
         size,
