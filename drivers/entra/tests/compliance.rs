@@ -4,25 +4,15 @@
 //! to another host never receives the token.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec};
-use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
+use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
 };
 use idpsync_driver_entra::EntraFactory;
 use idpsync_driver_entra::fake::FakeGraph;
-use std::time::Duration;
 
 fn kit() -> HttpKit {
-    HttpKit::new(HttpOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_wait: Duration::from_secs(5),
-        },
-        ..HttpOptions::default()
-    })
-    .unwrap()
+    idpsync_driver::fake::test_kit()
 }
 
 fn build(settings: serde_json::Value) -> Box<dyn Driver> {

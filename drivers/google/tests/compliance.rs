@@ -4,28 +4,17 @@
 //! retried, permission 403s explained.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec};
-use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
 };
 use idpsync_driver_google::GoogleFactory;
 use idpsync_driver_google::fake::FakeGoogle;
-use std::time::Duration;
 
 const PUBLIC_KEY: &[u8] = include_bytes!("../../sdk/tests/data/test-rsa-public.der");
 const PRIVATE_KEY: &str = include_str!("../../sdk/tests/data/test-rsa-key.pem");
 
 fn build(settings: serde_json::Value) -> Box<dyn Driver> {
-    let http = HttpKit::new(HttpOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_wait: Duration::from_secs(5),
-        },
-        ..HttpOptions::default()
-    })
-    .unwrap();
+    let http = idpsync_driver::fake::test_kit();
     GoogleFactory
         .build(&settings, DriverContext { http })
         .unwrap()

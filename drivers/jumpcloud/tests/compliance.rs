@@ -3,26 +3,16 @@
 //! 100 maximum, throttling survived, errors typed and actionable.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
-use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
+use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
 };
 use idpsync_driver_jumpcloud::JumpCloudFactory;
 use idpsync_driver_jumpcloud::fake::FakeJumpCloud;
 use std::collections::HashSet;
-use std::time::Duration;
 
 fn kit() -> HttpKit {
-    HttpKit::new(HttpOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_wait: Duration::from_secs(5),
-        },
-        ..HttpOptions::default()
-    })
-    .unwrap()
+    idpsync_driver::fake::test_kit()
 }
 
 fn build(settings: serde_json::Value) -> Box<dyn Driver> {

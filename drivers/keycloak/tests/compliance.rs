@@ -3,25 +3,15 @@
 //! that expires mid-pull refreshed, and every failure typed and actionable.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
-use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
+use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
 };
 use idpsync_driver_keycloak::KeycloakFactory;
 use idpsync_driver_keycloak::fake::FakeKeycloak;
-use std::time::Duration;
 
 fn fast_kit() -> HttpKit {
-    HttpKit::new(HttpOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_wait: Duration::from_secs(5),
-        },
-        ..HttpOptions::default()
-    })
-    .unwrap()
+    idpsync_driver::fake::test_kit()
 }
 
 fn spec(users: usize) -> DatasetSpec {

@@ -3,28 +3,18 @@
 //! tokens and private_key_jwt service apps, rate limits and typed errors.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec};
-use idpsync_driver::http::{HttpKit, HttpOptions, RetryPolicy};
+use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, PullMode,
 };
 use idpsync_driver_okta::OktaFactory;
 use idpsync_driver_okta::fake::FakeOkta;
-use std::time::Duration;
 
 const PUBLIC_KEY: &[u8] = include_bytes!("../../sdk/tests/data/test-rsa-public.der");
 const PRIVATE_KEY: &str = include_str!("../../sdk/tests/data/test-rsa-key.pem");
 
 fn kit() -> HttpKit {
-    HttpKit::new(HttpOptions {
-        retry: RetryPolicy {
-            max_attempts: 4,
-            first_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_wait: Duration::from_secs(5),
-        },
-        ..HttpOptions::default()
-    })
-    .unwrap()
+    idpsync_driver::fake::test_kit()
 }
 
 fn build(settings: serde_json::Value) -> Box<dyn Driver> {

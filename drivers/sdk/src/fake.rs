@@ -331,6 +331,22 @@ impl FakeTokens {
     }
 }
 
+/// An HTTP kit for tests against fakes: the real retry logic with
+/// millisecond backoffs, so throttling faults cost no test time.
+pub fn test_kit() -> crate::http::HttpKit {
+    use crate::http::{HttpKit, HttpOptions, RetryPolicy};
+    HttpKit::new(HttpOptions {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            first_backoff: std::time::Duration::from_millis(5),
+            max_backoff: std::time::Duration::from_millis(20),
+            max_wait: std::time::Duration::from_secs(5),
+        },
+        ..HttpOptions::default()
+    })
+    .expect("an HTTP client builds")
+}
+
 /// A fake listening on 127.0.0.1; stops when dropped.
 pub struct FakeServer {
     pub base_url: String,
