@@ -5,7 +5,9 @@ use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::input::SourceInput;
 use crate::store::entity::{membership, source_group, source_user};
 use idpsync_driver::{MemberRef, MembershipEdge};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 use std::collections::{BTreeSet, HashMap};
 
 const CHUNK: usize = 500;
@@ -13,6 +15,59 @@ const CHUNK: usize = 500;
 type UserTuple = (i64, String, String, bool);
 type GroupTuple = (i64, String, String);
 type EdgeTuple = (i64, Option<i64>, Option<i64>);
+
+/// Users as diffing needs them, filtered by `condition`.
+async fn users_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<UserTuple>, DbErr> {
+    source_user::Entity::find()
+        .select_only()
+        .columns([
+            source_user::Column::Id,
+            source_user::Column::ExternalId,
+            source_user::Column::ContentHash,
+            source_user::Column::Active,
+        ])
+        .filter(condition)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+async fn groups_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<GroupTuple>, DbErr> {
+    source_group::Entity::find()
+        .select_only()
+        .columns([
+            source_group::Column::Id,
+            source_group::Column::ExternalId,
+            source_group::Column::ContentHash,
+        ])
+        .filter(condition)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+async fn edges_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<EdgeTuple>, DbErr> {
+    membership::Entity::find()
+        .select_only()
+        .columns([
+            membership::Column::GroupId,
+            membership::Column::MemberUserId,
+            membership::Column::MemberGroupId,
+        ])
+        .filter(condition)
+        .into_tuple()
+        .all(db)
+        .await
+}
 
 pub async fn load(
     db: &impl ConnectionTrait,
@@ -70,40 +125,21 @@ pub async fn load(
 }
 
 async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredState, DbErr> {
-    let users: Vec<UserTuple> = source_user::Entity::find()
-        .select_only()
-        .columns([
-            source_user::Column::Id,
-            source_user::Column::ExternalId,
-            source_user::Column::ContentHash,
-            source_user::Column::Active,
-        ])
-        .filter(source_user::Column::ConnectionId.eq(connection))
-        .into_tuple()
-        .all(db)
-        .await?;
-    let groups: Vec<GroupTuple> = source_group::Entity::find()
-        .select_only()
-        .columns([
-            source_group::Column::Id,
-            source_group::Column::ExternalId,
-            source_group::Column::ContentHash,
-        ])
-        .filter(source_group::Column::ConnectionId.eq(connection))
-        .into_tuple()
-        .all(db)
-        .await?;
-    let edges: Vec<EdgeTuple> = membership::Entity::find()
-        .select_only()
-        .columns([
-            membership::Column::GroupId,
-            membership::Column::MemberUserId,
-            membership::Column::MemberGroupId,
-        ])
-        .filter(membership::Column::ConnectionId.eq(connection))
-        .into_tuple()
-        .all(db)
-        .await?;
+    let users: Vec<UserTuple> = users_where(
+        db,
+        Condition::all().add(source_user::Column::ConnectionId.eq(connection)),
+    )
+    .await?;
+    let groups: Vec<GroupTuple> = groups_where(
+        db,
+        Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
+    )
+    .await?;
+    let edges: Vec<EdgeTuple> = edges_where(
+        db,
+        Condition::all().add(membership::Column::ConnectionId.eq(connection)),
+    )
+    .await?;
     Ok(assemble(users, groups, edges))
 }
 
@@ -119,37 +155,26 @@ async fn load_some(
     let user_list: Vec<&str> = user_ids.iter().copied().collect();
     for chunk in user_list.chunks(CHUNK) {
         users.extend(
-            source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::ContentHash,
-                    source_user::Column::Active,
-                ])
-                .filter(source_user::Column::ConnectionId.eq(connection))
-                .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
-                .into_tuple::<UserTuple>()
-                .all(db)
-                .await?,
+            users_where(
+                db,
+                Condition::all()
+                    .add(source_user::Column::ConnectionId.eq(connection))
+                    .add(source_user::Column::ExternalId.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     let mut groups: Vec<GroupTuple> = Vec::new();
     let group_list: Vec<&str> = group_ids.iter().copied().collect();
     for chunk in group_list.chunks(CHUNK) {
         groups.extend(
-            source_group::Entity::find()
-                .select_only()
-                .columns([
-                    source_group::Column::Id,
-                    source_group::Column::ExternalId,
-                    source_group::Column::ContentHash,
-                ])
-                .filter(source_group::Column::ConnectionId.eq(connection))
-                .filter(source_group::Column::ExternalId.is_in(chunk.iter().copied()))
-                .into_tuple::<GroupTuple>()
-                .all(db)
-                .await?,
+            groups_where(
+                db,
+                Condition::all()
+                    .add(source_group::Column::ConnectionId.eq(connection))
+                    .add(source_group::Column::ExternalId.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     let group_id_of: HashMap<&str, i64> = groups
@@ -167,17 +192,11 @@ async fn load_some(
         .collect();
     for chunk in replaced.chunks(CHUNK) {
         edges.extend(
-            membership::Entity::find()
-                .select_only()
-                .columns([
-                    membership::Column::GroupId,
-                    membership::Column::MemberUserId,
-                    membership::Column::MemberGroupId,
-                ])
-                .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .into_tuple::<EdgeTuple>()
-                .all(db)
-                .await?,
+            edges_where(
+                db,
+                Condition::all().add(membership::Column::GroupId.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     // Edges between the named groups and the named members.
@@ -188,34 +207,24 @@ async fn load_some(
     for parent_chunk in parents.chunks(CHUNK) {
         for member_chunk in user_keys.chunks(CHUNK) {
             edges.extend(
-                membership::Entity::find()
-                    .select_only()
-                    .columns([
-                        membership::Column::GroupId,
-                        membership::Column::MemberUserId,
-                        membership::Column::MemberGroupId,
-                    ])
-                    .filter(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
-                    .filter(membership::Column::MemberUserId.is_in(member_chunk.iter().copied()))
-                    .into_tuple::<EdgeTuple>()
-                    .all(db)
-                    .await?,
+                edges_where(
+                    db,
+                    Condition::all()
+                        .add(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
+                        .add(membership::Column::MemberUserId.is_in(member_chunk.iter().copied())),
+                )
+                .await?,
             );
         }
         for member_chunk in group_keys.chunks(CHUNK) {
             edges.extend(
-                membership::Entity::find()
-                    .select_only()
-                    .columns([
-                        membership::Column::GroupId,
-                        membership::Column::MemberUserId,
-                        membership::Column::MemberGroupId,
-                    ])
-                    .filter(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
-                    .filter(membership::Column::MemberGroupId.is_in(member_chunk.iter().copied()))
-                    .into_tuple::<EdgeTuple>()
-                    .all(db)
-                    .await?,
+                edges_where(
+                    db,
+                    Condition::all()
+                        .add(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
+                        .add(membership::Column::MemberGroupId.is_in(member_chunk.iter().copied())),
+                )
+                .await?,
             );
         }
     }
@@ -231,18 +240,11 @@ async fn load_some(
         .collect();
     for chunk in missing_users.chunks(CHUNK) {
         users.extend(
-            source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::ContentHash,
-                    source_user::Column::Active,
-                ])
-                .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple::<UserTuple>()
-                .all(db)
-                .await?,
+            users_where(
+                db,
+                Condition::all().add(source_user::Column::Id.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     let known_groups: BTreeSet<i64> = group_keys.iter().copied().collect();
@@ -255,17 +257,11 @@ async fn load_some(
         .collect();
     for chunk in missing_groups.chunks(CHUNK) {
         groups.extend(
-            source_group::Entity::find()
-                .select_only()
-                .columns([
-                    source_group::Column::Id,
-                    source_group::Column::ExternalId,
-                    source_group::Column::ContentHash,
-                ])
-                .filter(source_group::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple::<GroupTuple>()
-                .all(db)
-                .await?,
+            groups_where(
+                db,
+                Condition::all().add(source_group::Column::Id.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     Ok(assemble(users, groups, edges))
