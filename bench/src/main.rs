@@ -84,6 +84,13 @@ enum Benchmark {
         users: usize,
         #[arg(long, value_enum, default_value = "sqlite")]
         database: Backend,
+        /// Also load a reference SCIM server at this base URL (e.g. the
+        /// scim2-server started by ../shared/tools/scim-peer.sh:
+        /// http://127.0.0.1:18080/v2) and report the ratio.
+        #[arg(long)]
+        peer_url: Option<String>,
+        #[arg(long, default_value = "testtoken")]
+        peer_token: String,
     },
 }
 
@@ -103,7 +110,17 @@ fn main() -> Result<()> {
             clients,
             users,
             database,
-        } => runtime.block_on(scim(clients, users, database))?,
+            peer_url,
+            peer_token,
+        } => runtime.block_on(scim(
+            clients,
+            users,
+            database,
+            peer_url.map(|url| Peer {
+                url,
+                token: peer_token,
+            }),
+        ))?,
         Benchmark::Pull {
             idp,
             users,
@@ -362,9 +379,13 @@ struct Phase {
 }
 
 impl Phase {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
     fn rows(mut self) -> Vec<(String, String)> {
         self.latencies.sort();
-        let rate = self.latencies.len() as f64 / self.wall.as_secs_f64();
+        let rate = self.rate();
         vec![
             (format!("{}: requests/s", self.name), format!("{rate:.0}")),
             (
@@ -408,7 +429,8 @@ async fn run_phase(
                     let status = response.status();
                     let _ = response.bytes().await?;
                     latencies.push(sent.elapsed());
-                    if status != expected {
+                    // A peer may answer PATCH with 204 where idpsync sends 200.
+                    if !(status == expected || (status.is_success() && expected.is_success())) {
                         return Ok::<_, anyhow::Error>(Err(status));
                     }
                 }
@@ -434,6 +456,7 @@ async fn scim(
     clients: usize,
     n_users: usize,
     backend: Backend,
+    peer: Option<Peer>,
 ) -> Result<(String, Vec<(String, String)>)> {
     let test_store = match backend {
         Backend::Sqlite => TestStore::sqlite().await,
@@ -461,12 +484,82 @@ async fn scim(
         .pool_max_idle_per_host(clients)
         .build()?;
 
-    let user_name = |i: usize| format!("bench.user{i}@example.test");
+    let [post_phase, patch_phase, get_phase] =
+        scim_load(&client, &base, &token, n_users, clients, "").await?;
+    let mut peer_rows = Vec::new();
+    if let Some(peer) = &peer {
+        let run = chrono::Utc::now().timestamp();
+        let [peer_post, peer_patch, peer_get] = scim_load(
+            &client,
+            &peer.url,
+            &peer.token,
+            n_users,
+            clients,
+            &format!("peer{run}-"),
+        )
+        .await?;
+        for (ours, theirs) in [
+            (&post_phase, &peer_post),
+            (&patch_phase, &peer_patch),
+            (&get_phase, &peer_get),
+        ] {
+            peer_rows.push((
+                format!("{}: idpsync / peer requests/s", ours.name),
+                format!(
+                    "{:.1}x ({:.0} vs {:.0})",
+                    ours.rate() / theirs.rate(),
+                    ours.rate(),
+                    theirs.rate()
+                ),
+            ));
+        }
+        for phase in [peer_post, peer_patch, peer_get] {
+            peer_rows.extend(
+                phase
+                    .rows()
+                    .into_iter()
+                    .map(|(measure, value)| (format!("peer {measure}"), value)),
+            );
+        }
+    }
+    test_store.cleanup().await;
+    let title = format!(
+        "SCIM at {clients} concurrent clients ({n_users} users, {}, client and server in one process on loopback)",
+        match backend {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    );
+    let mut rows = post_phase.rows();
+    rows.extend(patch_phase.rows());
+    rows.extend(get_phase.rows());
+    rows.extend(peer_rows);
+    Ok((title, rows))
+}
+
+/// A reference SCIM server to compare with (see ../shared/tools/scim-peer.sh).
+#[derive(Debug, Clone)]
+struct Peer {
+    /// Its base URL, e.g. http://127.0.0.1:18080/v2
+    url: String,
+    token: String,
+}
+
+/// POST /Users, PATCH active=false and GET filter userName eq against `base`.
+async fn scim_load(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    n_users: usize,
+    clients: usize,
+    prefix: &str,
+) -> Result<[Phase; 3]> {
+    let user_name = |i: usize| format!("{prefix}bench.user{i}@example.test");
     let posts: Vec<_> = (0..n_users)
         .map(|i| {
             client
                 .post(format!("{base}/Users"))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .header("content-type", "application/scim+json")
                 .body(
                     serde_json::json!({
@@ -489,7 +582,7 @@ async fn scim(
             .get(format!(
                 "{base}/Users?startIndex={start}&count=1000&attributes=id"
             ))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await?
             .json()
@@ -510,7 +603,7 @@ async fn scim(
         .map(|id| {
             client
                 .patch(format!("{base}/Users/{id}"))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .header("content-type", "application/scim+json")
                 .body(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}"#)
         })
@@ -527,7 +620,7 @@ async fn scim(
             client
                 .get(format!("{base}/Users"))
                 .query(&[("filter", format!("userName eq \"{}\"", user_name(i)))])
-                .bearer_auth(&token)
+                .bearer_auth(token)
         })
         .collect();
     let get_phase = run_phase(
@@ -537,18 +630,7 @@ async fn scim(
         reqwest::StatusCode::OK,
     )
     .await?;
-    test_store.cleanup().await;
-    let title = format!(
-        "SCIM at {clients} concurrent clients ({n_users} users, {}, client and server in one process on loopback)",
-        match backend {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
-    );
-    let mut rows = post_phase.rows();
-    rows.extend(patch_phase.rows());
-    rows.extend(get_phase.rows());
-    Ok((title, rows))
+    Ok([post_phase, patch_phase, get_phase])
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
