@@ -361,30 +361,21 @@ impl ScimService<'_> {
                 let select = source_user::Entity::find()
                     .filter(source_user::Column::ConnectionId.eq(self.connection_id))
                     .filter(condition(&filter)?);
-                total = select
-                    .clone()
-                    .count(self.store.db())
-                    .await
-                    .map_err(internal)?;
-                self.check_not_too_many(filter.is_some(), total)?;
-                let mut select = select;
-                if let Some(sort) = &sort {
-                    select = select.order_by(
-                        scim_query::sort_expression(backend, kind.table(), sort),
+                let sort = sort
+                    .as_ref()
+                    .map(|sort| scim_query::sort_expression(backend, kind.table(), sort));
+                let rows;
+                (total, rows) = self
+                    .window(
+                        select,
+                        source_user::Column::Id,
+                        filter.is_some(),
+                        sort,
                         order.clone(),
-                    );
-                }
-                let rows = if count == 0 {
-                    Vec::new()
-                } else {
-                    select
-                        .order_by_asc(source_user::Column::Id)
-                        .offset(start_index - 1)
-                        .limit(count)
-                        .all(self.store.db())
-                        .await
-                        .map_err(internal)?
-                };
+                        start_index,
+                        count,
+                    )
+                    .await?;
                 resources = rows
                     .iter()
                     .map(|row| {
@@ -400,30 +391,21 @@ impl ScimService<'_> {
                 let select = source_group::Entity::find()
                     .filter(source_group::Column::ConnectionId.eq(self.connection_id))
                     .filter(condition(&filter)?);
-                total = select
-                    .clone()
-                    .count(self.store.db())
-                    .await
-                    .map_err(internal)?;
-                self.check_not_too_many(filter.is_some(), total)?;
-                let mut select = select;
-                if let Some(sort) = &sort {
-                    select = select.order_by(
-                        scim_query::sort_expression(backend, kind.table(), sort),
+                let sort = sort
+                    .as_ref()
+                    .map(|sort| scim_query::sort_expression(backend, kind.table(), sort));
+                let rows;
+                (total, rows) = self
+                    .window(
+                        select,
+                        source_group::Column::Id,
+                        filter.is_some(),
+                        sort,
                         order.clone(),
-                    );
-                }
-                let rows = if count == 0 {
-                    Vec::new()
-                } else {
-                    select
-                        .order_by_asc(source_group::Column::Id)
-                        .offset(start_index - 1)
-                        .limit(count)
-                        .all(self.store.db())
-                        .await
-                        .map_err(internal)?
-                };
+                        start_index,
+                        count,
+                    )
+                    .await?;
                 let mut members =
                     if Self::wants_members(&query.attributes, &query.excluded_attributes) {
                         Some(
@@ -453,6 +435,49 @@ impl ScimService<'_> {
             start_index,
             resources,
         })
+    }
+
+    /// The total of `select` and the rows of one page, in a stable order
+    /// (`sort`, then id).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a SCIM list request"
+    )]
+    async fn window<E>(
+        &self,
+        select: sea_orm::Select<E>,
+        id: E::Column,
+        filtered: bool,
+        sort: Option<sea_orm::sea_query::Expr>,
+        order: Order,
+        start_index: u64,
+        count: u64,
+    ) -> ScimResult<(u64, Vec<E::Model>)>
+    where
+        E: EntityTrait,
+        E::Model: Send + Sync,
+    {
+        let total = select
+            .clone()
+            .count(self.store.db())
+            .await
+            .map_err(internal)?;
+        self.check_not_too_many(filtered, total)?;
+        if count == 0 {
+            return Ok((total, Vec::new()));
+        }
+        let mut select = select;
+        if let Some(sort) = sort {
+            select = select.order_by(sort, order);
+        }
+        let rows = select
+            .order_by_asc(id)
+            .offset(start_index - 1)
+            .limit(count)
+            .all(self.store.db())
+            .await
+            .map_err(internal)?;
+        Ok((total, rows))
     }
 
     fn check_not_too_many(&self, filtered: bool, total: u64) -> ScimResult<()> {
