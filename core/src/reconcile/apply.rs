@@ -24,8 +24,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// Values per `IN (...)` list and rows per multi-row INSERT.
+/// Values per `IN (...)` list.
 const CHUNK: usize = 500;
+
+/// Bound parameters per multi-row INSERT: below SQLite's 32,766 and
+/// PostgreSQL's 65,535, large enough that statement overhead stays small.
+const INSERT_PARAMS: usize = 30_000;
+
+/// Rows per INSERT for a table with `columns` columns.
+const fn rows_per_insert(columns: usize) -> usize {
+    INSERT_PARAMS / columns
+}
 
 /// A step after which a test can make the apply fail, to prove that nothing
 /// of a failed apply is kept.
@@ -194,7 +203,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
 
     async fn upsert_groups(&mut self, changes: &ChangeSet) -> Result<(), DbErr> {
         let now = self.ctx.now;
-        for chunk in changes.groups_created.chunks(CHUNK / 10) {
+        for chunk in changes.groups_created.chunks(rows_per_insert(9)) {
             let rows = chunk.iter().map(|group| source_group::ActiveModel {
                 connection_id: Set(self.connection().to_string()),
                 external_id: Set(group.external_id.clone()),
@@ -267,7 +276,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             )
             .await?;
 
-        for chunk in changes.users_created.chunks(CHUNK / 20) {
+        for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
@@ -593,7 +602,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             });
             self.membership_event("membership.added", edge, groups, &group_ids);
         }
-        for chunk in rows.chunks(CHUNK / 5) {
+        for chunk in rows.chunks(rows_per_insert(6)) {
             membership::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(self.db)
                 .await?;
@@ -734,7 +743,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 }
             }
             self.effects.effective_added += inserts.len();
-            for insert_chunk in inserts.chunks(CHUNK / 3) {
+            for insert_chunk in inserts.chunks(rows_per_insert(4)) {
                 effective_membership::Entity::insert_many(insert_chunk.to_vec())
                     .exec_without_returning(self.db)
                     .await?;
@@ -877,7 +886,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 ..Default::default()
             })
             .collect();
-        for chunk in rows.chunks(CHUNK / 3) {
+        for chunk in rows.chunks(rows_per_insert(4)) {
             acl_group_member::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(self.db)
                 .await?;

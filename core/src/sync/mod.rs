@@ -111,6 +111,8 @@ pub struct SyncReport {
     pub mode: &'static str,
     pub received: ReceivedCounts,
     pub duration_ms: u64,
+    /// Of which reading the IdP (the rest is diffing and applying).
+    pub pull_ms: u64,
     pub error: Option<String>,
     /// The reconciler's outcome, when it ran.
     pub outcome: Option<Outcome>,
@@ -274,6 +276,7 @@ impl SyncRunner {
             groups: staged.groups.len(),
             memberships: staged.memberships.len(),
         };
+        let pull_ms = clock.elapsed().as_millis() as u64;
         let Some(pulled) = pulled else {
             tracing::info!(
                 connection = connection_id,
@@ -370,7 +373,7 @@ impl SyncRunner {
         }
         metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
         metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(clock.elapsed().as_secs_f64());
-        Ok(self.report(
+        let mut report = self.report(
             connection_id,
             run_id,
             status,
@@ -379,7 +382,9 @@ impl SyncRunner {
             clock,
             None,
             Some(result),
-        ))
+        );
+        report.pull_ms = pull_ms;
+        Ok(report)
     }
 
     #[expect(clippy::too_many_arguments, reason = "every field of the report")]
@@ -401,6 +406,7 @@ impl SyncRunner {
             mode,
             received,
             duration_ms: clock.elapsed().as_millis() as u64,
+            pull_ms: 0,
             error,
             outcome,
         }
