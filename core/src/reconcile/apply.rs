@@ -68,6 +68,22 @@ pub struct ApplyContext<'a> {
     pub acl: &'a AclRules,
     pub now: DateTime<Utc>,
     pub fail_at: Option<FailPoint>,
+    /// Write events as they accumulate (in the same transaction, in order)
+    /// instead of returning them: bounds memory on large change sets. A dry
+    /// run keeps them to show.
+    pub persist_events: bool,
+}
+
+/// Events buffered before they are written, when persisting.
+const EVENT_FLUSH: usize = 20_000;
+
+/// What an apply did.
+pub struct Applied {
+    /// The events not written by the apply (all of them unless persisting).
+    pub events: Vec<NewEvent>,
+    /// Events produced, written or not.
+    pub n_events: usize,
+    pub effects: EffectCounts,
 }
 
 /// Applies `changes`; returns the events to append, in order, and the effects.
@@ -75,19 +91,27 @@ pub async fn apply(
     db: &impl ConnectionTrait,
     ctx: &ApplyContext<'_>,
     changes: &ChangeSet,
-) -> Result<(Vec<NewEvent>, EffectCounts), ApplyError> {
+) -> Result<Applied, ApplyError> {
     let mut run = Apply {
         db,
         ctx,
         events: Vec::new(),
+        n_written: 0,
         effects: EffectCounts::default(),
     };
     run.run(changes).await?;
-    Ok((run.events, run.effects))
+    run.flush(true).await?;
+    Ok(Applied {
+        n_events: run.n_written + run.events.len(),
+        events: run.events,
+        effects: run.effects,
+    })
 }
 
 struct Apply<'a, C> {
     db: &'a C,
+    /// Events already written (when persisting).
+    n_written: usize,
     ctx: &'a ApplyContext<'a>,
     events: Vec<NewEvent>,
     effects: EffectCounts,
@@ -130,6 +154,20 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         ));
     }
 
+    /// Writes the buffered events when persisting and the buffer is full (or `force`).
+    async fn flush(&mut self, force: bool) -> Result<(), DbErr> {
+        if !self.ctx.persist_events
+            || self.events.is_empty()
+            || (!force && self.events.len() < EVENT_FLUSH)
+        {
+            return Ok(());
+        }
+        crate::events::append(self.db, &self.events, self.ctx.now).await?;
+        self.n_written += self.events.len();
+        self.events.clear();
+        Ok(())
+    }
+
     fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
         if self.ctx.fail_at == Some(point) {
             Err(ApplyError::Injected(point))
@@ -141,6 +179,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
     async fn run(&mut self, changes: &ChangeSet) -> Result<(), ApplyError> {
         self.upsert_groups(changes).await?;
         let users_by_external_id = self.upsert_users(changes).await?;
+        self.flush(false).await?;
         self.fail_if(FailPoint::AfterSourceChanges)?;
 
         let deleted_user_ids: HashSet<i64> = changes
@@ -172,6 +211,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let changed_groups = self
             .change_edges(changes, &groups, &deleted_user_ids, &deleted_group_ids)
             .await?;
+        self.flush(false).await?;
         let dirty_users = self
             .recompute_effective(&changed_groups, &deleted_group_ids)
             .await?;
@@ -195,6 +235,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         )
         .await?;
         self.fail_if(FailPoint::AfterAclGroups)?;
+        self.flush(false).await?;
 
         self.delete_sources(changes, &groups, &deleted_group_ids, &deleted_user_ids)
             .await?;

@@ -231,10 +231,12 @@ impl Reconciler {
             acl: &self.acl,
             now,
             fail_at: self.fail_at,
+            persist_events: !options.dry_run,
         };
 
         if options.dry_run {
-            let (events, effects) = apply::apply(tx, &context, &changes).await?;
+            let applied = apply::apply(tx, &context, &changes).await?;
+            let (events, effects) = (applied.events, applied.effects);
             // Dropping the transaction rolls every write back.
             drop(write);
             return Ok(Outcome::Planned(Plan::new(
@@ -282,12 +284,7 @@ impl Reconciler {
             events::append(tx, std::slice::from_ref(&event), now).await?;
             write.commit().await?;
             self.bus.notify();
-            record_metrics(
-                connection_id,
-                "held",
-                std::slice::from_ref(&event),
-                &EffectCounts::default(),
-            );
+            record_metrics(connection_id, "held", 1, &EffectCounts::default());
             tracing::warn!(
                 connection = connection_id,
                 run_id = run.id,
@@ -328,7 +325,7 @@ impl Reconciler {
             )
             .await?;
             write.commit().await?;
-            record_metrics(connection_id, "unchanged", &[], &EffectCounts::default());
+            record_metrics(connection_id, "unchanged", 0, &EffectCounts::default());
             return Ok(Outcome::Unchanged(RunReport {
                 run_id: run.id,
                 changes: changes.counts(),
@@ -337,8 +334,9 @@ impl Reconciler {
             }));
         }
 
-        let (events, effects) = apply::apply(tx, &context, &changes).await?;
-        events::append(tx, &events, now).await?;
+        let applied = apply::apply(tx, &context, &changes).await?;
+        let effects = applied.effects;
+        let n_events = applied.n_events;
         bump_state(tx, connection_id, options.delta_cursor.as_deref()).await?;
         let run = insert_run(
             tx,
@@ -354,12 +352,12 @@ impl Reconciler {
         .await?;
         write.commit().await?;
         self.bus.notify();
-        record_metrics(connection_id, "applied", &events, &effects);
+        record_metrics(connection_id, "applied", n_events, &effects);
         Ok(Outcome::Applied(RunReport {
             run_id: run.id,
             changes: changes.counts(),
             effects,
-            n_events: events.len(),
+            n_events,
         }))
     }
 
@@ -420,17 +418,19 @@ impl Reconciler {
             acl: &self.acl,
             now,
             fail_at: self.fail_at,
+            persist_events: true,
         };
-        let mut events = vec![NewEvent::new(
+        let approved_event = NewEvent::new(
             "sync.approved",
             Some(&connection_id),
             "sync_run",
             run_id.to_string(),
             json!({"run_id": run_id, "changes": held.changes.counts()}),
-        )];
-        let (effect_events, effects) = apply::apply(tx, &context, &held.changes).await?;
-        events.extend(effect_events);
-        events::append(tx, &events, now).await?;
+        );
+        events::append(tx, std::slice::from_ref(&approved_event), now).await?;
+        let applied = apply::apply(tx, &context, &held.changes).await?;
+        let effects = applied.effects;
+        let n_events = applied.n_events + 1;
         bump_state(tx, &connection_id, held.delta_cursor.as_deref()).await?;
         let mut approved: sync_run::ActiveModel = run.into();
         approved.status = Set("approved".into());
@@ -444,7 +444,7 @@ impl Reconciler {
             run_id,
             changes: held.changes.counts(),
             effects,
-            n_events: events.len(),
+            n_events,
         }))
     }
 
@@ -483,12 +483,12 @@ impl Reconciler {
 fn record_metrics(
     connection_id: &str,
     outcome: &'static str,
-    events: &[NewEvent],
+    n_events: usize,
     effects: &EffectCounts,
 ) {
     metrics::counter!("idpsync_reconcile_runs_total", "connection" => connection_id.to_string(), "outcome" => outcome).increment(1);
     metrics::counter!("idpsync_events_total", "connection" => connection_id.to_string())
-        .increment(events.len() as u64);
+        .increment(n_events as u64);
     metrics::counter!("idpsync_devices_revoked_total", "connection" => connection_id.to_string())
         .increment(effects.devices_revoked as u64);
 }
