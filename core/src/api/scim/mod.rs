@@ -211,6 +211,25 @@ fn list_response(resources: Vec<Value>, total: u64, start_index: u64) -> Value {
     })
 }
 
+/// A discovery listing as a ListResponse.
+fn all_documents(documents: Vec<Value>) -> Response {
+    let total = documents.len() as u64;
+    scim_json(StatusCode::OK, &list_response(documents, total, 1))
+}
+
+/// The discovery document whose `id` is `id` (case-insensitively), or 404.
+fn one_document(documents: Vec<Value>, id: &str, what: &str) -> Result<Response, ScimError> {
+    documents
+        .into_iter()
+        .find(|document| {
+            document["id"]
+                .as_str()
+                .is_some_and(|found| found.eq_ignore_ascii_case(id))
+        })
+        .map(|document| scim_json(StatusCode::OK, &document))
+        .ok_or_else(|| ScimError::not_found(format!("no {what} \"{id}\"")))
+}
+
 async fn resource_types(
     State(state): State<AppState>,
     method: Method,
@@ -218,9 +237,11 @@ async fn resource_types(
     Path(connection): Path<String>,
 ) -> Result<Response, ScimError> {
     discovery(&state, &method, &connection).await?;
-    let types = schema::resource_types(&base_url(&state, &headers, &connection));
-    let total = types.len() as u64;
-    Ok(scim_json(StatusCode::OK, &list_response(types, total, 1)))
+    Ok(all_documents(schema::resource_types(&base_url(
+        &state,
+        &headers,
+        &connection,
+    ))))
 }
 
 async fn resource_type(
@@ -230,15 +251,11 @@ async fn resource_type(
     Path((connection, name)): Path<(String, String)>,
 ) -> Result<Response, ScimError> {
     discovery(&state, &method, &connection).await?;
-    schema::resource_types(&base_url(&state, &headers, &connection))
-        .into_iter()
-        .find(|t| {
-            t["id"]
-                .as_str()
-                .is_some_and(|id| id.eq_ignore_ascii_case(&name))
-        })
-        .map(|t| scim_json(StatusCode::OK, &t))
-        .ok_or_else(|| ScimError::not_found(format!("no resource type \"{name}\"")))
+    one_document(
+        schema::resource_types(&base_url(&state, &headers, &connection)),
+        &name,
+        "resource type",
+    )
 }
 
 async fn schemas(
@@ -248,9 +265,11 @@ async fn schemas(
     Path(connection): Path<String>,
 ) -> Result<Response, ScimError> {
     discovery(&state, &method, &connection).await?;
-    let all = schema::schemas(&base_url(&state, &headers, &connection));
-    let total = all.len() as u64;
-    Ok(scim_json(StatusCode::OK, &list_response(all, total, 1)))
+    Ok(all_documents(schema::schemas(&base_url(
+        &state,
+        &headers,
+        &connection,
+    ))))
 }
 
 async fn one_schema(
@@ -260,15 +279,11 @@ async fn one_schema(
     Path((connection, urn)): Path<(String, String)>,
 ) -> Result<Response, ScimError> {
     discovery(&state, &method, &connection).await?;
-    schema::schemas(&base_url(&state, &headers, &connection))
-        .into_iter()
-        .find(|s| {
-            s["id"]
-                .as_str()
-                .is_some_and(|id| id.eq_ignore_ascii_case(&urn))
-        })
-        .map(|s| scim_json(StatusCode::OK, &s))
-        .ok_or_else(|| ScimError::not_found(format!("no schema \"{urn}\"")))
+    one_document(
+        schema::schemas(&base_url(&state, &headers, &connection)),
+        &urn,
+        "schema",
+    )
 }
 
 async fn me(
