@@ -486,32 +486,24 @@ async fn groups_delta(
             tenant.items_served += items.len() as u64;
             (current, offset, (total, items))
         } else {
+            // A delta round: the groups whose members changed, and how.
+            let since = since.unwrap_or_default();
             for (index, group) in tenant.dataset.groups.iter().enumerate() {
-                match since {
-                    None => {
-                        let mut members: Vec<Value> = tenant
-                        .dataset
-                        .members_of(index)
-                        .into_iter()
-                        .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": tenant.dataset.users[u].id}))
-                        .collect();
-                        members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
-                        items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
-                    }
-                    Some(since) => {
-                        let changes: Vec<Value> = tenant
-                        .member_changes
-                        .iter()
-                        .filter(|(v, g, ..)| *g == index && *v > since && *v <= round_version)
-                        .map(|(_, _, id, is_group, added)| {
-                            let kind = if *is_group { "#microsoft.graph.group" } else { "#microsoft.graph.user" };
-                            if *added { json!({"@odata.type": kind, "id": id}) } else { json!({"@odata.type": kind, "id": id, "@removed": {"reason": "deleted"}}) }
-                        })
-                        .collect();
-                        if !changes.is_empty() {
-                            items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                let changes: Vec<Value> = tenant
+                    .member_changes
+                    .iter()
+                    .filter(|(v, g, ..)| *g == index && *v > since && *v <= round_version)
+                    .map(|(_, _, id, is_group, added)| {
+                        let kind = if *is_group { "#microsoft.graph.group" } else { "#microsoft.graph.user" };
+                        if *added {
+                            json!({"@odata.type": kind, "id": id})
+                        } else {
+                            json!({"@odata.type": kind, "id": id, "@removed": {"reason": "deleted"}})
                         }
-                    }
+                    })
+                    .collect();
+                if !changes.is_empty() {
+                    items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
                 }
             }
             let total = items.len();
