@@ -19,7 +19,10 @@ use crate::store::entity::{
 use chrono::{DateTime, Utc};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Set,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -334,54 +337,19 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             );
         }
         for user in &changes.users_updated {
-            let row = user_row(self.connection(), user, now, 1);
+            // Every content column from the record; identity, creation
+            // time and version are left as they are (version goes up by one).
+            let mut row = user_row(self.connection(), user, now, 1);
+            row.connection_id = NotSet;
+            row.external_id = NotSet;
+            row.created_at = NotSet;
+            row.version = NotSet;
             source_user::Entity::update_many()
-                .col_expr(
-                    source_user::Column::UserName,
-                    Expr::value(row.user_name.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::UserNameKey,
-                    Expr::value(row.user_name_key.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::DisplayName,
-                    Expr::value(row.display_name.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::GivenName,
-                    Expr::value(row.given_name.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::FamilyName,
-                    Expr::value(row.family_name.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::PrimaryEmail,
-                    Expr::value(row.primary_email.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::Emails,
-                    Expr::value(row.emails.unwrap()),
-                )
-                .col_expr(source_user::Column::Active, Expr::value(user.active))
-                .col_expr(
-                    source_user::Column::RawStatus,
-                    Expr::value(row.raw_status.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::Attributes,
-                    Expr::value(row.attributes.unwrap()),
-                )
-                .col_expr(
-                    source_user::Column::ContentHash,
-                    Expr::value(row.content_hash.unwrap()),
-                )
+                .set(row)
                 .col_expr(
                     source_user::Column::Version,
                     Expr::col(source_user::Column::Version).add(1),
                 )
-                .col_expr(source_user::Column::UpdatedAt, Expr::value(now))
                 .filter(source_user::Column::ConnectionId.eq(self.connection()))
                 .filter(source_user::Column::ExternalId.eq(&user.external_id))
                 .exec(self.db)
@@ -843,31 +811,15 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .collect();
 
         let user_rows: HashMap<i64, UserRow> = if all_users {
-            source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::UserName,
-                    source_user::Column::Active,
-                ])
-                .filter(source_user::Column::ConnectionId.eq(self.connection()))
-                .into_tuple::<(i64, String, String, bool)>()
-                .all(self.db)
-                .await?
-                .into_iter()
-                .map(|(id, external_id, user_name, active)| {
-                    (
-                        id,
-                        UserRow {
-                            id,
-                            external_id,
-                            user_name,
-                            active,
-                        },
-                    )
-                })
-                .collect()
+            self.user_rows(
+                source_user::Column::ConnectionId
+                    .eq(self.connection())
+                    .into(),
+            )
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect()
         } else {
             self.load_users_by_id(users.iter().copied()).await?
         };
@@ -1029,6 +981,30 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .collect())
     }
 
+    /// Users matching `condition`, as the effects need them.
+    async fn user_rows(&self, condition: Condition) -> Result<Vec<UserRow>, DbErr> {
+        Ok(source_user::Entity::find()
+            .select_only()
+            .columns([
+                source_user::Column::Id,
+                source_user::Column::ExternalId,
+                source_user::Column::UserName,
+                source_user::Column::Active,
+            ])
+            .filter(condition)
+            .into_tuple::<(i64, String, String, bool)>()
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(|(id, external_id, user_name, active)| UserRow {
+                id,
+                external_id,
+                user_name,
+                active,
+            })
+            .collect())
+    }
+
     async fn load_users_by_external_id<'s>(
         &self,
         external_ids: impl Iterator<Item = &'s str>,
@@ -1036,30 +1012,15 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let ids: Vec<&str> = external_ids.collect::<BTreeSet<_>>().into_iter().collect();
         let mut found = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<(i64, String, String, bool)> = source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::UserName,
-                    source_user::Column::Active,
-                ])
-                .filter(source_user::Column::ConnectionId.eq(self.connection()))
-                .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db)
-                .await?;
-            for (id, external_id, user_name, active) in rows {
-                found.insert(
-                    external_id.clone(),
-                    UserRow {
-                        id,
-                        external_id,
-                        user_name,
-                        active,
-                    },
-                );
-            }
+            let condition = Condition::all()
+                .add(source_user::Column::ConnectionId.eq(self.connection()))
+                .add(source_user::Column::ExternalId.is_in(chunk.iter().copied()));
+            found.extend(
+                self.user_rows(condition)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row.external_id.clone(), row)),
+            );
         }
         Ok(found)
     }
@@ -1071,29 +1032,14 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let ids: Vec<i64> = ids.collect::<BTreeSet<_>>().into_iter().collect();
         let mut found = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
-            let rows: Vec<(i64, String, String, bool)> = source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::UserName,
-                    source_user::Column::Active,
-                ])
-                .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db)
-                .await?;
-            for (id, external_id, user_name, active) in rows {
-                found.insert(
-                    id,
-                    UserRow {
-                        id,
-                        external_id,
-                        user_name,
-                        active,
-                    },
-                );
-            }
+            let condition =
+                Condition::all().add(source_user::Column::Id.is_in(chunk.iter().copied()));
+            found.extend(
+                self.user_rows(condition)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row.id, row)),
+            );
         }
         Ok(found)
     }
