@@ -168,6 +168,11 @@ async fn acl_members(store: &Store, acl: &str) -> Vec<String> {
         .into_iter()
         .map(|m| m.user_id)
         .collect();
+    user_names(store, ids).await
+}
+
+/// The sorted userNames of these user row ids.
+async fn user_names(store: &Store, ids: Vec<i64>) -> Vec<String> {
     let mut names: Vec<String> = source_user::Entity::find()
         .filter(source_user::Column::Id.is_in(ids))
         .all(store.db())
@@ -195,16 +200,7 @@ async fn effective_members(store: &Store, group_external_id: &str) -> Vec<String
         .into_iter()
         .map(|m| m.user_id)
         .collect();
-    let mut names: Vec<String> = source_user::Entity::find()
-        .filter(source_user::Column::Id.is_in(ids))
-        .all(store.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.user_name)
-        .collect();
-    names.sort();
-    names
+    user_names(store, ids).await
 }
 
 async fn register_device(reconciler: &Reconciler, owner: &str, key: &str) -> i64 {
