@@ -1,5 +1,6 @@
 //! The driver kinds compiled into this binary. Add a driver here (one line)
-//! after creating its crate under `drivers/`.
+//! after creating its crate under `drivers/`. `kind = "plugin"` loads a
+//! driver from a shared library instead (see `plugins/README.md`).
 
 use idpsync_core::sync::DriverRegistry;
 
@@ -10,5 +11,8 @@ pub fn registry() -> DriverRegistry {
     registry.register(idpsync_driver_entra::EntraFactory);
     registry.register(idpsync_driver_okta::OktaFactory);
     registry.register(idpsync_driver_google::GoogleFactory);
+    // Plugin calls run in a child: this same binary, as `idpsync plugin-child`.
+    let runner = std::env::current_exe().unwrap_or_else(|_| "idpsync".into());
+    registry.register(idpsync_plugin_host::PluginFactory::new(runner));
     registry
 }

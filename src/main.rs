@@ -99,6 +99,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Internal: hosts one call of a driver plugin (spawned by the daemon).
+    #[command(hide = true)]
+    PluginChild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +133,10 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::PluginChild = cli.command {
+        // Before anything else touches stdout: it is the protocol pipe.
+        return idpsync_plugin_host::child::child_main();
+    }
     commands::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,6 +194,7 @@ fn main() -> ExitCode {
             }
             Command::Connections { json } => commands::connections(&cli.config, json).await,
             Command::Demo { dir, listen, exit } => demo::run(&dir, &listen, exit).await,
+            Command::PluginChild => unreachable!("served before the runtime starts"),
         }
     });
     match result {

@@ -4,60 +4,11 @@
 
 mod common;
 
-use common::Workdir;
+use common::{Api, Workdir};
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
 use idpsync_driver_keycloak::fake::FakeKeycloak;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn get(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    /// Waits (bounded) until the connection has `n` finished runs; returns the newest.
-    async fn wait_for_runs(&self, n: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let runs = self.get("/runs?connection=kc").await;
-            let items = runs["items"].as_array().cloned().unwrap_or_default();
-            if items.len() >= n {
-                return items[0].clone();
-            }
-            assert!(Instant::now() < deadline, "no run #{n} within 60 s: {runs}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_pulls_apply_faults_apply_nothing_and_deprovisioning_revokes_devices() {
@@ -135,7 +86,7 @@ group_glob = "*"
     };
 
     // The first scheduled run applies the tenant.
-    let first = api.wait_for_runs(1).await;
+    let first = api.wait_for_runs("kc", 1).await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["trigger"], "schedule");
     let connection = api.get("/connections/kc").await;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -135,4 +136,82 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The admin API of a daemon, with a token.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits (bounded) until `connection` has `n` finished runs; returns the newest.
+    pub async fn wait_for_runs(&self, connection: &str, n: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let runs = self.get(&format!("/runs?connection={connection}")).await;
+            let items = runs["items"].as_array().cloned().unwrap_or_default();
+            if items.len() >= n {
+                return items[0].clone();
+            }
+            assert!(Instant::now() < deadline, "no run #{n} within 60 s: {runs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Builds the plugin crate `package` (a cdylib in this workspace) and returns
+/// the path of its shared library: the same file an admin would point
+/// `[connections.plugin].path` at. It is built into its own target folder,
+/// because the `cargo test` running this holds the lock on the main one.
+pub fn plugin_library(package: &str) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target").join("plugin-test");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--quiet", "-p", package, "--target-dir"])
+        .arg(&target)
+        .output()
+        .expect("run cargo build for a plugin");
+    assert!(
+        output.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let library = target
+        .join("debug")
+        .join(format!("lib{}.so", package.replace('-', "_")));
+    assert!(library.is_file(), "{} was not built", library.display());
+    library
 }
