@@ -30,6 +30,8 @@ struct Script {
     declared_users: Option<u64>,
     /// Hold the pull until notified.
     gate: Option<Arc<Notify>>,
+    /// In a delta, list every user id present at the source.
+    list_present: bool,
     /// Seen modes, for assertions.
     modes: Arc<Mutex<Vec<PullMode>>>,
 }
@@ -85,6 +87,12 @@ impl Driver for ScriptedDriver {
                 .cloned()
                 .collect();
             sink.users(changed).await?;
+            if script.list_present {
+                for page in script.users.chunks(2) {
+                    sink.present_users(page.iter().map(|u| u.external_id.clone()).collect())
+                        .await?;
+                }
+            }
             return Ok(PullOutcome {
                 next_cursor: Some(DeltaCursor(format!("{}+", cursor.0))),
                 declared: DeclaredTotals::default(),
@@ -230,6 +238,40 @@ store_test!(
             (row.health.as_str(), row.consecutive_failures),
             ("healthy", 0)
         );
+    }
+);
+
+store_test!(
+    a_delta_that_lists_the_ids_present_at_the_source_removes_the_ones_it_no_longer_lists,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(5),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(n_users(store).await, 5);
+
+        // Two people are gone at the source. A delta that does not list who
+        // is present cannot know.
+        script.lock().unwrap().users = users(3);
+        assert_eq!(sync(&runner, false).await.status, "unchanged");
+        assert_eq!(n_users(store).await, 5);
+
+        // One that lists them (in pages) removes exactly the two.
+        script.lock().unwrap().list_present = true;
+        let report = sync(&runner, false).await;
+        assert_eq!(report.status, "applied");
+        let ids: Vec<String> = source_user::Entity::find()
+            .order_by_asc(source_user::Column::ExternalId)
+            .all(store.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.external_id)
+            .collect();
+        assert_eq!(ids, ["u0", "u1", "u2"]);
     }
 );
 

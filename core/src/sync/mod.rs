@@ -15,7 +15,7 @@ use crate::config::{Config, KindCatalog, SCIM_KIND};
 use crate::reconcile::{
     Delta, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger,
 };
-use crate::store::entity::{connection, sync_run};
+use crate::store::entity::{connection, source_group, source_user, sync_run};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use idpsync_driver::http::HttpKit;
@@ -24,8 +24,8 @@ use idpsync_driver::{
     MembershipEdge, PullMode,
 };
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseBackend, EntityTrait, Set, Statement,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -337,6 +337,8 @@ impl SyncRunner {
                 memberships: staged.memberships,
             })
         } else {
+            let mut staged = staged;
+            removals_from_presence(store, connection_id, &mut staged).await?;
             SourceInput::Delta(delta_from(staged))
         };
         let options = SubmitOptions {
@@ -502,6 +504,42 @@ impl SyncRunner {
 }
 
 /// A delta pull's records as a reconciler delta.
+/// Turns a delta's "present" lists into removals: the stored users and
+/// groups of the connection that the source no longer lists.
+async fn removals_from_presence(
+    store: &Store,
+    connection_id: &str,
+    staged: &mut CollectedRecords,
+) -> Result<(), sea_orm::DbErr> {
+    if let Some(present) = staged.present_users.take() {
+        let present: HashSet<String> = present.into_iter().collect();
+        let stored: Vec<String> = source_user::Entity::find()
+            .select_only()
+            .column(source_user::Column::ExternalId)
+            .filter(source_user::Column::ConnectionId.eq(connection_id))
+            .into_tuple()
+            .all(store.db())
+            .await?;
+        staged
+            .removed_users
+            .extend(stored.into_iter().filter(|id| !present.contains(id)));
+    }
+    if let Some(present) = staged.present_groups.take() {
+        let present: HashSet<String> = present.into_iter().collect();
+        let stored: Vec<String> = source_group::Entity::find()
+            .select_only()
+            .column(source_group::Column::ExternalId)
+            .filter(source_group::Column::ConnectionId.eq(connection_id))
+            .into_tuple()
+            .all(store.db())
+            .await?;
+        staged
+            .removed_groups
+            .extend(stored.into_iter().filter(|id| !present.contains(id)));
+    }
+    Ok(())
+}
+
 fn delta_from(staged: CollectedRecords) -> Delta {
     let replaced: HashSet<&str> = staged.replaced_members.iter().map(String::as_str).collect();
     let mut replace_members: BTreeMap<String, Vec<idpsync_driver::MemberRef>> = staged

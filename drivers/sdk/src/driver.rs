@@ -75,6 +75,13 @@ pub trait RecordSink: Send {
         &mut self,
         group_external_ids: Vec<String>,
     ) -> Result<(), DriverError>;
+    /// In a delta: a page of the ids of every user that exists at the source.
+    /// Once a pull has sent any, stored users missing from all its pages are
+    /// removed (a directory's "present" phase, for sources that can list ids
+    /// cheaply but do not report deletions, like LDAP).
+    async fn present_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
+    /// The same for groups.
+    async fn present_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
 }
 
 /// A source of people.
@@ -133,6 +140,10 @@ pub struct CollectedRecords {
     pub removed_groups: Vec<String>,
     pub removed_memberships: Vec<MembershipEdge>,
     pub replaced_members: Vec<String>,
+    /// Every user id at the source, when the driver listed them (`None` if not).
+    pub present_users: Option<Vec<String>>,
+    /// Every group id at the source, when the driver listed them.
+    pub present_groups: Option<Vec<String>>,
     /// Pages received, for tests of paging.
     pub n_pages: usize,
 }
@@ -177,6 +188,20 @@ impl RecordSink for CollectedRecords {
         group_external_ids: Vec<String>,
     ) -> Result<(), DriverError> {
         self.replaced_members.extend(group_external_ids);
+        Ok(())
+    }
+
+    async fn present_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.present_users
+            .get_or_insert_default()
+            .extend(external_ids);
+        Ok(())
+    }
+
+    async fn present_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.present_groups
+            .get_or_insert_default()
+            .extend(external_ids);
         Ok(())
     }
 }

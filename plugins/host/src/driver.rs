@@ -332,6 +332,8 @@ async fn deliver(sink: &mut dyn RecordSink, page: Message) -> Result<(), DriverE
         Message::RemovedGroups(ids) => sink.removed_groups(ids).await,
         Message::RemovedMemberships(edges) => sink.removed_memberships(edges).await,
         Message::ReplacedMembers(ids) => sink.replaced_members(ids).await,
+        Message::PresentUsers(ids) => sink.present_users(ids).await,
+        Message::PresentGroups(ids) => sink.present_groups(ids).await,
         _ => Ok(()),
     }
 }

@@ -221,4 +221,14 @@ impl RecordSink for EmittingSink<'_> {
             .send(&Message::ReplacedMembers(group_external_ids));
         Ok(())
     }
+
+    async fn present_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.emitter.send(&Message::PresentUsers(external_ids));
+        Ok(())
+    }
+
+    async fn present_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError> {
+        self.emitter.send(&Message::PresentGroups(external_ids));
+        Ok(())
+    }
 }

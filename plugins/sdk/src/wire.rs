@@ -12,7 +12,7 @@
 //! | `"valid"` | answer to `validate` |
 //! | `{"capabilities": {...}}` | answer to `check` |
 //! | `{"users": [...]}`, `{"groups": [...]}`, `{"memberships": [...]}` | pages during `pull` |
-//! | `{"removed_users": [...]}`, `{"removed_groups": [...]}`, `{"removed_memberships": [...]}`, `{"replaced_members": [...]}` | delta pulls |
+//! | `{"removed_users": [...]}`, `{"removed_groups": [...]}`, `{"removed_memberships": [...]}`, `{"replaced_members": [...]}`, `{"present_users": [...]}`, `{"present_groups": [...]}` | delta pulls |
 //! | `{"outcome": {...}}` | the last message of a successful `pull` |
 //! | `{"error": {"kind", "message", ...}}` | the last message of a failed call |
 
@@ -92,6 +92,8 @@ pub enum Message {
     RemovedGroups(Vec<String>),
     RemovedMemberships(Vec<MembershipEdge>),
     ReplacedMembers(Vec<String>),
+    PresentUsers(Vec<String>),
+    PresentGroups(Vec<String>),
     Outcome(WireOutcome),
     Error(WireError),
 }
