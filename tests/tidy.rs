@@ -1,5 +1,6 @@
 //! House rules checked as a test: every Rust source file opens with a `//!`
-//! module doc, and no test is `#[ignore]`d or `#[should_panic]`.
+//! module doc, no test is `#[ignore]`d or `#[should_panic]`, and the README
+//! opens with the two commands, the second being the one CI runs.
 
 use std::path::{Path, PathBuf};
 
@@ -41,4 +42,25 @@ fn every_source_file_has_a_module_doc_and_no_test_is_skipped() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_readme_opens_with_the_demo_and_the_test_command_that_ci_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let first_block: Vec<&str> = readme
+        .split("```")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(first_block[0].starts_with("cargo run --release -- demo"), "{first_block:?}");
+    assert!(first_block[1].starts_with("bash scripts/test"), "{first_block:?}");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|line| line.trim() == "bash scripts/test"),
+        "CI runs the README's test command"
+    );
 }
