@@ -56,8 +56,14 @@ fn the_readme_opens_with_the_demo_and_the_test_command_that_ci_runs() {
         .skip(1)
         .filter(|line| !line.trim().is_empty())
         .collect();
-    assert!(first_block[0].starts_with("cargo run --release -- demo"), "{first_block:?}");
-    assert!(first_block[1].starts_with("bash scripts/test"), "{first_block:?}");
+    assert!(
+        first_block[0].starts_with("cargo run --release -- demo"),
+        "{first_block:?}"
+    );
+    assert!(
+        first_block[1].starts_with("bash scripts/test"),
+        "{first_block:?}"
+    );
     let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
     assert!(
         ci.lines().any(|line| line.trim() == "bash scripts/test"),
