@@ -392,7 +392,7 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
             kind if kind.starts_with("membership.") => format!(
                 "{} -/-> {}",
                 payload["group_name"].as_str().unwrap_or_default(),
-                payload["member_external_id"].as_str().unwrap_or_default()
+                idpsync_core::reconcile::plan::members_summary(payload)
             ),
             kind if kind.starts_with("acl_group.") => format!(
                 "{} -/-> {}",

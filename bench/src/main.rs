@@ -96,6 +96,13 @@ enum Benchmark {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // IDPSYNC_LOG=idpsync_core=debug shows the reconciler's phase timings.
+    if let Ok(filter) = std::env::var("IDPSYNC_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -682,3 +682,62 @@ store_test!(
         }
     }
 );
+
+store_test!(
+    membership_events_list_a_groups_changed_members_a_thousand_at_a_time,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let mut snapshot = tenant();
+            snapshot
+                .users
+                .extend((0..1500).map(|i| SourceUser::new(format!("x{i}"), format!("extra{i}"))));
+            snapshot.groups.push(SourceGroup::new("g4", "Large"));
+            snapshot
+                .memberships
+                .extend((0..1500).map(|i| MembershipEdge::user("g4", format!("x{i}"))));
+            submit(&reconciler, snapshot.clone()).await;
+
+            let large: Vec<_> = events::read_after(store.db(), 0, 100_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == "membership.added" && e.subject_id == "g4")
+                .collect();
+            let sizes: Vec<usize> = large
+                .iter()
+                .map(|e| e.payload["members"].as_array().unwrap().len())
+                .collect();
+            assert_eq!(sizes, [1000, 500]);
+            assert_eq!(large[0].payload["group_name"], "Large");
+            assert_eq!(
+                large[0].payload["members"][0],
+                serde_json::json!({"type": "user", "external_id": "x0"})
+            );
+
+            // Two members leave: one event for the group, naming both.
+            let cursor = last_cursor(&store).await;
+            snapshot.memberships.retain(|e| {
+                !(e.group_external_id == "g4"
+                    && (e.member == MemberRef::User("x3".into())
+                        || e.member == MemberRef::User("x7".into())))
+            });
+            submit(&reconciler, snapshot).await;
+            let removed: Vec<_> = events::read_after(store.db(), cursor, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == "membership.removed")
+                .collect();
+            assert_eq!(removed.len(), 1);
+            let names: Vec<&str> = removed[0].payload["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["external_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["x3", "x7"]);
+        }
+    }
+);

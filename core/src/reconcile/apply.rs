@@ -1,6 +1,7 @@
 //! Writes a [`ChangeSet`] and derives its effects inside one transaction:
 //! source rows, device revocation, direct edges, effective (transitive)
-//! memberships and ACL group members, with one event per change and effect.
+//! memberships and ACL group members, with one event per change and effect
+//! (membership changes: one event per group, listing its members).
 //!
 //! Event order for one change set: group changes, user changes, device
 //! revocations, membership changes, ACL group changes, group deletions. So a
@@ -17,7 +18,7 @@ use crate::store::entity::{
     source_user,
 };
 use chrono::{DateTime, Utc};
-use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -26,6 +27,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Members listed in one `membership.added` or `membership.removed` event.
+pub const MEMBERS_PER_EVENT: usize = 1000;
 
 /// Values per `IN (...)` list.
 const CHUNK: usize = 500;
@@ -87,6 +91,8 @@ pub struct Applied {
     /// Events produced, written or not.
     pub n_events: usize,
     pub effects: EffectCounts,
+    /// How long each step took.
+    pub(crate) phases: super::Phases,
 }
 
 /// Applies `changes`; returns the events to append, in order, and the effects.
@@ -101,13 +107,16 @@ pub async fn apply(
         events: Vec::new(),
         n_written: 0,
         effects: EffectCounts::default(),
+        phases: super::Phases::start(),
     };
     run.run(changes).await?;
     run.flush(true).await?;
+    run.phases.mark("events");
     Ok(Applied {
         n_events: run.n_written + run.events.len(),
         events: run.events,
         effects: run.effects,
+        phases: run.phases,
     })
 }
 
@@ -118,6 +127,7 @@ struct Apply<'a, C> {
     ctx: &'a ApplyContext<'a>,
     events: Vec<NewEvent>,
     effects: EffectCounts,
+    phases: super::Phases,
 }
 
 /// A stored user as the effects need it.
@@ -181,8 +191,10 @@ impl<C: ConnectionTrait> Apply<'_, C> {
 
     async fn run(&mut self, changes: &ChangeSet) -> Result<(), ApplyError> {
         self.upsert_groups(changes).await?;
+        self.phases.mark("upsert_groups");
         let users_by_external_id = self.upsert_users(changes).await?;
         self.flush(false).await?;
+        self.phases.mark("upsert_users");
         self.fail_if(FailPoint::AfterSourceChanges)?;
 
         let deleted_user_ids: HashSet<i64> = changes
@@ -203,6 +215,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .collect();
         self.revoke_devices(&deactivated, &users_by_external_id)
             .await?;
+        self.phases.mark("revoke_devices");
         self.fail_if(FailPoint::AfterRevocations)?;
 
         let groups = self.load_groups().await?;
@@ -215,9 +228,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .change_edges(changes, &groups, &deleted_user_ids, &deleted_group_ids)
             .await?;
         self.flush(false).await?;
+        self.phases.mark("edges");
         let dirty_users = self
             .recompute_effective(&changed_groups, &deleted_group_ids)
             .await?;
+        self.phases.mark("effective");
 
         let groups_changed = !changes.groups_created.is_empty()
             || !changes.groups_updated.is_empty()
@@ -239,9 +254,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         .await?;
         self.fail_if(FailPoint::AfterAclGroups)?;
         self.flush(false).await?;
+        self.phases.mark("acl");
 
         self.delete_sources(changes, &groups, &deleted_group_ids, &deleted_user_ids)
             .await?;
+        self.phases.mark("delete_sources");
         Ok(())
     }
 
@@ -474,6 +491,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             });
         let users = self.load_users_by_external_id(referenced_users).await?;
         let mut changed = HashSet::new();
+        // Members removed and added per group (external ids), for the events.
+        let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
+        let mut added_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
 
         // Edges that go with deleted users and groups.
         let mut implied: Vec<membership::Model> = Vec::new();
@@ -526,15 +546,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .get(&edge.group_id)
                 .map(|row| row.external_id.clone())
                 .unwrap_or_default();
-            self.membership_event(
-                "membership.removed",
-                &MembershipEdge {
-                    group_external_id: group,
-                    member,
-                },
-                groups,
-                &group_ids,
-            );
+            removed_members.entry(group).or_default().push(member);
         }
         for chunk in implied_ids.chunks(CHUNK) {
             membership::Entity::delete_many()
@@ -563,7 +575,10 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 }
             }
             changed.insert(*group_id);
-            self.membership_event("membership.removed", edge, groups, &group_ids);
+            removed_members
+                .entry(edge.group_external_id.clone())
+                .or_default()
+                .push(edge.member.clone());
         }
         for (group_id, members) in &user_removals {
             for chunk in members.chunks(CHUNK) {
@@ -609,42 +624,59 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 created_at: Set(self.ctx.now),
                 ..Default::default()
             });
-            self.membership_event("membership.added", edge, groups, &group_ids);
+            added_members
+                .entry(edge.group_external_id.clone())
+                .or_default()
+                .push(edge.member.clone());
         }
         for chunk in rows.chunks(rows_per_insert(6)) {
             membership::Entity::insert_many(chunk.to_vec())
                 .exec_without_returning(self.db)
                 .await?;
         }
+        for (group, members) in removed_members {
+            self.membership_events("membership.removed", &group, members, groups, &group_ids);
+        }
+        for (group, members) in added_members {
+            self.membership_events("membership.added", &group, members, groups, &group_ids);
+        }
         Ok(changed)
     }
 
-    fn membership_event(
+    /// One event per group and direction (at most [`MEMBERS_PER_EVENT`]
+    /// members each): a first sync of a million edges writes thousands of
+    /// events, not a million, and a consumer still sees every member.
+    fn membership_events(
         &mut self,
         kind: &'static str,
-        edge: &MembershipEdge,
+        group_external_id: &str,
+        members: Vec<MemberRef>,
         groups: &BTreeMap<i64, GroupRow>,
         group_ids: &HashMap<&str, i64>,
     ) {
         let group_name = group_ids
-            .get(edge.group_external_id.as_str())
+            .get(group_external_id)
             .and_then(|id| groups.get(id))
             .map(|row| row.display_name.clone());
-        let (member_type, member) = match &edge.member {
-            MemberRef::User(id) => ("user", id),
-            MemberRef::Group(id) => ("group", id),
-        };
-        self.event(
-            kind,
-            "group",
-            &edge.group_external_id,
-            json!({
-                "group_external_id": edge.group_external_id,
-                "group_name": group_name,
-                "member_type": member_type,
-                "member_external_id": member,
-            }),
-        );
+        for chunk in members.chunks(MEMBERS_PER_EVENT) {
+            let members: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|member| match member {
+                    MemberRef::User(id) => json!({"type": "user", "external_id": id}),
+                    MemberRef::Group(id) => json!({"type": "group", "external_id": id}),
+                })
+                .collect();
+            self.event(
+                kind,
+                "group",
+                group_external_id,
+                json!({
+                    "group_external_id": group_external_id,
+                    "group_name": group_name,
+                    "members": members,
+                }),
+            );
+        }
     }
 
     /// Recomputes transitive membership of every group whose members could
@@ -676,89 +708,10 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .into_iter()
             .filter(|group| !deleted_groups.contains(group))
             .collect();
-        let descendants: HashMap<i64, HashSet<i64>> = affected
-            .iter()
-            .map(|group| (*group, graph.descendants(*group)))
-            .collect();
-        let all_groups: Vec<i64> = descendants
-            .values()
-            .flatten()
-            .copied()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut direct_users: HashMap<i64, Vec<i64>> = HashMap::new();
-        for chunk in all_groups.chunks(CHUNK) {
-            let edges: Vec<(i64, Option<i64>)> = membership::Entity::find()
-                .select_only()
-                .column(membership::Column::GroupId)
-                .column(membership::Column::MemberUserId)
-                .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .filter(membership::Column::MemberUserId.is_not_null())
-                .into_tuple()
-                .all(self.db)
-                .await?;
-            for (group, user) in edges {
-                if let Some(user) = user {
-                    direct_users.entry(group).or_default().push(user);
-                }
-            }
-        }
-        let mut dirty = HashSet::new();
-        for chunk in affected.chunks(CHUNK) {
-            let current: Vec<(i64, i64)> = effective_membership::Entity::find()
-                .select_only()
-                .column(effective_membership::Column::GroupId)
-                .column(effective_membership::Column::UserId)
-                .filter(effective_membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db)
-                .await?;
-            let mut current_by_group: HashMap<i64, HashSet<i64>> = HashMap::new();
-            for (group, user) in current {
-                current_by_group.entry(group).or_default().insert(user);
-            }
-            let mut inserts = Vec::new();
-            for group in chunk {
-                let wanted: HashSet<i64> = descendants[group]
-                    .iter()
-                    .filter(|g| !deleted_groups.contains(g))
-                    .filter_map(|g| direct_users.get(g))
-                    .flatten()
-                    .copied()
-                    .collect();
-                let empty = HashSet::new();
-                let have = current_by_group.get(group).unwrap_or(&empty);
-                let removed: Vec<i64> = have.difference(&wanted).copied().collect();
-                for user_chunk in removed.chunks(CHUNK) {
-                    effective_membership::Entity::delete_many()
-                        .filter(effective_membership::Column::GroupId.eq(*group))
-                        .filter(
-                            effective_membership::Column::UserId.is_in(user_chunk.iter().copied()),
-                        )
-                        .exec(self.db)
-                        .await?;
-                }
-                self.effects.effective_removed += removed.len();
-                dirty.extend(removed);
-                for user in wanted.difference(have) {
-                    dirty.insert(*user);
-                    inserts.push(effective_membership::ActiveModel {
-                        connection_id: Set(self.connection().to_string()),
-                        group_id: Set(*group),
-                        user_id: Set(*user),
-                        ..Default::default()
-                    });
-                }
-            }
-            self.effects.effective_added += inserts.len();
-            for insert_chunk in inserts.chunks(rows_per_insert(4)) {
-                effective_membership::Entity::insert_many(insert_chunk.to_vec())
-                    .exec_without_returning(self.db)
-                    .await?;
-            }
-        }
-        Ok(dirty)
+        let change = super::effective::recompute(self.db, self.connection(), &affected).await?;
+        self.effects.effective_added += change.added;
+        self.effects.effective_removed += change.removed;
+        Ok(change.dirty_users)
     }
 
     /// Brings ACL group members in line with the rules for `users` (or for

@@ -11,6 +11,7 @@
 pub mod acl;
 pub mod apply;
 pub mod diff;
+mod effective;
 pub mod graph;
 mod hash;
 pub mod input;
@@ -216,14 +217,19 @@ impl Reconciler {
         input: &SourceInput,
         options: SubmitOptions,
     ) -> Result<Outcome> {
+        let mut phases = Phases::start();
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
+        phases.mark("lock");
         let connection_row = connection::Entity::find_by_id(connection_id)
             .one(tx)
             .await?
             .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
         let stored = stored::load(tx, connection_id, input).await?;
+        phases.mark("load_stored");
         let changes = diff::diff(&stored, input)?;
+        drop(stored);
+        phases.mark("diff");
         let verdict = self.gate(tx, connection_id, &changes).await?;
         let now = Utc::now();
         let context = ApplyContext {
@@ -335,6 +341,7 @@ impl Reconciler {
         }
 
         let applied = apply::apply(tx, &context, &changes).await?;
+        phases.absorb(applied.phases);
         let effects = applied.effects;
         let n_events = applied.n_events;
         bump_state(tx, connection_id, options.delta_cursor.as_deref()).await?;
@@ -351,6 +358,8 @@ impl Reconciler {
         )
         .await?;
         write.commit().await?;
+        phases.mark("commit");
+        phases.log(connection_id);
         self.bus.notify();
         record_metrics(connection_id, "applied", n_events, &effects);
         Ok(Outcome::Applied(RunReport {
@@ -546,4 +555,44 @@ async fn insert_run(
     }
     .insert(db)
     .await
+}
+
+/// Wall time per phase of one reconciliation, logged at debug level: where a
+/// slow sync spends its time, without a profiler.
+pub(crate) struct Phases {
+    last: std::time::Instant,
+    spans: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    pub(crate) fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Takes over the phases of a step that timed its own parts.
+    pub(crate) fn absorb(&mut self, other: Phases) {
+        self.spans.extend(other.spans);
+        self.last = other.last.max(self.last);
+    }
+
+    /// Ends the phase `name` (started at the previous mark).
+    pub(crate) fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.spans.push((name, now - self.last));
+        self.last = now;
+    }
+
+    pub(crate) fn log(&self, connection_id: &str) {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let phases: Vec<String> = self
+                .spans
+                .iter()
+                .map(|(name, took)| format!("{name}={}ms", took.as_millis()))
+                .collect();
+            tracing::debug!(connection = connection_id, phases = %phases.join(" "), "reconcile phases");
+        }
+    }
 }

@@ -117,7 +117,7 @@ fn describe(event: &NewEvent) -> String {
         kind if kind.starts_with("membership.") => format!(
             "{} -> {}",
             text("group_name").unwrap_or_else(|| event.subject_id.clone()),
-            text("member_external_id").unwrap_or_default()
+            members_summary(payload)
         ),
         kind if kind.starts_with("acl_group.") => format!(
             "{} -> {}",
@@ -131,4 +131,24 @@ fn describe(event: &NewEvent) -> String {
         ),
         _ => event.subject_id.clone(),
     }
+}
+
+/// The members of a `membership.added|removed` event, for people: the first
+/// few external ids and how many more.
+pub fn members_summary(payload: &serde_json::Value) -> String {
+    const SHOWN: usize = 3;
+    let members = payload["members"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut text: Vec<&str> = members
+        .iter()
+        .take(SHOWN)
+        .filter_map(|member| member["external_id"].as_str())
+        .collect();
+    let more = format!("(+{} more)", members.len().saturating_sub(SHOWN));
+    if members.len() > SHOWN {
+        text.push(&more);
+    }
+    text.join(", ")
 }

@@ -72,6 +72,9 @@ impl WriteTx {
     }
 }
 
+/// Page cache per SQLite connection, in KiB (a bound, not a reservation).
+const SQLITE_CACHE_KIB: u32 = 64 * 1024;
+
 impl Store {
     /// Connects to `url` and brings the schema up to date.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
@@ -110,6 +113,11 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
+                    // A big sync writes far more pages than SQLite's default
+                    // 2 MiB cache holds: it would spill them to the WAL and
+                    // read them back (measured: half the apply's time).
+                    .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
+                    .pragma("temp_store", "memory")
             });
         }
         let db = Database::connect(options)

@@ -1,0 +1,161 @@
+//! Effective (transitive) memberships, computed by the database: for a set
+//! of affected groups, a recursive query walks nested groups down to their
+//! direct users, and the stored rows are brought in line with the result,
+//! without the edges ever being loaded into memory. The same SQL runs on
+//! SQLite and PostgreSQL; `UNION` in the recursive step makes a cycle of
+//! nested groups terminate.
+//!
+//! Two scratch tables live for the duration of one call, in the caller's
+//! transaction: the affected group ids, and the memberships they should
+//! have (`idpsync_wanted_effective`), so both differences are set
+//! operations inside the database.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
+use std::collections::HashSet;
+
+/// Group ids per INSERT into the scratch table.
+const IDS_PER_INSERT: usize = 1000;
+
+/// What changed in `effective_memberships`.
+#[derive(Debug, Default)]
+pub struct EffectiveChange {
+    pub added: usize,
+    pub removed: usize,
+    /// Users who gained or lost an effective group.
+    pub dirty_users: HashSet<i64>,
+}
+
+/// `text` with `?` placeholders, numbered for PostgreSQL.
+fn statement(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            let mut numbered = String::with_capacity(text.len() + 8);
+            let mut n = 0;
+            for ch in text.chars() {
+                if ch == '?' {
+                    n += 1;
+                    numbered.push('$');
+                    numbered.push_str(&n.to_string());
+                } else {
+                    numbered.push(ch);
+                }
+            }
+            numbered
+        }
+        _ => text.to_string(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+async fn exec(db: &impl ConnectionTrait, text: &str, values: Vec<Value>) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    Ok(db
+        .execute_raw(statement(backend, text, values))
+        .await?
+        .rows_affected())
+}
+
+async fn user_ids(db: &impl ConnectionTrait, text: &str) -> Result<HashSet<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(statement(backend, text, Vec::new()))
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<i64>("", "user_id"))
+        .collect()
+}
+
+/// Recomputes the effective memberships of `affected` groups of
+/// `connection_id` from the direct edges now stored.
+pub async fn recompute(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+    affected: &[i64],
+) -> Result<EffectiveChange, DbErr> {
+    if affected.is_empty() {
+        return Ok(EffectiveChange::default());
+    }
+    exec(
+        db,
+        "CREATE TEMPORARY TABLE IF NOT EXISTS idpsync_affected_groups (group_id BIGINT PRIMARY KEY)",
+        Vec::new(),
+    )
+    .await?;
+    exec(
+        db,
+        "CREATE TEMPORARY TABLE IF NOT EXISTS idpsync_wanted_effective \
+         (group_id BIGINT NOT NULL, user_id BIGINT NOT NULL, PRIMARY KEY (group_id, user_id))",
+        Vec::new(),
+    )
+    .await?;
+    clear(db).await?;
+    for chunk in affected.chunks(IDS_PER_INSERT) {
+        let placeholders = vec!["(?)"; chunk.len()].join(",");
+        exec(
+            db,
+            &format!("INSERT INTO idpsync_affected_groups (group_id) VALUES {placeholders}"),
+            chunk.iter().map(|id| Value::from(*id)).collect(),
+        )
+        .await?;
+    }
+    exec(
+        db,
+        "INSERT INTO idpsync_wanted_effective (group_id, user_id) \
+         WITH RECURSIVE closure (ancestor, descendant) AS ( \
+             SELECT group_id, group_id FROM idpsync_affected_groups \
+             UNION \
+             SELECT closure.ancestor, m.member_group_id \
+             FROM closure JOIN memberships m ON m.group_id = closure.descendant \
+             WHERE m.member_group_id IS NOT NULL \
+         ) \
+         SELECT DISTINCT closure.ancestor, m.member_user_id \
+         FROM closure JOIN memberships m ON m.group_id = closure.descendant \
+         WHERE m.member_user_id IS NOT NULL",
+        Vec::new(),
+    )
+    .await?;
+
+    const STALE: &str = "FROM effective_memberships e \
+         JOIN idpsync_affected_groups a ON a.group_id = e.group_id \
+         WHERE NOT EXISTS (SELECT 1 FROM idpsync_wanted_effective w \
+                           WHERE w.group_id = e.group_id AND w.user_id = e.user_id)";
+    const MISSING: &str = "FROM idpsync_wanted_effective w \
+         WHERE NOT EXISTS (SELECT 1 FROM effective_memberships e \
+                           WHERE e.group_id = w.group_id AND e.user_id = w.user_id)";
+    let mut dirty_users =
+        user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?;
+    let removed = exec(
+        db,
+        &format!("DELETE FROM effective_memberships WHERE id IN (SELECT e.id {STALE})"),
+        Vec::new(),
+    )
+    .await?;
+    dirty_users.extend(
+        user_ids(
+            db,
+            &format!("SELECT DISTINCT w.user_id AS user_id {MISSING}"),
+        )
+        .await?,
+    );
+    let added = exec(
+        db,
+        &format!(
+            "INSERT INTO effective_memberships (connection_id, group_id, user_id) \
+             SELECT ?, w.group_id, w.user_id {MISSING}"
+        ),
+        vec![Value::from(connection_id)],
+    )
+    .await?;
+    clear(db).await?;
+    Ok(EffectiveChange {
+        added: added as usize,
+        removed: removed as usize,
+        dirty_users,
+    })
+}
+
+async fn clear(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    exec(db, "DELETE FROM idpsync_affected_groups", Vec::new()).await?;
+    exec(db, "DELETE FROM idpsync_wanted_effective", Vec::new()).await?;
+    Ok(())
+}
