@@ -6,6 +6,12 @@ mod commands;
 mod demo;
 mod drivers;
 
+/// mimalloc: a big sync allocates and frees millions of small strings;
+/// glibc's malloc spent a quarter of the CPU of a 1M-membership pull on it
+/// (perf) and kept freed memory. Used by the daemon.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

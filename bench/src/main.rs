@@ -9,6 +9,12 @@
 //!   `GET /Users?filter=userName eq` at N concurrent clients: requests per
 //!   second and p50/p99 latency.
 
+/// mimalloc: a big sync allocates and frees millions of small strings;
+/// glibc's malloc spent a quarter of the CPU of a 1M-membership pull on it
+/// (perf) and kept freed memory. Used by the benchmarks, as in the daemon.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use idpsync_core::api::{AppState, router};
@@ -74,6 +80,20 @@ enum Benchmark {
         #[arg(long, value_enum, default_value = "sqlite")]
         database: Backend,
     },
+    /// Internal: serves the fake IdP of a `pull` run from its own process,
+    /// so the pull's peak RSS is idpsync's alone. Prints the connection's
+    /// TOML as one JSON line; reads `change` on stdin (1% of users changed).
+    #[command(hide = true)]
+    FakeIdp {
+        #[arg(long, value_enum)]
+        idp: Idp,
+        #[arg(long)]
+        users: usize,
+        #[arg(long)]
+        groups: usize,
+        #[arg(long)]
+        memberships_per_user: usize,
+    },
     /// SCIM write and read throughput and latency at N concurrent clients.
     Scim {
         /// Concurrent clients.
@@ -135,6 +155,15 @@ fn main() -> Result<()> {
             memberships_per_user,
             database,
         } => runtime.block_on(pull(idp, users, groups, memberships_per_user, database))?,
+        Benchmark::FakeIdp {
+            idp,
+            users,
+            groups,
+            memberships_per_user,
+        } => {
+            runtime.block_on(fake_idp(idp, users, groups, memberships_per_user))?;
+            return Ok(());
+        }
     };
     let table = render(&rows);
     println!("{title}\n\n{table}");
@@ -672,15 +701,11 @@ async fn state_marks(store: &idpsync_core::store::Store) -> Result<(i64, i64)> {
     Ok((version, idpsync_core::events::last_id(store.db()).await?))
 }
 
-async fn pull(
-    idp: Idp,
-    n_users: usize,
-    n_groups: usize,
-    per_user: usize,
-    backend: Backend,
-) -> Result<(String, Vec<(String, String)>)> {
-    use idpsync_core::sync::DriverRegistry;
+/// The child side of `pull`: generates the tenant, serves the fake IdP on
+/// loopback and changes 1% of users when told.
+async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize) -> Result<()> {
     use idpsync_driver::fake::{Dataset, DatasetSpec};
+    use tokio::io::AsyncBufReadExt;
     let dataset = Dataset::generate(&DatasetSpec {
         users: n_users,
         groups: n_groups,
@@ -690,15 +715,7 @@ async fn pull(
         seed: 99,
     });
     let n_memberships = dataset.members.len();
-    let test_store = match backend {
-        Backend::Sqlite => TestStore::sqlite().await,
-        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
-    };
-    let store = test_store.store.clone();
-    let mut registry = DriverRegistry::default();
-    registry.register(idpsync_driver_okta::OktaFactory);
-    registry.register(idpsync_driver_entra::EntraFactory);
-    let (config_text, server, change): (
+    let (config_text, _server, change): (
         String,
         idpsync_driver::fake::FakeServer,
         Box<dyn Fn(usize)>,
@@ -731,6 +748,64 @@ async fn pull(
             (text, server, Box::new(move |user| fake.disable_user(user)))
         }
     };
+    println!(
+        "{}",
+        serde_json::json!({"config": config_text, "memberships": n_memberships})
+    );
+    let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(command) = commands.next_line().await? {
+        if command.trim() == "change" {
+            for user in (0..n_users).step_by(100) {
+                change(user);
+            }
+            println!("ok");
+        }
+    }
+    Ok(())
+}
+
+async fn pull(
+    idp: Idp,
+    n_users: usize,
+    n_groups: usize,
+    per_user: usize,
+    backend: Backend,
+) -> Result<(String, Vec<(String, String)>)> {
+    use idpsync_core::sync::DriverRegistry;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    // The fake IdP (and its generated tenant) lives in a child process.
+    let mut fake = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("fake-idp")
+        .arg("--idp")
+        .arg(match idp {
+            Idp::Okta => "okta",
+            Idp::Entra => "entra",
+        })
+        .args(["--users", &n_users.to_string()])
+        .args(["--groups", &n_groups.to_string()])
+        .args(["--memberships-per-user", &per_user.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut fake_in = fake.stdin.take().expect("piped");
+    let mut fake_out = tokio::io::BufReader::new(fake.stdout.take().expect("piped")).lines();
+    let hello: serde_json::Value = serde_json::from_str(
+        &fake_out
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the fake IdP exited before serving"))?,
+    )?;
+    let config_text = hello["config"].as_str().unwrap_or_default().to_string();
+    let n_memberships = hello["memberships"].as_u64().unwrap_or_default();
+    let test_store = match backend {
+        Backend::Sqlite => TestStore::sqlite().await,
+        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
+    };
+    let store = test_store.store.clone();
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_driver_okta::OktaFactory);
+    registry.register(idpsync_driver_entra::EntraFactory);
     let config = config::load_str(&config_text, "bench.toml", &registry, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     store
@@ -771,13 +846,14 @@ async fn pull(
         format!("state moved {:?} -> {:?}", before, after)
     };
 
-    for user in (0..n_users).step_by(100) {
-        change(user);
-    }
+    fake_in.write_all(b"change\n").await?;
+    fake_in.flush().await?;
+    fake_out.next_line().await?;
     let started = Instant::now();
     let delta = run(false).await?;
     let delta_time = started.elapsed();
-    drop(server);
+    drop(fake_in);
+    fake.wait().await?;
     test_store.cleanup().await;
 
     let title = format!(
@@ -804,7 +880,7 @@ async fn pull(
                 ),
             ),
             (
-                "full pull: peak RSS (daemon and fake in one process)".into(),
+                "full pull: peak RSS of idpsync (the fake IdP runs in its own process)".into(),
                 format!("{rss_after_full:.0} MiB"),
             ),
             (

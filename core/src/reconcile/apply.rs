@@ -491,9 +491,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             });
         let users = self.load_users_by_external_id(referenced_users).await?;
         let mut changed = HashSet::new();
-        // Members removed and added per group (external ids), for the events.
+        // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
-        let mut added_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
 
         // Edges that go with deleted users and groups.
         let mut implied: Vec<membership::Model> = Vec::new();
@@ -599,8 +598,10 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             }
         }
 
-        // Additions.
-        let mut rows = Vec::new();
+        // Additions, inserted a statement's worth at a time.
+        let per_insert = rows_per_insert(6);
+        let mut added_members: BTreeMap<&str, Vec<&MemberRef>> = BTreeMap::new();
+        let mut rows = Vec::with_capacity(per_insert.min(changes.memberships_added.len()));
         for edge in &changes.memberships_added {
             let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else {
                 continue;
@@ -625,20 +626,26 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 ..Default::default()
             });
             added_members
-                .entry(edge.group_external_id.clone())
+                .entry(edge.group_external_id.as_str())
                 .or_default()
-                .push(edge.member.clone());
+                .push(&edge.member);
+            if rows.len() == per_insert {
+                membership::Entity::insert_many(std::mem::take(&mut rows))
+                    .exec_without_returning(self.db)
+                    .await?;
+            }
         }
-        for chunk in rows.chunks(rows_per_insert(6)) {
-            membership::Entity::insert_many(chunk.to_vec())
+        if !rows.is_empty() {
+            membership::Entity::insert_many(rows)
                 .exec_without_returning(self.db)
                 .await?;
         }
         for (group, members) in removed_members {
-            self.membership_events("membership.removed", &group, members, groups, &group_ids);
+            let members: Vec<&MemberRef> = members.iter().collect();
+            self.membership_events("membership.removed", &group, &members, groups, &group_ids);
         }
         for (group, members) in added_members {
-            self.membership_events("membership.added", &group, members, groups, &group_ids);
+            self.membership_events("membership.added", group, &members, groups, &group_ids);
         }
         Ok(changed)
     }
@@ -650,7 +657,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         &mut self,
         kind: &'static str,
         group_external_id: &str,
-        members: Vec<MemberRef>,
+        members: &[&MemberRef],
         groups: &BTreeMap<i64, GroupRow>,
         group_ids: &HashMap<&str, i64>,
     ) {

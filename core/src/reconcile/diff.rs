@@ -221,23 +221,27 @@ fn diff_snapshot(stored: &StoredState, snapshot: &Snapshot) -> Result<ChangeSet,
             .cloned(),
     );
 
-    let mut wanted = BTreeSet::new();
+    // By reference: a tenant's million edges are hashed, not cloned, unless new.
+    let mut wanted: HashSet<&MembershipEdge> = HashSet::with_capacity(snapshot.memberships.len());
     for edge in &snapshot.memberships {
         let member_known = match &edge.member {
             MemberRef::User(id) => user_ids.contains(id.as_str()),
             MemberRef::Group(id) => group_ids.contains(id.as_str()),
         };
         if group_ids.contains(edge.group_external_id.as_str()) && member_known {
-            wanted.insert(edge.clone());
+            wanted.insert(edge);
         } else {
             changes.memberships_skipped += 1;
         }
     }
-    changes.memberships_added = wanted
+    let mut added: Vec<&MembershipEdge> = wanted
         .iter()
+        .copied()
         .filter(|edge| !stored.edges.contains(*edge))
-        .cloned()
         .collect();
+    // Sorted: deterministic plans, and inserts in index order.
+    added.sort_unstable();
+    changes.memberships_added = added.into_iter().cloned().collect();
     // Edges of deleted users and groups go with them; list only the others.
     let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
     let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();

@@ -331,6 +331,8 @@ impl Reconciler {
             )
             .await?;
             write.commit().await?;
+            phases.mark("commit");
+            phases.log(connection_id);
             record_metrics(connection_id, "unchanged", 0, &EffectCounts::default());
             return Ok(Outcome::Unchanged(RunReport {
                 run_id: run.id,
