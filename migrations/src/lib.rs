@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_store;
 mod m20261124_000002_create_webhook_deliveries;
+mod m20261124_000003_drop_membership_connection_indexes;
 
 /// Runs every migration of the store in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_store::Migration),
             Box::new(m20261124_000002_create_webhook_deliveries::Migration),
+            Box::new(m20261124_000003_drop_membership_connection_indexes::Migration),
         ]
     }
 }

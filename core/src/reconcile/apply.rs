@@ -700,7 +700,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .select_only()
             .column(membership::Column::GroupId)
             .column(membership::Column::MemberGroupId)
-            .filter(membership::Column::ConnectionId.eq(self.connection()))
+            .filter(super::stored::edges_of(self.connection()))
             .filter(membership::Column::MemberGroupId.is_not_null())
             .into_tuple()
             .all(self.db)

@@ -52,6 +52,19 @@ async fn groups_where(
         .await
 }
 
+/// The edges of a connection's groups (reached through `group_id`, which is
+/// indexed; `memberships.connection_id` is not).
+pub(super) fn edges_of(connection: &str) -> sea_orm::sea_query::SimpleExpr {
+    use sea_orm::sea_query::Query;
+    membership::Column::GroupId.in_subquery(
+        Query::select()
+            .column(source_group::Column::Id)
+            .from(source_group::Entity)
+            .and_where(source_group::Column::ConnectionId.eq(connection))
+            .to_owned(),
+    )
+}
+
 async fn edges_where(
     db: &impl ConnectionTrait,
     condition: Condition,
@@ -137,7 +150,7 @@ async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredS
     .await?;
     let edges: Vec<EdgeTuple> = edges_where(
         db,
-        Condition::all().add(membership::Column::ConnectionId.eq(connection)),
+        Condition::all().add(edges_of(connection)),
     )
     .await?;
     Ok(assemble(users, groups, edges))
