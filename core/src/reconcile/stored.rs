@@ -148,11 +148,7 @@ async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredS
         Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
     )
     .await?;
-    let edges: Vec<EdgeTuple> = edges_where(
-        db,
-        Condition::all().add(edges_of(connection)),
-    )
-    .await?;
+    let edges: Vec<EdgeTuple> = edges_where(db, Condition::all().add(edges_of(connection))).await?;
     Ok(assemble(users, groups, edges))
 }
 
