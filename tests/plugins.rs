@@ -2,8 +2,8 @@
 //! config, a `.so` built from this workspace, loaded by `idpsync` in its
 //! plugin child. A file built for another ABI, a file that is not a plugin or
 //! a plugin of another kind is refused with the file, the versions and the
-//! config line; a plugin that errors, panics, aborts or writes garbage fails
-//! its run, and the daemon keeps serving.
+//! config line; a plugin that errors, panics, aborts, writes garbage or hangs
+//! fails its run, and the daemon keeps serving.
 
 mod common;
 
@@ -12,6 +12,8 @@ use serde_json::Value;
 use std::path::Path;
 
 fn plugin_connection(id: &str, path: &Path, kind: &str, behaviour: &str) -> String {
+    // A hanging plugin is stopped after a short timeout; the others have time.
+    let timeout = if behaviour == "hang" { 2 } else { 60 };
     format!(
         r#"
 [[connections]]
@@ -20,7 +22,7 @@ kind = "plugin"
 [connections.plugin]
 path = "{}"
 kind = "{kind}"
-timeout_secs = 60
+timeout_secs = {timeout}
 [connections.plugin.settings]
 behaviour = "{behaviour}"
 "#,
@@ -101,10 +103,10 @@ async fn sync(api: &Api, connection: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_that_errors_panics_aborts_or_writes_garbage_fails_its_run_and_the_daemon_keeps_serving()
+async fn a_plugin_that_errors_panics_aborts_writes_garbage_or_hangs_fails_its_run_and_the_daemon_keeps_serving()
  {
     let chaos = common::plugin_library("idpsync-plugin-chaos");
-    let behaviours = ["ok", "error", "panic", "abort", "garbage"];
+    let behaviours = ["ok", "error", "panic", "abort", "garbage", "hang"];
     let connections: Vec<String> = behaviours
         .iter()
         .map(|b| plugin_connection(b, &chaos, "chaos", b))
@@ -145,6 +147,13 @@ async fn a_plugin_that_errors_panics_aborts_or_writes_garbage_fails_its_run_and_
             "garbage",
             format!(
                 "unexpected response: {}: the plugin sent a message that is not JSON",
+                chaos.display()
+            ),
+        ),
+        (
+            "hang",
+            format!(
+                "transient failure: {}: the plugin did not finish within 2s and was stopped",
                 chaos.display()
             ),
         ),

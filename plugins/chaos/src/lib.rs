@@ -7,7 +7,8 @@
 //! * `error`: fails with an authentication error;
 //! * `panic`: sends a page, then panics inside the driver;
 //! * `abort`: kills its process (like a segfault or `panic = "abort"`);
-//! * `garbage`: answers a pull with bytes that are not JSON.
+//! * `garbage`: answers a pull with bytes that are not JSON;
+//! * `hang`: never answers a pull.
 //!
 //! `IDPSYNC_CHAOS_PLUGIN_ABI=<n>` makes it claim plugin ABI `n`, like a
 //! plugin built for another idpsync.
@@ -31,6 +32,7 @@ enum Behaviour {
     Panic,
     Abort,
     Garbage,
+    Hang,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +119,9 @@ impl Driver for ChaosDriver {
                 panic!("the chaos plugin panics, as asked");
             }
             Behaviour::Abort => std::process::abort(),
+            Behaviour::Hang => loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            },
             Behaviour::Garbage => unreachable!("answered before the driver runs"),
         }
     }
