@@ -81,7 +81,8 @@ pub struct ApplyContext<'a> {
     pub persist_events: bool,
 }
 
-/// Events buffered before they are written, when persisting.
+/// Events buffered before they are written, when persisting, counted by
+/// weight: one per event, plus one per member a membership event lists.
 const EVENT_FLUSH: usize = 20_000;
 
 /// What an apply did.
@@ -106,6 +107,7 @@ pub async fn apply(
         ctx,
         events: Vec::new(),
         n_written: 0,
+        buffered_weight: 0,
         effects: EffectCounts::default(),
         phases: super::Phases::start(),
     };
@@ -124,6 +126,8 @@ struct Apply<'a, C> {
     db: &'a C,
     /// Events already written (when persisting).
     n_written: usize,
+    /// The weight of the buffered events (see [`EVENT_FLUSH`]).
+    buffered_weight: usize,
     ctx: &'a ApplyContext<'a>,
     events: Vec<NewEvent>,
     effects: EffectCounts,
@@ -157,6 +161,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         subject: &str,
         payload: serde_json::Value,
     ) {
+        self.buffered_weight += 1;
         let connection = self.ctx.connection_id;
         self.events.push(NewEvent::new(
             kind,
@@ -171,13 +176,14 @@ impl<C: ConnectionTrait> Apply<'_, C> {
     async fn flush(&mut self, force: bool) -> Result<(), DbErr> {
         if !self.ctx.persist_events
             || self.events.is_empty()
-            || (!force && self.events.len() < EVENT_FLUSH)
+            || (!force && self.buffered_weight < EVENT_FLUSH)
         {
             return Ok(());
         }
         crate::events::append(self.db, &self.events, self.ctx.now).await?;
         self.n_written += self.events.len();
         self.events.clear();
+        self.buffered_weight = 0;
         Ok(())
     }
 
@@ -643,9 +649,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         for (group, members) in removed_members {
             let members: Vec<&MemberRef> = members.iter().collect();
             self.membership_events("membership.removed", &group, &members, groups, &group_ids);
+            self.flush(false).await?;
         }
         for (group, members) in added_members {
             self.membership_events("membership.added", group, &members, groups, &group_ids);
+            self.flush(false).await?;
         }
         Ok(changed)
     }
@@ -666,6 +674,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .and_then(|id| groups.get(id))
             .map(|row| row.display_name.clone());
         for chunk in members.chunks(MEMBERS_PER_EVENT) {
+            self.buffered_weight += chunk.len();
             let members: Vec<serde_json::Value> = chunk
                 .iter()
                 .map(|member| match member {
