@@ -262,7 +262,7 @@ pub async fn plan(
     let outcome = reconciler
         .submit(
             connection,
-            &SourceInput::Snapshot(snapshot),
+            SourceInput::Snapshot(snapshot),
             SubmitOptions::new(Trigger::Manual).dry_run(),
         )
         .await
@@ -285,7 +285,7 @@ pub async fn import(path: &Path, connection: &str, snapshot: &Path) -> Result<Ex
     let outcome = reconciler
         .submit(
             connection,
-            &SourceInput::Snapshot(snapshot),
+            SourceInput::Snapshot(snapshot),
             SubmitOptions::new(Trigger::Manual),
         )
         .await

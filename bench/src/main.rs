@@ -287,7 +287,7 @@ async fn revocation(
     reconciler
         .submit(
             "bench",
-            &SourceInput::Snapshot(snapshot),
+            SourceInput::Snapshot(snapshot),
             SubmitOptions::new(Trigger::Manual),
         )
         .await?;

@@ -84,7 +84,7 @@ async fn submit(reconciler: &Reconciler, snapshot: Snapshot) -> Outcome {
     reconciler
         .submit(
             "okta",
-            &SourceInput::Snapshot(snapshot),
+            SourceInput::Snapshot(snapshot),
             SubmitOptions::new(Trigger::Manual),
         )
         .await
@@ -484,7 +484,7 @@ store_test!(
             let outcome = reconciler
                 .submit(
                     "okta",
-                    &SourceInput::Snapshot(without_bob),
+                    SourceInput::Snapshot(without_bob),
                     SubmitOptions::new(Trigger::Manual).dry_run(),
                 )
                 .await
@@ -534,7 +534,7 @@ store_test!(
                 let result = failing
                     .submit(
                         "okta",
-                        &SourceInput::Snapshot(without_bob.clone()),
+                        SourceInput::Snapshot(without_bob.clone()),
                         SubmitOptions::new(Trigger::Manual),
                     )
                     .await;
@@ -596,7 +596,7 @@ store_test!(
             reconciler
                 .submit(
                     "okta",
-                    &SourceInput::Delta(delta),
+                    SourceInput::Delta(delta),
                     SubmitOptions::new(Trigger::Manual),
                 )
                 .await
@@ -629,7 +629,7 @@ store_test!(
             reconciler
                 .submit(
                     "okta",
-                    &SourceInput::Delta(rename),
+                    SourceInput::Delta(rename),
                     SubmitOptions::new(Trigger::Scim),
                 )
                 .await
@@ -650,7 +650,7 @@ store_test!(
             reconciler
                 .submit(
                     "okta",
-                    &SourceInput::Delta(back),
+                    SourceInput::Delta(back),
                     SubmitOptions::new(Trigger::Scim),
                 )
                 .await
@@ -672,7 +672,7 @@ store_test!(
             reconciler
                 .submit(
                     "okta",
-                    &SourceInput::Delta(drop_platform),
+                    SourceInput::Delta(drop_platform),
                     SubmitOptions::new(Trigger::Scim),
                 )
                 .await

@@ -214,7 +214,7 @@ impl Reconciler {
     pub async fn submit(
         &self,
         connection_id: &str,
-        input: &SourceInput,
+        input: SourceInput,
         options: SubmitOptions,
     ) -> Result<Outcome> {
         let mut phases = Phases::start();
@@ -225,10 +225,16 @@ impl Reconciler {
             .one(tx)
             .await?
             .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
-        let stored = stored::load(tx, connection_id, input).await?;
+        let stored = stored::load(tx, connection_id, &input).await?;
         phases.mark("load_stored");
-        let changes = diff::diff(&stored, input)?;
-        drop(stored);
+        let changes = diff::diff(&stored, &input)?;
+        let mode = match input {
+            SourceInput::Snapshot(_) => "full",
+            SourceInput::Delta(_) => "delta",
+        };
+        // The change set holds what is needed from here on; a big pull's
+        // staged records are freed before the apply allocates its own.
+        drop((stored, input));
         phases.mark("diff");
         let verdict = self.gate(tx, connection_id, &changes).await?;
         let now = Utc::now();
@@ -254,10 +260,6 @@ impl Reconciler {
             )));
         }
 
-        let mode = match input {
-            SourceInput::Snapshot(_) => "full",
-            SourceInput::Delta(_) => "delta",
-        };
         if verdict.held {
             let held = HeldChangeSet {
                 changes,

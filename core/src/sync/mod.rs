@@ -347,7 +347,7 @@ impl SyncRunner {
             delta_cursor: outcome.next_cursor.map(|cursor| cursor.0),
             started_at: Some(started),
         };
-        let result = match self.reconciler.submit(connection_id, &input, options).await {
+        let result = match self.reconciler.submit(connection_id, input, options).await {
             Ok(result) => result,
             Err(ReconcileError::Input(error)) => {
                 return self

@@ -136,7 +136,7 @@ impl ScimService<'_> {
             .reconciler
             .submit(
                 self.connection_id,
-                &SourceInput::Delta(delta),
+                SourceInput::Delta(delta),
                 SubmitOptions::new(Trigger::Scim),
             )
             .await

@@ -115,7 +115,7 @@ pub async fn import(
     options.dry_run = query.dry_run;
     let outcome = state
         .reconciler
-        .submit(&id, &SourceInput::Snapshot(snapshot), options)
+        .submit(&id, SourceInput::Snapshot(snapshot), options)
         .await?;
     Ok(axum::Json(outcome))
 }
