@@ -119,10 +119,10 @@ pub enum InputError {
 /// Computes the change set of `input` against `stored`. For a delta,
 /// `stored` must hold at least the users, groups and edges the delta names
 /// (and, for `replace_members`, every stored edge of those groups).
-pub fn diff(stored: &StoredState, input: &SourceInput) -> Result<ChangeSet, InputError> {
+pub fn diff(stored: &StoredState, input: SourceInput) -> Result<ChangeSet, InputError> {
     match input {
         SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
-        SourceInput::Delta(delta) => diff_delta(stored, delta),
+        SourceInput::Delta(delta) => diff_delta(stored, &delta),
     }
 }
 
@@ -163,96 +163,105 @@ fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(),
 /// Sorts user and group changes into created / updated / deactivated.
 fn sort_upserts(
     stored: &StoredState,
-    users: &[SourceUser],
-    groups: &[SourceGroup],
+    users: Vec<SourceUser>,
+    groups: Vec<SourceGroup>,
     changes: &mut ChangeSet,
 ) {
     for user in users {
         match stored.users.get(&user.external_id) {
-            None => changes.users_created.push(user.clone()),
-            Some(existing) if existing.content_hash != user_hash(user) => {
+            None => changes.users_created.push(user),
+            Some(existing) if existing.content_hash != user_hash(&user) => {
                 if existing.active && !user.active {
                     changes.users_deactivated.push(user.external_id.clone());
                 }
-                changes.users_updated.push(user.clone());
+                changes.users_updated.push(user);
             }
             Some(_) => {}
         }
     }
     for group in groups {
         match stored.groups.get(&group.external_id) {
-            None => changes.groups_created.push(group.clone()),
-            Some(existing) if existing.content_hash != group_hash(group) => {
-                changes.groups_updated.push(group.clone())
+            None => changes.groups_created.push(group),
+            Some(existing) if existing.content_hash != group_hash(&group) => {
+                changes.groups_updated.push(group)
             }
             Some(_) => {}
         }
     }
 }
 
-fn diff_snapshot(stored: &StoredState, snapshot: &Snapshot) -> Result<ChangeSet, InputError> {
+/// Takes the snapshot by value: its records move into the change set, so a
+/// tenant of a million edges is not held twice.
+fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, InputError> {
     check_users(snapshot.users.iter())?;
     check_groups(snapshot.groups.iter())?;
     let mut changes = ChangeSet::default();
-    sort_upserts(stored, &snapshot.users, &snapshot.groups, &mut changes);
+    let Snapshot {
+        users,
+        groups,
+        memberships,
+    } = snapshot;
 
-    let user_ids: HashSet<&str> = snapshot
-        .users
-        .iter()
-        .map(|u| u.external_id.as_str())
-        .collect();
-    let group_ids: HashSet<&str> = snapshot
-        .groups
-        .iter()
-        .map(|g| g.external_id.as_str())
-        .collect();
-    changes.users_deleted = sorted(
-        stored
-            .users
-            .keys()
-            .filter(|id| !user_ids.contains(id.as_str()))
-            .cloned(),
-    );
-    changes.groups_deleted = sorted(
-        stored
-            .groups
-            .keys()
-            .filter(|id| !group_ids.contains(id.as_str()))
-            .cloned(),
-    );
+    // First everything that only needs to look (borrows end with this block).
+    let keep: Vec<bool> = {
+        let user_ids: HashSet<&str> = users.iter().map(|u| u.external_id.as_str()).collect();
+        let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
+        changes.users_deleted = sorted(
+            stored
+                .users
+                .keys()
+                .filter(|id| !user_ids.contains(id.as_str()))
+                .cloned(),
+        );
+        changes.groups_deleted = sorted(
+            stored
+                .groups
+                .keys()
+                .filter(|id| !group_ids.contains(id.as_str()))
+                .cloned(),
+        );
+        let mut wanted: HashSet<&MembershipEdge> = HashSet::with_capacity(memberships.len());
+        let keep = memberships
+            .iter()
+            .map(|edge| {
+                let member_known = match &edge.member {
+                    MemberRef::User(id) => user_ids.contains(id.as_str()),
+                    MemberRef::Group(id) => group_ids.contains(id.as_str()),
+                };
+                if !(group_ids.contains(edge.group_external_id.as_str()) && member_known) {
+                    changes.memberships_skipped += 1;
+                    return false;
+                }
+                // New, and its first occurrence in the snapshot.
+                wanted.insert(edge) && !stored.edges.contains(edge)
+            })
+            .collect();
+        // Edges of deleted users and groups go with them; list only the others.
+        let deleted_users: HashSet<&str> =
+            changes.users_deleted.iter().map(String::as_str).collect();
+        let deleted_groups: HashSet<&str> =
+            changes.groups_deleted.iter().map(String::as_str).collect();
+        changes.memberships_removed = sorted(
+            stored
+                .edges
+                .iter()
+                .filter(|edge| !wanted.contains(*edge))
+                .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
+                .cloned(),
+        );
+        keep
+    };
 
-    // By reference: a tenant's million edges are hashed, not cloned, unless new.
-    let mut wanted: HashSet<&MembershipEdge> = HashSet::with_capacity(snapshot.memberships.len());
-    for edge in &snapshot.memberships {
-        let member_known = match &edge.member {
-            MemberRef::User(id) => user_ids.contains(id.as_str()),
-            MemberRef::Group(id) => group_ids.contains(id.as_str()),
-        };
-        if group_ids.contains(edge.group_external_id.as_str()) && member_known {
-            wanted.insert(edge);
-        } else {
-            changes.memberships_skipped += 1;
-        }
-    }
-    let mut added: Vec<&MembershipEdge> = wanted
-        .iter()
-        .copied()
-        .filter(|edge| !stored.edges.contains(*edge))
+    // Then move what changed.
+    sort_upserts(stored, users, groups, &mut changes);
+    let mut added: Vec<MembershipEdge> = memberships
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(edge, keep)| keep.then_some(edge))
         .collect();
     // Sorted: deterministic plans, and inserts in index order.
     added.sort_unstable();
-    changes.memberships_added = added.into_iter().cloned().collect();
-    // Edges of deleted users and groups go with them; list only the others.
-    let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
-    let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();
-    changes.memberships_removed = sorted(
-        stored
-            .edges
-            .iter()
-            .filter(|edge| !wanted.contains(*edge))
-            .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
-            .cloned(),
-    );
+    changes.memberships_added = added;
     Ok(changes)
 }
 
@@ -274,7 +283,12 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
         .filter(|group| !removed_groups.contains(group.external_id.as_str()))
         .cloned()
         .collect();
-    sort_upserts(stored, &upsert_users, &upsert_groups, &mut changes);
+    sort_upserts(
+        stored,
+        upsert_users.clone(),
+        upsert_groups.clone(),
+        &mut changes,
+    );
     changes.users_deleted = removed_users
         .iter()
         .filter(|id| stored.users.contains_key(**id))
@@ -434,7 +448,7 @@ mod tests {
     }
 
     fn check(stored: &Snapshot, input: SourceInput) -> ChangeSet {
-        diff(&stored_from_snapshot(stored), &input).expect("valid input")
+        diff(&stored_from_snapshot(stored), input).expect("valid input")
     }
 
     #[test]
@@ -498,13 +512,13 @@ mod tests {
         let mut next = tenant();
         next.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
-            diff(&StoredState::default(), &SourceInput::Snapshot(next)),
+            diff(&StoredState::default(), SourceInput::Snapshot(next)),
             Err(InputError::DuplicateUserName { .. })
         ));
         let mut next = tenant();
         next.groups.push(SourceGroup::new("g1", "again"));
         assert_eq!(
-            diff(&StoredState::default(), &SourceInput::Snapshot(next)),
+            diff(&StoredState::default(), SourceInput::Snapshot(next)),
             Err(InputError::DuplicateGroup("g1".into()))
         );
     }

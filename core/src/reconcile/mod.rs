@@ -227,14 +227,14 @@ impl Reconciler {
             .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
         let stored = stored::load(tx, connection_id, &input).await?;
         phases.mark("load_stored");
-        let changes = diff::diff(&stored, &input)?;
         let mode = match input {
             SourceInput::Snapshot(_) => "full",
             SourceInput::Delta(_) => "delta",
         };
-        // The change set holds what is needed from here on; a big pull's
-        // staged records are freed before the apply allocates its own.
-        drop((stored, input));
+        // The input moves into the change set: a big pull's records are not
+        // held twice.
+        let changes = diff::diff(&stored, input)?;
+        drop(stored);
         phases.mark("diff");
         let verdict = self.gate(tx, connection_id, &changes).await?;
         let now = Utc::now();
