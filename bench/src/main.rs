@@ -80,6 +80,17 @@ enum Benchmark {
         #[arg(long, value_enum, default_value = "sqlite")]
         database: Backend,
     },
+    /// Everything the benchmark issue lists, one table each: revocation and
+    /// SCIM (side by side with the reference peer when its script is found)
+    /// on SQLite and PostgreSQL, and the 100k/10k/1M pull from the Okta and
+    /// Entra fakes into both. About ten minutes on two cores.
+    All {
+        /// The script that starts the reference SCIM peer (scim2-server).
+        #[arg(long, default_value = "../shared/tools/scim-peer.sh")]
+        peer_script: PathBuf,
+        #[arg(long, default_value_t = 18080)]
+        peer_port: u16,
+    },
     /// Internal: serves the fake IdP of a `pull` run from its own process,
     /// so the pull's peak RSS is idpsync's alone. Prints the connection's
     /// TOML as one JSON line; reads `change` on stdin (1% of users changed).
@@ -127,7 +138,39 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let record = |title: &str, rows: &[(String, String)]| -> Result<()> {
+        let table = render(rows);
+        println!("{title}\n\n{table}");
+        if !cli.no_record {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&cli.record)
+                .with_context(|| format!("while opening {}", cli.record.display()))?;
+            writeln!(
+                file,
+                "\n### {title}\n\n{} on {}\n\n`cargo run --release -p idpsync-bench -- {command_line}`\n\n{table}",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+                machine()
+            )?;
+            println!("appended to {}", cli.record.display());
+        }
+        Ok(())
+    };
     let (title, rows) = match cli.benchmark {
+        Benchmark::All {
+            ref peer_script,
+            peer_port,
+        } => {
+            let mut passthrough = vec!["--record".to_string(), cli.record.display().to_string()];
+            if cli.no_record {
+                passthrough.push("--no-record".into());
+            }
+            for (title, rows) in runtime.block_on(all(peer_script, peer_port, &passthrough))? {
+                record(&title, &rows)?;
+            }
+            return Ok(());
+        }
         Benchmark::Revocation {
             users,
             iterations,
@@ -165,23 +208,72 @@ fn main() -> Result<()> {
             return Ok(());
         }
     };
-    let table = render(&rows);
-    println!("{title}\n\n{table}");
-    if !cli.no_record {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&cli.record)
-            .with_context(|| format!("while opening {}", cli.record.display()))?;
-        writeln!(
-            file,
-            "\n### {title}\n\n{} on {}\n\n`cargo run --release -p idpsync-bench -- {command_line}`\n\n{table}",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-            machine()
-        )?;
-        println!("appended to {}", cli.record.display());
+    record(&title, &rows)
+}
+
+type Table = (String, Vec<(String, String)>);
+
+/// The whole suite, in the order the benchmark issue lists it. Each pull
+/// runs as its own `idpsync-bench pull` process (it prints and records its
+/// table itself), so its peak RSS is its own; the rest run here and their
+/// tables are returned.
+async fn all(
+    peer_script: &std::path::Path,
+    peer_port: u16,
+    record_args: &[String],
+) -> Result<Vec<Table>> {
+    let mut tables = Vec::new();
+    for database in ["sqlite", "postgres"] {
+        for idp in ["okta", "entra"] {
+            let status = tokio::process::Command::new(std::env::current_exe()?)
+                .args(record_args)
+                .args(["pull", "--idp", idp, "--database", database])
+                .args(["--users", "100000", "--groups", "10000"])
+                .args(["--memberships-per-user", "10"])
+                .status()
+                .await?;
+            if !status.success() {
+                bail!("the {idp} pull into {database} failed ({status})");
+            }
+        }
     }
-    Ok(())
+    // The reference peer, if its script is here; started once, stopped at the end.
+    let peer = if peer_script.is_file() {
+        let child = tokio::process::Command::new("bash")
+            .arg(peer_script)
+            .arg(peer_port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while tokio::net::TcpStream::connect(("127.0.0.1", peer_port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("the SCIM peer did not listen on {peer_port} within 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Some(child)
+    } else {
+        eprintln!(
+            "{} not found: SCIM runs without the side-by-side peer",
+            peer_script.display()
+        );
+        None
+    };
+    for database in [Backend::Sqlite, Backend::Postgres] {
+        let side_by_side = (peer.is_some() && matches!(database, Backend::Sqlite)).then(|| Peer {
+            url: format!("http://127.0.0.1:{peer_port}/v2"),
+            token: "testtoken".into(),
+        });
+        tables.push(scim(16, 2000, database, side_by_side).await?);
+        tables.push(revocation(2000, 200, database).await?);
+    }
+    drop(peer);
+    Ok(tables)
 }
 
 fn render(rows: &[(String, String)]) -> String {
