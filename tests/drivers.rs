@@ -3,9 +3,8 @@
 //! the right transitive members, a disabled or suspended user loses their
 //! devices, and a faulty pull applies nothing.
 
-use idpsync_core::api::AppState;
-use idpsync_core::config;
-use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+mod common;
+
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::entity::{device, effective_membership, source_group, source_user};
 use idpsync_core::sync::DriverRegistry;
@@ -83,26 +82,10 @@ base_url = "{}"
         jc["api_key"].as_str().unwrap(),
         jc["base_url"].as_str().unwrap(),
     );
-    let registry = registry();
-    let config = config::load_str(&text, "test.toml", &registry, &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await
-        .unwrap();
-    let state = AppState::with_drivers(config, store.clone(), registry);
-    let sync = |id: &'static str| {
-        let runner = state.sync.clone();
-        async move {
-            runner
-                .run(id, Trigger::Manual, false, false, std::future::pending())
-                .await
-                .unwrap()
-        }
-    };
+    let state = common::engine::start(&store, &text, registry()).await;
 
     for id in ["kc", "jc"] {
-        let report = sync(id).await;
+        let report = common::engine::sync(&state, id, Trigger::Manual).await;
         assert_eq!(report.status, "applied", "{id}: {report:?}");
         assert_eq!(count_users(&store, id, None).await, 5000, "{id}");
         assert_eq!(
@@ -162,31 +145,10 @@ base_url = "{}"
     // Devices of one Keycloak and one JumpCloud user, then both are disabled at the source.
     let keycloak_owner = keycloak.dataset.lock().unwrap().users[1].id.clone();
     let jumpcloud_owner = jumpcloud.dataset.lock().unwrap().users[2].id.clone();
-    let mut device_ids = Vec::new();
-    for (connection, owner) in [("kc", keycloak_owner), ("jc", jumpcloud_owner)] {
-        let registered = devices::register(
-            &store,
-            &state.bus,
-            NewDevice {
-                owner_connection_id: connection.into(),
-                owner_external_id: owner,
-                name: "laptop".into(),
-                node_key: format!("nk-{connection}"),
-            },
-        )
-        .await
-        .unwrap();
-        devices::set_status(
-            &store,
-            &state.bus,
-            registered.id,
-            DeviceStatus::Approved,
-            None,
-        )
-        .await
-        .unwrap();
-        device_ids.push(registered.id);
-    }
+    let device_ids = [
+        common::engine::approved_device(&state, "kc", &keycloak_owner).await,
+        common::engine::approved_device(&state, "jc", &jumpcloud_owner).await,
+    ];
     keycloak.dataset.lock().unwrap().users[1].active = false;
     jumpcloud.dataset.lock().unwrap().users[2].active = false;
 
@@ -194,7 +156,12 @@ base_url = "{}"
     keycloak
         .faults
         .update(|f| f.malformed_page = Some(PageFault::new("users", 3, 1)));
-    assert_eq!(sync("kc").await.status, "failed");
+    assert_eq!(
+        common::engine::sync(&state, "kc", Trigger::Manual)
+            .await
+            .status,
+        "failed"
+    );
     let status = |id: i64| {
         let store = store.clone();
         async move {
@@ -213,7 +180,7 @@ base_url = "{}"
     );
 
     for id in ["kc", "jc"] {
-        let report = sync(id).await;
+        let report = common::engine::sync(&state, id, Trigger::Manual).await;
         assert_eq!(report.status, "applied", "{id}: {report:?}");
     }
     assert_eq!(status(device_ids[0]).await, "revoked");

@@ -3,9 +3,8 @@
 //! delta; a user disabled in Entra is deactivated and loses their devices; an
 //! expired delta token falls back to a full pull; throttling is survived.
 
-use idpsync_core::api::AppState;
-use idpsync_core::config;
-use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+mod common;
+
 use idpsync_core::reconcile::{Outcome, Trigger};
 use idpsync_core::store::entity::{device, source_user};
 use idpsync_core::sync::DriverRegistry;
@@ -50,30 +49,9 @@ max_deletions = 50
     );
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_entra::EntraFactory);
-    let config = config::load_str(&text, "test.toml", &registry, &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await
-        .unwrap();
-    let state = AppState::with_drivers(config, store.clone(), registry);
-    let sync = || {
-        let runner = state.sync.clone();
-        async move {
-            runner
-                .run(
-                    "entra",
-                    Trigger::Schedule,
-                    false,
-                    false,
-                    std::future::pending(),
-                )
-                .await
-                .unwrap()
-        }
-    };
+    let state = common::engine::start(&store, &text, registry).await;
 
-    let first = sync().await;
+    let first = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (first.status, first.mode, first.received.users),
         ("applied", "full", 5000),
@@ -88,7 +66,7 @@ max_deletions = 50
 
     // Nothing changed: the delta transfers nothing and writes nothing.
     let served_before = fake.tenant.lock().unwrap().items_served;
-    let quiet = sync().await;
+    let quiet = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (quiet.status, quiet.mode, quiet.received.users),
         ("unchanged", "delta", 0),
@@ -102,21 +80,7 @@ max_deletions = 50
 
     // A device of user 7; Entra disables them and moves user 8 out of a group.
     let user7 = fake.tenant.lock().unwrap().dataset.users[7].id.clone();
-    let laptop = devices::register(
-        &store,
-        &state.bus,
-        NewDevice {
-            owner_connection_id: "entra".into(),
-            owner_external_id: user7,
-            name: "laptop".into(),
-            node_key: "nk-7".into(),
-        },
-    )
-    .await
-    .unwrap();
-    devices::set_status(&store, &state.bus, laptop.id, DeviceStatus::Approved, None)
-        .await
-        .unwrap();
+    let laptop = common::engine::approved_device(&state, "entra", &user7).await;
     fake.disable_user(7);
     let group_of_8 = fake
         .tenant
@@ -135,7 +99,7 @@ max_deletions = 50
         f.throttle_next = 2;
         f.retry_after_secs = 1;
     });
-    let delta = sync().await;
+    let delta = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (delta.status, delta.mode, delta.received.users),
         ("applied", "delta", 1),
@@ -153,7 +117,7 @@ max_deletions = 50
         (1, 1, 1)
     );
     assert_eq!(
-        device::Entity::find_by_id(laptop.id)
+        device::Entity::find_by_id(laptop)
             .one(store.db())
             .await
             .unwrap()
@@ -165,7 +129,7 @@ max_deletions = 50
     // The delta token expires: the next run pulls everything and converges.
     fake.delete_user(9);
     fake.expire_delta_tokens();
-    let resync = sync().await;
+    let resync = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (resync.status, resync.received.users),
         ("applied", 4999),
@@ -176,7 +140,9 @@ max_deletions = 50
     };
     assert_eq!(report.changes.users_deleted, 1);
     assert_eq!(
-        sync().await.status,
+        common::engine::sync(&state, "entra", Trigger::Schedule)
+            .await
+            .status,
         "unchanged",
         "and deltas work again after the resync"
     );

@@ -4,9 +4,8 @@
 //! permission error fails the run with an actionable message and applies
 //! nothing.
 
-use idpsync_core::api::AppState;
-use idpsync_core::config;
-use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+mod common;
+
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::entity::{device, source_user};
 use idpsync_core::sync::DriverRegistry;
@@ -66,22 +65,7 @@ api_url = "{}"
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_okta::OktaFactory);
     registry.register(idpsync_driver_google::GoogleFactory);
-    let config = config::load_str(&text, "test.toml", &registry, &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await
-        .unwrap();
-    let state = AppState::with_drivers(config, store.clone(), registry);
-    let sync = |id: &'static str| {
-        let runner = state.sync.clone();
-        async move {
-            runner
-                .run(id, Trigger::Manual, false, false, std::future::pending())
-                .await
-                .unwrap()
-        }
-    };
+    let state = common::engine::start(&store, &text, registry).await;
     let count = |id: &'static str, active: bool| {
         let store = store.clone();
         async move {
@@ -101,7 +85,7 @@ api_url = "{}"
     });
     google.faults.update(|f| f.throttle_next = 2);
     for id in ["okta", "google"] {
-        let report = sync(id).await;
+        let report = common::engine::sync(&state, id, Trigger::Manual).await;
         assert_eq!(report.status, "applied", "{id}: {report:?}");
         assert_eq!(count(id, true).await + count(id, false).await, 5000, "{id}");
         assert_eq!(count(id, false).await, 50, "{id}: every 100th is suspended");
@@ -110,37 +94,16 @@ api_url = "{}"
     // Devices of user 3 in each; both are suspended at the source.
     let okta_user = okta.org.lock().unwrap().dataset.users[3].id.clone();
     let google_user = google.dataset.lock().unwrap().users[3].id.clone();
-    let mut laptops = Vec::new();
-    for (connection, owner) in [("okta", okta_user), ("google", google_user)] {
-        let registered = devices::register(
-            &store,
-            &state.bus,
-            NewDevice {
-                owner_connection_id: connection.into(),
-                owner_external_id: owner,
-                name: "laptop".into(),
-                node_key: format!("nk-{connection}"),
-            },
-        )
-        .await
-        .unwrap();
-        devices::set_status(
-            &store,
-            &state.bus,
-            registered.id,
-            DeviceStatus::Approved,
-            None,
-        )
-        .await
-        .unwrap();
-        laptops.push(registered.id);
-    }
+    let laptops = [
+        common::engine::approved_device(&state, "okta", &okta_user).await,
+        common::engine::approved_device(&state, "google", &google_user).await,
+    ];
     okta.set_status(3, "SUSPENDED");
     google.dataset.lock().unwrap().users[3].active = false;
 
     // A permission error first: the run fails, says what to grant, applies nothing.
     *google.forbidden.lock().unwrap() = true;
-    let denied = sync("google").await;
+    let denied = common::engine::sync(&state, "google", Trigger::Manual).await;
     assert_eq!(denied.status, "failed");
     assert!(
         denied
@@ -165,13 +128,18 @@ api_url = "{}"
     *google.forbidden.lock().unwrap() = false;
 
     // Okta by delta (the stored cursor), Google by full pull: both converge.
-    let okta_delta = sync("okta").await;
+    let okta_delta = common::engine::sync(&state, "okta", Trigger::Manual).await;
     assert_eq!(
         (okta_delta.status, okta_delta.mode),
         ("applied", "delta"),
         "{okta_delta:?}"
     );
-    assert_eq!(sync("google").await.status, "applied");
+    assert_eq!(
+        common::engine::sync(&state, "google", Trigger::Manual)
+            .await
+            .status,
+        "applied"
+    );
     assert_eq!(status(laptops[0]).await, "revoked");
     assert_eq!(status(laptops[1]).await, "revoked");
     assert_eq!(count("okta", false).await, 51);

@@ -1,0 +1,51 @@
+//! The engine in the test's own process, wired as `idpsync serve` wires it:
+//! a config loaded with the given driver kinds, its connections registered,
+//! manual syncs, and approved devices to watch being revoked.
+
+use idpsync_core::api::AppState;
+use idpsync_core::config;
+use idpsync_core::devices::{self, DeviceStatus, NewDevice};
+use idpsync_core::reconcile::Trigger;
+use idpsync_core::store::Store;
+use idpsync_core::sync::{DriverRegistry, SyncReport};
+
+/// Loads `config_text` (connections and ACL groups) against `registry`.
+pub async fn start(store: &Store, config_text: &str, registry: DriverRegistry) -> AppState {
+    let config = config::load_str(config_text, "test.toml", &registry, &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await
+        .unwrap();
+    AppState::with_drivers(config, store.clone(), registry)
+}
+
+/// One sync of `connection` (delta when it has a cursor), to completion.
+pub async fn sync(state: &AppState, connection: &str, trigger: Trigger) -> SyncReport {
+    state
+        .sync
+        .run(connection, trigger, false, false, std::future::pending())
+        .await
+        .unwrap()
+}
+
+/// Registers and approves a laptop of `owner` in `connection`; returns its id.
+pub async fn approved_device(state: &AppState, connection: &str, owner: &str) -> i64 {
+    let store = state.sync.store();
+    let device = devices::register(
+        store,
+        &state.bus,
+        NewDevice {
+            owner_connection_id: connection.into(),
+            owner_external_id: owner.into(),
+            name: "laptop".into(),
+            node_key: format!("nk-{connection}-{owner}"),
+        },
+    )
+    .await
+    .unwrap();
+    devices::set_status(store, &state.bus, device.id, DeviceStatus::Approved, None)
+        .await
+        .unwrap();
+    device.id
+}
