@@ -271,22 +271,28 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
     let mut changes = ChangeSet::default();
     let removed_users: BTreeSet<&str> = delta.remove_users.iter().map(String::as_str).collect();
     let removed_groups: BTreeSet<&str> = delta.remove_groups.iter().map(String::as_str).collect();
-    let upsert_users: Vec<SourceUser> = delta
+    let upsert_users: Vec<&SourceUser> = delta
         .upsert_users
         .iter()
         .filter(|user| !removed_users.contains(user.external_id.as_str()))
-        .cloned()
         .collect();
-    let upsert_groups: Vec<SourceGroup> = delta
+    let upsert_groups: Vec<&SourceGroup> = delta
         .upsert_groups
         .iter()
         .filter(|group| !removed_groups.contains(group.external_id.as_str()))
-        .cloned()
+        .collect();
+    let new_users: HashSet<&str> = upsert_users
+        .iter()
+        .map(|u| u.external_id.as_str())
+        .collect();
+    let new_groups: HashSet<&str> = upsert_groups
+        .iter()
+        .map(|g| g.external_id.as_str())
         .collect();
     sort_upserts(
         stored,
-        upsert_users.clone(),
-        upsert_groups.clone(),
+        upsert_users.into_iter().cloned().collect(),
+        upsert_groups.into_iter().cloned().collect(),
         &mut changes,
     );
     changes.users_deleted = removed_users
@@ -302,14 +308,6 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
 
     let deleted_users: HashSet<&str> = changes.users_deleted.iter().map(String::as_str).collect();
     let deleted_groups: HashSet<&str> = changes.groups_deleted.iter().map(String::as_str).collect();
-    let new_users: HashSet<&str> = upsert_users
-        .iter()
-        .map(|u| u.external_id.as_str())
-        .collect();
-    let new_groups: HashSet<&str> = upsert_groups
-        .iter()
-        .map(|g| g.external_id.as_str())
-        .collect();
     let user_exists = |id: &str| {
         !removed_users.contains(id) && (stored.users.contains_key(id) || new_users.contains(id))
     };

@@ -8,7 +8,8 @@
 //! Two scratch tables live for the duration of one call, in the caller's
 //! transaction: the affected group ids, and the memberships they should
 //! have (`idpsync_wanted_effective`), so both differences are set
-//! operations inside the database.
+//! operations inside the database. They are emptied when the call ends; a
+//! call that fails rolls its rows back with the transaction.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
 use std::collections::HashSet;
@@ -88,7 +89,6 @@ pub async fn recompute(
         Vec::new(),
     )
     .await?;
-    clear(db).await?;
     for chunk in affected.chunks(IDS_PER_INSERT) {
         let placeholders = vec!["(?)"; chunk.len()].join(",");
         exec(
