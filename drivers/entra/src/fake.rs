@@ -526,6 +526,15 @@ async fn groups_delta(
     )
 }
 
+/// `$top` of a plain list: Graph's default 100, at most 999.
+fn top(query: &HashMap<String, String>) -> usize {
+    query
+        .get("$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100)
+        .min(999)
+}
+
 async fn list_users(
     State(fake): State<FakeGraph>,
     headers: HeaderMap,
@@ -534,11 +543,7 @@ async fn list_users(
     if let Some(answer) = gate(&fake, &headers, "list", 0).await {
         return answer;
     }
-    let top: usize = query
-        .get("$top")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(100)
-        .min(999);
+    let top = top(&query);
     let items: Vec<Value> = {
         let tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
         (0..tenant.dataset.users.len())
@@ -558,11 +563,7 @@ async fn list_groups(
     if let Some(answer) = gate(&fake, &headers, "list", 0).await {
         return answer;
     }
-    let top: usize = query
-        .get("$top")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(100)
-        .min(999);
+    let top = top(&query);
     let items: Vec<Value> = {
         let tenant = fake.tenant.lock().unwrap_or_else(|e| e.into_inner());
         tenant
