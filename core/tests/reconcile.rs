@@ -12,7 +12,7 @@ use idpsync_core::reconcile::{
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
     acl_group, acl_group_member, connection, device, effective_membership, membership,
-    source_group, source_user,
+    source_group, source_user, sync_run,
 };
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
@@ -738,6 +738,179 @@ store_test!(
                 .map(|m| m["external_id"].as_str().unwrap())
                 .collect();
             assert_eq!(names, ["x3", "x7"]);
+        }
+    }
+);
+
+/// Submits `deltas` concurrently through the group-commit path while the
+/// writer is busy, so that they queue together in the order given; returns
+/// each answer, in that order.
+async fn submit_together(
+    reconciler: &Reconciler,
+    store: &Store,
+    deltas: Vec<Delta>,
+) -> Vec<Result<Outcome, ReconcileError>> {
+    let busy_writer = store.begin_write().await.unwrap();
+    let mut tasks = Vec::new();
+    for (queued, delta) in deltas.into_iter().enumerate() {
+        let caller = reconciler.clone();
+        tasks.push(tokio::spawn(async move {
+            caller.submit_coalesced("okta", delta, Trigger::Scim).await
+        }));
+        // Queued in the order given.
+        while reconciler.writes_in_flight() <= queued {
+            tokio::task::yield_now().await;
+        }
+    }
+    drop(busy_writer);
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(reconciler.writes_in_flight(), 0);
+    answers
+}
+
+async fn scim_runs(store: &Store) -> usize {
+    sync_run::Entity::find()
+        .filter(sync_run::Column::Trigger.eq("scim"))
+        .all(store.db())
+        .await
+        .unwrap()
+        .len()
+}
+
+fn create_user(id: &str, user_name: &str) -> Delta {
+    Delta {
+        upsert_users: vec![SourceUser::new(id, user_name)],
+        ..Default::default()
+    }
+}
+
+store_test!(
+    concurrent_small_writes_are_committed_together,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let deltas = (0..20)
+                .map(|i| create_user(&format!("n{i}"), &format!("new{i}")))
+                .collect();
+            let answers = submit_together(&reconciler, &store, deltas).await;
+
+            assert!(
+                answers
+                    .iter()
+                    .all(|answer| matches!(answer, Ok(Outcome::Applied(_))))
+            );
+            let stored = source_user::Entity::find().all(store.db()).await.unwrap();
+            assert_eq!(stored.len(), 20);
+            // The first caller's batch may have been cut before the others
+            // queued; everything after it went in one transaction.
+            let runs = scim_runs(&store).await;
+            assert!((1..=2).contains(&runs), "{runs} runs for 20 writes");
+        }
+    }
+);
+
+store_test!(
+    a_bad_write_in_a_batch_fails_alone,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let mut deltas: Vec<Delta> = (0..6)
+                .map(|i| create_user(&format!("n{i}"), &format!("new{i}")))
+                .collect();
+            // Another id with a userName already asked for in this batch.
+            deltas.push(create_user("clash", "NEW2"));
+            let answers = submit_together(&reconciler, &store, deltas).await;
+
+            assert!(answers[..6].iter().all(|answer| answer.is_ok()));
+            assert!(answers[6].is_err(), "{:?}", answers[6]);
+            let mut names: Vec<String> = source_user::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|user| user.user_name)
+                .collect();
+            names.sort();
+            assert_eq!(names, ["new0", "new1", "new2", "new3", "new4", "new5"]);
+        }
+    }
+);
+
+store_test!(
+    batched_removals_are_judged_one_write_at_a_time_by_the_safety_gate,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            // The connection allows one removal per change set.
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            // However the three are cut into batches, one batch holds two.
+            let removals = ["u2", "u3", "u4"]
+                .iter()
+                .map(|id| Delta {
+                    remove_users: vec![id.to_string()],
+                    ..Default::default()
+                })
+                .collect();
+            let answers = submit_together(&reconciler, &store, removals).await;
+
+            assert!(
+                answers
+                    .iter()
+                    .all(|answer| matches!(answer, Ok(Outcome::Applied(_)))),
+                "{answers:?}"
+            );
+            let held = sync_run::Entity::find()
+                .filter(sync_run::Column::Status.eq("held"))
+                .all(store.db())
+                .await
+                .unwrap();
+            assert!(held.is_empty());
+            assert_eq!(
+                source_user::Entity::find()
+                    .all(store.db())
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
+    }
+);
+
+store_test!(
+    a_write_touching_an_earlier_one_applies_after_it,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit_together(&reconciler, &store, vec![create_user("n1", "new1")]).await;
+            // Removed, then created again: in one delta the removal would win.
+            let deltas = vec![
+                Delta {
+                    remove_users: vec!["n1".into()],
+                    ..Default::default()
+                },
+                create_user("n1", "again1"),
+                create_user("n2", "new2"),
+            ];
+            let answers = submit_together(&reconciler, &store, deltas).await;
+
+            assert!(answers.iter().all(|answer| answer.is_ok()), "{answers:?}");
+            let mut names: Vec<String> = source_user::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|user| user.user_name)
+                .collect();
+            names.sort();
+            assert_eq!(names, ["again1", "new2"]);
         }
     }
 );

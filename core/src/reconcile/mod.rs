@@ -5,11 +5,13 @@
 //!
 //! * [`input`]: what sources hand in; [`diff`]: the pure comparison;
 //! * [`apply`]: the transactional write of a change set and its effects;
+//! * [`coalesce`]: group commit of concurrent small deltas (SCIM writes);
 //! * [`graph`], [`acl`]: nested groups and ACL rules, pure;
 //! * [`plan`]: dry-run results for people and machines.
 
 pub mod acl;
 pub mod apply;
+mod coalesce;
 pub mod diff;
 mod effective;
 pub mod graph;
@@ -59,6 +61,10 @@ pub enum ReconcileError {
     StateMoved { run_id: i64 },
     #[error("apply failed: {0}")]
     Apply(String),
+    /// Only with [`SubmitOptions::unrecorded_hold`]: the change set is over
+    /// the deletion limit, and nothing was written.
+    #[error("the change set exceeds the connection's deletion limit")]
+    OverDeletionLimit,
 }
 
 impl From<DbErr> for ReconcileError {
@@ -111,6 +117,10 @@ pub struct SubmitOptions {
     pub delta_cursor: Option<String>,
     /// When the run began (a pull starts before its apply); now if unset.
     pub started_at: Option<chrono::DateTime<Utc>>,
+    /// Over the deletion limit, write nothing (no held run, no event) and
+    /// answer [`ReconcileError::OverDeletionLimit`]: for a merged batch of
+    /// writes, whose parts are then judged one by one.
+    pub unrecorded_hold: bool,
 }
 
 impl SubmitOptions {
@@ -120,6 +130,7 @@ impl SubmitOptions {
             dry_run: false,
             delta_cursor: None,
             started_at: None,
+            unrecorded_hold: false,
         }
     }
 
@@ -177,6 +188,7 @@ pub struct Reconciler {
     limits: Arc<HashMap<String, DeletionLimit>>,
     bus: EventBus,
     fail_at: Option<FailPoint>,
+    coalescer: Arc<coalesce::Coalescer>,
 }
 
 impl Reconciler {
@@ -193,6 +205,7 @@ impl Reconciler {
             ),
             bus,
             fail_at: None,
+            coalescer: Arc::default(),
         }
     }
 
@@ -260,6 +273,9 @@ impl Reconciler {
             )));
         }
 
+        if verdict.held && options.unrecorded_hold {
+            return Err(ReconcileError::OverDeletionLimit);
+        }
         if verdict.held {
             let held = HeldChangeSet {
                 changes,

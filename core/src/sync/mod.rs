@@ -346,6 +346,7 @@ impl SyncRunner {
             dry_run,
             delta_cursor: outcome.next_cursor.map(|cursor| cursor.0),
             started_at: Some(started),
+            unrecorded_hold: false,
         };
         let result = match self.reconciler.submit(connection_id, input, options).await {
             Ok(result) => result,

@@ -3,9 +3,7 @@
 //! in the same transaction, and the events are committed before the answer).
 //! Used by the routes and by `/Bulk`.
 
-use crate::reconcile::{
-    Delta, Outcome, ReconcileError, Reconciler, SourceInput, SubmitOptions, Trigger,
-};
+use crate::reconcile::{Delta, Outcome, ReconcileError, Reconciler, Trigger};
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
@@ -131,14 +129,12 @@ impl ScimService<'_> {
         format!("{}/{}/{id}", self.base, kind.endpoint())
     }
 
+    /// Reconciles `delta`, merged with concurrent SCIM writes of the
+    /// connection into one transaction (group commit).
     async fn submit(&self, delta: Delta) -> ScimResult<()> {
         let outcome = self
             .reconciler
-            .submit(
-                self.connection_id,
-                SourceInput::Delta(delta),
-                SubmitOptions::new(Trigger::Scim),
-            )
+            .submit_coalesced(self.connection_id, delta, Trigger::Scim)
             .await
             .map_err(from_reconcile)?;
         match outcome {
@@ -522,12 +518,20 @@ impl ScimService<'_> {
         match kind {
             ResourceKind::User => {
                 let user = resource::user_from_document(&id, document)?;
-                self.check_user_name_free(&user.user_name, None).await?;
+                let user_name = user.user_name.clone();
+                // The store's unique index on the folded userName decides
+                // (no read before the write): a taken name fails the insert.
                 self.submit(Delta {
                     upsert_users: vec![user],
                     ..Default::default()
                 })
-                .await?;
+                .await
+                .map_err(|error| match error.scim_type {
+                    Some(crate::scim::ScimType::Uniqueness) => {
+                        ScimError::uniqueness(format!("userName \"{user_name}\" is already taken"))
+                    }
+                    _ => error,
+                })?;
             }
             ResourceKind::Group => {
                 let (mut group, members) = resource::group_from_document(&id, document)?;
