@@ -11,10 +11,12 @@
 //!   safety gate, each delta of the batch is reconciled on its own, so every
 //!   caller gets the error or hold its own delta earns, and the others apply.
 //!
-//! There is no background task: the first caller to find no batch in flight
-//! leads, takes everything queued and reconciles it in a spawned task (so a
-//! caller that goes away does not cancel the others' writes); the others wait
-//! for their answer.
+//! There is no background task. A caller queues its delta, then waits for
+//! either its answer or the leader lock; the caller that gets the lock takes
+//! everything queued and reconciles it in a spawned task that holds the lock
+//! (so a caller that goes away does not cancel the others' writes). Callers
+//! queue while a batch is under way, so the busier the writer, the bigger the
+//! next batch.
 
 use super::input::{Delta, SourceInput};
 use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger};

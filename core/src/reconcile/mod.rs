@@ -168,7 +168,9 @@ pub struct RunReport {
 pub struct GateVerdict {
     /// Users deleted or deactivated by the change set.
     pub removals: u64,
-    /// The most allowed for this connection now.
+    /// The most allowed for this connection now (exact in dry runs and
+    /// held runs; when an apply passes without counting the users, the
+    /// removals themselves).
     pub allowed: u64,
     pub held: bool,
 }
@@ -249,7 +251,9 @@ impl Reconciler {
         let changes = diff::diff(&stored, input)?;
         drop(stored);
         phases.mark("diff");
-        let verdict = self.gate(tx, connection_id, &changes).await?;
+        let verdict = self
+            .gate(tx, connection_id, &changes, options.dry_run)
+            .await?;
         let now = Utc::now();
         let context = ApplyContext {
             connection_id,
@@ -477,11 +481,17 @@ impl Reconciler {
         }))
     }
 
+    /// Judges a change set against the connection's deletion limit. A
+    /// dry run reports the exact allowance; otherwise the users are only
+    /// counted when the verdict depends on their number (a percentage limit
+    /// and more than one removal: a SCIM deactivation does not count 100k
+    /// rows).
     async fn gate(
         &self,
         db: &impl ConnectionTrait,
         connection_id: &str,
         changes: &ChangeSet,
+        dry_run: bool,
     ) -> Result<GateVerdict> {
         let removals = changes.n_user_removals() as u64;
         if removals == 0 {
@@ -491,16 +501,28 @@ impl Reconciler {
                 held: false,
             });
         }
-        let n_users = source_user::Entity::find()
-            .filter(source_user::Column::ConnectionId.eq(connection_id))
-            .count(db)
-            .await?;
         let limit = self
             .limits
             .get(connection_id)
             .copied()
             .unwrap_or(DeletionLimit::Percent(10));
-        let allowed = limit.allowed(n_users);
+        let allowed = match limit {
+            DeletionLimit::Count(count) => count,
+            // Removals are of stored users, so at least as many are stored,
+            // and any non-zero percentage of one or more users allows one.
+            DeletionLimit::Percent(percent)
+                if !dry_run && (percent >= 100 || (percent > 0 && removals == 1)) =>
+            {
+                removals
+            }
+            DeletionLimit::Percent(_) => {
+                let n_users = source_user::Entity::find()
+                    .filter(source_user::Column::ConnectionId.eq(connection_id))
+                    .count(db)
+                    .await?;
+                limit.allowed(n_users)
+            }
+        };
         Ok(GateVerdict {
             removals,
             allowed,

@@ -518,11 +518,18 @@ async fn group(
 }
 
 /// `If-Match` (412 on mismatch; `*` matches anything).
-fn check_if_match(headers: &HeaderMap, version: i64) -> ScimResult<()> {
+/// Answers 412 when an `If-Match` header names another version than the
+/// stored one; reads the version only when the header is there.
+async fn check_if_match(
+    headers: &HeaderMap,
+    scim: &ScimService<'_>,
+    kind: ResourceKind,
+    id: &str,
+) -> ScimResult<()> {
     let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let current = crate::scim::resource::etag(version);
+    let current = crate::scim::resource::etag(scim.version(kind, id).await?);
     let matches = expected.split(',').map(str::trim).any(|tag| {
         tag == "*"
             || tag == current
@@ -585,7 +592,7 @@ async fn one(
         }
         Method::PUT | Method::PATCH => {
             let document = parse_body(body, schema::MAX_BODY)?;
-            check_if_match(headers, scim.version(kind, id).await?)?;
+            check_if_match(headers, &scim, kind, id).await?;
             let projection = Projection {
                 attributes,
                 excluded,
@@ -598,7 +605,7 @@ async fn one(
             Ok(with_etag(scim_json(StatusCode::OK, &resource), version))
         }
         Method::DELETE => {
-            check_if_match(headers, scim.version(kind, id).await?)?;
+            check_if_match(headers, &scim, kind, id).await?;
             scim.delete(kind, id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
