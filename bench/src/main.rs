@@ -938,6 +938,18 @@ async fn pull(
         format!("state moved {:?} -> {:?}", before, after)
     };
 
+    // The same, as the scheduler runs it: a delta from the kept cursor.
+    let before = after;
+    let started = Instant::now();
+    let scheduled = run(false).await?;
+    let scheduled_time = started.elapsed();
+    let after = state_marks(&store).await?;
+    let scheduled_writes = if before == after {
+        "0".to_string()
+    } else {
+        format!("state moved {:?} -> {:?}", before, after)
+    };
+
     fake_in.write_all(b"change\n").await?;
     fake_in.flush().await?;
     fake_out.next_line().await?;
@@ -985,6 +997,17 @@ async fn pull(
                 ),
             ),
             ("unchanged re-run: data rows written".into(), writes),
+            (
+                format!(
+                    "unchanged re-run as scheduled ({} mode from the kept cursor): wall time, rows written",
+                    scheduled.mode
+                ),
+                format!(
+                    "{:.2} s ({}), {scheduled_writes}",
+                    scheduled_time.as_secs_f64(),
+                    scheduled.status
+                ),
+            ),
             (
                 format!("delta after 1% of users changed ({} mode)", delta.mode),
                 format!(
