@@ -1,6 +1,7 @@
 //! The pure part of reconciliation: stored state + input -> [`ChangeSet`].
 //! No IO here; `apply` writes a change set and derives its effects.
 
+use super::edge_set::EdgeSet;
 use super::hash::{group_hash, user_hash};
 use super::input::{Delta, Snapshot, SourceInput};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
@@ -26,8 +27,8 @@ pub struct StoredGroup {
 pub struct StoredState {
     pub users: HashMap<String, StoredUser>,
     pub groups: HashMap<String, StoredGroup>,
-    /// Direct edges, by external ids.
-    pub edges: HashSet<MembershipEdge>,
+    /// Direct edges (by external ids, interned).
+    pub edges: EdgeSet,
 }
 
 /// What applying an input changes, before effects. Serialisable so a held
@@ -220,7 +221,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 .filter(|id| !group_ids.contains(id.as_str()))
                 .cloned(),
         );
-        let mut wanted: HashSet<&MembershipEdge> = HashSet::with_capacity(memberships.len());
+        // Wanted edges between ids the stored edges know, by key; edges with
+        // an end the stored edges do not know are new (kept once each).
+        let mut wanted: HashSet<u64> = HashSet::with_capacity(stored.edges.len());
+        let mut unknown_ends: HashSet<&MembershipEdge> = HashSet::new();
         let keep = memberships
             .iter()
             .map(|edge| {
@@ -233,7 +237,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                     return false;
                 }
                 // New, and its first occurrence in the snapshot.
-                wanted.insert(edge) && !stored.edges.contains(edge)
+                match stored.edges.key_of(edge) {
+                    Some(key) => wanted.insert(key) && !stored.edges.contains_key(key),
+                    None => unknown_ends.insert(edge),
+                }
             })
             .collect();
         // Edges of deleted users and groups go with them; list only the others.
@@ -244,10 +251,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
         changes.memberships_removed = sorted(
             stored
                 .edges
-                .iter()
-                .filter(|edge| !wanted.contains(*edge))
-                .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
-                .cloned(),
+                .keys()
+                .filter(|key| !wanted.contains(key))
+                .map(|key| stored.edges.edge(key))
+                .filter(|edge| !touches(edge, &deleted_users, &deleted_groups)),
         );
         keep
     };
@@ -332,13 +339,9 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
                 member: member.clone(),
             })
             .collect();
-        for edge in stored
-            .edges
-            .iter()
-            .filter(|e| &e.group_external_id == group)
-        {
-            if !wanted.contains(edge) {
-                remove.insert(edge.clone());
+        for edge in stored.edges.of_group(group) {
+            if !wanted.contains(&edge) {
+                remove.insert(edge);
             }
         }
         add.extend(wanted);
@@ -409,7 +412,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 )
             })
             .collect(),
-        edges: snapshot.memberships.iter().cloned().collect(),
+        edges: snapshot.memberships.iter().collect(),
     }
 }
 

@@ -27,7 +27,7 @@ pub struct EffectiveChange {
 }
 
 /// `text` with `?` placeholders, numbered for PostgreSQL.
-fn statement(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> Statement {
+pub(super) fn statement(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> Statement {
     let sql = match backend {
         DatabaseBackend::Postgres => {
             let mut numbered = String::with_capacity(text.len() + 8);

@@ -3,7 +3,8 @@
 //! [`ChangeSet`] against a connection's stored state, pass the same safety
 //! gate, and are applied with their effects and events in one transaction.
 //!
-//! * [`input`]: what sources hand in; [`diff`]: the pure comparison;
+//! * [`input`]: what sources hand in; [`diff`]: the pure comparison, with
+//!   stored edges held compactly in an [`edge_set::EdgeSet`];
 //! * [`apply`]: the transactional write of a change set and its effects;
 //! * [`coalesce`]: group commit of concurrent small deltas (SCIM writes);
 //! * [`graph`], [`acl`]: nested groups and ACL rules, pure;
@@ -13,6 +14,7 @@ pub mod acl;
 pub mod apply;
 mod coalesce;
 pub mod diff;
+mod edge_set;
 mod effective;
 pub mod graph;
 mod hash;
