@@ -780,6 +780,19 @@ async fn scim_runs(store: &Store) -> usize {
         .len()
 }
 
+/// Every stored userName, sorted.
+async fn stored_user_names(store: &Store) -> Vec<String> {
+    let mut names: Vec<String> = source_user::Entity::find()
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|user| user.user_name)
+        .collect();
+    names.sort();
+    names
+}
+
 fn create_user(id: &str, user_name: &str) -> Delta {
     Delta {
         upsert_users: vec![SourceUser::new(id, user_name)],
@@ -828,15 +841,10 @@ store_test!(
 
             assert!(answers[..6].iter().all(|answer| answer.is_ok()));
             assert!(answers[6].is_err(), "{:?}", answers[6]);
-            let mut names: Vec<String> = source_user::Entity::find()
-                .all(store.db())
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|user| user.user_name)
-                .collect();
-            names.sort();
-            assert_eq!(names, ["new0", "new1", "new2", "new3", "new4", "new5"]);
+            assert_eq!(
+                stored_user_names(&store).await,
+                ["new0", "new1", "new2", "new3", "new4", "new5"]
+            );
         }
     }
 );
@@ -902,15 +910,7 @@ store_test!(
             let answers = submit_together(&reconciler, &store, deltas).await;
 
             assert!(answers.iter().all(|answer| answer.is_ok()), "{answers:?}");
-            let mut names: Vec<String> = source_user::Entity::find()
-                .all(store.db())
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|user| user.user_name)
-                .collect();
-            names.sort();
-            assert_eq!(names, ["again1", "new2"]);
+            assert_eq!(stored_user_names(&store).await, ["again1", "new2"]);
         }
     }
 );
