@@ -4,7 +4,6 @@ use crate::config::{OktaAuth, OktaSettings};
 use idpsync_driver::http::{HttpKit, TokenSource, next_link};
 use idpsync_driver::jwt::{Grant, RsaSigner, SignedGrant};
 use idpsync_driver::{DriverError, Secret};
-use serde_json::Value;
 
 enum Auth {
     Ssws(Secret),
@@ -102,8 +101,13 @@ impl OktaApi {
         self.with_query(&format!("/api/v1/groups/{group_id}/users"), &[])
     }
 
-    /// One page: its items and the `rel="next"` URL.
-    pub async fn page(&self, url: &str) -> Result<(Vec<Value>, Option<String>), DriverError> {
+    /// One page: its items and the `rel="next"` URL. Items are read as
+    /// `T`: a [`Value`] for whole objects, or a struct of the few fields
+    /// wanted (serde skips the rest without building it).
+    pub async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<(Vec<T>, Option<String>), DriverError> {
         let parsed = url::Url::parse(url)
             .map_err(|_| DriverError::protocol(format!("invalid link {url}")))?;
         if parsed.origin().ascii_serialization() != self.origin {
@@ -143,7 +147,7 @@ impl OktaApi {
             .bytes()
             .await
             .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
-        let items: Vec<Value> = serde_json::from_slice(&bytes)
+        let items: Vec<T> = serde_json::from_slice(&bytes)
             .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))?;
         Ok((items, next))
     }

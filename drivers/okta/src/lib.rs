@@ -32,6 +32,7 @@ use idpsync_driver::{
     Email, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
     parse_settings,
 };
+use serde_json::Value;
 
 /// `kind = "okta"`.
 pub struct OktaFactory;
@@ -100,6 +101,12 @@ fn user(item: &serde_json::Value) -> Result<SourceUser, DriverError> {
     Ok(record)
 }
 
+/// A group member as the driver reads it: the id of a listed user object.
+#[derive(serde::Deserialize)]
+struct MemberId {
+    id: String,
+}
+
 /// Groups whose members are read at the same time (Okta serves each group's
 /// members separately; the HTTP kit bounds requests in flight and honours
 /// the rate-limit headers across all of them).
@@ -111,13 +118,13 @@ impl OktaDriver {
         let mut next = Some(self.api.group_users_url(&group_id));
         let mut edges = Vec::new();
         while let Some(url) = next {
-            let (items, link) = self.api.page(&url).await?;
+            // Okta lists whole user objects; only their ids are read.
+            let (items, link) = self.api.page::<MemberId>(&url).await?;
             next = link;
             edges.extend(
                 items
-                    .iter()
-                    .filter_map(|item| item["id"].as_str())
-                    .map(|user| MembershipEdge::user(&group_id, user)),
+                    .into_iter()
+                    .map(|member| MembershipEdge::user(&group_id, member.id)),
             );
         }
         Ok(edges)
@@ -127,7 +134,7 @@ impl OktaDriver {
         let mut next = Some(url);
         let mut count = 0;
         while let Some(url) = next {
-            let (items, link) = self.api.page(&url).await?;
+            let (items, link) = self.api.page::<Value>(&url).await?;
             next = link;
             count += items.len() as u64;
             sink.users(items.iter().map(user).collect::<Result<_, _>>()?)
@@ -145,7 +152,7 @@ impl OktaDriver {
         let mut next = Some(url);
         let mut groups = Vec::new();
         while let Some(url) = next {
-            let (items, link) = self.api.page(&url).await?;
+            let (items, link) = self.api.page::<Value>(&url).await?;
             next = link;
             let page: Vec<SourceGroup> = items
                 .iter()
@@ -180,8 +187,8 @@ impl OktaDriver {
 #[async_trait::async_trait]
 impl Driver for OktaDriver {
     async fn check(&self) -> Result<Capabilities, DriverError> {
-        let (users, _) = self.api.page(&self.api.users_url(None)).await?;
-        let (groups, _) = self.api.page(&self.api.groups_url(None)).await?;
+        let (users, _) = self.api.page::<Value>(&self.api.users_url(None)).await?;
+        let (groups, _) = self.api.page::<Value>(&self.api.groups_url(None)).await?;
         Ok(Capabilities {
             delta: true,
             nested_groups: false,
