@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Set,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -605,9 +605,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
 
         // Additions, inserted a statement's worth at a time.
-        let per_insert = rows_per_insert(6);
+        let per_insert = rows_per_insert(EdgeInsert::PARAMS_PER_ROW);
         let mut added_members: BTreeMap<&str, Vec<&MemberRef>> = BTreeMap::new();
-        let mut rows = Vec::with_capacity(per_insert.min(changes.memberships_added.len()));
+        let mut rows: Vec<(i64, Option<i64>, Option<i64>)> =
+            Vec::with_capacity(per_insert.min(changes.memberships_added.len()));
+        let mut insert = EdgeInsert::new(self.db.get_database_backend());
         for edge in &changes.memberships_added {
             let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else {
                 continue;
@@ -623,28 +625,20 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 },
             };
             changed.insert(group_id);
-            rows.push(membership::ActiveModel {
-                connection_id: Set(self.connection().to_string()),
-                group_id: Set(group_id),
-                member_user_id: Set(member_user_id),
-                member_group_id: Set(member_group_id),
-                created_at: Set(self.ctx.now),
-                ..Default::default()
-            });
+            rows.push((group_id, member_user_id, member_group_id));
             added_members
                 .entry(edge.group_external_id.as_str())
                 .or_default()
                 .push(&edge.member);
             if rows.len() == per_insert {
-                membership::Entity::insert_many(std::mem::take(&mut rows))
-                    .exec_without_returning(self.db)
-                    .await?;
+                let statement = insert.statement(self.connection(), self.ctx.now, &rows);
+                self.db.execute_raw(statement).await?;
+                rows.clear();
             }
         }
         if !rows.is_empty() {
-            membership::Entity::insert_many(rows)
-                .exec_without_returning(self.db)
-                .await?;
+            let statement = insert.statement(self.connection(), self.ctx.now, &rows);
+            self.db.execute_raw(statement).await?;
         }
         for (group, members) in removed_members {
             let members: Vec<&MemberRef> = members.iter().collect();
@@ -1057,4 +1051,73 @@ fn user_payload(user: &SourceUser) -> serde_json::Value {
 
 fn group_payload(group: &SourceGroup) -> serde_json::Value {
     json!({"external_id": group.external_id, "display_name": group.display_name})
+}
+
+/// The multi-row INSERT of new direct edges, written by hand: the
+/// connection and the time are bound once per statement and each row is
+/// three integers, where building a model per edge cost a string and a
+/// formatted timestamp each (a million of them on a first sync). The SQL of
+/// a full statement is built once and reused (and so is its prepared form).
+struct EdgeInsert {
+    backend: DatabaseBackend,
+    cached: Option<(usize, String)>,
+}
+
+impl EdgeInsert {
+    const PARAMS_PER_ROW: usize = 3;
+
+    fn new(backend: DatabaseBackend) -> Self {
+        EdgeInsert {
+            backend,
+            cached: None,
+        }
+    }
+
+    fn sql(&mut self, n_rows: usize) -> String {
+        if let Some((n, sql)) = &self.cached
+            && *n == n_rows
+        {
+            return sql.clone();
+        }
+        let (row, columns, from) = match self.backend {
+            // PostgreSQL types a VALUES list by its values: NULLs need a type.
+            DatabaseBackend::Postgres => (
+                "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))",
+                "g, u, n",
+                ") AS v(g, u, n)",
+            ),
+            _ => ("(?, ?, ?)", "column1, column2, column3", ")"),
+        };
+        let mut sql = format!(
+            "INSERT INTO memberships (connection_id, created_at, group_id, member_user_id, member_group_id) \
+             SELECT ?, ?, {columns} FROM (VALUES "
+        );
+        for index in 0..n_rows {
+            if index > 0 {
+                sql.push(',');
+            }
+            sql.push_str(row);
+        }
+        sql.push_str(from);
+        let sql = super::effective::statement(self.backend, &sql, Vec::new()).sql;
+        self.cached = Some((n_rows, sql.clone()));
+        sql
+    }
+
+    fn statement(
+        &mut self,
+        connection_id: &str,
+        now: DateTime<Utc>,
+        rows: &[(i64, Option<i64>, Option<i64>)],
+    ) -> Statement {
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + rows.len() * 3);
+        values.push(connection_id.into());
+        values.push(now.into());
+        for (group, user, nested) in rows {
+            values.push((*group).into());
+            values.push((*user).into());
+            values.push((*nested).into());
+        }
+        Statement::from_sql_and_values(self.backend, self.sql(rows.len()), values)
+    }
 }
