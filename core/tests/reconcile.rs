@@ -112,7 +112,8 @@ async fn dump(store: &Store) -> String {
             .await
             .unwrap(),
         effective_membership::Entity::find()
-            .order_by_asc(effective_membership::Column::Id)
+            .order_by_asc(effective_membership::Column::GroupId)
+            .order_by_asc(effective_membership::Column::UserId)
             .all(db)
             .await
             .unwrap(),
@@ -911,6 +912,90 @@ store_test!(
 
             assert!(answers.iter().all(|answer| answer.is_ok()), "{answers:?}");
             assert_eq!(stored_user_names(&store).await, ["again1", "new2"]);
+        }
+    }
+);
+
+store_test!(
+    effective_memberships_survive_their_rekeying_migration_both_ways,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            use idpsync_migrations::{Migrator, MigratorTrait};
+            use sea_orm::{ConnectionTrait, Statement};
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let before = (
+                effective_members(&store, "g1").await,
+                effective_members(&store, "g3").await,
+            );
+            assert_eq!(before.0, ["alice", "bob"]);
+
+            // Back to the keyed-by-id table with a connection column...
+            Migrator::down(store.db(), Some(1)).await.unwrap();
+            let backend = store.db().get_database_backend();
+            let rows = store
+                .db()
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT connection_id FROM effective_memberships",
+                ))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 7);
+            assert!(
+                rows.iter()
+                    .all(|row| row.try_get::<String>("", "connection_id").unwrap() == "okta")
+            );
+            // ...and forward again: the same memberships.
+            Migrator::up(store.db(), None).await.unwrap();
+            let after = (
+                effective_members(&store, "g1").await,
+                effective_members(&store, "g3").await,
+            );
+            assert_eq!(after, before);
+        }
+    }
+);
+
+store_test!(
+    a_removed_user_or_group_leaves_no_effective_membership_behind,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            // dave leaves, and the nested group Platform is deleted.
+            let mut snapshot = tenant();
+            snapshot.users.retain(|user| user.external_id != "u4");
+            snapshot.groups.retain(|group| group.external_id != "g2");
+            submit(&reconciler, snapshot).await;
+
+            let users: Vec<i64> = source_user::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|user| user.id)
+                .collect();
+            let groups: Vec<i64> = source_group::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|group| group.id)
+                .collect();
+            let rows = effective_membership::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap();
+            assert!(!rows.is_empty());
+            assert!(
+                rows.iter()
+                    .all(|row| users.contains(&row.user_id) && groups.contains(&row.group_id)),
+                "{rows:?}"
+            );
+            assert_eq!(effective_members(&store, "g1").await, ["alice"]);
         }
     }
 );

@@ -1,6 +1,7 @@
 //! Schema migrations of the idpsync store, one module per step, run in order by
 //! [`Migrator`]. The same migrations serve SQLite and PostgreSQL: only portable
-//! column types and indexes are used.
+//! column types and indexes are used (one exception: the derived
+//! `effective_memberships` is a `WITHOUT ROWID` table on SQLite, step 4).
 //!
 //! Add a step as `mYYYYMMDD_NNNNNN_verb_noun.rs` and list it in
 //! [`Migrator::migrations`]; never edit a step that has shipped.
@@ -10,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_store;
 mod m20261124_000002_create_webhook_deliveries;
 mod m20261124_000003_drop_membership_connection_indexes;
+mod m20261124_000004_key_effective_memberships_by_pair;
 
 /// Runs every migration of the store in order.
 pub struct Migrator;
@@ -21,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_store::Migration),
             Box::new(m20261124_000002_create_webhook_deliveries::Migration),
             Box::new(m20261124_000003_drop_membership_connection_indexes::Migration),
+            Box::new(m20261124_000004_key_effective_memberships_by_pair::Migration),
         ]
     }
 }

@@ -718,7 +718,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .into_iter()
             .filter(|group| !deleted_groups.contains(group))
             .collect();
-        let change = super::effective::recompute(self.db, self.connection(), &affected).await?;
+        let change = super::effective::recompute(self.db, &affected).await?;
         self.effects.effective_added += change.added;
         self.effects.effective_removed += change.removed;
         Ok(change.dirty_users)
@@ -891,6 +891,20 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         deleted_users: &HashSet<i64>,
     ) -> Result<(), DbErr> {
         let group_ids: Vec<i64> = deleted_groups.iter().copied().collect();
+        let user_ids: Vec<i64> = deleted_users.iter().copied().collect();
+        // Effective memberships have no foreign keys to cascade along.
+        for chunk in group_ids.chunks(CHUNK) {
+            effective_membership::Entity::delete_many()
+                .filter(effective_membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .exec(self.db)
+                .await?;
+        }
+        for chunk in user_ids.chunks(CHUNK) {
+            effective_membership::Entity::delete_many()
+                .filter(effective_membership::Column::UserId.is_in(chunk.iter().copied()))
+                .exec(self.db)
+                .await?;
+        }
         for chunk in group_ids.chunks(CHUNK) {
             source_group::Entity::delete_many()
                 .filter(source_group::Column::Id.is_in(chunk.iter().copied()))
@@ -909,7 +923,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 json!({"external_id": external_id, "display_name": name}),
             );
         }
-        let user_ids: Vec<i64> = deleted_users.iter().copied().collect();
         for chunk in user_ids.chunks(CHUNK) {
             source_user::Entity::delete_many()
                 .filter(source_user::Column::Id.is_in(chunk.iter().copied()))

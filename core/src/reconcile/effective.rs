@@ -67,10 +67,9 @@ async fn user_ids(db: &impl ConnectionTrait, text: &str) -> Result<HashSet<i64>,
 }
 
 /// Recomputes the effective memberships of `affected` groups of
-/// `connection_id` from the direct edges now stored.
+/// one connection from the direct edges now stored.
 pub async fn recompute(
     db: &impl ConnectionTrait,
-    connection_id: &str,
     affected: &[i64],
 ) -> Result<EffectiveChange, DbErr> {
     if affected.is_empty() {
@@ -116,9 +115,9 @@ pub async fn recompute(
     .await?;
 
     const STALE: &str = "FROM effective_memberships e \
-         JOIN idpsync_affected_groups a ON a.group_id = e.group_id \
-         WHERE NOT EXISTS (SELECT 1 FROM idpsync_wanted_effective w \
-                           WHERE w.group_id = e.group_id AND w.user_id = e.user_id)";
+         WHERE e.group_id IN (SELECT group_id FROM idpsync_affected_groups) \
+         AND NOT EXISTS (SELECT 1 FROM idpsync_wanted_effective w \
+                         WHERE w.group_id = e.group_id AND w.user_id = e.user_id)";
     const MISSING: &str = "FROM idpsync_wanted_effective w \
          WHERE NOT EXISTS (SELECT 1 FROM effective_memberships e \
                            WHERE e.group_id = w.group_id AND e.user_id = w.user_id)";
@@ -126,7 +125,11 @@ pub async fn recompute(
         user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?;
     let removed = exec(
         db,
-        &format!("DELETE FROM effective_memberships WHERE id IN (SELECT e.id {STALE})"),
+        "DELETE FROM effective_memberships \
+         WHERE group_id IN (SELECT group_id FROM idpsync_affected_groups) \
+         AND NOT EXISTS (SELECT 1 FROM idpsync_wanted_effective w \
+                         WHERE w.group_id = effective_memberships.group_id \
+                         AND w.user_id = effective_memberships.user_id)",
         Vec::new(),
     )
     .await?;
@@ -140,10 +143,10 @@ pub async fn recompute(
     let added = exec(
         db,
         &format!(
-            "INSERT INTO effective_memberships (connection_id, group_id, user_id) \
-             SELECT ?, w.group_id, w.user_id {MISSING}"
+            "INSERT INTO effective_memberships (group_id, user_id) \
+             SELECT w.group_id, w.user_id {MISSING}"
         ),
-        vec![Value::from(connection_id)],
+        Vec::new(),
     )
     .await?;
     clear(db).await?;

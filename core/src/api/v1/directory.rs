@@ -234,7 +234,8 @@ pub struct MemberQuery {
 
 #[derive(Debug, Serialize)]
 pub struct MemberView {
-    /// Membership row id: the paging cursor.
+    /// The paging cursor: the membership row id, or with `effective=true`
+    /// the user id.
     pub id: i64,
     #[serde(rename = "type")]
     pub member_type: &'static str,
@@ -263,8 +264,8 @@ pub async fn group_members(
     if query.effective {
         let rows = effective_membership::Entity::find()
             .filter(effective_membership::Column::GroupId.eq(group_id))
-            .filter(effective_membership::Column::Id.gt(page.after()))
-            .order_by_asc(effective_membership::Column::Id)
+            .filter(effective_membership::Column::UserId.gt(page.after()))
+            .order_by_asc(effective_membership::Column::UserId)
             .limit(limit)
             .all(db)
             .await?;
@@ -272,7 +273,8 @@ pub async fn group_members(
         for row in rows {
             if let Some(user) = users.iter().find(|user| user.id == row.user_id) {
                 items.push(MemberView {
-                    id: row.id,
+                    // Effective rows are keyed by (group, user): the user pages.
+                    id: row.user_id,
                     member_type: "user",
                     member_id: user.id,
                     external_id: user.external_id.clone(),

@@ -1,15 +1,15 @@
 //! Transitive membership (user in group through any chain of nested groups),
-//! derived by the reconciler from the direct edges.
+//! derived by the reconciler from the direct edges; keyed by the pair (no
+//! foreign keys: the reconciler deletes a removed user's or group's rows).
 
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "effective_memberships")]
 pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i64,
-    pub connection_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub group_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
     pub user_id: i64,
 }
 
