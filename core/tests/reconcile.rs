@@ -931,7 +931,8 @@ store_test!(
             );
             assert_eq!(before.0, ["alice", "bob"]);
 
-            // Back to the keyed-by-id table with a connection column...
+            // Back before migration 4, to the keyed-by-id table with a
+            // connection column...
             Migrator::down(store.db(), Some(1)).await.unwrap();
             let backend = store.db().get_database_backend();
             let rows = store
