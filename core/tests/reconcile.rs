@@ -17,7 +17,7 @@ use idpsync_core::store::entity::{
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 const CONFIG: &str = r#"
 [[connections]]
@@ -174,8 +174,21 @@ async fn acl_members(store: &Store, acl: &str) -> Vec<String> {
 
 /// The sorted userNames of these user row ids.
 async fn user_names(store: &Store, ids: Vec<i64>) -> Vec<String> {
+    user_names_where(
+        store,
+        Condition::all().add(source_user::Column::Id.is_in(ids)),
+    )
+    .await
+}
+
+/// Every stored userName, sorted.
+async fn stored_user_names(store: &Store) -> Vec<String> {
+    user_names_where(store, Condition::all()).await
+}
+
+async fn user_names_where(store: &Store, condition: Condition) -> Vec<String> {
     let mut names: Vec<String> = source_user::Entity::find()
-        .filter(source_user::Column::Id.is_in(ids))
+        .filter(condition)
         .all(store.db())
         .await
         .unwrap()
@@ -779,19 +792,6 @@ async fn scim_runs(store: &Store) -> usize {
         .await
         .unwrap()
         .len()
-}
-
-/// Every stored userName, sorted.
-async fn stored_user_names(store: &Store) -> Vec<String> {
-    let mut names: Vec<String> = source_user::Entity::find()
-        .all(store.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|user| user.user_name)
-        .collect();
-    names.sort();
-    names
 }
 
 fn create_user(id: &str, user_name: &str) -> Delta {
