@@ -1000,3 +1000,78 @@ store_test!(
         }
     }
 );
+
+/// The tenant's connection with `max_deletions` set to `limit`.
+fn config_with_limit(limit: &str) -> String {
+    CONFIG.replace("max_deletions = 1", &format!("max_deletions = \"{limit}\""))
+}
+
+fn removal(ids: &[&str]) -> SourceInput {
+    SourceInput::Delta(Delta {
+        remove_users: ids.iter().map(|id| id.to_string()).collect(),
+        ..Default::default()
+    })
+}
+
+store_test!(
+    a_percentage_limit_judges_removals_against_the_stored_users,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            // 25% of the tenant's four users: one removal at a time.
+            let reconciler = reconciler(&store, &config_with_limit("25%")).await;
+            submit(&reconciler, tenant()).await;
+            let options = || SubmitOptions::new(Trigger::Scim);
+            let two = reconciler
+                .submit("okta", removal(&["u3", "u4"]), options())
+                .await
+                .unwrap();
+            assert!(matches!(two, Outcome::Held(_)), "{two:?}");
+            let one = reconciler
+                .submit("okta", removal(&["u4"]), options())
+                .await
+                .unwrap();
+            assert!(matches!(one, Outcome::Applied(_)), "{one:?}");
+        }
+    }
+);
+
+store_test!(
+    a_dry_run_reports_the_exact_allowance,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            // An apply under 100% need not count the users; a plan does.
+            let reconciler = reconciler(&store, &config_with_limit("100%")).await;
+            submit(&reconciler, tenant()).await;
+            let Outcome::Planned(plan) = reconciler
+                .submit(
+                    "okta",
+                    removal(&["u4"]),
+                    SubmitOptions::new(Trigger::Manual).dry_run(),
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("expected a plan")
+            };
+            assert_eq!((plan.gate.removals, plan.gate.allowed), (1, 4));
+        }
+    }
+);
+
+store_test!(
+    a_zero_percent_limit_holds_even_one_removal,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, &config_with_limit("0%")).await;
+            submit(&reconciler, tenant()).await;
+            let outcome = reconciler
+                .submit("okta", removal(&["u4"]), SubmitOptions::new(Trigger::Scim))
+                .await
+                .unwrap();
+            assert!(matches!(outcome, Outcome::Held(_)), "{outcome:?}");
+        }
+    }
+);
