@@ -1112,7 +1112,7 @@ impl EdgeInsert {
             sql.push_str(row);
         }
         sql.push_str(from);
-        let sql = super::effective::statement(self.backend, &sql, Vec::new()).sql;
+        let sql = crate::store::raw_sql::placeholders_for(self.backend, &sql);
         self.cached = Some((n_rows, sql.clone()));
         sql
     }

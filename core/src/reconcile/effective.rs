@@ -11,7 +11,8 @@
 //! operations inside the database. They are emptied when the call ends; a
 //! call that fails rolls its rows back with the transaction.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement, Value};
+use crate::store::raw_sql::statement;
+use sea_orm::{ConnectionTrait, DbErr, Value};
 use std::collections::HashSet;
 
 /// Group ids per INSERT into the scratch table.
@@ -24,28 +25,6 @@ pub struct EffectiveChange {
     pub removed: usize,
     /// Users who gained or lost an effective group.
     pub dirty_users: HashSet<i64>,
-}
-
-/// `text` with `?` placeholders, numbered for PostgreSQL.
-pub(super) fn statement(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> Statement {
-    let sql = match backend {
-        DatabaseBackend::Postgres => {
-            let mut numbered = String::with_capacity(text.len() + 8);
-            let mut n = 0;
-            for ch in text.chars() {
-                if ch == '?' {
-                    n += 1;
-                    numbered.push('$');
-                    numbered.push_str(&n.to_string());
-                } else {
-                    numbered.push(ch);
-                }
-            }
-            numbered
-        }
-        _ => text.to_string(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
 }
 
 async fn exec(db: &impl ConnectionTrait, text: &str, values: Vec<Value>) -> Result<u64, DbErr> {

@@ -2,9 +2,9 @@
 //! diffing: everything for a snapshot, only what a delta names otherwise.
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
-use super::effective::statement;
 use super::input::SourceInput;
 use crate::store::entity::{membership, source_group, source_user};
+use crate::store::raw_sql::statement;
 use idpsync_driver::MemberRef;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,

@@ -11,6 +11,7 @@
 //! its first write, and that transaction would fail with SQLITE_BUSY.
 
 pub mod entity;
+pub(crate) mod raw_sql;
 pub mod scim_query;
 mod tokens;
 

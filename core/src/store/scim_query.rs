@@ -65,21 +65,7 @@ impl Sql {
 
     /// The fragment as a sea-query expression for `backend`.
     fn into_expr(self, backend: DatabaseBackend) -> Expr {
-        let text = if backend == DatabaseBackend::Postgres {
-            let mut numbered = String::with_capacity(self.text.len() + 8);
-            let mut count = 0;
-            for c in self.text.chars() {
-                if c == '?' {
-                    count += 1;
-                    numbered.push_str(&format!("${count}"));
-                } else {
-                    numbered.push(c);
-                }
-            }
-            numbered
-        } else {
-            self.text
-        };
+        let text = super::raw_sql::placeholders_for(backend, &self.text);
         Expr::cust_with_values(text, self.values)
     }
 }
