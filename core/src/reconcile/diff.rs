@@ -123,7 +123,7 @@ pub enum InputError {
 pub fn diff(stored: &StoredState, input: SourceInput) -> Result<ChangeSet, InputError> {
     match input {
         SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
-        SourceInput::Delta(delta) => diff_delta(stored, &delta),
+        SourceInput::Delta(delta) => diff_delta(stored, delta),
     }
 }
 
@@ -271,36 +271,36 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
     Ok(changes)
 }
 
-fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputError> {
+/// Takes the delta by value: its records move into the change set.
+fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputError> {
     check_users(delta.upsert_users.iter())?;
     check_groups(delta.upsert_groups.iter())?;
+    let Delta {
+        upsert_users,
+        remove_users,
+        upsert_groups,
+        remove_groups,
+        add_memberships,
+        remove_memberships,
+        replace_members,
+    } = delta;
     let mut changes = ChangeSet::default();
-    let removed_users: BTreeSet<&str> = delta.remove_users.iter().map(String::as_str).collect();
-    let removed_groups: BTreeSet<&str> = delta.remove_groups.iter().map(String::as_str).collect();
-    let upsert_users: Vec<&SourceUser> = delta
-        .upsert_users
-        .iter()
+    let removed_users: BTreeSet<&str> = remove_users.iter().map(String::as_str).collect();
+    let removed_groups: BTreeSet<&str> = remove_groups.iter().map(String::as_str).collect();
+    let upsert_users: Vec<SourceUser> = upsert_users
+        .into_iter()
         .filter(|user| !removed_users.contains(user.external_id.as_str()))
         .collect();
-    let upsert_groups: Vec<&SourceGroup> = delta
-        .upsert_groups
-        .iter()
+    let upsert_groups: Vec<SourceGroup> = upsert_groups
+        .into_iter()
         .filter(|group| !removed_groups.contains(group.external_id.as_str()))
         .collect();
-    let new_users: HashSet<&str> = upsert_users
+    let new_users: HashSet<String> = upsert_users.iter().map(|u| u.external_id.clone()).collect();
+    let new_groups: HashSet<String> = upsert_groups
         .iter()
-        .map(|u| u.external_id.as_str())
+        .map(|g| g.external_id.clone())
         .collect();
-    let new_groups: HashSet<&str> = upsert_groups
-        .iter()
-        .map(|g| g.external_id.as_str())
-        .collect();
-    sort_upserts(
-        stored,
-        upsert_users.into_iter().cloned().collect(),
-        upsert_groups.into_iter().cloned().collect(),
-        &mut changes,
-    );
+    sort_upserts(stored, upsert_users, upsert_groups, &mut changes);
     changes.users_deleted = removed_users
         .iter()
         .filter(|id| stored.users.contains_key(**id))
@@ -330,7 +330,7 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
 
     let mut add = BTreeSet::new();
     let mut remove = BTreeSet::new();
-    for (group, members) in &delta.replace_members {
+    for (group, members) in &replace_members {
         let wanted: BTreeSet<MembershipEdge> = members
             .iter()
             .map(|member| MembershipEdge {
@@ -345,8 +345,8 @@ fn diff_delta(stored: &StoredState, delta: &Delta) -> Result<ChangeSet, InputErr
         }
         add.extend(wanted);
     }
-    add.extend(delta.add_memberships.iter().cloned());
-    remove.extend(delta.remove_memberships.iter().cloned());
+    add.extend(add_memberships);
+    remove.extend(remove_memberships);
 
     for edge in add {
         if remove.contains(&edge) {
