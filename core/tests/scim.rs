@@ -1071,3 +1071,57 @@ store_test!(
         assert_eq!(patched["members"].as_array().unwrap().len(), 1);
     }
 );
+
+store_test!(
+    renaming_a_user_to_a_taken_user_name_is_a_uniqueness_conflict,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        scim.entra("POST", "/Users", Some(entra_user("ann@example.com", "ann")))
+            .await;
+        let (_, _, bob) = scim
+            .entra("POST", "/Users", Some(entra_user("bob@example.com", "bob")))
+            .await;
+        let bob_id = bob["id"].as_str().unwrap().to_string();
+
+        let (status, _, error) = scim
+            .entra(
+                "PUT",
+                &format!("/Users/{bob_id}"),
+                Some(entra_user("Ann@Example.com", "bob")),
+            )
+            .await;
+        assert_eq!((status.as_u16(), scim_type(&error)), (409, "uniqueness"));
+        assert!(
+            error["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Ann@Example.com")
+        );
+
+        let (status, _, error) = scim
+            .entra(
+                "PATCH",
+                &format!("/Users/{bob_id}"),
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "userName", "value": "ANN@example.com"}]
+                })),
+            )
+            .await;
+        assert_eq!((status.as_u16(), scim_type(&error)), (409, "uniqueness"));
+
+        // Bob keeps his name; changing only its case is no conflict.
+        let (status, _, bob) = scim
+            .entra(
+                "PATCH",
+                &format!("/Users/{bob_id}"),
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "userName", "value": "Bob@example.com"}]
+                })),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 200, "{bob}");
+        assert_eq!(bob["userName"], "Bob@example.com");
+    }
+);

@@ -11,7 +11,7 @@ use crate::scim::{ScimError, ScimResult, schema};
 use crate::store::Store;
 use crate::store::entity::{membership, source_group, source_user};
 use crate::store::scim_query::{self, ResourceTable};
-use idpsync_driver::{MemberRef, MembershipEdge};
+use idpsync_driver::{MemberRef, MembershipEdge, SourceUser};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -489,23 +489,22 @@ impl ScimService<'_> {
         Ok(())
     }
 
-    async fn check_user_name_free(
-        &self,
-        user_name: &str,
-        except_id: Option<&str>,
-    ) -> ScimResult<()> {
-        let mut select = source_user::Entity::find()
-            .filter(source_user::Column::ConnectionId.eq(self.connection_id))
-            .filter(source_user::Column::UserNameKey.eq(user_name.to_lowercase()));
-        if let Some(id) = except_id {
-            select = select.filter(source_user::Column::ExternalId.ne(id));
-        }
-        if select.count(self.store.db()).await.map_err(internal)? > 0 {
-            return Err(ScimError::uniqueness(format!(
-                "userName \"{user_name}\" is already taken"
-            )));
-        }
-        Ok(())
+    /// Creates or replaces a user. The store's unique index on the folded
+    /// userName decides whether the name is free (no read before the
+    /// write); a taken name answers 409 `uniqueness`, naming it.
+    async fn submit_user(&self, user: SourceUser) -> ScimResult<()> {
+        let user_name = user.user_name.clone();
+        self.submit(Delta {
+            upsert_users: vec![user],
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| match error.scim_type {
+            Some(crate::scim::ScimType::Uniqueness) => {
+                ScimError::uniqueness(format!("userName \"{user_name}\" is already taken"))
+            }
+            _ => error,
+        })
     }
 
     pub async fn create(
@@ -518,20 +517,7 @@ impl ScimService<'_> {
         match kind {
             ResourceKind::User => {
                 let user = resource::user_from_document(&id, document)?;
-                let user_name = user.user_name.clone();
-                // The store's unique index on the folded userName decides
-                // (no read before the write): a taken name fails the insert.
-                self.submit(Delta {
-                    upsert_users: vec![user],
-                    ..Default::default()
-                })
-                .await
-                .map_err(|error| match error.scim_type {
-                    Some(crate::scim::ScimType::Uniqueness) => {
-                        ScimError::uniqueness(format!("userName \"{user_name}\" is already taken"))
-                    }
-                    _ => error,
-                })?;
+                self.submit_user(user).await?;
             }
             ResourceKind::Group => {
                 let (mut group, members) = resource::group_from_document(&id, document)?;
@@ -571,12 +557,7 @@ impl ScimService<'_> {
             ResourceKind::User => {
                 self.user_row(id).await?;
                 let user = resource::user_from_document(id, document)?;
-                self.check_user_name_free(&user.user_name, Some(id)).await?;
-                self.submit(Delta {
-                    upsert_users: vec![user],
-                    ..Default::default()
-                })
-                .await?;
+                self.submit_user(user).await?;
             }
             ResourceKind::Group => {
                 self.group_row(id).await?;
@@ -619,14 +600,7 @@ impl ScimService<'_> {
                 let current = self.render_user(&row);
                 let patched = patch::apply(&current, body, patch::Kind::User)?;
                 let user = resource::user_from_document(id, &patched.resource)?;
-                if !user.user_name.eq_ignore_ascii_case(&row.user_name) {
-                    self.check_user_name_free(&user.user_name, Some(id)).await?;
-                }
-                self.submit(Delta {
-                    upsert_users: vec![user],
-                    ..Default::default()
-                })
-                .await?;
+                self.submit_user(user).await?;
             }
             ResourceKind::Group => {
                 let row = self.group_row(id).await?;
