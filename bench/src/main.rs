@@ -53,6 +53,31 @@ enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// A fresh store: a temporary SQLite file, or a new PostgreSQL schema.
+    async fn open(self) -> Result<TestStore> {
+        Ok(match self {
+            Backend::Sqlite => TestStore::sqlite().await,
+            Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+/// Serves the daemon's router for `state` on a free loopback port.
+async fn serve(state: AppState) -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    Ok(address)
+}
+
 #[derive(Debug, Subcommand)]
 enum Benchmark {
     /// Deactivation -> device.revoked on a long-polling consumer: p50/p99.
@@ -330,10 +355,7 @@ async fn revocation(
     if iterations > n_users {
         bail!("--iterations ({iterations}) cannot exceed --users ({n_users})");
     }
-    let test_store = match backend {
-        Backend::Sqlite => TestStore::sqlite().await,
-        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
-    };
+    let test_store = backend.open().await?;
     let store = test_store.store.clone();
     let config = config::load_str(CONFIG, "bench.toml", &["scim"], &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -343,11 +365,9 @@ async fn revocation(
     let state = AppState::new(config, store.clone());
     let reconciler = state.reconciler.clone();
     let bus = state.bus.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
+    let address = serve(state).await?;
     let base = format!("http://{address}/api/v1");
     let scim_base = format!("http://{address}/scim/v2/bench");
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let (token, _) = store
         .create_token(NewToken {
             name: "bench".into(),
@@ -458,10 +478,7 @@ async fn revocation(
     let title = format!(
         "revocation latency ({} users, {iterations} deactivations, {})",
         n_users,
-        match backend {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
+        backend.label()
     );
     test_store.cleanup().await;
     Ok((
@@ -594,10 +611,7 @@ async fn scim(
     backend: Backend,
     peer: Option<Peer>,
 ) -> Result<(String, Vec<(String, String)>)> {
-    let test_store = match backend {
-        Backend::Sqlite => TestStore::sqlite().await,
-        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
-    };
+    let test_store = backend.open().await?;
     let store = test_store.store.clone();
     let config = config::load_str(SCIM_CONFIG, "bench.toml", &["scim"], &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -613,9 +627,7 @@ async fn scim(
         })
         .await?;
     let state = AppState::new(config, store.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/scim/v2/bench", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let base = format!("http://{}/scim/v2/bench", serve(state).await?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
@@ -661,10 +673,7 @@ async fn scim(
     test_store.cleanup().await;
     let title = format!(
         "SCIM at {clients} concurrent clients ({n_users} users, {}, client and server in one process on loopback)",
-        match backend {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
+        backend.label()
     );
     let mut rows = post_phase.rows();
     rows.extend(patch_phase.rows());
@@ -890,10 +899,7 @@ async fn pull(
     )?;
     let config_text = hello["config"].as_str().unwrap_or_default().to_string();
     let n_memberships = hello["memberships"].as_u64().unwrap_or_default();
-    let test_store = match backend {
-        Backend::Sqlite => TestStore::sqlite().await,
-        Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
-    };
+    let test_store = backend.open().await?;
     let store = test_store.store.clone();
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_okta::OktaFactory);
@@ -964,10 +970,7 @@ async fn pull(
             Idp::Okta => "Okta",
             Idp::Entra => "Entra",
         },
-        match backend {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
+        backend.label()
     );
     Ok((
         title,

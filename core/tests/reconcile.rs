@@ -794,6 +794,13 @@ async fn scim_runs(store: &Store) -> usize {
         .len()
 }
 
+fn remove_users(ids: &[&str]) -> Delta {
+    Delta {
+        remove_users: ids.iter().map(|id| id.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
 fn create_user(id: &str, user_name: &str) -> Delta {
     Delta {
         upsert_users: vec![SourceUser::new(id, user_name)],
@@ -861,10 +868,7 @@ store_test!(
             // However the three are cut into batches, one batch holds two.
             let removals = ["u2", "u3", "u4"]
                 .iter()
-                .map(|id| Delta {
-                    remove_users: vec![id.to_string()],
-                    ..Default::default()
-                })
+                .map(|id| remove_users(&[id]))
                 .collect();
             let answers = submit_together(&reconciler, &store, removals).await;
 
@@ -901,10 +905,7 @@ store_test!(
             submit_together(&reconciler, &store, vec![create_user("n1", "new1")]).await;
             // Removed, then created again: in one delta the removal would win.
             let deltas = vec![
-                Delta {
-                    remove_users: vec!["n1".into()],
-                    ..Default::default()
-                },
+                remove_users(&["n1"]),
                 create_user("n1", "again1"),
                 create_user("n2", "new2"),
             ];
@@ -1007,10 +1008,7 @@ fn config_with_limit(limit: &str) -> String {
 }
 
 fn removal(ids: &[&str]) -> SourceInput {
-    SourceInput::Delta(Delta {
-        remove_users: ids.iter().map(|id| id.to_string()).collect(),
-        ..Default::default()
-    })
+    SourceInput::Delta(remove_users(ids))
 }
 
 store_test!(
