@@ -218,13 +218,36 @@ store_test!(
                     )
                 })
                 .collect();
+            // Nested groups come first, then users.
             assert_eq!(
                 direct,
                 [
-                    ("user".into(), "alice".into()),
-                    ("group".into(), "Platform".into())
+                    ("group".into(), "Platform".into()),
+                    ("user".into(), "alice".into())
                 ]
             );
+            // One per page: the cursor crosses from the groups to the users.
+            let (_, first) = api
+                .get(&api.read, &format!("/groups/{id}/members?limit=1"))
+                .await;
+            assert_eq!(first["items"][0]["name"], "Platform");
+            let after = first["next_after"].as_i64().unwrap();
+            let (_, second) = api
+                .get(
+                    &api.read,
+                    &format!("/groups/{id}/members?limit=1&after={after}"),
+                )
+                .await;
+            assert_eq!(second["items"][0]["name"], "alice");
+            let after = second["next_after"].as_i64().unwrap();
+            let (_, third) = api
+                .get(
+                    &api.read,
+                    &format!("/groups/{id}/members?limit=1&after={after}"),
+                )
+                .await;
+            assert!(third["items"].as_array().unwrap().is_empty());
+            assert!(third["next_after"].is_null());
             let (_, effective) = api
                 .get(&api.read, &format!("/groups/{id}/members?effective=true"))
                 .await;

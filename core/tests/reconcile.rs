@@ -11,8 +11,8 @@ use idpsync_core::reconcile::{
 };
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
-    acl_group, acl_group_member, connection, device, effective_membership, membership,
-    source_group, source_user, sync_run,
+    acl_group, acl_group_member, connection, device, effective_membership, group_membership,
+    source_group, source_user, sync_run, user_membership,
 };
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
@@ -95,7 +95,7 @@ async fn submit(reconciler: &Reconciler, snapshot: Snapshot) -> Outcome {
 async fn dump(store: &Store) -> String {
     let db = store.db();
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         source_user::Entity::find()
             .order_by_asc(source_user::Column::Id)
             .all(db)
@@ -106,8 +106,15 @@ async fn dump(store: &Store) -> String {
             .all(db)
             .await
             .unwrap(),
-        membership::Entity::find()
-            .order_by_asc(membership::Column::Id)
+        user_membership::Entity::find()
+            .order_by_asc(user_membership::Column::GroupId)
+            .order_by_asc(user_membership::Column::UserId)
+            .all(db)
+            .await
+            .unwrap(),
+        group_membership::Entity::find()
+            .order_by_asc(group_membership::Column::GroupId)
+            .order_by_asc(group_membership::Column::MemberGroupId)
             .all(db)
             .await
             .unwrap(),
@@ -918,7 +925,7 @@ store_test!(
 );
 
 store_test!(
-    effective_memberships_survive_their_rekeying_migration_both_ways,
+    memberships_survive_their_rekeying_migrations_both_ways,
     |test_store: &TestStore| {
         let store = test_store.store.clone();
         async move {
@@ -927,31 +934,46 @@ store_test!(
             let reconciler = reconciler(&store, CONFIG).await;
             submit(&reconciler, tenant()).await;
             let before = (
+                dump(&store).await,
                 effective_members(&store, "g1").await,
                 effective_members(&store, "g3").await,
             );
-            assert_eq!(before.0, ["alice", "bob"]);
+            assert_eq!(before.1, ["alice", "bob"]);
 
-            // Back before migration 4, to the keyed-by-id table with a
-            // connection column...
-            Migrator::down(store.db(), Some(1)).await.unwrap();
+            // Back before migrations 4 and 5, to one `memberships` table and
+            // an effective table keyed by id, both with a connection column...
+            Migrator::down(store.db(), Some(2)).await.unwrap();
             let backend = store.db().get_database_backend();
-            let rows = store
+            for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
+                let connections = store
+                    .db()
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT connection_id FROM {table}"),
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(connections.len(), rows, "{table}");
+                assert!(
+                    connections
+                        .iter()
+                        .all(|row| row.try_get::<String>("", "connection_id").unwrap() == "okta"),
+                    "{table}"
+                );
+            }
+            let nested = store
                 .db()
                 .query_all_raw(Statement::from_string(
                     backend,
-                    "SELECT connection_id FROM effective_memberships",
+                    "SELECT group_id FROM memberships WHERE member_group_id IS NOT NULL",
                 ))
                 .await
                 .unwrap();
-            assert_eq!(rows.len(), 7);
-            assert!(
-                rows.iter()
-                    .all(|row| row.try_get::<String>("", "connection_id").unwrap() == "okta")
-            );
-            // ...and forward again: the same memberships.
+            assert_eq!(nested.len(), 1);
+            // ...and forward again: the same edges and memberships.
             Migrator::up(store.db(), None).await.unwrap();
             let after = (
+                dump(&store).await,
                 effective_members(&store, "g1").await,
                 effective_members(&store, "g3").await,
             );
@@ -961,7 +983,7 @@ store_test!(
 );
 
 store_test!(
-    a_removed_user_or_group_leaves_no_effective_membership_behind,
+    a_removed_user_or_group_leaves_no_membership_behind,
     |test_store: &TestStore| {
         let store = test_store.store.clone();
         async move {
@@ -987,15 +1009,35 @@ store_test!(
                 .into_iter()
                 .map(|group| group.id)
                 .collect();
-            let rows = effective_membership::Entity::find()
+            let effective: Vec<(i64, i64)> = effective_membership::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| (row.group_id, row.user_id))
+                .collect();
+            let direct: Vec<(i64, i64)> = user_membership::Entity::find()
+                .all(store.db())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| (row.group_id, row.user_id))
+                .collect();
+            for rows in [&effective, &direct] {
+                assert!(!rows.is_empty());
+                assert!(
+                    rows.iter()
+                        .all(|(group, user)| users.contains(user) && groups.contains(group)),
+                    "{rows:?}"
+                );
+            }
+            let nested = group_membership::Entity::find()
                 .all(store.db())
                 .await
                 .unwrap();
-            assert!(!rows.is_empty());
             assert!(
-                rows.iter()
-                    .all(|row| users.contains(&row.user_id) && groups.contains(&row.group_id)),
-                "{rows:?}"
+                nested.is_empty(),
+                "the only nested group is gone: {nested:?}"
             );
             assert_eq!(effective_members(&store, "g1").await, ["alice"]);
         }

@@ -4,11 +4,11 @@
 use chrono::{Duration, Utc};
 use idpsync_core::auth::Scope;
 use idpsync_core::config::{AclGroupConfig, ConnectionConfig, SafetyConfig};
-use idpsync_core::store::entity::{api_token, device, membership, source_group, source_user};
+use idpsync_core::store::entity::{api_token, device, source_user};
 use idpsync_core::store::{NewToken, Store, StoreError};
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
 fn scim_connection(id: &str) -> ConnectionConfig {
     ConnectionConfig {
@@ -63,24 +63,6 @@ async fn insert_user(
     }
     .insert(store.db())
     .await
-}
-
-async fn insert_group(store: &Store, connection: &str, external_id: &str) -> source_group::Model {
-    let now = Utc::now();
-    source_group::ActiveModel {
-        connection_id: Set(connection.into()),
-        external_id: Set(external_id.into()),
-        display_name: Set(external_id.into()),
-        attributes: Set("{}".into()),
-        content_hash: Set("h".into()),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(store.db())
-    .await
-    .unwrap()
 }
 
 store_test!(
@@ -138,40 +120,13 @@ store_test!(
 );
 
 store_test!(
-    removing_a_user_removes_edges_and_keeps_devices_with_their_owner_reference,
+    removing_a_user_keeps_devices_with_their_owner_reference,
     |test_store: &TestStore| {
         let store = test_store.store.clone();
         async move {
             with_connections(&store, &["a"]).await;
             let alice = insert_user(&store, "a", "u1", "alice").await.unwrap();
-            let group = insert_group(&store, "a", "g1").await;
-            let nested = insert_group(&store, "a", "g2").await;
             let now = Utc::now();
-            for (user, group_member) in [(Some(alice.id), None), (None, Some(nested.id))] {
-                membership::ActiveModel {
-                    connection_id: Set("a".into()),
-                    group_id: Set(group.id),
-                    member_user_id: Set(user),
-                    member_group_id: Set(group_member),
-                    created_at: Set(now),
-                    ..Default::default()
-                }
-                .insert(store.db())
-                .await
-                .unwrap();
-            }
-            let both_null = membership::ActiveModel {
-                connection_id: Set("a".into()),
-                group_id: Set(group.id),
-                member_user_id: Set(None),
-                member_group_id: Set(None),
-                created_at: Set(now),
-                ..Default::default()
-            }
-            .insert(store.db())
-            .await;
-            assert!(both_null.is_err(), "an edge names exactly one member");
-
             let laptop = device::ActiveModel {
                 owner_user_id: Set(Some(alice.id)),
                 owner_connection_id: Set("a".into()),
@@ -193,12 +148,6 @@ store_test!(
                 .exec(store.db())
                 .await
                 .unwrap();
-            let edges = membership::Entity::find()
-                .filter(membership::Column::GroupId.eq(group.id))
-                .count(store.db())
-                .await
-                .unwrap();
-            assert_eq!(edges, 1, "only the nested-group edge remains");
             let laptop = device::Entity::find_by_id(laptop.id)
                 .one(store.db())
                 .await

@@ -1,7 +1,8 @@
 //! Schema migrations of the idpsync store, one module per step, run in order by
 //! [`Migrator`]. The same migrations serve SQLite and PostgreSQL: only portable
-//! column types and indexes are used (one exception: the derived
-//! `effective_memberships` is a `WITHOUT ROWID` table on SQLite, step 4).
+//! column types and indexes are used (one exception: the tables keyed by a
+//! pair, `effective_memberships` since step 4 and the two membership tables
+//! since step 5, are `WITHOUT ROWID` tables on SQLite).
 //!
 //! Add a step as `mYYYYMMDD_NNNNNN_verb_noun.rs` and list it in
 //! [`Migrator::migrations`]; never edit a step that has shipped.
@@ -12,6 +13,8 @@ mod m20261124_000001_create_store;
 mod m20261124_000002_create_webhook_deliveries;
 mod m20261124_000003_drop_membership_connection_indexes;
 mod m20261124_000004_key_effective_memberships_by_pair;
+mod m20261124_000005_split_memberships_by_member_kind;
+mod script;
 
 /// Runs every migration of the store in order.
 pub struct Migrator;
@@ -24,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_webhook_deliveries::Migration),
             Box::new(m20261124_000003_drop_membership_connection_indexes::Migration),
             Box::new(m20261124_000004_key_effective_memberships_by_pair::Migration),
+            Box::new(m20261124_000005_split_memberships_by_member_kind::Migration),
         ]
     }
 }

@@ -6,8 +6,9 @@
 //! its 1.3M rows had cost a rowid B-tree insert, a second unique index and
 //! two foreign-key probes (a trigger per row on PostgreSQL).
 
+use crate::script::run;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+use sea_orm_migration::sea_orm::DatabaseBackend;
 
 pub struct Migration;
 
@@ -15,17 +16,6 @@ impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261124_000004_key_effective_memberships_by_pair"
     }
-}
-
-/// Runs `statements` as one script on one connection: on SQLite the
-/// statements would otherwise go to any connection of the pool, and one
-/// whose schema predates the `DROP TABLE` refuses the rename.
-async fn run(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
-    manager
-        .get_connection()
-        .execute_unprepared(&statements.join(";\n"))
-        .await?;
-    Ok(())
 }
 
 #[async_trait::async_trait]

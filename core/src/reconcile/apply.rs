@@ -14,8 +14,8 @@ use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
 use crate::store::entity::{
-    acl_group, acl_group_member, device, effective_membership, membership, source_group,
-    source_user,
+    acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
+    source_user, user_membership,
 };
 use chrono::{DateTime, Utc};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -500,64 +500,64 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
 
-        // Edges that go with deleted users and groups.
-        let mut implied: Vec<membership::Model> = Vec::new();
+        // Edges that go with deleted users and groups: recorded, then deleted
+        // (the edge tables have no foreign keys to cascade along).
         let deleted_users: Vec<i64> = deleted_users.iter().copied().collect();
         let deleted_groups: Vec<i64> = deleted_groups.iter().copied().collect();
+        let mut implied_users: BTreeSet<(i64, i64)> = BTreeSet::new();
+        let mut implied_groups: BTreeSet<(i64, i64)> = BTreeSet::new();
         for chunk in deleted_users.chunks(CHUNK) {
-            implied.extend(
-                membership::Entity::find()
-                    .filter(membership::Column::MemberUserId.is_in(chunk.iter().copied()))
-                    .all(self.db)
-                    .await?,
-            );
-        }
-        for chunk in deleted_groups.chunks(CHUNK) {
-            implied.extend(
-                membership::Entity::find()
-                    .filter(
-                        membership::Column::GroupId
-                            .is_in(chunk.iter().copied())
-                            .or(membership::Column::MemberGroupId.is_in(chunk.iter().copied())),
-                    )
-                    .all(self.db)
-                    .await?,
-            );
-        }
-        implied.sort_by_key(|edge| edge.id);
-        implied.dedup_by_key(|edge| edge.id);
-        let user_external_ids = self
-            .load_users_by_id(implied.iter().filter_map(|edge| edge.member_user_id))
-            .await?;
-        let implied_ids: Vec<i64> = implied.iter().map(|edge| edge.id).collect();
-        for edge in &implied {
-            changed.insert(edge.group_id);
-            let member = match (edge.member_user_id, edge.member_group_id) {
-                (Some(user), _) => MemberRef::User(
-                    user_external_ids
-                        .get(&user)
-                        .map(|row| row.external_id.clone())
-                        .unwrap_or_default(),
-                ),
-                (None, Some(group)) => MemberRef::Group(
-                    groups
-                        .get(&group)
-                        .map(|row| row.external_id.clone())
-                        .unwrap_or_default(),
-                ),
-                (None, None) => continue,
-            };
-            let group = groups
-                .get(&edge.group_id)
-                .map(|row| row.external_id.clone())
-                .unwrap_or_default();
-            removed_members.entry(group).or_default().push(member);
-        }
-        for chunk in implied_ids.chunks(CHUNK) {
-            membership::Entity::delete_many()
-                .filter(membership::Column::Id.is_in(chunk.iter().copied()))
+            let by_user = user_membership::Column::UserId.is_in(chunk.iter().copied());
+            implied_users.extend(self.user_edges(by_user.clone()).await?);
+            user_membership::Entity::delete_many()
+                .filter(by_user)
                 .exec(self.db)
                 .await?;
+        }
+        for chunk in deleted_groups.chunks(CHUNK) {
+            let in_group = user_membership::Column::GroupId.is_in(chunk.iter().copied());
+            implied_users.extend(self.user_edges(in_group.clone()).await?);
+            user_membership::Entity::delete_many()
+                .filter(in_group)
+                .exec(self.db)
+                .await?;
+            let in_or_nested = group_membership::Column::GroupId
+                .is_in(chunk.iter().copied())
+                .or(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()));
+            implied_groups.extend(self.group_edges(in_or_nested.clone()).await?);
+            group_membership::Entity::delete_many()
+                .filter(in_or_nested)
+                .exec(self.db)
+                .await?;
+        }
+        let user_external_ids = self
+            .load_users_by_id(implied_users.iter().map(|(_, user)| *user))
+            .await?;
+        let external_id_of_group = |id: &i64| {
+            groups
+                .get(id)
+                .map(|row| row.external_id.clone())
+                .unwrap_or_default()
+        };
+        for (group, user) in &implied_users {
+            changed.insert(*group);
+            let member = MemberRef::User(
+                user_external_ids
+                    .get(user)
+                    .map(|row| row.external_id.clone())
+                    .unwrap_or_default(),
+            );
+            removed_members
+                .entry(external_id_of_group(group))
+                .or_default()
+                .push(member);
+        }
+        for (group, nested) in &implied_groups {
+            changed.insert(*group);
+            removed_members
+                .entry(external_id_of_group(group))
+                .or_default()
+                .push(MemberRef::Group(external_id_of_group(nested)));
         }
 
         // Explicit removals, batched per group.
@@ -587,58 +587,56 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
         for (group_id, members) in &user_removals {
             for chunk in members.chunks(CHUNK) {
-                membership::Entity::delete_many()
-                    .filter(membership::Column::GroupId.eq(*group_id))
-                    .filter(membership::Column::MemberUserId.is_in(chunk.iter().copied()))
+                user_membership::Entity::delete_many()
+                    .filter(user_membership::Column::GroupId.eq(*group_id))
+                    .filter(user_membership::Column::UserId.is_in(chunk.iter().copied()))
                     .exec(self.db)
                     .await?;
             }
         }
         for (group_id, members) in &group_removals {
             for chunk in members.chunks(CHUNK) {
-                membership::Entity::delete_many()
-                    .filter(membership::Column::GroupId.eq(*group_id))
-                    .filter(membership::Column::MemberGroupId.is_in(chunk.iter().copied()))
+                group_membership::Entity::delete_many()
+                    .filter(group_membership::Column::GroupId.eq(*group_id))
+                    .filter(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()))
                     .exec(self.db)
                     .await?;
             }
         }
 
         // Additions, inserted a statement's worth at a time.
-        let per_insert = rows_per_insert(EdgeInsert::PARAMS_PER_ROW);
+        let backend = self.db.get_database_backend();
+        let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
+        let mut group_rows =
+            PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
         let mut added_members: BTreeMap<&str, Vec<&MemberRef>> = BTreeMap::new();
-        let mut rows: Vec<(i64, Option<i64>, Option<i64>)> =
-            Vec::with_capacity(per_insert.min(changes.memberships_added.len()));
-        let mut insert = EdgeInsert::new(self.db.get_database_backend());
         for edge in &changes.memberships_added {
             let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else {
                 continue;
             };
-            let (member_user_id, member_group_id) = match &edge.member {
+            let (rows, member_id) = match &edge.member {
                 MemberRef::User(ext) => match users.get(ext) {
-                    Some(user) => (Some(user.id), None),
+                    Some(user) => (&mut user_rows, user.id),
                     None => continue,
                 },
                 MemberRef::Group(ext) => match group_ids.get(ext.as_str()) {
-                    Some(nested) => (None, Some(*nested)),
+                    Some(nested) => (&mut group_rows, *nested),
                     None => continue,
                 },
             };
             changed.insert(group_id);
-            rows.push((group_id, member_user_id, member_group_id));
             added_members
                 .entry(edge.group_external_id.as_str())
                 .or_default()
                 .push(&edge.member);
-            if rows.len() == per_insert {
-                let statement = insert.statement(self.connection(), self.ctx.now, &rows);
+            if let Some(statement) = rows.push(group_id, member_id) {
                 self.db.execute_raw(statement).await?;
-                rows.clear();
             }
         }
-        if !rows.is_empty() {
-            let statement = insert.statement(self.connection(), self.ctx.now, &rows);
-            self.db.execute_raw(statement).await?;
+        for rows in [&mut user_rows, &mut group_rows] {
+            if let Some(statement) = rows.finish() {
+                self.db.execute_raw(statement).await?;
+            }
         }
         for (group, members) in removed_members {
             let members: Vec<&MemberRef> = members.iter().collect();
@@ -699,20 +697,13 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         if changed_groups.is_empty() {
             return Ok(HashSet::new());
         }
-        let nested: Vec<(i64, Option<i64>)> = membership::Entity::find()
-            .select_only()
-            .column(membership::Column::GroupId)
-            .column(membership::Column::MemberGroupId)
-            .filter(super::stored::edges_of(self.connection()))
-            .filter(membership::Column::MemberGroupId.is_not_null())
-            .into_tuple()
-            .all(self.db)
+        let nested = self
+            .group_edges(super::stored::edges_of(
+                group_membership::Column::GroupId,
+                self.connection(),
+            ))
             .await?;
-        let graph = GroupGraph::new(
-            nested
-                .into_iter()
-                .filter_map(|(parent, child)| Some((parent, child?))),
-        );
+        let graph = GroupGraph::new(nested);
         let affected: Vec<i64> = graph
             .ancestors(changed_groups.iter().copied())
             .into_iter()
@@ -1019,6 +1010,40 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
         Ok(found)
     }
+
+    /// `(group_id, user_id)` of the user edges matching `filter`.
+    async fn user_edges(
+        &self,
+        filter: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<Vec<(i64, i64)>, DbErr> {
+        user_membership::Entity::find()
+            .select_only()
+            .columns([
+                user_membership::Column::GroupId,
+                user_membership::Column::UserId,
+            ])
+            .filter(filter)
+            .into_tuple()
+            .all(self.db)
+            .await
+    }
+
+    /// `(group_id, member_group_id)` of the nested-group edges matching `filter`.
+    async fn group_edges(
+        &self,
+        filter: sea_orm::sea_query::SimpleExpr,
+    ) -> Result<Vec<(i64, i64)>, DbErr> {
+        group_membership::Entity::find()
+            .select_only()
+            .columns([
+                group_membership::Column::GroupId,
+                group_membership::Column::MemberGroupId,
+            ])
+            .filter(filter)
+            .into_tuple()
+            .all(self.db)
+            .await
+    }
 }
 
 fn attributes_json(attributes: &BTreeMap<String, serde_json::Value>) -> String {
@@ -1066,71 +1091,69 @@ fn group_payload(group: &SourceGroup) -> serde_json::Value {
     json!({"external_id": group.external_id, "display_name": group.display_name})
 }
 
-/// The multi-row INSERT of new direct edges, written by hand: the
-/// connection and the time are bound once per statement and each row is
-/// three integers, where building a model per edge cost a string and a
-/// formatted timestamp each (a million of them on a first sync). The SQL of
-/// a full statement is built once and reused (and so is its prepared form).
-struct EdgeInsert {
+/// Batches `(group_id, member id)` rows of one edge table into multi-row
+/// INSERTs: a new tenant's million edges are a few hundred statements, each
+/// binding two integers per row.
+struct PairInsert {
     backend: DatabaseBackend,
-    cached: Option<(usize, String)>,
+    table: &'static str,
+    columns: &'static str,
+    rows: Vec<i64>,
+    /// The SQL of a full batch, built once.
+    full_batch_sql: Option<String>,
 }
 
-impl EdgeInsert {
-    const PARAMS_PER_ROW: usize = 3;
+impl PairInsert {
+    const ROWS_PER_INSERT: usize = rows_per_insert(2);
 
-    fn new(backend: DatabaseBackend) -> Self {
-        EdgeInsert {
+    fn new(backend: DatabaseBackend, table: &'static str, columns: &'static str) -> Self {
+        PairInsert {
             backend,
-            cached: None,
+            table,
+            columns,
+            rows: Vec::new(),
+            full_batch_sql: None,
         }
     }
 
-    fn sql(&mut self, n_rows: usize) -> String {
-        if let Some((n, sql)) = &self.cached
-            && *n == n_rows
-        {
-            return sql.clone();
+    /// Adds a row; returns the statement to run when a batch is full.
+    fn push(&mut self, group_id: i64, member_id: i64) -> Option<Statement> {
+        self.rows.extend([group_id, member_id]);
+        if self.rows.len() / 2 == Self::ROWS_PER_INSERT {
+            self.finish()
+        } else {
+            None
         }
-        let (row, columns, from) = match self.backend {
-            // PostgreSQL types a VALUES list by its values: NULLs need a type.
-            DatabaseBackend::Postgres => (
-                "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))",
-                "g, u, n",
-                ") AS v(g, u, n)",
-            ),
-            _ => ("(?, ?, ?)", "column1, column2, column3", ")"),
+    }
+
+    /// The statement for the rows not yet inserted, if any.
+    fn finish(&mut self) -> Option<Statement> {
+        let n_rows = self.rows.len() / 2;
+        if n_rows == 0 {
+            return None;
+        }
+        let sql = match &self.full_batch_sql {
+            Some(sql) if n_rows == Self::ROWS_PER_INSERT => sql.clone(),
+            _ => {
+                let sql = self.sql(n_rows);
+                if n_rows == Self::ROWS_PER_INSERT {
+                    self.full_batch_sql = Some(sql.clone());
+                }
+                sql
+            }
         };
-        let mut sql = format!(
-            "INSERT INTO memberships (connection_id, created_at, group_id, member_user_id, member_group_id) \
-             SELECT ?, ?, {columns} FROM (VALUES "
-        );
+        let values: Vec<sea_orm::Value> = self.rows.drain(..).map(sea_orm::Value::from).collect();
+        Some(Statement::from_sql_and_values(self.backend, sql, values))
+    }
+
+    fn sql(&self, n_rows: usize) -> String {
+        let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns);
         for index in 0..n_rows {
             if index > 0 {
                 sql.push(',');
             }
-            sql.push_str(row);
+            sql.push_str("(?, ?)");
         }
-        sql.push_str(from);
-        let sql = crate::store::raw_sql::placeholders_for(self.backend, &sql);
-        self.cached = Some((n_rows, sql.clone()));
-        sql
-    }
-
-    fn statement(
-        &mut self,
-        connection_id: &str,
-        now: DateTime<Utc>,
-        rows: &[(i64, Option<i64>, Option<i64>)],
-    ) -> Statement {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + rows.len() * 3);
-        values.push(connection_id.into());
-        values.push(now.into());
-        for (group, user, nested) in rows {
-            values.push((*group).into());
-            values.push((*user).into());
-            values.push((*nested).into());
-        }
-        Statement::from_sql_and_values(self.backend, self.sql(rows.len()), values)
+        crate::store::raw_sql::placeholders_for(self.backend, &sql)
     }
 }

@@ -83,12 +83,10 @@ pub async fn recompute(
              SELECT group_id, group_id FROM idpsync_affected_groups \
              UNION \
              SELECT closure.ancestor, m.member_group_id \
-             FROM closure JOIN memberships m ON m.group_id = closure.descendant \
-             WHERE m.member_group_id IS NOT NULL \
+             FROM closure JOIN group_memberships m ON m.group_id = closure.descendant \
          ) \
-         SELECT DISTINCT closure.ancestor, m.member_user_id \
-         FROM closure JOIN memberships m ON m.group_id = closure.descendant \
-         WHERE m.member_user_id IS NOT NULL",
+         SELECT DISTINCT closure.ancestor, m.user_id \
+         FROM closure JOIN user_memberships m ON m.group_id = closure.descendant",
         Vec::new(),
     )
     .await?;

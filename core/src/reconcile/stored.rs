@@ -3,7 +3,7 @@
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::input::SourceInput;
-use crate::store::entity::{membership, source_group, source_user};
+use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use idpsync_driver::MemberRef;
 use sea_orm::{
@@ -54,11 +54,14 @@ async fn groups_where(
         .await
 }
 
-/// The edges of a connection's groups (reached through `group_id`, which is
-/// indexed; `memberships.connection_id` is not).
-pub(super) fn edges_of(connection: &str) -> sea_orm::sea_query::SimpleExpr {
+/// The edges of a connection's groups: `group_column` (an edge table's
+/// `group_id`, the first half of its key) in the connection's groups.
+pub(super) fn edges_of(
+    group_column: impl ColumnTrait,
+    connection: &str,
+) -> sea_orm::sea_query::SimpleExpr {
     use sea_orm::sea_query::Query;
-    membership::Column::GroupId.in_subquery(
+    group_column.in_subquery(
         Query::select()
             .column(source_group::Column::Id)
             .from(source_group::Entity)
@@ -67,21 +70,46 @@ pub(super) fn edges_of(connection: &str) -> sea_orm::sea_query::SimpleExpr {
     )
 }
 
-async fn edges_where(
+/// User edges as tuples, filtered by `condition`.
+async fn user_edges_where(
     db: &impl ConnectionTrait,
     condition: Condition,
 ) -> Result<Vec<EdgeTuple>, DbErr> {
-    membership::Entity::find()
+    let pairs: Vec<(i64, i64)> = user_membership::Entity::find()
         .select_only()
         .columns([
-            membership::Column::GroupId,
-            membership::Column::MemberUserId,
-            membership::Column::MemberGroupId,
+            user_membership::Column::GroupId,
+            user_membership::Column::UserId,
         ])
         .filter(condition)
         .into_tuple()
         .all(db)
-        .await
+        .await?;
+    Ok(pairs
+        .into_iter()
+        .map(|(group, user)| (group, Some(user), None))
+        .collect())
+}
+
+/// Nested-group edges as tuples, filtered by `condition`.
+async fn group_edges_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<EdgeTuple>, DbErr> {
+    let pairs: Vec<(i64, i64)> = group_membership::Entity::find()
+        .select_only()
+        .columns([
+            group_membership::Column::GroupId,
+            group_membership::Column::MemberGroupId,
+        ])
+        .filter(condition)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(pairs
+        .into_iter()
+        .map(|(group, nested)| (group, None, Some(nested)))
+        .collect())
 }
 
 pub async fn load(
@@ -158,45 +186,55 @@ async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredS
 /// members into one text column, so a million edges arrive as one row per
 /// group: decoding rows one by one cost more than diffing them.
 async fn all_edges(db: &impl ConnectionTrait, connection: &str) -> Result<Vec<EdgeTuple>, DbErr> {
+    let mut edges = Vec::new();
+    for (table, member_column) in [
+        ("user_memberships", "user_id"),
+        ("group_memberships", "member_group_id"),
+    ] {
+        let nested = table == "group_memberships";
+        for (group, members) in joined_members(db, connection, table, member_column).await? {
+            for member in ids(&members)? {
+                edges.push(if nested {
+                    (group, None, Some(member))
+                } else {
+                    (group, Some(member), None)
+                });
+            }
+        }
+    }
+    Ok(edges)
+}
+
+/// `(group_id, comma-joined member ids)` of a connection's groups in one
+/// edge table.
+async fn joined_members(
+    db: &impl ConnectionTrait,
+    connection: &str,
+    table: &str,
+    member_column: &str,
+) -> Result<Vec<(i64, String)>, DbErr> {
     let backend = db.get_database_backend();
-    let (users, nested) = match backend {
-        DatabaseBackend::Postgres => (
-            "string_agg(member_user_id::text, ',')",
-            "string_agg(member_group_id::text, ',')",
-        ),
-        _ => (
-            "group_concat(member_user_id)",
-            "group_concat(member_group_id)",
-        ),
+    let joined = match backend {
+        DatabaseBackend::Postgres => format!("string_agg({member_column}::text, ',')"),
+        _ => format!("group_concat({member_column})"),
     };
     let sql = format!(
-        "SELECT group_id, {users} AS users, {nested} AS nested FROM memberships \
+        "SELECT group_id, {joined} AS members FROM {table} \
          WHERE group_id IN (SELECT id FROM source_groups WHERE connection_id = ?) \
          GROUP BY group_id"
     );
     let rows = db
         .query_all_raw(statement(backend, &sql, vec![connection.into()]))
         .await?;
-    let mut edges = Vec::new();
-    for row in rows {
-        let group: i64 = row.try_get("", "group_id")?;
-        let users: Option<String> = row.try_get("", "users")?;
-        let nested: Option<String> = row.try_get("", "nested")?;
-        for user in ids(users.as_deref())? {
-            edges.push((group, Some(user), None));
-        }
-        for member in ids(nested.as_deref())? {
-            edges.push((group, None, Some(member)));
-        }
-    }
-    Ok(edges)
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "group_id")?, row.try_get("", "members")?)))
+        .collect()
 }
 
 /// The ids of a joined id list.
-fn ids(joined: Option<&str>) -> Result<Vec<i64>, DbErr> {
+fn ids(joined: &str) -> Result<Vec<i64>, DbErr> {
     joined
-        .into_iter()
-        .flat_map(|text| text.split(','))
+        .split(',')
         .map(|id| {
             id.trim()
                 .parse::<i64>()
@@ -254,9 +292,17 @@ async fn load_some(
         .collect();
     for chunk in replaced.chunks(CHUNK) {
         edges.extend(
-            edges_where(
+            user_edges_where(
                 db,
-                Condition::all().add(membership::Column::GroupId.is_in(chunk.iter().copied())),
+                Condition::all().add(user_membership::Column::GroupId.is_in(chunk.iter().copied())),
+            )
+            .await?,
+        );
+        edges.extend(
+            group_edges_where(
+                db,
+                Condition::all()
+                    .add(group_membership::Column::GroupId.is_in(chunk.iter().copied())),
             )
             .await?,
         );
@@ -269,22 +315,25 @@ async fn load_some(
     for parent_chunk in parents.chunks(CHUNK) {
         for member_chunk in user_keys.chunks(CHUNK) {
             edges.extend(
-                edges_where(
+                user_edges_where(
                     db,
                     Condition::all()
-                        .add(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
-                        .add(membership::Column::MemberUserId.is_in(member_chunk.iter().copied())),
+                        .add(user_membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
+                        .add(user_membership::Column::UserId.is_in(member_chunk.iter().copied())),
                 )
                 .await?,
             );
         }
         for member_chunk in group_keys.chunks(CHUNK) {
             edges.extend(
-                edges_where(
+                group_edges_where(
                     db,
                     Condition::all()
-                        .add(membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
-                        .add(membership::Column::MemberGroupId.is_in(member_chunk.iter().copied())),
+                        .add(group_membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
+                        .add(
+                            group_membership::Column::MemberGroupId
+                                .is_in(member_chunk.iter().copied()),
+                        ),
                 )
                 .await?,
             );

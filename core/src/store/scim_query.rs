@@ -480,11 +480,17 @@ impl Translator {
     }
 
     fn members_predicate(&self, comparison: Option<(CompareOp, &Value)>) -> ScimResult<Sql> {
-        let members = "SELECT 1 FROM memberships m LEFT JOIN source_users mu ON mu.id = m.member_user_id LEFT JOIN source_groups mg ON mg.id = m.member_group_id WHERE m.group_id = source_groups.id";
+        let users = "SELECT 1 FROM user_memberships m JOIN source_users mu ON mu.id = m.user_id \
+                     WHERE m.group_id = source_groups.id";
+        let nested = "SELECT 1 FROM group_memberships m \
+                      JOIN source_groups mg ON mg.id = m.member_group_id \
+                      WHERE m.group_id = source_groups.id";
         match comparison {
-            None => Ok(Sql::new(format!("EXISTS ({members})"))),
+            None => Ok(Sql::new(format!(
+                "(EXISTS ({users}) OR EXISTS ({nested}))"
+            ))),
             Some((CompareOp::Eq, Value::String(id))) => Ok(Sql::new(format!(
-                "EXISTS ({members} AND (mu.external_id = ? OR mg.external_id = ?))"
+                "(EXISTS ({users} AND mu.external_id = ?) OR EXISTS ({nested} AND mg.external_id = ?))"
             ))
             .bind(id.clone())
             .bind(id.clone())),

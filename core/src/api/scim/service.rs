@@ -9,7 +9,7 @@ use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
 use crate::scim::{ScimError, ScimResult, schema};
 use crate::store::Store;
-use crate::store::entity::{membership, source_group, source_user};
+use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::scim_query::{self, ResourceTable};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceUser};
 use sea_orm::{
@@ -215,14 +215,34 @@ impl ScimService<'_> {
     async fn members_of(&self, group_ids: &[i64]) -> ScimResult<HashMap<i64, Vec<MemberView>>> {
         let mut by_group: HashMap<i64, Vec<MemberView>> = HashMap::new();
         for chunk in group_ids.chunks(500) {
-            let edges = membership::Entity::find()
-                .filter(membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .order_by_asc(membership::Column::Id)
+            let user_edges: Vec<(i64, i64)> = user_membership::Entity::find()
+                .select_only()
+                .columns([
+                    user_membership::Column::GroupId,
+                    user_membership::Column::UserId,
+                ])
+                .filter(user_membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .order_by_asc(user_membership::Column::GroupId)
+                .order_by_asc(user_membership::Column::UserId)
+                .into_tuple()
                 .all(self.store.db())
                 .await
                 .map_err(internal)?;
-            let user_ids: Vec<i64> = edges.iter().filter_map(|e| e.member_user_id).collect();
-            let nested_ids: Vec<i64> = edges.iter().filter_map(|e| e.member_group_id).collect();
+            let nested_edges: Vec<(i64, i64)> = group_membership::Entity::find()
+                .select_only()
+                .columns([
+                    group_membership::Column::GroupId,
+                    group_membership::Column::MemberGroupId,
+                ])
+                .filter(group_membership::Column::GroupId.is_in(chunk.iter().copied()))
+                .order_by_asc(group_membership::Column::GroupId)
+                .order_by_asc(group_membership::Column::MemberGroupId)
+                .into_tuple()
+                .all(self.store.db())
+                .await
+                .map_err(internal)?;
+            let user_ids: Vec<i64> = user_edges.iter().map(|(_, user)| *user).collect();
+            let nested_ids: Vec<i64> = nested_edges.iter().map(|(_, nested)| *nested).collect();
             let mut users: HashMap<i64, (String, String)> = HashMap::new();
             for ids in user_ids.chunks(500) {
                 let rows: Vec<(i64, String, String)> = source_user::Entity::find()
@@ -255,23 +275,20 @@ impl ScimService<'_> {
                     .map_err(internal)?;
                 groups.extend(rows.into_iter().map(|(id, ext, name)| (id, (ext, name))));
             }
-            for edge in edges {
-                let view = match (edge.member_user_id, edge.member_group_id) {
-                    (Some(user), _) => users.get(&user).map(|(id, name)| MemberView {
-                        id: id.clone(),
-                        display: name.clone(),
-                        is_group: false,
-                    }),
-                    (None, Some(group)) => groups.get(&group).map(|(id, name)| MemberView {
-                        id: id.clone(),
-                        display: name.clone(),
-                        is_group: true,
-                    }),
-                    _ => None,
-                };
-                if let Some(view) = view {
-                    by_group.entry(edge.group_id).or_default().push(view);
-                }
+            let user_views = user_edges.iter().filter_map(|(group, user)| {
+                let (id, name) = users.get(user)?;
+                Some((*group, id, name, false))
+            });
+            let group_views = nested_edges.iter().filter_map(|(group, nested)| {
+                let (id, name) = groups.get(nested)?;
+                Some((*group, id, name, true))
+            });
+            for (group, id, name, is_group) in user_views.chain(group_views) {
+                by_group.entry(group).or_default().push(MemberView {
+                    id: id.clone(),
+                    display: name.clone(),
+                    is_group,
+                });
             }
         }
         Ok(by_group)

@@ -6,7 +6,8 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::store::entity::{
-    acl_group, acl_group_member, effective_membership, membership, source_group, source_user,
+    acl_group, acl_group_member, effective_membership, group_membership, source_group, source_user,
+    user_membership,
 };
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -234,8 +235,9 @@ pub struct MemberQuery {
 
 #[derive(Debug, Serialize)]
 pub struct MemberView {
-    /// The paging cursor: the membership row id, or with `effective=true`
-    /// the user id.
+    /// The paging cursor. Direct members list nested groups first, each with
+    /// minus its group id, then users with their user id; effective members
+    /// are users, with their user id.
     pub id: i64,
     #[serde(rename = "type")]
     pub member_type: &'static str,
@@ -283,51 +285,60 @@ pub async fn group_members(
             }
         }
     } else {
-        let rows = membership::Entity::find()
-            .filter(membership::Column::GroupId.eq(group_id))
-            .filter(membership::Column::Id.gt(page.after()))
-            .order_by_asc(membership::Column::Id)
-            .limit(limit)
-            .all(db)
-            .await?;
-        let users = users_by_id(
-            &state,
-            rows.iter().filter_map(|row| row.member_user_id).collect(),
-        )
-        .await?;
-        let groups = source_group::Entity::find()
-            .filter(
-                source_group::Column::Id.is_in(
-                    rows.iter()
-                        .filter_map(|row| row.member_group_id)
-                        .collect::<Vec<_>>(),
-                ),
-            )
-            .all(db)
-            .await?;
-        for row in rows {
-            if let Some(user) = row
-                .member_user_id
-                .and_then(|id| users.iter().find(|user| user.id == id))
-            {
-                items.push(MemberView {
-                    id: row.id,
-                    member_type: "user",
-                    member_id: user.id,
-                    external_id: user.external_id.clone(),
-                    name: user.user_name.clone(),
-                });
-            } else if let Some(group) = row
-                .member_group_id
-                .and_then(|id| groups.iter().find(|group| group.id == id))
-            {
-                items.push(MemberView {
-                    id: row.id,
-                    member_type: "group",
-                    member_id: group.id,
-                    external_id: group.external_id.clone(),
-                    name: group.display_name.clone(),
-                });
+        // Nested groups first (cursor: minus the group id, so they sort before
+        // every user), then users (cursor: the user id).
+        let after = query.after.unwrap_or(i64::MIN);
+        if after < 0 {
+            let mut nested = group_membership::Entity::find()
+                .filter(group_membership::Column::GroupId.eq(group_id))
+                .order_by_desc(group_membership::Column::MemberGroupId)
+                .limit(limit);
+            if after > i64::MIN {
+                nested = nested.filter(group_membership::Column::MemberGroupId.lt(-after));
+            }
+            let rows = nested.all(db).await?;
+            let groups = source_group::Entity::find()
+                .filter(
+                    source_group::Column::Id.is_in(
+                        rows.iter()
+                            .map(|row| row.member_group_id)
+                            .collect::<Vec<_>>(),
+                    ),
+                )
+                .all(db)
+                .await?;
+            for row in rows {
+                if let Some(group) = groups.iter().find(|group| group.id == row.member_group_id) {
+                    items.push(MemberView {
+                        id: -group.id,
+                        member_type: "group",
+                        member_id: group.id,
+                        external_id: group.external_id.clone(),
+                        name: group.display_name.clone(),
+                    });
+                }
+            }
+        }
+        let room = limit - items.len() as u64;
+        if room > 0 {
+            let rows = user_membership::Entity::find()
+                .filter(user_membership::Column::GroupId.eq(group_id))
+                .filter(user_membership::Column::UserId.gt(after.max(0)))
+                .order_by_asc(user_membership::Column::UserId)
+                .limit(room)
+                .all(db)
+                .await?;
+            let users = users_by_id(&state, rows.iter().map(|row| row.user_id).collect()).await?;
+            for row in rows {
+                if let Some(user) = users.iter().find(|user| user.id == row.user_id) {
+                    items.push(MemberView {
+                        id: user.id,
+                        member_type: "user",
+                        member_id: user.id,
+                        external_id: user.external_id.clone(),
+                        name: user.user_name.clone(),
+                    });
+                }
             }
         }
     }
