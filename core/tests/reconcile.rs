@@ -636,6 +636,37 @@ store_test!(
 );
 
 store_test!(
+    a_user_reached_along_two_paths_is_one_effective_membership,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            // alice is in Engineering directly and through Platform, on the
+            // first sync (groups with no effective rows yet) and after it.
+            let mut snapshot = tenant();
+            snapshot.memberships.push(MembershipEdge::user("g2", "u1"));
+            let Outcome::Applied(first) = submit(&reconciler, snapshot.clone()).await else {
+                panic!("the first sync applies");
+            };
+            assert_eq!(effective_members(&store, "g1").await, ["alice", "bob"]);
+            // Engineering 2, Platform 2, Everyone 4.
+            assert_eq!(first.effects.effective_added, 2 + 2 + 4);
+
+            snapshot.memberships.push(MembershipEdge::user("g2", "u3"));
+            let Outcome::Applied(second) = submit(&reconciler, snapshot).await else {
+                panic!("the change applies");
+            };
+            assert_eq!(
+                effective_members(&store, "g1").await,
+                ["alice", "bob", "carol"]
+            );
+            // carol in Platform, and through it in Engineering.
+            assert_eq!(second.effects.effective_added, 2);
+        }
+    }
+);
+
+store_test!(
     deltas_and_renames_keep_acl_groups_in_step,
     |test_store: &TestStore| {
         let store = test_store.store.clone();

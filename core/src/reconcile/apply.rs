@@ -358,6 +358,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 &user.external_id,
                 user_payload(user),
             );
+            // A new tenant's 100k events would otherwise be held at once.
+            self.flush(false).await?;
         }
         for user in &changes.users_updated {
             // Every content column from the record; identity, creation
@@ -384,6 +386,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 _ => "user.updated",
             };
             self.event(kind, "user", &user.external_id, user_payload(user));
+            self.flush(false).await?;
         }
         for external_id in &changes.users_deleted {
             let user_name = before
