@@ -771,7 +771,7 @@ store_test!(
             // Two members leave: one event for the group, naming both.
             let cursor = last_cursor(&store).await;
             snapshot.memberships.retain(|e| {
-                !(e.group_external_id == "g4"
+                !(&*e.group_external_id == "g4"
                     && (e.member == MemberRef::User("x3".into())
                         || e.member == MemberRef::User("x7".into())))
             });

@@ -495,7 +495,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .iter()
             .chain(&changes.memberships_removed)
             .filter_map(|edge| match &edge.member {
-                MemberRef::User(id) => Some(id.as_str()),
+                MemberRef::User(id) => Some(id.as_ref()),
                 MemberRef::Group(_) => None,
             });
         let users = self.load_users_by_external_id(referenced_users).await?;
@@ -547,8 +547,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             let member = MemberRef::User(
                 user_external_ids
                     .get(user)
-                    .map(|row| row.external_id.clone())
-                    .unwrap_or_default(),
+                    .map_or("", |row| row.external_id.as_str())
+                    .into(),
             );
             removed_members
                 .entry(external_id_of_group(group))
@@ -560,31 +560,31 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             removed_members
                 .entry(external_id_of_group(group))
                 .or_default()
-                .push(MemberRef::Group(external_id_of_group(nested)));
+                .push(MemberRef::Group(external_id_of_group(nested).into()));
         }
 
         // Explicit removals, batched per group.
         let mut user_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         let mut group_removals: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for edge in &changes.memberships_removed {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()) else {
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()) else {
                 continue;
             };
             match &edge.member {
                 MemberRef::User(ext) => {
-                    if let Some(user) = users.get(ext) {
+                    if let Some(user) = users.get(ext.as_ref()) {
                         user_removals.entry(*group_id).or_default().push(user.id);
                     }
                 }
                 MemberRef::Group(ext) => {
-                    if let Some(nested) = group_ids.get(ext.as_str()) {
+                    if let Some(nested) = group_ids.get(ext.as_ref()) {
                         group_removals.entry(*group_id).or_default().push(*nested);
                     }
                 }
             }
             changed.insert(*group_id);
             removed_members
-                .entry(edge.group_external_id.clone())
+                .entry(edge.group_external_id.to_string())
                 .or_default()
                 .push(edge.member.clone());
         }
@@ -614,22 +614,22 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
         let mut added_members: BTreeMap<&str, Vec<&MemberRef>> = BTreeMap::new();
         for edge in &changes.memberships_added {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_str()).copied() else {
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
                 continue;
             };
             let (rows, member_id) = match &edge.member {
-                MemberRef::User(ext) => match users.get(ext) {
+                MemberRef::User(ext) => match users.get(ext.as_ref()) {
                     Some(user) => (&mut user_rows, user.id),
                     None => continue,
                 },
-                MemberRef::Group(ext) => match group_ids.get(ext.as_str()) {
+                MemberRef::Group(ext) => match group_ids.get(ext.as_ref()) {
                     Some(nested) => (&mut group_rows, *nested),
                     None => continue,
                 },
             };
             changed.insert(group_id);
             added_members
-                .entry(edge.group_external_id.as_str())
+                .entry(edge.group_external_id.as_ref())
                 .or_default()
                 .push(&edge.member);
             if let Some(statement) = rows.push(group_id, member_id) {

@@ -241,14 +241,14 @@ impl Touched {
     }
 
     fn edge(&mut self, edge: &MembershipEdge) {
-        self.groups.insert(edge.group_external_id.clone());
+        self.groups.insert(edge.group_external_id.to_string());
         self.member(&edge.member);
     }
 
     fn member(&mut self, member: &MemberRef) {
         match member {
-            MemberRef::User(id) => self.users.insert(id.clone()),
-            MemberRef::Group(id) => self.groups.insert(id.clone()),
+            MemberRef::User(id) => self.users.insert(id.to_string()),
+            MemberRef::Group(id) => self.groups.insert(id.to_string()),
         };
     }
 

@@ -229,10 +229,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
             .iter()
             .map(|edge| {
                 let member_known = match &edge.member {
-                    MemberRef::User(id) => user_ids.contains(id.as_str()),
-                    MemberRef::Group(id) => group_ids.contains(id.as_str()),
+                    MemberRef::User(id) => user_ids.contains(id.as_ref()),
+                    MemberRef::Group(id) => group_ids.contains(id.as_ref()),
                 };
-                if !(group_ids.contains(edge.group_external_id.as_str()) && member_known) {
+                if !(group_ids.contains(edge.group_external_id.as_ref()) && member_known) {
                     changes.memberships_skipped += 1;
                     return false;
                 }
@@ -334,7 +334,7 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
         let wanted: BTreeSet<MembershipEdge> = members
             .iter()
             .map(|member| MembershipEdge {
-                group_external_id: group.clone(),
+                group_external_id: group.as_str().into(),
                 member: member.clone(),
             })
             .collect();
@@ -367,10 +367,10 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
 }
 
 fn touches(edge: &MembershipEdge, users: &HashSet<&str>, groups: &HashSet<&str>) -> bool {
-    groups.contains(edge.group_external_id.as_str())
+    groups.contains(edge.group_external_id.as_ref())
         || match &edge.member {
-            MemberRef::User(id) => users.contains(id.as_str()),
-            MemberRef::Group(id) => groups.contains(id.as_str()),
+            MemberRef::User(id) => users.contains(id.as_ref()),
+            MemberRef::Group(id) => groups.contains(id.as_ref()),
         }
 }
 

@@ -97,14 +97,14 @@ impl EdgeSet {
 
     /// The edge of a key from [`EdgeSet::keys`] or [`EdgeSet::key_of`].
     pub fn edge(&self, key: u64) -> MembershipEdge {
-        let group = self.groups.name((key >> 32) as u32).to_string();
+        let group = self.groups.name((key >> 32) as u32);
         let member = (key & (GROUP_MEMBER - 1)) as u32;
         MembershipEdge {
-            group_external_id: group,
+            group_external_id: group.into(),
             member: if key & GROUP_MEMBER != 0 {
-                MemberRef::Group(self.groups.name(member).to_string())
+                MemberRef::Group(self.groups.name(member).into())
             } else {
-                MemberRef::User(self.users.name(member).to_string())
+                MemberRef::User(self.users.name(member).into())
             },
         }
     }

@@ -550,9 +550,9 @@ fn delta_from(staged: CollectedRecords) -> Delta {
         .collect();
     let mut add_memberships: Vec<MembershipEdge> = Vec::new();
     for edge in staged.memberships {
-        if replaced.contains(edge.group_external_id.as_str()) {
+        if replaced.contains(edge.group_external_id.as_ref()) {
             replace_members
-                .entry(edge.group_external_id.clone())
+                .entry(edge.group_external_id.to_string())
                 .or_default()
                 .push(edge.member);
         } else {

@@ -74,7 +74,7 @@ async fn a_full_pull_reads_everything_with_delegation() {
     assert!(
         sink.memberships
             .iter()
-            .filter(|e| &e.group_external_id == everyone)
+            .filter(|e| &*e.group_external_id == everyone.as_str())
             .count()
             >= 1100,
         "CUSTOMER means every user"

@@ -60,7 +60,7 @@ async fn users_and_group_edges_join_and_suspension_means_inactive() {
     assert!(
         sink.memberships
             .iter()
-            .all(|e| matches!(&e.member, MemberRef::User(id) if user_ids.contains(id.as_str()))),
+            .all(|e| matches!(&e.member, MemberRef::User(id) if user_ids.contains(id.as_ref()))),
         "v2 edges name v1 users"
     );
 }

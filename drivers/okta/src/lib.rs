@@ -29,7 +29,7 @@ use config::OktaSettings;
 use futures_util::StreamExt;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
-    Email, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
+    EdgeId, Email, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
     parse_settings,
 };
 use serde_json::Value;
@@ -117,6 +117,8 @@ impl OktaDriver {
     async fn members(&self, group_id: String) -> Result<Vec<MembershipEdge>, DriverError> {
         let mut next = Some(self.api.group_users_url(&group_id));
         let mut edges = Vec::new();
+        // One copy of the group id, shared by all its edges.
+        let group_id: EdgeId = group_id.into();
         while let Some(url) = next {
             // Okta lists whole user objects; only their ids are read.
             let (items, link) = self.api.page::<MemberId>(&url).await?;
@@ -124,7 +126,7 @@ impl OktaDriver {
             edges.extend(
                 items
                     .into_iter()
-                    .map(|member| MembershipEdge::user(&group_id, member.id)),
+                    .map(|member| MembershipEdge::user(group_id.clone(), member.id)),
             );
         }
         Ok(edges)

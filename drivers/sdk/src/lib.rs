@@ -28,5 +28,5 @@ pub use driver::{
     DriverFactory, PullMode, PullOutcome, RecordSink, parse_settings,
 };
 pub use error::DriverError;
-pub use records::{Email, MemberRef, MembershipEdge, SourceGroup, SourceUser};
+pub use records::{EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 pub use secret::Secret;

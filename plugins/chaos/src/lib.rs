@@ -96,7 +96,7 @@ impl Driver for ChaosDriver {
                 sink.memberships(
                     users
                         .iter()
-                        .map(|u| MembershipEdge::user("g1", &u.external_id))
+                        .map(|u| MembershipEdge::user("g1", u.external_id.as_str()))
                         .collect(),
                 )
                 .await?;

@@ -13,7 +13,7 @@ use crate::entry::{self, Entry, Skipped, dn_key, member_dn};
 use crate::settings::{Flavor, LdapSettings};
 use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
-    MemberRef, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup,
+    EdgeId, MemberRef, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,7 +202,7 @@ impl Pull<'_> {
     fn index_user(&mut self, entry: &Entry, id: &str) {
         self.index
             .by_dn
-            .insert(dn_key(&entry.dn), MemberRef::User(id.to_string()));
+            .insert(dn_key(&entry.dn), MemberRef::User(id.into()));
         if let Some(name) = entry.first(&self.settings.attributes.user_name) {
             self.index
                 .user_by_name
@@ -310,7 +310,7 @@ impl Pull<'_> {
                 };
                 self.index.by_dn.insert(
                     dn_key(&entry.dn),
-                    MemberRef::Group(group.external_id.clone()),
+                    MemberRef::Group(group.external_id.as_str().into()),
                 );
                 let (values, next) = entry.ranged_values(&s.attributes.member);
                 if let Some(start) = next {
@@ -369,7 +369,7 @@ impl Pull<'_> {
                 if let Some(id) = entry.id(&s.attributes) {
                     self.index
                         .by_dn
-                        .insert(dn_key(&entry.dn), MemberRef::Group(id.clone()));
+                        .insert(dn_key(&entry.dn), MemberRef::Group(id.as_str().into()));
                     present.push(id);
                 }
             }
@@ -386,12 +386,13 @@ impl Pull<'_> {
         let by_name = self.settings.attributes.members_are_names();
         let mut page = Vec::with_capacity(EDGES_PER_PAGE);
         for (group, values) in std::mem::take(&mut self.members) {
+            let group: EdgeId = group.into();
             for value in values {
                 let member = if by_name {
                     self.index
                         .user_by_name
                         .get(&value.trim().to_lowercase())
-                        .map(|id| MemberRef::User(id.clone()))
+                        .map(|id| MemberRef::User(id.as_str().into()))
                 } else {
                     self.index.by_dn.get(&dn_key(member_dn(&value))).cloned()
                 };

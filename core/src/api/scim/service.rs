@@ -747,7 +747,7 @@ impl ScimService<'_> {
         let (to_add, missing) = self.resolve_members(&add_ids).await?;
         for member in to_add {
             delta.add_memberships.push(MembershipEdge {
-                group_external_id: group_id.to_string(),
+                group_external_id: group_id.into(),
                 member,
             });
         }
@@ -755,7 +755,7 @@ impl ScimService<'_> {
         let (to_remove, _) = self.resolve_members(&remove_ids).await?;
         for member in to_remove {
             delta.remove_memberships.push(MembershipEdge {
-                group_external_id: group_id.to_string(),
+                group_external_id: group_id.into(),
                 member,
             });
         }
@@ -797,9 +797,9 @@ impl ScimService<'_> {
         let mut unresolved = Vec::new();
         for id in ids {
             if users.contains(id) {
-                refs.push(MemberRef::User(id.clone()));
+                refs.push(MemberRef::User(id.as_str().into()));
             } else if groups.contains(id) {
-                refs.push(MemberRef::Group(id.clone()));
+                refs.push(MemberRef::Group(id.as_str().into()));
             } else {
                 unresolved.push(id.clone());
             }
