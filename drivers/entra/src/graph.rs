@@ -4,10 +4,11 @@
 use crate::config::EntraSettings;
 use idpsync_driver::http::{ClientCredentials, HttpKit};
 use idpsync_driver::{
-    CollectedRecords, DriverError, Email, MembershipEdge, RecordSink, SourceGroup, SourceUser,
+    CollectedRecords, DriverError, EdgeId, Email, MembershipEdge, RecordSink, SourceGroup,
+    SourceUser,
 };
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,givenName,surname,accountEnabled";
 
@@ -32,14 +33,55 @@ pub struct GraphApi {
     origin: String,
 }
 
+/// One page of a Graph collection. Items are read into typed structs: a
+/// tenant's million inline members would otherwise each be a JSON object
+/// tree built only to read two fields from.
 #[derive(Debug, Deserialize)]
-struct Page {
-    #[serde(default)]
-    value: Vec<Value>,
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
     #[serde(rename = "@odata.nextLink", default)]
     next_link: Option<String>,
     #[serde(rename = "@odata.deltaLink", default)]
     delta_link: Option<String>,
+}
+
+/// A user as `/users` and `/users/delta` list it (the fields of
+/// `USER_SELECT`; a delta item may carry only what changed).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphUser {
+    id: Option<String>,
+    #[serde(rename = "@removed")]
+    removed: Option<IgnoredAny>,
+    user_principal_name: Option<String>,
+    mail: Option<String>,
+    display_name: Option<String>,
+    given_name: Option<String>,
+    surname: Option<String>,
+    account_enabled: Option<bool>,
+}
+
+/// A group as `/groups/delta?$select=displayName,members` lists it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphGroup {
+    id: Option<String>,
+    #[serde(rename = "@removed")]
+    removed: Option<IgnoredAny>,
+    display_name: Option<String>,
+    #[serde(rename = "members@delta", default)]
+    members: Vec<GraphMember>,
+}
+
+/// One entry of a group's `members@delta`.
+#[derive(Debug, Deserialize)]
+struct GraphMember {
+    #[serde(rename = "@odata.type")]
+    odata_type: Option<String>,
+    id: Option<String>,
+    #[serde(rename = "@removed")]
+    removed: Option<IgnoredAny>,
 }
 
 impl GraphApi {
@@ -80,7 +122,7 @@ impl GraphApi {
     }
 
     /// GETs a Graph URL; refuses URLs outside the configured Graph origin.
-    async fn get(&self, url: &str) -> Result<Value, DriverError> {
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, DriverError> {
         let parsed = url::Url::parse(url)
             .map_err(|_| DriverError::protocol(format!("Graph sent an invalid link: {url}")))?;
         if parsed.origin().ascii_serialization() != self.origin {
@@ -103,31 +145,30 @@ impl GraphApi {
 
     /// "Test connection": one page of users and of groups.
     pub async fn probe(&self) -> Result<(usize, usize), DriverError> {
-        let users: Page = serde_json::from_value(
-            self.get(&self.url(&format!(
+        let users: Page<IgnoredAny> = self
+            .get(&self.url(&format!(
                 "/users?$select=id&$top={}",
                 self.settings.page_size
             )))
-            .await?,
-        )
-        .map_err(|e| DriverError::protocol(e.to_string()))?;
-        let groups: Page = serde_json::from_value(
-            self.get(&self.url(&format!(
+            .await?;
+        let groups: Page<IgnoredAny> = self
+            .get(&self.url(&format!(
                 "/groups?$select=id&$top={}",
                 self.settings.page_size
             )))
-            .await?,
-        )
-        .map_err(|e| DriverError::protocol(e.to_string()))?;
+            .await?;
         Ok((users.value.len(), groups.value.len()))
     }
 
     /// Walks pages from `start` to the delta link, handing each item to `each`.
-    async fn walk(&self, start: &str, mut each: impl AsyncItemFn) -> Result<String, DriverError> {
+    async fn walk<T: DeserializeOwned + Send>(
+        &self,
+        start: &str,
+        mut each: impl AsyncItemFn<T>,
+    ) -> Result<String, DriverError> {
         let mut url = start.to_string();
         loop {
-            let page: Page = serde_json::from_value(self.get(&url).await?)
-                .map_err(|e| DriverError::protocol(format!("unreadable page: {e}")))?;
+            let page: Page<T> = self.get(&url).await?;
             each.page(page.value).await?;
             match (page.next_link, page.delta_link) {
                 (Some(next), _) => url = next,
@@ -177,7 +218,7 @@ impl GraphApi {
                 .any(|prefix| name.starts_with(prefix))
     }
 
-    async fn full_user(&self, id: &str) -> Result<Value, DriverError> {
+    async fn full_user(&self, id: &str) -> Result<GraphUser, DriverError> {
         self.get(&self.url(&format!("/users/{id}?$select={USER_SELECT}")))
             .await
     }
@@ -185,8 +226,8 @@ impl GraphApi {
 
 /// Something that takes a page of Graph items.
 #[async_trait::async_trait]
-trait AsyncItemFn: Send {
-    async fn page(&mut self, items: Vec<Value>) -> Result<(), DriverError>;
+trait AsyncItemFn<T>: Send {
+    async fn page(&mut self, items: Vec<T>) -> Result<(), DriverError>;
 }
 
 struct UserPages<'a> {
@@ -195,28 +236,24 @@ struct UserPages<'a> {
 }
 
 #[async_trait::async_trait]
-impl AsyncItemFn for UserPages<'_> {
-    async fn page(&mut self, items: Vec<Value>) -> Result<(), DriverError> {
+impl AsyncItemFn<GraphUser> for UserPages<'_> {
+    async fn page(&mut self, items: Vec<GraphUser>) -> Result<(), DriverError> {
         let mut users = Vec::new();
         let mut removed = Vec::new();
         for mut item in items {
-            let id = item["id"]
-                .as_str()
-                .ok_or_else(|| DriverError::protocol("a user without id"))?
-                .to_string();
-            if item.get("@removed").is_some() {
+            let id = item
+                .id
+                .clone()
+                .ok_or_else(|| DriverError::protocol("a user without id"))?;
+            if item.removed.is_some() {
                 removed.push(id);
                 continue;
             }
             // Delta items may carry only what changed: read the whole user.
-            if item
-                .get("userPrincipalName")
-                .and_then(Value::as_str)
-                .is_none()
-            {
+            if item.user_principal_name.is_none() {
                 item = self.api.full_user(&id).await?;
             }
-            users.push(user(&item)?);
+            users.push(user(item)?);
         }
         self.sink.users(users).await?;
         if !removed.is_empty() {
@@ -232,43 +269,43 @@ struct GroupPages<'a> {
 }
 
 #[async_trait::async_trait]
-impl AsyncItemFn for GroupPages<'_> {
-    async fn page(&mut self, items: Vec<Value>) -> Result<(), DriverError> {
+impl AsyncItemFn<GraphGroup> for GroupPages<'_> {
+    async fn page(&mut self, items: Vec<GraphGroup>) -> Result<(), DriverError> {
         let mut groups = Vec::new();
         let mut removed_groups = Vec::new();
         let mut added = Vec::new();
         let mut removed_edges = Vec::new();
         for item in items {
-            let id = item["id"]
-                .as_str()
-                .ok_or_else(|| DriverError::protocol("a group without id"))?
-                .to_string();
-            if item.get("@removed").is_some() {
+            let id = item
+                .id
+                .ok_or_else(|| DriverError::protocol("a group without id"))?;
+            if item.removed.is_some() {
                 removed_groups.push(id);
                 continue;
             }
-            if let Some(name) = item.get("displayName").and_then(Value::as_str) {
-                if !self.api.in_scope(name) {
+            if let Some(name) = item.display_name {
+                if !self.api.in_scope(&name) {
                     continue;
                 }
                 groups.push(SourceGroup::new(id.clone(), name));
             }
-            for member in item
-                .get("members@delta")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let Some(member_id) = member["id"].as_str() else {
+            // One copy of the group id, shared by all its edges.
+            let group_id: EdgeId = id.into();
+            for member in item.members {
+                let Some(member_id) = member.id else {
                     continue;
                 };
-                let edge = match member["@odata.type"].as_str() {
-                    Some("#microsoft.graph.user") => MembershipEdge::user(id.clone(), member_id),
-                    Some("#microsoft.graph.group") => MembershipEdge::group(id.clone(), member_id),
+                let edge = match member.odata_type.as_deref() {
+                    Some("#microsoft.graph.user") => {
+                        MembershipEdge::user(group_id.clone(), member_id)
+                    }
+                    Some("#microsoft.graph.group") => {
+                        MembershipEdge::group(group_id.clone(), member_id)
+                    }
                     // Devices, service principals and contacts are not people.
                     _ => continue,
                 };
-                if member.get("@removed").is_some() {
+                if member.removed.is_some() {
                     removed_edges.push(edge);
                 } else {
                     added.push(edge);
@@ -287,31 +324,24 @@ impl AsyncItemFn for GroupPages<'_> {
     }
 }
 
-fn user(item: &Value) -> Result<SourceUser, DriverError> {
-    let text = |key: &str| {
-        item.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let id = text("id").ok_or_else(|| DriverError::protocol("a user without id"))?;
-    let upn = text("userPrincipalName")
+/// A user record from a Graph user; empty strings count as absent.
+fn user(item: GraphUser) -> Result<SourceUser, DriverError> {
+    let text = |value: Option<String>| value.filter(|s| !s.is_empty());
+    let id = text(item.id).ok_or_else(|| DriverError::protocol("a user without id"))?;
+    let upn = text(item.user_principal_name)
         .ok_or_else(|| DriverError::protocol(format!("user {id} without userPrincipalName")))?;
     let mut record = SourceUser::new(id, upn);
-    record.display_name = text("displayName");
-    record.given_name = text("givenName");
-    record.family_name = text("surname");
-    if let Some(mail) = text("mail") {
+    record.display_name = text(item.display_name);
+    record.given_name = text(item.given_name);
+    record.family_name = text(item.surname);
+    if let Some(mail) = text(item.mail) {
         record.emails.push(Email {
             value: mail,
             kind: Some("work".into()),
             primary: true,
         });
     }
-    let enabled = item
-        .get("accountEnabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let enabled = item.account_enabled.unwrap_or(true);
     record.active = enabled;
     record.raw_status = Some(format!("accountEnabled={enabled}"));
     Ok(record)
