@@ -231,7 +231,13 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .map(|(id, _)| *id)
             .collect();
         let changed_groups = self
-            .change_edges(changes, &groups, &deleted_user_ids, &deleted_group_ids)
+            .change_edges(
+                changes,
+                &groups,
+                &users_by_external_id,
+                &deleted_user_ids,
+                &deleted_group_ids,
+            )
             .await?;
         self.flush(false).await?;
         self.phases.mark("edges");
@@ -483,6 +489,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         &mut self,
         changes: &ChangeSet,
         groups: &BTreeMap<i64, GroupRow>,
+        known_users: &HashMap<String, UserRow>,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
     ) -> Result<HashSet<i64>, DbErr> {
@@ -498,7 +505,12 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 MemberRef::User(id) => Some(id.as_ref()),
                 MemberRef::Group(_) => None,
             });
-        let users = self.load_users_by_external_id(referenced_users).await?;
+        // Users the change set wrote are known already (all of them on a
+        // first sync); only members it did not touch are read.
+        let loaded = self
+            .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains_key(*id)))
+            .await?;
+        let user_of = |id: &str| known_users.get(id).or_else(|| loaded.get(id));
         let mut changed = HashSet::new();
         // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
@@ -572,7 +584,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             };
             match &edge.member {
                 MemberRef::User(ext) => {
-                    if let Some(user) = users.get(ext.as_ref()) {
+                    if let Some(user) = user_of(ext) {
                         user_removals.entry(*group_id).or_default().push(user.id);
                     }
                 }
@@ -618,7 +630,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 continue;
             };
             let (rows, member_id) = match &edge.member {
-                MemberRef::User(ext) => match users.get(ext.as_ref()) {
+                MemberRef::User(ext) => match user_of(ext) {
                     Some(user) => (&mut user_rows, user.id),
                     None => continue,
                 },

@@ -74,7 +74,7 @@ impl WriteTx {
 }
 
 /// Page cache per SQLite connection, in KiB (a bound, not a reservation).
-const SQLITE_CACHE_KIB: u32 = 64 * 1024;
+const SQLITE_CACHE_KIB: u32 = 16 * 1024;
 
 impl Store {
     /// Connects to `url` and brings the schema up to date.
@@ -116,7 +116,10 @@ impl Store {
                     .busy_timeout(Duration::from_secs(30))
                     // A big sync writes far more pages than SQLite's default
                     // 2 MiB cache holds: it would spill them to the WAL and
-                    // read them back (measured: half the apply's time).
+                    // read them back (measured: half the apply's time). On
+                    // the pair-keyed edge tables, filled in key order, 16 MiB
+                    // applies a million edges as fast as 64 MiB did (8 MiB:
+                    // 15% slower) and keeps 48 MiB less resident.
                     .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
                     .pragma("temp_store", "memory")
             });
