@@ -623,53 +623,63 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             }
         }
 
-        // Additions, sorted by key so that each table's B-tree grows by
-        // appending, then inserted a statement's worth at a time.
-        let mut user_pairs: Vec<(i64, i64)> = Vec::new();
-        let mut group_pairs: Vec<(i64, i64)> = Vec::new();
-        let mut added_members: BTreeMap<&str, Vec<&MemberRef>> = BTreeMap::new();
-        for edge in &changes.memberships_added {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
-                continue;
-            };
-            match &edge.member {
-                MemberRef::User(ext) => match user_of(ext) {
-                    Some(user) => user_pairs.push((group_id, user.id)),
-                    None => continue,
-                },
-                MemberRef::Group(ext) => match group_ids.get(ext.as_ref()) {
-                    Some(nested) => group_pairs.push((group_id, *nested)),
-                    None => continue,
-                },
-            }
-            changed.insert(group_id);
-            added_members
-                .entry(edge.group_external_id.as_ref())
-                .or_default()
-                .push(&edge.member);
-        }
-        let backend = self.db.get_database_backend();
-        for (mut pairs, table, columns) in [
-            (user_pairs, "user_memberships", "group_id, user_id"),
-            (
-                group_pairs,
-                "group_memberships",
-                "group_id, member_group_id",
-            ),
-        ] {
-            pairs.sort_unstable();
-            let mut insert = PairInsert::new(backend, table, columns);
-            for chunk in pairs.chunks(PairInsert::ROWS_PER_INSERT) {
-                self.db.execute_raw(insert.statement(chunk)).await?;
-            }
-        }
         for (group, members) in removed_members {
             let members: Vec<&MemberRef> = members.iter().collect();
             self.membership_events("membership.removed", &group, &members, groups, &group_ids);
             self.flush(false).await?;
         }
-        for (group, members) in added_members {
-            self.membership_events("membership.added", group, &members, groups, &group_ids);
+
+        // Additions, in the change set's order (by group): inserted a
+        // statement's worth at a time, and each group's run of new members
+        // announced when it ends, so that neither the rows nor the member
+        // lists of a million new edges are held at once.
+        let backend = self.db.get_database_backend();
+        let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
+        let mut group_rows =
+            PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
+        let mut run: Option<(&str, Vec<&MemberRef>)> = None;
+        for edge in &changes.memberships_added {
+            let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
+                continue;
+            };
+            let (rows, member_id) = match &edge.member {
+                MemberRef::User(ext) => match user_of(ext) {
+                    Some(user) => (&mut user_rows, user.id),
+                    None => continue,
+                },
+                MemberRef::Group(ext) => match group_ids.get(ext.as_ref()) {
+                    Some(nested) => (&mut group_rows, *nested),
+                    None => continue,
+                },
+            };
+            changed.insert(group_id);
+            if let Some(statement) = rows.push(group_id, member_id) {
+                self.db.execute_raw(statement).await?;
+            }
+            let group = edge.group_external_id.as_ref();
+            match &mut run {
+                Some((current, members)) if *current == group => members.push(&edge.member),
+                _ => {
+                    if let Some((ended, members)) = run.replace((group, vec![&edge.member])) {
+                        self.membership_events(
+                            "membership.added",
+                            ended,
+                            &members,
+                            groups,
+                            &group_ids,
+                        );
+                        self.flush(false).await?;
+                    }
+                }
+            }
+        }
+        for rows in [&mut user_rows, &mut group_rows] {
+            if let Some(statement) = rows.finish() {
+                self.db.execute_raw(statement).await?;
+            }
+        }
+        if let Some((ended, members)) = run {
+            self.membership_events("membership.added", ended, &members, groups, &group_ids);
             self.flush(false).await?;
         }
         Ok(changed)
@@ -1116,13 +1126,14 @@ fn group_payload(group: &SourceGroup) -> serde_json::Value {
     json!({"external_id": group.external_id, "display_name": group.display_name})
 }
 
-/// Multi-row INSERTs of `(group_id, member id)` rows into one edge table:
-/// a new tenant's million edges are a few hundred statements, each binding
-/// two integers per row.
+/// Batches `(group_id, member id)` rows of one edge table into multi-row
+/// INSERTs: a new tenant's million edges are a few hundred statements, each
+/// binding two integers per row.
 struct PairInsert {
     backend: DatabaseBackend,
     table: &'static str,
     columns: &'static str,
+    rows: Vec<(i64, i64)>,
     /// The SQL of a full batch, built once.
     full_batch_sql: Option<String>,
 }
@@ -1135,27 +1146,43 @@ impl PairInsert {
             backend,
             table,
             columns,
+            rows: Vec::new(),
             full_batch_sql: None,
         }
     }
 
-    /// The INSERT of `rows` (at most [`Self::ROWS_PER_INSERT`]).
-    fn statement(&mut self, rows: &[(i64, i64)]) -> Statement {
+    /// Adds a row; returns the statement to run when a batch is full.
+    fn push(&mut self, group_id: i64, member_id: i64) -> Option<Statement> {
+        self.rows.push((group_id, member_id));
+        if self.rows.len() == Self::ROWS_PER_INSERT {
+            self.finish()
+        } else {
+            None
+        }
+    }
+
+    /// The statement for the rows not yet inserted, if any.
+    fn finish(&mut self) -> Option<Statement> {
+        let n_rows = self.rows.len();
+        if n_rows == 0 {
+            return None;
+        }
         let sql = match &self.full_batch_sql {
-            Some(sql) if rows.len() == Self::ROWS_PER_INSERT => sql.clone(),
+            Some(sql) if n_rows == Self::ROWS_PER_INSERT => sql.clone(),
             _ => {
-                let sql = self.sql(rows.len());
-                if rows.len() == Self::ROWS_PER_INSERT {
+                let sql = self.sql(n_rows);
+                if n_rows == Self::ROWS_PER_INSERT {
                     self.full_batch_sql = Some(sql.clone());
                 }
                 sql
             }
         };
-        let values: Vec<sea_orm::Value> = rows
-            .iter()
-            .flat_map(|(group, member)| [(*group).into(), (*member).into()])
+        let values: Vec<sea_orm::Value> = self
+            .rows
+            .drain(..)
+            .flat_map(|(group, member)| [group.into(), member.into()])
             .collect();
-        Statement::from_sql_and_values(self.backend, sql, values)
+        Some(Statement::from_sql_and_values(self.backend, sql, values))
     }
 
     fn sql(&self, n_rows: usize) -> String {

@@ -44,6 +44,8 @@ pub struct ChangeSet {
     pub groups_created: Vec<SourceGroup>,
     pub groups_updated: Vec<SourceGroup>,
     pub groups_deleted: Vec<String>,
+    /// Sorted (by group, then member): the apply announces each group's
+    /// new members as one run.
     pub memberships_added: Vec<MembershipEdge>,
     pub memberships_removed: Vec<MembershipEdge>,
     /// Edges that name a user or group the source does not have; not applied.
@@ -222,9 +224,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 .cloned(),
         );
         // Wanted edges between ids the stored edges know, by key; edges with
-        // an end the stored edges do not know are new (kept once each).
+        // an end the stored edges do not know are new (duplicates among
+        // them are dropped after sorting, below: a first sync's million
+        // edges need no hash set).
         let mut wanted: HashSet<u64> = HashSet::with_capacity(stored.edges.len());
-        let mut unknown_ends: HashSet<&MembershipEdge> = HashSet::new();
         let keep = memberships
             .iter()
             .map(|edge| {
@@ -239,7 +242,7 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 // New, and its first occurrence in the snapshot.
                 match stored.edges.key_of(edge) {
                     Some(key) => wanted.insert(key) && !stored.edges.contains_key(key),
-                    None => unknown_ends.insert(edge),
+                    None => true,
                 }
             })
             .collect();
@@ -265,8 +268,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
     let mut added = memberships;
     let mut keep = keep.into_iter();
     added.retain(|_| keep.next().unwrap_or(false));
-    // Sorted: deterministic plans, and inserts in index order.
+    // Sorted: deterministic plans; and an edge the snapshot lists twice
+    // is added once.
     added.sort_unstable();
+    added.dedup();
     changes.memberships_added = added;
     Ok(changes)
 }
@@ -455,6 +460,22 @@ mod tests {
     fn the_same_snapshot_twice_is_no_change() {
         let changes = check(&tenant(), SourceInput::Snapshot(tenant()));
         assert!(changes.is_empty(), "{changes:#?}");
+    }
+
+    #[test]
+    fn an_edge_listed_twice_is_added_once() {
+        let mut twice = tenant();
+        twice.memberships.push(MembershipEdge::user("g3", "u1"));
+        // Ends not stored yet (a first sync)...
+        let first = check(&Snapshot::default(), SourceInput::Snapshot(twice.clone()));
+        assert_eq!(first.memberships_added.len(), 6);
+        // ...and ends already stored, with the edge new.
+        let mut stored = tenant();
+        stored
+            .memberships
+            .retain(|edge| edge != &MembershipEdge::user("g3", "u1"));
+        let later = check(&stored, SourceInput::Snapshot(twice));
+        assert_eq!(later.memberships_added, [MembershipEdge::user("g3", "u1")]);
     }
 
     #[test]
