@@ -227,7 +227,8 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
         // an end the stored edges do not know are new (duplicates among
         // them are dropped after sorting, below: a first sync's million
         // edges need no hash set).
-        let mut wanted: HashSet<u64> = HashSet::with_capacity(stored.edges.len());
+        let mut wanted: foldhash::HashSet<u64> =
+            HashSet::with_capacity_and_hasher(stored.edges.len(), Default::default());
         let keep = memberships
             .iter()
             .map(|edge| {

@@ -379,11 +379,11 @@ async fn load_some(
 }
 
 fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: Vec<EdgeTuple>) -> StoredState {
-    let user_ext: HashMap<i64, &str> = users
+    let user_ext: foldhash::HashMap<i64, &str> = users
         .iter()
         .map(|(id, ext, ..)| (*id, ext.as_str()))
         .collect();
-    let group_ext: HashMap<i64, &str> = groups
+    let group_ext: foldhash::HashMap<i64, &str> = groups
         .iter()
         .map(|(id, ext, _)| (*id, ext.as_str()))
         .collect();
