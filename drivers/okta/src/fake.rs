@@ -28,6 +28,10 @@ pub struct Org {
     pub status: HashMap<usize, String>,
     pub user_updated: HashMap<usize, DateTime<Utc>>,
     pub group_updated: HashMap<usize, DateTime<Utc>>,
+    /// Each user's JSON as last served (cleared when the user changes): a
+    /// benchmark tenant's member lists serve a million user objects, and
+    /// building each anew made the fake, not the driver, the bottleneck.
+    user_json: HashMap<usize, Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -72,6 +76,7 @@ impl FakeOkta {
                 status,
                 user_updated: HashMap::new(),
                 group_updated: HashMap::new(),
+                user_json: HashMap::new(),
             })),
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
@@ -105,6 +110,7 @@ impl FakeOkta {
         let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
         org.status.insert(user, status.into());
         org.user_updated.insert(user, Utc::now());
+        org.user_json.remove(&user);
     }
 
     pub fn remove_member(&self, group: usize, user: usize) {
@@ -238,7 +244,7 @@ fn page(
     path: &str,
     query: &HashMap<String, String>,
     total: usize,
-    items: Vec<Value>,
+    items: Vec<Arc<str>>,
 ) -> Response {
     let (after, limit) = paging(query);
     let base = fake
@@ -246,7 +252,7 @@ fn page(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let body = Value::Array(items).to_string();
+    let body = format!("[{}]", items.join(","));
     let mut response = json_response(
         StatusCode::OK,
         fake.faults.mangle(resource, after / limit, body),
@@ -285,7 +291,17 @@ fn page(
     response
 }
 
-fn user_json(org: &Org, index: usize) -> Value {
+/// A user as Okta lists it, serialized (cached until the user changes).
+fn user_json(org: &mut Org, index: usize) -> Arc<str> {
+    if let Some(json) = org.user_json.get(&index) {
+        return json.clone();
+    }
+    let json: Arc<str> = build_user_json(org, index).to_string().into();
+    org.user_json.insert(index, json.clone());
+    json
+}
+
+fn build_user_json(org: &Org, index: usize) -> Value {
     let user = &org.dataset.users[index];
     let status = org
         .status
@@ -321,8 +337,8 @@ async fn users(
     if let Some(answer) = gate(&fake, &headers, "users", after / limit).await {
         return answer;
     }
-    let (total, items): (usize, Vec<Value>) = {
-        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+    let (total, items): (usize, Vec<Arc<str>>) = {
+        let mut org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let search = query.get("search").cloned().unwrap_or_default();
         let matching = (0..org.dataset.users.len())
             .filter(|i| {
@@ -346,7 +362,7 @@ async fn users(
                 .into_iter()
                 .skip(after)
                 .take(limit)
-                .map(|i| user_json(&org, i))
+                .map(|i| user_json(&mut org, i))
                 .collect(),
         )
     };
@@ -362,15 +378,20 @@ async fn groups(
     if let Some(answer) = gate(&fake, &headers, "groups", after / limit).await {
         return answer;
     }
-    let items: Vec<Value> = {
+    let (total, items): (usize, Vec<Arc<str>>) = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let changed_since = query.get("filter").and_then(|f| since(f));
-        org.dataset
-            .groups
+        let matching: Vec<usize> = (0..org.dataset.groups.len())
+            .filter(|i| {
+                changed_since.is_none_or(|t| org.group_updated.get(i).is_some_and(|u| *u > t))
+            })
+            .collect();
+        let items = matching
             .iter()
-            .enumerate()
-            .filter(|(i, _)| changed_since.is_none_or(|t| org.group_updated.get(i).is_some_and(|u| *u > t)))
-            .map(|(i, group)| {
+            .skip(after)
+            .take(limit)
+            .map(|&i| {
+                let group = &org.dataset.groups[i];
                 let updated = org.group_updated.get(&i).copied().unwrap_or_else(epoch);
                 json!({
                     "id": group.id, "created": okta_time(epoch()), "lastUpdated": okta_time(epoch()),
@@ -378,11 +399,12 @@ async fn groups(
                     "type": if i % 5 == 4 { "APP_GROUP" } else { "OKTA_GROUP" },
                     "profile": {"name": group.name, "description": null}
                 })
+                .to_string()
+                .into()
             })
-            .collect::<Vec<Value>>()
+            .collect();
+        (matching.len(), items)
     };
-    let total = items.len();
-    let items = items.into_iter().skip(after).take(limit).collect();
     page(&fake, "groups", "/api/v1/groups", &query, total, items)
 }
 
@@ -396,8 +418,8 @@ async fn group_users(
     if let Some(answer) = gate(&fake, &headers, "members", after / limit).await {
         return answer;
     }
-    let items: Option<(usize, Vec<Value>)> = {
-        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+    let items: Option<(usize, Vec<Arc<str>>)> = {
+        let mut org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         org.dataset.groups.iter().position(|g| g.id == id).map(|g| {
             let members = org.dataset.members_of(g);
             (
@@ -406,7 +428,7 @@ async fn group_users(
                     .into_iter()
                     .skip(after)
                     .take(limit)
-                    .map(|u| user_json(&org, u))
+                    .map(|u| user_json(&mut org, u))
                     .collect(),
             )
         })
