@@ -527,7 +527,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let mut implied_groups: BTreeSet<(i64, i64)> = BTreeSet::new();
         for chunk in deleted_users.chunks(CHUNK) {
             let by_user = user_membership::Column::UserId.is_in(chunk.iter().copied());
-            implied_users.extend(self.user_edges(by_user.clone()).await?);
+            implied_users.extend(super::stored::user_pairs(self.db, by_user.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(by_user)
                 .exec(self.db)
@@ -535,7 +535,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
         for chunk in deleted_groups.chunks(CHUNK) {
             let in_group = user_membership::Column::GroupId.is_in(chunk.iter().copied());
-            implied_users.extend(self.user_edges(in_group.clone()).await?);
+            implied_users.extend(super::stored::user_pairs(self.db, in_group.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(in_group)
                 .exec(self.db)
@@ -543,7 +543,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             let in_or_nested = group_membership::Column::GroupId
                 .is_in(chunk.iter().copied())
                 .or(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()));
-            implied_groups.extend(self.group_edges(in_or_nested.clone()).await?);
+            implied_groups.extend(super::stored::group_pairs(self.db, in_or_nested.clone()).await?);
             group_membership::Entity::delete_many()
                 .filter(in_or_nested)
                 .exec(self.db)
@@ -732,12 +732,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         if changed_groups.is_empty() {
             return Ok(HashSet::new());
         }
-        let nested = self
-            .group_edges(super::stored::edges_of(
-                group_membership::Column::GroupId,
-                self.connection(),
-            ))
-            .await?;
+        let nested = super::stored::group_pairs(
+            self.db,
+            super::stored::edges_of(group_membership::Column::GroupId, self.connection()),
+        )
+        .await?;
         let graph = GroupGraph::new(nested);
         let affected: Vec<i64> = graph
             .ancestors(changed_groups.iter().copied())
@@ -1044,40 +1043,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             );
         }
         Ok(found)
-    }
-
-    /// `(group_id, user_id)` of the user edges matching `filter`.
-    async fn user_edges(
-        &self,
-        filter: sea_orm::sea_query::SimpleExpr,
-    ) -> Result<Vec<(i64, i64)>, DbErr> {
-        user_membership::Entity::find()
-            .select_only()
-            .columns([
-                user_membership::Column::GroupId,
-                user_membership::Column::UserId,
-            ])
-            .filter(filter)
-            .into_tuple()
-            .all(self.db)
-            .await
-    }
-
-    /// `(group_id, member_group_id)` of the nested-group edges matching `filter`.
-    async fn group_edges(
-        &self,
-        filter: sea_orm::sea_query::SimpleExpr,
-    ) -> Result<Vec<(i64, i64)>, DbErr> {
-        group_membership::Entity::find()
-            .select_only()
-            .columns([
-                group_membership::Column::GroupId,
-                group_membership::Column::MemberGroupId,
-            ])
-            .filter(filter)
-            .into_tuple()
-            .all(self.db)
-            .await
     }
 }
 

@@ -47,19 +47,28 @@ async fn user_ids(db: &impl ConnectionTrait, text: &str) -> Result<HashSet<i64>,
         .collect()
 }
 
-/// The effective memberships of the groups in the scratch table `seed`:
-/// `(ancestor, user_id)` rows (not distinct), for an `INSERT ... SELECT`.
-fn closure_of(seed: &str) -> String {
-    format!(
-        "WITH RECURSIVE closure (ancestor, descendant) AS ( \
-             SELECT group_id, group_id FROM {seed} \
-             UNION \
-             SELECT closure.ancestor, m.member_group_id \
-             FROM closure JOIN group_memberships m ON m.group_id = closure.descendant \
-         ) \
-         SELECT closure.ancestor, m.user_id \
-         FROM closure JOIN user_memberships m ON m.group_id = closure.descendant"
+/// Inserts into `table` the effective memberships of the groups in the
+/// scratch table `seed`: a recursive walk down nested groups to their direct
+/// users. `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to
+/// the INSERT; the conflict clause drops a user reached along two paths.
+async fn insert_closure(db: &impl ConnectionTrait, table: &str, seed: &str) -> Result<u64, DbErr> {
+    exec(
+        db,
+        &format!(
+            "INSERT INTO {table} (group_id, user_id) \
+             WITH RECURSIVE closure (ancestor, descendant) AS ( \
+                 SELECT group_id, group_id FROM {seed} \
+                 UNION \
+                 SELECT closure.ancestor, m.member_group_id \
+                 FROM closure JOIN group_memberships m ON m.group_id = closure.descendant \
+             ) \
+             SELECT closure.ancestor, m.user_id \
+             FROM closure JOIN user_memberships m ON m.group_id = closure.descendant \
+             WHERE true ON CONFLICT (group_id, user_id) DO NOTHING"
+        ),
+        Vec::new(),
     )
+    .await
 }
 
 /// Recomputes the effective memberships of `affected` groups of
@@ -117,19 +126,8 @@ pub async fn recompute(
     .await?;
     let mut change = recompute_stored(db).await?;
 
-    // Fresh groups: nothing to remove, nothing already there. `WHERE true`
-    // tells SQLite's parser that `ON CONFLICT` belongs to the INSERT; the
-    // conflict clause drops a user reached along two paths.
-    let added = exec(
-        db,
-        &format!(
-            "INSERT INTO effective_memberships (group_id, user_id) {} WHERE true \
-             ON CONFLICT (group_id, user_id) DO NOTHING",
-            closure_of("idpsync_fresh_groups")
-        ),
-        Vec::new(),
-    )
-    .await?;
+    // Fresh groups: nothing to remove, nothing already there.
+    let added = insert_closure(db, "effective_memberships", "idpsync_fresh_groups").await?;
     if added > 0 {
         change.added += added as usize;
         change.dirty_users.extend(
@@ -148,16 +146,7 @@ pub async fn recompute(
 /// Brings the stored rows of the groups left in `idpsync_affected_groups`
 /// (groups that have effective rows) in line with the direct edges.
 async fn recompute_stored(db: &impl ConnectionTrait) -> Result<EffectiveChange, DbErr> {
-    exec(
-        db,
-        &format!(
-            "INSERT INTO idpsync_wanted_effective (group_id, user_id) {} WHERE true \
-             ON CONFLICT (group_id, user_id) DO NOTHING",
-            closure_of("idpsync_affected_groups")
-        ),
-        Vec::new(),
-    )
-    .await?;
+    insert_closure(db, "idpsync_wanted_effective", "idpsync_affected_groups").await?;
 
     const STALE: &str = "FROM effective_memberships e \
          WHERE e.group_id IN (SELECT group_id FROM idpsync_affected_groups) \

@@ -6,6 +6,7 @@ use super::input::SourceInput;
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use idpsync_driver::MemberRef;
+use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect,
@@ -70,22 +71,47 @@ pub(super) fn edges_of(
     )
 }
 
-/// User edges as tuples, filtered by `condition`.
-async fn user_edges_where(
+/// `(group_id, user_id)` of the user edges matching `filter`.
+pub(super) async fn user_pairs(
     db: &impl ConnectionTrait,
-    condition: Condition,
-) -> Result<Vec<EdgeTuple>, DbErr> {
-    let pairs: Vec<(i64, i64)> = user_membership::Entity::find()
+    filter: impl IntoCondition,
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    user_membership::Entity::find()
         .select_only()
         .columns([
             user_membership::Column::GroupId,
             user_membership::Column::UserId,
         ])
-        .filter(condition)
+        .filter(filter)
         .into_tuple()
         .all(db)
-        .await?;
-    Ok(pairs
+        .await
+}
+
+/// `(group_id, member_group_id)` of the nested-group edges matching `filter`.
+pub(super) async fn group_pairs(
+    db: &impl ConnectionTrait,
+    filter: impl IntoCondition,
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    group_membership::Entity::find()
+        .select_only()
+        .columns([
+            group_membership::Column::GroupId,
+            group_membership::Column::MemberGroupId,
+        ])
+        .filter(filter)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// User edges as tuples, filtered by `condition`.
+async fn user_edges_where(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<EdgeTuple>, DbErr> {
+    Ok(user_pairs(db, condition)
+        .await?
         .into_iter()
         .map(|(group, user)| (group, Some(user), None))
         .collect())
@@ -96,17 +122,8 @@ async fn group_edges_where(
     db: &impl ConnectionTrait,
     condition: Condition,
 ) -> Result<Vec<EdgeTuple>, DbErr> {
-    let pairs: Vec<(i64, i64)> = group_membership::Entity::find()
-        .select_only()
-        .columns([
-            group_membership::Column::GroupId,
-            group_membership::Column::MemberGroupId,
-        ])
-        .filter(condition)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(pairs
+    Ok(group_pairs(db, condition)
+        .await?
         .into_iter()
         .map(|(group, nested)| (group, None, Some(nested)))
         .collect())

@@ -271,19 +271,8 @@ pub async fn group_members(
             .limit(limit)
             .all(db)
             .await?;
-        let users = users_by_id(&state, rows.iter().map(|row| row.user_id).collect()).await?;
-        for row in rows {
-            if let Some(user) = users.iter().find(|user| user.id == row.user_id) {
-                items.push(MemberView {
-                    // Effective rows are keyed by (group, user): the user pages.
-                    id: row.user_id,
-                    member_type: "user",
-                    member_id: user.id,
-                    external_id: user.external_id.clone(),
-                    name: user.user_name.clone(),
-                });
-            }
-        }
+        // Effective rows are keyed by (group, user): the user pages.
+        items = user_members(&state, rows.iter().map(|row| row.user_id).collect()).await?;
     } else {
         // Nested groups first (cursor: minus the group id, so they sort before
         // every user), then users (cursor: the user id).
@@ -328,21 +317,26 @@ pub async fn group_members(
                 .limit(room)
                 .all(db)
                 .await?;
-            let users = users_by_id(&state, rows.iter().map(|row| row.user_id).collect()).await?;
-            for row in rows {
-                if let Some(user) = users.iter().find(|user| user.id == row.user_id) {
-                    items.push(MemberView {
-                        id: user.id,
-                        member_type: "user",
-                        member_id: user.id,
-                        external_id: user.external_id.clone(),
-                        name: user.user_name.clone(),
-                    });
-                }
-            }
+            items.extend(user_members(&state, rows.iter().map(|row| row.user_id).collect()).await?);
         }
     }
     Ok(axum::Json(PageOf::new(items, limit, |member| member.id)))
+}
+
+/// Users as members, in the order of `ids`, each paged by its user id.
+async fn user_members(state: &AppState, ids: Vec<i64>) -> Result<Vec<MemberView>, ApiError> {
+    let users = users_by_id(state, ids.clone()).await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| users.iter().find(|user| user.id == *id))
+        .map(|user| MemberView {
+            id: user.id,
+            member_type: "user",
+            member_id: user.id,
+            external_id: user.external_id.clone(),
+            name: user.user_name.clone(),
+        })
+        .collect())
 }
 
 async fn users_by_id(state: &AppState, ids: Vec<i64>) -> Result<Vec<source_user::Model>, ApiError> {
