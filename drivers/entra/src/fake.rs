@@ -35,6 +35,12 @@ pub struct Tenant {
     oldest_valid: u64,
     /// Requests answered, per listing, for tests of delta efficiency.
     pub items_served: u64,
+    /// Each group's `members@delta` array as served in a full round, valid
+    /// for `members_json_version`: a benchmark tenant's full round lists a
+    /// million members, and building each anew made the fake, not the
+    /// driver, most of a pull's reading time.
+    members_json: HashMap<usize, Arc<str>>,
+    members_json_version: u64,
 }
 
 #[derive(Clone)]
@@ -287,6 +293,33 @@ fn select(item: Value, query: &HashMap<String, String>) -> Value {
     }
 }
 
+/// A group's members as a full round lists them, serialized (cached until
+/// the tenant changes).
+fn members_json(tenant: &mut Tenant, index: usize) -> Arc<str> {
+    if tenant.members_json_version != tenant.version {
+        tenant.members_json.clear();
+        tenant.members_json_version = tenant.version;
+    }
+    if let Some(json) = tenant.members_json.get(&index) {
+        return json.clone();
+    }
+    let dataset = &tenant.dataset;
+    let mut members: Vec<Value> = dataset
+        .members_of(index)
+        .into_iter()
+        .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": dataset.users[u].id}))
+        .collect();
+    members.extend(
+        dataset
+            .children_of(index)
+            .into_iter()
+            .map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": dataset.groups[g].id})),
+    );
+    let json: Arc<str> = Value::Array(members).to_string().into();
+    tenant.members_json.insert(index, json.clone());
+    json
+}
+
 fn user_json(tenant: &Tenant, index: usize) -> Value {
     let user = &tenant.dataset.users[index];
     json!({
@@ -363,7 +396,7 @@ fn page_response(
     fake: &FakeGraph,
     path: &str,
     kind: &str,
-    (total, items): (usize, Vec<Value>),
+    (total, items): (usize, Vec<String>),
     round: Round,
     size: usize,
     query: &HashMap<String, String>,
@@ -374,14 +407,11 @@ fn page_response(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let offset = round.offset;
-    let page: Vec<Value> = items.into_iter().map(|item| select(item, query)).collect();
-    let mut body =
-        json!({"@odata.context": format!("{base}/v1.0/$metadata#{kind}"), "value": page});
     let select_param = query
         .get("$select")
         .map(|s| format!("$select={s}&"))
         .unwrap_or_default();
-    if offset + size < total {
+    let (link_key, link) = if offset + size < total {
         let token = encode(
             &[
                 round.since.unwrap_or(u64::MAX),
@@ -391,19 +421,30 @@ fn page_response(
             ],
             kind,
         );
-        body["@odata.nextLink"] =
-            format!("{base}/v1.0/{path}?{select_param}$skiptoken={token}").into();
-    } else {
-        body["@odata.deltaLink"] = format!(
-            "{base}/v1.0/{path}?{select_param}$deltatoken={}",
-            encode(&[round.version], kind)
+        (
+            "@odata.nextLink",
+            format!("{base}/v1.0/{path}?{select_param}$skiptoken={token}"),
         )
-        .into();
-    }
+    } else {
+        (
+            "@odata.deltaLink",
+            format!(
+                "{base}/v1.0/{path}?{select_param}$deltatoken={}",
+                encode(&[round.version], kind)
+            ),
+        )
+    };
+    // The items arrive serialized (some from a cache): the body is joined
+    // as text.
+    let body = format!(
+        "{{\"@odata.context\":{},\"value\":[{}],\"{link_key}\":{}}}",
+        Value::from(format!("{base}/v1.0/$metadata#{kind}")),
+        items.join(","),
+        Value::from(link),
+    );
     json_response(
         StatusCode::OK,
-        fake.faults
-            .mangle(kind, offset / size.max(1), body.to_string()),
+        fake.faults.mangle(kind, offset / size.max(1), body),
     )
 }
 
@@ -434,16 +475,17 @@ async fn users_delta(
                 entries.push((index, false));
             }
         }
-        let items: Vec<Value> = entries
+        let items: Vec<String> = entries
             .iter()
             .skip(offset)
             .take(size)
             .map(|(index, removed)| {
-                if *removed {
+                let item = if *removed {
                     json!({"id": tenant.dataset.users[*index].id, "@removed": {"reason": "deleted"}})
                 } else {
                     user_json(&tenant, *index)
-                }
+                };
+                select(item, &query).to_string()
             })
             .collect();
         tenant.items_served += items.len() as u64;
@@ -468,26 +510,33 @@ async fn groups_delta(
             Err(response) => return *response,
         };
         let (since, round_version, offset) = (current.since, current.version, current.offset);
-        let mut items = Vec::new();
         if since.is_none() {
             // A full round: every group, only this page's members built.
             let total = tenant.dataset.groups.len();
+            let mut items: Vec<String> = Vec::new();
+            let with_name = query
+                .get("$select")
+                .is_none_or(|fields| fields.split(',').any(|f| f.trim() == "displayName"));
             for index in (0..total).skip(offset).take(size) {
+                let members = members_json(&mut tenant, index);
                 let group = &tenant.dataset.groups[index];
-                let mut members: Vec<Value> = tenant
-                    .dataset
-                    .members_of(index)
-                    .into_iter()
-                    .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": tenant.dataset.users[u].id}))
-                    .collect();
-                members.extend(tenant.dataset.children_of(index).into_iter().map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": tenant.dataset.groups[g].id})));
-                items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "displayName": group.name, "members@delta": members}));
+                // What `select` would leave of the whole object.
+                let name = if with_name {
+                    format!(",\"displayName\":{}", Value::from(group.name.as_str()))
+                } else {
+                    String::new()
+                };
+                items.push(format!(
+                    "{{\"@odata.type\":\"#microsoft.graph.group\",\"id\":{}{name},\"members@delta\":{members}}}",
+                    Value::from(group.id.as_str())
+                ));
             }
             tenant.items_served += items.len() as u64;
             (current, offset, (total, items))
         } else {
             // A delta round: the groups whose members changed, and how.
             let since = since.unwrap_or_default();
+            let mut changed: Vec<Value> = Vec::new();
             for (index, group) in tenant.dataset.groups.iter().enumerate() {
                 let changes: Vec<Value> = tenant
                     .member_changes
@@ -503,11 +552,16 @@ async fn groups_delta(
                     })
                     .collect();
                 if !changes.is_empty() {
-                    items.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                    changed.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
                 }
             }
-            let total = items.len();
-            let items: Vec<Value> = items.into_iter().skip(offset).take(size).collect();
+            let total = changed.len();
+            let items: Vec<String> = changed
+                .into_iter()
+                .skip(offset)
+                .take(size)
+                .map(|item| select(item, &query).to_string())
+                .collect();
             tenant.items_served += items.len() as u64;
             (current, offset, (total, items))
         }
