@@ -340,19 +340,20 @@ async fn users(
     let (total, items): (usize, Vec<Arc<str>>) = {
         let mut org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let search = query.get("search").cloned().unwrap_or_default();
+        // The search, read once per page rather than once per user.
+        let wanted_status = search
+            .strip_prefix("status eq \"")
+            .and_then(|s| s.strip_suffix('"'));
+        let updated_after = search
+            .starts_with("lastUpdated")
+            .then(|| since(&search).unwrap_or_else(epoch));
         let matching = (0..org.dataset.users.len())
             .filter(|i| {
                 let status = org.status.get(i).map(String::as_str).unwrap_or("ACTIVE");
-                if let Some(wanted) = search
-                    .strip_prefix("status eq \"")
-                    .and_then(|s| s.strip_suffix('"'))
-                {
-                    status == wanted
-                } else if search.starts_with("lastUpdated") {
-                    let t = since(&search).unwrap_or_else(epoch);
-                    org.user_updated.get(i).is_some_and(|u| *u > t)
-                } else {
-                    status != "DEPROVISIONED"
+                match (wanted_status, updated_after) {
+                    (Some(wanted), _) => status == wanted,
+                    (None, Some(t)) => org.user_updated.get(i).is_some_and(|u| *u > t),
+                    (None, None) => status != "DEPROVISIONED",
                 }
             })
             .collect::<Vec<usize>>();
