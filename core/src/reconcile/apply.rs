@@ -16,6 +16,7 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
+use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
@@ -531,7 +532,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let mut implied_groups: BTreeSet<(i64, i64)> = BTreeSet::new();
         for chunk in deleted_users.chunks(CHUNK) {
             let by_user = user_membership::Column::UserId.is_in(chunk.iter().copied());
-            implied_users.extend(super::stored::user_pairs(self.db, by_user.clone()).await?);
+            implied_users.extend(edges::user_pairs(self.db, by_user.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(by_user)
                 .exec(self.db)
@@ -539,7 +540,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
         for chunk in deleted_groups.chunks(CHUNK) {
             let in_group = user_membership::Column::GroupId.is_in(chunk.iter().copied());
-            implied_users.extend(super::stored::user_pairs(self.db, in_group.clone()).await?);
+            implied_users.extend(edges::user_pairs(self.db, in_group.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(in_group)
                 .exec(self.db)
@@ -547,7 +548,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             let in_or_nested = group_membership::Column::GroupId
                 .is_in(chunk.iter().copied())
                 .or(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()));
-            implied_groups.extend(super::stored::group_pairs(self.db, in_or_nested.clone()).await?);
+            implied_groups.extend(edges::group_pairs(self.db, in_or_nested.clone()).await?);
             group_membership::Entity::delete_many()
                 .filter(in_or_nested)
                 .exec(self.db)
@@ -736,7 +737,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         if changed_groups.is_empty() {
             return Ok(HashSet::new());
         }
-        let nested = super::stored::group_pairs(
+        let nested = edges::group_pairs(
             self.db,
             super::stored::edges_of(group_membership::Column::GroupId, self.connection()),
         )
@@ -750,7 +751,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let change = super::effective::recompute(self.db, &affected).await?;
         self.effects.effective_added += change.added;
         self.effects.effective_removed += change.removed;
-        Ok(change.dirty_users.into_iter().collect())
+        Ok(change.dirty_users)
     }
 
     /// Brings ACL group members in line with the rules for `users` (or for

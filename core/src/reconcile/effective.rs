@@ -14,8 +14,8 @@
 //! its rows back with the transaction.
 
 use crate::store::raw_sql::statement;
+use foldhash::HashSet;
 use sea_orm::{ConnectionTrait, DbErr, Value};
-use std::collections::HashSet;
 
 /// Group ids per INSERT into the scratch table.
 const IDS_PER_INSERT: usize = 1000;

@@ -3,10 +3,10 @@
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::input::SourceInput;
+use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use idpsync_driver::MemberRef;
-use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect,
@@ -17,7 +17,14 @@ const CHUNK: usize = 500;
 
 type UserTuple = (i64, String, String, bool);
 type GroupTuple = (i64, String, String);
-type EdgeTuple = (i64, Option<i64>, Option<i64>);
+
+/// Direct edges by row ids: `(group_id, user_id)` and
+/// `(group_id, member_group_id)`.
+#[derive(Default)]
+struct EdgeRows {
+    users: Vec<(i64, i64)>,
+    groups: Vec<(i64, i64)>,
+}
 
 /// Users as diffing needs them, filtered by `condition`.
 async fn users_where(
@@ -69,64 +76,6 @@ pub(super) fn edges_of(
             .and_where(source_group::Column::ConnectionId.eq(connection))
             .to_owned(),
     )
-}
-
-/// `(group_id, user_id)` of the user edges matching `filter`.
-pub(super) async fn user_pairs(
-    db: &impl ConnectionTrait,
-    filter: impl IntoCondition,
-) -> Result<Vec<(i64, i64)>, DbErr> {
-    user_membership::Entity::find()
-        .select_only()
-        .columns([
-            user_membership::Column::GroupId,
-            user_membership::Column::UserId,
-        ])
-        .filter(filter)
-        .into_tuple()
-        .all(db)
-        .await
-}
-
-/// `(group_id, member_group_id)` of the nested-group edges matching `filter`.
-pub(super) async fn group_pairs(
-    db: &impl ConnectionTrait,
-    filter: impl IntoCondition,
-) -> Result<Vec<(i64, i64)>, DbErr> {
-    group_membership::Entity::find()
-        .select_only()
-        .columns([
-            group_membership::Column::GroupId,
-            group_membership::Column::MemberGroupId,
-        ])
-        .filter(filter)
-        .into_tuple()
-        .all(db)
-        .await
-}
-
-/// User edges as tuples, filtered by `condition`.
-async fn user_edges_where(
-    db: &impl ConnectionTrait,
-    condition: Condition,
-) -> Result<Vec<EdgeTuple>, DbErr> {
-    Ok(user_pairs(db, condition)
-        .await?
-        .into_iter()
-        .map(|(group, user)| (group, Some(user), None))
-        .collect())
-}
-
-/// Nested-group edges as tuples, filtered by `condition`.
-async fn group_edges_where(
-    db: &impl ConnectionTrait,
-    condition: Condition,
-) -> Result<Vec<EdgeTuple>, DbErr> {
-    Ok(group_pairs(db, condition)
-        .await?
-        .into_iter()
-        .map(|(group, nested)| (group, None, Some(nested)))
-        .collect())
 }
 
 pub async fn load(
@@ -202,24 +151,20 @@ async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredS
 /// Every direct edge of a connection. The database joins each group's
 /// members into one text column, so a million edges arrive as one row per
 /// group: decoding rows one by one cost more than diffing them.
-async fn all_edges(db: &impl ConnectionTrait, connection: &str) -> Result<Vec<EdgeTuple>, DbErr> {
-    let mut edges = Vec::new();
-    for (table, member_column) in [
-        ("user_memberships", "user_id"),
-        ("group_memberships", "member_group_id"),
-    ] {
-        let nested = table == "group_memberships";
+async fn all_edges(db: &impl ConnectionTrait, connection: &str) -> Result<EdgeRows, DbErr> {
+    let pairs = async |table, member_column| -> Result<Vec<(i64, i64)>, DbErr> {
+        let mut pairs = Vec::new();
         for (group, members) in joined_members(db, connection, table, member_column).await? {
             for member in ids(&members)? {
-                edges.push(if nested {
-                    (group, None, Some(member))
-                } else {
-                    (group, Some(member), None)
-                });
+                pairs.push((group, member));
             }
         }
-    }
-    Ok(edges)
+        Ok(pairs)
+    };
+    Ok(EdgeRows {
+        users: pairs("user_memberships", "user_id").await?,
+        groups: pairs("group_memberships", "member_group_id").await?,
+    })
 }
 
 /// `(group_id, comma-joined member ids)` of a connection's groups in one
@@ -301,25 +246,24 @@ async fn load_some(
     let user_keys: Vec<i64> = users.iter().map(|(id, ..)| *id).collect();
     let group_keys: Vec<i64> = groups.iter().map(|(id, ..)| *id).collect();
 
-    let mut edges: Vec<EdgeTuple> = Vec::new();
+    let mut edges = EdgeRows::default();
     // Every edge of a group whose member list is replaced.
     let replaced: Vec<i64> = replaced_groups
         .iter()
         .filter_map(|ext| group_id_of.get(ext).copied())
         .collect();
     for chunk in replaced.chunks(CHUNK) {
-        edges.extend(
-            user_edges_where(
+        edges.users.extend(
+            user_pairs(
                 db,
-                Condition::all().add(user_membership::Column::GroupId.is_in(chunk.iter().copied())),
+                user_membership::Column::GroupId.is_in(chunk.iter().copied()),
             )
             .await?,
         );
-        edges.extend(
-            group_edges_where(
+        edges.groups.extend(
+            group_pairs(
                 db,
-                Condition::all()
-                    .add(group_membership::Column::GroupId.is_in(chunk.iter().copied())),
+                group_membership::Column::GroupId.is_in(chunk.iter().copied()),
             )
             .await?,
         );
@@ -331,8 +275,8 @@ async fn load_some(
         .collect();
     for parent_chunk in parents.chunks(CHUNK) {
         for member_chunk in user_keys.chunks(CHUNK) {
-            edges.extend(
-                user_edges_where(
+            edges.users.extend(
+                user_pairs(
                     db,
                     Condition::all()
                         .add(user_membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
@@ -342,8 +286,8 @@ async fn load_some(
             );
         }
         for member_chunk in group_keys.chunks(CHUNK) {
-            edges.extend(
-                group_edges_where(
+            edges.groups.extend(
+                group_pairs(
                     db,
                     Condition::all()
                         .add(group_membership::Column::GroupId.is_in(parent_chunk.iter().copied()))
@@ -360,8 +304,9 @@ async fn load_some(
     // name; fetch their external ids too.
     let known_users: BTreeSet<i64> = user_keys.iter().copied().collect();
     let missing_users: Vec<i64> = edges
+        .users
         .iter()
-        .filter_map(|(_, user, _)| *user)
+        .map(|(_, user)| *user)
         .filter(|id| !known_users.contains(id))
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -377,8 +322,9 @@ async fn load_some(
     }
     let known_groups: BTreeSet<i64> = group_keys.iter().copied().collect();
     let missing_groups: Vec<i64> = edges
+        .groups
         .iter()
-        .filter_map(|(_, _, group)| *group)
+        .map(|(_, group)| *group)
         .filter(|id| !known_groups.contains(id))
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -395,7 +341,7 @@ async fn load_some(
     Ok(assemble(users, groups, edges))
 }
 
-fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: Vec<EdgeTuple>) -> StoredState {
+fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> StoredState {
     let user_ext: foldhash::HashMap<i64, &str> = users
         .iter()
         .map(|(id, ext, ..)| (*id, ext.as_str()))
@@ -405,22 +351,14 @@ fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: Vec<EdgeTuple
         .map(|(id, ext, _)| (*id, ext.as_str()))
         .collect();
     let mut state = StoredState::default();
-    for (group, user, nested) in edges {
-        let Some(parent) = group_ext.get(&group) else {
-            continue;
-        };
-        match (user, nested) {
-            (Some(user), _) => {
-                if let Some(user) = user_ext.get(&user) {
-                    state.edges.insert_user(parent, user);
-                }
-            }
-            (None, Some(nested)) => {
-                if let Some(nested) = group_ext.get(&nested) {
-                    state.edges.insert_group(parent, nested);
-                }
-            }
-            (None, None) => {}
+    for (group, user) in edges.users {
+        if let (Some(group), Some(user)) = (group_ext.get(&group), user_ext.get(&user)) {
+            state.edges.insert_user(group, user);
+        }
+    }
+    for (group, nested) in edges.groups {
+        if let (Some(group), Some(nested)) = (group_ext.get(&group), group_ext.get(&nested)) {
+            state.edges.insert_group(group, nested);
         }
     }
     for (_, external_id, content_hash, active) in users {

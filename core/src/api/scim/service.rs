@@ -9,6 +9,7 @@ use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
 use crate::scim::{ScimError, ScimResult, schema};
 use crate::store::Store;
+use crate::store::edges;
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::scim_query::{self, ResourceTable};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceUser};
@@ -215,32 +216,18 @@ impl ScimService<'_> {
     async fn members_of(&self, group_ids: &[i64]) -> ScimResult<HashMap<i64, Vec<MemberView>>> {
         let mut by_group: HashMap<i64, Vec<MemberView>> = HashMap::new();
         for chunk in group_ids.chunks(500) {
-            let user_edges: Vec<(i64, i64)> = user_membership::Entity::find()
-                .select_only()
-                .columns([
-                    user_membership::Column::GroupId,
-                    user_membership::Column::UserId,
-                ])
-                .filter(user_membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .order_by_asc(user_membership::Column::GroupId)
-                .order_by_asc(user_membership::Column::UserId)
-                .into_tuple()
-                .all(self.store.db())
-                .await
-                .map_err(internal)?;
-            let nested_edges: Vec<(i64, i64)> = group_membership::Entity::find()
-                .select_only()
-                .columns([
-                    group_membership::Column::GroupId,
-                    group_membership::Column::MemberGroupId,
-                ])
-                .filter(group_membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .order_by_asc(group_membership::Column::GroupId)
-                .order_by_asc(group_membership::Column::MemberGroupId)
-                .into_tuple()
-                .all(self.store.db())
-                .await
-                .map_err(internal)?;
+            let user_edges = edges::user_pairs(
+                self.store.db(),
+                user_membership::Column::GroupId.is_in(chunk.iter().copied()),
+            )
+            .await
+            .map_err(internal)?;
+            let nested_edges = edges::group_pairs(
+                self.store.db(),
+                group_membership::Column::GroupId.is_in(chunk.iter().copied()),
+            )
+            .await
+            .map_err(internal)?;
             let user_ids: Vec<i64> = user_edges.iter().map(|(_, user)| *user).collect();
             let nested_ids: Vec<i64> = nested_edges.iter().map(|(_, nested)| *nested).collect();
             let mut users: HashMap<i64, (String, String)> = HashMap::new();
