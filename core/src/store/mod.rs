@@ -101,6 +101,16 @@ impl Store {
         if let Some(schema) = pg_schema {
             options.set_schema_search_path(schema.to_string());
         }
+        // sqlx pings every connection as it returns to the pool, and by
+        // default again as it is taken out: a second round trip per
+        // statement. A SQLite file has no other end to hang up; a PostgreSQL
+        // connection idle for a while may have been closed by the server or
+        // a proxy, so it is tested then.
+        if sqlite_path(url).is_some() {
+            options.test_before_acquire(false);
+        } else {
+            options.test_before_acquire_if_idle_for(Duration::from_secs(10));
+        }
         if let Some(path) = sqlite_path(url) {
             if let Some(parent) = std::path::Path::new(path).parent()
                 && !parent.as_os_str().is_empty()
