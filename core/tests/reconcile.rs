@@ -7,7 +7,7 @@ use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{
     Delta, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
-    Trigger,
+    Trigger, Written,
 };
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
@@ -801,7 +801,7 @@ async fn submit_together(
     reconciler: &Reconciler,
     store: &Store,
     deltas: Vec<Delta>,
-) -> Vec<Result<Outcome, ReconcileError>> {
+) -> Vec<Result<Written, ReconcileError>> {
     let busy_writer = store.begin_write().await.unwrap();
     let mut tasks = Vec::new();
     for (queued, delta) in deltas.into_iter().enumerate() {
@@ -857,17 +857,65 @@ store_test!(
                 .collect();
             let answers = submit_together(&reconciler, &store, deltas).await;
 
-            assert!(
-                answers
-                    .iter()
-                    .all(|answer| matches!(answer, Ok(Outcome::Applied(_))))
-            );
+            assert!(answers.iter().all(|answer| matches!(
+                answer,
+                Ok(Written {
+                    outcome: Outcome::Applied(_),
+                    ..
+                })
+            )));
             let stored = source_user::Entity::find().all(store.db()).await.unwrap();
             assert_eq!(stored.len(), 20);
             // The first caller's batch may have been cut before the others
             // queued; everything after it went in one transaction.
             let runs = scim_runs(&store).await;
             assert!((1..=2).contains(&runs), "{runs} runs for 20 writes");
+        }
+    }
+);
+
+store_test!(
+    each_batched_write_is_answered_with_the_rows_it_wrote_as_committed,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let created = submit_together(
+                &reconciler,
+                &store,
+                (0..8)
+                    .map(|i| create_user(&format!("n{i}"), &format!("new{i}")))
+                    .collect(),
+            )
+            .await;
+            let renamed = submit_together(
+                &reconciler,
+                &store,
+                (0..8)
+                    .map(|i| create_user(&format!("n{i}"), &format!("renamed{i}")))
+                    .collect(),
+            )
+            .await;
+
+            for (i, (created, renamed)) in created.into_iter().zip(renamed).enumerate() {
+                let id = format!("n{i}");
+                let created = created.unwrap().rows;
+                let renamed = renamed.unwrap().rows;
+                // Only its own user, nothing of the others in its batch.
+                assert_eq!(created.users.keys().collect::<Vec<_>>(), [&id]);
+                assert!(created.groups.is_empty());
+                assert_eq!(created.users[&id].user_name, format!("new{i}"));
+                assert_eq!(created.users[&id].version, 1);
+                let stored = source_user::Entity::find()
+                    .filter(source_user::Column::ExternalId.eq(&id))
+                    .one(store.db())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(renamed.users[&id], stored);
+                assert_eq!(stored.user_name, format!("renamed{i}"));
+                assert_eq!(stored.version, 2);
+            }
         }
     }
 );
@@ -911,9 +959,13 @@ store_test!(
             let answers = submit_together(&reconciler, &store, removals).await;
 
             assert!(
-                answers
-                    .iter()
-                    .all(|answer| matches!(answer, Ok(Outcome::Applied(_)))),
+                answers.iter().all(|answer| matches!(
+                    answer,
+                    Ok(Written {
+                        outcome: Outcome::Applied(_),
+                        ..
+                    })
+                )),
                 "{answers:?}"
             );
             let held = sync_run::Entity::find()

@@ -11,6 +11,10 @@
 //!   safety gate, each delta of the batch is reconciled on its own, so every
 //!   caller gets the error or hold its own delta earns, and the others apply.
 //!
+//! Each caller gets, with the outcome, the rows of what its delta upserted as
+//! the transaction left them ([`Written`]), so a SCIM write answers without
+//! reading them again.
+//!
 //! There is no background task. A caller queues its delta, then waits for
 //! either its answer or the leader lock; the caller that gets the lock takes
 //! everything queued and reconciles it in a spawned task that holds the lock
@@ -19,7 +23,7 @@
 //! next batch.
 
 use super::input::{Delta, SourceInput};
-use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger};
+use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger, UpsertedRows};
 use idpsync_driver::{MemberRef, MembershipEdge};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,7 +38,18 @@ struct Pending {
     connection_id: String,
     delta: Delta,
     trigger: Trigger,
-    reply: oneshot::Sender<Result<Outcome>>,
+    reply: oneshot::Sender<Result<Written>>,
+}
+
+/// What a coalesced write did.
+#[derive(Debug)]
+pub struct Written {
+    /// The batch's outcome, or this delta's own (see
+    /// [`Reconciler::submit_coalesced`]).
+    pub outcome: Outcome,
+    /// The users and groups this delta upserted, as committed; empty
+    /// unless the outcome is `Applied` or `Unchanged`.
+    pub rows: UpsertedRows,
 }
 
 /// The queue shared by the clones of one [`Reconciler`].
@@ -56,7 +71,7 @@ impl Reconciler {
         connection_id: &str,
         delta: Delta,
         trigger: Trigger,
-    ) -> Result<Outcome> {
+    ) -> Result<Written> {
         let coalescer = &self.coalescer;
         let (reply, answer) = oneshot::channel();
         coalescer.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -109,19 +124,24 @@ impl Reconciler {
             let connection_id = batch[0].connection_id.clone();
             let trigger = batch[0].trigger;
             match self
-                .submit(
+                .reconcile(
                     &connection_id,
                     SourceInput::Delta(merged),
                     SubmitOptions {
                         unrecorded_hold: true,
                         ..SubmitOptions::new(trigger)
                     },
+                    true,
                 )
                 .await
             {
-                Ok(outcome @ (Outcome::Applied(_) | Outcome::Unchanged(_))) => {
+                Ok((outcome @ (Outcome::Applied(_) | Outcome::Unchanged(_)), mut rows)) => {
                     for pending in batch {
-                        self.answer(pending.reply, Ok(outcome.clone()));
+                        let written = Written {
+                            outcome: outcome.clone(),
+                            rows: rows.take_for(&pending.delta),
+                        };
+                        self.answer(pending.reply, Ok(written));
                     }
                     return;
                 }
@@ -135,25 +155,27 @@ impl Reconciler {
             }
         }
         for pending in batch.drain(..) {
-            let outcome = self
-                .submit(
+            let written = self
+                .reconcile(
                     &pending.connection_id,
                     SourceInput::Delta(pending.delta),
                     SubmitOptions::new(pending.trigger),
+                    true,
                 )
-                .await;
-            self.answer(pending.reply, outcome);
+                .await
+                .map(|(outcome, rows)| Written { outcome, rows });
+            self.answer(pending.reply, written);
         }
     }
 
-    fn answer(&self, reply: oneshot::Sender<Result<Outcome>>, outcome: Result<Outcome>) {
+    fn answer(&self, reply: oneshot::Sender<Result<Written>>, outcome: Result<Written>) {
         self.coalescer.in_flight.fetch_sub(1, Ordering::SeqCst);
         // The caller may have gone away; its write stands either way.
         let _ = reply.send(outcome);
     }
 }
 
-fn received(answer: Result<Result<Outcome>, oneshot::error::RecvError>) -> Result<Outcome> {
+fn received(answer: Result<Result<Written>, oneshot::error::RecvError>) -> Result<Written> {
     answer.unwrap_or_else(|_| {
         Err(ReconcileError::Apply(
             "the write was interrupted before it was reconciled".into(),

@@ -24,13 +24,14 @@ mod stored;
 
 pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};
+pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
 pub use input::{Delta, Snapshot, SourceInput};
 pub use plan::Plan;
 
 use crate::config::{Config, DeletionLimit};
 use crate::events::{self, EventBus, NewEvent};
-use crate::store::entity::{connection, source_user, sync_run};
+use crate::store::entity::{connection, source_group, source_user, sync_run};
 use crate::store::{Store, StoreError};
 use apply::{ApplyContext, ApplyError};
 use chrono::Utc;
@@ -165,6 +166,92 @@ pub struct RunReport {
     pub n_events: usize,
 }
 
+/// The users and groups a delta upserted, read inside its transaction, so
+/// exactly as it left them: a SCIM write answers with these instead of
+/// reading them again after the commit (see
+/// [`Reconciler::submit_coalesced`]).
+#[derive(Debug, Default)]
+pub struct UpsertedRows {
+    /// By external id.
+    pub users: HashMap<String, source_user::Model>,
+    /// By external id.
+    pub groups: HashMap<String, source_group::Model>,
+}
+
+impl UpsertedRows {
+    /// Reads the rows of what `delta` upserts; nothing for a snapshot.
+    async fn read(
+        db: &impl ConnectionTrait,
+        connection_id: &str,
+        upserted: &Upserted,
+    ) -> Result<UpsertedRows, DbErr> {
+        let mut rows = UpsertedRows::default();
+        for chunk in upserted.users.chunks(500) {
+            let found = source_user::Entity::find()
+                .filter(source_user::Column::ConnectionId.eq(connection_id))
+                .filter(source_user::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
+                .all(db)
+                .await?;
+            rows.users
+                .extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
+        }
+        for chunk in upserted.groups.chunks(500) {
+            let found = source_group::Entity::find()
+                .filter(source_group::Column::ConnectionId.eq(connection_id))
+                .filter(source_group::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
+                .all(db)
+                .await?;
+            rows.groups
+                .extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
+        }
+        Ok(rows)
+    }
+
+    /// Moves out the rows of what `delta` upserts.
+    pub(crate) fn take_for(&mut self, delta: &Delta) -> UpsertedRows {
+        UpsertedRows {
+            users: delta
+                .upsert_users
+                .iter()
+                .filter_map(|user| self.users.remove_entry(&user.external_id))
+                .collect(),
+            groups: delta
+                .upsert_groups
+                .iter()
+                .filter_map(|group| self.groups.remove_entry(&group.external_id))
+                .collect(),
+        }
+    }
+}
+
+/// The external ids a delta upserts, taken before the delta moves into its
+/// change set.
+#[derive(Debug, Default)]
+struct Upserted {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl Upserted {
+    fn of(input: &SourceInput) -> Self {
+        match input {
+            SourceInput::Snapshot(_) => Upserted::default(),
+            SourceInput::Delta(delta) => Upserted {
+                users: delta
+                    .upsert_users
+                    .iter()
+                    .map(|user| user.external_id.clone())
+                    .collect(),
+                groups: delta
+                    .upsert_groups
+                    .iter()
+                    .map(|group| group.external_id.clone())
+                    .collect(),
+            },
+        }
+    }
+}
+
 /// The safety gate's verdict for a change set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct GateVerdict {
@@ -234,6 +321,25 @@ impl Reconciler {
         input: SourceInput,
         options: SubmitOptions,
     ) -> Result<Outcome> {
+        let (outcome, _) = self.reconcile(connection_id, input, options, false).await?;
+        Ok(outcome)
+    }
+
+    /// [`Reconciler::submit`], and with `read_upserted` the rows of the
+    /// users and groups a delta upserts, read before the commit when it
+    /// applies (or changes nothing).
+    async fn reconcile(
+        &self,
+        connection_id: &str,
+        input: SourceInput,
+        options: SubmitOptions,
+        read_upserted: bool,
+    ) -> Result<(Outcome, UpsertedRows)> {
+        let upserted = if read_upserted {
+            Upserted::of(&input)
+        } else {
+            Upserted::default()
+        };
         let mut phases = Phases::start();
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
@@ -270,13 +376,8 @@ impl Reconciler {
             let (events, effects) = (applied.events, applied.effects);
             // Dropping the transaction rolls every write back.
             drop(write);
-            return Ok(Outcome::Planned(Plan::new(
-                connection_id,
-                changes.counts(),
-                effects,
-                verdict,
-                events,
-            )));
+            let plan = Plan::new(connection_id, changes.counts(), effects, verdict, events);
+            return Ok((Outcome::Planned(plan), UpsertedRows::default()));
         }
 
         if verdict.held && options.unrecorded_hold {
@@ -322,12 +423,13 @@ impl Reconciler {
                 allowed = verdict.allowed,
                 "change set held by the safety gate"
             );
-            return Ok(Outcome::Held(RunReport {
+            let report = RunReport {
                 run_id: run.id,
                 changes: held.changes.counts(),
                 effects: EffectCounts::default(),
                 n_events: 1,
-            }));
+            };
+            return Ok((Outcome::Held(report), UpsertedRows::default()));
         }
 
         if changes.is_empty() {
@@ -354,16 +456,18 @@ impl Reconciler {
                 None,
             )
             .await?;
+            let rows = UpsertedRows::read(tx, connection_id, &upserted).await?;
             write.commit().await?;
             phases.mark("commit");
             phases.log(connection_id);
             record_metrics(connection_id, "unchanged", 0, &EffectCounts::default());
-            return Ok(Outcome::Unchanged(RunReport {
+            let report = RunReport {
                 run_id: run.id,
                 changes: changes.counts(),
                 effects: EffectCounts::default(),
                 n_events: 0,
-            }));
+            };
+            return Ok((Outcome::Unchanged(report), rows));
         }
 
         let applied = apply::apply(tx, &context, &changes).await?;
@@ -383,17 +487,19 @@ impl Reconciler {
             None,
         )
         .await?;
+        let rows = UpsertedRows::read(tx, connection_id, &upserted).await?;
         write.commit().await?;
         phases.mark("commit");
         phases.log(connection_id);
         self.bus.notify();
         record_metrics(connection_id, "applied", n_events, &effects);
-        Ok(Outcome::Applied(RunReport {
+        let report = RunReport {
             run_id: run.id,
             changes: changes.counts(),
             effects,
             n_events,
-        }))
+        };
+        Ok((Outcome::Applied(report), rows))
     }
 
     /// Applies the change set of a held run exactly as it was computed, if

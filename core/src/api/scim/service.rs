@@ -3,7 +3,7 @@
 //! in the same transaction, and the events are committed before the answer).
 //! Used by the routes and by `/Bulk`.
 
-use crate::reconcile::{Delta, Outcome, ReconcileError, Reconciler, Trigger};
+use crate::reconcile::{Delta, Outcome, ReconcileError, Reconciler, Trigger, UpsertedRows};
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
@@ -131,14 +131,15 @@ impl ScimService<'_> {
     }
 
     /// Reconciles `delta`, merged with concurrent SCIM writes of the
-    /// connection into one transaction (group commit).
-    async fn submit(&self, delta: Delta) -> ScimResult<()> {
-        let outcome = self
+    /// connection into one transaction (group commit); returns the rows it
+    /// upserted, as committed.
+    async fn submit(&self, delta: Delta) -> ScimResult<UpsertedRows> {
+        let written = self
             .reconciler
             .submit_coalesced(self.connection_id, delta, Trigger::Scim)
             .await
             .map_err(from_reconcile)?;
-        match outcome {
+        match written.outcome {
             Outcome::Held(report) => Err(ScimError::new(
                 503,
                 None,
@@ -147,7 +148,7 @@ impl ScimService<'_> {
                     report.run_id
                 ),
             )),
-            _ => Ok(()),
+            _ => Ok(written.rows),
         }
     }
 
@@ -300,27 +301,71 @@ impl ScimService<'_> {
         attributes: &[String],
         excluded: &[String],
     ) -> ScimResult<(Value, i64)> {
-        let (resource, version) = match kind {
+        let projection = Projection {
+            attributes: attributes.to_vec(),
+            excluded: excluded.to_vec(),
+        };
+        match kind {
+            ResourceKind::User => Ok(self.user_response(&self.user_row(id).await?, &projection)),
+            ResourceKind::Group => {
+                self.group_response(&self.group_row(id).await?, &projection)
+                    .await
+            }
+        }
+    }
+
+    /// A user as a response shows it, with its version (the ETag).
+    fn user_response(&self, row: &source_user::Model, projection: &Projection) -> (Value, i64) {
+        let resource = self.render_user(row);
+        (
+            resource::project(resource, &projection.attributes, &projection.excluded),
+            row.version,
+        )
+    }
+
+    /// A group as a response shows it (with its members unless projected
+    /// away), with its version (the ETag).
+    async fn group_response(
+        &self,
+        row: &source_group::Model,
+        projection: &Projection,
+    ) -> ScimResult<(Value, i64)> {
+        let members = if Self::wants_members(&projection.attributes, &projection.excluded) {
+            Some(
+                self.members_of(&[row.id])
+                    .await?
+                    .remove(&row.id)
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let resource = self.render_group(row, members.as_deref());
+        Ok((
+            resource::project(resource, &projection.attributes, &projection.excluded),
+            row.version,
+        ))
+    }
+
+    /// The response to a write: the row the write left.
+    async fn written_response(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        mut rows: UpsertedRows,
+        projection: &Projection,
+    ) -> ScimResult<(Value, i64)> {
+        let missing = || internal(format!("the write of {} {id} left no row", kind.endpoint()));
+        match kind {
             ResourceKind::User => {
-                let row = self.user_row(id).await?;
-                (self.render_user(&row), row.version)
+                let row = rows.users.remove(id).ok_or_else(missing)?;
+                Ok(self.user_response(&row, projection))
             }
             ResourceKind::Group => {
-                let row = self.group_row(id).await?;
-                let members = if Self::wants_members(attributes, excluded) {
-                    Some(
-                        self.members_of(&[row.id])
-                            .await?
-                            .remove(&row.id)
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    None
-                };
-                (self.render_group(&row, members.as_deref()), row.version)
+                let row = rows.groups.remove(id).ok_or_else(missing)?;
+                self.group_response(&row, projection).await
             }
-        };
-        Ok((resource::project(resource, attributes, excluded), version))
+        }
     }
 
     pub async fn list(&self, kind: ResourceKind, query: &ListQuery) -> ScimResult<ListPage> {
@@ -496,7 +541,7 @@ impl ScimService<'_> {
     /// Creates or replaces a user. The store's unique index on the folded
     /// userName decides whether the name is free (no read before the
     /// write); a taken name answers 409 `uniqueness`, naming it.
-    async fn submit_user(&self, user: SourceUser) -> ScimResult<()> {
+    async fn submit_user(&self, user: SourceUser) -> ScimResult<UpsertedRows> {
         let user_name = user.user_name.clone();
         self.submit(Delta {
             upsert_users: vec![user],
@@ -518,10 +563,10 @@ impl ScimService<'_> {
         projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
         let id = new_id();
-        match kind {
+        let rows = match kind {
             ResourceKind::User => {
                 let user = resource::user_from_document(&id, document)?;
-                self.submit_user(user).await?;
+                self.submit_user(user).await?
             }
             ResourceKind::Group => {
                 let (mut group, members) = resource::group_from_document(&id, document)?;
@@ -543,11 +588,10 @@ impl ScimService<'_> {
                     ..Default::default()
                 };
                 delta.replace_members.insert(id.clone(), refs);
-                self.submit(delta).await?;
+                self.submit(delta).await?
             }
-        }
-        self.get(kind, &id, &projection.attributes, &projection.excluded)
-            .await
+        };
+        self.written_response(kind, &id, rows, projection).await
     }
 
     pub async fn replace(
@@ -557,11 +601,11 @@ impl ScimService<'_> {
         document: &Value,
         projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
-        match kind {
+        let rows = match kind {
             ResourceKind::User => {
                 self.user_row(id).await?;
                 let user = resource::user_from_document(id, document)?;
-                self.submit_user(user).await?;
+                self.submit_user(user).await?
             }
             ResourceKind::Group => {
                 self.group_row(id).await?;
@@ -584,11 +628,10 @@ impl ScimService<'_> {
                     ..Default::default()
                 };
                 delta.replace_members.insert(id.to_string(), refs);
-                self.submit(delta).await?;
+                self.submit(delta).await?
             }
-        }
-        self.get(kind, id, &projection.attributes, &projection.excluded)
-            .await
+        };
+        self.written_response(kind, id, rows, projection).await
     }
 
     pub async fn patch(
@@ -598,13 +641,13 @@ impl ScimService<'_> {
         body: &Value,
         projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
-        match kind {
+        let rows = match kind {
             ResourceKind::User => {
                 let row = self.user_row(id).await?;
                 let current = self.render_user(&row);
                 let patched = patch::apply(&current, body, patch::Kind::User)?;
                 let user = resource::user_from_document(id, &patched.resource)?;
-                self.submit_user(user).await?;
+                self.submit_user(user).await?
             }
             ResourceKind::Group => {
                 let row = self.group_row(id).await?;
@@ -630,11 +673,10 @@ impl ScimService<'_> {
                     &unresolved.into_values().collect::<Vec<_>>(),
                 );
                 delta.upsert_groups.push(group);
-                self.submit(delta).await?;
+                self.submit(delta).await?
             }
-        }
-        self.get(kind, id, &projection.attributes, &projection.excluded)
-            .await
+        };
+        self.written_response(kind, id, rows, projection).await
     }
 
     pub async fn delete(&self, kind: ResourceKind, id: &str) -> ScimResult<()> {
@@ -654,7 +696,7 @@ impl ScimService<'_> {
                 }
             }
         };
-        self.submit(delta).await
+        self.submit(delta).await.map(drop)
     }
 
     /// Turns PATCH member operations, in order, into the delta's edges.
