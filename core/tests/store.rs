@@ -237,6 +237,87 @@ store_test!(
     }
 );
 
+store_test!(
+    a_token_revoked_by_another_process_is_refused_within_a_second,
+    |test_store: &TestStore| {
+        let daemon = test_store.store.clone();
+        let url = test_store.url.clone();
+        let pg_schema = test_store.pg_schema().map(str::to_string);
+        async move {
+            with_connections(&daemon, &["okta"]).await;
+            let token = |name: &str| NewToken {
+                name: name.into(),
+                scopes: vec![Scope::Scim],
+                connection_id: Some("okta".into()),
+                expires_at: None,
+            };
+            let (by_cli, _) = daemon.create_token(token("by-cli")).await.unwrap();
+            let (by_daemon, _) = daemon.create_token(token("by-daemon")).await.unwrap();
+            assert!(daemon.authenticate_token(&by_cli).await.unwrap().is_some());
+            assert!(
+                daemon
+                    .authenticate_token(&by_daemon)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+
+            // The CLI is another process: another store on the same database.
+            let cli = Store::connect(&url, 1, pg_schema.as_deref()).await.unwrap();
+            cli.revoke_token("by-cli").await.unwrap();
+            daemon.revoke_token("by-daemon").await.unwrap();
+
+            assert!(
+                daemon
+                    .authenticate_token(&by_daemon)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "revoked through this store: refused at once"
+            );
+            tokio::time::sleep(idpsync_core::store::VERIFIED_FOR).await;
+            assert!(
+                daemon.authenticate_token(&by_cli).await.unwrap().is_none(),
+                "revoked elsewhere: refused once the verification is older than VERIFIED_FOR"
+            );
+        }
+    }
+);
+
+store_test!(
+    a_verified_token_still_expires_on_time,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            with_connections(&store, &["okta"]).await;
+            let (plaintext, _) = store
+                .create_token(NewToken {
+                    name: "short".into(),
+                    scopes: vec![Scope::Scim],
+                    connection_id: Some("okta".into()),
+                    expires_at: Some(Utc::now() + Duration::milliseconds(300)),
+                })
+                .await
+                .unwrap();
+            assert!(
+                store
+                    .authenticate_token(&plaintext)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            assert!(
+                store
+                    .authenticate_token(&plaintext)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+);
+
 /// Every point lookup (`.one()`) and list page binds its LIMIT as a
 /// parameter. Without the query planner stability guarantee SQLite marks
 /// such a statement stale at each new binding and compiles it again on

@@ -16,7 +16,7 @@ pub(crate) mod raw_sql;
 pub mod scim_query;
 mod tokens;
 
-pub use tokens::{NewToken, TokenRecord};
+pub use tokens::{NewToken, TokenRecord, VERIFIED_FOR};
 
 use crate::config::{AclGroupConfig, ConnectionConfig};
 use chrono::Utc;
@@ -50,6 +50,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     db: DatabaseConnection,
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    verified_tokens: Arc<tokens::VerifiedTokens>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +142,7 @@ impl Store {
         Ok(Store {
             db,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            verified_tokens: Arc::default(),
         })
     }
 
