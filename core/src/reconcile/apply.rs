@@ -24,10 +24,10 @@ use crate::store::entity::{
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, Set, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, Iterable,
+    QueryFilter, QuerySelect, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -154,6 +154,13 @@ struct GroupRow {
     display_name: String,
 }
 
+/// Which groups [`Apply::load_groups`] reads.
+enum GroupsOf<'a> {
+    Connection,
+    /// The groups these users are effective members of.
+    Users(&'a [i64]),
+}
+
 impl<C: ConnectionTrait> Apply<'_, C> {
     fn connection(&self) -> &str {
         self.ctx.connection_id
@@ -229,7 +236,21 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         self.phases.mark("revoke_devices");
         self.fail_if(FailPoint::AfterRevocations)?;
 
-        let groups = self.load_groups().await?;
+        // Every group of the connection, when the change needs them by id
+        // (edges, deletions) or all users' ACL groups are recomputed; a
+        // change to a few users alone reads only their groups.
+        let groups_changed = !changes.groups_created.is_empty()
+            || !changes.groups_updated.is_empty()
+            || !changes.groups_deleted.is_empty();
+        let needs_groups = groups_changed
+            || !changes.users_deleted.is_empty()
+            || !changes.memberships_added.is_empty()
+            || !changes.memberships_removed.is_empty();
+        let groups = if needs_groups {
+            self.load_groups(GroupsOf::Connection).await?
+        } else {
+            BTreeMap::new()
+        };
         let deleted_group_ids: HashSet<i64> = groups
             .iter()
             .filter(|(_, row)| changes.groups_deleted.contains(&row.external_id))
@@ -251,9 +272,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .await?;
         self.phases.mark("effective");
 
-        let groups_changed = !changes.groups_created.is_empty()
-            || !changes.groups_updated.is_empty()
-            || !changes.groups_deleted.is_empty();
         let mut users_to_check: HashSet<i64> = dirty_users;
         for user in changes.users_created.iter().chain(&changes.users_updated) {
             if let Some(row) = users_by_external_id.get(&user.external_id) {
@@ -264,7 +282,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         self.recompute_acl(
             groups_changed,
             &users_to_check,
-            &groups,
+            needs_groups.then_some(&groups),
             &deleted_user_ids,
             &deleted_group_ids,
         )
@@ -372,24 +390,18 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             // A new tenant's 100k events would otherwise be held at once.
             self.flush(false).await?;
         }
-        for user in &changes.users_updated {
-            // Every content column from the record; identity, creation
-            // time and version are left as they are (version goes up by one).
-            let mut row = user_row(self.connection(), user, now, 1);
-            row.connection_id = NotSet;
-            row.external_id = NotSet;
-            row.created_at = NotSet;
-            row.version = NotSet;
-            source_user::Entity::update_many()
-                .set(row)
-                .col_expr(
-                    source_user::Column::Version,
-                    Expr::col(source_user::Column::Version).add(1),
-                )
-                .filter(source_user::Column::ConnectionId.eq(self.connection()))
-                .filter(source_user::Column::ExternalId.eq(&user.external_id))
-                .exec(self.db)
+        // Updated users are stored: each row's insert conflicts on its
+        // external id and becomes the update, many users per statement.
+        for chunk in changes.users_updated.chunks(rows_per_insert(17)) {
+            let rows = chunk
+                .iter()
+                .map(|user| user_row(self.connection(), user, now, 1));
+            source_user::Entity::insert_many(rows)
+                .on_conflict(user_update())
+                .exec_without_returning(self.db)
                 .await?;
+        }
+        for user in &changes.users_updated {
             let was_active = before.get(&user.external_id).is_some_and(|row| row.active);
             let kind = match (was_active, user.active) {
                 (true, false) => "user.deactivated",
@@ -757,11 +769,15 @@ impl<C: ConnectionTrait> Apply<'_, C> {
     /// Brings ACL group members in line with the rules for `users` (or for
     /// every user of the connection when groups were created, renamed or
     /// deleted). Only active users that are not being removed are members.
+    /// Brings the ACL groups of `users` (of every user when `all_users`)
+    /// in line with their effective groups. `groups` are all the
+    /// connection's groups when loaded already; otherwise only the groups
+    /// the users belong to are read.
     async fn recompute_acl(
         &mut self,
         all_users: bool,
         users: &HashSet<i64>,
-        groups: &BTreeMap<i64, GroupRow>,
+        groups: Option<&BTreeMap<i64, GroupRow>>,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
     ) -> Result<(), DbErr> {
@@ -787,21 +803,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .filter(|rules| rules.reads_connection(self.ctx.connection_id))
             .filter_map(|rules| acl_ids.get(&rules.name).copied())
             .collect();
-        // The ACL groups each source group feeds.
-        let feeds: HashMap<i64, Vec<i64>> = groups
-            .iter()
-            .filter(|(id, _)| !deleted_groups.contains(id))
-            .map(|(id, row)| {
-                let targets = self
-                    .ctx
-                    .acl
-                    .acl_groups_for(self.connection(), &row.display_name)
-                    .filter_map(|name| acl_ids.get(name).copied())
-                    .collect::<Vec<_>>();
-                (*id, targets)
-            })
-            .filter(|(_, targets)| !targets.is_empty())
-            .collect();
 
         let user_rows: HashMap<i64, UserRow> = if all_users {
             self.user_rows(
@@ -817,6 +818,32 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             self.load_users_by_id(users.iter().copied()).await?
         };
         let user_ids: Vec<i64> = user_rows.keys().copied().collect();
+
+        // The source groups that may feed ACL groups: all of them when
+        // loaded, or the ones these users belong to.
+        let their_groups;
+        let groups = match groups {
+            Some(all) => all,
+            None => {
+                their_groups = self.load_groups(GroupsOf::Users(&user_ids)).await?;
+                &their_groups
+            }
+        };
+        // The ACL groups each source group feeds.
+        let feeds: HashMap<i64, Vec<i64>> = groups
+            .iter()
+            .filter(|(id, _)| !deleted_groups.contains(id))
+            .map(|(id, row)| {
+                let targets = self
+                    .ctx
+                    .acl
+                    .acl_groups_for(self.connection(), &row.display_name)
+                    .filter_map(|name| acl_ids.get(name).copied())
+                    .collect::<Vec<_>>();
+                (*id, targets)
+            })
+            .filter(|(_, targets)| !targets.is_empty())
+            .collect();
 
         let mut wanted: BTreeSet<(i64, i64)> = BTreeSet::new();
         let mut have: BTreeSet<(i64, i64)> = BTreeSet::new();
@@ -962,18 +989,43 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         Ok(())
     }
 
-    async fn load_groups(&self) -> Result<BTreeMap<i64, GroupRow>, DbErr> {
-        Ok(source_group::Entity::find()
-            .select_only()
-            .columns([
-                source_group::Column::Id,
-                source_group::Column::ExternalId,
-                source_group::Column::DisplayName,
-            ])
-            .filter(source_group::Column::ConnectionId.eq(self.connection()))
-            .into_tuple::<(i64, String, String)>()
-            .all(self.db)
-            .await?
+    /// The connection's groups, or only those some users belong to.
+    async fn load_groups(&self, which: GroupsOf<'_>) -> Result<BTreeMap<i64, GroupRow>, DbErr> {
+        let select = || {
+            source_group::Entity::find()
+                .select_only()
+                .columns([
+                    source_group::Column::Id,
+                    source_group::Column::ExternalId,
+                    source_group::Column::DisplayName,
+                ])
+                .filter(source_group::Column::ConnectionId.eq(self.connection()))
+        };
+        let rows: Vec<(i64, String, String)> = match which {
+            GroupsOf::Connection => select().into_tuple().all(self.db).await?,
+            GroupsOf::Users(users) => {
+                let mut rows = Vec::new();
+                for chunk in users.chunks(CHUNK) {
+                    let their_groups = Query::select()
+                        .distinct()
+                        .column(effective_membership::Column::GroupId)
+                        .from(effective_membership::Entity)
+                        .and_where(
+                            effective_membership::Column::UserId.is_in(chunk.iter().copied()),
+                        )
+                        .to_owned();
+                    rows.extend(
+                        select()
+                            .filter(source_group::Column::Id.in_subquery(their_groups))
+                            .into_tuple::<(i64, String, String)>()
+                            .all(self.db)
+                            .await?,
+                    );
+                }
+                rows
+            }
+        };
+        Ok(rows
             .into_iter()
             .map(|(id, external_id, display_name)| {
                 (
@@ -1053,6 +1105,30 @@ impl<C: ConnectionTrait> Apply<'_, C> {
 
 fn attributes_json(attributes: &BTreeMap<String, serde_json::Value>) -> String {
     serde_json::to_string(attributes).unwrap_or_else(|_| "{}".into())
+}
+
+/// The update of a stored user from an inserted row: every content column
+/// from the record; identity and creation time are left as they are, and
+/// the version goes up by one.
+fn user_update() -> OnConflict {
+    use source_user::Column;
+    let content = Column::iter().filter(|column| {
+        !matches!(
+            column,
+            Column::Id
+                | Column::ConnectionId
+                | Column::ExternalId
+                | Column::CreatedAt
+                | Column::Version
+        )
+    });
+    OnConflict::columns([Column::ConnectionId, Column::ExternalId])
+        .update_columns(content)
+        .value(
+            Column::Version,
+            Expr::col((source_user::Entity, Column::Version)).add(1),
+        )
+        .to_owned()
 }
 
 fn user_row(
