@@ -844,6 +844,14 @@ store_test!(
                 Some(2)
             )
         );
+        // A full first page is not all there is: the matches are counted.
+        let (_, _, first) = scim
+            .entra("GET", "/Users?sortBy=userName&count=2", None)
+            .await;
+        assert_eq!(
+            (names(&first), first["totalResults"].as_u64()),
+            (vec!["ann".to_string(), "bob".to_string()], Some(4))
+        );
         let (_, _, counted) = scim.entra("GET", "/Users?count=0", None).await;
         assert_eq!(
             (

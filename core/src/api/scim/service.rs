@@ -483,7 +483,9 @@ impl ScimService<'_> {
     }
 
     /// The total of `select` and the rows of one page, in a stable order
-    /// (`sort`, then id).
+    /// (`sort`, then id). A first page that is not full holds every match,
+    /// so its total is its length and nothing is counted (a lookup such as
+    /// `userName eq` is one statement); otherwise the matches are counted.
     #[expect(
         clippy::too_many_arguments,
         reason = "the parts of a SCIM list request"
@@ -502,26 +504,35 @@ impl ScimService<'_> {
         E: EntityTrait,
         E::Model: Send + Sync,
     {
-        let total = select
-            .clone()
-            .count(self.store.db())
-            .await
-            .map_err(internal)?;
-        self.check_not_too_many(filtered, total)?;
+        let count_all = || async {
+            select
+                .clone()
+                .count(self.store.db())
+                .await
+                .map_err(internal)
+        };
         if count == 0 {
+            let total = count_all().await?;
+            self.check_not_too_many(filtered, total)?;
             return Ok((total, Vec::new()));
         }
-        let mut select = select;
+        let mut page = select.clone();
         if let Some(sort) = sort {
-            select = select.order_by(sort, order);
+            page = page.order_by(sort, order);
         }
-        let rows = select
+        let rows = page
             .order_by_asc(id)
             .offset(start_index - 1)
             .limit(count)
             .all(self.store.db())
             .await
             .map_err(internal)?;
+        let total = if start_index == 1 && (rows.len() as u64) < count {
+            rows.len() as u64
+        } else {
+            count_all().await?
+        };
+        self.check_not_too_many(filtered, total)?;
         Ok((total, rows))
     }
 
