@@ -807,7 +807,9 @@ async fn submit_together(
     for (queued, delta) in deltas.into_iter().enumerate() {
         let caller = reconciler.clone();
         tasks.push(tokio::spawn(async move {
-            caller.submit_coalesced("okta", delta, Trigger::Scim).await
+            caller
+                .submit_coalesced("okta", delta, Vec::new(), Trigger::Scim)
+                .await
         }));
         // Queued in the order given.
         while reconciler.writes_in_flight() <= queued {

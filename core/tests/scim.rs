@@ -1133,3 +1133,48 @@ store_test!(
         assert_eq!(bob["userName"], "Bob@example.com");
     }
 );
+
+store_test!(
+    concurrent_patches_of_one_user_all_stand,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, _, created) = scim
+            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
+            .await;
+        let id = created["id"].as_str().unwrap().to_string();
+
+        // Both PATCHes arrive while the writer is busy, so both are
+        // waiting at once; each must change the user as the other left it.
+        let busy_writer = scim.state.store.begin_write().await.unwrap();
+        let patch = |path: &str, value: &str| {
+            let request = scim
+                .client
+                .patch(format!("{}/entra/Users/{id}", scim.root))
+                .bearer_auth(&scim.entra)
+                .header("content-type", "application/scim+json")
+                .body(
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": path, "value": value}]
+                    })
+                    .to_string(),
+                );
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        };
+        let renamed = patch("displayName", "Kim Park");
+        let titled = patch("title", "Engineer");
+        while scim.state.reconciler.writes_in_flight() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(busy_writer);
+        assert_eq!(renamed.await.unwrap(), 200);
+        assert_eq!(titled.await.unwrap(), 200);
+
+        let (_, _, user) = scim.entra("GET", &format!("/Users/{id}"), None).await;
+        assert_eq!(
+            (user["displayName"].as_str(), user["title"].as_str()),
+            (Some("Kim Park"), Some("Engineer")),
+            "{user}"
+        );
+    }
+);

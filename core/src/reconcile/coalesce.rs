@@ -22,7 +22,7 @@
 //! queue while a batch is under way, so the busier the writer, the bigger the
 //! next batch.
 
-use super::input::{Delta, SourceInput};
+use super::input::{Delta, SourceInput, UserEdit};
 use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger, UpsertedRows};
 use idpsync_driver::{MemberRef, MembershipEdge};
 use std::collections::HashSet;
@@ -37,6 +37,7 @@ const MAX_BATCH: usize = 256;
 struct Pending {
     connection_id: String,
     delta: Delta,
+    edits: Vec<UserEdit>,
     trigger: Trigger,
     reply: oneshot::Sender<Result<Written>>,
 }
@@ -63,13 +64,15 @@ pub(crate) struct Coalescer {
 
 impl Reconciler {
     /// Reconciles a small delta, merged with other callers' concurrent
-    /// deltas into one transaction (see the module docs). The outcome is
+    /// deltas into one transaction (see the module docs). `edits` change
+    /// stored users from their rows inside that transaction. The outcome is
     /// the batch's: `Applied` or `Unchanged` when the merged delta went
     /// through, or this delta's own when it had to be reconciled alone.
     pub async fn submit_coalesced(
         &self,
         connection_id: &str,
         delta: Delta,
+        edits: Vec<UserEdit>,
         trigger: Trigger,
     ) -> Result<Written> {
         let coalescer = &self.coalescer;
@@ -82,6 +85,7 @@ impl Reconciler {
             .push(Pending {
                 connection_id: connection_id.to_string(),
                 delta,
+                edits,
                 trigger,
                 reply,
             });
@@ -121,12 +125,17 @@ impl Reconciler {
     async fn reconcile_batch(&self, mut batch: Vec<Pending>) {
         if batch.len() > 1 {
             let merged = merge(batch.iter().map(|pending| &pending.delta));
+            let edits: Vec<UserEdit> = batch
+                .iter()
+                .flat_map(|pending| pending.edits.iter().cloned())
+                .collect();
             let connection_id = batch[0].connection_id.clone();
             let trigger = batch[0].trigger;
             match self
                 .reconcile(
                     &connection_id,
                     SourceInput::Delta(merged),
+                    &edits,
                     SubmitOptions {
                         unrecorded_hold: true,
                         ..SubmitOptions::new(trigger)
@@ -139,7 +148,7 @@ impl Reconciler {
                     for pending in batch {
                         let written = Written {
                             outcome: outcome.clone(),
-                            rows: rows.take_for(&pending.delta),
+                            rows: rows.take_for(&pending.delta, &pending.edits),
                         };
                         self.answer(pending.reply, Ok(written));
                     }
@@ -159,6 +168,7 @@ impl Reconciler {
                 .reconcile(
                     &pending.connection_id,
                     SourceInput::Delta(pending.delta),
+                    &pending.edits,
                     SubmitOptions::new(pending.trigger),
                     true,
                 )
@@ -195,7 +205,7 @@ fn batches(queued: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut closed = Vec::new();
     let mut open: Vec<Open> = Vec::new();
     for pending in queued {
-        let touched = Touched::of(&pending.delta);
+        let touched = Touched::of(&pending.delta, &pending.edits);
         let slot = open.iter().position(|batch| {
             batch.connection_id == pending.connection_id && batch.trigger == pending.trigger
         });
@@ -236,11 +246,14 @@ struct Touched {
 }
 
 impl Touched {
-    fn of(delta: &Delta) -> Self {
+    fn of(delta: &Delta, edits: &[UserEdit]) -> Self {
         let mut touched = Touched::default();
         touched
             .users
             .extend(delta.upsert_users.iter().map(|u| u.external_id.clone()));
+        touched
+            .users
+            .extend(edits.iter().map(|edit| edit.external_id.clone()));
         touched.users.extend(delta.remove_users.iter().cloned());
         touched
             .groups
@@ -325,6 +338,7 @@ mod tests {
         Pending {
             connection_id: connection.into(),
             delta,
+            edits: Vec::new(),
             trigger: Trigger::Scim,
             reply: oneshot::channel().0,
         }
@@ -361,11 +375,9 @@ mod tests {
                 batch
                     .iter()
                     .map(|p| {
-                        let mut ids: Vec<String> = Touched::of(&p.delta)
-                            .users
-                            .into_iter()
-                            .chain(Touched::of(&p.delta).groups)
-                            .collect();
+                        let touched = Touched::of(&p.delta, &p.edits);
+                        let mut ids: Vec<String> =
+                            touched.users.into_iter().chain(touched.groups).collect();
                         ids.sort();
                         (p.connection_id.clone(), ids)
                     })

@@ -1,9 +1,12 @@
 //! What a source hands the reconciler: a full [`Snapshot`], or a [`Delta`]
-//! with explicit removals. A SCIM request becomes a small delta.
+//! with explicit removals. A SCIM request becomes a small delta, and a SCIM
+//! PATCH of a user a [`UserEdit`].
 
+use crate::store::entity::source_user;
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Everything the source has, as it reports it. Whatever is stored but not in
 /// the snapshot is removed.
@@ -46,4 +49,29 @@ pub struct Delta {
 pub enum SourceInput {
     Snapshot(Snapshot),
     Delta(Delta),
+}
+
+/// A change to a stored user, computed from its row inside the transaction
+/// that writes it (a SCIM PATCH): nothing is written between the read and
+/// the write, so concurrent edits of one user all stand.
+#[derive(Clone)]
+pub struct UserEdit {
+    pub external_id: String,
+    pub edit: Arc<EditFn>,
+}
+
+/// The new record of a user from its stored row, or why not.
+pub type EditFn = dyn Fn(&source_user::Model) -> Result<SourceUser, EditRejected> + Send + Sync;
+
+/// Why an edit refused a user's row: the reconciliation fails with
+/// [`super::ReconcileError::EditRejected`], and the caller, who wrote the
+/// edit, turns it back into its own error.
+pub type EditRejected = Arc<dyn std::error::Error + Send + Sync>;
+
+impl std::fmt::Debug for UserEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserEdit")
+            .field("external_id", &self.external_id)
+            .finish_non_exhaustive()
+    }
 }

@@ -26,7 +26,7 @@ pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};
 pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
-pub use input::{Delta, Snapshot, SourceInput};
+pub use input::{Delta, EditFn, EditRejected, Snapshot, SourceInput, UserEdit};
 pub use plan::Plan;
 
 use crate::config::{Config, DeletionLimit};
@@ -64,6 +64,12 @@ pub enum ReconcileError {
     StateMoved { run_id: i64 },
     #[error("apply failed: {0}")]
     Apply(String),
+    /// A [`UserEdit`] named a user that is not stored.
+    #[error("user \"{0}\" not found")]
+    EditedUserNotFound(String),
+    /// A [`UserEdit`] refused the user's row.
+    #[error("{0}")]
+    EditRejected(EditRejected),
     /// Only with [`SubmitOptions::unrecorded_hold`]: the change set is over
     /// the deletion limit, and nothing was written.
     #[error("the change set exceeds the connection's deletion limit")]
@@ -207,13 +213,15 @@ impl UpsertedRows {
         Ok(rows)
     }
 
-    /// Moves out the rows of what `delta` upserts.
-    pub(crate) fn take_for(&mut self, delta: &Delta) -> UpsertedRows {
+    /// Moves out the rows of what `delta` upserts and `edits` edit.
+    pub(crate) fn take_for(&mut self, delta: &Delta, edits: &[UserEdit]) -> UpsertedRows {
         UpsertedRows {
             users: delta
                 .upsert_users
                 .iter()
-                .filter_map(|user| self.users.remove_entry(&user.external_id))
+                .map(|user| &user.external_id)
+                .chain(edits.iter().map(|edit| &edit.external_id))
+                .filter_map(|id| self.users.remove_entry(id))
                 .collect(),
             groups: delta
                 .upsert_groups
@@ -321,25 +329,24 @@ impl Reconciler {
         input: SourceInput,
         options: SubmitOptions,
     ) -> Result<Outcome> {
-        let (outcome, _) = self.reconcile(connection_id, input, options, false).await?;
+        let (outcome, _) = self
+            .reconcile(connection_id, input, &[], options, false)
+            .await?;
         Ok(outcome)
     }
 
-    /// [`Reconciler::submit`], and with `read_upserted` the rows of the
-    /// users and groups a delta upserts, read before the commit when it
-    /// applies (or changes nothing).
+    /// [`Reconciler::submit`] of `input` with the users `edits` make of
+    /// their stored rows (inside the transaction), and with `read_upserted`
+    /// the rows of the users and groups upserted, read before the commit
+    /// when it applies (or changes nothing).
     async fn reconcile(
         &self,
         connection_id: &str,
         input: SourceInput,
+        edits: &[UserEdit],
         options: SubmitOptions,
         read_upserted: bool,
     ) -> Result<(Outcome, UpsertedRows)> {
-        let upserted = if read_upserted {
-            Upserted::of(&input)
-        } else {
-            Upserted::default()
-        };
         let mut phases = Phases::start();
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
@@ -348,6 +355,25 @@ impl Reconciler {
             .one(tx)
             .await?
             .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
+        let input = match input {
+            SourceInput::Delta(mut delta) if !edits.is_empty() => {
+                delta
+                    .upsert_users
+                    .extend(edited_users(tx, connection_id, edits).await?);
+                SourceInput::Delta(delta)
+            }
+            SourceInput::Snapshot(_) if !edits.is_empty() => {
+                return Err(ReconcileError::Apply(
+                    "user edits come with a delta, not a snapshot".into(),
+                ));
+            }
+            input => input,
+        };
+        let upserted = if read_upserted {
+            Upserted::of(&input)
+        } else {
+            Upserted::default()
+        };
         let stored = stored::load(tx, connection_id, &input).await?;
         phases.mark("load_stored");
         let mode = match input {
@@ -637,6 +663,35 @@ impl Reconciler {
             held: removals > allowed,
         })
     }
+}
+
+/// The users `edits` make of their stored rows.
+async fn edited_users(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+    edits: &[UserEdit],
+) -> Result<Vec<idpsync_driver::SourceUser>> {
+    let mut rows: HashMap<String, source_user::Model> = HashMap::new();
+    for chunk in edits.chunks(500) {
+        let found = source_user::Entity::find()
+            .filter(source_user::Column::ConnectionId.eq(connection_id))
+            .filter(
+                source_user::Column::ExternalId
+                    .is_in(chunk.iter().map(|edit| edit.external_id.as_str())),
+            )
+            .all(db)
+            .await?;
+        rows.extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
+    }
+    edits
+        .iter()
+        .map(|edit| {
+            let row = rows
+                .get(&edit.external_id)
+                .ok_or_else(|| ReconcileError::EditedUserNotFound(edit.external_id.clone()))?;
+            (edit.edit)(row).map_err(ReconcileError::EditRejected)
+        })
+        .collect()
 }
 
 fn record_metrics(

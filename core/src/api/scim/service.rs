@@ -3,7 +3,9 @@
 //! in the same transaction, and the events are committed before the answer).
 //! Used by the routes and by `/Bulk`.
 
-use crate::reconcile::{Delta, Outcome, ReconcileError, Reconciler, Trigger, UpsertedRows};
+use crate::reconcile::{
+    Delta, EditRejected, Outcome, ReconcileError, Reconciler, Trigger, UpsertedRows, UserEdit,
+};
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
 use crate::scim::resource::{self, DOCUMENT_KEY, MemberView, Meta};
@@ -98,6 +100,13 @@ fn from_reconcile(error: ReconcileError) -> ScimError {
             }
             other => ScimError::invalid_value(other.to_string()),
         },
+        ReconcileError::EditedUserNotFound(id) => {
+            ScimError::not_found(format!("User {id} not found"))
+        }
+        ReconcileError::EditRejected(rejected) => match rejected.downcast_ref::<ScimError>() {
+            Some(scim) => scim.clone(),
+            None => internal(rejected),
+        },
         ReconcileError::Store(crate::store::StoreError::Db(db))
             if is_unique_violation(&db.to_string()) =>
         {
@@ -134,9 +143,19 @@ impl ScimService<'_> {
     /// connection into one transaction (group commit); returns the rows it
     /// upserted, as committed.
     async fn submit(&self, delta: Delta) -> ScimResult<UpsertedRows> {
+        self.submit_with_edits(delta, Vec::new()).await
+    }
+
+    /// [`ScimService::submit`], with users changed from their stored rows
+    /// inside the transaction.
+    async fn submit_with_edits(
+        &self,
+        delta: Delta,
+        edits: Vec<UserEdit>,
+    ) -> ScimResult<UpsertedRows> {
         let written = self
             .reconciler
-            .submit_coalesced(self.connection_id, delta, Trigger::Scim)
+            .submit_coalesced(self.connection_id, delta, edits, Trigger::Scim)
             .await
             .map_err(from_reconcile)?;
         match written.outcome {
@@ -181,19 +200,7 @@ impl ScimService<'_> {
     }
 
     fn render_user(&self, row: &source_user::Model) -> Value {
-        let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
-        resource::render_user(
-            attributes.get(DOCUMENT_KEY),
-            &row.user_name,
-            row.active,
-            &Meta {
-                id: &row.external_id,
-                created: row.created_at,
-                last_modified: row.updated_at,
-                version: row.version,
-                location: self.location(ResourceKind::User, &row.external_id),
-            },
-        )
+        render_user_at(&self.base, row)
     }
 
     fn render_group(&self, row: &source_group::Model, members: Option<&[MemberView]>) -> Value {
@@ -654,11 +661,29 @@ impl ScimService<'_> {
     ) -> ScimResult<(Value, i64)> {
         let rows = match kind {
             ResourceKind::User => {
-                let row = self.user_row(id).await?;
-                let current = self.render_user(&row);
-                let patched = patch::apply(&current, body, patch::Kind::User)?;
-                let user = resource::user_from_document(id, &patched.resource)?;
-                self.submit_user(user).await?
+                // Read, patched and written in the writing transaction:
+                // concurrent PATCHes of one user do not undo each other.
+                let base = self.base.clone();
+                let body = body.clone();
+                let edit = move |row: &source_user::Model| -> Result<SourceUser, EditRejected> {
+                    let current = render_user_at(&base, row);
+                    let patched = patch::apply(&current, &body, patch::Kind::User)
+                        .map_err(|error| -> EditRejected { std::sync::Arc::new(error) })?;
+                    resource::user_from_document(&row.external_id, &patched.resource)
+                        .map_err(|error| -> EditRejected { std::sync::Arc::new(error) })
+                };
+                let edit = UserEdit {
+                    external_id: id.to_string(),
+                    edit: std::sync::Arc::new(edit),
+                };
+                self.submit_with_edits(Delta::default(), vec![edit])
+                    .await
+                    .map_err(|error| match error.scim_type {
+                        Some(crate::scim::ScimType::Uniqueness) => ScimError::uniqueness(
+                            "the patched userName is already taken".to_string(),
+                        ),
+                        _ => error,
+                    })?
             }
             ResourceKind::Group => {
                 let row = self.group_row(id).await?;
@@ -846,6 +871,27 @@ impl ScimService<'_> {
         }
         Ok((refs, unresolved))
     }
+}
+
+/// A stored user as a SCIM resource, located under `base`.
+fn render_user_at(base: &str, row: &source_user::Model) -> Value {
+    let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+    resource::render_user(
+        attributes.get(DOCUMENT_KEY),
+        &row.user_name,
+        row.active,
+        &Meta {
+            id: &row.external_id,
+            created: row.created_at,
+            last_modified: row.updated_at,
+            version: row.version,
+            location: format!(
+                "{base}/{}/{}",
+                ResourceKind::User.endpoint(),
+                row.external_id
+            ),
+        },
+    )
 }
 
 /// Parses a comma-separated `attributes` list.
