@@ -393,7 +393,12 @@ store_test!(
                 "a deactivated user cannot register a device"
             );
 
+            let cursor = last_cursor(&store).await;
             submit(&reconciler, tenant()).await;
+            assert_eq!(
+                event_kinds_after(&store, cursor).await[..1],
+                ["user.reactivated"]
+            );
             assert_eq!(
                 device_status(&store, laptop).await,
                 "revoked",

@@ -362,14 +362,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         changes: &ChangeSet,
     ) -> Result<HashMap<String, UserRow>, DbErr> {
         let now = self.ctx.now;
-        let before: HashMap<String, UserRow> = self
-            .load_users_by_external_id(
-                changes
-                    .users_updated
-                    .iter()
-                    .map(|user| user.external_id.as_str())
-                    .chain(changes.users_deleted.iter().map(String::as_str)),
-            )
+        // Deleted users as they were (their rows go at the end of the apply).
+        let deleted: HashMap<String, UserRow> = self
+            .load_users_by_external_id(changes.users_deleted.iter().map(String::as_str))
             .await?;
 
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
@@ -401,18 +396,29 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .exec_without_returning(self.db)
                 .await?;
         }
+        let deactivated: HashSet<&str> = changes
+            .users_deactivated
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let reactivated: HashSet<&str> = changes
+            .users_reactivated
+            .iter()
+            .map(String::as_str)
+            .collect();
         for user in &changes.users_updated {
-            let was_active = before.get(&user.external_id).is_some_and(|row| row.active);
-            let kind = match (was_active, user.active) {
-                (true, false) => "user.deactivated",
-                (false, true) => "user.reactivated",
-                _ => "user.updated",
+            let kind = if deactivated.contains(user.external_id.as_str()) {
+                "user.deactivated"
+            } else if reactivated.contains(user.external_id.as_str()) {
+                "user.reactivated"
+            } else {
+                "user.updated"
             };
             self.event(kind, "user", &user.external_id, user_payload(user));
             self.flush(false).await?;
         }
         for external_id in &changes.users_deleted {
-            let user_name = before
+            let user_name = deleted
                 .get(external_id)
                 .map(|row| row.user_name.clone())
                 .unwrap_or_default();
@@ -424,26 +430,17 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             );
         }
 
+        // Created and updated users as written, with the deleted ones.
         let mut all = self
             .load_users_by_external_id(
                 changes
                     .users_created
                     .iter()
+                    .chain(&changes.users_updated)
                     .map(|user| user.external_id.as_str()),
             )
             .await?;
-        let active_now: HashMap<&str, bool> = changes
-            .users_updated
-            .iter()
-            .map(|user| (user.external_id.as_str(), user.active))
-            .collect();
-        for (external_id, row) in before {
-            let active = active_now
-                .get(external_id.as_str())
-                .copied()
-                .unwrap_or(row.active);
-            all.insert(external_id, UserRow { active, ..row });
-        }
+        all.extend(deleted);
         Ok(all)
     }
 

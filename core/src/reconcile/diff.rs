@@ -40,6 +40,10 @@ pub struct ChangeSet {
     pub users_updated: Vec<SourceUser>,
     /// External ids of updated users that go from active to inactive.
     pub users_deactivated: Vec<String>,
+    /// External ids of updated users that go from inactive to active
+    /// (absent from change sets held before it was recorded).
+    #[serde(default)]
+    pub users_reactivated: Vec<String>,
     pub users_deleted: Vec<String>,
     pub groups_created: Vec<SourceGroup>,
     pub groups_updated: Vec<SourceGroup>,
@@ -176,6 +180,9 @@ fn sort_upserts(
             Some(existing) if existing.content_hash != user_hash(&user) => {
                 if existing.active && !user.active {
                     changes.users_deactivated.push(user.external_id.clone());
+                }
+                if !existing.active && user.active {
+                    changes.users_reactivated.push(user.external_id.clone());
                 }
                 changes.users_updated.push(user);
             }
