@@ -904,10 +904,24 @@ store_test!(
             )
             .await;
 
-            for (i, (created, renamed)) in created.into_iter().zip(renamed).enumerate() {
+            // The same records again: nothing changes, the rows still come.
+            let again = submit_together(
+                &reconciler,
+                &store,
+                (0..8)
+                    .map(|i| create_user(&format!("n{i}"), &format!("renamed{i}")))
+                    .collect(),
+            )
+            .await;
+
+            for (i, ((created, renamed), again)) in
+                created.into_iter().zip(renamed).zip(again).enumerate()
+            {
                 let id = format!("n{i}");
                 let created = created.unwrap().rows;
                 let renamed = renamed.unwrap().rows;
+                let again = again.unwrap();
+                assert!(matches!(again.outcome, Outcome::Unchanged(_)));
                 // Only its own user, nothing of the others in its batch.
                 assert_eq!(created.users.keys().collect::<Vec<_>>(), [&id]);
                 assert!(created.groups.is_empty());
@@ -920,6 +934,7 @@ store_test!(
                     .unwrap()
                     .unwrap();
                 assert_eq!(renamed.users[&id], stored);
+                assert_eq!(again.rows.users[&id], stored);
                 assert_eq!(stored.user_name, format!("renamed{i}"));
                 assert_eq!(stored.version, 2);
             }

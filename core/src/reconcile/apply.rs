@@ -84,6 +84,9 @@ pub struct ApplyContext<'a> {
     /// instead of returning them: bounds memory on large change sets. A dry
     /// run keeps them to show.
     pub persist_events: bool,
+    /// Return the whole rows of the users written ([`Applied::written_users`]),
+    /// read where the apply reads them anyway: for a SCIM write's answer.
+    pub keep_written_users: bool,
 }
 
 /// Events buffered before they are written, when persisting, counted by
@@ -97,6 +100,9 @@ pub struct Applied {
     /// Events produced, written or not.
     pub n_events: usize,
     pub effects: EffectCounts,
+    /// With [`ApplyContext::keep_written_users`], the created and updated
+    /// users as written.
+    pub written_users: Vec<source_user::Model>,
     /// How long each step took.
     pub(crate) phases: super::Phases,
 }
@@ -114,6 +120,7 @@ pub async fn apply(
         n_written: 0,
         buffered_weight: 0,
         effects: EffectCounts::default(),
+        written_users: Vec::new(),
         phases: super::Phases::start(),
     };
     run.run(changes).await?;
@@ -123,6 +130,7 @@ pub async fn apply(
         n_events: run.n_written + run.events.len(),
         events: run.events,
         effects: run.effects,
+        written_users: run.written_users,
         phases: run.phases,
     })
 }
@@ -136,6 +144,7 @@ struct Apply<'a, C> {
     ctx: &'a ApplyContext<'a>,
     events: Vec<NewEvent>,
     effects: EffectCounts,
+    written_users: Vec<source_user::Model>,
     phases: super::Phases,
 }
 
@@ -431,15 +440,28 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
 
         // Created and updated users as written, with the deleted ones.
-        let mut all = self
-            .load_users_by_external_id(
-                changes
-                    .users_created
-                    .iter()
-                    .chain(&changes.users_updated)
-                    .map(|user| user.external_id.as_str()),
-            )
-            .await?;
+        let written = changes
+            .users_created
+            .iter()
+            .chain(&changes.users_updated)
+            .map(|user| user.external_id.as_str());
+        let mut all = if self.ctx.keep_written_users {
+            self.written_users = self.load_whole_users(written).await?;
+            self.written_users
+                .iter()
+                .map(|row| {
+                    let user = UserRow {
+                        id: row.id,
+                        external_id: row.external_id.clone(),
+                        user_name: row.user_name.clone(),
+                        active: row.active,
+                    };
+                    (row.external_id.clone(), user)
+                })
+                .collect()
+        } else {
+            self.load_users_by_external_id(written).await?
+        };
         all.extend(deleted);
         Ok(all)
     }
@@ -1078,6 +1100,25 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             );
         }
         Ok(found)
+    }
+
+    /// Whole rows of users, by external id.
+    async fn load_whole_users<'s>(
+        &self,
+        external_ids: impl Iterator<Item = &'s str>,
+    ) -> Result<Vec<source_user::Model>, DbErr> {
+        let ids: Vec<&str> = external_ids.collect();
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            rows.extend(
+                source_user::Entity::find()
+                    .filter(source_user::Column::ConnectionId.eq(self.connection()))
+                    .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
+                    .all(self.db)
+                    .await?,
+            );
+        }
+        Ok(rows)
     }
 
     async fn load_users_by_id(

@@ -185,14 +185,28 @@ pub struct UpsertedRows {
 }
 
 impl UpsertedRows {
-    /// Reads the rows of what `delta` upserts; nothing for a snapshot.
+    /// Reads the rows of what `delta` upserts (nothing for a snapshot),
+    /// but for the users in `written`, which the apply read already.
     async fn read(
         db: &impl ConnectionTrait,
         connection_id: &str,
         upserted: &Upserted,
+        written: Vec<source_user::Model>,
     ) -> Result<UpsertedRows, DbErr> {
-        let mut rows = UpsertedRows::default();
-        for chunk in upserted.users.chunks(500) {
+        let mut rows = UpsertedRows {
+            users: written
+                .into_iter()
+                .map(|row| (row.external_id.clone(), row))
+                .collect(),
+            groups: HashMap::new(),
+        };
+        let unread: Vec<String> = upserted
+            .users
+            .iter()
+            .filter(|id| !rows.users.contains_key(*id))
+            .cloned()
+            .collect();
+        for chunk in unread.chunks(500) {
             let found = source_user::Entity::find()
                 .filter(source_user::Column::ConnectionId.eq(connection_id))
                 .filter(source_user::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
@@ -395,6 +409,7 @@ impl Reconciler {
             now,
             fail_at: self.fail_at,
             persist_events: !options.dry_run,
+            keep_written_users: read_upserted && !options.dry_run,
         };
 
         if options.dry_run {
@@ -482,7 +497,7 @@ impl Reconciler {
                 None,
             )
             .await?;
-            let rows = UpsertedRows::read(tx, connection_id, &upserted).await?;
+            let rows = UpsertedRows::read(tx, connection_id, &upserted, Vec::new()).await?;
             write.commit().await?;
             phases.mark("commit");
             phases.log(connection_id);
@@ -513,7 +528,7 @@ impl Reconciler {
             None,
         )
         .await?;
-        let rows = UpsertedRows::read(tx, connection_id, &upserted).await?;
+        let rows = UpsertedRows::read(tx, connection_id, &upserted, applied.written_users).await?;
         write.commit().await?;
         phases.mark("commit");
         phases.log(connection_id);
@@ -586,6 +601,7 @@ impl Reconciler {
             now,
             fail_at: self.fail_at,
             persist_events: true,
+            keep_written_users: false,
         };
         let approved_event = NewEvent::new(
             "sync.approved",
