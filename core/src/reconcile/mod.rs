@@ -369,11 +369,14 @@ impl Reconciler {
             .one(tx)
             .await?
             .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
+        // The edited users' rows, read once: for the edits, and as the
+        // stored state they are diffed against.
+        let mut edited_rows = Vec::new();
         let input = match input {
             SourceInput::Delta(mut delta) if !edits.is_empty() => {
-                delta
-                    .upsert_users
-                    .extend(edited_users(tx, connection_id, edits).await?);
+                let (users, rows) = edited_users(tx, connection_id, edits).await?;
+                delta.upsert_users.extend(users);
+                edited_rows = rows;
                 SourceInput::Delta(delta)
             }
             SourceInput::Snapshot(_) if !edits.is_empty() => {
@@ -388,7 +391,8 @@ impl Reconciler {
         } else {
             Upserted::default()
         };
-        let stored = stored::load(tx, connection_id, &input).await?;
+        let stored = stored::load(tx, connection_id, &input, &edited_rows).await?;
+        drop(edited_rows);
         phases.mark("load_stored");
         let mode = match input {
             SourceInput::Snapshot(_) => "full",
@@ -681,12 +685,12 @@ impl Reconciler {
     }
 }
 
-/// The users `edits` make of their stored rows.
+/// The users `edits` make of their stored rows, and those rows.
 async fn edited_users(
     db: &impl ConnectionTrait,
     connection_id: &str,
     edits: &[UserEdit],
-) -> Result<Vec<idpsync_driver::SourceUser>> {
+) -> Result<(Vec<idpsync_driver::SourceUser>, Vec<source_user::Model>)> {
     let mut rows: HashMap<String, source_user::Model> = HashMap::new();
     for chunk in edits.chunks(500) {
         let found = source_user::Entity::find()
@@ -699,7 +703,7 @@ async fn edited_users(
             .await?;
         rows.extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
     }
-    edits
+    let users = edits
         .iter()
         .map(|edit| {
             let row = rows
@@ -707,7 +711,8 @@ async fn edited_users(
                 .ok_or_else(|| ReconcileError::EditedUserNotFound(edit.external_id.clone()))?;
             (edit.edit)(row).map_err(ReconcileError::EditRejected)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((users, rows.into_values().collect()))
 }
 
 fn record_metrics(

@@ -78,10 +78,13 @@ pub(super) fn edges_of(
     )
 }
 
+/// The stored state `input` is diffed against. `known_users` are rows the
+/// caller read in this transaction already; they are not read again.
 pub async fn load(
     db: &impl ConnectionTrait,
     connection: &str,
     input: &SourceInput,
+    known_users: &[source_user::Model],
 ) -> Result<StoredState, DbErr> {
     match input {
         SourceInput::Snapshot(_) => load_all(db, connection).await,
@@ -120,9 +123,21 @@ pub async fn load(
                 }
             }
             group_ids.extend(edge_groups.iter().copied());
+            let mut users: Vec<UserTuple> = Vec::with_capacity(user_ids.len());
+            for row in known_users {
+                if user_ids.remove(row.external_id.as_str()) {
+                    users.push((
+                        row.id,
+                        row.external_id.clone(),
+                        row.content_hash.clone(),
+                        row.active,
+                    ));
+                }
+            }
             load_some(
                 db,
                 connection,
+                users,
                 &user_ids,
                 &group_ids,
                 &edge_groups,
@@ -205,15 +220,17 @@ fn ids(joined: &str) -> Result<Vec<i64>, DbErr> {
         .collect()
 }
 
+/// The stored state of the named users and groups, with `users` already
+/// read.
 async fn load_some(
     db: &impl ConnectionTrait,
     connection: &str,
+    mut users: Vec<UserTuple>,
     user_ids: &BTreeSet<&str>,
     group_ids: &BTreeSet<&str>,
     edge_groups: &BTreeSet<&str>,
     replaced_groups: BTreeSet<&str>,
 ) -> Result<StoredState, DbErr> {
-    let mut users: Vec<UserTuple> = Vec::new();
     let user_list: Vec<&str> = user_ids.iter().copied().collect();
     for chunk in user_list.chunks(CHUNK) {
         users.extend(
