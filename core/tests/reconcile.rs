@@ -887,32 +887,17 @@ store_test!(
         let store = test_store.store.clone();
         async move {
             let reconciler = reconciler(&store, CONFIG).await;
-            let created = submit_together(
-                &reconciler,
-                &store,
-                (0..8)
-                    .map(|i| create_user(&format!("n{i}"), &format!("new{i}")))
-                    .collect(),
-            )
-            .await;
-            let renamed = submit_together(
-                &reconciler,
-                &store,
-                (0..8)
-                    .map(|i| create_user(&format!("n{i}"), &format!("renamed{i}")))
-                    .collect(),
-            )
-            .await;
-
+            // Users n0..n7 named with `prefix`, each by its own caller.
+            let name_all = |prefix: &'static str| {
+                let deltas = (0..8)
+                    .map(|i| create_user(&format!("n{i}"), &format!("{prefix}{i}")))
+                    .collect();
+                submit_together(&reconciler, &store, deltas)
+            };
+            let created = name_all("new").await;
+            let renamed = name_all("renamed").await;
             // The same records again: nothing changes, the rows still come.
-            let again = submit_together(
-                &reconciler,
-                &store,
-                (0..8)
-                    .map(|i| create_user(&format!("n{i}"), &format!("renamed{i}")))
-                    .collect(),
-            )
-            .await;
+            let again = name_all("renamed").await;
 
             for (i, ((created, renamed), again)) in
                 created.into_iter().zip(renamed).zip(again).enumerate()

@@ -16,11 +16,11 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
-use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
 };
+use crate::store::{edges, rows};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -446,7 +446,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .chain(&changes.users_updated)
             .map(|user| user.external_id.as_str());
         let mut all = if self.ctx.keep_written_users {
-            self.written_users = self.load_whole_users(written).await?;
+            self.written_users =
+                rows::users_by_external_id(self.db, self.connection(), written).await?;
             self.written_users
                 .iter()
                 .map(|row| {
@@ -1100,25 +1101,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             );
         }
         Ok(found)
-    }
-
-    /// Whole rows of users, by external id.
-    async fn load_whole_users<'s>(
-        &self,
-        external_ids: impl Iterator<Item = &'s str>,
-    ) -> Result<Vec<source_user::Model>, DbErr> {
-        let ids: Vec<&str> = external_ids.collect();
-        let mut rows = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            rows.extend(
-                source_user::Entity::find()
-                    .filter(source_user::Column::ConnectionId.eq(self.connection()))
-                    .filter(source_user::Column::ExternalId.is_in(chunk.iter().copied()))
-                    .all(self.db)
-                    .await?,
-            );
-        }
-        Ok(rows)
     }
 
     async fn load_users_by_id(

@@ -32,7 +32,7 @@ pub use plan::Plan;
 use crate::config::{Config, DeletionLimit};
 use crate::events::{self, EventBus, NewEvent};
 use crate::store::entity::{connection, source_group, source_user, sync_run};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, rows};
 use apply::{ApplyContext, ApplyError};
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -193,38 +193,31 @@ impl UpsertedRows {
         upserted: &Upserted,
         written: Vec<source_user::Model>,
     ) -> Result<UpsertedRows, DbErr> {
-        let mut rows = UpsertedRows {
-            users: written
+        let mut users: HashMap<String, source_user::Model> = written
+            .into_iter()
+            .map(|row| (row.external_id.clone(), row))
+            .collect();
+        let unread: Vec<&str> = upserted
+            .users
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !users.contains_key(*id))
+            .collect();
+        let unread = rows::users_by_external_id(db, connection_id, unread).await?;
+        users.extend(unread.into_iter().map(|row| (row.external_id.clone(), row)));
+        let groups = rows::groups_by_external_id(
+            db,
+            connection_id,
+            upserted.groups.iter().map(String::as_str),
+        )
+        .await?;
+        Ok(UpsertedRows {
+            users,
+            groups: groups
                 .into_iter()
                 .map(|row| (row.external_id.clone(), row))
                 .collect(),
-            groups: HashMap::new(),
-        };
-        let unread: Vec<String> = upserted
-            .users
-            .iter()
-            .filter(|id| !rows.users.contains_key(*id))
-            .cloned()
-            .collect();
-        for chunk in unread.chunks(500) {
-            let found = source_user::Entity::find()
-                .filter(source_user::Column::ConnectionId.eq(connection_id))
-                .filter(source_user::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
-                .all(db)
-                .await?;
-            rows.users
-                .extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
-        }
-        for chunk in upserted.groups.chunks(500) {
-            let found = source_group::Entity::find()
-                .filter(source_group::Column::ConnectionId.eq(connection_id))
-                .filter(source_group::Column::ExternalId.is_in(chunk.iter().map(String::as_str)))
-                .all(db)
-                .await?;
-            rows.groups
-                .extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
-        }
-        Ok(rows)
+        })
     }
 
     /// Moves out the rows of what `delta` upserts and `edits` edit.
@@ -691,18 +684,15 @@ async fn edited_users(
     connection_id: &str,
     edits: &[UserEdit],
 ) -> Result<(Vec<idpsync_driver::SourceUser>, Vec<source_user::Model>)> {
-    let mut rows: HashMap<String, source_user::Model> = HashMap::new();
-    for chunk in edits.chunks(500) {
-        let found = source_user::Entity::find()
-            .filter(source_user::Column::ConnectionId.eq(connection_id))
-            .filter(
-                source_user::Column::ExternalId
-                    .is_in(chunk.iter().map(|edit| edit.external_id.as_str())),
-            )
-            .all(db)
-            .await?;
-        rows.extend(found.into_iter().map(|row| (row.external_id.clone(), row)));
-    }
+    let rows: HashMap<String, source_user::Model> = rows::users_by_external_id(
+        db,
+        connection_id,
+        edits.iter().map(|edit| edit.external_id.as_str()),
+    )
+    .await?
+    .into_iter()
+    .map(|row| (row.external_id.clone(), row))
+    .collect();
     let users = edits
         .iter()
         .map(|edit| {

@@ -13,6 +13,7 @@
 pub mod edges;
 pub mod entity;
 pub(crate) mod raw_sql;
+pub mod rows;
 pub mod scim_query;
 mod tokens;
 

@@ -570,12 +570,14 @@ async fn one(
     }
     authenticate(state, headers, connection).await?;
     let Query(params) = params.map_err(|e| ScimError::invalid_value(e.body_text()))?;
-    let attributes = service::attribute_list(params.attributes.as_deref());
-    let excluded = service::attribute_list(params.excluded_attributes.as_deref());
+    let projection = Projection {
+        attributes: service::attribute_list(params.attributes.as_deref()),
+        excluded: service::attribute_list(params.excluded_attributes.as_deref()),
+    };
     let scim = service(state, headers, connection);
     match method {
         Method::GET => {
-            let (resource, version) = scim.get(kind, id, &attributes, &excluded).await?;
+            let (resource, version) = scim.get(kind, id, &projection).await?;
             let etag = crate::scim::resource::etag(version);
             if headers
                 .get(header::IF_NONE_MATCH)
@@ -593,10 +595,6 @@ async fn one(
         Method::PUT | Method::PATCH => {
             let document = parse_body(body, schema::MAX_BODY)?;
             check_if_match(headers, &scim, kind, id).await?;
-            let projection = Projection {
-                attributes,
-                excluded,
-            };
             let (resource, version) = if method == Method::PUT {
                 scim.replace(kind, id, &document, &projection).await?
             } else {

@@ -305,17 +305,12 @@ impl ScimService<'_> {
         &self,
         kind: ResourceKind,
         id: &str,
-        attributes: &[String],
-        excluded: &[String],
+        projection: &Projection,
     ) -> ScimResult<(Value, i64)> {
-        let projection = Projection {
-            attributes: attributes.to_vec(),
-            excluded: excluded.to_vec(),
-        };
         match kind {
-            ResourceKind::User => Ok(self.user_response(&self.user_row(id).await?, &projection)),
+            ResourceKind::User => Ok(self.user_response(&self.user_row(id).await?, projection)),
             ResourceKind::Group => {
-                self.group_response(&self.group_row(id).await?, &projection)
+                self.group_response(&self.group_row(id).await?, projection)
                     .await
             }
         }
@@ -666,24 +661,19 @@ impl ScimService<'_> {
                 let base = self.base.clone();
                 let body = body.clone();
                 let edit = move |row: &source_user::Model| -> Result<SourceUser, EditRejected> {
+                    let reject = |error: ScimError| -> EditRejected { std::sync::Arc::new(error) };
                     let current = render_user_at(&base, row);
-                    let patched = patch::apply(&current, &body, patch::Kind::User)
-                        .map_err(|error| -> EditRejected { std::sync::Arc::new(error) })?;
+                    let patched =
+                        patch::apply(&current, &body, patch::Kind::User).map_err(reject)?;
                     resource::user_from_document(&row.external_id, &patched.resource)
-                        .map_err(|error| -> EditRejected { std::sync::Arc::new(error) })
+                        .map_err(reject)
                 };
                 let edit = UserEdit {
                     external_id: id.to_string(),
                     edit: std::sync::Arc::new(edit),
                 };
-                self.submit_with_edits(Delta::default(), vec![edit])
-                    .await
-                    .map_err(|error| match error.scim_type {
-                        Some(crate::scim::ScimType::Uniqueness) => ScimError::uniqueness(
-                            "the patched userName is already taken".to_string(),
-                        ),
-                        _ => error,
-                    })?
+                // A taken userName answers 409 `uniqueness` (`from_reconcile`).
+                self.submit_with_edits(Delta::default(), vec![edit]).await?
             }
             ResourceKind::Group => {
                 let row = self.group_row(id).await?;
