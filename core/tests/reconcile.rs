@@ -6,8 +6,8 @@ use idpsync_core::config::{self, Config};
 use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{
-    Delta, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
-    Trigger, Written,
+    Delta, Edits, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput,
+    SubmitOptions, Trigger, Written,
 };
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
@@ -813,7 +813,7 @@ async fn submit_together(
         let caller = reconciler.clone();
         tasks.push(tokio::spawn(async move {
             caller
-                .submit_coalesced("okta", delta, Vec::new(), Trigger::Scim)
+                .submit_coalesced("okta", delta, Edits::default(), Trigger::Scim)
                 .await
         }));
         // Queued in the order given.

@@ -1178,3 +1178,73 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    concurrent_patches_of_one_group_all_stand,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, _, kim) = scim
+            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
+            .await;
+        let kim_id = kim["id"].as_str().unwrap().to_string();
+        let (_, _, group) = scim
+            .entra(
+                "POST",
+                "/Groups",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "eng"
+                })),
+            )
+            .await;
+        let id = group["id"].as_str().unwrap().to_string();
+
+        // All four arrive while the writer is busy; each must change the
+        // group as the others left it: the new name, a member, and two
+        // members naming nothing stored yet (kept on the group's document).
+        let busy_writer = scim.state.store.begin_write().await.unwrap();
+        let patch = |operation: Value| {
+            let request = scim
+                .client
+                .patch(format!("{}/entra/Groups/{id}", scim.root))
+                .bearer_auth(&scim.entra)
+                .header("content-type", "application/scim+json")
+                .body(
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [operation]
+                    })
+                    .to_string(),
+                );
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        };
+        let add =
+            |member: &str| json!({"op": "add", "path": "members", "value": [{"value": member}]});
+        let patches = [
+            patch(json!({"op": "replace", "path": "displayName", "value": "Engineering"})),
+            patch(add(&kim_id)),
+            patch(add("not-pushed-1")),
+            patch(add("not-pushed-2")),
+        ];
+        while scim.state.reconciler.writes_in_flight() < patches.len() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(busy_writer);
+        for patched in patches {
+            assert_eq!(patched.await.unwrap(), 200);
+        }
+
+        let (_, _, group) = scim.entra("GET", &format!("/Groups/{id}"), None).await;
+        assert_eq!(group["displayName"], "Engineering", "{group}");
+        let mut members: Vec<&str> = group["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|member| member["value"].as_str().unwrap())
+            .collect();
+        members.sort();
+        let mut expected = vec![kim_id.as_str(), "not-pushed-1", "not-pushed-2"];
+        expected.sort();
+        assert_eq!(members, expected, "{group}");
+    }
+);

@@ -22,7 +22,7 @@
 //! queue while a batch is under way, so the busier the writer, the bigger the
 //! next batch.
 
-use super::input::{Delta, SourceInput, UserEdit};
+use super::input::{Delta, Edits, SourceInput};
 use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger, UpsertedRows};
 use idpsync_driver::{MemberRef, MembershipEdge};
 use std::collections::HashSet;
@@ -37,7 +37,7 @@ const MAX_BATCH: usize = 256;
 struct Pending {
     connection_id: String,
     delta: Delta,
-    edits: Vec<UserEdit>,
+    edits: Edits,
     trigger: Trigger,
     reply: oneshot::Sender<Result<Written>>,
 }
@@ -65,14 +65,14 @@ pub(crate) struct Coalescer {
 impl Reconciler {
     /// Reconciles a small delta, merged with other callers' concurrent
     /// deltas into one transaction (see the module docs). `edits` change
-    /// stored users from their rows inside that transaction. The outcome is
+    /// stored users and groups from their rows inside that transaction. The outcome is
     /// the batch's: `Applied` or `Unchanged` when the merged delta went
     /// through, or this delta's own when it had to be reconciled alone.
     pub async fn submit_coalesced(
         &self,
         connection_id: &str,
         delta: Delta,
-        edits: Vec<UserEdit>,
+        edits: Edits,
         trigger: Trigger,
     ) -> Result<Written> {
         let coalescer = &self.coalescer;
@@ -125,10 +125,10 @@ impl Reconciler {
     async fn reconcile_batch(&self, mut batch: Vec<Pending>) {
         if batch.len() > 1 {
             let merged = merge(batch.iter().map(|pending| &pending.delta));
-            let edits: Vec<UserEdit> = batch
-                .iter()
-                .flat_map(|pending| pending.edits.iter().cloned())
-                .collect();
+            let mut edits = Edits::default();
+            for pending in &batch {
+                edits.extend(&pending.edits);
+            }
             let connection_id = batch[0].connection_id.clone();
             let trigger = batch[0].trigger;
             match self
@@ -246,14 +246,17 @@ struct Touched {
 }
 
 impl Touched {
-    fn of(delta: &Delta, edits: &[UserEdit]) -> Self {
+    fn of(delta: &Delta, edits: &Edits) -> Self {
         let mut touched = Touched::default();
         touched
             .users
             .extend(delta.upsert_users.iter().map(|u| u.external_id.clone()));
         touched
             .users
-            .extend(edits.iter().map(|edit| edit.external_id.clone()));
+            .extend(edits.users.iter().map(|edit| edit.external_id.clone()));
+        touched
+            .groups
+            .extend(edits.groups.iter().map(|edit| edit.external_id.clone()));
         touched.users.extend(delta.remove_users.iter().cloned());
         touched
             .groups
@@ -338,7 +341,7 @@ mod tests {
         Pending {
             connection_id: connection.into(),
             delta,
-            edits: Vec::new(),
+            edits: Edits::default(),
             trigger: Trigger::Scim,
             reply: oneshot::channel().0,
         }

@@ -1,8 +1,8 @@
 //! What a source hands the reconciler: a full [`Snapshot`], or a [`Delta`]
 //! with explicit removals. A SCIM request becomes a small delta, and a SCIM
-//! PATCH of a user a [`UserEdit`].
+//! PATCH an [`Edit`] of the stored row (with its member changes as edges).
 
-use crate::store::entity::source_user;
+use crate::store::entity::{source_group, source_user};
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,27 +51,89 @@ pub enum SourceInput {
     Delta(Delta),
 }
 
-/// A change to a stored user, computed from its row inside the transaction
-/// that writes it (a SCIM PATCH): nothing is written between the read and
-/// the write, so concurrent edits of one user all stand.
-#[derive(Clone)]
-pub struct UserEdit {
+/// A change to a stored user or group, computed from its row inside the
+/// transaction that writes it (a SCIM PATCH): nothing is written between the
+/// read and the write, so concurrent edits of one resource all stand.
+pub struct Edit<Row, Record> {
     pub external_id: String,
-    pub edit: Arc<EditFn>,
+    pub edit: Arc<EditFn<Row, Record>>,
 }
 
-/// The new record of a user from its stored row, or why not.
-pub type EditFn = dyn Fn(&source_user::Model) -> Result<SourceUser, EditRejected> + Send + Sync;
+/// The new record of a user or group from its stored row, or why not.
+pub type EditFn<Row, Record> = dyn Fn(&Row) -> Result<Record, EditRejected> + Send + Sync;
 
-/// Why an edit refused a user's row: the reconciliation fails with
+/// A user's new record made from its stored row.
+pub type UserEdit = Edit<source_user::Model, SourceUser>;
+
+/// A group's new record (name and document; members go as edges) made from
+/// its stored row.
+pub type GroupEdit = Edit<source_group::Model, SourceGroup>;
+
+/// Why an edit refused a row: the reconciliation fails with
 /// [`super::ReconcileError::EditRejected`], and the caller, who wrote the
 /// edit, turns it back into its own error.
 pub type EditRejected = Arc<dyn std::error::Error + Send + Sync>;
 
-impl std::fmt::Debug for UserEdit {
+impl<Row, Record> Edit<Row, Record> {
+    pub fn new(
+        external_id: impl Into<String>,
+        edit: impl Fn(&Row) -> Result<Record, EditRejected> + Send + Sync + 'static,
+    ) -> Self {
+        Edit {
+            external_id: external_id.into(),
+            edit: Arc::new(edit),
+        }
+    }
+}
+
+impl<Row, Record> Clone for Edit<Row, Record> {
+    fn clone(&self) -> Self {
+        Edit {
+            external_id: self.external_id.clone(),
+            edit: Arc::clone(&self.edit),
+        }
+    }
+}
+
+impl<Row, Record> std::fmt::Debug for Edit<Row, Record> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserEdit")
+        f.debug_struct("Edit")
             .field("external_id", &self.external_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// The edits that go with a delta.
+#[derive(Debug, Clone, Default)]
+pub struct Edits {
+    pub users: Vec<UserEdit>,
+    pub groups: Vec<GroupEdit>,
+}
+
+impl Edits {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+
+    /// Only `edit`, of a user.
+    pub fn user(edit: UserEdit) -> Self {
+        Edits {
+            users: vec![edit],
+            groups: Vec::new(),
+        }
+    }
+
+    /// Only `edit`, of a group.
+    pub fn group(edit: GroupEdit) -> Self {
+        Edits {
+            users: Vec::new(),
+            groups: vec![edit],
+        }
+    }
+
+    /// These edits and `other`'s.
+    pub fn extend(&mut self, other: &Edits) {
+        self.users.extend(other.users.iter().cloned());
+        self.groups.extend(other.groups.iter().cloned());
     }
 }

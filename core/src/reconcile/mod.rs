@@ -26,7 +26,9 @@ pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};
 pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
-pub use input::{Delta, EditFn, EditRejected, Snapshot, SourceInput, UserEdit};
+pub use input::{
+    Delta, Edit, EditFn, EditRejected, Edits, GroupEdit, Snapshot, SourceInput, UserEdit,
+};
 pub use plan::Plan;
 
 use crate::config::{Config, DeletionLimit};
@@ -67,7 +69,10 @@ pub enum ReconcileError {
     /// A [`UserEdit`] named a user that is not stored.
     #[error("user \"{0}\" not found")]
     EditedUserNotFound(String),
-    /// A [`UserEdit`] refused the user's row.
+    /// A [`GroupEdit`] named a group that is not stored.
+    #[error("group \"{0}\" not found")]
+    EditedGroupNotFound(String),
+    /// An [`Edit`] refused the stored row.
     #[error("{0}")]
     EditRejected(EditRejected),
     /// Only with [`SubmitOptions::unrecorded_hold`]: the change set is over
@@ -221,19 +226,21 @@ impl UpsertedRows {
     }
 
     /// Moves out the rows of what `delta` upserts and `edits` edit.
-    pub(crate) fn take_for(&mut self, delta: &Delta, edits: &[UserEdit]) -> UpsertedRows {
+    pub(crate) fn take_for(&mut self, delta: &Delta, edits: &Edits) -> UpsertedRows {
         UpsertedRows {
             users: delta
                 .upsert_users
                 .iter()
                 .map(|user| &user.external_id)
-                .chain(edits.iter().map(|edit| &edit.external_id))
+                .chain(edits.users.iter().map(|edit| &edit.external_id))
                 .filter_map(|id| self.users.remove_entry(id))
                 .collect(),
             groups: delta
                 .upsert_groups
                 .iter()
-                .filter_map(|group| self.groups.remove_entry(&group.external_id))
+                .map(|group| &group.external_id)
+                .chain(edits.groups.iter().map(|edit| &edit.external_id))
+                .filter_map(|id| self.groups.remove_entry(id))
                 .collect(),
         }
     }
@@ -337,20 +344,20 @@ impl Reconciler {
         options: SubmitOptions,
     ) -> Result<Outcome> {
         let (outcome, _) = self
-            .reconcile(connection_id, input, &[], options, false)
+            .reconcile(connection_id, input, &Edits::default(), options, false)
             .await?;
         Ok(outcome)
     }
 
-    /// [`Reconciler::submit`] of `input` with the users `edits` make of
-    /// their stored rows (inside the transaction), and with `read_upserted`
+    /// [`Reconciler::submit`] of `input` with the users and groups `edits`
+    /// make of their stored rows (inside the transaction), and with `read_upserted`
     /// the rows of the users and groups upserted, read before the commit
     /// when it applies (or changes nothing).
     async fn reconcile(
         &self,
         connection_id: &str,
         input: SourceInput,
-        edits: &[UserEdit],
+        edits: &Edits,
         options: SubmitOptions,
         read_upserted: bool,
     ) -> Result<(Outcome, UpsertedRows)> {
@@ -367,14 +374,17 @@ impl Reconciler {
         let mut edited_rows = Vec::new();
         let input = match input {
             SourceInput::Delta(mut delta) if !edits.is_empty() => {
-                let (users, rows) = edited_users(tx, connection_id, edits).await?;
+                let (users, rows) = edited_users(tx, connection_id, &edits.users).await?;
                 delta.upsert_users.extend(users);
                 edited_rows = rows;
+                delta
+                    .upsert_groups
+                    .extend(edited_groups(tx, connection_id, &edits.groups).await?);
                 SourceInput::Delta(delta)
             }
             SourceInput::Snapshot(_) if !edits.is_empty() => {
                 return Err(ReconcileError::Apply(
-                    "user edits come with a delta, not a snapshot".into(),
+                    "edits come with a delta, not a snapshot".into(),
                 ));
             }
             input => input,
@@ -684,25 +694,53 @@ async fn edited_users(
     connection_id: &str,
     edits: &[UserEdit],
 ) -> Result<(Vec<idpsync_driver::SourceUser>, Vec<source_user::Model>)> {
-    let rows: HashMap<String, source_user::Model> = rows::users_by_external_id(
-        db,
-        connection_id,
-        edits.iter().map(|edit| edit.external_id.as_str()),
+    let rows = rows::users_by_external_id(db, connection_id, edit_ids(edits)).await?;
+    let users = apply_edits(
+        &rows,
+        edits,
+        |row| &row.external_id,
+        ReconcileError::EditedUserNotFound,
+    )?;
+    Ok((users, rows))
+}
+
+/// The groups `edits` make of their stored rows.
+async fn edited_groups(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+    edits: &[GroupEdit],
+) -> Result<Vec<idpsync_driver::SourceGroup>> {
+    let rows = rows::groups_by_external_id(db, connection_id, edit_ids(edits)).await?;
+    apply_edits(
+        &rows,
+        edits,
+        |row| &row.external_id,
+        ReconcileError::EditedGroupNotFound,
     )
-    .await?
-    .into_iter()
-    .map(|row| (row.external_id.clone(), row))
-    .collect();
-    let users = edits
+}
+
+fn edit_ids<Row, Record>(edits: &[Edit<Row, Record>]) -> impl Iterator<Item = &str> {
+    edits.iter().map(|edit| edit.external_id.as_str())
+}
+
+/// What `edits` make of `rows`, in the edits' order; an edit of a row not
+/// there is `not_found`.
+fn apply_edits<Row, Record>(
+    rows: &[Row],
+    edits: &[Edit<Row, Record>],
+    external_id: impl Fn(&Row) -> &String,
+    not_found: impl Fn(String) -> ReconcileError,
+) -> Result<Vec<Record>> {
+    let by_id: HashMap<&String, &Row> = rows.iter().map(|row| (external_id(row), row)).collect();
+    edits
         .iter()
         .map(|edit| {
-            let row = rows
+            let row = by_id
                 .get(&edit.external_id)
-                .ok_or_else(|| ReconcileError::EditedUserNotFound(edit.external_id.clone()))?;
+                .ok_or_else(|| not_found(edit.external_id.clone()))?;
             (edit.edit)(row).map_err(ReconcileError::EditRejected)
         })
-        .collect::<Result<_>>()?;
-    Ok((users, rows.into_values().collect()))
+        .collect()
 }
 
 fn record_metrics(

@@ -229,7 +229,7 @@ impl SyncRunner {
         };
         // Across daemons: a transaction holding the connection's advisory lock.
         let store = self.store();
-        let _cross_process = if store.backend() == DatabaseBackend::Postgres {
+        let cross_process = if store.backend() == DatabaseBackend::Postgres {
             let tx = store.db().begin().await?;
             let row = tx
                 .query_one_raw(Statement::from_sql_and_values(
@@ -250,7 +250,30 @@ impl SyncRunner {
         } else {
             None
         };
+        let result = self
+            .run_locked(driver, connection_id, trigger, dry_run, force_full, cancel)
+            .await;
+        // Released now, not when the dropped transaction's connection is
+        // next used: a run right after this one must find the lock free.
+        if let Some(lock) = cross_process
+            && let Err(error) = lock.rollback().await
+        {
+            tracing::warn!(connection = connection_id, %error, "releasing the sync lock failed");
+        }
+        result
+    }
 
+    /// [`SyncRunner::run`] once the connection's sync lock is held.
+    async fn run_locked(
+        &self,
+        driver: Box<dyn idpsync_driver::Driver>,
+        connection_id: &str,
+        trigger: Trigger,
+        dry_run: bool,
+        force_full: bool,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<SyncReport, SyncError> {
+        let store = self.store();
         let started = Utc::now();
         let clock = std::time::Instant::now();
         let row = connection::Entity::find_by_id(connection_id)

@@ -4,7 +4,8 @@
 //! Used by the routes and by `/Bulk`.
 
 use crate::reconcile::{
-    Delta, EditRejected, Outcome, ReconcileError, Reconciler, Trigger, UpsertedRows, UserEdit,
+    Delta, EditRejected, Edits, GroupEdit, Outcome, ReconcileError, Reconciler, Trigger,
+    UpsertedRows, UserEdit,
 };
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
@@ -103,6 +104,9 @@ fn from_reconcile(error: ReconcileError) -> ScimError {
         ReconcileError::EditedUserNotFound(id) => {
             ScimError::not_found(format!("User {id} not found"))
         }
+        ReconcileError::EditedGroupNotFound(id) => {
+            ScimError::not_found(format!("Group {id} not found"))
+        }
         ReconcileError::EditRejected(rejected) => match rejected.downcast_ref::<ScimError>() {
             Some(scim) => scim.clone(),
             None => internal(rejected),
@@ -135,24 +139,16 @@ pub fn new_id() -> String {
 }
 
 impl ScimService<'_> {
-    fn location(&self, kind: ResourceKind, id: &str) -> String {
-        format!("{}/{}/{id}", self.base, kind.endpoint())
-    }
-
     /// Reconciles `delta`, merged with concurrent SCIM writes of the
     /// connection into one transaction (group commit); returns the rows it
     /// upserted, as committed.
     async fn submit(&self, delta: Delta) -> ScimResult<UpsertedRows> {
-        self.submit_with_edits(delta, Vec::new()).await
+        self.submit_with_edits(delta, Edits::default()).await
     }
 
-    /// [`ScimService::submit`], with users changed from their stored rows
-    /// inside the transaction.
-    async fn submit_with_edits(
-        &self,
-        delta: Delta,
-        edits: Vec<UserEdit>,
-    ) -> ScimResult<UpsertedRows> {
+    /// [`ScimService::submit`], with users and groups changed from their
+    /// stored rows inside the transaction.
+    async fn submit_with_edits(&self, delta: Delta, edits: Edits) -> ScimResult<UpsertedRows> {
         let written = self
             .reconciler
             .submit_coalesced(self.connection_id, delta, edits, Trigger::Scim)
@@ -204,20 +200,7 @@ impl ScimService<'_> {
     }
 
     fn render_group(&self, row: &source_group::Model, members: Option<&[MemberView]>) -> Value {
-        let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
-        resource::render_group(
-            attributes.get(DOCUMENT_KEY),
-            &row.display_name,
-            members,
-            &self.base,
-            &Meta {
-                id: &row.external_id,
-                created: row.created_at,
-                last_modified: row.updated_at,
-                version: row.version,
-                location: self.location(ResourceKind::Group, &row.external_id),
-            },
-        )
+        render_group_at(&self.base, row, members)
     }
 
     /// Direct members of groups, by group row id.
@@ -660,46 +643,42 @@ impl ScimService<'_> {
                 // concurrent PATCHes of one user do not undo each other.
                 let base = self.base.clone();
                 let body = body.clone();
-                let edit = move |row: &source_user::Model| -> Result<SourceUser, EditRejected> {
-                    let reject = |error: ScimError| -> EditRejected { std::sync::Arc::new(error) };
+                let edit = UserEdit::new(id, move |row: &source_user::Model| {
                     let current = render_user_at(&base, row);
                     let patched =
-                        patch::apply(&current, &body, patch::Kind::User).map_err(reject)?;
+                        patch::apply(&current, &body, patch::Kind::User).map_err(rejected)?;
                     resource::user_from_document(&row.external_id, &patched.resource)
-                        .map_err(reject)
-                };
-                let edit = UserEdit {
-                    external_id: id.to_string(),
-                    edit: std::sync::Arc::new(edit),
-                };
+                        .map_err(rejected)
+                });
                 // A taken userName answers 409 `uniqueness` (`from_reconcile`).
-                self.submit_with_edits(Delta::default(), vec![edit]).await?
+                self.submit_with_edits(Delta::default(), Edits::user(edit))
+                    .await?
             }
             ResourceKind::Group => {
+                // The member operations become edges (they do not depend on
+                // the stored document); the rest of the document is patched
+                // from the row read in the writing transaction, so a
+                // concurrent PATCH's name or unresolved members stand.
                 let row = self.group_row(id).await?;
-                let stored: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
-                let mut unresolved: BTreeMap<String, Value> =
-                    resource::unresolved_members(stored.get(DOCUMENT_KEY))
-                        .into_iter()
-                        .filter_map(|m| {
-                            resource::member_id(&m)
-                                .map(str::to_string)
-                                .map(|id| (id, m))
-                        })
-                        .collect();
-                // The document without members: member changes go edge by edge.
-                let current = self.render_group(&row, None);
-                let patched = patch::apply(&current, body, patch::Kind::Group)?;
-                let (mut group, _) = resource::group_from_document(id, &patched.resource)?;
+                let patched =
+                    patch::apply(&self.render_group(&row, None), body, patch::Kind::Group)?;
                 let mut delta = Delta::default();
-                self.fold_member_ops(id, &patched, &mut delta, &mut unresolved)
-                    .await?;
-                resource::set_unresolved_members(
-                    &mut group,
-                    &unresolved.into_values().collect::<Vec<_>>(),
-                );
-                delta.upsert_groups.push(group);
-                self.submit(delta).await?
+                let unresolved = self.fold_member_ops(id, &patched, &mut delta).await?;
+                let base = self.base.clone();
+                let body = body.clone();
+                let edit = GroupEdit::new(id, move |row: &source_group::Model| {
+                    let stored: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+                    let stored = resource::unresolved_members(stored.get(DOCUMENT_KEY));
+                    let current = render_group_at(&base, row, None);
+                    let patched =
+                        patch::apply(&current, &body, patch::Kind::Group).map_err(rejected)?;
+                    let (mut group, _) =
+                        resource::group_from_document(&row.external_id, &patched.resource)
+                            .map_err(rejected)?;
+                    resource::set_unresolved_members(&mut group, &unresolved.applied_to(stored));
+                    Ok(group)
+                });
+                self.submit_with_edits(delta, Edits::group(edit)).await?
             }
         };
         self.written_response(kind, id, rows, projection).await
@@ -725,14 +704,14 @@ impl ScimService<'_> {
         self.submit(delta).await.map(drop)
     }
 
-    /// Turns PATCH member operations, in order, into the delta's edges.
+    /// Turns PATCH member operations, in order, into the delta's edges, and
+    /// says what they do to the members that name no stored resource.
     async fn fold_member_ops(
         &self,
         group_id: &str,
         patched: &patch::Patched,
         delta: &mut Delta,
-        unresolved: &mut BTreeMap<String, Value>,
-    ) -> ScimResult<()> {
+    ) -> ScimResult<UnresolvedChange> {
         let operations = &patched.members;
         let object_of = |id: &String| {
             patched
@@ -742,7 +721,7 @@ impl ScimService<'_> {
                 .unwrap_or_else(|| serde_json::json!({"value": id}))
         };
         if operations.is_empty() {
-            return Ok(());
+            return Ok(UnresolvedChange::default());
         }
         let mut adds: BTreeSet<String> = BTreeSet::new();
         let mut removes: BTreeSet<String> = BTreeSet::new();
@@ -791,11 +770,14 @@ impl ScimService<'_> {
             let ids: Vec<String> = set.into_iter().collect();
             let (refs, missing) = self.resolve_members(&ids).await?;
             delta.replace_members.insert(group_id.to_string(), refs);
-            *unresolved = missing
-                .iter()
-                .map(|id| (id.clone(), object_of(id)))
-                .collect();
-            return Ok(());
+            return Ok(UnresolvedChange {
+                replaced: true,
+                added: missing
+                    .iter()
+                    .map(|id| (id.clone(), object_of(id)))
+                    .collect(),
+                removed: Vec::new(),
+            });
         }
         let add_ids: Vec<String> = adds.into_iter().collect();
         let remove_ids: Vec<String> = removes.into_iter().collect();
@@ -806,7 +788,10 @@ impl ScimService<'_> {
                 member,
             });
         }
-        unresolved.extend(missing.iter().map(|id| (id.clone(), object_of(id))));
+        let added = missing
+            .iter()
+            .map(|id| (id.clone(), object_of(id)))
+            .collect();
         let (to_remove, _) = self.resolve_members(&remove_ids).await?;
         for member in to_remove {
             delta.remove_memberships.push(MembershipEdge {
@@ -814,10 +799,11 @@ impl ScimService<'_> {
                 member,
             });
         }
-        for id in &remove_ids {
-            unresolved.remove(id);
-        }
-        Ok(())
+        Ok(UnresolvedChange {
+            replaced: false,
+            added,
+            removed: remove_ids,
+        })
     }
 
     /// Member ids as user or group references, and the ids that name
@@ -863,6 +849,64 @@ impl ScimService<'_> {
     }
 }
 
+/// What a group PATCH does to the members that name no stored resource
+/// (kept on the group's document, see [`resource::unresolved_members`]).
+#[derive(Debug, Default)]
+struct UnresolvedChange {
+    /// The operations replaced all members: the stored ones go.
+    replaced: bool,
+    /// By id, as sent.
+    added: BTreeMap<String, Value>,
+    removed: Vec<String>,
+}
+
+impl UnresolvedChange {
+    /// The unresolved members after the change, from the stored ones.
+    fn applied_to(&self, stored: Vec<Value>) -> Vec<Value> {
+        let mut members: BTreeMap<String, Value> = if self.replaced {
+            BTreeMap::new()
+        } else {
+            stored
+                .into_iter()
+                .filter_map(|m| {
+                    resource::member_id(&m)
+                        .map(str::to_string)
+                        .map(|id| (id, m))
+                })
+                .collect()
+        };
+        members.extend(self.added.clone());
+        for id in &self.removed {
+            members.remove(id);
+        }
+        members.into_values().collect()
+    }
+}
+
+/// An edit's refusal of a row, as the reconciler carries it back.
+fn rejected(error: ScimError) -> EditRejected {
+    std::sync::Arc::new(error)
+}
+
+/// A stored group as a SCIM resource (with `members` when given), located
+/// under `base`.
+fn render_group_at(base: &str, row: &source_group::Model, members: Option<&[MemberView]>) -> Value {
+    let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
+    resource::render_group(
+        attributes.get(DOCUMENT_KEY),
+        &row.display_name,
+        members,
+        base,
+        &Meta {
+            id: &row.external_id,
+            created: row.created_at,
+            last_modified: row.updated_at,
+            version: row.version,
+            location: location_at(base, ResourceKind::Group, &row.external_id),
+        },
+    )
+}
+
 /// A stored user as a SCIM resource, located under `base`.
 fn render_user_at(base: &str, row: &source_user::Model) -> Value {
     let attributes: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
@@ -875,13 +919,14 @@ fn render_user_at(base: &str, row: &source_user::Model) -> Value {
             created: row.created_at,
             last_modified: row.updated_at,
             version: row.version,
-            location: format!(
-                "{base}/{}/{}",
-                ResourceKind::User.endpoint(),
-                row.external_id
-            ),
+            location: location_at(base, ResourceKind::User, &row.external_id),
         },
     )
+}
+
+/// Where the resource `id` of `kind` lives under `base`.
+fn location_at(base: &str, kind: ResourceKind, id: &str) -> String {
+    format!("{base}/{}/{id}", kind.endpoint())
 }
 
 /// Parses a comma-separated `attributes` list.
