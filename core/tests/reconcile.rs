@@ -345,6 +345,79 @@ store_test!(
 );
 
 store_test!(
+    a_change_for_an_unknown_connection_is_refused_and_writes_nothing,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            let before = dump(&store).await;
+            for dry_run in [false, true] {
+                let refused = reconciler
+                    .submit(
+                        "nobody",
+                        SourceInput::Snapshot(tenant()),
+                        SubmitOptions {
+                            dry_run,
+                            ..SubmitOptions::new(Trigger::Manual)
+                        },
+                    )
+                    .await;
+                assert!(
+                    matches!(refused, Err(ReconcileError::UnknownConnection(ref id)) if id == "nobody"),
+                    "{refused:?}"
+                );
+            }
+            assert_eq!(dump(&store).await, before);
+        }
+    }
+);
+
+store_test!(
+    each_revoked_device_records_why_its_owner_lost_access,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, &config_with_limit("100%")).await;
+            submit(&reconciler, tenant()).await;
+            let alice_laptop = register_device(&reconciler, "u1", "key-alice").await;
+            let bob_laptop = register_device(&reconciler, "u2", "key-bob-1").await;
+            let bob_phone = register_device(&reconciler, "u2", "key-bob-2").await;
+
+            // One change set: Alice suspended, Bob removed.
+            let mut changed = tenant();
+            changed.users[0].active = false;
+            changed.users.retain(|u| u.user_name != "bob");
+            let outcome = submit(&reconciler, changed).await;
+            let Outcome::Applied(report) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(report.effects.devices_revoked, 3);
+
+            let reason = async |id: i64| {
+                let row = device::Entity::find_by_id(id)
+                    .one(store.db())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (row.status, row.revoked_reason.unwrap_or_default())
+            };
+            let removed = "user removed at the source (okta)";
+            assert_eq!(
+                reason(bob_laptop).await,
+                ("revoked".to_string(), removed.to_string())
+            );
+            assert_eq!(
+                reason(bob_phone).await,
+                ("revoked".to_string(), removed.to_string())
+            );
+            let (status, why) = reason(alice_laptop).await;
+            assert_eq!(status, "revoked");
+            assert!(why.ends_with("(okta)") && why != removed, "{why}");
+        }
+    }
+);
+
+store_test!(
     deactivation_revokes_devices_and_reactivation_does_not_restore_them,
     |test_store: &TestStore| {
         let store = test_store.store.clone();

@@ -16,11 +16,11 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
+use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
 };
-use crate::store::{edges, rows};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -376,13 +376,20 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .load_users_by_external_id(changes.users_deleted.iter().map(String::as_str))
             .await?;
 
+        // With `keep_written_users`, the rows come back from the writes
+        // themselves (RETURNING), not from a read after them.
+        let keep = self.ctx.keep_written_users;
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
-            source_user::Entity::insert_many(rows)
-                .exec_without_returning(self.db)
-                .await?;
+            let insert = source_user::Entity::insert_many(rows);
+            if keep {
+                self.written_users
+                    .extend(insert.exec_with_returning(self.db).await?);
+            } else {
+                insert.exec_without_returning(self.db).await?;
+            }
         }
         for user in &changes.users_created {
             self.event(
@@ -400,10 +407,13 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
-            source_user::Entity::insert_many(rows)
-                .on_conflict(user_update())
-                .exec_without_returning(self.db)
-                .await?;
+            let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
+            if keep {
+                self.written_users
+                    .extend(upsert.exec_with_returning(self.db).await?);
+            } else {
+                upsert.exec_without_returning(self.db).await?;
+            }
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -445,9 +455,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             .iter()
             .chain(&changes.users_updated)
             .map(|user| user.external_id.as_str());
-        let mut all = if self.ctx.keep_written_users {
-            self.written_users =
-                rows::users_by_external_id(self.db, self.connection(), written).await?;
+        let mut all = if keep {
             self.written_users
                 .iter()
                 .map(|row| {
@@ -487,24 +495,35 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .filter(device::Column::Status.ne("revoked"))
                 .all(self.db)
                 .await?;
-            if devices.is_empty() {
-                continue;
+            let connection = self.ctx.connection_id;
+            let reason_of = |found: &device::Model| {
+                let owner = found.owner_user_id.unwrap_or_default();
+                format!(
+                    "{} ({connection})",
+                    reasons.get(&owner).copied().unwrap_or("user removed"),
+                )
+            };
+            // One statement per reason (a handful), not one per device.
+            let mut by_reason: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for found in &devices {
+                by_reason
+                    .entry(reason_of(found))
+                    .or_default()
+                    .push(found.id);
+            }
+            for (reason, ids) in by_reason {
+                device::Entity::update_many()
+                    .col_expr(device::Column::Status, Expr::value("revoked"))
+                    .col_expr(device::Column::RevokedReason, Expr::value(reason))
+                    .col_expr(device::Column::RevokedAt, Expr::value(self.ctx.now))
+                    .col_expr(device::Column::UpdatedAt, Expr::value(self.ctx.now))
+                    .filter(device::Column::Id.is_in(ids))
+                    .exec(self.db)
+                    .await?;
             }
             for found in &devices {
                 let owner = found.owner_user_id.unwrap_or_default();
-                let reason = format!(
-                    "{} ({})",
-                    reasons.get(&owner).copied().unwrap_or("user removed"),
-                    self.connection()
-                );
-                device::Entity::update_many()
-                    .col_expr(device::Column::Status, Expr::value("revoked"))
-                    .col_expr(device::Column::RevokedReason, Expr::value(reason.clone()))
-                    .col_expr(device::Column::RevokedAt, Expr::value(self.ctx.now))
-                    .col_expr(device::Column::UpdatedAt, Expr::value(self.ctx.now))
-                    .filter(device::Column::Id.eq(found.id))
-                    .exec(self.db)
-                    .await?;
+                let reason = reason_of(found);
                 self.effects.devices_revoked += 1;
                 self.event(
                     "device.revoked",

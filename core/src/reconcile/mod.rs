@@ -365,10 +365,9 @@ impl Reconciler {
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
         phases.mark("lock");
-        let connection_row = connection::Entity::find_by_id(connection_id)
-            .one(tx)
-            .await?
-            .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))?;
+        // The connection's row is read only where its fields are needed (a
+        // hold, an unchanged run); an apply learns that the connection
+        // exists from bumping its state version.
         // The edited users' rows, read once: for the edits, and as the
         // stored state they are diffed against.
         let mut edited_rows = Vec::new();
@@ -420,6 +419,7 @@ impl Reconciler {
         };
 
         if options.dry_run {
+            connection_row(tx, connection_id).await?;
             let applied = apply::apply(tx, &context, &changes).await?;
             let (events, effects) = (applied.events, applied.effects);
             // Dropping the transaction rolls every write back.
@@ -429,9 +429,11 @@ impl Reconciler {
         }
 
         if verdict.held && options.unrecorded_hold {
+            connection_row(tx, connection_id).await?;
             return Err(ReconcileError::OverDeletionLimit);
         }
         if verdict.held {
+            let connection_row = connection_row(tx, connection_id).await?;
             let held = HeldChangeSet {
                 changes,
                 delta_cursor: options.delta_cursor,
@@ -481,6 +483,7 @@ impl Reconciler {
         }
 
         if changes.is_empty() {
+            let connection_row = connection_row(tx, connection_id).await?;
             if options.delta_cursor.is_some() && options.delta_cursor != connection_row.delta_cursor
             {
                 connection::Entity::update_many()
@@ -518,11 +521,13 @@ impl Reconciler {
             return Ok((Outcome::Unchanged(report), rows));
         }
 
+        if !bump_state(tx, connection_id, options.delta_cursor.as_deref()).await? {
+            return Err(ReconcileError::UnknownConnection(connection_id.to_string()));
+        }
         let applied = apply::apply(tx, &context, &changes).await?;
         phases.absorb(applied.phases);
         let effects = applied.effects;
         let n_events = applied.n_events;
-        bump_state(tx, connection_id, options.delta_cursor.as_deref()).await?;
         let run = insert_run(
             tx,
             options.started_at,
@@ -756,11 +761,24 @@ fn record_metrics(
         .increment(effects.devices_revoked as u64);
 }
 
+/// The stored row of `connection_id`.
+async fn connection_row(
+    db: &impl ConnectionTrait,
+    connection_id: &str,
+) -> Result<connection::Model> {
+    connection::Entity::find_by_id(connection_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ReconcileError::UnknownConnection(connection_id.to_string()))
+}
+
+/// Marks the connection's stored state changed (and records the cursor the
+/// change came with); false when there is no such connection.
 async fn bump_state(
     db: &impl ConnectionTrait,
     connection_id: &str,
     delta_cursor: Option<&str>,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let mut update = connection::Entity::update_many()
         .col_expr(
             connection::Column::StateVersion,
@@ -770,11 +788,11 @@ async fn bump_state(
     if let Some(cursor) = delta_cursor {
         update = update.col_expr(connection::Column::DeltaCursor, Expr::value(cursor));
     }
-    update
+    let updated = update
         .filter(connection::Column::Id.eq(connection_id))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(updated.rows_affected > 0)
 }
 
 #[expect(
