@@ -973,6 +973,36 @@ store_test!(
             .map(|op| op["status"].as_str().unwrap())
             .collect();
         assert_eq!(statuses, ["201", "201", "200", "409"], "{bulk}");
+        // Each write answers the version it made; a later operation names
+        // it as its If-Match (`version`), and a stale one is refused.
+        let patched = &bulk["Operations"][2];
+        let version = patched["version"].as_str().unwrap();
+        let hal = patched["location"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap();
+        let title = |value: &str, version: &str| json!({"method": "PATCH", "path": format!("/Users/{hal}"), "version": version, "data": {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "title", "value": value}]}});
+        let (_, _, bulk) = scim
+            .okta(
+                "POST",
+                "/Bulk",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                    "Operations": [title("Head", version), title("Chief", version)]
+                })),
+            )
+            .await;
+        let statuses: Vec<&str> = bulk["Operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["200", "412"], "{bulk}");
+        let (_, _, user) = scim.okta("GET", &format!("/Users/{hal}"), None).await;
+        assert_eq!(user["title"], "Head");
         let (_, _, team) = scim
             .okta("GET", "/Groups?filter=displayName%20eq%20%22Team%22", None)
             .await;
@@ -1176,6 +1206,59 @@ store_test!(
             (Some("Kim Park"), Some("Engineer")),
             "{user}"
         );
+    }
+);
+
+store_test!(
+    of_two_writes_naming_one_version_only_the_first_applies,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, headers, created) = scim
+            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
+            .await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let etag = headers["etag"].to_str().unwrap().to_string();
+
+        // Both carry the version they read; they wait for the writer
+        // together, so only the transaction can tell them apart.
+        let busy_writer = scim.state.store.begin_write().await.unwrap();
+        let conditional = |method: &str, title: &str| {
+            let request = scim
+                .client
+                .request(
+                    method.parse().unwrap(),
+                    format!("{}/entra/Users/{id}", scim.root),
+                )
+                .bearer_auth(&scim.entra)
+                .header("if-match", &etag)
+                .header("content-type", "application/scim+json");
+            let request = if method == "PATCH" {
+                request.body(
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "replace", "path": "title", "value": title}]
+                    })
+                    .to_string(),
+                )
+            } else {
+                let mut user = entra_user("kim@example.com", "kim");
+                user["title"] = title.into();
+                request.body(user.to_string())
+            };
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        };
+        let first = conditional("PATCH", "Engineer");
+        while scim.state.reconciler.writes_in_flight() < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let second = conditional("PUT", "Manager");
+        while scim.state.reconciler.writes_in_flight() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(busy_writer);
+        assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 412));
+        let (_, _, user) = scim.entra("GET", &format!("/Users/{id}"), None).await;
+        assert_eq!(user["title"], "Engineer");
     }
 );
 

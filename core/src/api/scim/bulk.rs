@@ -4,7 +4,7 @@
 //! reference that never resolves is a 409), `failOnErrors` honoured, and the
 //! advertised `maxOperations` and `maxPayloadSize` enforced with 413.
 
-use super::service::{Projection, ResourceKind, ScimService};
+use super::service::{IfMatch, Projection, ResourceKind, ScimService};
 use super::{AppState, authenticate, method_not_allowed, scim_json, service};
 use crate::scim::{ScimError, ScimResult, schema};
 use axum::body::Bytes;
@@ -169,6 +169,12 @@ async fn run(scim: &ScimService<'_>, operation: &Value) -> ScimResult<(u16, Opti
             .filter(|d| d.is_object())
             .ok_or_else(|| ScimError::invalid_syntax("this operation needs a data object"))
     };
+    // The operation's `version` is its If-Match (RFC 7644 §3.7).
+    let if_match = operation
+        .get("version")
+        .and_then(Value::as_str)
+        .map(|version| IfMatch(version.to_string()));
+    let if_match = if_match.as_ref();
     match (method.as_str(), id) {
         ("POST", None) => {
             if operation.get("bulkId").and_then(Value::as_str).is_none() {
@@ -180,7 +186,7 @@ async fn run(scim: &ScimService<'_>, operation: &Value) -> ScimResult<(u16, Opti
         ("PUT", Some(id)) => Ok((
             200,
             Some(
-                scim.replace(kind, id, data()?, &Projection::default())
+                scim.replace(kind, id, data()?, &Projection::default(), if_match)
                     .await?
                     .0,
             ),
@@ -188,13 +194,13 @@ async fn run(scim: &ScimService<'_>, operation: &Value) -> ScimResult<(u16, Opti
         ("PATCH", Some(id)) => Ok((
             200,
             Some(
-                scim.patch(kind, id, data()?, &Projection::default())
+                scim.patch(kind, id, data()?, &Projection::default(), if_match)
                     .await?
                     .0,
             ),
         )),
         ("DELETE", Some(id)) => {
-            scim.delete(kind, id).await?;
+            scim.delete(kind, id, if_match).await?;
             Ok((204, None))
         }
         _ => Err(ScimError::invalid_syntax(format!(
@@ -208,17 +214,16 @@ fn response_entry(operation: &Value, result: ScimResult<(u16, Option<Value>)>) -
     if let Some(bulk_id) = operation.get("bulkId") {
         entry["bulkId"] = bulk_id.clone();
     }
-    if let Some(version) = operation.get("version") {
-        entry["version"] = version.clone();
-    }
     match result {
         Ok((status, resource)) => {
             entry["status"] = status.to_string().into();
-            if let Some(location) = resource
-                .as_ref()
-                .and_then(|r| r["meta"]["location"].as_str())
-            {
-                entry["location"] = location.into();
+            if let Some(meta) = resource.as_ref().map(|r| &r["meta"]) {
+                // The resource's location and its version after the write.
+                for key in ["location", "version"] {
+                    if let Some(value) = meta[key].as_str() {
+                        entry[key] = value.into();
+                    }
+                }
             }
         }
         Err(error) => {

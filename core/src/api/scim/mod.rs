@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use service::{ListQuery, Projection, ResourceKind, ScimService};
+use service::{IfMatch, ListQuery, Projection, ResourceKind, ScimService};
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
@@ -517,33 +517,12 @@ async fn group(
     .await
 }
 
-/// `If-Match` (412 on mismatch; `*` matches anything).
-/// Answers 412 when an `If-Match` header names another version than the
-/// stored one; reads the version only when the header is there.
-async fn check_if_match(
-    headers: &HeaderMap,
-    scim: &ScimService<'_>,
-    kind: ResourceKind,
-    id: &str,
-) -> ScimResult<()> {
-    let Some(expected) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
-    let current = crate::scim::resource::etag(scim.version(kind, id).await?);
-    let matches = expected.split(',').map(str::trim).any(|tag| {
-        tag == "*"
-            || tag == current
-            || tag.trim_start_matches("W/") == current.trim_start_matches("W/")
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(ScimError::new(
-            412,
-            None,
-            format!("If-Match {expected} does not match the current version {current}"),
-        ))
-    }
+/// The request's `If-Match` header, checked by the write in its transaction.
+fn if_match(headers: &HeaderMap) -> Option<IfMatch> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| IfMatch(v.to_string()))
 }
 
 #[expect(
@@ -594,17 +573,18 @@ async fn one(
         }
         Method::PUT | Method::PATCH => {
             let document = parse_body(body, schema::MAX_BODY)?;
-            check_if_match(headers, &scim, kind, id).await?;
+            let if_match = if_match(headers);
             let (resource, version) = if method == Method::PUT {
-                scim.replace(kind, id, &document, &projection).await?
+                scim.replace(kind, id, &document, &projection, if_match.as_ref())
+                    .await?
             } else {
-                scim.patch(kind, id, &document, &projection).await?
+                scim.patch(kind, id, &document, &projection, if_match.as_ref())
+                    .await?
             };
             Ok(with_etag(scim_json(StatusCode::OK, &resource), version))
         }
         Method::DELETE => {
-            check_if_match(headers, &scim, kind, id).await?;
-            scim.delete(kind, id).await?;
+            scim.delete(kind, id, if_match(headers).as_ref()).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(method_not_allowed()),

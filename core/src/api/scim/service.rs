@@ -544,12 +544,7 @@ impl ScimService<'_> {
             ..Default::default()
         })
         .await
-        .map_err(|error| match error.scim_type {
-            Some(crate::scim::ScimType::Uniqueness) => {
-                ScimError::uniqueness(format!("userName \"{user_name}\" is already taken"))
-            }
-            _ => error,
-        })
+        .map_err(|error| name_taken(error, &user_name))
     }
 
     pub async fn create(
@@ -565,78 +560,88 @@ impl ScimService<'_> {
                 self.submit_user(user).await?
             }
             ResourceKind::Group => {
-                let (mut group, members) = resource::group_from_document(&id, document)?;
-                let members = members.unwrap_or_default();
-                let ids: Vec<String> = members
-                    .iter()
-                    .filter_map(|m| resource::member_id(m).map(str::to_string))
-                    .collect();
-                let (refs, missing) = self.resolve_members(&ids).await?;
-                let unresolved: Vec<Value> = members
-                    .into_iter()
-                    .filter(|m| {
-                        resource::member_id(m).is_some_and(|id| missing.iter().any(|x| x == id))
-                    })
-                    .collect();
-                resource::set_unresolved_members(&mut group, &unresolved);
+                let (group, members) = self.group_with_members(&id, document).await?;
                 let mut delta = Delta {
                     upsert_groups: vec![group],
                     ..Default::default()
                 };
-                delta.replace_members.insert(id.clone(), refs);
+                delta.replace_members.insert(id.clone(), members);
                 self.submit(delta).await?
             }
         };
         self.written_response(kind, &id, rows, projection).await
     }
 
+    /// Replaces a resource (PUT). The resource must exist, and match
+    /// `if_match`, in the writing transaction.
     pub async fn replace(
         &self,
         kind: ResourceKind,
         id: &str,
         document: &Value,
         projection: &Projection,
+        if_match: Option<&IfMatch>,
     ) -> ScimResult<(Value, i64)> {
+        let if_match = if_match.cloned();
         let rows = match kind {
             ResourceKind::User => {
-                self.user_row(id).await?;
                 let user = resource::user_from_document(id, document)?;
-                self.submit_user(user).await?
+                let user_name = user.user_name.clone();
+                let edit = UserEdit::new(id, move |row: &source_user::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)?;
+                    Ok(user.clone())
+                });
+                self.submit_with_edits(Delta::default(), Edits::user(edit))
+                    .await
+                    .map_err(|error| name_taken(error, &user_name))?
             }
             ResourceKind::Group => {
-                self.group_row(id).await?;
-                let (mut group, members) = resource::group_from_document(id, document)?;
-                let members = members.unwrap_or_default();
-                let ids: Vec<String> = members
-                    .iter()
-                    .filter_map(|m| resource::member_id(m).map(str::to_string))
-                    .collect();
-                let (refs, missing) = self.resolve_members(&ids).await?;
-                let unresolved: Vec<Value> = members
-                    .into_iter()
-                    .filter(|m| {
-                        resource::member_id(m).is_some_and(|id| missing.iter().any(|x| x == id))
-                    })
-                    .collect();
-                resource::set_unresolved_members(&mut group, &unresolved);
-                let mut delta = Delta {
-                    upsert_groups: vec![group],
-                    ..Default::default()
-                };
-                delta.replace_members.insert(id.to_string(), refs);
-                self.submit(delta).await?
+                let (group, members) = self.group_with_members(id, document).await?;
+                let edit = GroupEdit::new(id, move |row: &source_group::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)?;
+                    Ok(group.clone())
+                });
+                let mut delta = Delta::default();
+                delta.replace_members.insert(id.to_string(), members);
+                self.submit_with_edits(delta, Edits::group(edit)).await?
             }
         };
         self.written_response(kind, id, rows, projection).await
     }
 
+    /// A group as `document` describes it, with its members that name a
+    /// stored user or group; the others are kept on its document.
+    async fn group_with_members(
+        &self,
+        id: &str,
+        document: &Value,
+    ) -> ScimResult<(idpsync_driver::SourceGroup, Vec<MemberRef>)> {
+        let (mut group, members) = resource::group_from_document(id, document)?;
+        let members = members.unwrap_or_default();
+        let ids: Vec<String> = members
+            .iter()
+            .filter_map(|m| resource::member_id(m).map(str::to_string))
+            .collect();
+        let (refs, missing) = self.resolve_members(&ids).await?;
+        let unresolved: Vec<Value> = members
+            .into_iter()
+            .filter(|m| resource::member_id(m).is_some_and(|id| missing.iter().any(|x| x == id)))
+            .collect();
+        resource::set_unresolved_members(&mut group, &unresolved);
+        Ok((group, refs))
+    }
+
+    /// Patches a resource (RFC 7644 §3.5.2) as it is in the writing
+    /// transaction, if it matches `if_match` there.
     pub async fn patch(
         &self,
         kind: ResourceKind,
         id: &str,
         body: &Value,
         projection: &Projection,
+        if_match: Option<&IfMatch>,
     ) -> ScimResult<(Value, i64)> {
+        let if_match = if_match.cloned();
         let rows = match kind {
             ResourceKind::User => {
                 // Read, patched and written in the writing transaction:
@@ -644,6 +649,7 @@ impl ScimService<'_> {
                 let base = self.base.clone();
                 let body = body.clone();
                 let edit = UserEdit::new(id, move |row: &source_user::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)?;
                     let current = render_user_at(&base, row);
                     let patched =
                         patch::apply(&current, &body, patch::Kind::User).map_err(rejected)?;
@@ -667,6 +673,7 @@ impl ScimService<'_> {
                 let base = self.base.clone();
                 let body = body.clone();
                 let edit = GroupEdit::new(id, move |row: &source_group::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)?;
                     let stored: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
                     let stored = resource::unresolved_members(stored.get(DOCUMENT_KEY));
                     let current = render_group_at(&base, row, None);
@@ -684,22 +691,25 @@ impl ScimService<'_> {
         self.written_response(kind, id, rows, projection).await
     }
 
-    pub async fn delete(&self, kind: ResourceKind, id: &str) -> ScimResult<()> {
+    /// Deletes a resource that matches `if_match` (checked on the stored
+    /// version just before the write).
+    pub async fn delete(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&IfMatch>,
+    ) -> ScimResult<()> {
+        // A missing resource answers 404 here.
+        check(if_match, self.version(kind, id).await?)?;
         let delta = match kind {
-            ResourceKind::User => {
-                self.user_row(id).await?;
-                Delta {
-                    remove_users: vec![id.to_string()],
-                    ..Default::default()
-                }
-            }
-            ResourceKind::Group => {
-                self.group_row(id).await?;
-                Delta {
-                    remove_groups: vec![id.to_string()],
-                    ..Default::default()
-                }
-            }
+            ResourceKind::User => Delta {
+                remove_users: vec![id.to_string()],
+                ..Default::default()
+            },
+            ResourceKind::Group => Delta {
+                remove_groups: vec![id.to_string()],
+                ..Default::default()
+            },
         };
         self.submit(delta).await.map(drop)
     }
@@ -880,6 +890,47 @@ impl UnresolvedChange {
             members.remove(id);
         }
         members.into_values().collect()
+    }
+}
+
+/// A uniqueness error, naming the userName that is taken.
+fn name_taken(error: ScimError, user_name: &str) -> ScimError {
+    match error.scim_type {
+        Some(crate::scim::ScimType::Uniqueness) => {
+            ScimError::uniqueness(format!("userName \"{user_name}\" is already taken"))
+        }
+        _ => error,
+    }
+}
+
+/// An `If-Match` header (RFC 7644 §3.14): the versions a write may change.
+#[derive(Debug, Clone)]
+pub struct IfMatch(pub String);
+
+impl IfMatch {
+    /// Whether the resource at `version` is one the header names (`*` is
+    /// any; weak and strong tags compare alike).
+    pub fn matches(&self, version: i64) -> bool {
+        let current = resource::etag(version);
+        self.0.split(',').map(str::trim).any(|tag| {
+            tag == "*" || tag.trim_start_matches("W/") == current.trim_start_matches("W/")
+        })
+    }
+}
+
+/// 412 unless the resource at `version` matches `if_match` (if given).
+fn check(if_match: Option<&IfMatch>, version: i64) -> ScimResult<()> {
+    match if_match {
+        Some(if_match) if !if_match.matches(version) => Err(ScimError::new(
+            412,
+            None,
+            format!(
+                "If-Match {} does not match the current version {}",
+                if_match.0,
+                resource::etag(version)
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
