@@ -137,6 +137,45 @@ fn scim_type(body: &Value) -> &str {
     body["scimType"].as_str().unwrap_or("")
 }
 
+/// An Entra request to `path` (under the connection's root) with a SCIM
+/// body, sent from a task; resolves to its status.
+fn send_later(
+    scim: &Scim,
+    method: &str,
+    path: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> tokio::task::JoinHandle<u16> {
+    let mut request = scim
+        .client
+        .request(
+            method.parse().unwrap(),
+            format!("{}/entra{path}", scim.root),
+        )
+        .bearer_auth(&scim.entra)
+        .header("content-type", "application/scim+json")
+        .body(body.to_string());
+    if let Some(etag) = if_match {
+        request = request.header("if-match", etag);
+    }
+    tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+}
+
+/// A PatchOp body of one operation.
+fn patch_op(operation: Value) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [operation]
+    })
+}
+
+/// Waits until `n` SCIM writes are queued or under way.
+async fn writes_waiting(scim: &Scim, n: usize) {
+    while scim.state.reconciler.writes_in_flight() < n {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 fn entra_user(user_name: &str, external_id: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", ENTERPRISE],
@@ -1176,26 +1215,19 @@ store_test!(
         // Both PATCHes arrive while the writer is busy, so both are
         // waiting at once; each must change the user as the other left it.
         let busy_writer = scim.state.store.begin_write().await.unwrap();
-        let patch = |path: &str, value: &str| {
-            let request = scim
-                .client
-                .patch(format!("{}/entra/Users/{id}", scim.root))
-                .bearer_auth(&scim.entra)
-                .header("content-type", "application/scim+json")
-                .body(
-                    json!({
-                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                        "Operations": [{"op": "replace", "path": path, "value": value}]
-                    })
-                    .to_string(),
-                );
-            tokio::spawn(async move { request.send().await.unwrap().status() })
+        let replace = |path: &str, value: &str| {
+            let operation = json!({"op": "replace", "path": path, "value": value});
+            send_later(
+                &scim,
+                "PATCH",
+                &format!("/Users/{id}"),
+                patch_op(operation),
+                None,
+            )
         };
-        let renamed = patch("displayName", "Kim Park");
-        let titled = patch("title", "Engineer");
-        while scim.state.reconciler.writes_in_flight() < 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        let renamed = replace("displayName", "Kim Park");
+        let titled = replace("title", "Engineer");
+        writes_waiting(&scim, 2).await;
         drop(busy_writer);
         assert_eq!(renamed.await.unwrap(), 200);
         assert_eq!(titled.await.unwrap(), 200);
@@ -1222,39 +1254,14 @@ store_test!(
         // Both carry the version they read; they wait for the writer
         // together, so only the transaction can tell them apart.
         let busy_writer = scim.state.store.begin_write().await.unwrap();
-        let conditional = |method: &str, title: &str| {
-            let request = scim
-                .client
-                .request(
-                    method.parse().unwrap(),
-                    format!("{}/entra/Users/{id}", scim.root),
-                )
-                .bearer_auth(&scim.entra)
-                .header("if-match", &etag)
-                .header("content-type", "application/scim+json");
-            let request = if method == "PATCH" {
-                request.body(
-                    json!({
-                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                        "Operations": [{"op": "replace", "path": "title", "value": title}]
-                    })
-                    .to_string(),
-                )
-            } else {
-                let mut user = entra_user("kim@example.com", "kim");
-                user["title"] = title.into();
-                request.body(user.to_string())
-            };
-            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
-        };
-        let first = conditional("PATCH", "Engineer");
-        while scim.state.reconciler.writes_in_flight() < 1 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        let second = conditional("PUT", "Manager");
-        while scim.state.reconciler.writes_in_flight() < 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        let path = format!("/Users/{id}");
+        let title = json!({"op": "replace", "path": "title", "value": "Engineer"});
+        let first = send_later(&scim, "PATCH", &path, patch_op(title), Some(&etag));
+        writes_waiting(&scim, 1).await;
+        let mut replacement = entra_user("kim@example.com", "kim");
+        replacement["title"] = "Manager".into();
+        let second = send_later(&scim, "PUT", &path, replacement, Some(&etag));
+        writes_waiting(&scim, 2).await;
         drop(busy_writer);
         assert_eq!((first.await.unwrap(), second.await.unwrap()), (200, 412));
         let (_, _, user) = scim.entra("GET", &format!("/Users/{id}"), None).await;
@@ -1286,21 +1293,8 @@ store_test!(
         // group as the others left it: the new name, a member, and two
         // members naming nothing stored yet (kept on the group's document).
         let busy_writer = scim.state.store.begin_write().await.unwrap();
-        let patch = |operation: Value| {
-            let request = scim
-                .client
-                .patch(format!("{}/entra/Groups/{id}", scim.root))
-                .bearer_auth(&scim.entra)
-                .header("content-type", "application/scim+json")
-                .body(
-                    json!({
-                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                        "Operations": [operation]
-                    })
-                    .to_string(),
-                );
-            tokio::spawn(async move { request.send().await.unwrap().status() })
-        };
+        let path = format!("/Groups/{id}");
+        let patch = |operation: Value| send_later(&scim, "PATCH", &path, patch_op(operation), None);
         let add =
             |member: &str| json!({"op": "add", "path": "members", "value": [{"value": member}]});
         let patches = [
@@ -1309,9 +1303,7 @@ store_test!(
             patch(add("not-pushed-1")),
             patch(add("not-pushed-2")),
         ];
-        while scim.state.reconciler.writes_in_flight() < patches.len() {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        writes_waiting(&scim, patches.len()).await;
         drop(busy_writer);
         for patched in patches {
             assert_eq!(patched.await.unwrap(), 200);
