@@ -71,25 +71,42 @@ fn active(status: &str) -> bool {
     )
 }
 
-fn user(item: &serde_json::Value) -> Result<SourceUser, DriverError> {
-    let id = item["id"]
-        .as_str()
+/// A user object as the driver reads it: the fields it maps, typed (serde
+/// skips the rest of the object without building it).
+#[derive(serde::Deserialize)]
+struct OktaUser {
+    id: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    profile: OktaProfile,
+}
+
+/// The standard profile attributes the driver maps (all strings in Okta's
+/// base schema; null or missing when unset).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OktaProfile {
+    login: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    display_name: Option<String>,
+    email: Option<String>,
+}
+
+fn user(item: OktaUser) -> Result<SourceUser, DriverError> {
+    let id = item
+        .id
         .ok_or_else(|| DriverError::protocol("a user without id"))?;
-    let profile = &item["profile"];
-    let text = |key: &str| {
-        profile[key]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let login = text("login")
+    let text = |value: Option<String>| value.filter(|s| !s.is_empty());
+    let profile = item.profile;
+    let login = text(profile.login)
         .ok_or_else(|| DriverError::protocol(format!("user {id} without profile.login")))?;
-    let status = item["status"].as_str().unwrap_or("ACTIVE").to_string();
+    let status = item.status.unwrap_or_else(|| "ACTIVE".to_string());
     let mut record = SourceUser::new(id, login);
-    record.given_name = text("firstName");
-    record.family_name = text("lastName");
-    record.display_name = text("displayName");
-    if let Some(email) = text("email") {
+    record.given_name = text(profile.first_name);
+    record.family_name = text(profile.last_name);
+    record.display_name = text(profile.display_name);
+    if let Some(email) = text(profile.email) {
         record.emails.push(Email {
             value: email,
             kind: Some("work".into()),
@@ -136,10 +153,10 @@ impl OktaDriver {
         let mut next = Some(url);
         let mut count = 0;
         while let Some(url) = next {
-            let (items, link) = self.api.page::<Value>(&url).await?;
+            let (items, link) = self.api.page::<OktaUser>(&url).await?;
             next = link;
             count += items.len() as u64;
-            sink.users(items.iter().map(user).collect::<Result<_, _>>()?)
+            sink.users(items.into_iter().map(user).collect::<Result<_, _>>()?)
                 .await?;
         }
         Ok(count)
@@ -241,5 +258,42 @@ impl Driver for OktaDriver {
             declared: DeclaredTotals::default(),
             complete_snapshot: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(json: serde_json::Value) -> Result<SourceUser, DriverError> {
+        user(serde_json::from_value(json).expect("a user object"))
+    }
+
+    #[test]
+    fn a_user_object_maps_its_profile_and_status_and_skips_the_rest() {
+        let record = parsed(serde_json::json!({
+            "id": "00u1", "status": "SUSPENDED", "lastLogin": null,
+            "type": {"id": "oty1"},
+            "profile": {"login": "ann@acme.test", "firstName": "Ann", "lastName": "Lee",
+                        "displayName": null, "email": "ann@acme.test", "mobilePhone": null,
+                        "costCenter": 42, "tags": ["a"]},
+            "credentials": {"provider": {"type": "OKTA"}},
+            "_links": {"self": {"href": "/api/v1/users/00u1"}}
+        }))
+        .unwrap();
+        assert_eq!(record.external_id, "00u1");
+        assert_eq!(record.user_name, "ann@acme.test");
+        assert_eq!(record.given_name.as_deref(), Some("Ann"));
+        assert_eq!(record.display_name, None);
+        assert_eq!(record.emails[0].value, "ann@acme.test");
+        assert!(!record.active, "SUSPENDED has no access");
+        assert_eq!(record.raw_status.as_deref(), Some("SUSPENDED"));
+    }
+
+    #[test]
+    fn a_user_without_a_login_is_a_protocol_error() {
+        let error =
+            parsed(serde_json::json!({"id": "00u2", "profile": {"login": ""}})).unwrap_err();
+        assert!(error.to_string().contains("00u2"), "{error}");
     }
 }
