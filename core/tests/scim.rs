@@ -1270,6 +1270,37 @@ store_test!(
 );
 
 store_test!(
+    of_two_deletes_of_one_resource_the_second_finds_nothing,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, _, created) = scim
+            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
+            .await;
+        let path = format!("/Users/{}", created["id"].as_str().unwrap());
+        let (_, _, group) = scim
+            .entra("POST", "/Groups", Some(json!({"displayName": "eng"})))
+            .await;
+        let group_path = format!("/Groups/{}", group["id"].as_str().unwrap());
+
+        let busy_writer = scim.state.store.begin_write().await.unwrap();
+        let deletes = [
+            send_later(&scim, "DELETE", &path, Value::Null, None),
+            send_later(&scim, "DELETE", &path, Value::Null, None),
+            send_later(&scim, "DELETE", &group_path, Value::Null, None),
+            send_later(&scim, "DELETE", &group_path, Value::Null, None),
+        ];
+        writes_waiting(&scim, deletes.len()).await;
+        drop(busy_writer);
+        let mut statuses = Vec::new();
+        for delete in deletes {
+            statuses.push(delete.await.unwrap());
+        }
+        statuses.sort();
+        assert_eq!(statuses, [204, 204, 404, 404]);
+    }
+);
+
+store_test!(
     concurrent_patches_of_one_group_all_stand,
     async |test_store: &TestStore| {
         let scim = Scim::start(test_store).await;

@@ -251,12 +251,8 @@ impl Touched {
         touched
             .users
             .extend(delta.upsert_users.iter().map(|u| u.external_id.clone()));
-        touched
-            .users
-            .extend(edits.users.iter().map(|edit| edit.external_id.clone()));
-        touched
-            .groups
-            .extend(edits.groups.iter().map(|edit| edit.external_id.clone()));
+        touched.users.extend(edits.user_ids().map(str::to_string));
+        touched.groups.extend(edits.group_ids().map(str::to_string));
         touched.users.extend(delta.remove_users.iter().cloned());
         touched
             .groups

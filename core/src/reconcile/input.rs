@@ -69,6 +69,14 @@ pub type UserEdit = Edit<source_user::Model, SourceUser>;
 /// its stored row.
 pub type GroupEdit = Edit<source_group::Model, SourceGroup>;
 
+/// A condition on a stored user's row, checked in the writing transaction
+/// before anything is written (a conditional or existence-checked delete):
+/// an edit that makes nothing.
+pub type UserCheck = Edit<source_user::Model, ()>;
+
+/// A condition on a stored group's row; see [`UserCheck`].
+pub type GroupCheck = Edit<source_group::Model, ()>;
+
 /// Why an edit refused a row: the reconciliation fails with
 /// [`super::ReconcileError::EditRejected`], and the caller, who wrote the
 /// edit, turns it back into its own error.
@@ -103,31 +111,36 @@ impl<Row, Record> std::fmt::Debug for Edit<Row, Record> {
     }
 }
 
-/// The edits that go with a delta.
+/// The edits and checks that go with a delta.
 #[derive(Debug, Clone, Default)]
 pub struct Edits {
     pub users: Vec<UserEdit>,
     pub groups: Vec<GroupEdit>,
+    pub user_checks: Vec<UserCheck>,
+    pub group_checks: Vec<GroupCheck>,
 }
 
 impl Edits {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
+        self.users.is_empty()
+            && self.groups.is_empty()
+            && self.user_checks.is_empty()
+            && self.group_checks.is_empty()
     }
 
     /// Only `edit`, of a user.
     pub fn user(edit: UserEdit) -> Self {
         Edits {
             users: vec![edit],
-            groups: Vec::new(),
+            ..Edits::default()
         }
     }
 
     /// Only `edit`, of a group.
     pub fn group(edit: GroupEdit) -> Self {
         Edits {
-            users: Vec::new(),
             groups: vec![edit],
+            ..Edits::default()
         }
     }
 
@@ -135,5 +148,27 @@ impl Edits {
     pub fn extend(&mut self, other: &Edits) {
         self.users.extend(other.users.iter().cloned());
         self.groups.extend(other.groups.iter().cloned());
+        self.user_checks.extend(other.user_checks.iter().cloned());
+        self.group_checks.extend(other.group_checks.iter().cloned());
+    }
+
+    /// The external ids of the users these edit or check.
+    pub(crate) fn user_ids(&self) -> impl Iterator<Item = &str> {
+        let edited = self.users.iter().map(|edit| edit.external_id.as_str());
+        edited.chain(
+            self.user_checks
+                .iter()
+                .map(|check| check.external_id.as_str()),
+        )
+    }
+
+    /// The external ids of the groups these edit or check.
+    pub(crate) fn group_ids(&self) -> impl Iterator<Item = &str> {
+        let edited = self.groups.iter().map(|edit| edit.external_id.as_str());
+        edited.chain(
+            self.group_checks
+                .iter()
+                .map(|check| check.external_id.as_str()),
+        )
     }
 }

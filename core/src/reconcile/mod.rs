@@ -27,7 +27,8 @@ pub use apply::{EffectCounts, FailPoint};
 pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
 pub use input::{
-    Delta, Edit, EditFn, EditRejected, Edits, GroupEdit, Snapshot, SourceInput, UserEdit,
+    Delta, Edit, EditFn, EditRejected, Edits, GroupCheck, GroupEdit, Snapshot, SourceInput,
+    UserCheck, UserEdit,
 };
 pub use plan::Plan;
 
@@ -66,10 +67,10 @@ pub enum ReconcileError {
     StateMoved { run_id: i64 },
     #[error("apply failed: {0}")]
     Apply(String),
-    /// A [`UserEdit`] named a user that is not stored.
+    /// A [`UserEdit`] or [`UserCheck`] named a user that is not stored.
     #[error("user \"{0}\" not found")]
     EditedUserNotFound(String),
-    /// A [`GroupEdit`] named a group that is not stored.
+    /// A [`GroupEdit`] or [`GroupCheck`] named a group that is not stored.
     #[error("group \"{0}\" not found")]
     EditedGroupNotFound(String),
     /// An [`Edit`] refused the stored row.
@@ -373,6 +374,7 @@ impl Reconciler {
         let mut edited_rows = Vec::new();
         let input = match input {
             SourceInput::Delta(mut delta) if !edits.is_empty() => {
+                check_rows(tx, connection_id, edits).await?;
                 let (users, rows) = edited_users(tx, connection_id, &edits.users).await?;
                 delta.upsert_users.extend(users);
                 edited_rows = rows;
@@ -722,6 +724,26 @@ async fn edited_groups(
         |row| &row.external_id,
         ReconcileError::EditedGroupNotFound,
     )
+}
+
+/// Runs the checks of `edits` on the rows they name.
+async fn check_rows(db: &impl ConnectionTrait, connection_id: &str, edits: &Edits) -> Result<()> {
+    let users = rows::users_by_external_id(db, connection_id, edit_ids(&edits.user_checks)).await?;
+    apply_edits(
+        &users,
+        &edits.user_checks,
+        |row| &row.external_id,
+        ReconcileError::EditedUserNotFound,
+    )?;
+    let groups =
+        rows::groups_by_external_id(db, connection_id, edit_ids(&edits.group_checks)).await?;
+    apply_edits(
+        &groups,
+        &edits.group_checks,
+        |row| &row.external_id,
+        ReconcileError::EditedGroupNotFound,
+    )?;
+    Ok(())
 }
 
 fn edit_ids<Row, Record>(edits: &[Edit<Row, Record>]) -> impl Iterator<Item = &str> {

@@ -4,8 +4,8 @@
 //! Used by the routes and by `/Bulk`.
 
 use crate::reconcile::{
-    Delta, EditRejected, Edits, GroupEdit, Outcome, ReconcileError, Reconciler, Trigger,
-    UpsertedRows, UserEdit,
+    Delta, EditRejected, Edits, GroupCheck, GroupEdit, Outcome, ReconcileError, Reconciler,
+    Trigger, UpsertedRows, UserCheck, UserEdit,
 };
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
@@ -185,14 +185,6 @@ impl ScimService<'_> {
             .await
             .map_err(internal)?
             .ok_or_else(|| ScimError::not_found(format!("Group {id} not found")))
-    }
-
-    /// The current version (ETag) of a resource.
-    pub async fn version(&self, kind: ResourceKind, id: &str) -> ScimResult<i64> {
-        Ok(match kind {
-            ResourceKind::User => self.user_row(id).await?.version,
-            ResourceKind::Group => self.group_row(id).await?.version,
-        })
     }
 
     fn render_user(&self, row: &source_user::Model) -> Value {
@@ -691,27 +683,46 @@ impl ScimService<'_> {
         self.written_response(kind, id, rows, projection).await
     }
 
-    /// Deletes a resource that matches `if_match` (checked on the stored
-    /// version just before the write).
+    /// Deletes a resource. It must exist, and match `if_match`, in the
+    /// writing transaction (of two DELETEs, the second answers 404).
     pub async fn delete(
         &self,
         kind: ResourceKind,
         id: &str,
         if_match: Option<&IfMatch>,
     ) -> ScimResult<()> {
-        // A missing resource answers 404 here.
-        check(if_match, self.version(kind, id).await?)?;
-        let delta = match kind {
-            ResourceKind::User => Delta {
-                remove_users: vec![id.to_string()],
-                ..Default::default()
-            },
-            ResourceKind::Group => Delta {
-                remove_groups: vec![id.to_string()],
-                ..Default::default()
-            },
+        let if_match = if_match.cloned();
+        let (delta, edits) = match kind {
+            ResourceKind::User => {
+                let check = UserCheck::new(id, move |row: &source_user::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)
+                });
+                let delta = Delta {
+                    remove_users: vec![id.to_string()],
+                    ..Default::default()
+                };
+                let edits = Edits {
+                    user_checks: vec![check],
+                    ..Edits::default()
+                };
+                (delta, edits)
+            }
+            ResourceKind::Group => {
+                let check = GroupCheck::new(id, move |row: &source_group::Model| {
+                    check(if_match.as_ref(), row.version).map_err(rejected)
+                });
+                let delta = Delta {
+                    remove_groups: vec![id.to_string()],
+                    ..Default::default()
+                };
+                let edits = Edits {
+                    group_checks: vec![check],
+                    ..Edits::default()
+                };
+                (delta, edits)
+            }
         };
-        self.submit(delta).await.map(drop)
+        self.submit_with_edits(delta, edits).await.map(drop)
     }
 
     /// Turns PATCH member operations, in order, into the delta's edges, and
