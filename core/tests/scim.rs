@@ -169,6 +169,15 @@ fn patch_op(operation: Value) -> Value {
     })
 }
 
+/// Kim, created over Entra's SCIM connection: her id and ETag.
+async fn create_kim(scim: &Scim) -> (String, String) {
+    let (_, headers, created) = scim
+        .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    (id, headers["etag"].to_str().unwrap().to_string())
+}
+
 /// Waits until `n` SCIM writes are queued or under way.
 async fn writes_waiting(scim: &Scim, n: usize) {
     while scim.state.reconciler.writes_in_flight() < n {
@@ -1207,10 +1216,7 @@ store_test!(
     concurrent_patches_of_one_user_all_stand,
     async |test_store: &TestStore| {
         let scim = Scim::start(test_store).await;
-        let (_, _, created) = scim
-            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
-            .await;
-        let id = created["id"].as_str().unwrap().to_string();
+        let (id, _) = create_kim(&scim).await;
 
         // Both PATCHes arrive while the writer is busy, so both are
         // waiting at once; each must change the user as the other left it.
@@ -1245,11 +1251,7 @@ store_test!(
     of_two_writes_naming_one_version_only_the_first_applies,
     async |test_store: &TestStore| {
         let scim = Scim::start(test_store).await;
-        let (_, headers, created) = scim
-            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
-            .await;
-        let id = created["id"].as_str().unwrap().to_string();
-        let etag = headers["etag"].to_str().unwrap().to_string();
+        let (id, etag) = create_kim(&scim).await;
 
         // Both carry the version they read; they wait for the writer
         // together, so only the transaction can tell them apart.
@@ -1273,10 +1275,7 @@ store_test!(
     of_two_deletes_of_one_resource_the_second_finds_nothing,
     async |test_store: &TestStore| {
         let scim = Scim::start(test_store).await;
-        let (_, _, created) = scim
-            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
-            .await;
-        let path = format!("/Users/{}", created["id"].as_str().unwrap());
+        let path = format!("/Users/{}", create_kim(&scim).await.0);
         let (_, _, group) = scim
             .entra("POST", "/Groups", Some(json!({"displayName": "eng"})))
             .await;
@@ -1304,10 +1303,7 @@ store_test!(
     concurrent_patches_of_one_group_all_stand,
     async |test_store: &TestStore| {
         let scim = Scim::start(test_store).await;
-        let (_, _, kim) = scim
-            .entra("POST", "/Users", Some(entra_user("kim@example.com", "kim")))
-            .await;
-        let kim_id = kim["id"].as_str().unwrap().to_string();
+        let (kim_id, _) = create_kim(&scim).await;
         let (_, _, group) = scim
             .entra(
                 "POST",

@@ -496,20 +496,18 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 .all(self.db)
                 .await?;
             let connection = self.ctx.connection_id;
-            let reason_of = |found: &device::Model| {
-                let owner = found.owner_user_id.unwrap_or_default();
-                format!(
-                    "{} ({connection})",
-                    reasons.get(&owner).copied().unwrap_or("user removed"),
-                )
-            };
+            let revoked: Vec<(&device::Model, String)> = devices
+                .iter()
+                .map(|found| {
+                    let owner = found.owner_user_id.unwrap_or_default();
+                    let why = reasons.get(&owner).copied().unwrap_or("user removed");
+                    (found, format!("{why} ({connection})"))
+                })
+                .collect();
             // One statement per reason (a handful), not one per device.
-            let mut by_reason: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-            for found in &devices {
-                by_reason
-                    .entry(reason_of(found))
-                    .or_default()
-                    .push(found.id);
+            let mut by_reason: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+            for (found, reason) in &revoked {
+                by_reason.entry(reason).or_default().push(found.id);
             }
             for (reason, ids) in by_reason {
                 device::Entity::update_many()
@@ -521,9 +519,8 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                     .exec(self.db)
                     .await?;
             }
-            for found in &devices {
+            for (found, reason) in revoked {
                 let owner = found.owner_user_id.unwrap_or_default();
-                let reason = reason_of(found);
                 self.effects.devices_revoked += 1;
                 self.event(
                     "device.revoked",

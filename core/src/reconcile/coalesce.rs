@@ -65,9 +65,10 @@ pub(crate) struct Coalescer {
 impl Reconciler {
     /// Reconciles a small delta, merged with other callers' concurrent
     /// deltas into one transaction (see the module docs). `edits` change
-    /// stored users and groups from their rows inside that transaction. The outcome is
-    /// the batch's: `Applied` or `Unchanged` when the merged delta went
-    /// through, or this delta's own when it had to be reconciled alone.
+    /// (or check) stored users and groups from their rows inside that
+    /// transaction. The outcome is the batch's: `Applied` or `Unchanged`
+    /// when the merged delta went through, or this delta's own when it had
+    /// to be reconciled alone.
     pub async fn submit_coalesced(
         &self,
         connection_id: &str,

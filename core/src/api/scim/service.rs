@@ -1001,3 +1001,20 @@ pub fn attribute_list(text: Option<&str>) -> Vec<String> {
     })
     .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IfMatch;
+
+    #[test]
+    fn if_match_names_a_version_weak_or_strong_or_any_of_a_list() {
+        let matches = |header: &str, version| IfMatch(header.into()).matches(version);
+        assert!(matches("W/\"3\"", 3));
+        assert!(matches("\"3\"", 3), "a strong tag compares as the weak one");
+        assert!(matches("W/\"1\", W/\"3\"", 3));
+        assert!(matches("*", 7));
+        assert!(!matches("W/\"2\"", 3));
+        assert!(!matches("W/\"33\"", 3));
+        assert!(!matches("", 3));
+    }
+}
