@@ -1,6 +1,7 @@
 //! House rules checked as a test: every Rust source file opens with a `//!`
 //! module doc, no test is `#[ignore]`d or `#[should_panic]`, and the README
-//! opens with the two commands, the second being the one CI runs.
+//! opens with the two commands, the second being the one CI runs, the first
+//! being one `cargo run` can resolve to the daemon.
 
 use std::path::{Path, PathBuf};
 
@@ -68,5 +69,58 @@ fn the_readme_opens_with_the_demo_and_the_test_command_that_ci_runs() {
     assert!(
         ci.lines().any(|line| line.trim() == "bash scripts/test"),
         "CI runs the README's test command"
+    );
+}
+
+#[test]
+fn cargo_run_at_the_root_runs_the_daemon() {
+    // The README's first command is `cargo run --release -- demo`: with more
+    // than one binary among the default members, cargo needs to be told.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let default_members = metadata["workspace_default_members"].as_array().unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let binaries: Vec<&str> = packages
+        .iter()
+        .filter(|package| default_members.contains(&package["id"]))
+        .flat_map(|package| package["targets"].as_array().unwrap())
+        .filter(|target| {
+            target["kind"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|kind| kind == "bin")
+        })
+        .map(|target| target["name"].as_str().unwrap())
+        .collect();
+    let root_package = packages
+        .iter()
+        .find(|package| package["name"] == "idpsync")
+        .unwrap();
+    let runs = match binaries.as_slice() {
+        [only] => *only,
+        _ => root_package["default_run"]
+            .as_str()
+            .unwrap_or("(ambiguous)"),
+    };
+    assert_eq!(
+        runs, "idpsync",
+        "binaries of the default members: {binaries:?}"
     );
 }
