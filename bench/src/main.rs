@@ -174,9 +174,10 @@ fn main() -> Result<()> {
                 .with_context(|| format!("while opening {}", cli.record.display()))?;
             writeln!(
                 file,
-                "\n### {title}\n\n{} on {}\n\n`cargo run --release -p idpsync-bench -- {command_line}`\n\n{table}",
+                "\n### {title}\n\n{} on {}, built from {}\n\n`cargo run --release -p idpsync-bench -- {command_line}`\n\n{table}",
                 chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-                machine()
+                machine(),
+                env!("IDPSYNC_BENCH_REVISION")
             )?;
             println!("appended to {}", cli.record.display());
         }

@@ -1,0 +1,36 @@
+//! Records the source revision the benchmark binary is built from
+//! (`IDPSYNC_BENCH_REVISION`: the short commit, `+changes` when the tree
+//! differs from it), so each recorded figure names the code it measured,
+//! not whatever the checkout holds when the binary runs.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn main() {
+    let revision = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => {
+            let changed = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|status| !status.is_empty());
+            if changed {
+                format!("{commit}+changes")
+            } else {
+                commit
+            }
+        }
+        None => "unknown revision".to_string(),
+    };
+    println!("cargo:rustc-env=IDPSYNC_BENCH_REVISION={revision}");
+    // Built again when the checked-out commit or the tracked files change.
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for path in ["HEAD", "index", "refs"] {
+            println!("cargo:rerun-if-changed={git_dir}/{path}");
+        }
+    }
+}
