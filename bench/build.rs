@@ -27,10 +27,25 @@ fn main() {
         None => "unknown revision".to_string(),
     };
     println!("cargo:rustc-env=IDPSYNC_BENCH_REVISION={revision}");
-    // Built again when the checked-out commit or the tracked files change.
+    // Asked again when the commit, the index or a source file changes (an
+    // edit after a clean build must turn into `+changes`); not on every
+    // build, which a watch of the whole tree (with target/) would cause.
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         for path in ["HEAD", "index", "refs"] {
             println!("cargo:rerun-if-changed={git_dir}/{path}");
         }
+    }
+    for source in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo",
+        "src",
+        "core",
+        "drivers",
+        "plugins",
+        "migrations",
+        "bench/src",
+    ] {
+        println!("cargo:rerun-if-changed=../{source}");
     }
 }

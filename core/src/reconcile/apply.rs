@@ -450,11 +450,6 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         }
 
         // Created and updated users as written, with the deleted ones.
-        let written = changes
-            .users_created
-            .iter()
-            .chain(&changes.users_updated)
-            .map(|user| user.external_id.as_str());
         let mut all = if keep {
             self.written_users
                 .iter()
@@ -469,6 +464,11 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                 })
                 .collect()
         } else {
+            let written = changes
+                .users_created
+                .iter()
+                .chain(&changes.users_updated)
+                .map(|user| user.external_id.as_str());
             self.load_users_by_external_id(written).await?
         };
         all.extend(deleted);

@@ -77,6 +77,31 @@ pub type UserCheck = Edit<source_user::Model, ()>;
 /// A condition on a stored group's row; see [`UserCheck`].
 pub type GroupCheck = Edit<source_group::Model, ()>;
 
+/// A stored user or group row, as edits see it.
+pub trait StoredRow {
+    fn external_id(&self) -> &str;
+    /// The resource's version (its ETag), bumped by every write.
+    fn version(&self) -> i64;
+}
+
+impl StoredRow for source_user::Model {
+    fn external_id(&self) -> &str {
+        &self.external_id
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+impl StoredRow for source_group::Model {
+    fn external_id(&self) -> &str {
+        &self.external_id
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
 /// Why an edit refused a row: the reconciliation fails with
 /// [`super::ReconcileError::EditRejected`], and the caller, who wrote the
 /// edit, turns it back into its own error.

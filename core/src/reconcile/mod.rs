@@ -28,7 +28,7 @@ pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
 pub use input::{
     Delta, Edit, EditFn, EditRejected, Edits, GroupCheck, GroupEdit, Snapshot, SourceInput,
-    UserCheck, UserEdit,
+    StoredRow, UserCheck, UserEdit,
 };
 pub use plan::Plan;
 
@@ -351,9 +351,9 @@ impl Reconciler {
     }
 
     /// [`Reconciler::submit`] of `input` with the users and groups `edits`
-    /// make of their stored rows (inside the transaction), and with `read_upserted`
-    /// the rows of the users and groups upserted, read before the commit
-    /// when it applies (or changes nothing).
+    /// make of (or check on) their stored rows inside the transaction, and
+    /// with `read_upserted` the rows of the users and groups upserted, read
+    /// before the commit when it applies (or changes nothing).
     async fn reconcile(
         &self,
         connection_id: &str,
@@ -369,18 +369,25 @@ impl Reconciler {
         // The connection's row is read only where its fields are needed (a
         // hold, an unchanged run); an apply learns that the connection
         // exists from bumping its state version.
-        // The edited users' rows, read once: for the edits, and as the
-        // stored state they are diffed against.
+        // The rows edits and checks name, read once: for them, and (users)
+        // as the stored state the delta is diffed against.
         let mut edited_rows = Vec::new();
         let input = match input {
             SourceInput::Delta(mut delta) if !edits.is_empty() => {
-                check_rows(tx, connection_id, edits).await?;
-                let (users, rows) = edited_users(tx, connection_id, &edits.users).await?;
-                delta.upsert_users.extend(users);
-                edited_rows = rows;
+                let users = rows::users_by_external_id(tx, connection_id, edits.user_ids()).await?;
+                let groups =
+                    rows::groups_by_external_id(tx, connection_id, edits.group_ids()).await?;
+                let user_missing = ReconcileError::EditedUserNotFound;
+                let group_missing = ReconcileError::EditedGroupNotFound;
+                apply_edits(&users, &edits.user_checks, user_missing)?;
+                apply_edits(&groups, &edits.group_checks, group_missing)?;
+                delta
+                    .upsert_users
+                    .extend(apply_edits(&users, &edits.users, user_missing)?);
                 delta
                     .upsert_groups
-                    .extend(edited_groups(tx, connection_id, &edits.groups).await?);
+                    .extend(apply_edits(&groups, &edits.groups, group_missing)?);
+                edited_rows = users;
                 SourceInput::Delta(delta)
             }
             SourceInput::Snapshot(_) if !edits.is_empty() => {
@@ -695,75 +702,19 @@ impl Reconciler {
     }
 }
 
-/// The users `edits` make of their stored rows, and those rows.
-async fn edited_users(
-    db: &impl ConnectionTrait,
-    connection_id: &str,
-    edits: &[UserEdit],
-) -> Result<(Vec<idpsync_driver::SourceUser>, Vec<source_user::Model>)> {
-    let rows = rows::users_by_external_id(db, connection_id, edit_ids(edits)).await?;
-    let users = apply_edits(
-        &rows,
-        edits,
-        |row| &row.external_id,
-        ReconcileError::EditedUserNotFound,
-    )?;
-    Ok((users, rows))
-}
-
-/// The groups `edits` make of their stored rows.
-async fn edited_groups(
-    db: &impl ConnectionTrait,
-    connection_id: &str,
-    edits: &[GroupEdit],
-) -> Result<Vec<idpsync_driver::SourceGroup>> {
-    let rows = rows::groups_by_external_id(db, connection_id, edit_ids(edits)).await?;
-    apply_edits(
-        &rows,
-        edits,
-        |row| &row.external_id,
-        ReconcileError::EditedGroupNotFound,
-    )
-}
-
-/// Runs the checks of `edits` on the rows they name.
-async fn check_rows(db: &impl ConnectionTrait, connection_id: &str, edits: &Edits) -> Result<()> {
-    let users = rows::users_by_external_id(db, connection_id, edit_ids(&edits.user_checks)).await?;
-    apply_edits(
-        &users,
-        &edits.user_checks,
-        |row| &row.external_id,
-        ReconcileError::EditedUserNotFound,
-    )?;
-    let groups =
-        rows::groups_by_external_id(db, connection_id, edit_ids(&edits.group_checks)).await?;
-    apply_edits(
-        &groups,
-        &edits.group_checks,
-        |row| &row.external_id,
-        ReconcileError::EditedGroupNotFound,
-    )?;
-    Ok(())
-}
-
-fn edit_ids<Row, Record>(edits: &[Edit<Row, Record>]) -> impl Iterator<Item = &str> {
-    edits.iter().map(|edit| edit.external_id.as_str())
-}
-
 /// What `edits` make of `rows`, in the edits' order; an edit of a row not
 /// there is `not_found`.
-fn apply_edits<Row, Record>(
+fn apply_edits<Row: StoredRow, Record>(
     rows: &[Row],
     edits: &[Edit<Row, Record>],
-    external_id: impl Fn(&Row) -> &String,
     not_found: impl Fn(String) -> ReconcileError,
 ) -> Result<Vec<Record>> {
-    let by_id: HashMap<&String, &Row> = rows.iter().map(|row| (external_id(row), row)).collect();
+    let by_id: HashMap<&str, &Row> = rows.iter().map(|row| (row.external_id(), row)).collect();
     edits
         .iter()
         .map(|edit| {
             let row = by_id
-                .get(&edit.external_id)
+                .get(edit.external_id.as_str())
                 .ok_or_else(|| not_found(edit.external_id.clone()))?;
             (edit.edit)(row).map_err(ReconcileError::EditRejected)
         })

@@ -4,8 +4,8 @@
 //! Used by the routes and by `/Bulk`.
 
 use crate::reconcile::{
-    Delta, EditRejected, Edits, GroupCheck, GroupEdit, Outcome, ReconcileError, Reconciler,
-    Trigger, UpsertedRows, UserCheck, UserEdit,
+    Delta, Edit, EditRejected, Edits, Outcome, ReconcileError, Reconciler, StoredRow, Trigger,
+    UpsertedRows,
 };
 use crate::scim::filter::{self, Filter};
 use crate::scim::patch::{self, MemberOp};
@@ -574,23 +574,19 @@ impl ScimService<'_> {
         projection: &Projection,
         if_match: Option<&IfMatch>,
     ) -> ScimResult<(Value, i64)> {
-        let if_match = if_match.cloned();
         let rows = match kind {
             ResourceKind::User => {
                 let user = resource::user_from_document(id, document)?;
                 let user_name = user.user_name.clone();
-                let edit = UserEdit::new(id, move |row: &source_user::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)?;
-                    Ok(user.clone())
-                });
+                let edit =
+                    if_matching(id, if_match, move |_: &source_user::Model| Ok(user.clone()));
                 self.submit_with_edits(Delta::default(), Edits::user(edit))
                     .await
                     .map_err(|error| name_taken(error, &user_name))?
             }
             ResourceKind::Group => {
                 let (group, members) = self.group_with_members(id, document).await?;
-                let edit = GroupEdit::new(id, move |row: &source_group::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)?;
+                let edit = if_matching(id, if_match, move |_: &source_group::Model| {
                     Ok(group.clone())
                 });
                 let mut delta = Delta::default();
@@ -633,15 +629,13 @@ impl ScimService<'_> {
         projection: &Projection,
         if_match: Option<&IfMatch>,
     ) -> ScimResult<(Value, i64)> {
-        let if_match = if_match.cloned();
         let rows = match kind {
             ResourceKind::User => {
                 // Read, patched and written in the writing transaction:
                 // concurrent PATCHes of one user do not undo each other.
                 let base = self.base.clone();
                 let body = body.clone();
-                let edit = UserEdit::new(id, move |row: &source_user::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)?;
+                let edit = if_matching(id, if_match, move |row: &source_user::Model| {
                     let current = render_user_at(&base, row);
                     let patched =
                         patch::apply(&current, &body, patch::Kind::User).map_err(rejected)?;
@@ -664,8 +658,7 @@ impl ScimService<'_> {
                 let unresolved = self.fold_member_ops(id, &patched, &mut delta).await?;
                 let base = self.base.clone();
                 let body = body.clone();
-                let edit = GroupEdit::new(id, move |row: &source_group::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)?;
+                let edit = if_matching(id, if_match, move |row: &source_group::Model| {
                     let stored: Value = serde_json::from_str(&row.attributes).unwrap_or_default();
                     let stored = resource::unresolved_members(stored.get(DOCUMENT_KEY));
                     let current = render_group_at(&base, row, None);
@@ -691,36 +684,31 @@ impl ScimService<'_> {
         id: &str,
         if_match: Option<&IfMatch>,
     ) -> ScimResult<()> {
-        let if_match = if_match.cloned();
+        // Nothing to change: the check is that the row is there (and matches).
+        fn exists<Row>(_: &Row) -> Result<(), EditRejected> {
+            Ok(())
+        }
         let (delta, edits) = match kind {
-            ResourceKind::User => {
-                let check = UserCheck::new(id, move |row: &source_user::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)
-                });
-                let delta = Delta {
+            ResourceKind::User => (
+                Delta {
                     remove_users: vec![id.to_string()],
                     ..Default::default()
-                };
-                let edits = Edits {
-                    user_checks: vec![check],
+                },
+                Edits {
+                    user_checks: vec![if_matching(id, if_match, exists)],
                     ..Edits::default()
-                };
-                (delta, edits)
-            }
-            ResourceKind::Group => {
-                let check = GroupCheck::new(id, move |row: &source_group::Model| {
-                    check(if_match.as_ref(), row.version).map_err(rejected)
-                });
-                let delta = Delta {
+                },
+            ),
+            ResourceKind::Group => (
+                Delta {
                     remove_groups: vec![id.to_string()],
                     ..Default::default()
-                };
-                let edits = Edits {
-                    group_checks: vec![check],
+                },
+                Edits {
+                    group_checks: vec![if_matching(id, if_match, exists)],
                     ..Edits::default()
-                };
-                (delta, edits)
-            }
+                },
+            ),
         };
         self.submit_with_edits(delta, edits).await.map(drop)
     }
@@ -943,6 +931,20 @@ fn check(if_match: Option<&IfMatch>, version: i64) -> ScimResult<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The edit of resource `id` that `edit` makes, refused with 412 when the
+/// row it gets in the writing transaction does not match `if_match`.
+fn if_matching<Row: StoredRow + 'static, Record: 'static>(
+    id: &str,
+    if_match: Option<&IfMatch>,
+    edit: impl Fn(&Row) -> Result<Record, EditRejected> + Send + Sync + 'static,
+) -> Edit<Row, Record> {
+    let if_match = if_match.cloned();
+    Edit::new(id, move |row: &Row| {
+        check(if_match.as_ref(), row.version()).map_err(rejected)?;
+        edit(row)
+    })
 }
 
 /// An edit's refusal of a row, as the reconciler carries it back.
