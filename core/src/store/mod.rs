@@ -10,6 +10,7 @@
 //! that bypassed it could commit between another transaction's first read and
 //! its first write, and that transaction would fail with SQLITE_BUSY.
 
+pub mod bulk_index;
 pub mod edges;
 pub mod entity;
 pub(crate) mod raw_sql;
