@@ -5,7 +5,10 @@
 use crate::store::entity::event;
 use chrono::{DateTime, Utc};
 use sea_orm::ColumnTrait;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, Statement,
+};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -75,7 +78,22 @@ pub async fn append(
     events: &[NewEvent],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    for chunk in events.chunks(INSERT_CHUNK) {
+    for statement in append_statements(db.get_database_backend(), events, now) {
+        db.execute_raw(statement).await?;
+    }
+    Ok(())
+}
+
+/// The INSERT statements that append `events`, in order (for a caller
+/// that sends them itself, e.g. through a [`Pipeline`]).
+///
+/// [`Pipeline`]: crate::store::pipeline::Pipeline
+pub fn append_statements(
+    backend: DatabaseBackend,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = Statement> + '_ {
+    events.chunks(INSERT_CHUNK).map(move |chunk| {
         let rows = chunk.iter().map(|new| event::ActiveModel {
             kind: Set(new.kind.to_string()),
             connection_id: Set(new.connection_id.clone()),
@@ -85,11 +103,8 @@ pub async fn append(
             created_at: Set(now),
             ..Default::default()
         });
-        event::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+        event::Entity::insert_many(rows).build(backend)
+    })
 }
 
 /// Events after `cursor`, oldest first, at most `limit`.

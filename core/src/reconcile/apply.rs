@@ -22,6 +22,7 @@ use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
 };
+use crate::store::pipeline::Pipeline;
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -171,7 +172,7 @@ enum GroupsOf<'a> {
     Users(&'a [i64]),
 }
 
-impl<C: ConnectionTrait> Apply<'_, C> {
+impl<'a, C: ConnectionTrait> Apply<'a, C> {
     fn connection(&self) -> &str {
         self.ctx.connection_id
     }
@@ -194,19 +195,39 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         ));
     }
 
-    /// Writes the buffered events when persisting and the buffer is full (or `force`).
+    /// Whether the buffered events are to be written now: when persisting
+    /// and the buffer is full (or `force`).
+    fn flush_due(&self, force: bool) -> bool {
+        self.ctx.persist_events
+            && !self.events.is_empty()
+            && (force || self.buffered_weight >= EVENT_FLUSH)
+    }
+
+    /// Writes the buffered events if [`Apply::flush_due`].
     async fn flush(&mut self, force: bool) -> Result<(), DbErr> {
-        if !self.ctx.persist_events
-            || self.events.is_empty()
-            || (!force && self.buffered_weight < EVENT_FLUSH)
-        {
-            return Ok(());
+        if self.flush_due(force) {
+            crate::events::append(self.db, &self.events, self.ctx.now).await?;
+            self.flushed();
         }
-        crate::events::append(self.db, &self.events, self.ctx.now).await?;
+        Ok(())
+    }
+
+    /// [`Apply::flush`], through the statements in flight.
+    async fn flush_through(&mut self, pipeline: &mut Pipeline<'a>) -> Result<(), DbErr> {
+        if self.flush_due(false) {
+            let backend = self.db.get_database_backend();
+            for statement in crate::events::append_statements(backend, &self.events, self.ctx.now) {
+                pipeline.send(self.db, statement).await?;
+            }
+            self.flushed();
+        }
+        Ok(())
+    }
+
+    fn flushed(&mut self) {
         self.n_written += self.events.len();
         self.events.clear();
         self.buffered_weight = 0;
-        Ok(())
     }
 
     fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
@@ -695,6 +716,9 @@ impl<C: ConnectionTrait> Apply<'_, C> {
         let mut group_rows =
             PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
         let mut run: Option<(&str, Vec<&MemberRef>)> = None;
+        // Each statement is built while the previous one runs; every write
+        // until `finish` goes through the pipeline (see its rule).
+        let mut pipeline = Pipeline::default();
         for edge in &changes.memberships_added {
             let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
                 continue;
@@ -711,7 +735,7 @@ impl<C: ConnectionTrait> Apply<'_, C> {
             };
             changed.insert(group_id);
             if let Some(statement) = rows.push(group_id, member_id) {
-                self.db.execute_raw(statement).await?;
+                pipeline.send(self.db, statement).await?;
             }
             let group = edge.group_external_id.as_ref();
             match &mut run {
@@ -725,16 +749,17 @@ impl<C: ConnectionTrait> Apply<'_, C> {
                             groups,
                             &group_ids,
                         );
-                        self.flush(false).await?;
+                        self.flush_through(&mut pipeline).await?;
                     }
                 }
             }
         }
         for rows in [&mut user_rows, &mut group_rows] {
             if let Some(statement) = rows.finish() {
-                self.db.execute_raw(statement).await?;
+                pipeline.send(self.db, statement).await?;
             }
         }
+        pipeline.finish().await?;
         by_user.restore(self.db).await?;
         if let Some((ended, members)) = run {
             self.membership_events("membership.added", ended, &members, groups, &group_ids);

