@@ -142,30 +142,3 @@ macro_rules! store_test {
         }
     };
 }
-
-/// The indexes of the schema `db` works in, as `name: definition` lines in
-/// name order (SQLite's `sqlite_master`, PostgreSQL's `pg_indexes`), to
-/// compare a schema before and after something that touches it.
-pub async fn index_definitions(db: &impl ConnectionTrait) -> Vec<String> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DatabaseBackend::Postgres => {
-            "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
-             WHERE schemaname = current_schema() ORDER BY indexname"
-        }
-        _ => {
-            "SELECT name, COALESCE(sql, '') AS definition FROM sqlite_master \
-             WHERE type = 'index' ORDER BY name"
-        }
-    };
-    db.query_all_raw(sea_orm::Statement::from_string(backend, sql))
-        .await
-        .expect("the schema's indexes")
-        .iter()
-        .map(|row| {
-            let name: String = row.try_get("", "name").expect("name");
-            let definition: String = row.try_get("", "definition").expect("definition");
-            format!("{name}: {definition}")
-        })
-        .collect()
-}

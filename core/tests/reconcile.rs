@@ -10,13 +10,12 @@ use idpsync_core::reconcile::{
     SubmitOptions, Trigger, Written,
 };
 use idpsync_core::store::Store;
-use idpsync_core::store::bulk_index::BULK_ROWS;
 use idpsync_core::store::entity::{
     acl_group, acl_group_member, connection, device, effective_membership, group_membership,
     source_group, source_user, sync_run, user_membership,
 };
 use idpsync_core::store_test;
-use idpsync_core::testing::{TestStore, index_definitions};
+use idpsync_core::testing::TestStore;
 use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
@@ -1276,87 +1275,6 @@ store_test!(
                 .await
                 .unwrap();
             assert!(matches!(outcome, Outcome::Held(_)), "{outcome:?}");
-        }
-    }
-);
-
-/// A tenant with `BULK_ROWS` user edges: ten groups per user.
-fn bulk_tenant() -> Snapshot {
-    let n_users = BULK_ROWS as usize / 10;
-    let users = (0..n_users)
-        .map(|i| SourceUser::new(format!("u{i:05}"), format!("user{i:05}")))
-        .collect();
-    let groups = (0..50)
-        .map(|g| SourceGroup::new(format!("g{g:02}"), format!("Team {g:02}")))
-        .collect();
-    let memberships = (0..n_users)
-        .flat_map(|i| {
-            (0..10).map(move |k| {
-                MembershipEdge::user(format!("g{:02}", (i + k * 5) % 50), format!("u{i:05}"))
-            })
-        })
-        .collect();
-    Snapshot {
-        users,
-        groups,
-        memberships,
-    }
-}
-
-store_test!(
-    a_first_sync_of_many_edges_keeps_the_schema_as_migrated_and_finds_members_by_user,
-    |test_store: &TestStore| {
-        let store = test_store.store.clone();
-        async move {
-            // On SQLite the by-user index of the edges is dropped for such
-            // an insert and built after it, in the same transaction.
-            let migrated = index_definitions(store.db()).await;
-            let healthy = reconciler(&store, CONFIG).await;
-            let before = dump(&store).await;
-            let failing = healthy.clone().with_fail_point(FailPoint::AfterAclGroups);
-            let failed = failing
-                .submit(
-                    "okta",
-                    SourceInput::Snapshot(bulk_tenant()),
-                    SubmitOptions::new(Trigger::Manual),
-                )
-                .await;
-            assert!(
-                matches!(failed, Err(ReconcileError::Apply(_))),
-                "{failed:?}"
-            );
-            assert_eq!(
-                dump(&store).await,
-                before,
-                "nothing of a failed apply is kept"
-            );
-            assert_eq!(index_definitions(store.db()).await, migrated);
-
-            assert!(matches!(
-                submit(&healthy, bulk_tenant()).await,
-                Outcome::Applied(_)
-            ));
-            assert_eq!(index_definitions(store.db()).await, migrated);
-            let user = source_user::Entity::find()
-                .filter(source_user::Column::ExternalId.eq("u00007"))
-                .one(store.db())
-                .await
-                .unwrap()
-                .unwrap();
-            let edges = user_membership::Entity::find()
-                .filter(user_membership::Column::UserId.eq(user.id))
-                .all(store.db())
-                .await
-                .unwrap();
-            assert_eq!(edges.len(), 10);
-            assert_eq!(
-                user_membership::Entity::find()
-                    .all(store.db())
-                    .await
-                    .unwrap()
-                    .len() as u64,
-                BULK_ROWS
-            );
         }
     }
 );

@@ -1,16 +1,16 @@
 //! The store on a real SQLite file and a real PostgreSQL schema: schema,
-//! uniqueness rules, cascades, API tokens and the by-user index set aside
-//! for a bulk insert.
+//! uniqueness rules, cascades, API tokens and statements sent through a
+//! pipeline.
 
 use chrono::{Duration, Utc};
 use idpsync_core::auth::Scope;
 use idpsync_core::config::{AclGroupConfig, ConnectionConfig, SafetyConfig};
-use idpsync_core::store::bulk_index::{BULK_ROWS, USER_MEMBERSHIPS_BY_USER};
 use idpsync_core::store::entity::{api_token, device, source_user};
+use idpsync_core::store::pipeline::Pipeline;
 use idpsync_core::store::{NewToken, Store, StoreError};
 use idpsync_core::store_test;
-use idpsync_core::testing::{Backend, TestStore, index_definitions};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use idpsync_core::testing::TestStore;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set, Statement};
 
 fn scim_connection(id: &str) -> ConnectionConfig {
     ConnectionConfig {
@@ -320,81 +320,47 @@ async fn the_bundled_sqlite_keeps_query_plans_across_bindings() {
     );
 }
 
-/// `n` user edges, `(group, user)` from 1, ten users per group.
-async fn insert_user_edges(db: &impl ConnectionTrait, n: u64) {
-    for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
-        let rows: Vec<String> = chunk
-            .iter()
-            .map(|i| format!("({}, {})", i / 10 + 1, i + 1))
-            .collect();
-        db.execute_unprepared(&format!(
-            "INSERT INTO user_memberships (group_id, user_id) VALUES {}",
-            rows.join(",")
-        ))
-        .await
-        .unwrap();
-    }
-}
-
 store_test!(
-    a_bulk_insert_sets_the_by_user_index_aside_only_when_it_outgrows_the_table,
+    statements_sent_through_a_pipeline_run_in_order_and_a_failure_is_reported,
     |test_store: &TestStore| {
         let store = test_store.store.clone();
-        let on_sqlite = test_store.backend == Backend::Sqlite;
         async move {
-            let migrated = index_definitions(store.db()).await;
-            let by_user = |indexes: &[String]| {
-                indexes
-                    .iter()
-                    .any(|line| line.starts_with("ix_user_memberships_user:"))
-            };
-            assert!(by_user(&migrated), "{migrated:?}");
+            let write = store.begin_write().await.unwrap();
+            let backend = write.tx.get_database_backend();
+            let sql = |text: String| Statement::from_string(backend, text);
+            let mut pipeline = Pipeline::default();
+            for user in 1..=5 {
+                let insert =
+                    format!("INSERT INTO user_memberships (group_id, user_id) VALUES (1, {user})");
+                pipeline.send(&write.tx, sql(insert)).await.unwrap();
+            }
+            // Each statement runs after the one before it: the delete finds
+            // the row inserted just before.
+            let insert = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 9)";
+            pipeline.send(&write.tx, sql(insert.into())).await.unwrap();
+            let delete = "DELETE FROM user_memberships WHERE user_id = 9";
+            pipeline.send(&write.tx, sql(delete.into())).await.unwrap();
+            pipeline.finish().await.unwrap();
+            assert_eq!(user_ids(&write.tx).await, vec![1, 2, 3, 4, 5]);
 
-            let write = store.begin_write().await.unwrap();
-            let small = USER_MEMBERSHIPS_BY_USER
-                .set_aside_for(&write.tx, BULK_ROWS - 1)
-                .await
-                .unwrap();
-            assert!(!small.is_set_aside(), "a small insert keeps the index");
-            small.restore(&write.tx).await.unwrap();
-            let bulk = USER_MEMBERSHIPS_BY_USER
-                .set_aside_for(&write.tx, BULK_ROWS)
-                .await
-                .unwrap();
-            // PostgreSQL never drops it: that would lock readers out.
-            assert_eq!(bulk.is_set_aside(), on_sqlite);
-            assert_eq!(
-                by_user(&index_definitions(&write.tx).await),
-                !on_sqlite,
-                "set aside while the rows go in"
-            );
-            insert_user_edges(&write.tx, BULK_ROWS).await;
-            bulk.restore(&write.tx).await.unwrap();
-            assert_eq!(
-                index_definitions(&write.tx).await,
-                migrated,
-                "built again exactly as migrated"
-            );
-            write.commit().await.unwrap();
-
-            // The table now holds BULK_ROWS: as many more keep the index.
-            let write = store.begin_write().await.unwrap();
-            let as_many = USER_MEMBERSHIPS_BY_USER
-                .set_aside_for(&write.tx, BULK_ROWS)
-                .await
-                .unwrap();
-            assert!(!as_many.is_set_aside());
-            as_many.restore(&write.tx).await.unwrap();
-            let more = USER_MEMBERSHIPS_BY_USER
-                .set_aside_for(&write.tx, BULK_ROWS + 1)
-                .await
-                .unwrap();
-            assert_eq!(more.is_set_aside(), on_sqlite);
-            // Dropped without restoring or committing: rolled back.
-            drop(more);
-            drop(write);
-            let write = store.begin_write().await.unwrap();
-            assert_eq!(index_definitions(&write.tx).await, migrated);
+            // A failing statement's error comes back from the send or from
+            // the next call that waits for it.
+            let duplicate = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 3)";
+            let sent = pipeline.send(&write.tx, sql(duplicate.into())).await;
+            let finished = pipeline.finish().await;
+            assert!(sent.is_err() || finished.is_err(), "{sent:?} {finished:?}");
         }
     }
 );
+
+async fn user_ids(db: &impl ConnectionTrait) -> Vec<i64> {
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT user_id FROM user_memberships ORDER BY user_id",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<i64>("", "user_id").unwrap())
+    .collect()
+}

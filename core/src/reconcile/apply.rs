@@ -16,7 +16,6 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
-use crate::store::bulk_index::USER_MEMBERSHIPS_BY_USER;
 use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
@@ -708,9 +707,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // statement's worth at a time, and each group's run of new members
         // announced when it ends, so that neither the rows nor the member
         // lists of a million new edges are held at once.
-        let by_user = USER_MEMBERSHIPS_BY_USER
-            .set_aside_for(self.db, changes.n_user_edges_added() as u64)
-            .await?;
         let backend = self.db.get_database_backend();
         let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
         let mut group_rows =
@@ -760,7 +756,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             }
         }
         pipeline.finish().await?;
-        by_user.restore(self.db).await?;
         if let Some((ended, members)) = run {
             self.membership_events("membership.added", ended, &members, groups, &group_ids);
             self.flush(false).await?;

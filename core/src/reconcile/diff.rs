@@ -83,14 +83,6 @@ impl ChangeSet {
             && self.memberships_removed.is_empty()
     }
 
-    /// How many of the added edges name a user.
-    pub fn n_user_edges_added(&self) -> usize {
-        self.memberships_added
-            .iter()
-            .filter(|edge| matches!(edge.member, MemberRef::User(_)))
-            .count()
-    }
-
     /// What the safety gate counts: deletions plus deactivations of users.
     pub fn n_user_removals(&self) -> usize {
         self.users_deleted.len() + self.users_deactivated.len()

@@ -10,7 +10,6 @@
 //! that bypassed it could commit between another transaction's first read and
 //! its first write, and that transaction would fail with SQLITE_BUSY.
 
-pub mod bulk_index;
 pub mod edges;
 pub mod entity;
 pub mod pipeline;
@@ -136,11 +135,7 @@ impl Store {
                     // applies a million edges as fast as 64 MiB did (8 MiB:
                     // 15% slower) and keeps 48 MiB less resident.
                     .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
-                    // Sorts too big for the page cache (building an index
-                    // after a first sync's edges) spill to a temporary file,
-                    // which the OS caches, instead of the heap: 25 MiB less
-                    // peak RSS on a million edges, no slower.
-                    .pragma("temp_store", "file")
+                    .pragma("temp_store", "memory")
             });
         }
         let db = Database::connect(options)
