@@ -204,29 +204,27 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
 
     /// Writes the buffered events if [`Apply::flush_due`].
     async fn flush(&mut self, force: bool) -> Result<(), DbErr> {
-        if self.flush_due(force) {
-            crate::events::append(self.db, &self.events, self.ctx.now).await?;
-            self.flushed();
-        }
-        Ok(())
+        let mut pipeline = Pipeline::default();
+        self.flush_through(&mut pipeline, force).await?;
+        pipeline.finish().await
     }
 
-    /// [`Apply::flush`], through the statements in flight.
-    async fn flush_through(&mut self, pipeline: &mut Pipeline<'a>) -> Result<(), DbErr> {
-        if self.flush_due(false) {
+    /// [`Apply::flush`], through a pipeline the caller finishes.
+    async fn flush_through(
+        &mut self,
+        pipeline: &mut Pipeline<'a>,
+        force: bool,
+    ) -> Result<(), DbErr> {
+        if self.flush_due(force) {
             let backend = self.db.get_database_backend();
             for statement in crate::events::append_statements(backend, &self.events, self.ctx.now) {
                 pipeline.send(self.db, statement).await?;
             }
-            self.flushed();
+            self.n_written += self.events.len();
+            self.events.clear();
+            self.buffered_weight = 0;
         }
         Ok(())
-    }
-
-    fn flushed(&mut self) {
-        self.n_written += self.events.len();
-        self.events.clear();
-        self.buffered_weight = 0;
     }
 
     fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
@@ -745,7 +743,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                             groups,
                             &group_ids,
                         );
-                        self.flush_through(&mut pipeline).await?;
+                        self.flush_through(&mut pipeline, false).await?;
                     }
                 }
             }
