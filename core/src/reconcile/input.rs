@@ -179,21 +179,16 @@ impl Edits {
 
     /// The external ids of the users these edit or check.
     pub(crate) fn user_ids(&self) -> impl Iterator<Item = &str> {
-        let edited = self.users.iter().map(|edit| edit.external_id.as_str());
-        edited.chain(
-            self.user_checks
-                .iter()
-                .map(|check| check.external_id.as_str()),
-        )
+        external_ids(&self.users).chain(external_ids(&self.user_checks))
     }
 
     /// The external ids of the groups these edit or check.
     pub(crate) fn group_ids(&self) -> impl Iterator<Item = &str> {
-        let edited = self.groups.iter().map(|edit| edit.external_id.as_str());
-        edited.chain(
-            self.group_checks
-                .iter()
-                .map(|check| check.external_id.as_str()),
-        )
+        external_ids(&self.groups).chain(external_ids(&self.group_checks))
     }
+}
+
+/// The external ids `edits` name, in order.
+fn external_ids<Row, Record>(edits: &[Edit<Row, Record>]) -> impl Iterator<Item = &str> {
+    edits.iter().map(|edit| edit.external_id.as_str())
 }

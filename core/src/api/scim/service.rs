@@ -688,28 +688,18 @@ impl ScimService<'_> {
         fn exists<Row>(_: &Row) -> Result<(), EditRejected> {
             Ok(())
         }
-        let (delta, edits) = match kind {
-            ResourceKind::User => (
-                Delta {
-                    remove_users: vec![id.to_string()],
-                    ..Default::default()
-                },
-                Edits {
-                    user_checks: vec![if_matching(id, if_match, exists)],
-                    ..Edits::default()
-                },
-            ),
-            ResourceKind::Group => (
-                Delta {
-                    remove_groups: vec![id.to_string()],
-                    ..Default::default()
-                },
-                Edits {
-                    group_checks: vec![if_matching(id, if_match, exists)],
-                    ..Edits::default()
-                },
-            ),
-        };
+        let mut delta = Delta::default();
+        let mut edits = Edits::default();
+        match kind {
+            ResourceKind::User => {
+                delta.remove_users.push(id.to_string());
+                edits.user_checks.push(if_matching(id, if_match, exists));
+            }
+            ResourceKind::Group => {
+                delta.remove_groups.push(id.to_string());
+                edits.group_checks.push(if_matching(id, if_match, exists));
+            }
+        }
         self.submit_with_edits(delta, edits).await.map(drop)
     }
 
