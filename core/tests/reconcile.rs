@@ -207,21 +207,25 @@ async fn user_names_where(store: &Store, condition: Condition) -> Vec<String> {
 }
 
 async fn effective_members(store: &Store, group_external_id: &str) -> Vec<String> {
+    user_names(store, effective_member_ids(store, group_external_id).await).await
+}
+
+/// The user ids of a group's effective membership rows, one per row.
+async fn effective_member_ids(store: &Store, group_external_id: &str) -> Vec<i64> {
     let group = source_group::Entity::find()
         .filter(source_group::Column::ExternalId.eq(group_external_id))
         .one(store.db())
         .await
         .unwrap()
         .unwrap();
-    let ids: Vec<i64> = effective_membership::Entity::find()
+    effective_membership::Entity::find()
         .filter(effective_membership::Column::GroupId.eq(group.id))
         .all(store.db())
         .await
         .unwrap()
         .into_iter()
         .map(|m| m.user_id)
-        .collect();
-    user_names(store, ids).await
+        .collect()
 }
 
 async fn register_device(reconciler: &Reconciler, owner: &str, key: &str) -> i64 {
@@ -720,26 +724,88 @@ store_test!(
         async move {
             let reconciler = reconciler(&store, CONFIG).await;
             // alice is in Engineering directly and through Platform, on the
-            // first sync (groups with no effective rows yet) and after it.
+            // first sync (groups with nothing inherited yet) and after it.
             let mut snapshot = tenant();
             snapshot.memberships.push(MembershipEdge::user("g2", "u1"));
             let Outcome::Applied(first) = submit(&reconciler, snapshot.clone()).await else {
                 panic!("the first sync applies");
             };
             assert_eq!(effective_members(&store, "g1").await, ["alice", "bob"]);
-            // Engineering 2, Platform 2, Everyone 4.
-            assert_eq!(first.effects.effective_added, 2 + 2 + 4);
+            assert_eq!(effective_member_ids(&store, "g1").await.len(), 2);
+            // bob through Platform; alice's direct membership is no
+            // inherited one.
+            assert_eq!(first.effects.inherited_added, 1);
 
+            // carol joins Platform, and through it Engineering.
             snapshot.memberships.push(MembershipEdge::user("g2", "u3"));
-            let Outcome::Applied(second) = submit(&reconciler, snapshot).await else {
+            let Outcome::Applied(second) = submit(&reconciler, snapshot.clone()).await else {
                 panic!("the change applies");
             };
             assert_eq!(
                 effective_members(&store, "g1").await,
                 ["alice", "bob", "carol"]
             );
-            // carol in Platform, and through it in Engineering.
-            assert_eq!(second.effects.effective_added, 2);
+            assert_eq!(second.effects.inherited_added, 1);
+
+            // alice leaves Engineering directly and stays in it through
+            // Platform...
+            let alice_in_engineering = MembershipEdge::user("g1", "u1");
+            snapshot
+                .memberships
+                .retain(|edge| *edge != alice_in_engineering);
+            let Outcome::Applied(third) = submit(&reconciler, snapshot.clone()).await else {
+                panic!("the change applies");
+            };
+            assert_eq!(
+                effective_members(&store, "g1").await,
+                ["alice", "bob", "carol"]
+            );
+            assert_eq!(effective_member_ids(&store, "g1").await.len(), 3);
+            assert_eq!(
+                (
+                    third.effects.inherited_added,
+                    third.effects.inherited_removed
+                ),
+                (1, 0)
+            );
+
+            // ...and joins it directly again: one row still.
+            snapshot.memberships.push(alice_in_engineering);
+            let Outcome::Applied(fourth) = submit(&reconciler, snapshot).await else {
+                panic!("the change applies");
+            };
+            assert_eq!(effective_member_ids(&store, "g1").await.len(), 3);
+            assert_eq!(
+                (
+                    fourth.effects.inherited_added,
+                    fourth.effects.inherited_removed
+                ),
+                (0, 1)
+            );
+        }
+    }
+);
+
+store_test!(
+    a_user_who_joins_or_leaves_a_group_directly_joins_or_leaves_its_acl_group,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
+
+            // Only an edge changes: no user, no group, nothing inherited.
+            let mut snapshot = tenant();
+            snapshot.memberships.push(MembershipEdge::user("g1", "u3"));
+            submit(&reconciler, snapshot).await;
+            assert_eq!(
+                acl_members(&store, "engineering").await,
+                ["alice", "bob", "carol"]
+            );
+
+            submit(&reconciler, tenant()).await;
+            assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
         }
     }
 );
@@ -1103,9 +1169,10 @@ store_test!(
             );
             assert_eq!(before.1, ["alice", "bob"]);
 
-            // Back before migrations 4 and 5, to one `memberships` table and
-            // an effective table keyed by id, both with a connection column...
-            Migrator::down(store.db(), Some(2)).await.unwrap();
+            // Back before migrations 4, 5 and 6, to one `memberships` table
+            // and an effective table keyed by id, both with a connection
+            // column...
+            Migrator::down(store.db(), Some(3)).await.unwrap();
             let backend = store.db().get_database_backend();
             for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
                 let connections = store

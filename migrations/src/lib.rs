@@ -1,8 +1,9 @@
 //! Schema migrations of the idpsync store, one module per step, run in order by
 //! [`Migrator`]. The same migrations serve SQLite and PostgreSQL: only portable
 //! column types and indexes are used (one exception: the tables keyed by a
-//! pair, `effective_memberships` since step 4 and the two membership tables
-//! since step 5, are `WITHOUT ROWID` tables on SQLite).
+//! pair, `effective_memberships` in steps 4 and 5, the two membership tables
+//! since step 5 and `inherited_memberships` since step 6, are `WITHOUT ROWID`
+//! tables on SQLite). Since step 6 `effective_memberships` is a view.
 //!
 //! Add a step as `mYYYYMMDD_NNNNNN_verb_noun.rs` and list it in
 //! [`Migrator::migrations`]; never edit a step that has shipped.
@@ -14,6 +15,7 @@ mod m20261124_000002_create_webhook_deliveries;
 mod m20261124_000003_drop_membership_connection_indexes;
 mod m20261124_000004_key_effective_memberships_by_pair;
 mod m20261124_000005_split_memberships_by_member_kind;
+mod m20261129_000006_keep_only_inherited_memberships;
 mod script;
 
 /// Runs every migration of the store in order.
@@ -28,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_drop_membership_connection_indexes::Migration),
             Box::new(m20261124_000004_key_effective_memberships_by_pair::Migration),
             Box::new(m20261124_000005_split_memberships_by_member_kind::Migration),
+            Box::new(m20261129_000006_keep_only_inherited_memberships::Migration),
         ]
     }
 }

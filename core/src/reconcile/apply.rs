@@ -1,6 +1,6 @@
 //! Writes a [`ChangeSet`] and derives its effects inside one transaction:
-//! source rows, device revocation, direct edges, effective (transitive)
-//! memberships and ACL group members, with one event per change and effect
+//! source rows, device revocation, direct edges, memberships inherited
+//! through nested groups and ACL group members, with one event per change and effect
 //! (membership changes: one event per group, listing its members).
 //!
 //! Event order for one change set: group changes, user changes, device
@@ -18,8 +18,8 @@ use super::hash::{group_hash, user_hash};
 use crate::events::NewEvent;
 use crate::store::edges;
 use crate::store::entity::{
-    acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
-    source_user, user_membership,
+    acl_group, acl_group_member, device, effective_membership, group_membership,
+    inherited_membership, source_group, source_user, user_membership,
 };
 use crate::store::pipeline::Pipeline;
 use chrono::{DateTime, Utc};
@@ -62,8 +62,11 @@ pub enum FailPoint {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectCounts {
     pub devices_revoked: usize,
-    pub effective_added: usize,
-    pub effective_removed: usize,
+    /// Memberships gained through nested groups (a direct member is never
+    /// counted here: direct edges are the change set's).
+    pub inherited_added: usize,
+    /// Memberships through nested groups lost, or now direct.
+    pub inherited_removed: usize,
     pub acl_members_added: usize,
     pub acl_members_removed: usize,
 }
@@ -162,6 +165,15 @@ struct UserRow {
 struct GroupRow {
     external_id: String,
     display_name: String,
+}
+
+/// The ends of the direct edges an apply added or removed.
+#[derive(Default)]
+struct ChangedEdges {
+    /// Groups whose direct members changed.
+    groups: HashSet<i64>,
+    /// Users who joined or left a group directly.
+    users: HashSet<i64>,
 }
 
 /// Which groups [`Apply::load_groups`] reads.
@@ -284,7 +296,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .filter(|(_, row)| changes.groups_deleted.contains(&row.external_id))
             .map(|(id, _)| *id)
             .collect();
-        let changed_groups = self
+        let changed = self
             .change_edges(
                 changes,
                 &groups,
@@ -296,11 +308,14 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         self.flush(false).await?;
         self.phases.mark("edges");
         let dirty_users = self
-            .recompute_effective(&changed_groups, &deleted_group_ids)
+            .recompute_inherited(&changed.groups, &deleted_group_ids)
             .await?;
-        self.phases.mark("effective");
+        self.phases.mark("inherited");
 
+        // Users whose effective groups may have changed: through their own
+        // edges or through nesting.
         let mut users_to_check: HashSet<i64> = dirty_users;
+        users_to_check.extend(changed.users);
         for user in changes.users_created.iter().chain(&changes.users_updated) {
             if let Some(row) = users_by_external_id.get(&user.external_id) {
                 users_to_check.insert(row.id);
@@ -559,8 +574,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    /// Removes and adds direct edges; returns the groups whose direct
-    /// members changed (the parents of the changed edges).
+    /// Removes and adds direct edges; returns the ends of the changed edges.
     async fn change_edges(
         &mut self,
         changes: &ChangeSet,
@@ -568,7 +582,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         known_users: &HashMap<String, UserRow>,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
-    ) -> Result<HashSet<i64>, DbErr> {
+    ) -> Result<ChangedEdges, DbErr> {
         let group_ids: HashMap<&str, i64> = groups
             .iter()
             .map(|(id, row)| (row.external_id.as_str(), *id))
@@ -587,7 +601,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains_key(*id)))
             .await?;
         let user_of = |id: &str| known_users.get(id).or_else(|| loaded.get(id));
-        let mut changed = HashSet::new();
+        let mut changed = ChangedEdges::default();
         // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
 
@@ -631,7 +645,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .unwrap_or_default()
         };
         for (group, user) in &implied_users {
-            changed.insert(*group);
+            changed.groups.insert(*group);
+            changed.users.insert(*user);
             let member = MemberRef::User(
                 user_external_ids
                     .get(user)
@@ -644,7 +659,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .push(member);
         }
         for (group, nested) in &implied_groups {
-            changed.insert(*group);
+            changed.groups.insert(*group);
             removed_members
                 .entry(external_id_of_group(group))
                 .or_default()
@@ -662,6 +677,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 MemberRef::User(ext) => {
                     if let Some(user) = user_of(ext) {
                         user_removals.entry(*group_id).or_default().push(user.id);
+                        changed.users.insert(user.id);
                     }
                 }
                 MemberRef::Group(ext) => {
@@ -670,7 +686,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     }
                 }
             }
-            changed.insert(*group_id);
+            changed.groups.insert(*group_id);
             removed_members
                 .entry(edge.group_external_id.to_string())
                 .or_default()
@@ -719,7 +735,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             };
             let (rows, member_id) = match &edge.member {
                 MemberRef::User(ext) => match user_of(ext) {
-                    Some(user) => (&mut user_rows, user.id),
+                    Some(user) => {
+                        changed.users.insert(user.id);
+                        (&mut user_rows, user.id)
+                    }
                     None => continue,
                 },
                 MemberRef::Group(ext) => match group_ids.get(ext.as_ref()) {
@@ -727,7 +746,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     None => continue,
                 },
             };
-            changed.insert(group_id);
+            changed.groups.insert(group_id);
             if let Some(statement) = rows.push(group_id, member_id) {
                 pipeline.send(self.db, statement).await?;
             }
@@ -798,9 +817,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
     }
 
-    /// Recomputes transitive membership of every group whose members could
-    /// have changed; returns the users whose effective groups changed.
-    async fn recompute_effective(
+    /// Recomputes the inherited memberships of every group whose members
+    /// could have changed; returns the users who gained or lost one.
+    async fn recompute_inherited(
         &mut self,
         changed_groups: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
@@ -819,9 +838,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .into_iter()
             .filter(|group| !deleted_groups.contains(group))
             .collect();
-        let change = super::effective::recompute(self.db, &affected).await?;
-        self.effects.effective_added += change.added;
-        self.effects.effective_removed += change.removed;
+        let change = super::inherited::recompute(self.db, &affected).await?;
+        self.effects.inherited_added += change.added;
+        self.effects.inherited_removed += change.removed;
         Ok(change.dirty_users)
     }
 
@@ -1008,16 +1027,16 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     ) -> Result<(), DbErr> {
         let group_ids: Vec<i64> = deleted_groups.iter().copied().collect();
         let user_ids: Vec<i64> = deleted_users.iter().copied().collect();
-        // Effective memberships have no foreign keys to cascade along.
+        // Inherited memberships have no foreign keys to cascade along.
         for chunk in group_ids.chunks(CHUNK) {
-            effective_membership::Entity::delete_many()
-                .filter(effective_membership::Column::GroupId.is_in(chunk.iter().copied()))
+            inherited_membership::Entity::delete_many()
+                .filter(inherited_membership::Column::GroupId.is_in(chunk.iter().copied()))
                 .exec(self.db)
                 .await?;
         }
         for chunk in user_ids.chunks(CHUNK) {
-            effective_membership::Entity::delete_many()
-                .filter(effective_membership::Column::UserId.is_in(chunk.iter().copied()))
+            inherited_membership::Entity::delete_many()
+                .filter(inherited_membership::Column::UserId.is_in(chunk.iter().copied()))
                 .exec(self.db)
                 .await?;
         }

@@ -1,6 +1,7 @@
-//! Transitive membership (user in group through any chain of nested groups),
-//! derived by the reconciler from the direct edges; keyed by the pair (no
-//! foreign keys: the reconciler deletes a removed user's or group's rows).
+//! Transitive membership (user in group directly or through any chain of
+//! nested groups): a view, read only, of the direct edges
+//! ([`super::user_membership`]) and the memberships nesting adds
+//! ([`super::inherited_membership`]), which never overlap.
 
 use sea_orm::entity::prelude::*;
 

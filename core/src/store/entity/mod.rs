@@ -9,6 +9,7 @@ pub mod device;
 pub mod effective_membership;
 pub mod event;
 pub mod group_membership;
+pub mod inherited_membership;
 pub mod source_group;
 pub mod source_user;
 pub mod sync_run;
