@@ -1067,6 +1067,49 @@ store_test!(
 );
 
 store_test!(
+    a_write_of_thousands_of_users_is_answered_with_every_row_and_event,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            // More users than one INSERT holds, and more events than the
+            // apply buffers: the rows of later statements come back after
+            // earlier events went to the database.
+            let users: Vec<SourceUser> = (0..25_000)
+                .map(|i| SourceUser::new(format!("n{i}"), format!("new{i}")))
+                .collect();
+            let delta = Delta {
+                upsert_users: users,
+                ..Default::default()
+            };
+            // A liveness guard, not a speed target: a statement left in
+            // flight while the connection is used directly waits forever.
+            let written = tokio::time::timeout(
+                std::time::Duration::from_secs(120),
+                reconciler.submit_coalesced("okta", delta, Edits::default(), Trigger::Scim),
+            )
+            .await
+            .expect("the write finishes")
+            .unwrap();
+
+            let stored = source_user::Entity::find().all(store.db()).await.unwrap();
+            assert_eq!(stored.len(), 25_000);
+            assert_eq!(written.rows.users.len(), 25_000);
+            for row in &stored {
+                assert_eq!(written.rows.users[&row.external_id], *row);
+            }
+            let created = events::read_after(store.db(), 0, 30_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|event| event.kind == "user.created")
+                .count();
+            assert_eq!(created, 25_000);
+        }
+    }
+);
+
+store_test!(
     a_bad_write_in_a_batch_fails_alone,
     |test_store: &TestStore| {
         let store = test_store.store.clone();

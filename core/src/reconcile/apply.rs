@@ -28,7 +28,7 @@ use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, Iterable,
-    QueryFilter, QuerySelect, Set, Statement,
+    QueryFilter, QuerySelect, QueryTrait, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -413,28 +413,36 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // With `keep_written_users`, the rows come back from the writes
         // themselves (RETURNING), not from a read after them.
         let keep = self.ctx.keep_written_users;
+        // Each chunk's rows go to the database while its events are built
+        // (see `Pipeline`); rows to keep come back from their own statement.
+        let backend = self.db.get_database_backend();
+        let mut pipeline = Pipeline::default();
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let insert = source_user::Entity::insert_many(rows);
             if keep {
+                // Nothing may be in flight while the connection is used
+                // directly.
+                pipeline.finish().await?;
                 self.written_users
                     .extend(insert.exec_with_returning(self.db).await?);
             } else {
-                insert.exec_without_returning(self.db).await?;
+                pipeline.send(self.db, insert.build(backend)).await?;
+            }
+            for user in chunk {
+                self.event(
+                    "user.created",
+                    "user",
+                    &user.external_id,
+                    user_payload(user),
+                );
+                // A new tenant's 100k events would otherwise be held at once.
+                self.flush_through(&mut pipeline, false).await?;
             }
         }
-        for user in &changes.users_created {
-            self.event(
-                "user.created",
-                "user",
-                &user.external_id,
-                user_payload(user),
-            );
-            // A new tenant's 100k events would otherwise be held at once.
-            self.flush(false).await?;
-        }
+        pipeline.finish().await?;
         // Updated users are stored: each row's insert conflicts on its
         // external id and becomes the update, many users per statement.
         for chunk in changes.users_updated.chunks(rows_per_insert(17)) {
