@@ -18,9 +18,10 @@
 //! There is no background task. A caller queues its delta, then waits for
 //! either its answer or the leader lock; the caller that gets the lock takes
 //! everything queued and reconciles it in a spawned task that holds the lock
-//! (so a caller that goes away does not cancel the others' writes). Callers
-//! queue while a batch is under way, so the busier the writer, the bigger the
-//! next batch.
+//! (so a caller that goes away does not cancel the others' writes), then
+//! whatever queued meanwhile, until the queue is empty. Callers queue while
+//! a batch is under way, so the busier the writer, the bigger the next
+//! batch.
 
 use super::input::{Delta, Edits, SourceInput};
 use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger, UpsertedRows};
@@ -109,8 +110,20 @@ impl Reconciler {
         } else {
             let reconciler = self.clone();
             tokio::spawn(async move {
-                for batch in batches(taken) {
-                    reconciler.reconcile_batch(batch).await;
+                let mut taken = taken;
+                // The leader goes on with what queued meanwhile: handing
+                // over to a waiting caller cost each batch two wake-ups.
+                while !taken.is_empty() {
+                    for batch in batches(taken) {
+                        reconciler.reconcile_batch(batch).await;
+                    }
+                    taken = std::mem::take(
+                        &mut *reconciler
+                            .coalescer
+                            .queue
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    );
                 }
                 drop(leader);
             });

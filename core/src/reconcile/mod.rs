@@ -835,7 +835,8 @@ impl Phases {
             let phases: Vec<String> = self
                 .spans
                 .iter()
-                .map(|(name, took)| format!("{name}={}ms", took.as_millis()))
+                // Fractions: a SCIM batch's phases take microseconds.
+                .map(|(name, took)| format!("{name}={:.2}ms", took.as_secs_f64() * 1e3))
                 .collect();
             tracing::debug!(connection = connection_id, phases = %phases.join(" "), "reconcile phases");
         }
