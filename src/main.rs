@@ -2,15 +2,10 @@
 //! lives in `idpsync-core`; errors here carry context for the person at the
 //! terminal (anyhow).
 
+mod allocator;
 mod commands;
 mod demo;
 mod drivers;
-
-/// mimalloc: a big sync allocates and frees millions of small strings;
-/// glibc's malloc spent a quarter of the CPU of a 1M-membership pull on it
-/// (perf) and kept freed memory. Used by the daemon.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -138,6 +133,7 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     if let Command::PluginChild = cli.command {
         // Before anything else touches stdout: it is the protocol pipe.

@@ -9,11 +9,9 @@
 //!   `GET /Users?filter=userName eq` at N concurrent clients: requests per
 //!   second and p50/p99 latency.
 
-/// mimalloc: a big sync allocates and frees millions of small strings;
-/// glibc's malloc spent a quarter of the CPU of a 1M-membership pull on it
-/// (perf) and kept freed memory. Used by the benchmarks, as in the daemon.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The daemon's allocator and its options, so that figures are the daemon's.
+#[path = "../../src/allocator.rs"]
+mod allocator;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -151,6 +149,7 @@ enum Benchmark {
 }
 
 fn main() -> Result<()> {
+    allocator::configure();
     let cli = Cli::parse();
     // IDPSYNC_LOG=idpsync_core=debug shows the reconciler's phase timings.
     if let Ok(filter) = std::env::var("IDPSYNC_LOG") {

@@ -1,7 +1,8 @@
 //! Writes a [`ChangeSet`] and derives its effects inside one transaction:
 //! source rows, device revocation, direct edges, memberships inherited
-//! through nested groups and ACL group members, with one event per change and effect
-//! (membership changes: one event per group, listing its members).
+//! through nested groups and ACL group members, with one event per change
+//! and effect (membership changes: one event per group, listing its
+//! members).
 //!
 //! Event order for one change set: group changes, user changes, device
 //! revocations, membership changes, ACL group changes, group deletions. So a
