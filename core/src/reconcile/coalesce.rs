@@ -63,6 +63,18 @@ pub(crate) struct Coalescer {
     in_flight: AtomicUsize,
 }
 
+impl Coalescer {
+    /// Everything queued so far, leaving the queue empty.
+    fn take_queued(&self) -> Vec<Pending> {
+        std::mem::take(
+            &mut *self
+                .queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
 impl Reconciler {
     /// Reconciles a small delta, merged with other callers' concurrent
     /// deltas into one transaction (see the module docs). `edits` change
@@ -98,12 +110,7 @@ impl Reconciler {
             outcome = &mut answer => return received(outcome),
             leader = coalescer.leader.clone().lock_owned() => leader,
         };
-        let taken = std::mem::take(
-            &mut *coalescer
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let taken = coalescer.take_queued();
         if taken.is_empty() {
             // The batch that took this delta has answered.
             drop(leader);
@@ -117,13 +124,7 @@ impl Reconciler {
                     for batch in batches(taken) {
                         reconciler.reconcile_batch(batch).await;
                     }
-                    taken = std::mem::take(
-                        &mut *reconciler
-                            .coalescer
-                            .queue
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                    );
+                    taken = reconciler.coalescer.take_queued();
                 }
                 drop(leader);
             });
