@@ -215,7 +215,7 @@ impl RecordSink for CollectedRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::MemberRef;
+    use crate::records::{EdgeId, MemberRef};
     use std::sync::Arc;
 
     #[tokio::test]
@@ -253,5 +253,27 @@ mod tests {
         }
         // Interning changes no record.
         assert_eq!(collected.memberships, [page("u1"), page("u1")].concat());
+    }
+
+    #[tokio::test]
+    async fn a_group_id_a_page_shares_among_its_edges_is_the_copy_seen_first() {
+        let mut collected = CollectedRecords::default();
+        collected
+            .memberships(vec![MembershipEdge::user("g1", "u1")])
+            .await
+            .unwrap();
+        // The next page's edges share one id of their own, equal in text.
+        let g1: EdgeId = "g1".into();
+        let page = ["u2", "u3", "u1"]
+            .map(|user| MembershipEdge::user(g1.clone(), user))
+            .to_vec();
+        collected.memberships(page).await.unwrap();
+
+        let first = &collected.memberships[0].group_external_id;
+        assert!(!Arc::ptr_eq(first, &g1));
+        for edge in &collected.memberships {
+            assert!(Arc::ptr_eq(first, &edge.group_external_id));
+        }
+        assert_eq!(collected.memberships[3], MembershipEdge::user("g1", "u1"));
     }
 }

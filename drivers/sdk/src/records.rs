@@ -5,7 +5,7 @@
 //! build them without ceremony.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One e-mail address of a user.
@@ -143,7 +143,11 @@ impl MembershipEdge {
 /// records alone.
 #[derive(Clone, Default)]
 pub struct IdInterner {
-    ids: HashSet<EdgeId>,
+    ids: foldhash::HashSet<EdgeId>,
+    /// The group id of the last edge as it came, and its shared copy: a
+    /// driver lists one group's edges in a row with one id between them, so
+    /// most group ids need no lookup.
+    last_group: Option<(EdgeId, EdgeId)>,
 }
 
 impl PartialEq for IdInterner {
@@ -172,8 +176,17 @@ impl IdInterner {
 
     /// `edge` with both of its ids shared.
     pub fn edge(&mut self, edge: MembershipEdge) -> MembershipEdge {
+        let group = match &self.last_group {
+            Some((came, shared)) if Arc::ptr_eq(came, &edge.group_external_id) => shared.clone(),
+            _ => {
+                let came = edge.group_external_id.clone();
+                let shared = self.intern(edge.group_external_id);
+                self.last_group = Some((came, shared.clone()));
+                shared
+            }
+        };
         MembershipEdge {
-            group_external_id: self.intern(edge.group_external_id),
+            group_external_id: group,
             member: match edge.member {
                 MemberRef::User(id) => MemberRef::User(self.intern(id)),
                 MemberRef::Group(id) => MemberRef::Group(self.intern(id)),
