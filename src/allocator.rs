@@ -8,8 +8,8 @@
 //! freed pages for a second before purging them, so memory a pull's diff
 //! had just freed was still resident while its apply allocated: the peak
 //! RSS of the 1M-membership Entra pull was 268–298 MiB across runs. Purged
-//! after 100 ms it is 247–253 MiB, at the same speed (0 ms, purging at
-//! once, cost 2 s of the pull).
+//! after 100 ms it is 253–260 MiB, at the same speed (0 ms, purging at
+//! once, cost 2 s of the pull; see BENCHMARKS.md, eighth pass).
 
 #![allow(unsafe_code)] // one call into mimalloc's C library, see `configure`
 

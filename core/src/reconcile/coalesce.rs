@@ -64,14 +64,17 @@ pub(crate) struct Coalescer {
 }
 
 impl Coalescer {
+    /// The queue, locked (a panic elsewhere while it was held leaves it as
+    /// it was, still usable).
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Everything queued so far, leaving the queue empty.
     fn take_queued(&self) -> Vec<Pending> {
-        std::mem::take(
-            &mut *self
-                .queue
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        std::mem::take(&mut *self.queue())
     }
 }
 
@@ -90,20 +93,15 @@ impl Reconciler {
         trigger: Trigger,
     ) -> Result<Written> {
         let coalescer = &self.coalescer;
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         coalescer.in_flight.fetch_add(1, Ordering::SeqCst);
-        coalescer
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Pending {
-                connection_id: connection_id.to_string(),
-                delta,
-                edits,
-                trigger,
-                reply,
-            });
-        let mut answer = answer;
+        coalescer.queue().push(Pending {
+            connection_id: connection_id.to_string(),
+            delta,
+            edits,
+            trigger,
+            reply,
+        });
         // Lead the next batch, unless a batch under way answers first.
         let leader = tokio::select! {
             biased;
