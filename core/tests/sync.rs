@@ -4,7 +4,7 @@
 //! time, across "daemons" too (separate runners and pools on one database).
 
 use idpsync_core::config::{self, Config};
-use idpsync_core::events::EventBus;
+use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{Reconciler, Trigger};
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{connection, source_user, sync_run};
@@ -32,6 +32,10 @@ struct Script {
     gate: Option<Arc<Notify>>,
     /// In a delta, list every user id present at the source.
     list_present: bool,
+    /// In a delta, send these users instead of the changed ones.
+    delta_users: Option<Vec<SourceUser>>,
+    /// Panic in the middle of the pull (a bug).
+    panic_mid_pull: bool,
     /// Seen modes, for assertions.
     modes: Arc<Mutex<Vec<PullMode>>>,
 }
@@ -78,14 +82,19 @@ impl Driver for ScriptedDriver {
         if let Some(gate) = &script.gate {
             gate.notified().await;
         }
+        if script.panic_mid_pull {
+            panic!("injected: index out of bounds");
+        }
         if let PullMode::Delta(cursor) = mode {
             // The delta: only users whose name changed since the cursor.
-            let changed: Vec<SourceUser> = script
-                .users
-                .iter()
-                .filter(|u| u.display_name.as_deref() == Some("changed"))
-                .cloned()
-                .collect();
+            let changed: Vec<SourceUser> = script.delta_users.clone().unwrap_or_else(|| {
+                script
+                    .users
+                    .iter()
+                    .filter(|u| u.display_name.as_deref() == Some("changed"))
+                    .cloned()
+                    .collect()
+            });
             sink.users(changed).await?;
             if script.list_present {
                 for page in script.users.chunks(2) {
@@ -238,6 +247,93 @@ store_test!(
             (row.health.as_str(), row.consecutive_failures),
             ("healthy", 0)
         );
+    }
+);
+
+/// The connection's health and failure count.
+async fn health(store: &Store) -> (String, i32) {
+    let row = connection::Entity::find_by_id("hr")
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    (row.health, row.consecutive_failures)
+}
+
+store_test!(
+    an_error_of_any_kind_ends_as_a_recorded_failed_run_with_its_event,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(3),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        assert_eq!(sync(&runner, false).await.status, "applied");
+        let cursor = events::read_after(store.db(), 0, 100_000)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .id;
+
+        // A database error in the apply: a delta gives user0's name to a
+        // new id without touching user0.
+        script.lock().unwrap().delta_users = Some(vec![SourceUser::new("u9", "USER0")]);
+        let failed = sync(&runner, false).await;
+        assert_eq!(failed.status, "failed", "{failed:?}");
+        let message = failed.error.clone().unwrap();
+        assert!(
+            message.contains("UNIQUE") || message.contains("duplicate key"),
+            "{message}"
+        );
+        assert_eq!(health(store).await, ("backoff".into(), 1));
+
+        // A bug: the driver panics.
+        script.lock().unwrap().panic_mid_pull = true;
+        let panicked = sync(&runner, false).await;
+        assert_eq!(panicked.status, "failed");
+        assert_eq!(
+            panicked.error.as_deref(),
+            Some("the run stopped on a bug: injected: index out of bounds")
+        );
+        assert_eq!(health(store).await, ("backoff".into(), 2));
+
+        let runs: Vec<(String, Option<String>)> = sync_run::Entity::find()
+            .order_by_asc(sync_run::Column::Id)
+            .all(store.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.status, r.error))
+            .collect();
+        assert_eq!(
+            runs[1..],
+            [
+                ("failed".to_string(), Some(message.clone())),
+                ("failed".to_string(), panicked.error.clone())
+            ]
+        );
+        let failures: Vec<serde_json::Value> = events::read_after(store.db(), cursor, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| {
+                assert_eq!(event.kind, "sync.failed");
+                assert_eq!(event.connection_id.as_deref(), Some("hr"));
+                event.payload
+            })
+            .collect();
+        assert_eq!(failures.len(), 2);
+        assert_eq!(failures[0]["error"], message.as_str());
+        assert_eq!(failures[0]["run_id"], failed.run_id.unwrap());
+        assert_eq!(failures[1]["mode"], "delta");
+        assert_eq!(n_users(store).await, 3, "nothing of either run applied");
+
+        script.lock().unwrap().panic_mid_pull = false;
+        script.lock().unwrap().delta_users = None;
+        assert_eq!(sync(&runner, false).await.status, "unchanged");
+        assert_eq!(health(store).await, ("healthy".into(), 0));
     }
 );
 

@@ -119,6 +119,10 @@ pub enum InputError {
     },
     #[error("a user has an empty external id or userName")]
     EmptyUserKey,
+    /// A control character in a userName (one is how the apply parks a
+    /// name that moves between users, see `apply::PARKED_NAME`).
+    #[error("the userName of user \"{0}\" contains a control character")]
+    ControlCharacterInUserName(String),
     #[error("a group has an empty external id")]
     EmptyGroupKey,
 }
@@ -139,6 +143,11 @@ fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), In
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
             return Err(InputError::EmptyUserKey);
+        }
+        if user.user_name.chars().any(char::is_control) {
+            return Err(InputError::ControlCharacterInUserName(
+                user.external_id.clone(),
+            ));
         }
         if !ids.insert(user.external_id.as_str()) {
             return Err(InputError::DuplicateUser(user.external_id.clone()));

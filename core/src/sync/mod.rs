@@ -12,12 +12,14 @@
 pub mod schedule;
 
 use crate::config::{Config, KindCatalog, SCIM_KIND};
+use crate::events::{self, NewEvent};
 use crate::reconcile::{
     Delta, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger,
 };
 use crate::store::entity::{connection, source_group, source_user, sync_run};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     Capabilities, CollectedRecords, DeltaCursor, DriverContext, DriverError, DriverFactory,
@@ -30,6 +32,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,10 +92,24 @@ pub enum SyncError {
     AlreadyRunning(String),
     #[error("invalid settings: {0}")]
     Settings(DriverError),
+    #[error("{0}")]
+    Pull(DriverError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
+    #[error("{}", reconcile_message(.0))]
     Reconcile(#[from] ReconcileError),
+    /// A run failed, and recording that failed too (the database is down).
+    #[error("{error} (and recording the failed run failed: {unrecorded})")]
+    Unrecorded { error: String, unrecorded: String },
+}
+
+/// A reconciliation error as a run's message: input the IdP sent that
+/// cannot be applied says so.
+fn reconcile_message(error: &ReconcileError) -> String {
+    match error {
+        ReconcileError::Input(input) => format!("the IdP sent inconsistent records: {input}"),
+        other => other.to_string(),
+    }
 }
 
 impl From<sea_orm::DbErr> for SyncError {
@@ -148,6 +165,48 @@ impl Drop for RunGuard {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.connection_id);
     }
+}
+
+/// What a run knows of itself so far: what a failed run records.
+struct Attempt<'a> {
+    connection_id: &'a str,
+    trigger: Trigger,
+    dry_run: bool,
+    started: DateTime<Utc>,
+    clock: std::time::Instant,
+    mode: &'static str,
+    received: ReceivedCounts,
+}
+
+impl Attempt<'_> {
+    fn report(
+        &self,
+        run_id: Option<i64>,
+        status: &'static str,
+        error: Option<String>,
+        outcome: Option<Outcome>,
+    ) -> SyncReport {
+        SyncReport {
+            connection_id: self.connection_id.into(),
+            run_id,
+            status,
+            mode: self.mode,
+            received: self.received,
+            duration_ms: self.clock.elapsed().as_millis() as u64,
+            pull_ms: 0,
+            error,
+            outcome,
+        }
+    }
+}
+
+/// The message a panic carried, if it was text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 impl SyncRunner {
@@ -208,6 +267,13 @@ impl SyncRunner {
 
     /// Runs one sync of `connection_id`. `cancel` resolving before the apply
     /// starts abandons the run cleanly (nothing applied, nothing recorded).
+    ///
+    /// Only a refusal is an `Err` (an unknown or SCIM connection, a run
+    /// already under way, or a failure that could not even be recorded):
+    /// whatever else goes wrong (settings, the driver, the database, a
+    /// bug that panics) ends as a failed run, recorded with its message, a
+    /// `sync.failed` event and the connection's health, and is answered as
+    /// a report with status `failed`.
     pub async fn run(
         &self,
         connection_id: &str,
@@ -216,7 +282,13 @@ impl SyncRunner {
         force_full: bool,
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<SyncReport, SyncError> {
-        let driver = self.driver(connection_id)?;
+        let connection = self
+            .config
+            .connection(connection_id)
+            .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
+        if connection.kind == SCIM_KIND {
+            return Err(SyncError::NotPulled(connection_id.into()));
+        }
         {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(connection_id.to_string()) {
@@ -227,6 +299,37 @@ impl SyncRunner {
             running: self.running.clone(),
             connection_id: connection_id.into(),
         };
+        let mut attempt = Attempt {
+            connection_id,
+            trigger,
+            dry_run,
+            started: Utc::now(),
+            clock: std::time::Instant::now(),
+            mode: if force_full { "full" } else { "delta" },
+            received: ReceivedCounts::default(),
+        };
+        let result = AssertUnwindSafe(self.run_attempt(&mut attempt, force_full, cancel))
+            .catch_unwind()
+            .await;
+        let error = match result {
+            Ok(Ok(report)) => return Ok(report),
+            Ok(Err(SyncError::AlreadyRunning(id))) => return Err(SyncError::AlreadyRunning(id)),
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => format!("the run stopped on a bug: {}", panic_message(&*panic)),
+        };
+        self.fail(&attempt, error).await
+    }
+
+    /// The body of [`SyncRunner::run`]: every `Err` is recorded as a failed
+    /// run by the caller, with what `attempt` says so far.
+    async fn run_attempt(
+        &self,
+        attempt: &mut Attempt<'_>,
+        force_full: bool,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> Result<SyncReport, SyncError> {
+        let connection_id = attempt.connection_id;
+        let driver = self.driver(connection_id)?;
         // Across daemons: a transaction holding the connection's advisory lock.
         let store = self.store();
         let cross_process = if store.backend() == DatabaseBackend::Postgres {
@@ -250,9 +353,7 @@ impl SyncRunner {
         } else {
             None
         };
-        let result = self
-            .run_locked(driver, connection_id, trigger, dry_run, force_full, cancel)
-            .await;
+        let result = self.run_locked(driver, attempt, force_full, cancel).await;
         // Released now, not when the dropped transaction's connection is
         // next used: a run right after this one must find the lock free.
         if let Some(lock) = cross_process
@@ -267,15 +368,12 @@ impl SyncRunner {
     async fn run_locked(
         &self,
         driver: Box<dyn idpsync_driver::Driver>,
-        connection_id: &str,
-        trigger: Trigger,
-        dry_run: bool,
+        attempt: &mut Attempt<'_>,
         force_full: bool,
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<SyncReport, SyncError> {
         let store = self.store();
-        let started = Utc::now();
-        let clock = std::time::Instant::now();
+        let connection_id = attempt.connection_id;
         let row = connection::Entity::find_by_id(connection_id)
             .one(store.db())
             .await?
@@ -284,7 +382,7 @@ impl SyncRunner {
             (Some(cursor), false) => PullMode::Delta(DeltaCursor(cursor.clone())),
             _ => PullMode::Full,
         };
-        let mode_name = if matches!(mode, PullMode::Full) {
+        attempt.mode = if matches!(mode, PullMode::Full) {
             "full"
         } else {
             "delta"
@@ -294,64 +392,34 @@ impl SyncRunner {
             result = driver.pull(mode, &mut staged) => Some(result),
             _ = cancel => None,
         };
-        let received = ReceivedCounts {
+        attempt.received = ReceivedCounts {
             users: staged.users.len(),
             groups: staged.groups.len(),
             memberships: staged.memberships.len(),
         };
-        let pull_ms = clock.elapsed().as_millis() as u64;
+        let pull_ms = attempt.clock.elapsed().as_millis() as u64;
         let Some(pulled) = pulled else {
             tracing::info!(
                 connection = connection_id,
                 "sync abandoned before applying (shutdown)"
             );
-            return Ok(self.report(
-                connection_id,
+            return Ok(attempt.report(
                 None,
                 "abandoned",
-                mode_name,
-                received,
-                clock,
                 Some("abandoned at shutdown".into()),
                 None,
             ));
         };
-        let outcome = match pulled {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                return self
-                    .fail(
-                        connection_id,
-                        trigger,
-                        mode_name,
-                        started,
-                        received,
-                        clock,
-                        error.to_string(),
-                    )
-                    .await;
-            }
-        };
+        let outcome = pulled.map_err(SyncError::Pull)?;
         if outcome.complete_snapshot
             && let Some(expected) = outcome.declared.users
             && expected != staged.users.len() as u64
         {
-            let error = DriverError::Incomplete {
+            return Err(SyncError::Pull(DriverError::Incomplete {
                 what: "users",
                 expected,
                 got: staged.users.len() as u64,
-            };
-            return self
-                .fail(
-                    connection_id,
-                    trigger,
-                    mode_name,
-                    started,
-                    received,
-                    clock,
-                    error.to_string(),
-                )
-                .await;
+            }));
         }
         let input = if outcome.complete_snapshot {
             SourceInput::Snapshot(Snapshot {
@@ -365,122 +433,102 @@ impl SyncRunner {
             SourceInput::Delta(delta_from(staged))
         };
         let options = SubmitOptions {
-            trigger,
-            dry_run,
+            trigger: attempt.trigger,
+            dry_run: attempt.dry_run,
             delta_cursor: outcome.next_cursor.map(|cursor| cursor.0),
-            started_at: Some(started),
+            started_at: Some(attempt.started),
             unrecorded_hold: false,
         };
-        let result = match self.reconciler.submit(connection_id, input, options).await {
-            Ok(result) => result,
-            Err(ReconcileError::Input(error)) => {
-                return self
-                    .fail(
-                        connection_id,
-                        trigger,
-                        mode_name,
-                        started,
-                        received,
-                        clock,
-                        format!("the IdP sent inconsistent records: {error}"),
-                    )
-                    .await;
-            }
-            Err(other) => return Err(other.into()),
-        };
+        let result = self
+            .reconciler
+            .submit(connection_id, input, options)
+            .await?;
         let (status, run_id) = match &result {
             Outcome::Applied(report) => ("applied", Some(report.run_id)),
             Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
             Outcome::Held(report) => ("held", Some(report.run_id)),
             Outcome::Planned(_) => ("planned", None),
         };
-        if !dry_run {
+        if !attempt.dry_run {
             self.record_health(connection_id, true).await?;
         }
         metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
-        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(clock.elapsed().as_secs_f64());
-        let mut report = self.report(
-            connection_id,
-            run_id,
-            status,
-            mode_name,
-            received,
-            clock,
-            None,
-            Some(result),
-        );
+        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(attempt.clock.elapsed().as_secs_f64());
+        let mut report = attempt.report(run_id, status, None, Some(result));
         report.pull_ms = pull_ms;
         Ok(report)
     }
 
-    #[expect(clippy::too_many_arguments, reason = "every field of the report")]
-    fn report(
-        &self,
-        connection_id: &str,
-        run_id: Option<i64>,
-        status: &'static str,
-        mode: &'static str,
-        received: ReceivedCounts,
-        clock: std::time::Instant,
-        error: Option<String>,
-        outcome: Option<Outcome>,
-    ) -> SyncReport {
-        SyncReport {
-            connection_id: connection_id.into(),
-            run_id,
-            status,
-            mode,
-            received,
-            duration_ms: clock.elapsed().as_millis() as u64,
-            pull_ms: 0,
-            error,
-            outcome,
+    /// Records a failed run with a `sync.failed` event, backs the
+    /// connection off (not for a dry run), applies nothing. Only when even
+    /// that cannot be written is the answer an `Err`, carrying both errors.
+    async fn fail(&self, attempt: &Attempt<'_>, error: String) -> Result<SyncReport, SyncError> {
+        let connection_id = attempt.connection_id;
+        tracing::error!(connection = connection_id, %error, "sync failed; nothing applied");
+        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => "failed").increment(1);
+        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(attempt.clock.elapsed().as_secs_f64());
+        let recorded = async {
+            let run_id = self.record_failed_run(attempt, &error).await?;
+            if !attempt.dry_run {
+                self.record_health(connection_id, false).await?;
+            }
+            Ok::<_, SyncError>(run_id)
+        }
+        .await;
+        match recorded {
+            Ok(run_id) => Ok(attempt.report(Some(run_id), "failed", Some(error), None)),
+            Err(unrecorded) => {
+                tracing::error!(connection = connection_id, error = %unrecorded, "the failed run could not be recorded");
+                Err(SyncError::Unrecorded {
+                    error,
+                    unrecorded: unrecorded.to_string(),
+                })
+            }
         }
     }
 
-    /// Records a failed run, backs the connection off, applies nothing.
-    #[expect(clippy::too_many_arguments, reason = "what a failed run records")]
-    async fn fail(
+    /// The run row and its `sync.failed` event, in one transaction.
+    async fn record_failed_run(
         &self,
-        connection_id: &str,
-        trigger: Trigger,
-        mode: &'static str,
-        started: DateTime<Utc>,
-        received: ReceivedCounts,
-        clock: std::time::Instant,
-        error: String,
-    ) -> Result<SyncReport, SyncError> {
-        tracing::warn!(connection = connection_id, %error, "sync failed; nothing applied");
+        attempt: &Attempt<'_>,
+        error: &str,
+    ) -> Result<i64, SyncError> {
+        let connection_id = attempt.connection_id;
         let write = self.store().begin_write().await?;
+        let now = Utc::now();
         let run = sync_run::ActiveModel {
             connection_id: Set(connection_id.into()),
-            trigger: Set(trigger.as_str().into()),
-            mode: Set(mode.into()),
-            dry_run: Set(false),
+            trigger: Set(attempt.trigger.as_str().into()),
+            mode: Set(attempt.mode.into()),
+            dry_run: Set(attempt.dry_run),
             status: Set("failed".into()),
-            started_at: Set(started),
-            finished_at: Set(Some(Utc::now())),
-            counts: Set(json!({"received": received}).to_string()),
-            error: Set(Some(error.clone())),
+            started_at: Set(attempt.started),
+            finished_at: Set(Some(now)),
+            counts: Set(json!({"received": attempt.received}).to_string()),
+            error: Set(Some(error.to_string())),
             change_set: Set(None),
             base_state_version: Set(None),
             ..Default::default()
         }
         .insert(&write.tx)
         .await?;
+        let event = NewEvent::new(
+            "sync.failed",
+            Some(connection_id),
+            "sync_run",
+            run.id.to_string(),
+            json!({
+                "run_id": run.id,
+                "trigger": attempt.trigger.as_str(),
+                "mode": attempt.mode,
+                "dry_run": attempt.dry_run,
+                "error": error,
+            }),
+        );
+        events::append(&write.tx, std::slice::from_ref(&event), now).await?;
         write.commit().await?;
-        self.record_health(connection_id, false).await?;
-        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => "failed").increment(1);
-        Ok(self.report(
-            connection_id,
-            Some(run.id),
-            "failed",
-            mode,
-            received,
-            clock,
-            Some(error),
-            None,
-        ))
+        self.reconciler.bus().notify();
+        Ok(run.id)
     }
 
     /// Success resets the connection; failure backs it off and, after

@@ -96,13 +96,16 @@ async fn run_connection(
             )
             .await
         {
+            Ok(report) if report.status == "failed" => {
+                tracing::warn!(connection = %id, run_id = ?report.run_id, error = report.error.as_deref().unwrap_or_default(), "scheduled sync failed; recorded")
+            }
             Ok(report) => {
                 tracing::info!(connection = %id, status = report.status, run_id = ?report.run_id, duration_ms = report.duration_ms, "scheduled sync finished")
             }
             Err(SyncError::AlreadyRunning(_)) => {
                 tracing::info!(connection = %id, "a run is already in progress; skipped")
             }
-            Err(error) => tracing::warn!(connection = %id, %error, "scheduled sync could not run"),
+            Err(error) => tracing::error!(connection = %id, %error, "scheduled sync could not run"),
         }
         if *shutdown.borrow() {
             return;

@@ -179,5 +179,8 @@ fn sync_error(error: crate::sync::SyncError) -> ApiError {
         SyncError::AlreadyRunning(_) => ApiError::conflict(error.to_string()),
         SyncError::Store(store) => store.into(),
         SyncError::Reconcile(reconcile) => reconcile.into(),
+        // A run's own failures come back as reports; these are what could
+        // not be recorded.
+        SyncError::Pull(_) | SyncError::Unrecorded { .. } => ApiError::internal(error),
     }
 }
