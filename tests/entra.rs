@@ -148,3 +148,174 @@ max_deletions = 50
     );
     test_store.cleanup().await;
 }
+
+/// The engine wired to `fake` for connection "entra", on `store`.
+async fn entra_engine(
+    store: &idpsync_core::store::Store,
+    fake: &FakeGraph,
+    base_url: &str,
+) -> idpsync_core::api::AppState {
+    let settings = fake.settings(base_url, 5);
+    let text = format!(
+        r#"
+[[connections]]
+id = "entra"
+kind = "entra"
+[connections.entra]
+tenant_id = "{}"
+client_id = "{}"
+client_secret = "{}"
+authority_url = "{base_url}"
+graph_url = "{base_url}"
+page_size = 5
+[connections.safety]
+max_deletions = "50%"
+"#,
+        settings["tenant_id"].as_str().unwrap(),
+        settings["client_id"].as_str().unwrap(),
+        settings["client_secret"].as_str().unwrap(),
+    );
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_driver_entra::EntraFactory);
+    common::engine::start(store, &text, registry).await
+}
+
+/// The stored user with this external id.
+async fn stored_user(store: &idpsync_core::store::Store, id: &str) -> source_user::Model {
+    source_user::Entity::find()
+        .filter(source_user::Column::ExternalId.eq(id))
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("user {id} is not stored"))
+}
+
+idpsync_core::store_test!(
+    graphs_documented_shapes_big_groups_repeats_partial_records_and_reused_names_apply,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let mut dataset = Dataset::generate(&DatasetSpec {
+                users: 60,
+                groups: 4,
+                nested_groups: 1,
+                memberships_per_user: 1,
+                inactive_every: 0,
+                seed: 5,
+            });
+            // Group 0 is "All Staff": everyone, over many objects and pages.
+            dataset.members.retain(|(g, _)| *g != 0);
+            dataset.members.extend((0..60).map(|u| (0, u)));
+            dataset.members.sort();
+            let n_edges = dataset.members.len() + 1;
+            let fake = FakeGraph::new(dataset);
+            {
+                let mut tenant = fake.tenant.lock().unwrap();
+                tenant.members_per_object = 7;
+                tenant.repeat_objects = true;
+            }
+            let server = fake.start().await.unwrap();
+            let state = entra_engine(&store, &fake, &server.base_url).await;
+
+            let first = common::engine::sync(&state, "entra", Trigger::Schedule).await;
+            assert_eq!(
+                (first.status, first.received.users),
+                ("applied", 60),
+                "{first:?}"
+            );
+            let Some(Outcome::Applied(report)) = &first.outcome else {
+                panic!("{first:?}")
+            };
+            assert_eq!(report.changes.groups_created, 4);
+            assert_eq!(report.changes.memberships_added, n_edges);
+
+            // User 3 is disabled: Graph sends only its id and accountEnabled.
+            let (user3, user4, user5) = {
+                let tenant = fake.tenant.lock().unwrap();
+                let users = &tenant.dataset.users;
+                (users[3].clone(), users[4].clone(), users[5].clone())
+            };
+            let before = stored_user(&store, &user3.id).await;
+            let laptop = common::engine::approved_device(&state, "entra", &user3.id).await;
+            fake.disable_user(3);
+            // User 4 leaves and a new hire gets their name; user 5 is
+            // renamed and another new hire gets their old name.
+            fake.delete_user(4);
+            let mut hire = user4.clone();
+            hire.id = "new-hire-1".into();
+            fake.create_user(hire);
+            fake.rename_user(5, "renamed@example.test");
+            let mut second_hire = user5.clone();
+            second_hire.id = "new-hire-2".into();
+            fake.create_user(second_hire);
+
+            let delta = common::engine::sync(&state, "entra", Trigger::Schedule).await;
+            assert_eq!(
+                (delta.status, delta.mode),
+                ("applied", "delta"),
+                "{delta:?}"
+            );
+            let after = stored_user(&store, &user3.id).await;
+            assert!(!after.active);
+            assert_eq!(
+                (&after.display_name, &after.given_name, &after.primary_email),
+                (
+                    &before.display_name,
+                    &before.given_name,
+                    &before.primary_email
+                ),
+                "what the partial record left out is unchanged"
+            );
+            assert_eq!(
+                device::Entity::find_by_id(laptop)
+                    .one(store.db())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status,
+                "revoked"
+            );
+            assert_eq!(
+                stored_user(&store, "new-hire-1").await.user_name,
+                user4.user_name
+            );
+            assert_eq!(
+                stored_user(&store, "new-hire-2").await.user_name,
+                user5.user_name
+            );
+            let renamed = stored_user(&store, &user5.id).await;
+            assert_eq!(renamed.user_name, "renamed@example.test");
+            assert_eq!(renamed.display_name, before_display(&user5));
+
+            // A partial record of a user the store lacks cannot be applied
+            // as it is: the run reads everything instead, and converges.
+            source_user::Entity::delete_many()
+                .filter(source_user::Column::ExternalId.eq(user5.id.clone()))
+                .exec(store.db())
+                .await
+                .unwrap();
+            fake.rename_user(5, "renamed.again@example.test");
+            let fallback = common::engine::sync(&state, "entra", Trigger::Schedule).await;
+            assert_eq!(
+                (fallback.status, fallback.mode),
+                ("applied", "full"),
+                "{fallback:?}"
+            );
+            assert_eq!(
+                stored_user(&store, &user5.id).await.user_name,
+                "renamed.again@example.test"
+            );
+            assert_eq!(
+                common::engine::sync(&state, "entra", Trigger::Schedule)
+                    .await
+                    .status,
+                "unchanged"
+            );
+        }
+    }
+);
+
+/// The display name the fake gives a user.
+fn before_display(user: &idpsync_driver::fake::FakeUser) -> Option<String> {
+    Some(format!("{} {}", user.given_name, user.family_name))
+}

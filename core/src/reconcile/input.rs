@@ -3,7 +3,7 @@
 //! PATCH an [`Edit`] of the stored row (with its member changes as edges).
 
 use crate::store::entity::{source_group, source_user};
-use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,6 +68,19 @@ pub type UserEdit = Edit<source_user::Model, SourceUser>;
 /// A group's new record (name and document; members go as edges) made from
 /// its stored row.
 pub type GroupEdit = Edit<source_group::Model, SourceGroup>;
+
+/// The edit that applies a source's partial record of a user to the
+/// stored user: what it left out stays as stored.
+pub fn user_update_edit(update: UserUpdate) -> UserEdit {
+    Edit::new(
+        update.external_id.clone(),
+        move |row: &source_user::Model| {
+            let mut user = crate::store::rows::source_user(row);
+            update.clone().apply_to(&mut user);
+            Ok(user)
+        },
+    )
+}
 
 /// A condition on a stored user's row, checked in the writing transaction
 /// before anything is written (a conditional or existence-checked delete):

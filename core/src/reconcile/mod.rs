@@ -28,7 +28,7 @@ pub use coalesce::Written;
 pub use diff::{ChangeCounts, ChangeSet, InputError};
 pub use input::{
     Delta, Edit, EditFn, EditRejected, Edits, GroupCheck, GroupEdit, Snapshot, SourceInput,
-    StoredRow, UserCheck, UserEdit,
+    StoredRow, UserCheck, UserEdit, user_update_edit,
 };
 pub use plan::Plan;
 
@@ -346,6 +346,29 @@ impl Reconciler {
     ) -> Result<Outcome> {
         let (outcome, _) = self
             .reconcile(connection_id, input, &Edits::default(), options, false)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// [`Reconciler::submit`] of a delta with `edits` of stored users and
+    /// groups, made from their rows inside the writing transaction (a
+    /// pull's partial records). An edit of a user that is not stored fails
+    /// the reconciliation.
+    pub async fn submit_with_edits(
+        &self,
+        connection_id: &str,
+        delta: Delta,
+        edits: &Edits,
+        options: SubmitOptions,
+    ) -> Result<Outcome> {
+        let (outcome, _) = self
+            .reconcile(
+                connection_id,
+                SourceInput::Delta(delta),
+                edits,
+                options,
+                false,
+            )
             .await?;
         Ok(outcome)
     }

@@ -3,6 +3,7 @@
 //! starts from.
 
 use crate::store::entity::{source_group, source_user};
+use idpsync_driver::SourceUser;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 /// External ids per query.
@@ -21,6 +22,22 @@ pub async fn users_by_external_id<'a>(
         external_ids,
     )
     .await
+}
+
+/// A stored user as the record it was written from (the same content
+/// hash, when nothing changed).
+pub fn source_user(row: &source_user::Model) -> SourceUser {
+    SourceUser {
+        external_id: row.external_id.clone(),
+        user_name: row.user_name.clone(),
+        display_name: row.display_name.clone(),
+        given_name: row.given_name.clone(),
+        family_name: row.family_name.clone(),
+        emails: serde_json::from_str(&row.emails).unwrap_or_default(),
+        active: row.active,
+        raw_status: row.raw_status.clone(),
+        attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
+    }
 }
 
 /// The connection's groups with these external ids (missing ones are absent).

@@ -14,16 +14,17 @@ pub mod schedule;
 use crate::config::{Config, KindCatalog, SCIM_KIND};
 use crate::events::{self, NewEvent};
 use crate::reconcile::{
-    Delta, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger,
+    Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
+    Trigger, user_update_edit,
 };
 use crate::store::entity::{connection, source_group, source_user, sync_run};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, rows};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     Capabilities, CollectedRecords, DeltaCursor, DriverContext, DriverError, DriverFactory,
-    MembershipEdge, PullMode,
+    MembershipEdge, PullMode, PullOutcome, UserRecord,
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
@@ -165,6 +166,13 @@ impl Drop for RunGuard {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.connection_id);
     }
+}
+
+/// What a pull's staged records are applied as.
+enum StagedInput {
+    Snapshot,
+    /// A delta, with the users it sent in part as edits of the stored ones.
+    Delta(Edits),
 }
 
 /// What a run knows of itself so far: what a failed run records.
@@ -378,7 +386,7 @@ impl SyncRunner {
             .one(store.db())
             .await?
             .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
-        let mode = match (&row.delta_cursor, force_full) {
+        let mut mode = match (&row.delta_cursor, force_full) {
             (Some(cursor), false) => PullMode::Delta(DeltaCursor(cursor.clone())),
             _ => PullMode::Full,
         };
@@ -387,30 +395,50 @@ impl SyncRunner {
         } else {
             "delta"
         };
-        let mut staged = CollectedRecords::default();
-        let pulled = tokio::select! {
-            result = driver.pull(mode, &mut staged) => Some(result),
-            _ = cancel => None,
-        };
-        attempt.received = ReceivedCounts {
-            users: staged.users.len(),
-            groups: staged.groups.len(),
-            memberships: staged.memberships.len(),
+        let mut cancel = std::pin::pin!(cancel);
+        let (staged, outcome, input) = loop {
+            let mut staged = CollectedRecords::default();
+            let pulled = tokio::select! {
+                result = driver.pull(mode.clone(), &mut staged) => Some(result),
+                _ = &mut cancel => None,
+            };
+            let Some(pulled) = pulled else {
+                tracing::info!(
+                    connection = connection_id,
+                    "sync abandoned before applying (shutdown)"
+                );
+                return Ok(attempt.report(
+                    None,
+                    "abandoned",
+                    Some("abandoned at shutdown".into()),
+                    None,
+                ));
+            };
+            let outcome = pulled.map_err(SyncError::Pull)?;
+            staged.merge_repeats();
+            attempt.received = ReceivedCounts {
+                users: staged.users.len() + staged.user_updates.len(),
+                groups: staged.groups.len(),
+                memberships: staged.memberships.len(),
+            };
+            match self
+                .staged_input(connection_id, &mut staged, &outcome)
+                .await?
+            {
+                Ok(input) => break (staged, outcome, input),
+                Err(unknown) if mode != PullMode::Full => {
+                    tracing::warn!(connection = connection_id, user = %unknown, "the delta sent part of a user that is not stored; reading everything instead");
+                    mode = PullMode::Full;
+                    attempt.mode = "full";
+                }
+                Err(unknown) => {
+                    return Err(SyncError::Pull(DriverError::protocol(format!(
+                        "a full pull sent only part of user \"{unknown}\""
+                    ))));
+                }
+            }
         };
         let pull_ms = attempt.clock.elapsed().as_millis() as u64;
-        let Some(pulled) = pulled else {
-            tracing::info!(
-                connection = connection_id,
-                "sync abandoned before applying (shutdown)"
-            );
-            return Ok(attempt.report(
-                None,
-                "abandoned",
-                Some("abandoned at shutdown".into()),
-                None,
-            ));
-        };
-        let outcome = pulled.map_err(SyncError::Pull)?;
         if outcome.complete_snapshot
             && let Some(expected) = outcome.declared.users
             && expected != staged.users.len() as u64
@@ -421,17 +449,6 @@ impl SyncRunner {
                 got: staged.users.len() as u64,
             }));
         }
-        let input = if outcome.complete_snapshot {
-            SourceInput::Snapshot(Snapshot {
-                users: staged.users,
-                groups: staged.groups,
-                memberships: staged.memberships,
-            })
-        } else {
-            let mut staged = staged;
-            removals_from_presence(store, connection_id, &mut staged).await?;
-            SourceInput::Delta(delta_from(staged))
-        };
         let options = SubmitOptions {
             trigger: attempt.trigger,
             dry_run: attempt.dry_run,
@@ -439,10 +456,25 @@ impl SyncRunner {
             started_at: Some(attempt.started),
             unrecorded_hold: false,
         };
-        let result = self
-            .reconciler
-            .submit(connection_id, input, options)
-            .await?;
+        let result = match input {
+            StagedInput::Snapshot => {
+                let snapshot = Snapshot {
+                    users: staged.users,
+                    groups: staged.groups,
+                    memberships: staged.memberships,
+                };
+                self.reconciler
+                    .submit(connection_id, SourceInput::Snapshot(snapshot), options)
+                    .await?
+            }
+            StagedInput::Delta(edits) => {
+                let mut staged = staged;
+                removals_from_presence(store, connection_id, &mut staged).await?;
+                self.reconciler
+                    .submit_with_edits(connection_id, delta_from(staged), &edits, options)
+                    .await?
+            }
+        };
         let (status, run_id) = match &result {
             Outcome::Applied(report) => ("applied", Some(report.run_id)),
             Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
@@ -457,6 +489,49 @@ impl SyncRunner {
         let mut report = attempt.report(run_id, status, None, Some(result));
         report.pull_ms = pull_ms;
         Ok(report)
+    }
+
+    /// What a pull's staged records become: a snapshot, or a delta with
+    /// its users sent in part turned into edits of the stored users. A
+    /// user sent in part is whole when the part names its userName and
+    /// state; `Err` names one that is neither stored nor whole (the pull
+    /// cannot be applied as it is).
+    async fn staged_input(
+        &self,
+        connection_id: &str,
+        staged: &mut CollectedRecords,
+        outcome: &PullOutcome,
+    ) -> Result<Result<StagedInput, String>, SyncError> {
+        let updates = std::mem::take(&mut staged.user_updates);
+        let stored: HashSet<String> = if outcome.complete_snapshot || updates.is_empty() {
+            HashSet::new()
+        } else {
+            rows::users_by_external_id(
+                self.store().db(),
+                connection_id,
+                updates.iter().map(|update| update.external_id.as_str()),
+            )
+            .await?
+            .into_iter()
+            .map(|row| row.external_id)
+            .collect()
+        };
+        let mut edits = Edits::default();
+        for update in updates {
+            if stored.contains(&update.external_id) {
+                edits.users.push(user_update_edit(update));
+                continue;
+            }
+            match update.into_record() {
+                UserRecord::Whole(user) => staged.users.push(user),
+                UserRecord::Part(part) => return Ok(Err(part.external_id)),
+            }
+        }
+        Ok(Ok(if outcome.complete_snapshot {
+            StagedInput::Snapshot
+        } else {
+            StagedInput::Delta(edits)
+        }))
     }
 
     /// Records a failed run with a `sync.failed` event, backs the

@@ -4,9 +4,23 @@
 //! message), `/v1.0/users/delta` and `/v1.0/groups/delta` rounds with opaque
 //! `$skiptoken` paging (`Prefer: odata.maxpagesize`), absolute
 //! `@odata.nextLink`s and a final `@odata.deltaLink`, `@removed` users,
-//! `members@delta` with `@odata.type`, `$select`, 410 `resyncRequired` for
-//! expired delta tokens, 429 with `Retry-After`, and OData error bodies.
-//! Change the tenant with [`FakeGraph::disable_user`], [`FakeGraph::delete_user`],
+//! `members@delta` with `@odata.type` (only when `members` is in
+//! `$select`), `$select`, 410 `resyncRequired` for expired delta tokens, 429
+//! with `Retry-After`, and OData error bodies, for unknown routes too.
+//!
+//! What Graph documents and a driver must survive:
+//! * a group with many members comes as several objects, on one page or
+//!   several, each with more of its `members@delta`
+//!   ([`Tenant::members_per_object`]);
+//! * the same object may appear more than once in a round
+//!   ([`Tenant::repeat_objects`]: each page starts with the previous
+//!   page's last object);
+//! * an updated user comes as its id and only the properties that changed
+//!   (a new user in full);
+//! * a deleted user's name may be given to a new account.
+//!
+//! Change the tenant with [`FakeGraph::disable_user`], [`FakeGraph::rename_user`],
+//! [`FakeGraph::create_user`], [`FakeGraph::delete_user`],
 //! [`FakeGraph::add_member`], [`FakeGraph::remove_member`] and
 //! [`FakeGraph::expire_delta_tokens`].
 
@@ -21,13 +35,25 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Members per group object in a round: a bigger group comes as several
+/// objects.
+pub const MEMBERS_PER_OBJECT: usize = 100;
+
 /// The tenant and its change log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tenant {
     pub dataset: Dataset,
+    /// At most this many `members@delta` entries per group object.
+    pub members_per_object: usize,
+    /// Each page after a round's first starts with the previous page's
+    /// last object again.
+    pub repeat_objects: bool,
     /// Bumped by every change; delta tokens are versions.
     version: u64,
-    user_changed: HashMap<usize, u64>,
+    /// When a user last changed, and the properties that changed since it
+    /// was created (what a delta record of it carries).
+    user_changed: HashMap<usize, (u64, Vec<&'static str>)>,
+    user_created: HashMap<usize, u64>,
     user_deleted: HashMap<usize, u64>,
     /// (version, group index, member id, member is a group, added)
     member_changes: Vec<(u64, usize, String, bool, bool)>,
@@ -39,8 +65,41 @@ pub struct Tenant {
     /// for `members_json_version`: a benchmark tenant's full round lists a
     /// million members, and building each anew made the fake, not the
     /// driver, most of a pull's reading time.
-    members_json: HashMap<usize, Arc<str>>,
+    members_json: HashMap<usize, Arc<Vec<String>>>,
     members_json_version: u64,
+}
+
+impl Tenant {
+    fn new(dataset: Dataset) -> Self {
+        Tenant {
+            dataset,
+            members_per_object: MEMBERS_PER_OBJECT,
+            repeat_objects: false,
+            version: 0,
+            user_changed: HashMap::new(),
+            user_created: HashMap::new(),
+            user_deleted: HashMap::new(),
+            member_changes: Vec::new(),
+            oldest_valid: 0,
+            items_served: 0,
+            members_json: HashMap::new(),
+            members_json_version: 0,
+        }
+    }
+
+    /// Records that these properties of a user changed.
+    fn user_changed(&mut self, user: usize, version: u64, properties: &[&'static str]) {
+        let entry = self
+            .user_changed
+            .entry(user)
+            .or_insert((version, Vec::new()));
+        entry.0 = version;
+        for property in properties {
+            if !entry.1.contains(property) {
+                entry.1.push(property);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -60,10 +119,7 @@ impl FakeGraph {
             tenant_id: "00000000-aaaa-bbbb-cccc-000000000001".into(),
             client_id: "11111111-2222-3333-4444-555555555555".into(),
             client_secret: "fake~graph~secret".into(),
-            tenant: Arc::new(Mutex::new(Tenant {
-                dataset,
-                ..Tenant::default()
-            })),
+            tenant: Arc::new(Mutex::new(Tenant::new(dataset))),
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
             base_url: Arc::new(Mutex::new(String::new())),
@@ -78,6 +134,7 @@ impl FakeGraph {
             .route("/v1.0/users", get(list_users))
             .route("/v1.0/groups", get(list_groups))
             .route("/v1.0/users/{id}", get(one_user))
+            .fallback(unknown_route)
             .with_state(self.clone())
     }
 
@@ -105,8 +162,31 @@ impl FakeGraph {
     pub fn disable_user(&self, user: usize) {
         self.change(|t, v| {
             t.dataset.users[user].active = false;
-            t.user_changed.insert(user, v);
+            t.user_changed(user, v, &["accountEnabled"]);
         });
+    }
+
+    /// Gives a user a new userPrincipalName (and mail, as Entra does when
+    /// the domain part is shared).
+    pub fn rename_user(&self, user: usize, user_name: &str) {
+        self.change(|t, v| {
+            t.dataset.users[user].user_name = user_name.into();
+            t.dataset.users[user].email = user_name.into();
+            t.user_changed(user, v, &["userPrincipalName", "mail"]);
+        });
+    }
+
+    /// A new account (with a new id); its name may be one a deleted or
+    /// renamed account had. Returns its index.
+    pub fn create_user(&self, user: idpsync_driver::fake::FakeUser) -> usize {
+        let mut index = 0;
+        self.change(|t, v| {
+            t.dataset.users.push(user);
+            index = t.dataset.users.len() - 1;
+            t.user_created.insert(index, v);
+            t.user_changed(index, v, &[]);
+        });
+        index
     }
 
     pub fn delete_user(&self, user: usize) {
@@ -284,7 +364,8 @@ fn select(item: Value, query: &HashMap<String, String>) -> Value {
                 .filter(|(k, _)| {
                     k == "id"
                         || k.starts_with('@')
-                        || k.ends_with("@delta")
+                        || k.strip_suffix("@delta")
+                            .is_some_and(|p| wanted.contains(&p))
                         || wanted.contains(&k.as_str())
                 })
                 .collect(),
@@ -293,9 +374,9 @@ fn select(item: Value, query: &HashMap<String, String>) -> Value {
     }
 }
 
-/// A group's members as a full round lists them, serialized (cached until
-/// the tenant changes).
-fn members_json(tenant: &mut Tenant, index: usize) -> Arc<str> {
+/// A group's `members@delta` entries as a full round lists them, each
+/// serialized (cached until the tenant changes).
+fn members_json(tenant: &mut Tenant, index: usize) -> Arc<Vec<String>> {
     if tenant.members_json_version != tenant.version {
         tenant.members_json.clear();
         tenant.members_json_version = tenant.version;
@@ -304,20 +385,40 @@ fn members_json(tenant: &mut Tenant, index: usize) -> Arc<str> {
         return json.clone();
     }
     let dataset = &tenant.dataset;
-    let mut members: Vec<Value> = dataset
+    let mut members: Vec<String> = dataset
         .members_of(index)
         .into_iter()
-        .map(|u| json!({"@odata.type": "#microsoft.graph.user", "id": dataset.users[u].id}))
+        .map(|u| {
+            json!({"@odata.type": "#microsoft.graph.user", "id": dataset.users[u].id}).to_string()
+        })
         .collect();
-    members.extend(
-        dataset
-            .children_of(index)
-            .into_iter()
-            .map(|g| json!({"@odata.type": "#microsoft.graph.group", "id": dataset.groups[g].id})),
-    );
-    let json: Arc<str> = Value::Array(members).to_string().into();
+    members.extend(dataset.children_of(index).into_iter().map(|g| {
+        json!({"@odata.type": "#microsoft.graph.group", "id": dataset.groups[g].id}).to_string()
+    }));
+    let json = Arc::new(members);
     tenant.members_json.insert(index, json.clone());
     json
+}
+
+/// The objects of a full groups round: each group with one chunk of its
+/// members (at least one object per group).
+fn group_objects(tenant: &mut Tenant) -> Vec<(usize, usize)> {
+    let per_object = tenant.members_per_object.max(1);
+    (0..tenant.dataset.groups.len())
+        .flat_map(|index| {
+            let n = members_json(tenant, index).len();
+            (0..n.div_ceil(per_object).max(1)).map(move |chunk| (index, chunk))
+        })
+        .collect()
+}
+
+/// Where a page's objects start: one early when objects repeat.
+fn page_start(tenant: &Tenant, offset: usize) -> usize {
+    if tenant.repeat_objects {
+        offset.saturating_sub(1)
+    } else {
+        offset
+    }
 }
 
 fn user_json(tenant: &Tenant, index: usize) -> Value {
@@ -470,18 +571,42 @@ async fn users_delta(
                 }
                 continue;
             }
-            let changed = tenant.user_changed.get(&index).copied().unwrap_or(0);
+            let changed = tenant.user_changed.get(&index).map_or(0, |(v, _)| *v);
+            if tenant
+                .user_created
+                .get(&index)
+                .is_some_and(|v| *v > round_version)
+            {
+                continue;
+            }
             if since.is_none_or(|s| changed > s && changed <= round_version) {
                 entries.push((index, false));
             }
         }
+        let start = page_start(&tenant, offset);
         let items: Vec<String> = entries
             .iter()
-            .skip(offset)
-            .take(size)
+            .skip(start)
+            .take(offset + size - start)
             .map(|(index, removed)| {
+                let user = &tenant.dataset.users[*index];
                 let item = if *removed {
-                    json!({"id": tenant.dataset.users[*index].id, "@removed": {"reason": "deleted"}})
+                    json!({"id": user.id, "@removed": {"reason": "deleted"}})
+                } else if let Some(since) = since
+                    && tenant.user_created.get(index).is_none_or(|v| *v <= since)
+                {
+                    // Updated since the last round: the id and what changed.
+                    let whole = user_json(&tenant, *index);
+                    let mut item = json!({"@odata.type": "#microsoft.graph.user", "id": user.id});
+                    for property in tenant
+                        .user_changed
+                        .get(index)
+                        .map(|(_, p)| p.as_slice())
+                        .unwrap_or_default()
+                    {
+                        item[*property] = whole[*property].clone();
+                    }
+                    item
                 } else {
                     user_json(&tenant, *index)
                 };
@@ -510,14 +635,24 @@ async fn groups_delta(
             Err(response) => return *response,
         };
         let (since, round_version, offset) = (current.since, current.version, current.offset);
-        if since.is_none() {
-            // A full round: every group, only this page's members built.
-            let total = tenant.dataset.groups.len();
-            let mut items: Vec<String> = Vec::new();
-            let with_name = query
+        let fields = |name: &str| {
+            query
                 .get("$select")
-                .is_none_or(|fields| fields.split(',').any(|f| f.trim() == "displayName"));
-            for index in (0..total).skip(offset).take(size) {
+                .is_none_or(|fields| fields.split(',').any(|f| f.trim() == name))
+        };
+        // Graph sends members only when they are selected.
+        let with_members = query
+            .get("$select")
+            .is_some_and(|fields| fields.split(',').any(|f| f.trim() == "members"));
+        let with_name = fields("displayName");
+        let per_object = tenant.members_per_object.max(1);
+        let start = page_start(&tenant, offset);
+        if since.is_none() {
+            // A full round: every group, a chunk of its members per
+            // object, only this page's objects built.
+            let objects = group_objects(&mut tenant);
+            let mut items: Vec<String> = Vec::new();
+            for &(index, chunk) in objects.iter().skip(start).take(offset + size - start) {
                 let members = members_json(&mut tenant, index);
                 let group = &tenant.dataset.groups[index];
                 // What `select` would leave of the whole object.
@@ -526,15 +661,23 @@ async fn groups_delta(
                 } else {
                     String::new()
                 };
+                let members = if with_members {
+                    let part = members.iter().skip(chunk * per_object).take(per_object);
+                    let part: Vec<&str> = part.map(String::as_str).collect();
+                    format!(",\"members@delta\":[{}]", part.join(","))
+                } else {
+                    String::new()
+                };
                 items.push(format!(
-                    "{{\"@odata.type\":\"#microsoft.graph.group\",\"id\":{}{name},\"members@delta\":{members}}}",
+                    "{{\"@odata.type\":\"#microsoft.graph.group\",\"id\":{}{name}{members}}}",
                     Value::from(group.id.as_str())
                 ));
             }
             tenant.items_served += items.len() as u64;
-            (current, offset, (total, items))
+            (current, offset, (objects.len(), items))
         } else {
-            // A delta round: the groups whose members changed, and how.
+            // A delta round: the groups whose members changed, and how, a
+            // chunk of the changes per object.
             let since = since.unwrap_or_default();
             let mut changed: Vec<Value> = Vec::new();
             for (index, group) in tenant.dataset.groups.iter().enumerate() {
@@ -551,15 +694,19 @@ async fn groups_delta(
                         }
                     })
                     .collect();
-                if !changes.is_empty() {
-                    changed.push(json!({"@odata.type": "#microsoft.graph.group", "id": group.id, "members@delta": changes}));
+                for part in changes.chunks(per_object) {
+                    let mut item = json!({"@odata.type": "#microsoft.graph.group", "id": group.id});
+                    if with_members {
+                        item["members@delta"] = Value::from(part.to_vec());
+                    }
+                    changed.push(item);
                 }
             }
             let total = changed.len();
             let items: Vec<String> = changed
                 .into_iter()
-                .skip(offset)
-                .take(size)
+                .skip(start)
+                .take(offset + size - start)
                 .map(|item| select(item, &query).to_string())
                 .collect();
             tenant.items_served += items.len() as u64;
@@ -660,4 +807,21 @@ async fn one_user(
             ),
         ),
     }
+}
+
+/// Graph's answer to a path it does not have.
+async fn unknown_route(uri: axum::http::Uri) -> Response {
+    let segment = uri
+        .path()
+        .trim_start_matches("/v1.0")
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    odata_error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &format!("Resource not found for the segment '{segment}'."),
+    )
 }

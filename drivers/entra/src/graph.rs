@@ -4,8 +4,8 @@
 use crate::config::EntraSettings;
 use idpsync_driver::http::{ClientCredentials, HttpKit};
 use idpsync_driver::{
-    CollectedRecords, DriverError, EdgeId, Email, MembershipEdge, RecordSink, SourceGroup,
-    SourceUser,
+    CollectedRecords, DriverError, EdgeId, Email, MembershipEdge, RecordSink, SourceGroup, Update,
+    UserRecord, UserUpdate,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
@@ -47,19 +47,37 @@ struct Page<T> {
 }
 
 /// A user as `/users` and `/users/delta` list it (the fields of
-/// `USER_SELECT`; a delta item may carry only what changed).
+/// `USER_SELECT`). A delta item of an updated user carries "its id with at
+/// least the properties that have been updated": each property is `None`
+/// when left out, `Some(None)` when sent as `null`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GraphUser {
     id: Option<String>,
     #[serde(rename = "@removed")]
     removed: Option<IgnoredAny>,
-    user_principal_name: Option<String>,
-    mail: Option<String>,
-    display_name: Option<String>,
-    given_name: Option<String>,
-    surname: Option<String>,
-    account_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "sent")]
+    user_principal_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "sent")]
+    mail: Option<Option<String>>,
+    #[serde(default, deserialize_with = "sent")]
+    display_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "sent")]
+    given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "sent")]
+    surname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "sent")]
+    account_enabled: Option<Option<bool>>,
+}
+
+/// A property that is present (`Some`), possibly `null` (`Some(None)`);
+/// with `#[serde(default)]`, an absent one is `None`.
+fn sent<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A group as `/groups/delta?$select=displayName,members` lists it.
@@ -192,13 +210,7 @@ impl GraphApi {
             .map(|l| l.users.clone())
             .unwrap_or_else(|| self.url(&format!("/users/delta?$select={USER_SELECT}")));
         let users = self
-            .walk(
-                &users_start,
-                UserPages {
-                    api: self,
-                    sink: &mut *sink,
-                },
-            )
+            .walk(&users_start, UserPages { sink: &mut *sink })
             .await?;
         let groups_start = links
             .map(|l| l.groups.clone())
@@ -217,11 +229,6 @@ impl GraphApi {
                 .iter()
                 .any(|prefix| name.starts_with(prefix))
     }
-
-    async fn full_user(&self, id: &str) -> Result<GraphUser, DriverError> {
-        self.get(&self.url(&format!("/users/{id}?$select={USER_SELECT}")))
-            .await
-    }
 }
 
 /// Something that takes a page of Graph items.
@@ -231,7 +238,6 @@ trait AsyncItemFn<T>: Send {
 }
 
 struct UserPages<'a> {
-    api: &'a GraphApi,
     sink: &'a mut dyn RecordSink,
 }
 
@@ -239,8 +245,9 @@ struct UserPages<'a> {
 impl AsyncItemFn<GraphUser> for UserPages<'_> {
     async fn page(&mut self, items: Vec<GraphUser>) -> Result<(), DriverError> {
         let mut users = Vec::new();
+        let mut updates = Vec::new();
         let mut removed = Vec::new();
-        for mut item in items {
+        for item in items {
             let id = item
                 .id
                 .clone()
@@ -249,13 +256,15 @@ impl AsyncItemFn<GraphUser> for UserPages<'_> {
                 removed.push(id);
                 continue;
             }
-            // Delta items may carry only what changed: read the whole user.
-            if item.user_principal_name.is_none() {
-                item = self.api.full_user(&id).await?;
+            match user(item)? {
+                UserRecord::Whole(whole) => users.push(whole),
+                UserRecord::Part(part) => updates.push(part),
             }
-            users.push(user(item)?);
         }
         self.sink.users(users).await?;
+        if !updates.is_empty() {
+            self.sink.user_updates(updates).await?;
+        }
         if !removed.is_empty() {
             self.sink.removed_users(removed).await?;
         }
@@ -324,35 +333,70 @@ impl AsyncItemFn<GraphGroup> for GroupPages<'_> {
     }
 }
 
-/// A user record from a Graph user; empty strings count as absent.
-fn user(item: GraphUser) -> Result<SourceUser, DriverError> {
-    let text = |value: Option<String>| value.filter(|s| !s.is_empty());
-    let id = text(item.id).ok_or_else(|| DriverError::protocol("a user without id"))?;
-    let upn = text(item.user_principal_name)
-        .ok_or_else(|| DriverError::protocol(format!("user {id} without userPrincipalName")))?;
-    let mut record = SourceUser::new(id, upn);
-    record.display_name = text(item.display_name);
-    record.given_name = text(item.given_name);
-    record.family_name = text(item.surname);
-    if let Some(mail) = text(item.mail) {
-        record.emails.push(Email {
-            value: mail,
-            kind: Some("work".into()),
-            primary: true,
-        });
-    }
-    let enabled = item.account_enabled.unwrap_or(true);
-    record.active = enabled;
-    record.raw_status = Some(format!("accountEnabled={enabled}"));
-    Ok(record)
+/// A Graph user as a whole record when it carries every selected property
+/// (a full round, a new user), else as an update of the stored user with
+/// what it sent. An empty string is `null`; `accountEnabled` is never
+/// assumed.
+fn user(item: GraphUser) -> Result<UserRecord, DriverError> {
+    let text = |value: Option<Option<String>>| value.map(|v| v.filter(|s| !s.is_empty()));
+    let id = text(Some(item.id))
+        .flatten()
+        .ok_or_else(|| DriverError::protocol("a user without id"))?;
+    let upn = match text(item.user_principal_name) {
+        Some(None) => {
+            return Err(DriverError::protocol(format!(
+                "user {id} with an empty userPrincipalName"
+            )));
+        }
+        sent => sent.flatten(),
+    };
+    let enabled = item.account_enabled.flatten();
+    let mail = text(item.mail);
+    let update = UserUpdate {
+        external_id: id,
+        user_name: upn,
+        display_name: Update::from_sent(text(item.display_name)),
+        given_name: Update::from_sent(text(item.given_name)),
+        family_name: Update::from_sent(text(item.surname)),
+        emails: mail.clone().map(|mail| {
+            mail.into_iter()
+                .map(|value| Email {
+                    value,
+                    kind: Some("work".into()),
+                    primary: true,
+                })
+                .collect()
+        }),
+        active: enabled,
+        raw_status: match enabled {
+            Some(enabled) => Update::Set(format!("accountEnabled={enabled}")),
+            None => Update::Keep,
+        },
+    };
+    let whole = [
+        update.display_name != Update::Keep,
+        update.given_name != Update::Keep,
+        update.family_name != Update::Keep,
+        mail.is_some(),
+    ]
+    .iter()
+    .all(|sent| *sent);
+    Ok(if whole {
+        update.into_record()
+    } else {
+        UserRecord::Part(update)
+    })
 }
 
-/// Sends buffered delta records on to the real sink.
+/// Sends buffered delta records on to the real sink, repeats folded first
+/// (the buffer knows the order they came in; the sink would not).
 pub async fn forward(
-    changes: CollectedRecords,
+    mut changes: CollectedRecords,
     sink: &mut dyn RecordSink,
 ) -> Result<(), DriverError> {
+    changes.merge_repeats();
     sink.users(changes.users).await?;
+    sink.user_updates(changes.user_updates).await?;
     sink.groups(changes.groups).await?;
     sink.memberships(changes.memberships).await?;
     sink.removed_users(changes.removed_users).await?;
@@ -372,5 +416,62 @@ fn explain(error: DriverError) -> DriverError {
             "{body}; check tenant_id, client_id and client_secret (it may have expired)"
         )),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idpsync_driver::SourceUser;
+
+    fn map(json: serde_json::Value) -> UserRecord {
+        user(serde_json::from_value(json).unwrap()).unwrap()
+    }
+
+    fn whole(record: UserRecord) -> SourceUser {
+        match record {
+            UserRecord::Whole(user) => user,
+            UserRecord::Part(part) => panic!("not whole: {part:?}"),
+        }
+    }
+
+    fn part(record: UserRecord) -> UserUpdate {
+        match record {
+            UserRecord::Part(part) => part,
+            UserRecord::Whole(user) => panic!("not a part: {user:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_with_every_selected_property_is_a_whole_user() {
+        let whole = whole(map(serde_json::json!({
+            "id": "u1", "userPrincipalName": "ann@acme.test", "mail": null,
+            "displayName": "Ann", "givenName": "Ann", "surname": "Lee", "accountEnabled": false
+        })));
+        assert_eq!((whole.active, whole.emails.len()), (false, 0));
+        assert_eq!(whole.raw_status.as_deref(), Some("accountEnabled=false"));
+    }
+
+    #[test]
+    fn a_delta_record_of_what_changed_keeps_everything_else() {
+        let disabled = part(map(
+            serde_json::json!({"id": "u1", "accountEnabled": false}),
+        ));
+        assert_eq!(
+            disabled,
+            UserUpdate {
+                active: Some(false),
+                raw_status: Update::Set("accountEnabled=false".into()),
+                ..UserUpdate::new("u1")
+            }
+        );
+        // A rename without accountEnabled never turns the user on.
+        let renamed = part(map(serde_json::json!({
+            "id": "u1", "userPrincipalName": "new@acme.test", "displayName": null,
+            "mail": "new@acme.test", "givenName": "A", "surname": "B"
+        })));
+        assert_eq!(renamed.active, None);
+        assert_eq!(renamed.display_name, Update::Clear, "null clears");
+        assert_eq!(renamed.user_name.as_deref(), Some("new@acme.test"));
     }
 }

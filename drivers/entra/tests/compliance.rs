@@ -64,8 +64,11 @@ async fn full_then_delta_then_expired_token() {
         .await
         .unwrap();
     assert!(!outcome.complete_snapshot);
-    assert_eq!(delta.users.len(), 1);
-    assert!(!delta.users[0].active);
+    // Graph sends the disabled user as its id and the property that changed.
+    assert!(delta.users.is_empty());
+    assert_eq!(delta.user_updates.len(), 1);
+    assert_eq!(delta.user_updates[0].active, Some(false));
+    assert_eq!(delta.user_updates[0].user_name, None);
     assert_eq!(delta.removed_users.len(), 1);
     assert!(!delta.removed_memberships.is_empty());
     assert!(
@@ -81,6 +84,7 @@ async fn full_then_delta_then_expired_token() {
     .unwrap();
     assert!(
         nothing.users.is_empty()
+            && nothing.user_updates.is_empty()
             && nothing.removed_users.is_empty()
             && nothing.memberships.is_empty()
     );
@@ -147,5 +151,21 @@ async fn a_next_link_to_another_host_is_refused() {
     assert!(
         matches!(&error, DriverError::Protocol(m) if m.contains("refusing to send the token")),
         "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_route_answers_graphs_error_body() {
+    let fake = FakeGraph::new(Dataset::generate(&DatasetSpec::default()));
+    let server = fake.start().await.unwrap();
+    let response = reqwest::get(format!("{}/v1.0/nosuchthing", server.base_url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "BadRequest");
+    assert_eq!(
+        body["error"]["message"],
+        "Resource not found for the segment 'nosuchthing'."
     );
 }

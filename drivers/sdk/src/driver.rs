@@ -5,7 +5,7 @@
 
 use crate::error::DriverError;
 use crate::http::HttpKit;
-use crate::records::{IdInterner, MembershipEdge, SourceGroup, SourceUser};
+use crate::records::{IdInterner, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
 use serde::de::DeserializeOwned;
 use std::fmt;
 
@@ -64,6 +64,9 @@ pub struct PullOutcome {
 #[async_trait::async_trait]
 pub trait RecordSink: Send {
     async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError>;
+    /// Users of which the source sent only some fields (a delta record that
+    /// carries what changed): core applies each to the user as stored.
+    async fn user_updates(&mut self, page: Vec<UserUpdate>) -> Result<(), DriverError>;
     async fn groups(&mut self, page: Vec<SourceGroup>) -> Result<(), DriverError>;
     async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError>;
     async fn removed_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
@@ -130,10 +133,18 @@ pub fn parse_settings<T: DeserializeOwned>(settings: &serde_json::Value) -> Resu
 }
 
 /// A sink that keeps everything in memory: core's staging area for one
-/// pull, and what driver tests inspect.
+/// pull, and what driver tests inspect. A source may send one object more
+/// than once in a pull (Graph repeats a big group on every page that lists
+/// more of its members, and may repeat any object); [`CollectedRecords::merge_repeats`]
+/// folds the repeats in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CollectedRecords {
     pub users: Vec<SourceUser>,
+    /// Users sent in part ([`RecordSink::user_updates`]).
+    pub user_updates: Vec<UserUpdate>,
+    /// For each of `user_updates`, how many whole users had arrived before
+    /// it: which of a whole record and an update of one user came later.
+    update_positions: Vec<usize>,
     pub groups: Vec<SourceGroup>,
     pub memberships: Vec<MembershipEdge>,
     pub removed_users: Vec<String>,
@@ -150,11 +161,90 @@ pub struct CollectedRecords {
     ids: IdInterner,
 }
 
+impl CollectedRecords {
+    /// Folds what the source sent more than once, in the order it came:
+    /// of two whole records of one user or group the later wins; updates of
+    /// one user merge field by field ([`UserUpdate::then`]); an update that
+    /// came after a whole record of its user is applied to it, one that
+    /// came before is superseded by it. Edges and removals need nothing:
+    /// repeated edges are one edge to the reconciler, repeated removals
+    /// one removal. Afterwards `user_updates` holds only users the pull
+    /// sent in part alone.
+    pub fn merge_repeats(&mut self) {
+        let last_user = last_positions(self.users.iter().map(|u| u.external_id.as_str()));
+        let mut kept_updates: Vec<UserUpdate> = Vec::new();
+        let mut update_of: foldhash::HashMap<String, usize> = Default::default();
+        let mut onto_users: Vec<(usize, UserUpdate)> = Vec::new();
+        let positions = std::mem::take(&mut self.update_positions);
+        for (update, arrived_after) in std::mem::take(&mut self.user_updates)
+            .into_iter()
+            .zip(positions)
+        {
+            match last_user.get(update.external_id.as_str()) {
+                Some(&whole) if whole < arrived_after => onto_users.push((whole, update)),
+                Some(_) => {} // the whole record came later
+                None => match update_of.get(&update.external_id) {
+                    Some(&index) => {
+                        let earlier = std::mem::take(&mut kept_updates[index]);
+                        kept_updates[index] = earlier.then(update);
+                    }
+                    None => {
+                        update_of.insert(update.external_id.clone(), kept_updates.len());
+                        kept_updates.push(update);
+                    }
+                },
+            }
+        }
+        let keep: Vec<bool> = self
+            .users
+            .iter()
+            .enumerate()
+            .map(|(index, user)| last_user.get(user.external_id.as_str()) == Some(&index))
+            .collect();
+        drop(last_user);
+        for (index, update) in onto_users {
+            update.apply_to(&mut self.users[index]);
+        }
+        let mut keep = keep.into_iter();
+        self.users.retain(|_| keep.next().unwrap_or(true));
+        self.user_updates = kept_updates;
+
+        let last_group = last_positions(self.groups.iter().map(|g| g.external_id.as_str()));
+        let keep: Vec<bool> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(index, group)| last_group.get(group.external_id.as_str()) == Some(&index))
+            .collect();
+        drop(last_group);
+        let mut keep = keep.into_iter();
+        self.groups.retain(|_| keep.next().unwrap_or(true));
+    }
+}
+
+/// Each id's last position in `ids`.
+fn last_positions<'a>(ids: impl Iterator<Item = &'a str>) -> foldhash::HashMap<&'a str, usize> {
+    let mut last = foldhash::HashMap::default();
+    for (index, id) in ids.enumerate() {
+        last.insert(id, index);
+    }
+    last
+}
+
 #[async_trait::async_trait]
 impl RecordSink for CollectedRecords {
     async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError> {
         self.n_pages += 1;
         self.users.extend(page);
+        Ok(())
+    }
+
+    async fn user_updates(&mut self, page: Vec<UserUpdate>) -> Result<(), DriverError> {
+        self.n_pages += 1;
+        let position = self.users.len();
+        self.update_positions
+            .extend(std::iter::repeat_n(position, page.len()));
+        self.user_updates.extend(page);
         Ok(())
     }
 
@@ -253,6 +343,87 @@ mod tests {
         }
         // Interning changes no record.
         assert_eq!(collected.memberships, [page("u1"), page("u1")].concat());
+    }
+
+    #[tokio::test]
+    async fn repeated_records_of_a_pull_fold_in_the_order_they_came() {
+        use crate::records::{Update, UserUpdate};
+        let mut collected = CollectedRecords::default();
+        let mut ann = SourceUser::new("u1", "ann");
+        collected.users(vec![ann.clone()]).await.unwrap();
+        // An update after ann's record applies to it.
+        collected
+            .user_updates(vec![UserUpdate {
+                display_name: Update::Set("Ann".into()),
+                ..UserUpdate::new("u1")
+            }])
+            .await
+            .unwrap();
+        // bob: an update, superseded by his whole record that came later.
+        collected
+            .user_updates(vec![UserUpdate {
+                active: Some(false),
+                ..UserUpdate::new("u2")
+            }])
+            .await
+            .unwrap();
+        collected
+            .users(vec![SourceUser::new("u2", "bob")])
+            .await
+            .unwrap();
+        // cat: two updates only, merged.
+        collected
+            .user_updates(vec![
+                UserUpdate {
+                    active: Some(false),
+                    ..UserUpdate::new("u3")
+                },
+                UserUpdate {
+                    display_name: Update::Set("Cat".into()),
+                    ..UserUpdate::new("u3")
+                },
+            ])
+            .await
+            .unwrap();
+        // A group repeated with a new name: the later one wins.
+        collected
+            .groups(vec![SourceGroup::new("g1", "Old")])
+            .await
+            .unwrap();
+        collected
+            .groups(vec![SourceGroup::new("g1", "New")])
+            .await
+            .unwrap();
+
+        collected.merge_repeats();
+        ann.display_name = Some("Ann".into());
+        assert_eq!(collected.users, [ann, SourceUser::new("u2", "bob")]);
+        assert_eq!(
+            collected.user_updates,
+            [UserUpdate {
+                active: Some(false),
+                display_name: Update::Set("Cat".into()),
+                ..UserUpdate::new("u3")
+            }]
+        );
+        assert_eq!(collected.groups, [SourceGroup::new("g1", "New")]);
+    }
+
+    #[tokio::test]
+    async fn a_whole_record_repeated_later_in_a_pull_replaces_the_first() {
+        let mut collected = CollectedRecords::default();
+        let mut disabled = SourceUser::new("u1", "ann");
+        disabled.active = false;
+        collected
+            .users(vec![
+                SourceUser::new("u1", "ann"),
+                SourceUser::new("u2", "bob"),
+            ])
+            .await
+            .unwrap();
+        collected.users(vec![disabled.clone()]).await.unwrap();
+        collected.merge_repeats();
+        assert_eq!(collected.users, [SourceUser::new("u2", "bob"), disabled]);
     }
 
     #[tokio::test]

@@ -28,5 +28,8 @@ pub use driver::{
     DriverFactory, PullMode, PullOutcome, RecordSink, parse_settings,
 };
 pub use error::DriverError;
-pub use records::{EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser};
+pub use records::{
+    EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser, Update,
+    UserRecord, UserUpdate,
+};
 pub use secret::Secret;

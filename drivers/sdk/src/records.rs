@@ -72,6 +72,141 @@ impl SourceUser {
     }
 }
 
+/// One field of a [`UserUpdate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Update<T> {
+    /// The source did not send the field: it did not change.
+    #[default]
+    Keep,
+    /// The field's new value.
+    Set(T),
+    /// The source sent the field empty (`null`): it no longer has a value.
+    Clear,
+}
+
+impl<T> Update<T> {
+    /// An update from a field the source may have left out (`None`), sent
+    /// as `null` (`Some(None)`) or set.
+    pub fn from_sent(sent: Option<Option<T>>) -> Self {
+        match sent {
+            None => Update::Keep,
+            Some(None) => Update::Clear,
+            Some(Some(value)) => Update::Set(value),
+        }
+    }
+
+    /// Applies this update to an optional field.
+    pub fn apply(self, field: &mut Option<T>) {
+        match self {
+            Update::Keep => {}
+            Update::Set(value) => *field = Some(value),
+            Update::Clear => *field = None,
+        }
+    }
+
+    /// `later` over this one: a field the later record sent wins.
+    pub fn then(self, later: Update<T>) -> Update<T> {
+        match later {
+            Update::Keep => self,
+            sent => sent,
+        }
+    }
+
+    fn is_keep(&self) -> bool {
+        matches!(self, Update::Keep)
+    }
+}
+
+/// Some of a user's fields, from a source that may send only what changed
+/// (a Microsoft Graph delta record: "the id with at least the properties
+/// that have been updated"). A field the source left out is
+/// [`Update::Keep`]: core applies the update to the user as stored, so an
+/// absent `active` never turns anyone on or off, and an absent name never
+/// blanks one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserUpdate {
+    pub external_id: String,
+    /// A userName cannot be cleared: `None` keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Update::is_keep")]
+    pub display_name: Update<String>,
+    #[serde(default, skip_serializing_if = "Update::is_keep")]
+    pub given_name: Update<String>,
+    #[serde(default, skip_serializing_if = "Update::is_keep")]
+    pub family_name: Update<String>,
+    /// The whole list of addresses, when the source sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emails: Option<Vec<Email>>,
+    /// `None` keeps the stored state: never a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Update::is_keep")]
+    pub raw_status: Update<String>,
+}
+
+impl UserUpdate {
+    /// An update that keeps every field of the user `external_id`.
+    pub fn new(external_id: impl Into<String>) -> Self {
+        UserUpdate {
+            external_id: external_id.into(),
+            ..UserUpdate::default()
+        }
+    }
+
+    /// Applies the fields this update sets to `user`.
+    pub fn apply_to(self, user: &mut SourceUser) {
+        if let Some(name) = self.user_name {
+            user.user_name = name;
+        }
+        self.display_name.apply(&mut user.display_name);
+        self.given_name.apply(&mut user.given_name);
+        self.family_name.apply(&mut user.family_name);
+        if let Some(emails) = self.emails {
+            user.emails = emails;
+        }
+        if let Some(active) = self.active {
+            user.active = active;
+        }
+        self.raw_status.apply(&mut user.raw_status);
+    }
+
+    /// This update followed by `later`, of the same user: what `later`
+    /// sent wins, what it left out stays as this one says.
+    pub fn then(self, later: UserUpdate) -> UserUpdate {
+        UserUpdate {
+            external_id: later.external_id,
+            user_name: later.user_name.or(self.user_name),
+            display_name: self.display_name.then(later.display_name),
+            given_name: self.given_name.then(later.given_name),
+            family_name: self.family_name.then(later.family_name),
+            emails: later.emails.or(self.emails),
+            active: later.active.or(self.active),
+            raw_status: self.raw_status.then(later.raw_status),
+        }
+    }
+
+    /// The whole user, when the update names the two fields a user cannot
+    /// be without (userName and whether it is active; every field left out
+    /// is empty), else the update as it is.
+    pub fn into_record(self) -> UserRecord {
+        let (Some(user_name), Some(_)) = (&self.user_name, self.active) else {
+            return UserRecord::Part(self);
+        };
+        let mut user = SourceUser::new(self.external_id.clone(), user_name.clone());
+        self.apply_to(&mut user);
+        UserRecord::Whole(user)
+    }
+}
+
+/// A user as a source sent it: every field, or some of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserRecord {
+    Whole(SourceUser),
+    Part(UserUpdate),
+}
+
 /// A group as the source reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceGroup {
@@ -192,5 +327,88 @@ impl IdInterner {
                 MemberRef::Group(id) => MemberRef::Group(self.intern(id)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored() -> SourceUser {
+        let mut user = SourceUser::new("u1", "ann@acme.test");
+        user.display_name = Some("Ann".into());
+        user.given_name = Some("Ann".into());
+        user.active = false;
+        user.raw_status = Some("accountEnabled=false".into());
+        user
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_sends_and_null_clears() {
+        let mut user = stored();
+        UserUpdate {
+            display_name: Update::Set("Ann B.".into()),
+            given_name: Update::Clear,
+            ..UserUpdate::new("u1")
+        }
+        .apply_to(&mut user);
+        assert_eq!(user.display_name.as_deref(), Some("Ann B."));
+        assert_eq!(user.given_name, None);
+        assert!(!user.active, "an absent active keeps the user disabled");
+        assert_eq!(user.user_name, "ann@acme.test");
+        assert_eq!(user.raw_status.as_deref(), Some("accountEnabled=false"));
+    }
+
+    #[test]
+    fn a_later_update_of_one_user_wins_field_by_field() {
+        let first = UserUpdate {
+            display_name: Update::Set("A".into()),
+            active: Some(false),
+            ..UserUpdate::new("u1")
+        };
+        let later = UserUpdate {
+            display_name: Update::Clear,
+            user_name: Some("new@acme.test".into()),
+            ..UserUpdate::new("u1")
+        };
+        let merged = first.then(later);
+        assert_eq!(merged.display_name, Update::Clear);
+        assert_eq!(merged.active, Some(false));
+        assert_eq!(merged.user_name.as_deref(), Some("new@acme.test"));
+    }
+
+    #[test]
+    fn an_update_is_a_whole_user_only_with_a_name_and_a_state() {
+        let partial = UserUpdate {
+            user_name: Some("x".into()),
+            ..UserUpdate::new("u1")
+        };
+        let UserRecord::Part(partial) = partial.into_record() else {
+            panic!("a part without a state")
+        };
+        let UserRecord::Whole(whole) = UserUpdate {
+            active: Some(true),
+            ..partial
+        }
+        .into_record() else {
+            panic!("a name and a state make a user")
+        };
+        assert_eq!((whole.user_name.as_str(), whole.active), ("x", true));
+    }
+
+    #[test]
+    fn an_update_crosses_serde_field_by_field() {
+        let update = UserUpdate {
+            display_name: Update::Clear,
+            given_name: Update::Set("G".into()),
+            active: Some(false),
+            ..UserUpdate::new("u1")
+        };
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"external_id": "u1", "display_name": "clear", "given_name": {"set": "G"}, "active": false})
+        );
+        assert_eq!(serde_json::from_value::<UserUpdate>(json).unwrap(), update);
     }
 }

@@ -326,6 +326,7 @@ fn garbage(path: &Path, error: &serde_json::Error) -> DriverError {
 async fn deliver(sink: &mut dyn RecordSink, page: Message) -> Result<(), DriverError> {
     match page {
         Message::Users(users) => sink.users(users).await,
+        Message::UserUpdates(updates) => sink.user_updates(updates).await,
         Message::Groups(groups) => sink.groups(groups).await,
         Message::Memberships(edges) => sink.memberships(edges).await,
         Message::RemovedUsers(ids) => sink.removed_users(ids).await,

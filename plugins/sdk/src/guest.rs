@@ -12,6 +12,7 @@ use crate::wire::{Message, PluginInfo, Request, WireError};
 use idpsync_driver::http::{HttpKit, HttpOptions};
 use idpsync_driver::{
     DriverContext, DriverError, DriverFactory, MembershipEdge, RecordSink, SourceGroup, SourceUser,
+    UserUpdate,
 };
 use std::ffi::c_void;
 use std::panic::AssertUnwindSafe;
@@ -185,6 +186,11 @@ struct EmittingSink<'a> {
 impl RecordSink for EmittingSink<'_> {
     async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError> {
         self.emitter.send(&Message::Users(page));
+        Ok(())
+    }
+
+    async fn user_updates(&mut self, page: Vec<UserUpdate>) -> Result<(), DriverError> {
+        self.emitter.send(&Message::UserUpdates(page));
         Ok(())
     }
 

@@ -11,14 +11,14 @@
 //! | `{"plugin": {"kind", "version", "abi"}}` | answer to `describe` |
 //! | `"valid"` | answer to `validate` |
 //! | `{"capabilities": {...}}` | answer to `check` |
-//! | `{"users": [...]}`, `{"groups": [...]}`, `{"memberships": [...]}` | pages during `pull` |
+//! | `{"users": [...]}`, `{"user_updates": [...]}`, `{"groups": [...]}`, `{"memberships": [...]}` | pages during `pull` |
 //! | `{"removed_users": [...]}`, `{"removed_groups": [...]}`, `{"removed_memberships": [...]}`, `{"replaced_members": [...]}`, `{"present_users": [...]}`, `{"present_groups": [...]}` | delta pulls |
 //! | `{"outcome": {...}}` | the last message of a successful `pull` |
 //! | `{"error": {"kind", "message", ...}}` | the last message of a failed call |
 
 use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, DriverError, MembershipEdge, PullMode, PullOutcome,
-    SourceGroup, SourceUser,
+    SourceGroup, SourceUser, UserUpdate,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -86,6 +86,7 @@ pub enum Message {
     Valid,
     Capabilities(WireCapabilities),
     Users(Vec<SourceUser>),
+    UserUpdates(Vec<UserUpdate>),
     Groups(Vec<SourceGroup>),
     Memberships(Vec<MembershipEdge>),
     RemovedUsers(Vec<String>),
