@@ -144,5 +144,35 @@ api_url = "{}"
     assert_eq!(status(laptops[1]).await, "revoked");
     assert_eq!(count("okta", false).await, 51);
     assert_eq!(count("google", false).await, 51);
+
+    // Okta: a user deactivated and deleted between two incremental runs is
+    // in no listing any more; the System Log names them, and the scheduled
+    // delta deprovisions them. A new hire takes their login meanwhile.
+    let (leaver, login) = {
+        let org = okta.org.lock().unwrap();
+        (
+            org.dataset.users[5].id.clone(),
+            org.dataset.users[5].user_name.clone(),
+        )
+    };
+    let leaver_laptop = common::engine::approved_device(&state, "okta", &leaver).await;
+    okta.delete_user(5);
+    let mut hire = okta.org.lock().unwrap().dataset.users[5].clone();
+    hire.id = "00unewhire".into();
+    okta.create_user(hire);
+    let scheduled = common::engine::sync(&state, "okta", Trigger::Schedule).await;
+    assert_eq!(
+        (scheduled.status, scheduled.mode),
+        ("applied", "delta"),
+        "{scheduled:?}"
+    );
+    assert_eq!(status(leaver_laptop).await, "revoked");
+    let hire_row = source_user::Entity::find()
+        .filter(source_user::Column::ExternalId.eq("00unewhire"))
+        .one(store.db())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hire_row.user_name, login);
     test_store.cleanup().await;
 }

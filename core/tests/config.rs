@@ -133,6 +133,7 @@ url = "mysql://root:hunter2@127.0.0.1/db"
 [[connections]]
 id = "Bad Id"
 kind = "workday"
+full_sync_every_hours = 0
 
 [[acl_groups]]
 name = "eng"
@@ -154,10 +155,11 @@ secret = ""
         "7:7: database.url: expected a sqlite://... or postgres://... URL",
         "10:6: connections[0].id: \"Bad Id\" is not a valid id",
         "11:8: connections[0].kind: unknown kind \"workday\"; this build knows: scim, okta",
-        "15:1: acl_groups[0].from[0]: set exactly one of group, group_glob or group_regex",
-        "18:15: acl_groups[0].from[0].group_regex: invalid regex",
-        "22:7: webhooks[0].url: invalid URL \"not a url\"",
-        "23:10: webhooks[0].secret: must not be empty",
+        "12:25: connections[0].full_sync_every_hours: must be at least 1",
+        "16:1: acl_groups[0].from[0]: set exactly one of group, group_glob or group_regex",
+        "19:15: acl_groups[0].from[0].group_regex: invalid regex",
+        "23:7: webhooks[0].url: invalid URL \"not a url\"",
+        "24:10: webhooks[0].secret: must not be empty",
     ];
     assert_eq!(lines.len(), expected_prefixes.len(), "{lines:#?}");
     for (line, prefix) in lines.iter().zip(expected_prefixes) {

@@ -19,6 +19,7 @@ fn scim_connection(id: &str) -> ConnectionConfig {
         enabled: true,
         schedule: None,
         schedule_jitter_secs: 0,
+        full_sync_every_hours: 24,
         safety: SafetyConfig::default(),
         settings: Default::default(),
     }

@@ -16,7 +16,7 @@ use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
     MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
 };
-use sea_orm::{EntityTrait, PaginatorTrait, QueryOrder};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -277,16 +277,22 @@ store_test!(
             .unwrap()
             .id;
 
-        // A database error in the apply: a delta gives user0's name to a
-        // new id without touching user0.
-        script.lock().unwrap().delta_users = Some(vec![SourceUser::new("u9", "USER0")]);
+        // A database error in the apply: a table the apply writes is gone.
+        script.lock().unwrap().delta_users = Some(vec![SourceUser::new("u9", "user9")]);
+        store
+            .db()
+            .execute_unprepared("ALTER TABLE source_users RENAME TO users_gone")
+            .await
+            .unwrap();
         let failed = sync(&runner, false).await;
+        store
+            .db()
+            .execute_unprepared("ALTER TABLE users_gone RENAME TO source_users")
+            .await
+            .unwrap();
         assert_eq!(failed.status, "failed", "{failed:?}");
         let message = failed.error.clone().unwrap();
-        assert!(
-            message.contains("UNIQUE") || message.contains("duplicate key"),
-            "{message}"
-        );
+        assert!(message.contains("source_users"), "{message}");
         assert_eq!(health(store).await, ("backoff".into(), 1));
 
         // A bug: the driver panics.
@@ -334,6 +340,40 @@ store_test!(
         script.lock().unwrap().delta_users = None;
         assert_eq!(sync(&runner, false).await.status, "unchanged");
         assert_eq!(health(store).await, ("healthy".into(), 0));
+    }
+);
+
+store_test!(
+    a_delta_that_gives_a_name_still_held_by_a_user_it_does_not_mention_reads_everything,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(3),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        assert_eq!(sync(&runner, false).await.status, "applied");
+        // user0 was deleted in a way the delta cannot see, and a new
+        // account took the name: the delta lists only the new account.
+        let mut now = users(3);
+        now[0] = SourceUser::new("u9", "user0");
+        script.lock().unwrap().users = now;
+        script.lock().unwrap().delta_users = Some(vec![SourceUser::new("u9", "user0")]);
+        let report = sync(&runner, false).await;
+        assert_eq!(
+            (report.status, report.mode),
+            ("applied", "full"),
+            "{report:?}"
+        );
+        let ids: Vec<String> = source_user::Entity::find()
+            .order_by_asc(source_user::Column::ExternalId)
+            .all(store.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.external_id)
+            .collect();
+        assert_eq!(ids, ["u1", "u2", "u9"]);
     }
 );
 
@@ -409,6 +449,57 @@ store_test!(
             .unwrap()
             .unwrap();
         assert_eq!((row.health.as_str(), row.next_run_at), ("healthy", None));
+    }
+);
+
+store_test!(
+    an_incremental_connection_reads_everything_once_its_last_full_pull_is_a_day_old,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let script = Arc::new(Mutex::new(Script {
+            users: users(4),
+            ..Default::default()
+        }));
+        let runner = runner(store, script.clone()).await;
+        let modes = script.lock().unwrap().modes.clone();
+        let is_full = |mode: &PullMode| matches!(mode, PullMode::Full);
+        sync(&runner, false).await;
+        sync(&runner, false).await;
+        // Someone left at the source, in a way the deltas never report.
+        script.lock().unwrap().users = users(3);
+        assert_eq!(sync(&runner, false).await.status, "unchanged");
+        assert_eq!(
+            modes
+                .lock()
+                .unwrap()
+                .iter()
+                .map(is_full)
+                .collect::<Vec<_>>(),
+            [true, false, false]
+        );
+
+        // A day later.
+        sync_run::Entity::update_many()
+            .col_expr(
+                sync_run::Column::StartedAt,
+                sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::hours(25)),
+            )
+            .exec(store.db())
+            .await
+            .unwrap();
+        let report = sync(&runner, false).await;
+        assert_eq!((report.status, report.mode), ("applied", "full"));
+        assert_eq!(
+            n_users(store).await,
+            3,
+            "the periodic full pull removes them"
+        );
+        assert!(is_full(modes.lock().unwrap().last().unwrap()));
+        sync(&runner, false).await;
+        assert!(
+            !is_full(modes.lock().unwrap().last().unwrap()),
+            "then deltas again"
+        );
     }
 );
 

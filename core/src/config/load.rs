@@ -392,6 +392,12 @@ fn validate_connection<C: KindCatalog + ?Sized>(
             );
         }
     }
+    if connection.full_sync_every_hours == 0 {
+        report.value(
+            &format!("{path}.full_sync_every_hours"),
+            "must be at least 1: the periodic full pull is how deletions a delta cannot see are caught".to_string(),
+        );
+    }
     if let Err(message) = DeletionLimit::parse(&connection.safety.max_deletions) {
         report.value(&format!("{path}.safety.max_deletions"), message);
     }

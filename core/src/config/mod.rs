@@ -130,6 +130,11 @@ pub struct ConnectionConfig {
     /// Up to this many seconds of random delay before each scheduled run.
     #[serde(default)]
     pub schedule_jitter_secs: u64,
+    /// A pull that would be incremental reads everything instead when the
+    /// last full pull is older than this: what a source's deltas cannot
+    /// report (a deletion they never list) is caught within this time.
+    #[serde(default = "default_full_sync_every_hours")]
+    pub full_sync_every_hours: u64,
     /// Deletion safety gate.
     #[serde(default)]
     pub safety: SafetyConfig,
@@ -148,6 +153,10 @@ impl ConnectionConfig {
 
 fn default_true() -> bool {
     true
+}
+
+fn default_full_sync_every_hours() -> u64 {
+    24
 }
 
 /// `[connections.safety]`: how much one change set may delete before an admin

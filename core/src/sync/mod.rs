@@ -28,7 +28,7 @@ use idpsync_driver::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, Set, Statement, TransactionTrait,
+    QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -166,6 +166,23 @@ impl Drop for RunGuard {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.connection_id);
     }
+}
+
+/// How one pull and its reconciliation ended.
+enum Pass {
+    Submitted(Outcome, u64),
+    /// Shutdown came first.
+    Abandoned,
+    /// What a delta read cannot be applied as it is; a full pull can.
+    ReadEverything(String),
+}
+
+/// A write refused because the userName it gives is taken.
+fn is_user_name_clash(error: &ReconcileError) -> bool {
+    let ReconcileError::Store(StoreError::Db(db)) = error else {
+        return false;
+    };
+    matches!(db.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) if message.contains("user_name_key"))
 }
 
 /// What a pull's staged records are applied as.
@@ -387,7 +404,9 @@ impl SyncRunner {
             .await?
             .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
         let mut mode = match (&row.delta_cursor, force_full) {
-            (Some(cursor), false) => PullMode::Delta(DeltaCursor(cursor.clone())),
+            (Some(cursor), false) if !self.full_pull_due(connection_id).await? => {
+                PullMode::Delta(DeltaCursor(cursor.clone()))
+            }
             _ => PullMode::Full,
         };
         attempt.mode = if matches!(mode, PullMode::Full) {
@@ -396,49 +415,84 @@ impl SyncRunner {
             "delta"
         };
         let mut cancel = std::pin::pin!(cancel);
-        let (staged, outcome, input) = loop {
-            let mut staged = CollectedRecords::default();
-            let pulled = tokio::select! {
-                result = driver.pull(mode.clone(), &mut staged) => Some(result),
-                _ = &mut cancel => None,
-            };
-            let Some(pulled) = pulled else {
-                tracing::info!(
-                    connection = connection_id,
-                    "sync abandoned before applying (shutdown)"
-                );
-                return Ok(attempt.report(
-                    None,
-                    "abandoned",
-                    Some("abandoned at shutdown".into()),
-                    None,
-                ));
-            };
-            let outcome = pulled.map_err(SyncError::Pull)?;
-            staged.merge_repeats();
-            attempt.received = ReceivedCounts {
-                users: staged.users.len() + staged.user_updates.len(),
-                groups: staged.groups.len(),
-                memberships: staged.memberships.len(),
-            };
+        let (result, pull_ms) = loop {
             match self
-                .staged_input(connection_id, &mut staged, &outcome)
+                .pull_and_submit(&*driver, mode.clone(), attempt, cancel.as_mut())
                 .await?
             {
-                Ok(input) => break (staged, outcome, input),
-                Err(unknown) if mode != PullMode::Full => {
-                    tracing::warn!(connection = connection_id, user = %unknown, "the delta sent part of a user that is not stored; reading everything instead");
+                Pass::Submitted(result, pull_ms) => break (result, pull_ms),
+                Pass::Abandoned => {
+                    tracing::info!(
+                        connection = connection_id,
+                        "sync abandoned before applying (shutdown)"
+                    );
+                    return Ok(attempt.report(
+                        None,
+                        "abandoned",
+                        Some("abandoned at shutdown".into()),
+                        None,
+                    ));
+                }
+                Pass::ReadEverything(why) if mode != PullMode::Full => {
+                    tracing::warn!(connection = connection_id, %why, "reading everything instead");
                     mode = PullMode::Full;
                     attempt.mode = "full";
                 }
-                Err(unknown) => {
-                    return Err(SyncError::Pull(DriverError::protocol(format!(
-                        "a full pull sent only part of user \"{unknown}\""
-                    ))));
+                Pass::ReadEverything(why) => {
+                    return Err(SyncError::Pull(DriverError::protocol(why)));
                 }
             }
         };
+        let (status, run_id) = match &result {
+            Outcome::Applied(report) => ("applied", Some(report.run_id)),
+            Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
+            Outcome::Held(report) => ("held", Some(report.run_id)),
+            Outcome::Planned(_) => ("planned", None),
+        };
+        if !attempt.dry_run {
+            self.record_health(connection_id, true).await?;
+        }
+        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
+        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(attempt.clock.elapsed().as_secs_f64());
+        let mut report = attempt.report(run_id, status, None, Some(result));
+        report.pull_ms = pull_ms;
+        Ok(report)
+    }
+
+    /// One pull in `mode` and the reconciliation of what it read.
+    async fn pull_and_submit(
+        &self,
+        driver: &dyn idpsync_driver::Driver,
+        mode: PullMode,
+        attempt: &mut Attempt<'_>,
+        cancel: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<Pass, SyncError> {
+        let connection_id = attempt.connection_id;
+        let is_delta = matches!(mode, PullMode::Delta(_));
+        let mut staged = CollectedRecords::default();
+        let pulled = tokio::select! {
+            result = driver.pull(mode, &mut staged) => result,
+            _ = cancel => return Ok(Pass::Abandoned),
+        };
+        let outcome = pulled.map_err(SyncError::Pull)?;
         let pull_ms = attempt.clock.elapsed().as_millis() as u64;
+        staged.merge_repeats();
+        attempt.received = ReceivedCounts {
+            users: staged.users.len() + staged.user_updates.len(),
+            groups: staged.groups.len(),
+            memberships: staged.memberships.len(),
+        };
+        let input = match self
+            .staged_input(connection_id, &mut staged, &outcome)
+            .await?
+        {
+            Ok(input) => input,
+            Err(unknown) => {
+                return Ok(Pass::ReadEverything(format!(
+                    "the pull sent only part of user \"{unknown}\", which is not stored"
+                )));
+            }
+        };
         if outcome.complete_snapshot
             && let Some(expected) = outcome.declared.users
             && expected != staged.users.len() as u64
@@ -456,7 +510,7 @@ impl SyncRunner {
             started_at: Some(attempt.started),
             unrecorded_hold: false,
         };
-        let result = match input {
+        let submitted = match input {
             StagedInput::Snapshot => {
                 let snapshot = Snapshot {
                     users: staged.users,
@@ -465,30 +519,55 @@ impl SyncRunner {
                 };
                 self.reconciler
                     .submit(connection_id, SourceInput::Snapshot(snapshot), options)
-                    .await?
+                    .await
             }
             StagedInput::Delta(edits) => {
-                let mut staged = staged;
-                removals_from_presence(store, connection_id, &mut staged).await?;
+                removals_from_presence(self.store(), connection_id, &mut staged).await?;
                 self.reconciler
                     .submit_with_edits(connection_id, delta_from(staged), &edits, options)
-                    .await?
+                    .await
             }
         };
-        let (status, run_id) = match &result {
-            Outcome::Applied(report) => ("applied", Some(report.run_id)),
-            Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
-            Outcome::Held(report) => ("held", Some(report.run_id)),
-            Outcome::Planned(_) => ("planned", None),
-        };
-        if !attempt.dry_run {
-            self.record_health(connection_id, true).await?;
+        match submitted {
+            Ok(result) => Ok(Pass::Submitted(result, pull_ms)),
+            // The delta gives a user a name that a user it does not mention
+            // still holds: that user is most likely gone in a way the
+            // delta cannot report. A full pull knows.
+            Err(error) if is_delta && is_user_name_clash(&error) => {
+                Ok(Pass::ReadEverything(format!(
+                    "the delta gives a userName to a user while another user it does not mention still holds it ({error})"
+                )))
+            }
+            Err(error) => Err(error.into()),
         }
-        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
-        metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(attempt.clock.elapsed().as_secs_f64());
-        let mut report = attempt.report(run_id, status, None, Some(result));
-        report.pull_ms = pull_ms;
-        Ok(report)
+    }
+
+    /// Whether the connection's last full pull (applied, or found nothing
+    /// to change) is older than its `full_sync_every_hours`.
+    async fn full_pull_due(&self, connection_id: &str) -> Result<bool, SyncError> {
+        let every = self
+            .config
+            .connection(connection_id)
+            .map_or(24, |c| c.full_sync_every_hours);
+        let last_full = sync_run::Entity::find()
+            .filter(sync_run::Column::ConnectionId.eq(connection_id))
+            .filter(sync_run::Column::Mode.eq("full"))
+            .filter(sync_run::Column::Status.is_in(["succeeded", "approved"]))
+            .order_by_desc(sync_run::Column::Id)
+            .one(self.store().db())
+            .await?;
+        let due = last_full.is_none_or(|run| {
+            let age = Utc::now() - run.started_at;
+            age >= chrono::Duration::hours(every.min(i64::MAX as u64) as i64)
+        });
+        if due {
+            tracing::info!(
+                connection = connection_id,
+                every_hours = every,
+                "periodic full pull"
+            );
+        }
+        Ok(due)
     }
 
     /// What a pull's staged records become: a snapshot, or a delta with

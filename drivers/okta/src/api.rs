@@ -31,7 +31,7 @@ impl OktaApi {
                 Grant::ClientAssertion {
                     client_id: client_id.to_string(),
                     key_id: key_id.map(str::to_string),
-                    scopes: vec!["okta.users.read".into(), "okta.groups.read".into()],
+                    scopes: scopes(&settings),
                 },
                 RsaSigner::from_pem(private_key, "private_key")?,
             )?)),
@@ -97,6 +97,25 @@ impl OktaApi {
         }
     }
 
+    pub fn reads_system_log(&self) -> bool {
+        self.settings.read_system_log
+    }
+
+    /// The System Log's deletions of users and groups published in
+    /// `[since, until)`: a bounded query, so its pages end (a polling query,
+    /// without `until`, always links a next page).
+    pub fn deletions_url(&self, since: &str, until: &str) -> String {
+        let filter = DELETION_EVENTS
+            .iter()
+            .map(|kind| format!("eventType eq \"{kind}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        self.with_query(
+            "/api/v1/logs",
+            &[("since", since), ("until", until), ("filter", &filter)],
+        )
+    }
+
     pub fn group_users_url(&self, group_id: &str) -> String {
         self.with_query(&format!("/api/v1/groups/{group_id}/users"), &[])
     }
@@ -153,13 +172,32 @@ impl OktaApi {
     }
 }
 
+/// System Log event types that delete a user or a group.
+pub const DELETION_EVENTS: [&str; 3] = [
+    "user.lifecycle.delete.initiated",
+    "user.lifecycle.delete.completed",
+    "group.lifecycle.delete",
+];
+
+/// The OAuth scopes a service app asks for.
+fn scopes(settings: &OktaSettings) -> Vec<String> {
+    let mut scopes = vec![
+        "okta.users.read".to_string(),
+        "okta.groups.read".to_string(),
+    ];
+    if settings.read_system_log {
+        scopes.push("okta.logs.read".into());
+    }
+    scopes
+}
+
 fn explain(error: DriverError) -> DriverError {
     match error {
         DriverError::Unauthorized(body) => DriverError::Unauthorized(format!(
             "{body}; check api_token (or the service app's client_id and key)"
         )),
         DriverError::Forbidden(body) => DriverError::Forbidden(format!(
-            "{body}; the token needs read access to users and groups (API token of a read-only admin, or a service app granted okta.users.read and okta.groups.read)"
+            "{body}; the token needs read access to users, groups and the System Log (API token of a read-only admin, or a service app granted okta.users.read, okta.groups.read and okta.logs.read; or set read_system_log = false)"
         )),
         other => other,
     }

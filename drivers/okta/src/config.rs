@@ -27,6 +27,17 @@ pub struct OktaSettings {
     /// Objects per request (`limit`), 1 to 200.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Read user and group deletions from the System Log in incremental
+    /// pulls (`/api/v1/logs`; a service app then also needs the scope
+    /// `okta.logs.read`). Deleted users vanish from every listing, so
+    /// without it a deletion is seen only by the next full pull (see
+    /// `full_sync_every_hours`).
+    #[serde(default = "default_true")]
+    pub read_system_log: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_group_types() -> Vec<String> {

@@ -5,8 +5,16 @@
 //! 200, DEPROVISIONED users only through `search`, `search=lastUpdated gt`,
 //! group `filter=lastUpdated gt ... or lastMembershipUpdated gt ...`,
 //! `X-Rate-Limit-*` headers on every answer, 429 when the budget is spent,
-//! and Okta's error bodies (`errorCode`, `errorSummary`, ...). Pages are named
-//! `users`, `groups` and `members` for faults.
+//! and Okta's error bodies (`errorCode`, `errorSummary`, ...), for unknown
+//! routes and search expressions too. Pages are named `users`, `groups`,
+//! `members` and `logs` for faults.
+//!
+//! Deleting a user ([`FakeOkta::delete_user`]) is what Okta does: an active
+//! user is deactivated first, then the user vanishes from every listing,
+//! search and group, and the System Log (`/api/v1/logs`, with `since`,
+//! `until` and `eventType eq` filters) records both events. A new account
+//! may take a deleted or renamed account's login ([`FakeOkta::create_user`],
+//! [`FakeOkta::rename_user`]).
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -32,6 +40,21 @@ pub struct Org {
     /// benchmark tenant's member lists serve a million user objects, and
     /// building each anew made the fake, not the driver, the bottleneck.
     user_json: HashMap<usize, Arc<str>>,
+    /// Users deleted: gone from every listing.
+    pub deleted: std::collections::HashSet<usize>,
+    /// The System Log: (published, eventType, target id, target type).
+    pub log: Vec<(DateTime<Utc>, String, String, String)>,
+}
+
+impl Org {
+    fn record(&mut self, event_type: &str, target: &str, target_type: &str) {
+        self.log.push((
+            Utc::now(),
+            event_type.into(),
+            target.into(),
+            target_type.into(),
+        ));
+    }
 }
 
 #[derive(Clone)]
@@ -77,6 +100,8 @@ impl FakeOkta {
                 user_updated: HashMap::new(),
                 group_updated: HashMap::new(),
                 user_json: HashMap::new(),
+                deleted: Default::default(),
+                log: Vec::new(),
             })),
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
@@ -91,6 +116,8 @@ impl FakeOkta {
             .route("/api/v1/users", get(users))
             .route("/api/v1/groups", get(groups))
             .route("/api/v1/groups/{id}/users", get(group_users))
+            .route("/api/v1/logs", get(logs))
+            .fallback(unknown_route)
             .with_state(self.clone())
     }
 
@@ -109,6 +136,51 @@ impl FakeOkta {
     pub fn set_status(&self, user: usize, status: &str) {
         let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
         org.status.insert(user, status.into());
+        org.user_updated.insert(user, Utc::now());
+        org.user_json.remove(&user);
+    }
+
+    /// Deletes a user as Okta does: deactivated first if it is not already
+    /// (DEPROVISIONED, logged), then gone from every listing and group,
+    /// with `user.lifecycle.delete.initiated` in the System Log.
+    pub fn delete_user(&self, user: usize) {
+        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        let id = org.dataset.users[user].id.clone();
+        if org.status.get(&user).map(String::as_str) != Some("DEPROVISIONED") {
+            org.status.insert(user, "DEPROVISIONED".into());
+            org.record("user.lifecycle.deactivate", &id, "User");
+        }
+        org.user_updated.insert(user, Utc::now());
+        org.user_json.remove(&user);
+        org.deleted.insert(user);
+        let groups: Vec<usize> = org
+            .dataset
+            .members
+            .iter()
+            .filter(|(_, u)| *u == user)
+            .map(|(g, _)| *g)
+            .collect();
+        org.dataset.members.retain(|(_, u)| *u != user);
+        for group in groups {
+            org.group_updated.insert(group, Utc::now());
+        }
+        org.record("user.lifecycle.delete.initiated", &id, "User");
+    }
+
+    /// A new account (a new id), possibly with a login another account had.
+    /// Returns its index.
+    pub fn create_user(&self, user: idpsync_driver::fake::FakeUser) -> usize {
+        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.dataset.users.push(user);
+        let index = org.dataset.users.len() - 1;
+        org.user_updated.insert(index, Utc::now());
+        index
+    }
+
+    /// Gives a user a new login.
+    pub fn rename_user(&self, user: usize, login: &str) {
+        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.dataset.users[user].user_name = login.into();
         org.user_updated.insert(user, Utc::now());
         org.user_json.remove(&user);
     }
@@ -345,9 +417,18 @@ async fn users(
             .strip_prefix("status eq \"")
             .and_then(|s| s.strip_suffix('"'));
         let updated_after = search
-            .starts_with("lastUpdated")
-            .then(|| since(&search).unwrap_or_else(epoch));
+            .starts_with("lastUpdated gt")
+            .then(|| since(&search))
+            .flatten();
+        if !search.is_empty() && wanted_status.is_none() && updated_after.is_none() {
+            return okta_error(
+                StatusCode::BAD_REQUEST,
+                "E0000031",
+                "Invalid search criteria.",
+            );
+        }
         let matching = (0..org.dataset.users.len())
+            .filter(|i| !org.deleted.contains(i))
             .filter(|i| {
                 let status = org.status.get(i).map(String::as_str).unwrap_or("ACTIVE");
                 match (wanted_status, updated_after) {
@@ -449,4 +530,94 @@ async fn group_users(
             &format!("Not found: Resource not found: {id} (UserGroup)"),
         ),
     }
+}
+
+/// `eventType eq "a" or eventType eq "b"`: the event types, or `None` for
+/// an expression the fake does not evaluate.
+fn event_types(filter: &str) -> Option<Vec<String>> {
+    filter
+        .split(" or ")
+        .map(|part| {
+            part.trim()
+                .strip_prefix("eventType eq \"")?
+                .strip_suffix('"')
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The System Log: events published in `[since, until)` of the filtered
+/// types, oldest first. Without `until` the query polls: Okta links a next
+/// page even after the last event.
+async fn logs(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (after, limit) = paging(&query);
+    if let Some(answer) = gate(&fake, &headers, "logs", after / limit).await {
+        return answer;
+    }
+    let time = |key: &str| {
+        query
+            .get(key)
+            .map(|t| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)))
+            .transpose()
+    };
+    let (Ok(since), Ok(until)) = (time("since"), time("until")) else {
+        return okta_error(
+            StatusCode::BAD_REQUEST,
+            "E0000030",
+            "Bad request. Invalid date. Dates must be of the form yyyy-MM-dd'T'HH:mm:ss.SSSZZ",
+        );
+    };
+    let types = match query.get("filter") {
+        Some(filter) => match event_types(filter) {
+            Some(types) => Some(types),
+            None => {
+                return okta_error(
+                    StatusCode::BAD_REQUEST,
+                    "E0000031",
+                    "Invalid search criteria.",
+                );
+            }
+        },
+        None => None,
+    };
+    let events: Vec<Arc<str>> = {
+        let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.log
+            .iter()
+            .filter(|(at, ..)| since.is_none_or(|s| *at >= s) && until.is_none_or(|u| *at < u))
+            .filter(|(_, kind, ..)| types.as_ref().is_none_or(|t| t.contains(kind)))
+            .map(|(at, kind, id, target_type)| {
+                json!({
+                    "uuid": format!("{}-{id}", at.timestamp_nanos_opt().unwrap_or_default()),
+                    "published": okta_time(*at), "eventType": kind, "version": "0",
+                    "severity": "INFO", "displayMessage": kind, "outcome": {"result": "SUCCESS"},
+                    "actor": {"id": "00uadmin", "type": "User", "alternateId": "admin@example.test"},
+                    "target": [{"id": id, "type": target_type, "alternateId": id}]
+                })
+                .to_string()
+                .into()
+            })
+            .collect()
+    };
+    let total = if until.is_none() {
+        // Polling: always a next link.
+        usize::MAX
+    } else {
+        events.len()
+    };
+    let page_items = events.into_iter().skip(after).take(limit).collect();
+    page(&fake, "logs", "/api/v1/logs", &query, total, page_items)
+}
+
+/// Okta's answer to a path it does not serve.
+async fn unknown_route(uri: axum::http::Uri) -> Response {
+    okta_error(
+        StatusCode::NOT_FOUND,
+        "E0000007",
+        &format!("Not found: Resource not found: {} (Page)", uri.path()),
+    )
 }

@@ -14,10 +14,14 @@
 //!   `X-Rate-Limit-Reset`; a 429 waits until the reset (the SDK's HTTP kit).
 //! * Incremental pulls: users `search=lastUpdated gt "<t>"` and groups
 //!   `filter=lastUpdated gt "<t>" or lastMembershipUpdated gt "<t>"`, whose
-//!   members are re-read whole. Both timestamps are exact in Okta. Deletions
-//!   are seen because Okta deletes only deactivated (DEPROVISIONED) users,
-//!   and a deactivation updates `lastUpdated`; a deleted group is seen by the
-//!   next full pull (`idpsync sync <id> --full`).
+//!   members are re-read whole. Both timestamps are exact in Okta. A deleted
+//!   user or group vanishes from every listing and search (a user
+//!   deactivated and deleted between two pulls is never listed as
+//!   DEPROVISIONED), so deletions come from the System Log: a bounded query
+//!   of `user.lifecycle.delete.*` and `group.lifecycle.delete` events since
+//!   the cursor, whose targets are removed (`read_system_log`, on by
+//!   default). Core's periodic full pull (`full_sync_every_hours`) is the
+//!   safety net.
 
 mod api;
 pub mod config;
@@ -118,6 +122,22 @@ fn user(item: OktaUser) -> Result<SourceUser, DriverError> {
     Ok(record)
 }
 
+/// A System Log event as the driver reads it: its type and targets.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogEvent {
+    event_type: String,
+    #[serde(default)]
+    target: Vec<LogTarget>,
+}
+
+#[derive(serde::Deserialize)]
+struct LogTarget {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
 /// A group member as the driver reads it: the id of a listed user object.
 #[derive(serde::Deserialize)]
 struct MemberId {
@@ -130,6 +150,37 @@ struct MemberId {
 const MEMBER_READS_IN_FLIGHT: usize = 4;
 
 impl OktaDriver {
+    /// Users and groups the System Log says were deleted in `[since, until)`.
+    async fn deletions(
+        &self,
+        since: &str,
+        until: &str,
+        sink: &mut dyn RecordSink,
+    ) -> Result<(), DriverError> {
+        let mut next = Some(self.api.deletions_url(since, until));
+        while let Some(url) = next {
+            let (events, link) = self.api.page::<LogEvent>(&url).await?;
+            // A page without events ends the query, whatever its links say.
+            next = link.filter(|_| !events.is_empty());
+            let (mut users, mut groups) = (Vec::new(), Vec::new());
+            for event in events {
+                let targets = event.target.into_iter();
+                if event.event_type.starts_with("user.lifecycle.delete") {
+                    users.extend(targets.filter(|t| t.kind == "User").map(|t| t.id));
+                } else if event.event_type == "group.lifecycle.delete" {
+                    groups.extend(targets.filter(|t| t.kind == "UserGroup").map(|t| t.id));
+                }
+            }
+            if !users.is_empty() {
+                sink.removed_users(users).await?;
+            }
+            if !groups.is_empty() {
+                sink.removed_groups(groups).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every member of one group, all its pages.
     async fn members(&self, group_id: String) -> Result<Vec<MembershipEdge>, DriverError> {
         let mut next = Some(self.api.group_users_url(&group_id));
@@ -226,12 +277,20 @@ impl Driver for OktaDriver {
         mode: PullMode,
         sink: &mut dyn RecordSink,
     ) -> Result<PullOutcome, DriverError> {
-        // Changes made while this pull runs are caught by the next one.
-        let started = chrono::Utc::now() - chrono::Duration::seconds(60);
-        let cursor = Some(DeltaCursor(
-            started.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        ));
+        // Changes made while this pull runs are caught by the next one,
+        // which starts a minute early (clocks and Okta's indexing lag):
+        // windows overlap, and a change seen twice is applied once.
+        let okta_time =
+            |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let now = chrono::Utc::now();
+        let cursor = Some(DeltaCursor(okta_time(now - chrono::Duration::seconds(60))));
         if let PullMode::Delta(since) = mode {
+            if self.api.reads_system_log() {
+                // `until` a second ahead: the timestamp keeps only
+                // milliseconds, and an event of this very instant must be in.
+                let until = okta_time(now + chrono::Duration::seconds(1));
+                self.deletions(&since.0, &until, sink).await?;
+            }
             self.users(
                 self.api
                     .users_url(Some(&format!("lastUpdated gt \"{}\"", since.0))),

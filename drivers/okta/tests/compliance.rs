@@ -117,6 +117,88 @@ async fn incremental_pulls_return_only_what_changed() {
 }
 
 #[tokio::test]
+async fn a_user_deactivated_and_deleted_between_two_pulls_is_removed_by_the_next() {
+    let fake = fake();
+    let server = fake.start().await.unwrap();
+    let driver = build(fake.settings(&server.base_url, 100));
+    let (_, outcome) = pull(driver.as_ref(), PullMode::Full).await.unwrap();
+    let (gone, reused) = {
+        let org = fake.org.lock().unwrap();
+        (org.dataset.users[7].clone(), org.dataset.users[8].clone())
+    };
+    // User 7 is deactivated and deleted; user 8 too, and a new hire takes
+    // user 8's login.
+    fake.delete_user(7);
+    fake.delete_user(8);
+    let mut hire = reused.clone();
+    hire.id = "00unewhire".into();
+    fake.create_user(hire);
+
+    let (delta, _) = pull(
+        driver.as_ref(),
+        PullMode::Delta(outcome.next_cursor.unwrap()),
+    )
+    .await
+    .unwrap();
+    let mut removed = delta.removed_users.clone();
+    removed.sort();
+    removed.dedup();
+    let mut expected = vec![gone.id.clone(), reused.id.clone()];
+    expected.sort();
+    assert_eq!(removed, expected, "the System Log names both deletions");
+    assert_eq!(
+        delta
+            .users
+            .iter()
+            .map(|u| u.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["00unewhire"],
+        "the deleted users are in no listing; the new hire is"
+    );
+    assert_eq!(delta.users[0].user_name, reused.user_name);
+
+    // Without the System Log, an incremental pull cannot see a deletion.
+    let mut blind = fake.settings(&server.base_url, 100);
+    blind["read_system_log"] = false.into();
+    let (_, outcome) = pull(build(blind.clone()).as_ref(), PullMode::Full)
+        .await
+        .unwrap();
+    let ninth = fake.org.lock().unwrap().dataset.users[9].id.clone();
+    fake.delete_user(9);
+    let (delta, _) = pull(
+        build(blind).as_ref(),
+        PullMode::Delta(outcome.next_cursor.unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(delta.removed_users.is_empty());
+    assert!(delta.users.iter().all(|u| u.external_id != ninth));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_searches_get_oktas_error_bodies() {
+    let fake = fake();
+    let server = fake.start().await.unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("{}{path}", server.base_url))
+            .header("authorization", format!("SSWS {}", fake.api_token))
+            .send()
+    };
+    let missing = get("/api/v1/nothing").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["errorCode"], "E0000007");
+    let bad = get("/api/v1/users?search=profile.nickName%20sw%20%22a%22")
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["errorCode"], "E0000031");
+}
+
+#[tokio::test]
 async fn service_apps_sign_their_assertion_and_rate_limits_are_waited_out() {
     let fake = fake();
     let server = fake.start().await.unwrap();
