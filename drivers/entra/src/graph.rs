@@ -113,6 +113,7 @@ impl GraphApi {
                 "{}/.default",
                 settings.graph_url.trim_end_matches('/')
             )],
+            http.clone(),
         )?
         .credentials_in_body();
         let origin = settings.graph_origin();

@@ -25,6 +25,7 @@ impl DirectoryApi {
                 scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
             },
             RsaSigner::from_pem(&key.private_key, "service_account_key")?,
+            http.clone(),
         )?;
         Ok(DirectoryApi {
             http,

@@ -6,7 +6,8 @@
 //! `groups/{key}/members` with `pageToken`/`nextPageToken` and `maxResults`
 //! maxima (500, 200, 200), `customer=my_customer` or `domain`, members of
 //! type USER, GROUP and CUSTOMER, Google's error bodies, and quota errors as
-//! 403 `rateLimitExceeded` (the throttle fault) or 429.
+//! 403 `quotaExceeded` (the throttle fault; Google documents "retry using
+//! exponential back-off") or 429.
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -142,7 +143,7 @@ async fn gate(
 ) -> Option<Response> {
     if let Some(answer) = fake
         .faults
-        .before(resource, page, |_| google_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'."))
+        .before(resource, page, |_| google_error(StatusCode::FORBIDDEN, "quotaExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'."))
         .await
     {
         return Some(answer);

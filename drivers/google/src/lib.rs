@@ -9,10 +9,11 @@
 //!   `CUSTOMER`, which means every user of the account), paged with
 //!   `pageToken`/`nextPageToken` at the API's maxima (500 users, 200 groups
 //!   and members).
-//! * Quota errors come as 429 or as 403 `rateLimitExceeded` /
-//!   `userRateLimitExceeded`: both are retried with backoff (the SDK's HTTP
-//!   kit); other 403s are permission errors naming the delegation and scopes
-//!   to set up.
+//! * Quota errors come as 429 or as 403 with a quota reason
+//!   (`rateLimitExceeded`, `userRateLimitExceeded`, `quotaExceeded`): all are
+//!   retried with backoff by the SDK's HTTP kit (`dailyLimitExceeded` fails
+//!   the run as rate limited); only other 403s are permission errors naming
+//!   the delegation and scopes to set up.
 //! * The Directory API has no delta for this: every pull is full.
 
 mod api;

@@ -56,6 +56,7 @@ impl KeycloakApi {
             &settings.client_id,
             &settings.client_secret,
             Vec::new(),
+            http.clone(),
         )?;
         Ok(KeycloakApi {
             admin_base: format!("{root}/admin/realms/{}", settings.realm),

@@ -34,6 +34,7 @@ impl OktaApi {
                     scopes: scopes(&settings),
                 },
                 RsaSigner::from_pem(private_key, "private_key")?,
+                http.clone(),
             )?)),
         };
         let origin = url::Url::parse(&root)

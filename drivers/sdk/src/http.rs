@@ -130,6 +130,60 @@ impl HttpKit {
         build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
         auth: Option<&dyn TokenSource>,
     ) -> Result<Response, DriverError> {
+        match self.exchange(build, auth).await? {
+            Answer::Success(response) => Ok(response),
+            Answer::Refused(refusal) => Err(refusal.into_error(self.retry.max_backoff)),
+        }
+    }
+
+    /// A token request (client credentials, a signed grant) through the
+    /// same retries as every call: a network failure, a 429 or a 5xx is
+    /// retried, and one that outlasts the retries is an outage
+    /// ([`DriverError::Transient`], [`DriverError::RateLimited`]), never
+    /// "authentication failed". Any other answer is returned as it is, for
+    /// the caller to read the token or the refusal from.
+    pub async fn send_token_request(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
+    ) -> Result<TokenAnswer, DriverError> {
+        match self.exchange(build, None).await? {
+            Answer::Success(response) => Ok(TokenAnswer {
+                status: response.status(),
+                body: response
+                    .bytes()
+                    .await
+                    .map_err(|error| {
+                        DriverError::Transient(format!(
+                            "token request failed: {}",
+                            error.without_url()
+                        ))
+                    })?
+                    .to_vec(),
+            }),
+            Answer::Refused(refusal) if refusal.is_outage() => {
+                Err(match refusal.into_error(self.retry.max_backoff) {
+                    DriverError::Transient(message) => {
+                        DriverError::Transient(format!("the token endpoint is failing: {message}"))
+                    }
+                    other => other,
+                })
+            }
+            Answer::Refused(refusal) => Ok(TokenAnswer {
+                status: refusal.status,
+                body: refusal.body.into_bytes(),
+            }),
+        }
+    }
+
+    /// The retry loop: network failures, 429, 5xx and quota answers are
+    /// retried (after `Retry-After`, the rate-limit reset when the budget
+    /// is spent, or a backoff); a 401 refreshes the token once. Returns a
+    /// success, or the final refusal.
+    async fn exchange(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
+        auth: Option<&dyn TokenSource>,
+    ) -> Result<Answer, DriverError> {
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
@@ -161,7 +215,7 @@ impl HttpKit {
             self.note_rate_limit(response.headers()).await;
             let status = response.status();
             if status.is_success() {
-                return Ok(response);
+                return Ok(Answer::Success(response));
             }
             if status == StatusCode::UNAUTHORIZED
                 && let Some(auth) = auth
@@ -173,14 +227,20 @@ impl HttpKit {
                 attempt -= 1;
                 continue;
             }
-            let wait =
-                retry_after(response.headers()).or_else(|| rate_limit_reset(response.headers()));
+            // The rate-limit reset is the wait only when the budget is
+            // spent: a 5xx with budget left is retried after a backoff.
+            let budget_spent = status == StatusCode::TOO_MANY_REQUESTS
+                || rate_limit_remaining(response.headers()) == Some(0);
+            let wait = retry_after(response.headers()).or_else(|| {
+                budget_spent
+                    .then(|| rate_limit_reset(response.headers()))
+                    .flatten()
+            });
             let body = read_error_body(response).await;
-            // Google reports quota exhaustion as 403 rateLimitExceeded.
-            let quota = status == StatusCode::FORBIDDEN
-                && (body.contains("rateLimitExceeded") || body.contains("userRateLimitExceeded"));
-            let retryable =
-                status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || quota;
+            let quota = quota_answer(status, &body);
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                || status.is_server_error()
+                || quota == Some(Quota::RetryLater);
             if retryable && attempt < self.retry.max_attempts {
                 let wait = wait.unwrap_or_else(|| self.retry.backoff(attempt));
                 if wait > self.retry.max_wait {
@@ -195,21 +255,12 @@ impl HttpKit {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(match status {
-                StatusCode::UNAUTHORIZED => DriverError::Unauthorized(body),
-                StatusCode::FORBIDDEN if quota => DriverError::RateLimited {
-                    retry_after: wait.unwrap_or(self.retry.max_backoff),
-                },
-                StatusCode::FORBIDDEN => DriverError::Forbidden(body),
-                StatusCode::NOT_FOUND => DriverError::NotFound(body),
-                StatusCode::TOO_MANY_REQUESTS => DriverError::RateLimited {
-                    retry_after: wait.unwrap_or(self.retry.max_backoff),
-                },
-                status if status.is_server_error() => {
-                    DriverError::Transient(format!("{status}: {body}"))
-                }
-                status => DriverError::Protocol(format!("{status}: {body}")),
-            });
+            return Ok(Answer::Refused(Refusal {
+                status,
+                body,
+                wait,
+                quota,
+            }));
         }
     }
 
@@ -335,6 +386,122 @@ impl OffsetPager {
     }
 }
 
+/// How an exchange ended.
+enum Answer {
+    Success(Response),
+    Refused(Refusal),
+}
+
+/// A final non-2xx answer.
+struct Refusal {
+    status: StatusCode,
+    body: String,
+    /// What the answer said to wait, if anything.
+    wait: Option<Duration>,
+    quota: Option<Quota>,
+}
+
+impl Refusal {
+    /// Whether the answer says the service is throttled or failing, not
+    /// that the request was wrong.
+    fn is_outage(&self) -> bool {
+        self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status.is_server_error()
+            || self.quota.is_some()
+    }
+
+    fn into_error(self, max_backoff: Duration) -> DriverError {
+        let Refusal {
+            status,
+            body,
+            wait,
+            quota,
+        } = self;
+        if quota.is_some() || status == StatusCode::TOO_MANY_REQUESTS {
+            return DriverError::RateLimited {
+                retry_after: wait.unwrap_or(max_backoff),
+            };
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => DriverError::Unauthorized(body),
+            StatusCode::FORBIDDEN => DriverError::Forbidden(body),
+            StatusCode::NOT_FOUND => DriverError::NotFound(body),
+            status if status.is_server_error() => {
+                DriverError::Transient(format!("{status}: {body}"))
+            }
+            status => DriverError::Protocol(format!("{status}: {body}")),
+        }
+    }
+}
+
+/// A token endpoint's answer that is not an outage: the token, or why not.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+/// A quota answer in Google's error format (`error.errors[].reason`,
+/// `error.status`), which comes as a 403 as often as a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quota {
+    /// Per-minute quotas: Google's documented answer is "retry using
+    /// exponential back-off".
+    RetryLater,
+    /// A daily quota: retrying within the run does not help, but it is no
+    /// permission problem either.
+    Exhausted,
+}
+
+/// Google's documented quota reasons.
+const RETRY_LATER_REASONS: [&str; 3] = [
+    "rateLimitExceeded",
+    "userRateLimitExceeded",
+    "quotaExceeded",
+];
+const EXHAUSTED_REASONS: [&str; 1] = ["dailyLimitExceeded"];
+
+fn quota_answer(status: StatusCode, body: &str) -> Option<Quota> {
+    if !matches!(
+        status,
+        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let error = value.get("error")?;
+    let reasons: Vec<&str> = error
+        .get("errors")
+        .and_then(serde_json::Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e.get("reason").and_then(serde_json::Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if reasons.iter().any(|r| EXHAUSTED_REASONS.contains(r)) {
+        Some(Quota::Exhausted)
+    } else if reasons.iter().any(|r| RETRY_LATER_REASONS.contains(r))
+        || error.get("status").and_then(serde_json::Value::as_str) == Some("RESOURCE_EXHAUSTED")
+    {
+        Some(Quota::RetryLater)
+    } else {
+        None
+    }
+}
+
+/// Okta's `X-Rate-Limit-Remaining`, if sent.
+fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-rate-limit-remaining")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Okta's `X-Rate-Limit-Reset` (epoch seconds) as a wait from now.
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let reset: u64 = headers
@@ -388,7 +555,7 @@ pub struct ClientCredentials {
         oauth2::EndpointSet,
     >,
     scopes: Vec<String>,
-    http: reqwest::Client,
+    http: HttpKit,
     cached: Mutex<Option<(Secret, Instant)>>,
 }
 
@@ -401,11 +568,13 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// Token requests go through `http`, with its retries.
     pub fn new(
         token_url: &str,
         client_id: &str,
         client_secret: &Secret,
         scopes: Vec<String>,
+        http: HttpKit,
     ) -> Result<Self, DriverError> {
         let token_url = oauth2::TokenUrl::new(token_url.to_string())
             .map_err(|error| DriverError::config("token_url", error.to_string()))?;
@@ -414,11 +583,6 @@ impl ClientCredentials {
                 client_secret.expose().to_string(),
             ))
             .set_token_uri(token_url);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|error| DriverError::Transient(error.to_string()))?;
         Ok(ClientCredentials {
             client,
             scopes,
@@ -449,8 +613,16 @@ impl TokenSource for ClientCredentials {
         for scope in &self.scopes {
             request = request.add_scope(oauth2::Scope::new(scope.clone()));
         }
+        // The oauth2 crate builds the request and reads the answer; the kit
+        // sends it, with its retries. An outage comes back as the kit's own
+        // error, carried through oauth2's request error.
+        let kit = self.http.clone();
+        let send = move |request: oauth2::HttpRequest| {
+            let kit = kit.clone();
+            async move { send_through(&kit, request).await }
+        };
         let response = request
-            .request_async(&self.http)
+            .request_async(&send)
             .await
             .map_err(|error| match error {
                 oauth2::RequestTokenError::ServerResponse(response) => {
@@ -459,9 +631,7 @@ impl TokenSource for ClientCredentials {
                         response.error()
                     ))
                 }
-                oauth2::RequestTokenError::Request(error) => {
-                    DriverError::Transient(format!("token request failed: {error}"))
-                }
+                oauth2::RequestTokenError::Request(OutageError(error)) => error,
                 oauth2::RequestTokenError::Parse(error, _) => {
                     DriverError::protocol(format!("unreadable token response: {error}"))
                 }
@@ -480,6 +650,34 @@ impl TokenSource for ClientCredentials {
         *self.cached.lock().await = None;
     }
 }
+
+/// Sends an oauth2 token request through the kit.
+async fn send_through(
+    kit: &HttpKit,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, OutageError> {
+    let (parts, body) = request.into_parts();
+    let uri = parts.uri.to_string();
+    let build = move |client: &reqwest::Client| {
+        client
+            .request(parts.method.clone(), &uri)
+            .headers(parts.headers.clone())
+            .body(body.clone())
+    };
+    let answer = kit.send_token_request(&build).await.map_err(OutageError)?;
+    let mut response = oauth2::HttpResponse::new(answer.body);
+    *response.status_mut() = answer.status;
+    response.headers_mut().insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The kit's error for a token request, as the oauth2 crate's HTTP error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OutageError(DriverError);
 
 #[cfg(test)]
 mod tests {

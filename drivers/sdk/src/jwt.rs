@@ -3,7 +3,7 @@
 //! [`TokenSource`]s with the token cached until shortly before it expires.
 
 use crate::error::DriverError;
-use crate::http::TokenSource;
+use crate::http::{HttpKit, TokenSource};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -128,7 +128,7 @@ pub struct SignedGrant {
     token_url: String,
     grant: Grant,
     signer: RsaSigner,
-    http: reqwest::Client,
+    http: HttpKit,
     cached: Mutex<Option<(Secret, Instant)>>,
 }
 
@@ -142,12 +142,13 @@ impl std::fmt::Debug for SignedGrant {
 }
 
 impl SignedGrant {
-    pub fn new(token_url: &str, grant: Grant, signer: RsaSigner) -> Result<Self, DriverError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|error| DriverError::Transient(error.to_string()))?;
+    /// Token requests go through `http`, with its retries.
+    pub fn new(
+        token_url: &str,
+        grant: Grant,
+        signer: RsaSigner,
+        http: HttpKit,
+    ) -> Result<Self, DriverError> {
         Ok(SignedGrant {
             token_url: token_url.into(),
             grant,
@@ -209,17 +210,19 @@ impl TokenSource for SignedGrant {
         {
             return Ok(token.clone());
         }
-        let response = self
+        // A fresh assertion per attempt (an IdP may refuse a jti it saw):
+        // signed once here to surface an error, then on every attempt.
+        self.form()?;
+        let answer = self
             .http
-            .post(&self.token_url)
-            .form(&self.form()?)
-            .send()
-            .await
-            .map_err(|error| {
-                DriverError::Transient(format!("token request failed: {}", error.without_url()))
-            })?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+            .send_token_request(&|client| {
+                client
+                    .post(&self.token_url)
+                    .form(&self.form().unwrap_or_default())
+            })
+            .await?;
+        let status = answer.status;
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         if !status.is_success() {
             let reason = body
                 .get("error_description")
