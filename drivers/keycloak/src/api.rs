@@ -107,8 +107,13 @@ impl KeycloakApi {
         self.get("/users", &query).await
     }
 
+    /// Top-level groups. `subGroupsCount=true` is asked for explicitly:
+    /// it is Keycloak's default today, and a server whose default changed
+    /// would otherwise hide every subgroup.
     pub async fn groups_page(&self, first: u32) -> Result<Vec<GroupRepresentation>, DriverError> {
-        self.get("/groups", &self.page(first)).await
+        let mut query = self.page(first);
+        query.push(("subGroupsCount", "true".into()));
+        self.get("/groups", &query).await
     }
 
     pub async fn all_children(
@@ -118,11 +123,10 @@ impl KeycloakApi {
         let mut children = Vec::new();
         let mut pager = OffsetPager::new(self.settings.page_size);
         while let Some(first) = pager.next_offset() {
+            let mut query = self.page(first as u32);
+            query.push(("subGroupsCount", "true".into()));
             let page: Vec<GroupRepresentation> = self
-                .get(
-                    &format!("/groups/{group_id}/children"),
-                    &self.page(first as u32),
-                )
+                .get(&format!("/groups/{group_id}/children"), &query)
                 .await?;
             pager.record(page.len());
             children.extend(page);

@@ -2,10 +2,14 @@
 //! in what the driver relies on: the token endpoint (client credentials,
 //! HTTP Basic or form auth, `invalid_client` on bad credentials), `first`/`max`
 //! paging with bare arrays and no totals, `users/count`, top-level groups with
-//! `subGroupCount`, `/children`, `/members`, 401 `{"error":"HTTP 401
-//! Unauthorized"}` and 403 for a service account without roles. Faults come
+//! `subGroupCount` (when `subGroupsCount=true` is asked for, or the server's
+//! default says so; or never, as a server that does not know the parameter:
+//! [`SubGroupCounts`]),
+//! `/children`, `/members`, 401 `{"error":"HTTP 401 Unauthorized"}`, 403 for
+//! a service account without roles and 404 `{"error":"RESTEASY003210: Could
+//! not find resource for full path: ..."}` for unknown routes. Faults come
 //! from the SDK's fake kit; pages are named `users`, `groups`, `children` and
-//! `members`.
+//! `members`. A new user may take a removed user's username: edit `dataset`.
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -29,6 +33,18 @@ pub struct FakeKeycloak {
     pub faults: FaultInjector,
     /// When set, the service account lacks its roles: every admin call is 403.
     pub forbidden: Arc<Mutex<bool>>,
+    /// When groups carry `subGroupCount`.
+    pub sub_group_counts: Arc<Mutex<SubGroupCounts>>,
+}
+
+/// When a group listing carries each group's `subGroupCount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubGroupCounts {
+    /// As the `subGroupsCount` parameter asks, else this default (Keycloak's
+    /// is `true`, and a version may change it).
+    Parameter { default: bool },
+    /// Never: a server that does not know the parameter.
+    Never,
 }
 
 impl FakeKeycloak {
@@ -41,6 +57,20 @@ impl FakeKeycloak {
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
             forbidden: Arc::new(Mutex::new(false)),
+            sub_group_counts: Arc::new(Mutex::new(SubGroupCounts::Parameter { default: true })),
+        }
+    }
+
+    /// Whether a group listing with `query` carries `subGroupCount`.
+    fn counts_sub_groups(&self, query: &HashMap<String, String>) -> bool {
+        let counts = *self
+            .sub_group_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (counts, query.get("subGroupsCount")) {
+            (SubGroupCounts::Never, _) => false,
+            (SubGroupCounts::Parameter { .. }, Some(asked)) => asked == "true",
+            (SubGroupCounts::Parameter { default }, None) => default,
         }
     }
 
@@ -52,6 +82,7 @@ impl FakeKeycloak {
             .route("/admin/realms/{realm}/groups", get(groups))
             .route("/admin/realms/{realm}/groups/{id}/children", get(children))
             .route("/admin/realms/{realm}/groups/{id}/members", get(members))
+            .fallback(unknown_route)
             .with_state(self.clone())
     }
 
@@ -230,7 +261,7 @@ fn user_json(dataset: &Dataset, index: usize) -> Value {
     })
 }
 
-fn group_json(dataset: &Dataset, index: usize) -> Value {
+fn group_json(dataset: &Dataset, index: usize, with_count: bool) -> Value {
     let group = &dataset.groups[index];
     let mut path = vec![group.name.clone()];
     let mut parent = group.parent;
@@ -239,10 +270,14 @@ fn group_json(dataset: &Dataset, index: usize) -> Value {
         parent = dataset.groups[p].parent;
     }
     path.reverse();
-    json!({
+    let mut json = json!({
         "id": group.id, "name": group.name, "path": format!("/{}", path.join("/")),
-        "subGroupCount": dataset.children_of(index).len(), "access": {"view": true}
-    })
+        "access": {"view": true}
+    });
+    if with_count {
+        json["subGroupCount"] = dataset.children_of(index).len().into();
+    }
+    json
 }
 
 async fn users(
@@ -280,10 +315,11 @@ async fn groups(
     if let Some(answer) = admin_gate(&fake, &realm, &headers, "groups", first / max.max(1)).await {
         return answer;
     }
+    let with_count = fake.counts_sub_groups(&query);
     let items = fake.with_dataset(|d| {
         (0..d.groups.len())
             .filter(|i| d.groups[*i].parent.is_none())
-            .map(|i| group_json(d, i))
+            .map(|i| group_json(d, i, with_count))
             .collect()
     });
     page_json(&fake, "groups", first, max, items)
@@ -304,11 +340,12 @@ async fn children(
     {
         return answer;
     }
+    let with_count = fake.counts_sub_groups(&query);
     let items: Option<Vec<Value>> = fake.with_dataset(|d| {
         group_index(d, &id).map(|g| {
             d.children_of(g)
                 .into_iter()
-                .map(|c| group_json(d, c))
+                .map(|c| group_json(d, c, with_count))
                 .collect()
         })
     });
@@ -348,4 +385,13 @@ async fn members(
         )
             .into_response(),
     }
+}
+
+/// RESTEasy's answer to a path Keycloak does not serve.
+async fn unknown_route(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": format!("RESTEASY003210: Could not find resource for full path: {uri}")})),
+    )
+        .into_response()
 }

@@ -8,7 +8,9 @@
 //! * Paging: `first`/`max`; no totals in pages, so a page shorter than `max`
 //!   is the last. `users/count` gives the declared total.
 //! * Groups: top-level from `/groups`, subgroups from `/groups/{id}/children`
-//!   (Keycloak 23+), members from `/groups/{id}/members`.
+//!   (Keycloak 23+), members from `/groups/{id}/members`. `subGroupsCount=true`
+//!   is sent explicitly; a group without a `subGroupCount` has its children
+//!   probed, so a server default can never hide a subtree.
 //! * Keycloak has no delta API: every pull is full.
 //!
 //! `config` holds the settings, `api` the calls, `map` the mapping; `fake`
@@ -111,7 +113,11 @@ impl Driver for KeycloakDriver {
                 sink.memberships(vec![MembershipEdge::group(parent, group.id.clone())])
                     .await?;
             }
-            if group.sub_group_count.unwrap_or(0) > 0 || !group.sub_groups.is_empty() {
+            // Subgroups: inlined (before Keycloak 23), counted, or, when a
+            // server says neither, probed for: an absent count is not zero.
+            let has_children =
+                !group.sub_groups.is_empty() || group.sub_group_count.is_none_or(|count| count > 0);
+            if has_children {
                 let children = if group.sub_groups.is_empty() {
                     self.api.all_children(&group.id).await?
                 } else {

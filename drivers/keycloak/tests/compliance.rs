@@ -8,7 +8,7 @@ use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
 };
 use idpsync_driver_keycloak::KeycloakFactory;
-use idpsync_driver_keycloak::fake::FakeKeycloak;
+use idpsync_driver_keycloak::fake::{FakeKeycloak, SubGroupCounts};
 
 fn fast_kit() -> HttpKit {
     idpsync_driver::fake::test_kit()
@@ -70,6 +70,30 @@ async fn a_full_pull_reaches_the_last_page_and_keeps_nesting_as_edges() {
         1,
         "the token is cached, not fetched per call"
     );
+}
+
+#[tokio::test]
+async fn subgroups_are_found_whatever_the_servers_subgroup_count_default() {
+    let dataset = Dataset::generate(&spec(40));
+    for counts in [
+        SubGroupCounts::Parameter { default: true },
+        SubGroupCounts::Parameter { default: false },
+        SubGroupCounts::Never,
+    ] {
+        let fake = FakeKeycloak::new("acme", dataset.clone());
+        *fake.sub_group_counts.lock().unwrap() = counts;
+        let server = fake.start().await.unwrap();
+        let sink = pull(driver_for(&fake, &server.base_url, 100).await.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(sink.groups.len(), 12, "{counts:?}");
+        let nested = sink
+            .memberships
+            .iter()
+            .filter(|e| matches!(e.member, MemberRef::Group(_)))
+            .count();
+        assert_eq!(nested, 5, "{counts:?}");
+    }
 }
 
 #[tokio::test]
