@@ -174,5 +174,31 @@ api_url = "{}"
         .unwrap()
         .unwrap();
     assert_eq!(hire_row.user_name, login);
+
+    // A lockout only suspends: access goes, the laptop stays, and both come
+    // back when Okta unlocks the account.
+    let locked = okta.org.lock().unwrap().dataset.users[6].id.clone();
+    let locked_laptop = common::engine::approved_device(&state, "okta", &locked).await;
+    let row = |id: String| {
+        let store = store.clone();
+        async move {
+            source_user::Entity::find()
+                .filter(source_user::Column::ExternalId.eq(id))
+                .one(store.db())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    okta.set_status(6, "LOCKED_OUT");
+    common::engine::sync(&state, "okta", Trigger::Schedule).await;
+    let suspended = row(locked.clone()).await;
+    assert_eq!((suspended.active, suspended.suspended), (false, true));
+    assert_eq!(status(locked_laptop).await, "approved");
+    okta.set_status(6, "ACTIVE");
+    common::engine::sync(&state, "okta", Trigger::Schedule).await;
+    let back = row(locked.clone()).await;
+    assert_eq!((back.active, back.suspended), (true, false));
+    assert_eq!(status(locked_laptop).await, "approved");
     test_store.cleanup().await;
 }

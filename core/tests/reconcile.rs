@@ -16,7 +16,7 @@ use idpsync_core::store::entity::{
 };
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
-use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::{Access, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
 const CONFIG: &str = r#"
@@ -486,6 +486,60 @@ store_test!(
                     .await
                     .contains(&"alice".to_string())
             );
+        }
+    }
+);
+
+store_test!(
+    a_suspension_takes_access_and_keeps_devices_until_it_clears_or_becomes_final,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let laptop = register_device(&reconciler, "u1", "key-alice").await;
+            let with_alice = |access: Access, status: &str| {
+                let mut tenant = tenant();
+                tenant.users[0].set_access(access);
+                tenant.users[0].raw_status = Some(status.into());
+                tenant
+            };
+            let in_everyone = |store: Store| async move {
+                acl_members(&store, "everyone")
+                    .await
+                    .contains(&"alice".to_string())
+            };
+
+            // Locked out: out of ACL groups, the laptop kept.
+            let cursor = last_cursor(&store).await;
+            submit(&reconciler, with_alice(Access::Suspended, "LOCKED_OUT")).await;
+            let kinds = event_kinds_after(&store, cursor).await;
+            assert_eq!(kinds[0], "user.suspended");
+            assert!(!kinds.contains(&"device.revoked".to_string()), "{kinds:?}");
+            assert_eq!(device_status(&store, laptop).await, "approved");
+            assert!(!in_everyone(store.clone()).await);
+
+            // The lockout clears: access comes back with the same laptop.
+            let cursor = last_cursor(&store).await;
+            submit(&reconciler, with_alice(Access::Active, "ACTIVE")).await;
+            assert_eq!(
+                event_kinds_after(&store, cursor).await[0],
+                "user.reactivated"
+            );
+            assert_eq!(device_status(&store, laptop).await, "approved");
+            assert!(in_everyone(store.clone()).await);
+
+            // Locked out again, then deprovisioned: the laptop goes now.
+            submit(&reconciler, with_alice(Access::Suspended, "LOCKED_OUT")).await;
+            let cursor = last_cursor(&store).await;
+            submit(
+                &reconciler,
+                with_alice(Access::Deprovisioned, "DEPROVISIONED"),
+            )
+            .await;
+            let kinds = event_kinds_after(&store, cursor).await;
+            assert_eq!(kinds[..2], ["user.deactivated", "device.revoked"]);
+            assert_eq!(device_status(&store, laptop).await, "revoked");
         }
     }
 );
@@ -1212,10 +1266,10 @@ store_test!(
             );
             assert_eq!(before.1, ["alice", "bob"]);
 
-            // Back before migrations 4, 5 and 6, to one `memberships` table
-            // and an effective table keyed by id, both with a connection
-            // column...
-            Migrator::down(store.db(), Some(3)).await.unwrap();
+            // Back before migrations 4, 5 and 6 (and 7, the suspended
+            // column), to one `memberships` table and an effective table
+            // keyed by id, both with a connection column...
+            Migrator::down(store.db(), Some(4)).await.unwrap();
             let backend = store.db().get_database_backend();
             for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
                 let connections = store

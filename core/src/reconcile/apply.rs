@@ -474,9 +474,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .iter()
             .map(String::as_str)
             .collect();
+        let suspended: HashSet<&str> = changes.users_suspended.iter().map(String::as_str).collect();
         for user in &changes.users_updated {
             let kind = if deactivated.contains(user.external_id.as_str()) {
                 "user.deactivated"
+            } else if suspended.contains(user.external_id.as_str()) {
+                "user.suspended"
             } else if reactivated.contains(user.external_id.as_str()) {
                 "user.reactivated"
             } else {
@@ -1311,6 +1314,7 @@ fn user_row(
         primary_email: Set(user.primary_email().map(str::to_string)),
         emails: Set(serde_json::to_string(&user.emails).unwrap_or_else(|_| "[]".into())),
         active: Set(user.active),
+        suspended: Set(user.suspended),
         raw_status: Set(user.raw_status.clone()),
         attributes: Set(attributes_json(&user.attributes)),
         content_hash: Set(user_hash(user)),
@@ -1327,6 +1331,7 @@ fn user_payload(user: &SourceUser) -> serde_json::Value {
         "user_name": user.user_name,
         "display_name": user.display_name,
         "active": user.active,
+        "suspended": user.suspended,
         "raw_status": user.raw_status,
     })
 }

@@ -4,7 +4,7 @@
 use super::edge_set::EdgeSet;
 use super::hash::{group_hash, user_hash};
 use super::input::{Delta, Snapshot, SourceInput};
-use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::{Access, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -14,6 +14,7 @@ pub struct StoredUser {
     pub external_id: String,
     pub content_hash: String,
     pub active: bool,
+    pub suspended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +39,13 @@ pub struct ChangeSet {
     pub users_created: Vec<SourceUser>,
     /// Users whose content changed (deactivations included).
     pub users_updated: Vec<SourceUser>,
-    /// External ids of updated users that go from active to inactive.
+    /// External ids of updated users that are now deprovisioned and were
+    /// not (from active or suspended): their devices are revoked.
     pub users_deactivated: Vec<String>,
+    /// External ids of updated users whose access is now suspended and was
+    /// not (from active): out of ACL groups, devices kept.
+    #[serde(default)]
+    pub users_suspended: Vec<String>,
     /// External ids of updated users that go from inactive to active
     /// (absent from change sets held before it was recorded).
     #[serde(default)]
@@ -62,6 +68,8 @@ pub struct ChangeCounts {
     pub users_created: usize,
     pub users_updated: usize,
     pub users_deactivated: usize,
+    #[serde(default)]
+    pub users_suspended: usize,
     pub users_deleted: usize,
     pub groups_created: usize,
     pub groups_updated: usize,
@@ -93,6 +101,7 @@ impl ChangeSet {
             users_created: self.users_created.len(),
             users_updated: self.users_updated.len(),
             users_deactivated: self.users_deactivated.len(),
+            users_suspended: self.users_suspended.len(),
             users_deleted: self.users_deleted.len(),
             groups_created: self.groups_created.len(),
             groups_updated: self.groups_updated.len(),
@@ -123,6 +132,8 @@ pub enum InputError {
     /// name that moves between users, see `apply::PARKED_NAME`).
     #[error("the userName of user \"{0}\" contains a control character")]
     ControlCharacterInUserName(String),
+    #[error("user \"{0}\" is both active and suspended")]
+    ActiveAndSuspended(String),
     #[error("a group has an empty external id")]
     EmptyGroupKey,
 }
@@ -143,6 +154,9 @@ fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), In
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
             return Err(InputError::EmptyUserKey);
+        }
+        if user.active && user.suspended {
+            return Err(InputError::ActiveAndSuspended(user.external_id.clone()));
         }
         if user.user_name.chars().any(char::is_control) {
             return Err(InputError::ControlCharacterInUserName(
@@ -176,7 +190,9 @@ fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(),
     Ok(())
 }
 
-/// Sorts user and group changes into created / updated / deactivated.
+/// Sorts user and group changes into created / updated, and the updated
+/// users whose access changed into deactivated (now deprovisioned),
+/// suspended and reactivated.
 fn sort_upserts(
     stored: &StoredState,
     users: Vec<SourceUser>,
@@ -187,11 +203,22 @@ fn sort_upserts(
         match stored.users.get(&user.external_id) {
             None => changes.users_created.push(user),
             Some(existing) if existing.content_hash != user_hash(&user) => {
-                if existing.active && !user.active {
-                    changes.users_deactivated.push(user.external_id.clone());
-                }
-                if !existing.active && user.active {
-                    changes.users_reactivated.push(user.external_id.clone());
+                let was = match (existing.active, existing.suspended) {
+                    (true, _) => Access::Active,
+                    (false, true) => Access::Suspended,
+                    (false, false) => Access::Deprovisioned,
+                };
+                match (was, user.access()) {
+                    (Access::Active | Access::Suspended, Access::Deprovisioned) => {
+                        changes.users_deactivated.push(user.external_id.clone())
+                    }
+                    (Access::Active, Access::Suspended) => {
+                        changes.users_suspended.push(user.external_id.clone())
+                    }
+                    (Access::Suspended | Access::Deprovisioned, Access::Active) => {
+                        changes.users_reactivated.push(user.external_id.clone())
+                    }
+                    _ => {}
                 }
                 changes.users_updated.push(user);
             }
@@ -416,6 +443,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                         external_id: user.external_id.clone(),
                         content_hash: user_hash(user),
                         active: user.active,
+                        suspended: user.suspended,
                     },
                 )
             })

@@ -15,7 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 
 const CHUNK: usize = 500;
 
-type UserTuple = (i64, String, String, bool);
+/// Id, external id, content hash, active, suspended.
+type UserTuple = (i64, String, String, bool, bool);
 type GroupTuple = (i64, String, String);
 
 /// Direct edges by row ids: `(group_id, user_id)` and
@@ -38,6 +39,7 @@ async fn users_where(
             source_user::Column::ExternalId,
             source_user::Column::ContentHash,
             source_user::Column::Active,
+            source_user::Column::Suspended,
         ])
         .filter(condition)
         .into_tuple()
@@ -131,6 +133,7 @@ pub async fn load(
                         row.external_id.clone(),
                         row.content_hash.clone(),
                         row.active,
+                        row.suspended,
                     ));
                 }
             }
@@ -378,13 +381,14 @@ fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> 
             state.edges.insert_group(group, nested);
         }
     }
-    for (_, external_id, content_hash, active) in users {
+    for (_, external_id, content_hash, active, suspended) in users {
         state.users.insert(
             external_id.clone(),
             StoredUser {
                 external_id,
                 content_hash,
                 active,
+                suspended,
             },
         );
     }

@@ -35,6 +35,7 @@ pub fn source_user(row: &source_user::Model) -> SourceUser {
         family_name: row.family_name.clone(),
         emails: serde_json::from_str(&row.emails).unwrap_or_default(),
         active: row.active,
+        suspended: row.suspended,
         raw_status: row.raw_status.clone(),
         attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
     }

@@ -4,8 +4,8 @@
 use crate::config::EntraSettings;
 use idpsync_driver::http::{ClientCredentials, HttpKit};
 use idpsync_driver::{
-    CollectedRecords, DriverError, EdgeId, Email, MembershipEdge, RecordSink, SourceGroup, Update,
-    UserRecord, UserUpdate,
+    Access, CollectedRecords, DriverError, EdgeId, Email, MembershipEdge, RecordSink, SourceGroup,
+    Update, UserRecord, UserUpdate,
 };
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
@@ -368,7 +368,15 @@ fn user(item: GraphUser) -> Result<UserRecord, DriverError> {
                 })
                 .collect()
         }),
-        active: enabled,
+        // A disabled account is deprovisioned: Entra has no passing state
+        // to tell apart from it.
+        access: enabled.map(|enabled| {
+            if enabled {
+                Access::Active
+            } else {
+                Access::Deprovisioned
+            }
+        }),
         raw_status: match enabled {
             Some(enabled) => Update::Set(format!("accountEnabled={enabled}")),
             None => Update::Keep,
@@ -461,7 +469,7 @@ mod tests {
         assert_eq!(
             disabled,
             UserUpdate {
-                active: Some(false),
+                access: Some(Access::Deprovisioned),
                 raw_status: Update::Set("accountEnabled=false".into()),
                 ..UserUpdate::new("u1")
             }
@@ -471,7 +479,7 @@ mod tests {
             "id": "u1", "userPrincipalName": "new@acme.test", "displayName": null,
             "mail": "new@acme.test", "givenName": "A", "surname": "B"
         })));
-        assert_eq!(renamed.active, None);
+        assert_eq!(renamed.access, None);
         assert_eq!(renamed.display_name, Update::Clear, "null clears");
         assert_eq!(renamed.user_name.as_deref(), Some("new@acme.test"));
     }

@@ -67,7 +67,10 @@ async fn full_then_delta_then_expired_token() {
     // Graph sends the disabled user as its id and the property that changed.
     assert!(delta.users.is_empty());
     assert_eq!(delta.user_updates.len(), 1);
-    assert_eq!(delta.user_updates[0].active, Some(false));
+    assert_eq!(
+        delta.user_updates[0].access,
+        Some(idpsync_driver::Access::Deprovisioned)
+    );
     assert_eq!(delta.user_updates[0].user_name, None);
     assert_eq!(delta.removed_users.len(), 1);
     assert!(!delta.removed_memberships.is_empty());

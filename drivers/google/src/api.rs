@@ -15,6 +15,10 @@ pub struct DirectoryApi {
 }
 
 impl DirectoryApi {
+    pub fn states(&self) -> &idpsync_driver::StatePolicy {
+        &self.settings.states
+    }
+
     pub fn new(settings: GoogleSettings, http: HttpKit) -> Result<Self, DriverError> {
         let key = settings.key()?;
         let token = SignedGrant::new(

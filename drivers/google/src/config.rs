@@ -1,6 +1,6 @@
 //! `[connections.google_workspace]` settings.
 
-use idpsync_driver::{DriverError, Secret};
+use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +23,19 @@ pub struct GoogleSettings {
     /// Users per page (1 to 500); groups and members use at most 200.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Which user states (`active`, `suspended`, `archived`) give access
+    /// and which only suspend it; the others deprovision.
+    #[serde(default = "default_states")]
+    pub states: StatePolicy,
+}
+
+/// A Workspace user's states, as the driver names them.
+pub const STATES: [&str; 3] = ["active", "suspended", "archived"];
+
+/// An admin suspends or archives a person on purpose (or Google suspends
+/// an abusive account): both deprovision unless the connection says so.
+fn default_states() -> StatePolicy {
+    StatePolicy::new(&["active"], &[])
 }
 
 fn default_customer() -> String {
@@ -53,6 +66,7 @@ fn default_token_uri() -> String {
 impl GoogleSettings {
     pub fn validate(&self) -> Result<(), DriverError> {
         self.key()?;
+        self.states.validate("states", &STATES)?;
         if !self.admin_email.contains('@') {
             return Err(DriverError::config(
                 "admin_email",

@@ -5,7 +5,8 @@
 //!   Directory scopes) exchanged at the key's `token_uri` (RFC 7523 JWT
 //!   bearer grant); the token is cached.
 //! * Users (`customer=my_customer` or a `domain`; suspended and archived users
-//!   are inactive), groups, and members (`USER`, `GROUP` for nesting, and
+//!   are deprovisioned unless the connection's `states` make them only
+//!   suspended), groups, and members (`USER`, `GROUP` for nesting, and
 //!   `CUSTOMER`, which means every user of the account), paged with
 //!   `pageToken`/`nextPageToken` at the API's maxima (500 users, 200 groups
 //!   and members).
@@ -25,7 +26,8 @@ use api::DirectoryApi;
 use config::GoogleSettings;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory, Email,
-    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, parse_settings,
+    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, StatePolicy,
+    parse_settings,
 };
 use serde_json::Value;
 
@@ -65,7 +67,7 @@ struct GoogleDriver {
     api: DirectoryApi,
 }
 
-fn user(item: &Value) -> Result<SourceUser, DriverError> {
+fn user(item: &Value, states: &StatePolicy) -> Result<SourceUser, DriverError> {
     let text = |value: &Value| value.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let id = text(&item["id"]).ok_or_else(|| DriverError::protocol("a user without id"))?;
     let email = text(&item["primaryEmail"])
@@ -81,17 +83,15 @@ fn user(item: &Value) -> Result<SourceUser, DriverError> {
     });
     let suspended = item["suspended"].as_bool().unwrap_or(false);
     let archived = item["archived"].as_bool().unwrap_or(false);
-    record.active = !suspended && !archived;
-    record.raw_status = Some(
-        if archived {
-            "archived"
-        } else if suspended {
-            "suspended"
-        } else {
-            "active"
-        }
-        .into(),
-    );
+    let state = if archived {
+        "archived"
+    } else if suspended {
+        "suspended"
+    } else {
+        "active"
+    };
+    record.set_access(states.access(state));
+    record.raw_status = Some(state.into());
     Ok(record)
 }
 
@@ -121,7 +121,11 @@ impl Driver for GoogleDriver {
         let mut token = None;
         loop {
             let (items, next) = self.api.users_page(token.as_deref()).await?;
-            let page: Vec<SourceUser> = items.iter().map(user).collect::<Result<_, _>>()?;
+            let states = self.api.states();
+            let page: Vec<SourceUser> = items
+                .iter()
+                .map(|item| user(item, states))
+                .collect::<Result<_, _>>()?;
             user_ids.extend(page.iter().map(|u| u.external_id.clone()));
             sink.users(page).await?;
             match next {
@@ -185,5 +189,33 @@ impl Driver for GoogleDriver {
             declared: DeclaredTotals::default(),
             complete_snapshot: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idpsync_driver::Access;
+
+    #[test]
+    fn suspended_and_archived_deprovision_unless_the_connection_says_suspend() {
+        let item = |suspended: bool, archived: bool| serde_json::json!({"id": "1", "primaryEmail": "a@x.test", "suspended": suspended, "archived": archived});
+        let default = StatePolicy::new(&["active"], &[]);
+        assert_eq!(
+            user(&item(false, false), &default).unwrap().access(),
+            Access::Active
+        );
+        assert_eq!(
+            user(&item(true, false), &default).unwrap().access(),
+            Access::Deprovisioned
+        );
+        assert_eq!(
+            user(&item(false, true), &default).unwrap().access(),
+            Access::Deprovisioned
+        );
+        let lenient = StatePolicy::new(&["active"], &["suspended"]);
+        let suspended = user(&item(true, false), &lenient).unwrap();
+        assert_eq!(suspended.access(), Access::Suspended);
+        assert_eq!(suspended.raw_status.as_deref(), Some("suspended"));
     }
 }

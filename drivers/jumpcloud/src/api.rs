@@ -26,6 +26,8 @@ pub struct SystemUser {
     pub suspended: bool,
     #[serde(default)]
     pub state: Option<String>,
+    #[serde(default)]
+    pub account_locked: bool,
 }
 
 fn activated_by_default() -> bool {
@@ -63,6 +65,10 @@ pub struct JumpCloudApi {
 }
 
 impl JumpCloudApi {
+    pub fn states(&self) -> &idpsync_driver::StatePolicy {
+        &self.settings.states
+    }
+
     pub fn new(settings: JumpCloudSettings, http: HttpKit) -> Self {
         JumpCloudApi { http, settings }
     }

@@ -1,6 +1,6 @@
 //! `[connections.jumpcloud]` settings.
 
-use idpsync_driver::{DriverError, Secret};
+use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +17,21 @@ pub struct JumpCloudSettings {
     /// Objects per request, 1 to 100 (the API's maximum).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Which user states give access and which only suspend it; the others
+    /// deprovision.
+    #[serde(default = "default_states")]
+    pub states: StatePolicy,
+}
+
+/// A JumpCloud user's states: the API's `state` (`ACTIVATED`, `STAGED`,
+/// `SUSPENDED`), and `LOCKED` for an activated account with
+/// `account_locked` (too many failed logins).
+pub const STATES: [&str; 4] = ["ACTIVATED", "STAGED", "SUSPENDED", "LOCKED"];
+
+/// A lockout passes (an admin or time unlocks it): it only suspends.
+/// STAGED (never activated) and SUSPENDED (an admin's decision) deprovision.
+fn default_states() -> StatePolicy {
+    StatePolicy::new(&["ACTIVATED"], &["LOCKED"])
 }
 
 fn default_base_url() -> String {
@@ -38,6 +53,7 @@ impl JumpCloudSettings {
                 ));
             }
         }
+        self.states.validate("states", &STATES)?;
         if self.api_key.is_empty() {
             return Err(DriverError::config("api_key", "must not be empty"));
         }

@@ -4,8 +4,10 @@
 //! with `limit` at most 100 (400 above), v1 `{"totalCount", "results"}` with
 //! `_id`, v2 bare arrays with `x-total-count`, graph edges
 //! `{"to": {"id", "type": "user"}}`, and 429 with `Retry-After` and
-//! `X-RateLimit-*`. Faults come from the SDK's fake kit; pages are named
-//! `users`, `groups` and `members`.
+//! `X-RateLimit-*`, `account_locked` for users in [`FakeJumpCloud::locked`],
+//! and `{"message": "Not Found"}` for unknown routes. Faults come from the
+//! SDK's fake kit; pages are named `users`, `groups` and `members`. A new
+//! user may take a removed user's username: edit `dataset`.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -24,6 +26,8 @@ pub struct FakeJumpCloud {
     pub org_id: Option<String>,
     pub dataset: Arc<Mutex<Dataset>>,
     pub faults: FaultInjector,
+    /// Users (by index) locked out by failed logins.
+    pub locked: Arc<Mutex<std::collections::HashSet<usize>>>,
 }
 
 impl FakeJumpCloud {
@@ -33,6 +37,7 @@ impl FakeJumpCloud {
             org_id: None,
             dataset: Arc::new(Mutex::new(dataset)),
             faults: FaultInjector::default(),
+            locked: Arc::default(),
         }
     }
 
@@ -41,6 +46,12 @@ impl FakeJumpCloud {
             .route("/api/systemusers", get(users))
             .route("/api/v2/usergroups", get(groups))
             .route("/api/v2/usergroups/{id}/members", get(members))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({"message": "Not Found"})),
+                )
+            })
             .with_state(self.clone())
     }
 
@@ -120,18 +131,24 @@ async fn users(
     };
     let (total, results): (usize, Vec<Value>) = {
         let dataset = fake.dataset.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = fake
+            .locked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let results = dataset
             .users
             .iter()
+            .enumerate()
             .skip(skip)
             .take(limit)
-            .map(|user| {
+            .map(|(index, user)| {
                 json!({
                     "_id": user.id, "id": user.id, "username": user.user_name.split('@').next().unwrap_or_default(),
                     "email": user.email, "firstname": user.given_name, "lastname": user.family_name,
                     "activated": true, "suspended": !user.active,
                     "state": if user.active { "ACTIVATED" } else { "SUSPENDED" },
-                    "account_locked": false, "mfa": {"configured": false}
+                    "account_locked": locked.contains(&index), "mfa": {"configured": false}
                 })
             })
             .collect();

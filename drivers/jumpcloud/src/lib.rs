@@ -6,8 +6,11 @@
 //!   admins suffice); multi-tenant (MTP) admins also send `x-org-id`.
 //! * Paging: `skip`/`limit` (limit at most 100). `systemusers` declares
 //!   `totalCount`, which the pull reports so core can refuse a short pull.
-//! * Active means not suspended, and activated (state `ACTIVATED` where the
-//!   API reports a state); `STAGED` and `SUSPENDED` users are inactive.
+//! * A user's state is the API's `state` (or, where it reports none,
+//!   `SUSPENDED` / `ACTIVATED` / `STAGED` from `suspended` and `activated`),
+//!   and `LOCKED` for an activated account with `account_locked`. The
+//!   connection's `states` say what each means: by default ACTIVATED gives
+//!   access, LOCKED only suspends it, STAGED and SUSPENDED deprovision.
 //! * JumpCloud has no delta API for these objects: every pull is full.
 
 mod api;
@@ -20,7 +23,8 @@ use config::JumpCloudSettings;
 use idpsync_driver::http::OffsetPager;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory, Email,
-    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, parse_settings,
+    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, StatePolicy,
+    parse_settings,
 };
 
 /// `kind = "jumpcloud"`.
@@ -52,7 +56,7 @@ struct JumpCloudDriver {
     api: JumpCloudApi,
 }
 
-fn user(user: api::SystemUser) -> Result<SourceUser, DriverError> {
+fn user(user: api::SystemUser, states: &StatePolicy) -> Result<SourceUser, DriverError> {
     let id = user
         .id
         .or(user.alt_id)
@@ -69,21 +73,19 @@ fn user(user: api::SystemUser) -> Result<SourceUser, DriverError> {
             primary: true,
         });
     }
-    let state_active = user
-        .state
-        .as_deref()
-        .is_none_or(|state| state.eq_ignore_ascii_case("ACTIVATED"));
-    record.active = !user.suspended && user.activated && state_active;
-    record.raw_status = Some(match (&user.state, user.suspended) {
-        (Some(state), _) => state.clone(),
-        (None, true) => "SUSPENDED".into(),
-        (None, false) => if user.activated {
-            "ACTIVATED"
-        } else {
-            "NOT_ACTIVATED"
-        }
-        .into(),
-    });
+    let state = match (user.state, user.suspended, user.activated) {
+        (_, true, _) => "SUSPENDED".to_string(),
+        (Some(state), ..) => state.to_ascii_uppercase(),
+        (None, false, true) => "ACTIVATED".into(),
+        (None, false, false) => "STAGED".into(),
+    };
+    let state = if state == "ACTIVATED" && user.account_locked {
+        "LOCKED".to_string()
+    } else {
+        state
+    };
+    record.set_access(states.access(&state));
+    record.raw_status = Some(state);
     Ok(record)
 }
 
@@ -114,7 +116,7 @@ impl Driver for JumpCloudDriver {
             sink.users(
                 page.results
                     .into_iter()
-                    .map(user)
+                    .map(|item| user(item, self.api.states()))
                     .collect::<Result<_, _>>()?,
             )
             .await?;
@@ -154,5 +156,57 @@ impl Driver for JumpCloudDriver {
             },
             complete_snapshot: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idpsync_driver::Access;
+
+    fn access(json: serde_json::Value) -> Access {
+        let settings: JumpCloudSettings =
+            parse_settings(&serde_json::json!({"api_key": "k"})).unwrap();
+        let item: api::SystemUser = serde_json::from_value(json).unwrap();
+        user(item, &settings.states).unwrap().access()
+    }
+
+    #[test]
+    fn a_lockout_suspends_and_suspended_or_staged_users_are_deprovisioned() {
+        let base = serde_json::json!({"_id": "u1", "username": "ann", "activated": true});
+        let with = |extra: serde_json::Value| {
+            let mut json = base.clone();
+            json.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json
+        };
+        assert_eq!(
+            access(with(serde_json::json!({"state": "ACTIVATED"}))),
+            Access::Active
+        );
+        assert_eq!(
+            access(with(
+                serde_json::json!({"state": "ACTIVATED", "account_locked": true})
+            )),
+            Access::Suspended
+        );
+        assert_eq!(
+            access(with(
+                serde_json::json!({"state": "SUSPENDED", "suspended": true})
+            )),
+            Access::Deprovisioned
+        );
+        assert_eq!(
+            access(with(
+                serde_json::json!({"suspended": true, "account_locked": true})
+            )),
+            Access::Deprovisioned,
+            "a suspension outranks a lockout"
+        );
+        assert_eq!(
+            access(with(serde_json::json!({"activated": false}))),
+            Access::Deprovisioned
+        );
     }
 }

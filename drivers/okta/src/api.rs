@@ -98,6 +98,10 @@ impl OktaApi {
         }
     }
 
+    pub fn states(&self) -> &idpsync_driver::StatePolicy {
+        &self.settings.states
+    }
+
     pub fn reads_system_log(&self) -> bool {
         self.settings.read_system_log
     }

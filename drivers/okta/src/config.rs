@@ -1,6 +1,6 @@
 //! `[connections.okta]` settings.
 
-use idpsync_driver::{DriverError, Secret};
+use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +34,34 @@ pub struct OktaSettings {
     /// `full_sync_every_hours`).
     #[serde(default = "default_true")]
     pub read_system_log: bool,
+    /// Which user statuses give access and which only suspend it (devices
+    /// kept); every other status deprovisions (devices revoked).
+    #[serde(default = "default_states")]
+    pub states: StatePolicy,
+}
+
+/// Okta's user statuses.
+pub const STATUSES: [&str; 8] = [
+    "STAGED",
+    "PROVISIONED",
+    "ACTIVE",
+    "RECOVERY",
+    "PASSWORD_EXPIRED",
+    "LOCKED_OUT",
+    "SUSPENDED",
+    "DEPROVISIONED",
+];
+
+/// The person still works here in ACTIVE, PROVISIONED (activated, no
+/// password yet), RECOVERY and PASSWORD_EXPIRED (resetting a password);
+/// LOCKED_OUT (mistyped passwords) passes, so it only suspends; STAGED
+/// (never activated), SUSPENDED and DEPROVISIONED are an admin's decision
+/// and deprovision.
+fn default_states() -> StatePolicy {
+    StatePolicy::new(
+        &["ACTIVE", "PROVISIONED", "RECOVERY", "PASSWORD_EXPIRED"],
+        &["LOCKED_OUT"],
+    )
 }
 
 fn default_true() -> bool {
@@ -76,6 +104,7 @@ impl OktaSettings {
                 format!("must be between 1 and 200, got {}", self.page_size),
             ));
         }
+        self.states.validate("states", &STATUSES)?;
         for kind in &self.group_types {
             if !matches!(kind.as_str(), "OKTA_GROUP" | "APP_GROUP" | "BUILT_IN") {
                 return Err(DriverError::config(

@@ -4,9 +4,11 @@
 //!   with `private_key_jwt` (scopes `okta.users.read okta.groups.read`) at
 //!   `{org_url}/oauth2/v1/token`; the token is cached.
 //! * Users of every status (the default listing omits `DEPROVISIONED`, so
-//!   those are searched for too); ACTIVE, PROVISIONED, RECOVERY and
-//!   PASSWORD_EXPIRED count as active (the person still works here), STAGED,
-//!   SUSPENDED, LOCKED_OUT and DEPROVISIONED as not; the raw status is kept.
+//!   those are searched for too); what each status means for access is the
+//!   connection's `states` (see `config`): by default ACTIVE, PROVISIONED,
+//!   RECOVERY and PASSWORD_EXPIRED give access, LOCKED_OUT only suspends it
+//!   (devices kept until the lockout clears), STAGED, SUSPENDED and
+//!   DEPROVISIONED deprovision. The raw status is kept.
 //! * Groups of the configured types, and their members.
 //! * Paging: the `Link` header's `rel="next"` URL (with its `after` cursor),
 //!   followed only on the org's own origin.
@@ -34,7 +36,7 @@ use futures_util::StreamExt;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
     EdgeId, Email, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
-    parse_settings,
+    StatePolicy, parse_settings,
 };
 use serde_json::Value;
 
@@ -67,14 +69,6 @@ struct OktaDriver {
     api: OktaApi,
 }
 
-/// Statuses in which a person still has access.
-fn active(status: &str) -> bool {
-    matches!(
-        status,
-        "ACTIVE" | "PROVISIONED" | "RECOVERY" | "PASSWORD_EXPIRED"
-    )
-}
-
 /// A user object as the driver reads it: the fields it maps, typed (serde
 /// skips the rest of the object without building it).
 #[derive(serde::Deserialize)]
@@ -97,7 +91,7 @@ struct OktaProfile {
     email: Option<String>,
 }
 
-fn user(item: OktaUser) -> Result<SourceUser, DriverError> {
+fn user(item: OktaUser, states: &StatePolicy) -> Result<SourceUser, DriverError> {
     let id = item
         .id
         .ok_or_else(|| DriverError::protocol("a user without id"))?;
@@ -117,7 +111,7 @@ fn user(item: OktaUser) -> Result<SourceUser, DriverError> {
             primary: true,
         });
     }
-    record.active = active(&status);
+    record.set_access(states.access(&status));
     record.raw_status = Some(status);
     Ok(record)
 }
@@ -207,8 +201,14 @@ impl OktaDriver {
             let (items, link) = self.api.page::<OktaUser>(&url).await?;
             next = link;
             count += items.len() as u64;
-            sink.users(items.into_iter().map(user).collect::<Result<_, _>>()?)
-                .await?;
+            let states = self.api.states();
+            sink.users(
+                items
+                    .into_iter()
+                    .map(|item| user(item, states))
+                    .collect::<Result<_, _>>()?,
+            )
+            .await?;
         }
         Ok(count)
     }
@@ -325,7 +325,46 @@ mod tests {
     use super::*;
 
     fn parsed(json: serde_json::Value) -> Result<SourceUser, DriverError> {
-        user(serde_json::from_value(json).expect("a user object"))
+        let settings: config::OktaSettings = parse_settings(&serde_json::json!({
+            "org_url": "https://acme.okta.com", "api_token": "t"
+        }))?;
+        user(
+            serde_json::from_value(json).expect("a user object"),
+            &settings.states,
+        )
+    }
+
+    #[test]
+    fn a_lockout_suspends_and_an_admins_suspension_deprovisions_by_default() {
+        let status = |status: &str| {
+            parsed(serde_json::json!({"id": "00u1", "status": status, "profile": {"login": "a"}}))
+                .unwrap()
+                .access()
+        };
+        assert_eq!(status("LOCKED_OUT"), idpsync_driver::Access::Suspended);
+        assert_eq!(status("PASSWORD_EXPIRED"), idpsync_driver::Access::Active);
+        assert_eq!(status("RECOVERY"), idpsync_driver::Access::Active);
+        for gone in ["SUSPENDED", "DEPROVISIONED", "STAGED"] {
+            assert_eq!(
+                status(gone),
+                idpsync_driver::Access::Deprovisioned,
+                "{gone}"
+            );
+        }
+    }
+
+    #[test]
+    fn states_are_checked_against_oktas_statuses() {
+        let error = OktaFactory
+            .validate(&serde_json::json!({
+                "org_url": "https://acme.okta.com", "api_token": "t",
+                "states": {"active": ["ACTIVE"], "suspend": ["LOCKED"]}
+            }))
+            .unwrap_err();
+        assert!(
+            matches!(&error, DriverError::InvalidConfig { key, message } if key == "states.suspend" && message.contains("LOCKED_OUT")),
+            "{error:?}"
+        );
     }
 
     #[test]

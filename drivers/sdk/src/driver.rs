@@ -347,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn repeated_records_of_a_pull_fold_in_the_order_they_came() {
-        use crate::records::{Update, UserUpdate};
+        use crate::records::{Access, Update, UserUpdate};
         let mut collected = CollectedRecords::default();
         let mut ann = SourceUser::new("u1", "ann");
         collected.users(vec![ann.clone()]).await.unwrap();
@@ -362,7 +362,7 @@ mod tests {
         // bob: an update, superseded by his whole record that came later.
         collected
             .user_updates(vec![UserUpdate {
-                active: Some(false),
+                access: Some(Access::Deprovisioned),
                 ..UserUpdate::new("u2")
             }])
             .await
@@ -375,7 +375,7 @@ mod tests {
         collected
             .user_updates(vec![
                 UserUpdate {
-                    active: Some(false),
+                    access: Some(Access::Deprovisioned),
                     ..UserUpdate::new("u3")
                 },
                 UserUpdate {
@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(
             collected.user_updates,
             [UserUpdate {
-                active: Some(false),
+                access: Some(Access::Deprovisioned),
                 display_name: Update::Set("Cat".into()),
                 ..UserUpdate::new("u3")
             }]

@@ -29,7 +29,7 @@ pub use driver::{
 };
 pub use error::DriverError;
 pub use records::{
-    EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser, Update,
-    UserRecord, UserUpdate,
+    Access, EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser,
+    StatePolicy, Update, UserRecord, UserUpdate,
 };
 pub use secret::Secret;

@@ -34,9 +34,16 @@ pub struct SourceUser {
     pub family_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emails: Vec<Email>,
-    /// Whether the person may use the network. Suspended, deprovisioned,
-    /// locked-out-for-good and disabled accounts are `false`.
+    /// Whether the person may use the network now. Suspended,
+    /// deprovisioned, locked-out and disabled accounts are `false`. Set it
+    /// with [`SourceUser::set_access`] when the source has passing states.
     pub active: bool,
+    /// With `active` false: the account is in a state the person is expected
+    /// to come back from (a lockout): access is suspended but their devices
+    /// are kept. `false` with `active` false means deprovisioned: devices
+    /// are revoked. Never `true` with `active`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     /// The IdP's own status word (`SUSPENDED`, `accountEnabled=false`, ...), kept
     /// for people to read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,9 +64,25 @@ impl SourceUser {
             family_name: None,
             emails: Vec::new(),
             active: true,
+            suspended: false,
             raw_status: None,
             attributes: BTreeMap::new(),
         }
+    }
+
+    /// What access the person has.
+    pub fn access(&self) -> Access {
+        match (self.active, self.suspended) {
+            (true, _) => Access::Active,
+            (false, true) => Access::Suspended,
+            (false, false) => Access::Deprovisioned,
+        }
+    }
+
+    /// Sets `active` and `suspended` together.
+    pub fn set_access(&mut self, access: Access) {
+        self.active = access == Access::Active;
+        self.suspended = access == Access::Suspended;
     }
 
     /// The primary e-mail, else the first one.
@@ -69,6 +92,77 @@ impl SourceUser {
             .find(|email| email.primary)
             .or_else(|| self.emails.first())
             .map(|email| email.value.as_str())
+    }
+}
+
+/// What a source's user state means for the person's access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// In ACL groups; may register devices.
+    Active,
+    /// Out of ACL groups until the state clears; devices kept.
+    Suspended,
+    /// Out of ACL groups and every device revoked (revocation is final).
+    Deprovisioned,
+}
+
+/// Which of a source's user states (its own words: `LOCKED_OUT`,
+/// `SUSPENDED`, ...) give access, which only suspend it, and (every other
+/// state) which deprovision. A driver with more than two states reads one
+/// from its settings (`[connections.<kind>.states]`), with its own defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatePolicy {
+    /// States with access.
+    pub active: Vec<String>,
+    /// States that suspend access until they clear; devices are kept.
+    #[serde(default)]
+    pub suspend: Vec<String>,
+}
+
+impl StatePolicy {
+    pub fn new(active: &[&str], suspend: &[&str]) -> Self {
+        StatePolicy {
+            active: active.iter().map(|s| s.to_string()).collect(),
+            suspend: suspend.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The access a state gives: any state not listed deprovisions.
+    pub fn access(&self, state: &str) -> Access {
+        if self.active.iter().any(|s| s == state) {
+            Access::Active
+        } else if self.suspend.iter().any(|s| s == state) {
+            Access::Suspended
+        } else {
+            Access::Deprovisioned
+        }
+    }
+
+    /// Checks that every state named is one of the source's `known` states
+    /// and none is listed twice; errors name `key` (e.g. `states.suspend`).
+    pub fn validate(&self, key: &str, known: &[&str]) -> Result<(), crate::DriverError> {
+        for (list, states) in [("active", &self.active), ("suspend", &self.suspend)] {
+            for state in states {
+                if !known.contains(&state.as_str()) {
+                    return Err(crate::DriverError::config(
+                        format!("{key}.{list}"),
+                        format!(
+                            "unknown state \"{state}\"; the states are {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(both) = self.active.iter().find(|s| self.suspend.contains(s)) {
+            return Err(crate::DriverError::config(
+                format!("{key}.suspend"),
+                format!("\"{both}\" is listed as active too"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -141,7 +235,7 @@ pub struct UserUpdate {
     pub emails: Option<Vec<Email>>,
     /// `None` keeps the stored state: never a default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
+    pub access: Option<Access>,
     #[serde(default, skip_serializing_if = "Update::is_keep")]
     pub raw_status: Update<String>,
 }
@@ -166,8 +260,8 @@ impl UserUpdate {
         if let Some(emails) = self.emails {
             user.emails = emails;
         }
-        if let Some(active) = self.active {
-            user.active = active;
+        if let Some(access) = self.access {
+            user.set_access(access);
         }
         self.raw_status.apply(&mut user.raw_status);
     }
@@ -182,7 +276,7 @@ impl UserUpdate {
             given_name: self.given_name.then(later.given_name),
             family_name: self.family_name.then(later.family_name),
             emails: later.emails.or(self.emails),
-            active: later.active.or(self.active),
+            access: later.access.or(self.access),
             raw_status: self.raw_status.then(later.raw_status),
         }
     }
@@ -191,7 +285,7 @@ impl UserUpdate {
     /// be without (userName and whether it is active; every field left out
     /// is empty), else the update as it is.
     pub fn into_record(self) -> UserRecord {
-        let (Some(user_name), Some(_)) = (&self.user_name, self.active) else {
+        let (Some(user_name), Some(_)) = (&self.user_name, self.access) else {
             return UserRecord::Part(self);
         };
         let mut user = SourceUser::new(self.external_id.clone(), user_name.clone());
@@ -363,7 +457,7 @@ mod tests {
     fn a_later_update_of_one_user_wins_field_by_field() {
         let first = UserUpdate {
             display_name: Update::Set("A".into()),
-            active: Some(false),
+            access: Some(Access::Deprovisioned),
             ..UserUpdate::new("u1")
         };
         let later = UserUpdate {
@@ -373,7 +467,7 @@ mod tests {
         };
         let merged = first.then(later);
         assert_eq!(merged.display_name, Update::Clear);
-        assert_eq!(merged.active, Some(false));
+        assert_eq!(merged.access, Some(Access::Deprovisioned));
         assert_eq!(merged.user_name.as_deref(), Some("new@acme.test"));
     }
 
@@ -387,7 +481,7 @@ mod tests {
             panic!("a part without a state")
         };
         let UserRecord::Whole(whole) = UserUpdate {
-            active: Some(true),
+            access: Some(Access::Active),
             ..partial
         }
         .into_record() else {
@@ -401,13 +495,13 @@ mod tests {
         let update = UserUpdate {
             display_name: Update::Clear,
             given_name: Update::Set("G".into()),
-            active: Some(false),
+            access: Some(Access::Deprovisioned),
             ..UserUpdate::new("u1")
         };
         let json = serde_json::to_value(&update).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"external_id": "u1", "display_name": "clear", "given_name": {"set": "G"}, "active": false})
+            serde_json::json!({"external_id": "u1", "display_name": "clear", "given_name": {"set": "G"}, "access": "deprovisioned"})
         );
         assert_eq!(serde_json::from_value::<UserUpdate>(json).unwrap(), update);
     }

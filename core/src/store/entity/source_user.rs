@@ -21,6 +21,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub emails: String,
     pub active: bool,
+    /// Without access for now, by a state the source treats as passing:
+    /// out of ACL groups, devices kept. Never set for an active user.
+    pub suspended: bool,
     pub raw_status: Option<String>,
     /// JSON object of attributes core does not interpret.
     #[sea_orm(column_type = "Text")]
