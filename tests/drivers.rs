@@ -185,5 +185,33 @@ base_url = "{}"
     }
     assert_eq!(status(device_ids[0]).await, "revoked");
     assert_eq!(status(device_ids[1]).await, "revoked");
+
+    // In one sync period, user 3 leaves and a new account (a new id) gets
+    // their username and groups; user 4 is renamed and user 5 takes user
+    // 4's old name. Both IdPs' next runs apply it, and only the leaver's
+    // laptop goes.
+    let mut leavers = Vec::new();
+    for (id, dataset) in [("kc", &keycloak.dataset), ("jc", &jumpcloud.dataset)] {
+        let (leaver, stayer) = {
+            let users = &dataset.lock().unwrap().users;
+            (users[3].id.clone(), users[4].id.clone())
+        };
+        leavers.push((
+            common::engine::approved_device(&state, id, &leaver).await,
+            common::engine::approved_device(&state, id, &stayer).await,
+        ));
+        let mut dataset = dataset.lock().unwrap();
+        dataset.users[3].id = format!("{leaver}-rehired");
+        let old_name = dataset.users[4].user_name.clone();
+        dataset.users[4].user_name = format!("renamed-{old_name}");
+        dataset.users[5].user_name = old_name;
+    }
+    for (index, id) in ["kc", "jc"].into_iter().enumerate() {
+        let report = common::engine::sync(&state, id, Trigger::Manual).await;
+        assert_eq!(report.status, "applied", "{id}: {report:?}");
+        let (leaver_laptop, stayer_laptop) = leavers[index];
+        assert_eq!(status(leaver_laptop).await, "revoked", "{id}");
+        assert_eq!(status(stayer_laptop).await, "approved", "{id}");
+    }
     test_store.cleanup().await;
 }

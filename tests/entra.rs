@@ -6,7 +6,7 @@
 mod common;
 
 use idpsync_core::reconcile::{Outcome, Trigger};
-use idpsync_core::store::entity::{device, source_user};
+use idpsync_core::store::entity::source_user;
 use idpsync_core::sync::DriverRegistry;
 use idpsync_core::testing::TestStore;
 use idpsync_driver::fake::{Dataset, DatasetSpec};
@@ -117,12 +117,7 @@ max_deletions = 50
         (1, 1, 1)
     );
     assert_eq!(
-        device::Entity::find_by_id(laptop)
-            .one(store.db())
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        idpsync_core::testing::device_status(&store, laptop).await,
         "revoked"
     );
 
@@ -267,12 +262,7 @@ idpsync_core::store_test!(
                 "what the partial record left out is unchanged"
             );
             assert_eq!(
-                device::Entity::find_by_id(laptop)
-                    .one(store.db())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .status,
+                idpsync_core::testing::device_status(&store, laptop).await,
                 "revoked"
             );
             assert_eq!(

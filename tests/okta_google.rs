@@ -200,5 +200,19 @@ api_url = "{}"
     let back = row(locked.clone()).await;
     assert_eq!((back.active, back.suspended), (true, false));
     assert_eq!(status(locked_laptop).await, "approved");
+
+    // Google: user 7 leaves and a new account takes their primaryEmail, in
+    // one sync period; user 8's laptop is untouched.
+    let (leaver, stayer) = {
+        let users = &google.dataset.lock().unwrap().users;
+        (users[7].id.clone(), users[8].id.clone())
+    };
+    let leaver_laptop = common::engine::approved_device(&state, "google", &leaver).await;
+    let stayer_laptop = common::engine::approved_device(&state, "google", &stayer).await;
+    google.dataset.lock().unwrap().users[7].id = "rehired-7".into();
+    let report = common::engine::sync(&state, "google", Trigger::Manual).await;
+    assert_eq!(report.status, "applied", "{report:?}");
+    assert_eq!(status(leaver_laptop).await, "revoked");
+    assert_eq!(status(stayer_laptop).await, "approved");
     test_store.cleanup().await;
 }

@@ -112,6 +112,46 @@ pub async fn postgres_or_skip(test_name: &str) -> Option<TestStore> {
 }
 
 /// Defines a test module with a `sqlite` and a `postgres` test that both run
+/// Registers a device of `owner` (an external id of `connection`) with
+/// `node_key`, and approves it; returns its id. Tests that watch a device
+/// be revoked (or not) start from one.
+pub async fn approved_device(
+    store: &Store,
+    bus: &crate::events::EventBus,
+    connection: &str,
+    owner: &str,
+    node_key: &str,
+) -> i64 {
+    use crate::devices::{self, DeviceStatus, NewDevice};
+    let device = devices::register(
+        store,
+        bus,
+        NewDevice {
+            owner_connection_id: connection.into(),
+            owner_external_id: owner.into(),
+            name: format!("laptop-{node_key}"),
+            node_key: node_key.into(),
+        },
+    )
+    .await
+    .expect("register the device");
+    devices::set_status(store, bus, device.id, DeviceStatus::Approved, None)
+        .await
+        .expect("approve the device");
+    device.id
+}
+
+/// A device's status (`approved`, `revoked`, ...).
+pub async fn device_status(store: &Store, id: i64) -> String {
+    use sea_orm::EntityTrait;
+    crate::store::entity::device::Entity::find_by_id(id)
+        .one(store.db())
+        .await
+        .expect("read the device")
+        .expect("the device exists")
+        .status
+}
+
 /// `$body`, an async closure taking `&TestStore`.
 ///
 /// ```text

@@ -5,16 +5,15 @@
 //! deltas, and every device stays with the person who owns it.
 
 use idpsync_core::config::{self, Config};
-use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::events::EventBus;
 use idpsync_core::reconcile::{
     Delta, InputError, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
     Trigger,
 };
 use idpsync_core::store::Store;
-use idpsync_core::store::entity::{device, source_user};
+use idpsync_core::store::entity::source_user;
 use idpsync_core::store_test;
-use idpsync_core::testing::TestStore;
+use idpsync_core::testing::{self, TestStore};
 use idpsync_driver::SourceUser;
 use sea_orm::{EntityTrait, QueryOrder};
 
@@ -79,37 +78,12 @@ async fn stored(store: &Store) -> Vec<String> {
 }
 
 async fn approved_device(reconciler: &Reconciler, owner: &str) -> i64 {
-    let registered = devices::register(
-        reconciler.store(),
-        reconciler.bus(),
-        NewDevice {
-            owner_connection_id: "idp".into(),
-            owner_external_id: owner.into(),
-            name: format!("laptop-{owner}"),
-            node_key: format!("key-{owner}"),
-        },
-    )
-    .await
-    .unwrap();
-    devices::set_status(
-        reconciler.store(),
-        reconciler.bus(),
-        registered.id,
-        DeviceStatus::Approved,
-        None,
-    )
-    .await
-    .unwrap();
-    registered.id
+    let (store, bus) = (reconciler.store(), reconciler.bus());
+    testing::approved_device(store, bus, "idp", owner, &format!("key-{owner}")).await
 }
 
 async fn device_status(store: &Store, id: i64) -> String {
-    device::Entity::find_by_id(id)
-        .one(store.db())
-        .await
-        .unwrap()
-        .unwrap()
-        .status
+    testing::device_status(store, id).await
 }
 
 store_test!(

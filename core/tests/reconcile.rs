@@ -15,7 +15,7 @@ use idpsync_core::store::entity::{
     source_group, source_user, sync_run, user_membership,
 };
 use idpsync_core::store_test;
-use idpsync_core::testing::TestStore;
+use idpsync_core::testing::{self, TestStore};
 use idpsync_driver::{Access, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 
@@ -229,37 +229,12 @@ async fn effective_member_ids(store: &Store, group_external_id: &str) -> Vec<i64
 }
 
 async fn register_device(reconciler: &Reconciler, owner: &str, key: &str) -> i64 {
-    let registered = devices::register(
-        reconciler.store(),
-        reconciler.bus(),
-        NewDevice {
-            owner_connection_id: "okta".into(),
-            owner_external_id: owner.into(),
-            name: format!("laptop-{key}"),
-            node_key: key.into(),
-        },
-    )
-    .await
-    .unwrap();
-    devices::set_status(
-        reconciler.store(),
-        reconciler.bus(),
-        registered.id,
-        DeviceStatus::Approved,
-        None,
-    )
-    .await
-    .unwrap();
-    registered.id
+    let (store, bus) = (reconciler.store(), reconciler.bus());
+    testing::approved_device(store, bus, "okta", owner, key).await
 }
 
 async fn device_status(store: &Store, id: i64) -> String {
-    device::Entity::find_by_id(id)
-        .one(store.db())
-        .await
-        .unwrap()
-        .unwrap()
-        .status
+    testing::device_status(store, id).await
 }
 
 store_test!(

@@ -171,6 +171,28 @@ async fn runner(store: &Store, script: Arc<Mutex<Script>>) -> SyncRunner {
     )
 }
 
+/// A runner of a scripted IdP that has `users`, and the script to change.
+async fn scripted(store: &Store, users: Vec<SourceUser>) -> (Arc<Mutex<Script>>, SyncRunner) {
+    let script = Arc::new(Mutex::new(Script {
+        users,
+        ..Default::default()
+    }));
+    let runner = runner(store, script.clone()).await;
+    (script, runner)
+}
+
+/// The external ids of the stored users, sorted.
+async fn stored_ids(store: &Store) -> Vec<String> {
+    source_user::Entity::find()
+        .order_by_asc(source_user::Column::ExternalId)
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.external_id)
+        .collect()
+}
+
 async fn n_users(store: &Store) -> u64 {
     source_user::Entity::find().count(store.db()).await.unwrap()
 }
@@ -186,11 +208,7 @@ store_test!(
     a_failed_or_short_pull_applies_nothing_and_the_next_run_converges,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(5),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(5)).await;
         assert_eq!(sync(&runner, false).await.status, "applied");
         assert_eq!(n_users(store).await, 5);
 
@@ -264,11 +282,7 @@ store_test!(
     an_error_of_any_kind_ends_as_a_recorded_failed_run_with_its_event,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(3),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(3)).await;
         assert_eq!(sync(&runner, false).await.status, "applied");
         let cursor = events::read_after(store.db(), 0, 100_000)
             .await
@@ -347,11 +361,7 @@ store_test!(
     a_delta_that_gives_a_name_still_held_by_a_user_it_does_not_mention_reads_everything,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(3),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(3)).await;
         assert_eq!(sync(&runner, false).await.status, "applied");
         // user0 was deleted in a way the delta cannot see, and a new
         // account took the name: the delta lists only the new account.
@@ -365,15 +375,7 @@ store_test!(
             ("applied", "full"),
             "{report:?}"
         );
-        let ids: Vec<String> = source_user::Entity::find()
-            .order_by_asc(source_user::Column::ExternalId)
-            .all(store.db())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|u| u.external_id)
-            .collect();
-        assert_eq!(ids, ["u1", "u2", "u9"]);
+        assert_eq!(stored_ids(store).await, ["u1", "u2", "u9"]);
     }
 );
 
@@ -381,11 +383,7 @@ store_test!(
     a_delta_that_lists_the_ids_present_at_the_source_removes_the_ones_it_no_longer_lists,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(5),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(5)).await;
         assert_eq!(sync(&runner, false).await.status, "applied");
         assert_eq!(n_users(store).await, 5);
 
@@ -399,15 +397,7 @@ store_test!(
         script.lock().unwrap().list_present = true;
         let report = sync(&runner, false).await;
         assert_eq!(report.status, "applied");
-        let ids: Vec<String> = source_user::Entity::find()
-            .order_by_asc(source_user::Column::ExternalId)
-            .all(store.db())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|u| u.external_id)
-            .collect();
-        assert_eq!(ids, ["u0", "u1", "u2"]);
+        assert_eq!(stored_ids(store).await, ["u0", "u1", "u2"]);
     }
 );
 
@@ -456,11 +446,7 @@ store_test!(
     an_incremental_connection_reads_everything_once_its_last_full_pull_is_a_day_old,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(4),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(4)).await;
         let modes = script.lock().unwrap().modes.clone();
         let is_full = |mode: &PullMode| matches!(mode, PullMode::Full);
         sync(&runner, false).await;
@@ -507,11 +493,7 @@ store_test!(
     a_delta_pull_uses_the_stored_cursor_and_applies_only_changes,
     async |test_store: &TestStore| {
         let store = &test_store.store;
-        let script = Arc::new(Mutex::new(Script {
-            users: users(4),
-            ..Default::default()
-        }));
-        let runner = runner(store, script.clone()).await;
+        let (script, runner) = scripted(store, users(4)).await;
         sync(&runner, false).await;
         script.lock().unwrap().users[1].display_name = Some("changed".into());
         let report = sync(&runner, false).await;

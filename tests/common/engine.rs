@@ -4,7 +4,6 @@
 
 use idpsync_core::api::AppState;
 use idpsync_core::config;
-use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::Store;
 use idpsync_core::sync::{DriverRegistry, SyncReport};
@@ -31,21 +30,13 @@ pub async fn sync(state: &AppState, connection: &str, trigger: Trigger) -> SyncR
 
 /// Registers and approves a laptop of `owner` in `connection`; returns its id.
 pub async fn approved_device(state: &AppState, connection: &str, owner: &str) -> i64 {
-    let store = state.sync.store();
-    let device = devices::register(
-        store,
+    let node_key = format!("nk-{connection}-{owner}");
+    idpsync_core::testing::approved_device(
+        state.sync.store(),
         &state.bus,
-        NewDevice {
-            owner_connection_id: connection.into(),
-            owner_external_id: owner.into(),
-            name: "laptop".into(),
-            node_key: format!("nk-{connection}-{owner}"),
-        },
+        connection,
+        owner,
+        &node_key,
     )
     .await
-    .unwrap();
-    devices::set_status(store, &state.bus, device.id, DeviceStatus::Approved, None)
-        .await
-        .unwrap();
-    device.id
 }

@@ -11,7 +11,7 @@
 
 pub mod schedule;
 
-use crate::config::{Config, KindCatalog, SCIM_KIND};
+use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
 use crate::events::{self, NewEvent};
 use crate::reconcile::{
     Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
@@ -254,7 +254,8 @@ impl SyncRunner {
         self.reconciler.store()
     }
 
-    fn driver(&self, connection_id: &str) -> Result<Box<dyn idpsync_driver::Driver>, SyncError> {
+    /// The configured pull connection `connection_id`, or why there is none.
+    fn pull_connection(&self, connection_id: &str) -> Result<&ConnectionConfig, SyncError> {
         let connection = self
             .config
             .connection(connection_id)
@@ -262,6 +263,11 @@ impl SyncRunner {
         if connection.kind == SCIM_KIND {
             return Err(SyncError::NotPulled(connection_id.into()));
         }
+        Ok(connection)
+    }
+
+    fn driver(&self, connection_id: &str) -> Result<Box<dyn idpsync_driver::Driver>, SyncError> {
+        let connection = self.pull_connection(connection_id)?;
         let factory = self
             .registry
             .factory(&connection.kind)
@@ -307,13 +313,7 @@ impl SyncRunner {
         force_full: bool,
         cancel: impl std::future::Future<Output = ()>,
     ) -> Result<SyncReport, SyncError> {
-        let connection = self
-            .config
-            .connection(connection_id)
-            .ok_or_else(|| SyncError::UnknownConnection(connection_id.into()))?;
-        if connection.kind == SCIM_KIND {
-            return Err(SyncError::NotPulled(connection_id.into()));
-        }
+        self.pull_connection(connection_id)?;
         {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if !running.insert(connection_id.to_string()) {

@@ -5,7 +5,9 @@
 //! `unauthorized_client` when delegation is missing), `users`, `groups` and
 //! `groups/{key}/members` with `pageToken`/`nextPageToken` and `maxResults`
 //! maxima (500, 200, 200), `customer=my_customer` or `domain`, members of
-//! type USER, GROUP and CUSTOMER, Google's error bodies, and quota errors as
+//! type USER, GROUP and CUSTOMER, the users `query` clauses `isSuspended=`
+//! and `isArchived=` (400 `invalid` for others), Google's error bodies (404
+//! `notFound` for unknown routes), and quota errors as
 //! 403 `quotaExceeded` (the throttle fault; Google documents "retry using
 //! exponential back-off") or 429.
 
@@ -63,6 +65,7 @@ impl FakeGoogle {
             .route("/admin/directory/v1/users", get(users))
             .route("/admin/directory/v1/groups", get(groups))
             .route("/admin/directory/v1/groups/{key}/members", get(members))
+            .fallback(|| async { google_error(StatusCode::NOT_FOUND, "notFound", "Not Found") })
             .with_state(self.clone())
     }
 
@@ -247,6 +250,22 @@ async fn users(
     if let Err(e) = scoped(&query) {
         return *e;
     }
+    // `query`: the clauses this fake evaluates (`isSuspended=`,
+    // `isArchived=`); Google answers others it cannot parse with 400.
+    let mut wanted: Vec<(&str, bool)> = Vec::new();
+    for clause in query
+        .get("query")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split_whitespace()
+    {
+        match clause.split_once('=') {
+            Some((field @ ("isSuspended" | "isArchived"), value @ ("true" | "false"))) => {
+                wanted.push((field, value == "true"))
+            }
+            _ => return google_error(StatusCode::BAD_REQUEST, "invalid", "Invalid Input"),
+        }
+    }
     let items: Vec<Value> = {
         let dataset = fake.dataset.lock().unwrap_or_else(|e| e.into_inner());
         let archived = fake.archived.lock().unwrap_or_else(|e| e.into_inner());
@@ -254,6 +273,12 @@ async fn users(
             .users
             .iter()
             .enumerate()
+            .filter(|(i, u)| {
+                wanted.iter().all(|(field, value)| match *field {
+                    "isSuspended" => u.active != *value,
+                    _ => archived.contains(i) == *value,
+                })
+            })
             .map(|(i, u)| {
                 json!({
                     "kind": "admin#directory#user", "id": u.id, "primaryEmail": u.email,

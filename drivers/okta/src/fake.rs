@@ -192,6 +192,15 @@ impl FakeOkta {
     }
 }
 
+/// Okta's answer to a `search` or `filter` expression it cannot evaluate.
+fn invalid_search() -> Response {
+    okta_error(
+        StatusCode::BAD_REQUEST,
+        "E0000031",
+        "Invalid search criteria.",
+    )
+}
+
 fn okta_error(status: StatusCode, code: &str, summary: &str) -> Response {
     (status, axum::Json(json!({"errorCode": code, "errorSummary": summary, "errorLink": code, "errorId": "oaeFake", "errorCauses": []}))).into_response()
 }
@@ -421,11 +430,7 @@ async fn users(
             .then(|| since(&search))
             .flatten();
         if !search.is_empty() && wanted_status.is_none() && updated_after.is_none() {
-            return okta_error(
-                StatusCode::BAD_REQUEST,
-                "E0000031",
-                "Invalid search criteria.",
-            );
+            return invalid_search();
         }
         let matching = (0..org.dataset.users.len())
             .filter(|i| !org.deleted.contains(i))
@@ -462,7 +467,10 @@ async fn groups(
     }
     let (total, items): (usize, Vec<Arc<str>>) = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
-        let changed_since = query.get("filter").and_then(|f| since(f));
+        let changed_since = match query.get("filter").map(|filter| since(filter)) {
+            Some(None) => return invalid_search(),
+            parsed => parsed.flatten(),
+        };
         let matching: Vec<usize> = (0..org.dataset.groups.len())
             .filter(|i| {
                 changed_since.is_none_or(|t| org.group_updated.get(i).is_some_and(|u| *u > t))
@@ -571,18 +579,9 @@ async fn logs(
             "Bad request. Invalid date. Dates must be of the form yyyy-MM-dd'T'HH:mm:ss.SSSZZ",
         );
     };
-    let types = match query.get("filter") {
-        Some(filter) => match event_types(filter) {
-            Some(types) => Some(types),
-            None => {
-                return okta_error(
-                    StatusCode::BAD_REQUEST,
-                    "E0000031",
-                    "Invalid search criteria.",
-                );
-            }
-        },
-        None => None,
+    let types = match query.get("filter").map(|filter| event_types(filter)) {
+        Some(None) => return invalid_search(),
+        parsed => parsed.flatten(),
     };
     let events: Vec<Arc<str>> = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
