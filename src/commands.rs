@@ -33,9 +33,10 @@ fn load_config(path: &Path) -> Result<Config> {
 }
 
 async fn open_store(config: &Config) -> Result<Store> {
-    let store = Store::open(
+    let store = Store::open_with(
         config.database.url.expose(),
         config.database.max_connections,
+        config.database.durability,
     )
     .await
     .context("while opening the database named in [database].url")?;
@@ -67,10 +68,11 @@ pub fn check_config(path: &Path) -> Result<ExitCode> {
 
 pub async fn migrate(path: &Path) -> Result<ExitCode> {
     let config = load_config(path)?;
-    let store = Store::connect(
+    let store = Store::connect_with(
         config.database.url.expose(),
         config.database.max_connections,
         None,
+        config.database.durability,
     )
     .await
     .context("while opening the database named in [database].url")?;

@@ -51,11 +51,32 @@ enum Backend {
     Postgres,
 }
 
+/// `[database] durability`, for the SCIM benchmark's comparison.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Durability {
+    Full,
+    Relaxed,
+}
+
+impl Durability {
+    fn config(self) -> config::Durability {
+        match self {
+            Durability::Full => config::Durability::Full,
+            Durability::Relaxed => config::Durability::Relaxed,
+        }
+    }
+}
+
 impl Backend {
     /// A fresh store: a temporary SQLite file, or a new PostgreSQL schema.
     async fn open(self) -> Result<TestStore> {
+        self.open_with(Durability::Full).await
+    }
+
+    /// [`Backend::open`] with `durability` (SQLite's commits).
+    async fn open_with(self, durability: Durability) -> Result<TestStore> {
         Ok(match self {
-            Backend::Sqlite => TestStore::sqlite().await,
+            Backend::Sqlite => TestStore::sqlite_with(durability.config()).await,
             Backend::Postgres => TestStore::postgres().await.map_err(anyhow::Error::msg)?,
         })
     }
@@ -145,6 +166,9 @@ enum Benchmark {
         peer_url: Option<String>,
         #[arg(long, default_value = "testtoken")]
         peer_token: String,
+        /// SQLite's commits: `full` (the daemon's default) or `relaxed`.
+        #[arg(long, value_enum, default_value = "full")]
+        durability: Durability,
     },
 }
 
@@ -207,10 +231,12 @@ fn main() -> Result<()> {
             database,
             peer_url,
             peer_token,
+            durability,
         } => runtime.block_on(scim(
             clients,
             users,
             database,
+            durability,
             peer_url.map(|url| Peer {
                 url,
                 token: peer_token,
@@ -294,7 +320,7 @@ async fn all(
             url: format!("http://127.0.0.1:{peer_port}/v2"),
             token: "testtoken".into(),
         });
-        tables.push(scim(16, 2000, database, side_by_side).await?);
+        tables.push(scim(16, 2000, database, Durability::Full, side_by_side).await?);
         tables.push(revocation(2000, 200, database).await?);
     }
     drop(peer);
@@ -609,9 +635,10 @@ async fn scim(
     clients: usize,
     n_users: usize,
     backend: Backend,
+    durability: Durability,
     peer: Option<Peer>,
 ) -> Result<(String, Vec<(String, String)>)> {
-    let test_store = backend.open().await?;
+    let test_store = backend.open_with(durability).await?;
     let store = test_store.store.clone();
     let config = config::load_str(SCIM_CONFIG, "bench.toml", &["scim"], &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -671,8 +698,13 @@ async fn scim(
         }
     }
     test_store.cleanup().await;
+    let durability = match (backend, durability) {
+        (Backend::Postgres, _) => "",
+        (Backend::Sqlite, Durability::Full) => " with durable commits",
+        (Backend::Sqlite, Durability::Relaxed) => " with relaxed commits",
+    };
     let title = format!(
-        "SCIM at {clients} concurrent clients ({n_users} users, {}, client and server in one process on loopback)",
+        "SCIM at {clients} concurrent clients ({n_users} users, {}{durability}, client and server in one process on loopback)",
         backend.label()
     );
     let mut rows = post_phase.rows();

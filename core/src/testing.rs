@@ -33,9 +33,16 @@ pub struct TestStore {
 impl TestStore {
     /// A store on a new SQLite file.
     pub async fn sqlite() -> TestStore {
+        TestStore::sqlite_with(crate::config::Durability::Full).await
+    }
+
+    /// A store on a new SQLite file, committing with `durability`.
+    pub async fn sqlite_with(durability: crate::config::Durability) -> TestStore {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("idpsync.db").display());
-        let store = Store::open(&url, 4).await.expect("open the SQLite store");
+        let store = Store::open_with(&url, 4, durability)
+            .await
+            .expect("open the SQLite store");
         TestStore {
             store,
             url,

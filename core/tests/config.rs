@@ -230,3 +230,17 @@ fn an_empty_file_is_a_valid_config_with_defaults() {
     assert_eq!(config.server.listen, "127.0.0.1:8080");
     assert_eq!(config.database.url.expose(), config::DEFAULT_DATABASE_URL);
 }
+
+#[test]
+fn durability_is_full_unless_relaxed_and_a_wrong_word_is_placed() {
+    use idpsync_core::config::Durability;
+    assert_eq!(load("", &[]).unwrap().database.durability, Durability::Full);
+    let relaxed = load("[database]\ndurability = \"relaxed\"\n", &[]).unwrap();
+    assert_eq!(relaxed.database.durability, Durability::Relaxed);
+    let errors = load("[database]\ndurability = \"fast\"\n", &[]).expect_err("unknown word");
+    let lines = rendered(&errors);
+    assert!(
+        lines[0].starts_with("2:14: database.durability: unknown variant `fast`"),
+        "{lines:?}"
+    );
+}

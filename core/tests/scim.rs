@@ -248,10 +248,229 @@ store_test!(
             (status, error["status"].as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, Some("405"))
         );
-        let (status, _, _) = scim
+        // The same documents for any connection id: discovery does not
+        // tell which ids are configured.
+        let (status, _, unknown) = scim
             .call("GET", "nope", "/ServiceProviderConfig", None, None)
             .await;
-        assert_eq!(status, 404);
+        assert_eq!(status, 200);
+        assert_eq!(unknown["patch"], config["patch"]);
+    }
+);
+
+store_test!(
+    an_unknown_connection_answers_exactly_like_a_bad_token,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let known = scim
+            .call("GET", "entra", "/Users", Some("idps_forged"), None)
+            .await;
+        for token in [None, Some("idps_forged"), Some(scim.entra.as_str())] {
+            let unknown = scim.call("GET", "nosuch", "/Users", token, None).await;
+            assert_eq!(unknown.0, 401, "{token:?}");
+            assert_eq!(unknown.2, known.2, "the same body");
+            assert_eq!(unknown.1["www-authenticate"], known.1["www-authenticate"]);
+        }
+    }
+);
+
+store_test!(
+    the_bearer_scheme_is_case_insensitive,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let response = scim
+                .client
+                .get(format!("{}/entra/Users", scim.root))
+                .header("authorization", format!("{scheme}  {}", scim.entra))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{scheme}");
+        }
+        let basic = scim
+            .client
+            .get(format!("{}/entra/Users", scim.root))
+            .header("authorization", format!("Basic {}", scim.entra))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(basic.status(), 401);
+    }
+);
+
+store_test!(
+    read_only_and_immutable_attributes_are_refused_and_types_checked,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let (_, _, user) = scim
+            .okta("POST", "/Users", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@example.com", "groups": [], "active": true})))
+            .await;
+        let id = user["id"]
+            .as_str()
+            .expect("created, with Okta's empty groups")
+            .to_string();
+        let (_, _, group) = scim
+            .okta(
+                "POST",
+                "/Groups",
+                Some(json!({"displayName": "Eng", "members": []})),
+            )
+            .await;
+        let group_id = group["id"].as_str().unwrap().to_string();
+        let patch = |operations: Value| {
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}),
+            )
+        };
+        let user_path = format!("/Users/{id}");
+        let refused = [
+            (
+                "PATCH",
+                user_path.clone(),
+                patch(json!([{"op": "replace", "value": {"id": "someone-else"}}])),
+                "mutability",
+            ),
+            (
+                "PATCH",
+                user_path.clone(),
+                patch(
+                    json!([{"op": "replace", "path": "meta.lastModified", "value": "2020-01-01T00:00:00Z"}]),
+                ),
+                "mutability",
+            ),
+            (
+                "PATCH",
+                user_path.clone(),
+                patch(json!([{"op": "add", "path": "groups", "value": [{"value": group_id}]}])),
+                "mutability",
+            ),
+            (
+                "PUT",
+                user_path.clone(),
+                Some(json!({"id": "someone-else", "userName": "ann@example.com"})),
+                "mutability",
+            ),
+            (
+                "PUT",
+                user_path.clone(),
+                Some(json!({"userName": "ann@example.com", "groups": [{"value": group_id}]})),
+                "mutability",
+            ),
+            (
+                "PATCH",
+                user_path.clone(),
+                patch(json!([{"op": "replace", "path": "nickName", "value": {"first": "A"}}])),
+                "invalidValue",
+            ),
+            (
+                "POST",
+                "/Users".to_string(),
+                Some(json!({"userName": "bob@example.com", "nickName": {"a": 1}})),
+                "invalidValue",
+            ),
+            (
+                "POST",
+                "/Users".to_string(),
+                Some(json!({"userName": "bob@example.com", "members": [{"value": id}]})),
+                "invalidValue",
+            ),
+            (
+                "POST",
+                "/Users".to_string(),
+                Some(json!({"userName": "bob@example.com", "phoneNumbers": "555"})),
+                "invalidValue",
+            ),
+        ];
+        for (method, path, body, expected) in refused {
+            let (status, _, error) = scim.okta(method, &path, body.clone()).await;
+            assert_eq!(
+                (status.as_u16(), scim_type(&error)),
+                (400, expected),
+                "{method} {path} {body:?}: {error}"
+            );
+        }
+        // What Okta and Entra really send still goes through: the group's
+        // own id in a rename, "False" as a boolean, a PUT with its own id.
+        let (status, _, renamed) = scim
+            .okta("PATCH", &format!("/Groups/{group_id}"), patch(json!([{"op": "replace", "value": {"id": group_id, "displayName": "Engineering"}}])))
+            .await;
+        assert_eq!(
+            (status.as_u16(), renamed["displayName"].as_str()),
+            (200, Some("Engineering"))
+        );
+        let (status, _, off) = scim
+            .okta(
+                "PATCH",
+                &user_path,
+                patch(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), off["active"].as_bool()),
+            (200, Some(false))
+        );
+        let (status, _, _) = scim
+            .okta("PUT", &user_path, Some(json!({"id": id, "userName": "ann@example.com", "active": true, "meta": {"resourceType": "User"}})))
+            .await;
+        assert_eq!(
+            status, 200,
+            "a PUT's own id and meta (read-only input) are accepted"
+        );
+        let (_, _, list) = scim.okta("GET", "/Users", None).await;
+        assert_eq!(list["totalResults"], 1, "nothing refused was written");
+    }
+);
+
+store_test!(
+    every_refusal_below_the_handlers_has_a_scim_error_body,
+    async |test_store: &TestStore| {
+        let scim = Scim::start(test_store).await;
+        let url = |path: &str| format!("{}/entra{path}", scim.root);
+        let token = scim.entra.clone();
+        let send = |request: reqwest::RequestBuilder| {
+            let token = token.clone();
+            async move {
+                let response = request.bearer_auth(&token).send().await.unwrap();
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body: Value =
+                    serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+                assert_eq!(headers["content-type"], "application/scim+json", "{status}");
+                assert_eq!(body["status"].as_str(), Some(status.to_string().as_str()));
+                assert_eq!(
+                    body["schemas"][0],
+                    "urn:ietf:params:scim:api:messages:2.0:Error"
+                );
+                (status, headers, body)
+            }
+        };
+        // A method a route does not take.
+        let (status, headers, _) = send(scim.client.delete(url("/Users"))).await;
+        assert_eq!(status, 405);
+        assert!(headers.contains_key("allow"));
+        // Bodies too large: over the endpoint's limit and over the server's.
+        for size in [1_100_000, 3_000_000] {
+            let body = format!(
+                "{{\"userName\": \"big\", \"title\": \"{}\"}}",
+                "x".repeat(size)
+            );
+            let (status, _, _) = send(scim.client.post(url("/Users")).body(body)).await;
+            assert_eq!(status, 413, "{size} bytes");
+        }
+        // Invalid UTF-8.
+        let (status, _, error) = send(
+            scim.client
+                .post(url("/Users"))
+                .body(b"{\"userName\": \"\xff\xfe\"}".to_vec()),
+        )
+        .await;
+        assert_eq!((status, scim_type(&error)), (400, "invalidSyntax"));
+        // An over-long URI.
+        let filter = format!("userName eq \"{}\"", "a".repeat(9_000));
+        let (status, _, _) =
+            send(scim.client.get(url("/Users")).query(&[("filter", filter)])).await;
+        assert_eq!(status, 414);
     }
 );
 

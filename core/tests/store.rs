@@ -365,3 +365,33 @@ async fn user_ids(db: &impl ConnectionTrait) -> Vec<i64> {
     .map(|row| row.try_get::<i64>("", "user_id").unwrap())
     .collect()
 }
+
+/// `PRAGMA synchronous` of a fresh connection of `store`: 2 is FULL, 1 NORMAL.
+async fn sqlite_synchronous(store: &Store) -> i64 {
+    store
+        .db()
+        .query_one_raw(Statement::from_string(
+            store.backend(),
+            "PRAGMA synchronous",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sqlite_commits_reach_the_disk_before_they_are_acknowledged_unless_relaxed() {
+    use idpsync_core::config::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("d.db").display());
+    let durable = Store::open(&url, 2).await.unwrap();
+    assert_eq!(sqlite_synchronous(&durable).await, 2, "FULL by default");
+    let configured = Store::open_with(&url, 2, Durability::Full).await.unwrap();
+    assert_eq!(sqlite_synchronous(&configured).await, 2);
+    let relaxed = Store::open_with(&url, 2, Durability::Relaxed)
+        .await
+        .unwrap();
+    assert_eq!(sqlite_synchronous(&relaxed).await, 1, "NORMAL when relaxed");
+}

@@ -90,6 +90,26 @@ pub struct DatabaseConfig {
     /// Size of the connection pool (PostgreSQL; SQLite readers).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// What an acknowledged write survives (SQLite).
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+/// What a committed write survives, on SQLite. (PostgreSQL commits as its
+/// own `synchronous_commit` says, `on` by default: like [`Durability::Full`].)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Every commit reaches the disk before it is acknowledged (WAL with
+    /// `synchronous=FULL`): a SCIM write answered 2xx, a recorded run,
+    /// survive a power cut or an OS crash.
+    #[default]
+    Full,
+    /// Commits are written to the WAL but synced only at checkpoints
+    /// (`synchronous=NORMAL`): a crash of the daemon loses nothing, but a
+    /// power cut or an OS crash may roll back the latest acknowledged
+    /// commits, which an IdP will not send again.
+    Relaxed,
 }
 
 /// The SQLite file used when the config names no database.
@@ -108,6 +128,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: default_database_url(),
             max_connections: default_max_connections(),
+            durability: Durability::default(),
         }
     }
 }

@@ -6,7 +6,14 @@
 //! Tolerated client habits: capitalised op names (`Replace`), booleans sent
 //! as strings (`"False"`), no-path values whose keys are paths
 //! (`{"name.givenName": ...}`), Entra's `remove members` with a value list,
-//! and filtered paths that name an element not there yet (it is created).
+//! the resource's own `id` sent back (Okta's group rename), and filtered
+//! paths that name an element not there yet: an `add` or `replace` creates
+//! it when the filter describes one (`emails[type eq "work"].value`: Entra
+//! relies on it), else answers `noTarget`.
+//!
+//! Refused with `mutability` (RFC 7643 §7, RFC 7644 §3.5.2): changing `id`
+//! to another value, any operation on `meta`, on a User's `groups`, and
+//! removing a required attribute.
 
 use super::error::{ScimError, ScimResult};
 use super::filter::{self, AttrPath, CompareOp, Filter};
@@ -121,12 +128,27 @@ fn is_extension_urn(text: &str) -> bool {
                 .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_uppercase())))
 }
 
-/// Attributes a client may not change; writes to them are ignored.
-fn read_only(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "id" | "meta" | "schemas" | "groups"
-    )
+/// What a PATCH may do to an attribute the server owns (RFC 7643 §7:
+/// `readOnly` and `immutable`).
+enum Mutability {
+    /// `schemas`: not an attribute to change; an operation on it is ignored.
+    Ignored,
+    /// `id`: an operation that sends the resource's own id changes nothing
+    /// and is accepted (Okta's group rename sends it); any other is refused.
+    OwnId,
+    /// `meta`, and `groups` on a User: refused with `mutability`.
+    ReadOnly,
+    Writable,
+}
+
+fn mutability(kind: Kind, name: &str) -> Mutability {
+    match name.to_ascii_lowercase().as_str() {
+        "schemas" => Mutability::Ignored,
+        "id" => Mutability::OwnId,
+        "meta" => Mutability::ReadOnly,
+        "groups" if kind == Kind::User => Mutability::ReadOnly,
+        _ => Mutability::Writable,
+    }
 }
 
 /// Attributes that must stay present.
@@ -264,8 +286,24 @@ fn apply_with_path(
     value: Option<Value>,
 ) -> ScimResult<()> {
     let name = &path.attribute.name;
-    if path.attribute.urn.is_none() && read_only(name) {
-        return Ok(());
+    if path.attribute.urn.is_none() {
+        let refused = || {
+            ScimError::mutability(format!(
+                "{name} is read-only and cannot be changed by PATCH"
+            ))
+        };
+        match mutability(kind, name) {
+            Mutability::Ignored => return Ok(()),
+            Mutability::OwnId => {
+                let own = filter::get_ci(&patched.resource, "id");
+                return match (op, &value) {
+                    (Op::Add | Op::Replace, Some(sent)) if own == Some(sent) => Ok(()),
+                    _ => Err(refused()),
+                };
+            }
+            Mutability::ReadOnly => return Err(refused()),
+            Mutability::Writable => {}
+        }
     }
     if kind == Kind::Group && path.attribute.urn.is_none() && name.eq_ignore_ascii_case("members") {
         return member_operation(patched, op, path, value);
@@ -597,6 +635,7 @@ mod tests {
 
     fn user() -> Value {
         json!({
+            "id": "2819c223",
             "userName": "bjensen",
             "active": true,
             "name": {"givenName": "Barbara", "familyName": "Jensen"},
@@ -723,11 +762,36 @@ mod tests {
     }
 
     #[test]
-    fn read_only_attributes_are_ignored() {
+    fn the_resources_own_id_is_accepted_and_schemas_ignored() {
+        let own = user()["id"].clone();
         check(
-            json!([{"op": "replace", "value": {"id": "other", "meta": {}}}]),
+            json!([{"op": "replace", "value": {"id": own, "schemas": [schema::USER_URN]}}]),
             user(),
         );
+    }
+
+    #[test]
+    fn read_only_and_immutable_attributes_are_refused_with_mutability() {
+        let refused = |ops: Value, kind: Kind| {
+            patch(user(), ops, kind)
+                .unwrap_err()
+                .scim_type
+                .map(|t| t.as_str())
+        };
+        for ops in [
+            json!([{"op": "replace", "value": {"id": "someone-else"}}]),
+            json!([{"op": "replace", "path": "id", "value": "someone-else"}]),
+            json!([{"op": "remove", "path": "id"}]),
+            json!([{"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}]),
+            json!([{"op": "add", "value": {"meta": {}}}]),
+            json!([{"op": "add", "path": "groups", "value": [{"value": "g1"}]}]),
+        ] {
+            assert_eq!(
+                refused(ops.clone(), Kind::User),
+                Some("mutability"),
+                "{ops}"
+            );
+        }
     }
 
     #[test]
@@ -775,7 +839,7 @@ mod tests {
 
     #[test]
     fn group_member_operations_come_back_as_edge_changes() {
-        let group = json!({"displayName": "Eng"});
+        let group = json!({"id": "g1", "displayName": "Eng"});
         let patched = patch(
             group,
             json!([
@@ -789,7 +853,10 @@ mod tests {
             Kind::Group,
         )
         .unwrap();
-        assert_eq!(patched.resource, json!({"displayName": "Engineering"}));
+        assert_eq!(
+            patched.resource,
+            json!({"id": "g1", "displayName": "Engineering"})
+        );
         assert_eq!(
             patched.members,
             vec![

@@ -69,8 +69,86 @@ fn text(document: &Map<String, Value>, key: &str) -> ScimResult<Option<String>> 
     }
 }
 
+/// The User schema's string attributes (RFC 7643 §4.1.1): anything but a
+/// string (or null) is `invalidValue`.
+const USER_STRINGS: [&str; 10] = [
+    "userName",
+    "displayName",
+    "nickName",
+    "profileUrl",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "externalId",
+];
+
+/// The User schema's multi-valued attributes (RFC 7643 §4.1.2): a list.
+const USER_LISTS: [&str; 8] = [
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "addresses",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+];
+
+/// Refuses a User document whose attributes have the wrong type, that
+/// carries a Group's `members`, or that sets the read-only `groups`
+/// (an empty list, as Okta sends on create, sets nothing).
+fn check_user_document(document: &Value) -> ScimResult<()> {
+    let Value::Object(fields) = document else {
+        return Ok(());
+    };
+    for (key, value) in fields {
+        let is = |names: &[&str]| names.iter().any(|name| name.eq_ignore_ascii_case(key));
+        match value {
+            Value::Null => {}
+            Value::String(_) if is(&USER_STRINGS) => {}
+            _ if is(&USER_STRINGS) => {
+                return Err(ScimError::invalid_value(format!(
+                    "{key} must be a string, got {value}"
+                )));
+            }
+            Value::Array(_) if is(&USER_LISTS) => {}
+            _ if is(&USER_LISTS) => {
+                return Err(ScimError::invalid_value(format!("{key} must be a list")));
+            }
+            _ if key.eq_ignore_ascii_case("members") => {
+                return Err(ScimError::invalid_value(
+                    "members is an attribute of a Group, not of a User",
+                ));
+            }
+            Value::Array(groups) if key.eq_ignore_ascii_case("groups") && groups.is_empty() => {}
+            _ if key.eq_ignore_ascii_case("groups") => {
+                return Err(ScimError::mutability(
+                    "groups is read-only: change a group's members instead",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a document (PUT) whose `id` is not the resource's own: `id` is
+/// immutable (RFC 7643 §3.1).
+pub fn check_own_id(document: &Value, id: &str) -> ScimResult<()> {
+    match filter::get_ci(document, "id") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(sent)) if sent == id => Ok(()),
+        Some(other) => Err(ScimError::mutability(format!(
+            "id is immutable: this resource is \"{id}\", the body says {other}"
+        ))),
+    }
+}
+
 /// A SCIM User document as the record the reconciler stores under `id`.
 pub fn user_from_document(id: &str, document: &Value) -> ScimResult<SourceUser> {
+    check_user_document(document)?;
     let (stored, _) = clean(document, true)?;
     let user_name = text(&stored, "userName")?
         .filter(|name| !name.trim().is_empty())

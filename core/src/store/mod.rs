@@ -20,7 +20,7 @@ mod tokens;
 
 pub use tokens::{NewToken, TokenRecord, VERIFIED_FOR};
 
-use crate::config::{AclGroupConfig, ConnectionConfig};
+use crate::config::{AclGroupConfig, ConnectionConfig, Durability};
 use chrono::Utc;
 use idpsync_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
@@ -88,12 +88,34 @@ impl Store {
         Ok(store)
     }
 
+    /// [`Store::open`] with `durability` (SQLite's commits).
+    pub async fn open_with(
+        url: &str,
+        max_connections: u32,
+        durability: Durability,
+    ) -> Result<Store> {
+        let store = Store::connect_with(url, max_connections, None, durability).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Connects without migrating. `pg_schema` sets PostgreSQL's search_path
-    /// (tests use a fresh schema each).
+    /// (tests use a fresh schema each). Commits are durable
+    /// ([`Durability::Full`]).
     pub async fn connect(
         url: &str,
         max_connections: u32,
         pg_schema: Option<&str>,
+    ) -> Result<Store> {
+        Store::connect_with(url, max_connections, pg_schema, Durability::Full).await
+    }
+
+    /// [`Store::connect`] with `durability`.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        pg_schema: Option<&str>,
+        durability: Durability,
     ) -> Result<Store> {
         let mut options = ConnectOptions::new(url.to_string());
         options
@@ -122,10 +144,16 @@ impl Store {
                     StoreError::Open(format!("cannot create {}: {error}", parent.display()))
                 })?;
             }
-            options.map_sqlx_sqlite_opts(|opts| {
+            let synchronous = match durability {
+                // In WAL mode FULL syncs the WAL at every commit; group
+                // commit (SCIM) and one transaction per run keep commits few.
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Relaxed => SqliteSynchronous::Normal,
+            };
+            options.map_sqlx_sqlite_opts(move |opts| {
                 opts.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(synchronous)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(30))
                     // A big sync writes far more pages than SQLite's default

@@ -72,6 +72,61 @@ pub fn router() -> Router<AppState> {
         .route("/{connection}/Bulk", any(bulk::handle))
         .route("/{connection}/Me", any(me))
         .fallback(|| async { ScimError::not_found("no such SCIM endpoint") })
+        .layer(axum::middleware::map_response(as_scim_error))
+        .layer(axum::middleware::from_fn(refuse_long_uris))
+}
+
+/// The longest request URI answered (a filter belongs in a POST to
+/// `/.search` beyond it): 414 with a SCIM error body.
+pub const MAX_URI: usize = 8 * 1024;
+
+async fn refuse_long_uris(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > MAX_URI {
+        return ScimError::new(
+            414,
+            None,
+            format!(
+                "the request URI is {length} bytes, more than {MAX_URI}; send a filter in a POST to /.search"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Gives every error answer of the SCIM endpoint the RFC 7644 error body,
+/// also those made below the handlers (a method a route does not take, a
+/// body over the server's limit, a query string that does not parse).
+async fn as_scim_error(response: Response) -> Response {
+    let status = response.status();
+    let is_scim = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_scim {
+        return response;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this endpoint".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_string(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut answer = ScimError::new(status.as_u16(), None, detail).into_response();
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 /// Any SCIM version but 2.0: 400 `invalidVers`.
@@ -100,25 +155,21 @@ fn base_url(state: &AppState, headers: &HeaderMap, connection: &str) -> String {
     format!("{root}/scim/v2/{connection}")
 }
 
-/// The connection must be configured with `kind = "scim"`.
-fn check_connection(state: &AppState, connection: &str) -> ScimResult<()> {
-    match state.config.connection(connection) {
-        Some(found) if found.kind == SCIM_KIND && found.enabled => Ok(()),
-        Some(found) if found.kind == SCIM_KIND => Err(ScimError::new(
-            403,
-            None,
-            format!("connection \"{connection}\" is disabled"),
-        )),
-        _ => Err(ScimError::not_found(format!(
-            "no SCIM connection \"{connection}\""
-        ))),
-    }
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235 §2.1).
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Authenticates a `scim` token bound to `connection`. Anything else is 401
-/// and nothing is read or written.
+/// Authenticates a `scim` token bound to `connection`, a configured SCIM
+/// connection. Anything else is 401 and nothing is read or written: an
+/// unknown connection answers exactly as a bad token does, so connection
+/// ids cannot be probed without one. A disabled connection, to its own
+/// token, is 403.
 async fn authenticate(state: &AppState, headers: &HeaderMap, connection: &str) -> ScimResult<()> {
-    check_connection(state, connection)?;
     let unauthorized = || {
         ScimError::new(
             401,
@@ -126,25 +177,24 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, connection: &str) -
             "a valid SCIM bearer token for this connection is required",
         )
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .ok_or_else(unauthorized)?;
+    let token = bearer_token(headers).ok_or_else(unauthorized)?;
     let record = state
         .store
-        .authenticate_token(token.trim())
+        .authenticate_token(token)
         .await
         .map_err(|error| service::internal_error(&error))?
         .ok_or_else(unauthorized)?;
-    if record.has_scope(Scope::Scim) && record.connection_id.as_deref() == Some(connection) {
-        Ok(())
-    } else {
-        Err(unauthorized())
+    if !(record.has_scope(Scope::Scim) && record.connection_id.as_deref() == Some(connection)) {
+        return Err(unauthorized());
+    }
+    match state.config.connection(connection) {
+        Some(found) if found.kind == SCIM_KIND && found.enabled => Ok(()),
+        Some(found) if found.kind == SCIM_KIND => Err(ScimError::new(
+            403,
+            None,
+            format!("connection \"{connection}\" is disabled"),
+        )),
+        _ => Err(unauthorized()),
     }
 }
 
@@ -167,7 +217,10 @@ fn parse_body(body: &Bytes, limit: usize) -> ScimResult<Value> {
             format!("the request body is larger than {limit} bytes"),
         ));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|error| {
+    let text = std::str::from_utf8(body).map_err(|error| {
+        ScimError::invalid_syntax(format!("the body is not valid UTF-8: {error}"))
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|error| {
         ScimError::invalid_syntax(format!("the body is not valid JSON: {error}"))
     })?;
     if !value.is_object() {
@@ -180,8 +233,10 @@ fn method_not_allowed() -> ScimError {
     ScimError::new(405, None, "method not allowed on this endpoint")
 }
 
-async fn discovery(state: &AppState, method: &Method, connection: &str) -> ScimResult<()> {
-    check_connection(state, connection)?;
+/// Discovery needs no token (RFC 7644 §4) and is the same for every
+/// connection, so it is answered whether the connection exists or not: it
+/// tells nothing about which ids are configured.
+async fn discovery(method: &Method) -> ScimResult<()> {
     if method != Method::GET {
         return Err(method_not_allowed());
     }
@@ -194,7 +249,7 @@ async fn service_provider_config(
     headers: HeaderMap,
     Path(connection): Path<String>,
 ) -> Result<Response, ScimError> {
-    discovery(&state, &method, &connection).await?;
+    discovery(&method).await?;
     Ok(scim_json(
         StatusCode::OK,
         &schema::service_provider_config(&base_url(&state, &headers, &connection)),
@@ -236,7 +291,7 @@ async fn resource_types(
     headers: HeaderMap,
     Path(connection): Path<String>,
 ) -> Result<Response, ScimError> {
-    discovery(&state, &method, &connection).await?;
+    discovery(&method).await?;
     Ok(all_documents(schema::resource_types(&base_url(
         &state,
         &headers,
@@ -250,7 +305,7 @@ async fn resource_type(
     headers: HeaderMap,
     Path((connection, name)): Path<(String, String)>,
 ) -> Result<Response, ScimError> {
-    discovery(&state, &method, &connection).await?;
+    discovery(&method).await?;
     one_document(
         schema::resource_types(&base_url(&state, &headers, &connection)),
         &name,
@@ -264,7 +319,7 @@ async fn schemas(
     headers: HeaderMap,
     Path(connection): Path<String>,
 ) -> Result<Response, ScimError> {
-    discovery(&state, &method, &connection).await?;
+    discovery(&method).await?;
     Ok(all_documents(schema::schemas(&base_url(
         &state,
         &headers,
@@ -278,7 +333,7 @@ async fn one_schema(
     headers: HeaderMap,
     Path((connection, urn)): Path<(String, String)>,
 ) -> Result<Response, ScimError> {
-    discovery(&state, &method, &connection).await?;
+    discovery(&method).await?;
     one_document(
         schema::schemas(&base_url(&state, &headers, &connection)),
         &urn,

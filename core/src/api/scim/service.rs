@@ -574,6 +574,7 @@ impl ScimService<'_> {
         projection: &Projection,
         if_match: Option<&IfMatch>,
     ) -> ScimResult<(Value, i64)> {
+        resource::check_own_id(document, id)?;
         let rows = match kind {
             ResourceKind::User => {
                 let user = resource::user_from_document(id, document)?;
