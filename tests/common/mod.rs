@@ -83,17 +83,7 @@ impl Daemon {
     }
 
     pub fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "idpsync serve did not listen on port {} within 30 s",
-            self.port
-        );
+        wait_listening(self.port);
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -122,6 +112,18 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits (at most 30 s) until something listens on the loopback `port`.
+pub fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("idpsync serve did not listen on port {port} within 30 s");
 }
 
 /// A loopback port nobody listens on right now.

@@ -503,6 +503,15 @@ impl SyncRunner {
                 got: staged.users.len() as u64,
             }));
         }
+        tracing::info!(
+            connection = connection_id,
+            mode = attempt.mode,
+            users = attempt.received.users,
+            groups = attempt.received.groups,
+            memberships = attempt.received.memberships,
+            pull_ms,
+            "pull complete; applying"
+        );
         let options = SubmitOptions {
             trigger: attempt.trigger,
             dry_run: attempt.dry_run,
