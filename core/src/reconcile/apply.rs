@@ -37,7 +37,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The start of the `user_name_key` of a user whose name is being handed
 /// to another user within one apply (see `Apply::free_moving_names`); the
-/// row's id follows. A control character: no userName folds to it.
+/// user's external id follows (unique in the connection). A control
+/// character: no userName folds to it (refused as input).
 pub const PARKED_NAME: &str = "\u{1}parked:";
 
 /// Members listed in one `membership.added` or `membership.removed` event.
@@ -527,70 +528,22 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(all)
     }
 
-    /// Parks the userNames that this change set moves from one user to
-    /// another, so that no write below meets a name still held by its old
-    /// owner: a name freed by a deleted user, or by an updated user who is
-    /// renamed, may be claimed by a created or another updated user (a
-    /// deleted account's name reused by a new hire, two accounts swapping
-    /// names, chains of renames). A parked row's `user_name_key` is
-    /// [`PARKED_NAME`] and its id; the update writes the user's new key,
-    /// and a deleted user's row goes at the end of the apply. A name held by
-    /// a user this change set neither deletes nor updates is not touched, so
-    /// a real clash still fails the unique index.
+    /// Parks the userNames this change set moves from one user to another
+    /// ([`ChangeSet::names_to_free`], found by the diff), so that no write
+    /// below meets a name still held by its old owner: the parked row's
+    /// `user_name_key` becomes [`PARKED_NAME`] and its external id; the
+    /// update writes the user's new key, and a deleted user's row goes at
+    /// the end of the apply. Rare (names move only when people churn): a
+    /// statement per row, none at all in the common case.
     async fn free_moving_names(&mut self, changes: &ChangeSet) -> Result<(), DbErr> {
-        let claims: HashMap<String, &str> = changes
-            .users_created
-            .iter()
-            .chain(&changes.users_updated)
-            .map(|user| (user.user_name.to_lowercase(), user.external_id.as_str()))
-            .collect();
-        // With one claim and no deletion, the only name that could be freed
-        // is the claimant's own.
-        if claims.is_empty() || (claims.len() == 1 && changes.users_deleted.is_empty()) {
-            return Ok(());
-        }
-        let freeing: HashSet<&str> = changes
-            .users_deleted
-            .iter()
-            .map(String::as_str)
-            .chain(changes.users_updated.iter().map(|u| u.external_id.as_str()))
-            .collect();
-        if freeing.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<&str> = claims.keys().map(String::as_str).collect();
-        let mut parked: Vec<i64> = Vec::new();
-        for chunk in keys.chunks(CHUNK) {
-            let holders: Vec<(i64, String, String)> = source_user::Entity::find()
-                .select_only()
-                .columns([
-                    source_user::Column::Id,
-                    source_user::Column::ExternalId,
-                    source_user::Column::UserNameKey,
-                ])
-                .filter(source_user::Column::ConnectionId.eq(self.connection()))
-                .filter(source_user::Column::UserNameKey.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db)
-                .await?;
-            parked.extend(
-                holders
-                    .into_iter()
-                    .filter(|(_, holder, key)| {
-                        freeing.contains(holder.as_str())
-                            && claims.get(key).is_some_and(|claimant| *claimant != holder)
-                    })
-                    .map(|(id, _, _)| id),
-            );
-        }
-        // Rare (names move only when people churn): a statement per row.
-        for id in parked {
+        for external_id in &changes.names_to_free {
             source_user::Entity::update_many()
                 .col_expr(
                     source_user::Column::UserNameKey,
-                    Expr::value(format!("{PARKED_NAME}{id}")),
+                    Expr::value(format!("{PARKED_NAME}{external_id}")),
                 )
-                .filter(source_user::Column::Id.eq(id))
+                .filter(source_user::Column::ConnectionId.eq(self.connection()))
+                .filter(source_user::Column::ExternalId.eq(external_id))
                 .exec(self.db)
                 .await?;
         }

@@ -15,6 +15,8 @@ pub struct StoredUser {
     pub content_hash: String,
     pub active: bool,
     pub suspended: bool,
+    /// The folded userName the user holds.
+    pub user_name_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,11 @@ pub struct ChangeSet {
     #[serde(default)]
     pub users_reactivated: Vec<String>,
     pub users_deleted: Vec<String>,
+    /// Deleted or updated users whose stored userName another user of this
+    /// change set takes: the apply frees those names first (a deleted
+    /// account's name given to a new hire, a swap, a chain of renames).
+    #[serde(default)]
+    pub names_to_free: Vec<String>,
     pub groups_created: Vec<SourceGroup>,
     pub groups_updated: Vec<SourceGroup>,
     pub groups_deleted: Vec<String>,
@@ -190,6 +197,41 @@ fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(),
     Ok(())
 }
 
+/// The deleted or updated users whose stored userName a different created
+/// or updated user claims. Every user a change set deletes or updates is in
+/// `stored` (a delta loads the users it names), so this is exact: a name
+/// held by a user the change set does not touch is not freed, and its
+/// claimant fails on the unique index as it should.
+fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
+    if changes.users_deleted.is_empty() && changes.users_updated.is_empty() {
+        return Vec::new();
+    }
+    let claims: HashMap<String, &str> = changes
+        .users_created
+        .iter()
+        .chain(&changes.users_updated)
+        .map(|user| (user.user_name.to_lowercase(), user.external_id.as_str()))
+        .collect();
+    let freeing = changes
+        .users_deleted
+        .iter()
+        .map(String::as_str)
+        .chain(changes.users_updated.iter().map(|u| u.external_id.as_str()));
+    let mut to_free: Vec<String> = freeing
+        .filter(|holder| {
+            stored.users.get(*holder).is_some_and(|user| {
+                claims
+                    .get(&user.user_name_key)
+                    .is_some_and(|claimant| claimant != holder)
+            })
+        })
+        .map(str::to_string)
+        .collect();
+    to_free.sort_unstable();
+    to_free.dedup();
+    to_free
+}
+
 /// Sorts user and group changes into created / updated, and the updated
 /// users whose access changed into deactivated (now deprovisioned),
 /// suspended and reactivated.
@@ -317,6 +359,7 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
     added.sort_unstable();
     added.dedup();
     changes.memberships_added = added;
+    changes.names_to_free = names_to_free(stored, &changes);
     Ok(changes)
 }
 
@@ -412,6 +455,7 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
         .filter(|edge| stored.edges.contains(edge))
         .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
         .collect();
+    changes.names_to_free = names_to_free(stored, &changes);
     Ok(changes)
 }
 
@@ -444,6 +488,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                         content_hash: user_hash(user),
                         active: user.active,
                         suspended: user.suspended,
+                        user_name_key: user.user_name.to_lowercase(),
                     },
                 )
             })
@@ -469,6 +514,33 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
 mod tests {
     use super::*;
     use crate::reconcile::input::Delta;
+
+    #[test]
+    fn names_are_freed_only_where_they_move_between_users() {
+        let stored = stored_from_snapshot(&tenant());
+        let delta = |users: Vec<SourceUser>, removed: Vec<&str>| Delta {
+            upsert_users: users,
+            remove_users: removed.into_iter().map(String::from).collect(),
+            ..Delta::default()
+        };
+        let freed = |input: Delta| {
+            diff(&stored, SourceInput::Delta(input))
+                .unwrap()
+                .names_to_free
+        };
+        // A deactivation (SCIM's PATCH active=false): the name stays put.
+        let mut alice = SourceUser::new("u1", "alice");
+        alice.active = false;
+        assert!(freed(delta(vec![alice], vec![])).is_empty());
+        // A swap frees both; a leaver's name given to a hire frees theirs.
+        let swap = vec![SourceUser::new("u1", "BOB"), SourceUser::new("u2", "alice")];
+        assert_eq!(freed(delta(swap, vec![])), ["u1", "u2"]);
+        let rehire = vec![SourceUser::new("u9", "carol")];
+        assert_eq!(freed(delta(rehire, vec!["u3"])), ["u3"]);
+        // A name still held by someone the change set leaves alone is not
+        // freed: the claim fails on the unique index.
+        assert!(freed(delta(vec![SourceUser::new("u9", "carol")], vec![])).is_empty());
+    }
 
     /// The named fixture tenant: alice, bob, carol; Engineering contains
     /// alice and the nested group Platform, which contains bob.

@@ -15,8 +15,8 @@ use std::collections::{BTreeSet, HashMap};
 
 const CHUNK: usize = 500;
 
-/// Id, external id, content hash, active, suspended.
-type UserTuple = (i64, String, String, bool, bool);
+/// Id, external id, content hash, active, suspended, userName key.
+type UserTuple = (i64, String, String, bool, bool, String);
 type GroupTuple = (i64, String, String);
 
 /// Direct edges by row ids: `(group_id, user_id)` and
@@ -40,6 +40,7 @@ async fn users_where(
             source_user::Column::ContentHash,
             source_user::Column::Active,
             source_user::Column::Suspended,
+            source_user::Column::UserNameKey,
         ])
         .filter(condition)
         .into_tuple()
@@ -134,6 +135,7 @@ pub async fn load(
                         row.content_hash.clone(),
                         row.active,
                         row.suspended,
+                        row.user_name_key.clone(),
                     ));
                 }
             }
@@ -381,7 +383,7 @@ fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> 
             state.edges.insert_group(group, nested);
         }
     }
-    for (_, external_id, content_hash, active, suspended) in users {
+    for (_, external_id, content_hash, active, suspended, user_name_key) in users {
         state.users.insert(
             external_id.clone(),
             StoredUser {
@@ -389,6 +391,7 @@ fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> 
                 content_hash,
                 active,
                 suspended,
+                user_name_key,
             },
         );
     }
