@@ -103,6 +103,38 @@ pub enum Filter {
     ValuePath(AttrPath, Box<Filter>),
 }
 
+impl CompareOp {
+    /// The operator as the grammar spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Co => "co",
+            CompareOp::Sw => "sw",
+            CompareOp::Ew => "ew",
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+        }
+    }
+}
+
+/// A filter in the grammar's own text, every group in parentheses: what
+/// [`parse`] reads back as the same filter.
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Filter::Compare(path, op, value) => write!(f, "{path} {} {value}", op.as_str()),
+            Filter::Present(path) => write!(f, "{path} pr"),
+            Filter::Not(inner) => write!(f, "not ({inner})"),
+            Filter::And(left, right) => write!(f, "({left}) and ({right})"),
+            Filter::Or(left, right) => write!(f, "({left}) or ({right})"),
+            Filter::ValuePath(path, inner) => write!(f, "{path}[{inner}]"),
+        }
+    }
+}
+
 /// Longest filter accepted, in bytes.
 pub const MAX_FILTER_LEN: usize = 4096;
 

@@ -63,6 +63,14 @@ impl Sql {
         }
     }
 
+    /// The negation of this predicate in SCIM's two-valued logic: a
+    /// comparison on an absent attribute is false, never SQL's unknown, so
+    /// its negation is true (`NOT NULL` would be unknown, and drop the
+    /// resource).
+    fn negated(self) -> Sql {
+        self.wrap("NOT COALESCE((", "), FALSE)")
+    }
+
     /// The fragment as a sea-query expression for `backend`.
     fn into_expr(self, backend: DatabaseBackend) -> Expr {
         let text = super::raw_sql::placeholders_for(backend, &self.text);
@@ -275,11 +283,11 @@ impl Translator {
                 vec![self.filter(left)?, self.filter(right)?],
                 " OR ",
             )),
-            Filter::Not(inner) => Ok(self.filter(inner)?.wrap("NOT (", ")")),
+            Filter::Not(inner) => Ok(self.filter(inner)?.negated()),
             Filter::Present(path) => self.attribute(path, None),
             Filter::Compare(path, CompareOp::Ne, value) => Ok(self
                 .attribute(path, Some((CompareOp::Eq, value)))?
-                .wrap("NOT (", ")")),
+                .negated()),
             Filter::Compare(path, op, value) => self.attribute(path, Some((*op, value))),
             Filter::ValuePath(path, inner) => self.value_path(path, inner),
         }
@@ -311,7 +319,7 @@ impl Translator {
                     "null can only be compared with eq or ne",
                 ));
             }
-            return Ok(self.attribute(path, None)?.wrap("NOT (", ")"));
+            return Ok(self.attribute(path, None)?.negated());
         }
         let name = path.name.to_ascii_lowercase();
         let mut element_sub = path.sub.clone();
@@ -367,7 +375,7 @@ impl Translator {
                 ],
                 " OR ",
             )),
-            Filter::Not(inner) => Ok(self.element_filter(inner, prefix)?.wrap("NOT (", ")")),
+            Filter::Not(inner) => Ok(self.element_filter(inner, prefix)?.negated()),
             Filter::ValuePath(..) => Err(ScimError::invalid_filter("value filters cannot nest")),
             Filter::Present(path) => {
                 let sub = canonical(&path.name);
@@ -390,7 +398,7 @@ impl Translator {
                         Some((CompareOp::Eq, value)),
                         case_exact,
                     )?
-                    .wrap("NOT (", ")"));
+                    .negated());
                 }
                 predicate(self.postgres(), &accessor, Some((*op, value)), case_exact)
             }
@@ -763,7 +771,7 @@ fn predicate(
                 ])
             })
         }
-        Value::Null => Ok(predicate(postgres, accessor, None, case_exact)?.wrap("NOT (", ")")),
+        Value::Null => Ok(predicate(postgres, accessor, None, case_exact)?.negated()),
         _ => Err(ScimError::invalid_filter(format!(
             "cannot compare with {value}"
         ))),
