@@ -1,0 +1,271 @@
+//! `pull`: a full pull of a generated tenant from the Okta or Entra fake
+//! through the whole engine, an unchanged re-run (read in full, then as
+//! scheduled), and a delta after 1% of users changed. The fake IdP runs in
+//! a child process (`idpsync-bench fake-idp`), so the peak RSS is idpsync's.
+
+use crate::harness::Backend;
+use crate::results::{Benchmark, Figure, Table, Unit};
+use anyhow::{Result, bail};
+use clap::ValueEnum;
+use idpsync_core::api::AppState;
+use idpsync_core::config;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Idp {
+    Okta,
+    Entra,
+}
+
+impl Idp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Idp::Okta => "okta",
+            Idp::Entra => "entra",
+        }
+    }
+}
+
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn state_marks(store: &idpsync_core::store::Store) -> Result<(i64, i64)> {
+    use idpsync_core::store::entity::connection;
+    use sea_orm::EntityTrait;
+    let version = connection::Entity::find_by_id("bench")
+        .one(store.db())
+        .await?
+        .map_or(0, |c| c.state_version);
+    Ok((version, idpsync_core::events::last_id(store.db()).await?))
+}
+
+/// The child side of `pull`: generates the tenant, serves the fake IdP on
+/// loopback and changes 1% of users when told.
+pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize) -> Result<()> {
+    use idpsync_driver::fake::{Dataset, DatasetSpec};
+    use tokio::io::AsyncBufReadExt;
+    let dataset = Dataset::generate(&DatasetSpec {
+        users: n_users,
+        groups: n_groups,
+        nested_groups: n_groups / 20,
+        memberships_per_user: per_user,
+        inactive_every: 0,
+        seed: 99,
+    });
+    let n_memberships = dataset.members.len();
+    let (config_text, _server, change): (
+        String,
+        idpsync_driver::fake::FakeServer,
+        Box<dyn Fn(usize)>,
+    ) = match idp {
+        Idp::Okta => {
+            let fake = idpsync_driver_okta::fake::FakeOkta::new(dataset, Vec::new());
+            let server = fake.start().await?;
+            let text = format!(
+                "[[connections]]\nid = \"bench\"\nkind = \"okta\"\n[connections.okta]\norg_url = \"{}\"\napi_token = \"{}\"\n[connections.safety]\nmax_deletions = \"100%\"\n",
+                server.base_url, fake.api_token
+            );
+            (
+                text,
+                server,
+                Box::new(move |user| fake.set_status(user, "SUSPENDED")),
+            )
+        }
+        Idp::Entra => {
+            let fake = idpsync_driver_entra::fake::FakeGraph::new(dataset);
+            let server = fake.start().await?;
+            let settings = fake.settings(&server.base_url, 999);
+            let text = format!(
+                "[[connections]]\nid = \"bench\"\nkind = \"entra\"\n[connections.entra]\ntenant_id = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\nauthority_url = \"{}\"\ngraph_url = \"{}\"\n[connections.safety]\nmax_deletions = \"100%\"\n",
+                settings["tenant_id"].as_str().unwrap_or_default(),
+                settings["client_id"].as_str().unwrap_or_default(),
+                settings["client_secret"].as_str().unwrap_or_default(),
+                server.base_url,
+                server.base_url
+            );
+            (text, server, Box::new(move |user| fake.disable_user(user)))
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"config": config_text, "memberships": n_memberships})
+    );
+    let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(command) = commands.next_line().await? {
+        if command.trim() == "change" {
+            for user in (0..n_users).step_by(100) {
+                change(user);
+            }
+            println!("ok");
+        }
+    }
+    Ok(())
+}
+
+pub async fn pull(
+    idp: Idp,
+    n_users: usize,
+    n_groups: usize,
+    per_user: usize,
+    backend: Backend,
+) -> Result<Table> {
+    use idpsync_core::sync::DriverRegistry;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    // The fake IdP (and its generated tenant) lives in a child process.
+    let mut fake = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("fake-idp")
+        .arg("--idp")
+        .arg(idp.name())
+        .args(["--users", &n_users.to_string()])
+        .args(["--groups", &n_groups.to_string()])
+        .args(["--memberships-per-user", &per_user.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut fake_in = fake.stdin.take().expect("piped");
+    let mut fake_out = tokio::io::BufReader::new(fake.stdout.take().expect("piped")).lines();
+    let hello: serde_json::Value = serde_json::from_str(
+        &fake_out
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the fake IdP exited before serving"))?,
+    )?;
+    let config_text = hello["config"].as_str().unwrap_or_default().to_string();
+    let n_memberships = hello["memberships"].as_u64().unwrap_or_default();
+    let test_store = backend.open().await?;
+    let store = test_store.store.clone();
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_driver_okta::OktaFactory);
+    registry.register(idpsync_driver_entra::EntraFactory);
+    let config = config::load_str(&config_text, "bench.toml", &registry, &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .register_config(&config.connections, &config.acl_groups)
+        .await?;
+    let state = AppState::with_drivers(config, store.clone(), registry);
+    let run = |full: bool| {
+        let runner = state.sync.clone();
+        async move {
+            runner
+                .run(
+                    "bench",
+                    idpsync_core::reconcile::Trigger::Manual,
+                    false,
+                    full,
+                    std::future::pending(),
+                )
+                .await
+        }
+    };
+
+    let started = Instant::now();
+    let first = run(true).await?;
+    let full_time = started.elapsed();
+    if first.status != "applied" {
+        bail!("the full pull did not apply: {first:?}");
+    }
+    let rss_after_full = peak_rss_mib();
+
+    // The same tenant again, read in full; then as the scheduler runs it,
+    // a delta from the kept cursor. Neither may write.
+    let mut unchanged = Vec::new();
+    for full in [true, false] {
+        let before = state_marks(&store).await?;
+        let started = Instant::now();
+        let result = run(full).await?;
+        let took = started.elapsed();
+        let after = state_marks(&store).await?;
+        let writes = if before == after {
+            "0 (no state change, no event)".to_string()
+        } else {
+            format!("state moved {before:?} -> {after:?}")
+        };
+        unchanged.push((result, took, writes));
+    }
+    let [
+        (second, unchanged_time, writes),
+        (scheduled, scheduled_time, scheduled_writes),
+    ] = <[_; 2]>::try_from(unchanged).expect("two runs");
+
+    fake_in.write_all(b"change\n").await?;
+    fake_in.flush().await?;
+    fake_out.next_line().await?;
+    let started = Instant::now();
+    let delta = run(false).await?;
+    let delta_time = started.elapsed();
+    drop(fake_in);
+    fake.wait().await?;
+    test_store.cleanup().await;
+
+    let title = format!(
+        "pull from the {} fake: {n_users} users, {n_groups} groups, {n_memberships} memberships, {}",
+        match idp {
+            Idp::Okta => "Okta",
+            Idp::Entra => "Entra",
+        },
+        backend.label()
+    );
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    let mut table = Table::new(Benchmark::Pull, title)
+        .parameter("idp", idp.name())
+        .parameter("users", n_users)
+        .parameter("groups", n_groups)
+        .parameter("memberships_per_user", per_user)
+        .parameter("database", backend.name());
+    table.figures = vec![
+        Figure::number("full pull: wall time", full_time.as_secs_f64(), Unit::Seconds).with_note(
+            format!(
+                "{:.1} s reading the IdP, {:.1} s diffing and applying",
+                seconds(first.pull_ms),
+                seconds(first.duration_ms.saturating_sub(first.pull_ms))
+            ),
+        ),
+        Figure::number(
+            "full pull: peak RSS of idpsync (the fake IdP runs in its own process)",
+            rss_after_full,
+            Unit::Mebibytes,
+        ),
+        Figure::number(
+            "unchanged re-run (full): wall time",
+            unchanged_time.as_secs_f64(),
+            Unit::Seconds,
+        )
+        .with_note(format!(
+            "{}; {:.1} s reading the IdP",
+            second.status,
+            seconds(second.pull_ms)
+        )),
+        Figure::words("unchanged re-run: data rows written", writes),
+        Figure::number(
+            format!(
+                "unchanged re-run as scheduled ({} mode from the kept cursor): wall time, rows written",
+                scheduled.mode
+            ),
+            scheduled_time.as_secs_f64(),
+            Unit::Seconds,
+        )
+        .with_note(format!("{}, {scheduled_writes}", scheduled.status)),
+        Figure::number(
+            format!("delta after 1% of users changed ({} mode)", delta.mode),
+            delta_time.as_secs_f64(),
+            Unit::Seconds,
+        )
+        .with_note(format!(
+            "{} users received, {}",
+            delta.received.users, delta.status
+        )),
+    ];
+    Ok(table)
+}

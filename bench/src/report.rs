@@ -1,0 +1,277 @@
+//! Renders the figures in BENCHMARKS.md from the runs in `bench/results/`:
+//! the latest full run against the targets, and a history line per full
+//! run. The rendered parts sit between marker comments; the prose around
+//! them is written by hand. `idpsync-bench report` rewrites them, and a
+//! test fails when BENCHMARKS.md differs from what the results render.
+
+use crate::results::{Benchmark, Figure, Run, Table, Unit};
+use anyhow::{Result, bail};
+
+const CURRENT: (&str, &str) = ("<!-- current:begin -->", "<!-- current:end -->");
+const HISTORY: (&str, &str) = ("<!-- history:begin -->", "<!-- history:end -->");
+
+/// `document` with its rendered parts replaced by what `runs` give.
+pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
+    let full_runs: Vec<&Run> = runs.iter().filter(|run| run.is_full()).collect();
+    let Some(latest) = full_runs.last() else {
+        bail!("no full run (`idpsync-bench all`) among the results");
+    };
+    let document = replace_between(document, CURRENT, &current(latest))?;
+    replace_between(&document, HISTORY, &history(&full_runs))
+}
+
+fn replace_between(document: &str, (begin, end): (&str, &str), body: &str) -> Result<String> {
+    let (Some(start), Some(stop)) = (document.find(begin), document.find(end)) else {
+        bail!("BENCHMARKS.md lacks the markers {begin} and {end}");
+    };
+    if stop < start {
+        bail!("{end} comes before {begin}");
+    }
+    Ok(format!(
+        "{}{begin}\n{body}{}",
+        &document[..start],
+        &document[stop..]
+    ))
+}
+
+/// What a figure is held to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Below(f64, Unit),
+    /// Below, and the run wrote nothing (its note says so).
+    BelowWritingNothing(f64, Unit),
+    AtLeast(f64, Unit),
+}
+
+impl Target {
+    fn met(self, figure: &Figure) -> Option<bool> {
+        let value = figure.value?;
+        Some(match self {
+            Target::Below(limit, unit) => figure.unit == Some(unit) && value < limit,
+            Target::BelowWritingNothing(limit, unit) => {
+                figure.unit == Some(unit)
+                    && value < limit
+                    && figure
+                        .note
+                        .as_deref()
+                        .is_some_and(|note| note.contains("no state change"))
+            }
+            Target::AtLeast(limit, unit) => figure.unit == Some(unit) && value >= limit,
+        })
+    }
+
+    fn describe(self) -> String {
+        match self {
+            // 300 MB, the memory target, is 286 MiB.
+            Target::Below(limit, Unit::Mebibytes) => format!("< {limit} MiB (300 MB)"),
+            Target::Below(limit, unit) => format!("< {limit}{}", unit.suffix()),
+            Target::BelowWritingNothing(limit, unit) => {
+                format!("< {limit}{}, nothing written", unit.suffix())
+            }
+            Target::AtLeast(limit, unit) => format!(">= {limit}{}", unit.suffix()),
+        }
+    }
+}
+
+/// One line of the current-figures table.
+struct Line<'a> {
+    what: String,
+    figure: Option<&'a Figure>,
+    target: Option<Target>,
+}
+
+const PULL_100K: [(&str, &str); 3] = [
+    ("users", "100000"),
+    ("groups", "10000"),
+    ("memberships_per_user", "10"),
+];
+
+fn pull<'a>(run: &'a Run, idp: &str, database: &str) -> Option<&'a Table> {
+    let mut with = vec![("idp", idp), ("database", database)];
+    with.extend(PULL_100K);
+    run.table(Benchmark::Pull, &with)
+}
+
+fn starting<'a>(table: Option<&'a Table>, prefix: &str) -> Option<&'a Figure> {
+    table?
+        .figures
+        .iter()
+        .find(|figure| figure.measure.starts_with(prefix))
+}
+
+/// The SCIM table of `database`; on SQLite, the one with `durability`
+/// (`full` or `relaxed`), or `normal` for the runs before durability was a
+/// parameter, which committed with `synchronous=NORMAL`.
+fn scim<'a>(run: &'a Run, database: &str, durability: &str) -> Option<&'a Table> {
+    run.tables.iter().find(|table| {
+        table.benchmark == Benchmark::Scim
+            && table.parameters.get("database").map(String::as_str) == Some(database)
+            && (database != "sqlite"
+                || table
+                    .parameters
+                    .get("durability")
+                    .map_or("normal", String::as_str)
+                    == durability)
+    })
+}
+
+fn current(run: &Run) -> String {
+    let mut lines: Vec<Line> = Vec::new();
+    let mut push = |what: String, figure, target| {
+        lines.push(Line {
+            what,
+            figure,
+            target,
+        })
+    };
+    for (idp, label) in [("okta", "Okta"), ("entra", "Entra")] {
+        let table = pull(run, idp, "sqlite");
+        push(
+            format!("full pull 100k / 10k / 1M, {label}, SQLite: wall time"),
+            starting(table, "full pull: wall time"),
+            Some(Target::Below(10.0, Unit::Seconds)),
+        );
+        push(
+            format!("full pull 100k / 10k / 1M, {label}, SQLite: peak RSS"),
+            starting(table, "full pull: peak RSS"),
+            Some(Target::Below(286.0, Unit::Mebibytes)),
+        );
+    }
+    for (database, db_label) in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")] {
+        for (idp, label) in [("okta", "Okta"), ("entra", "Entra")] {
+            let table = pull(run, idp, database);
+            push(
+                format!("unchanged run as scheduled, {label}, {db_label}: wall time, writes"),
+                starting(table, "unchanged re-run as scheduled"),
+                Some(Target::BelowWritingNothing(3.0, Unit::Seconds)),
+            );
+        }
+    }
+    for (idp, label) in [("okta", "Okta"), ("entra", "Entra")] {
+        push(
+            format!("full pull 100k / 10k / 1M, {label}, PostgreSQL: wall time"),
+            starting(pull(run, idp, "postgres"), "full pull: wall time"),
+            None,
+        );
+    }
+    for (durability, label, target) in [
+        (
+            "full",
+            "durable commits (the default)",
+            Some(Target::AtLeast(10.0, Unit::Ratio)),
+        ),
+        ("relaxed", "relaxed commits", None),
+    ] {
+        let table = scim(run, "sqlite", durability);
+        for phase in ["POST /Users", "PATCH active=false"] {
+            push(
+                format!("SCIM {phase} vs the peer, SQLite, {label}"),
+                starting(table, &format!("{phase}: idpsync / peer")),
+                target,
+            );
+        }
+    }
+    push(
+        "SCIM reads (filter userName eq) vs the peer, SQLite".into(),
+        starting(
+            scim(run, "sqlite", "full"),
+            "GET filter userName eq: idpsync / peer",
+        ),
+        None,
+    );
+    for phase in ["POST /Users", "PATCH active=false"] {
+        push(
+            format!("SCIM {phase}, PostgreSQL"),
+            starting(
+                scim(run, "postgres", "full"),
+                &format!("{phase}: requests/s"),
+            ),
+            None,
+        );
+    }
+    for (database, label) in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")] {
+        push(
+            format!("SCIM PATCH -> `device.revoked` at a long-polling consumer, p99, {label}"),
+            starting(
+                run.table(Benchmark::Revocation, &[("database", database)]),
+                "SCIM PATCH active=false -> device.revoked at consumer, p99",
+            ),
+            Some(Target::Below(50.0, Unit::Millis)),
+        );
+    }
+
+    let mut out = format!(
+        "The latest full run: {} on {}, built from {}.\n\n| figure | value | target | |\n|---|---|---|---|\n",
+        run.started,
+        run.host,
+        run.revision.as_deref().unwrap_or("an unrecorded revision")
+    );
+    for line in lines {
+        let value = line
+            .figure
+            .map_or("(not measured)".to_string(), Figure::display_value);
+        let (target, verdict) = match (line.target, line.figure) {
+            (Some(target), Some(figure)) => (
+                target.describe(),
+                match target.met(figure) {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "",
+                },
+            ),
+            (Some(target), None) => (target.describe(), ""),
+            (None, _) => (String::new(), ""),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {target} | {verdict} |\n",
+            line.what,
+            value.replace('|', "/")
+        ));
+    }
+    out
+}
+
+fn history(runs: &[&Run]) -> String {
+    let mut out = String::from(
+        "| run (UTC) | built from | host | pull SQLite, Okta / Entra | peak RSS, Okta / Entra | pull PostgreSQL, Okta / Entra | SCIM vs peer, POST / PATCH | revocation p99, SQLite / PostgreSQL |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    let short = |figure: Option<&Figure>| match figure {
+        Some(Figure {
+            value: Some(value),
+            unit: Some(unit),
+            ..
+        }) => unit.format(*value),
+        _ => "-".to_string(),
+    };
+    for run in runs.iter().rev() {
+        let pair = |left: String, right: String| format!("{left} / {right}");
+        let pulls = |database: &str, prefix: &str| {
+            pair(
+                short(starting(pull(run, "okta", database), prefix)),
+                short(starting(pull(run, "entra", database), prefix)),
+            )
+        };
+        let scim_table = scim(run, "sqlite", "full").or_else(|| scim(run, "sqlite", "normal"));
+        let revocation = |database: &str| {
+            short(starting(
+                run.table(Benchmark::Revocation, &[("database", database)]),
+                "SCIM PATCH active=false -> device.revoked at consumer, p99",
+            ))
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            run.started.replace('T', " ").trim_end_matches('Z'),
+            run.revision.as_deref().unwrap_or("-"),
+            run.host,
+            pulls("sqlite", "full pull: wall time"),
+            pulls("sqlite", "full pull: peak RSS"),
+            pulls("postgres", "full pull: wall time"),
+            pair(
+                short(starting(scim_table, "POST /Users: idpsync / peer")),
+                short(starting(scim_table, "PATCH active=false: idpsync / peer")),
+            ),
+            pair(revocation("sqlite"), revocation("postgres")),
+        ));
+    }
+    out
+}
