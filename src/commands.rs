@@ -8,6 +8,7 @@ use idpsync_core::config::{self, Config, SCIM_KIND};
 use idpsync_core::events::EventBus;
 use idpsync_core::reconcile::{Outcome, Reconciler, Snapshot, SourceInput, SubmitOptions, Trigger};
 use idpsync_core::store::{NewToken, Store};
+use idpsync_core::sync::SyncStatus;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -442,9 +443,9 @@ pub async fn sync(
         );
     }
     Ok(match report.status {
-        "failed" => ExitCode::FAILURE,
-        "held" => ExitCode::from(2),
-        _ => ExitCode::SUCCESS,
+        SyncStatus::Failed | SyncStatus::Abandoned => ExitCode::FAILURE,
+        SyncStatus::Held => ExitCode::from(2),
+        SyncStatus::Applied | SyncStatus::Unchanged | SyncStatus::Planned => ExitCode::SUCCESS,
     })
 }
 

@@ -8,6 +8,7 @@ mod common;
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::entity::{device, effective_membership, source_group, source_user};
 use idpsync_core::sync::DriverRegistry;
+use idpsync_core::sync::SyncStatus;
 use idpsync_core::testing::TestStore;
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
 use idpsync_driver_jumpcloud::fake::FakeJumpCloud;
@@ -86,7 +87,7 @@ base_url = "{}"
 
     for id in ["kc", "jc"] {
         let report = common::engine::sync(&state, id, Trigger::Manual).await;
-        assert_eq!(report.status, "applied", "{id}: {report:?}");
+        assert_eq!(report.status, SyncStatus::Applied, "{id}: {report:?}");
         assert_eq!(count_users(&store, id, None).await, 5000, "{id}");
         assert_eq!(
             count_users(&store, id, Some(false)).await,
@@ -160,7 +161,7 @@ base_url = "{}"
         common::engine::sync(&state, "kc", Trigger::Manual)
             .await
             .status,
-        "failed"
+        SyncStatus::Failed
     );
     let status = |id: i64| {
         let store = store.clone();
@@ -181,7 +182,7 @@ base_url = "{}"
 
     for id in ["kc", "jc"] {
         let report = common::engine::sync(&state, id, Trigger::Manual).await;
-        assert_eq!(report.status, "applied", "{id}: {report:?}");
+        assert_eq!(report.status, SyncStatus::Applied, "{id}: {report:?}");
     }
     assert_eq!(status(device_ids[0]).await, "revoked");
     assert_eq!(status(device_ids[1]).await, "revoked");
@@ -208,7 +209,7 @@ base_url = "{}"
     }
     for (index, id) in ["kc", "jc"].into_iter().enumerate() {
         let report = common::engine::sync(&state, id, Trigger::Manual).await;
-        assert_eq!(report.status, "applied", "{id}: {report:?}");
+        assert_eq!(report.status, SyncStatus::Applied, "{id}: {report:?}");
         let (leaver_laptop, stayer_laptop) = leavers[index];
         assert_eq!(status(leaver_laptop).await, "revoked", "{id}");
         assert_eq!(status(stayer_laptop).await, "approved", "{id}");

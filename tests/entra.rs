@@ -8,6 +8,7 @@ mod common;
 use idpsync_core::reconcile::{Outcome, Trigger};
 use idpsync_core::store::entity::source_user;
 use idpsync_core::sync::DriverRegistry;
+use idpsync_core::sync::SyncStatus;
 use idpsync_core::testing::TestStore;
 use idpsync_driver::fake::{Dataset, DatasetSpec};
 use idpsync_driver_entra::fake::FakeGraph;
@@ -54,7 +55,7 @@ max_deletions = 50
     let first = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (first.status, first.mode, first.received.users),
-        ("applied", "full", 5000),
+        (SyncStatus::Applied, "full", 5000),
         "{first:?}"
     );
     let users = source_user::Entity::find()
@@ -69,7 +70,7 @@ max_deletions = 50
     let quiet = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (quiet.status, quiet.mode, quiet.received.users),
-        ("unchanged", "delta", 0),
+        (SyncStatus::Unchanged, "delta", 0),
         "{quiet:?}"
     );
     assert_eq!(
@@ -102,7 +103,7 @@ max_deletions = 50
     let delta = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (delta.status, delta.mode, delta.received.users),
-        ("applied", "delta", 1),
+        (SyncStatus::Applied, "delta", 1),
         "{delta:?}"
     );
     let Some(Outcome::Applied(report)) = &delta.outcome else {
@@ -127,7 +128,7 @@ max_deletions = 50
     let resync = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(
         (resync.status, resync.received.users),
-        ("applied", 4999),
+        (SyncStatus::Applied, 4999),
         "{resync:?}"
     );
     let Some(Outcome::Applied(report)) = &resync.outcome else {
@@ -138,7 +139,7 @@ max_deletions = 50
         common::engine::sync(&state, "entra", Trigger::Schedule)
             .await
             .status,
-        "unchanged",
+        SyncStatus::Unchanged,
         "and deltas work again after the resync"
     );
     test_store.cleanup().await;
@@ -215,7 +216,7 @@ idpsync_core::store_test!(
             let first = common::engine::sync(&state, "entra", Trigger::Schedule).await;
             assert_eq!(
                 (first.status, first.received.users),
-                ("applied", 60),
+                (SyncStatus::Applied, 60),
                 "{first:?}"
             );
             let Some(Outcome::Applied(report)) = &first.outcome else {
@@ -247,7 +248,7 @@ idpsync_core::store_test!(
             let delta = common::engine::sync(&state, "entra", Trigger::Schedule).await;
             assert_eq!(
                 (delta.status, delta.mode),
-                ("applied", "delta"),
+                (SyncStatus::Applied, "delta"),
                 "{delta:?}"
             );
             let after = stored_user(&store, &user3.id).await;
@@ -288,7 +289,7 @@ idpsync_core::store_test!(
             let fallback = common::engine::sync(&state, "entra", Trigger::Schedule).await;
             assert_eq!(
                 (fallback.status, fallback.mode),
-                ("applied", "full"),
+                (SyncStatus::Applied, "full"),
                 "{fallback:?}"
             );
             assert_eq!(
@@ -299,7 +300,7 @@ idpsync_core::store_test!(
                 common::engine::sync(&state, "entra", Trigger::Schedule)
                     .await
                     .status,
-                "unchanged"
+                SyncStatus::Unchanged
             );
         }
     }

@@ -9,6 +9,7 @@ mod common;
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::entity::{device, source_user};
 use idpsync_core::sync::DriverRegistry;
+use idpsync_core::sync::SyncStatus;
 use idpsync_core::testing::TestStore;
 use idpsync_driver::fake::{Dataset, DatasetSpec};
 use idpsync_driver_google::fake::FakeGoogle;
@@ -86,7 +87,7 @@ api_url = "{}"
     google.faults.update(|f| f.throttle_next = 2);
     for id in ["okta", "google"] {
         let report = common::engine::sync(&state, id, Trigger::Manual).await;
-        assert_eq!(report.status, "applied", "{id}: {report:?}");
+        assert_eq!(report.status, SyncStatus::Applied, "{id}: {report:?}");
         assert_eq!(count(id, true).await + count(id, false).await, 5000, "{id}");
         assert_eq!(count(id, false).await, 50, "{id}: every 100th is suspended");
     }
@@ -104,7 +105,7 @@ api_url = "{}"
     // A permission error first: the run fails, says what to grant, applies nothing.
     *google.forbidden.lock().unwrap() = true;
     let denied = common::engine::sync(&state, "google", Trigger::Manual).await;
-    assert_eq!(denied.status, "failed");
+    assert_eq!(denied.status, SyncStatus::Failed);
     assert!(
         denied
             .error
@@ -131,14 +132,14 @@ api_url = "{}"
     let okta_delta = common::engine::sync(&state, "okta", Trigger::Manual).await;
     assert_eq!(
         (okta_delta.status, okta_delta.mode),
-        ("applied", "delta"),
+        (SyncStatus::Applied, "delta"),
         "{okta_delta:?}"
     );
     assert_eq!(
         common::engine::sync(&state, "google", Trigger::Manual)
             .await
             .status,
-        "applied"
+        SyncStatus::Applied
     );
     assert_eq!(status(laptops[0]).await, "revoked");
     assert_eq!(status(laptops[1]).await, "revoked");
@@ -163,7 +164,7 @@ api_url = "{}"
     let scheduled = common::engine::sync(&state, "okta", Trigger::Schedule).await;
     assert_eq!(
         (scheduled.status, scheduled.mode),
-        ("applied", "delta"),
+        (SyncStatus::Applied, "delta"),
         "{scheduled:?}"
     );
     assert_eq!(status(leaver_laptop).await, "revoked");
@@ -211,7 +212,7 @@ api_url = "{}"
     let stayer_laptop = common::engine::approved_device(&state, "google", &stayer).await;
     google.dataset.lock().unwrap().users[7].id = "rehired-7".into();
     let report = common::engine::sync(&state, "google", Trigger::Manual).await;
-    assert_eq!(report.status, "applied", "{report:?}");
+    assert_eq!(report.status, SyncStatus::Applied, "{report:?}");
     assert_eq!(status(leaver_laptop).await, "revoked");
     assert_eq!(status(stayer_laptop).await, "approved");
     test_store.cleanup().await;

@@ -124,3 +124,21 @@ fn cargo_run_at_the_root_runs_the_daemon() {
         "binaries of the default members: {binaries:?}"
     );
 }
+
+/// The README's table of event kinds is the webhook contract as admins read
+/// it: exactly the kinds the code can emit, each in its own row.
+#[test]
+fn the_readme_lists_exactly_the_event_kinds() {
+    use idpsync_core::events::EventKind;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let listed: Vec<&str> = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| kind | what happened |"))
+        .skip(2)
+        .take_while(|line| line.starts_with("| `"))
+        .filter_map(|line| line.split('`').nth(1))
+        .collect();
+    let kinds: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    assert_eq!(listed, kinds);
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+use idpsync_core::store::entity::status::RunStatus;
 use idpsync_core::store::entity::sync_run;
 use idpsync_core::testing::postgres_or_skip;
 use idpsync_driver::fake::{Dataset, DatasetSpec};
@@ -124,6 +125,9 @@ page_size = 10
             finished
         );
     }
-    assert!(runs.iter().all(|run| run.status == "succeeded"), "{runs:?}");
+    assert!(
+        runs.iter().all(|run| run.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
     test_store.cleanup().await;
 }

@@ -173,7 +173,7 @@ pub async fn pull(
     let started = Instant::now();
     let first = run(true).await?;
     let full_time = started.elapsed();
-    if first.status != "applied" {
+    if first.status != idpsync_core::sync::SyncStatus::Applied {
         bail!("the full pull did not apply: {first:?}");
     }
     let rss_after_full = peak_rss_mib();

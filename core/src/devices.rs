@@ -2,7 +2,7 @@
 //! the same transaction. Revocation is final: a revoked device never changes
 //! status again, and only the reconciler revokes on deprovisioning.
 
-use crate::events::{self, EventBus, NewEvent};
+use crate::events::{self, EventBus, EventKind, NewEvent};
 use crate::store::entity::{device, source_user};
 use crate::store::{Store, StoreError};
 use chrono::Utc;
@@ -32,13 +32,13 @@ impl DeviceStatus {
         }
     }
 
-    fn event_kind(self) -> &'static str {
+    fn event_kind(self) -> EventKind {
         match self {
-            DeviceStatus::Pending => "device.registered",
-            DeviceStatus::Approved => "device.approved",
-            DeviceStatus::Quarantined => "device.quarantined",
-            DeviceStatus::Locked => "device.locked",
-            DeviceStatus::Revoked => "device.revoked",
+            DeviceStatus::Pending => EventKind::DeviceRegistered,
+            DeviceStatus::Approved => EventKind::DeviceApproved,
+            DeviceStatus::Quarantined => EventKind::DeviceQuarantined,
+            DeviceStatus::Locked => EventKind::DeviceLocked,
+            DeviceStatus::Revoked => EventKind::DeviceRevoked,
         }
     }
 }

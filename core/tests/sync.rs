@@ -7,9 +7,10 @@ use idpsync_core::config::{self, Config};
 use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{Reconciler, Trigger};
 use idpsync_core::store::Store;
+use idpsync_core::store::entity::status::{Health, RunStatus};
 use idpsync_core::store::entity::{connection, source_user, sync_run};
 use idpsync_core::store_test;
-use idpsync_core::sync::{DriverRegistry, QUARANTINE_AFTER, SyncError, SyncRunner};
+use idpsync_core::sync::{DriverRegistry, QUARANTINE_AFTER, SyncError, SyncRunner, SyncStatus};
 use idpsync_core::testing::{Backend, TestStore};
 use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
@@ -209,13 +210,13 @@ store_test!(
     async |test_store: &TestStore| {
         let store = &test_store.store;
         let (script, runner) = scripted(store, users(5)).await;
-        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Applied);
         assert_eq!(n_users(store).await, 5);
 
         script.lock().unwrap().users = users(7);
         script.lock().unwrap().fail_mid_pull = true;
         let failed = sync(&runner, true).await;
-        assert_eq!(failed.status, "failed");
+        assert_eq!(failed.status, SyncStatus::Failed);
         assert!(
             failed
                 .error
@@ -232,7 +233,7 @@ store_test!(
         script.lock().unwrap().fail_mid_pull = false;
         script.lock().unwrap().declared_users = Some(9);
         let short = sync(&runner, true).await;
-        assert_eq!(short.status, "failed");
+        assert_eq!(short.status, SyncStatus::Failed);
         assert!(
             short
                 .error
@@ -245,9 +246,9 @@ store_test!(
         assert_eq!(n_users(store).await, 5);
 
         script.lock().unwrap().declared_users = None;
-        assert_eq!(sync(&runner, true).await.status, "applied");
+        assert_eq!(sync(&runner, true).await.status, SyncStatus::Applied);
         assert_eq!(n_users(store).await, 7);
-        let runs: Vec<String> = sync_run::Entity::find()
+        let runs: Vec<RunStatus> = sync_run::Entity::find()
             .order_by_asc(sync_run::Column::Id)
             .all(store.db())
             .await
@@ -255,21 +256,26 @@ store_test!(
             .into_iter()
             .map(|r| r.status)
             .collect();
-        assert_eq!(runs, ["succeeded", "failed", "failed", "succeeded"]);
+        assert_eq!(
+            runs,
+            [
+                RunStatus::Succeeded,
+                RunStatus::Failed,
+                RunStatus::Failed,
+                RunStatus::Succeeded
+            ]
+        );
         let row = connection::Entity::find_by_id("hr")
             .one(store.db())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            (row.health.as_str(), row.consecutive_failures),
-            ("healthy", 0)
-        );
+        assert_eq!((row.health, row.consecutive_failures), (Health::Healthy, 0));
     }
 );
 
 /// The connection's health and failure count.
-async fn health(store: &Store) -> (String, i32) {
+async fn health(store: &Store) -> (Health, i32) {
     let row = connection::Entity::find_by_id("hr")
         .one(store.db())
         .await
@@ -283,7 +289,7 @@ store_test!(
     async |test_store: &TestStore| {
         let store = &test_store.store;
         let (script, runner) = scripted(store, users(3)).await;
-        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Applied);
         let cursor = events::read_after(store.db(), 0, 100_000)
             .await
             .unwrap()
@@ -304,22 +310,22 @@ store_test!(
             .execute_unprepared("ALTER TABLE users_gone RENAME TO source_users")
             .await
             .unwrap();
-        assert_eq!(failed.status, "failed", "{failed:?}");
+        assert_eq!(failed.status, SyncStatus::Failed, "{failed:?}");
         let message = failed.error.clone().unwrap();
         assert!(message.contains("source_users"), "{message}");
-        assert_eq!(health(store).await, ("backoff".into(), 1));
+        assert_eq!(health(store).await, (Health::Backoff, 1));
 
         // A bug: the driver panics.
         script.lock().unwrap().panic_mid_pull = true;
         let panicked = sync(&runner, false).await;
-        assert_eq!(panicked.status, "failed");
+        assert_eq!(panicked.status, SyncStatus::Failed);
         assert_eq!(
             panicked.error.as_deref(),
             Some("the run stopped on a bug: injected: index out of bounds")
         );
-        assert_eq!(health(store).await, ("backoff".into(), 2));
+        assert_eq!(health(store).await, (Health::Backoff, 2));
 
-        let runs: Vec<(String, Option<String>)> = sync_run::Entity::find()
+        let runs: Vec<(RunStatus, Option<String>)> = sync_run::Entity::find()
             .order_by_asc(sync_run::Column::Id)
             .all(store.db())
             .await
@@ -330,8 +336,8 @@ store_test!(
         assert_eq!(
             runs[1..],
             [
-                ("failed".to_string(), Some(message.clone())),
-                ("failed".to_string(), panicked.error.clone())
+                (RunStatus::Failed, Some(message.clone())),
+                (RunStatus::Failed, panicked.error.clone())
             ]
         );
         let failures: Vec<serde_json::Value> = events::read_after(store.db(), cursor, 100)
@@ -352,8 +358,8 @@ store_test!(
 
         script.lock().unwrap().panic_mid_pull = false;
         script.lock().unwrap().delta_users = None;
-        assert_eq!(sync(&runner, false).await.status, "unchanged");
-        assert_eq!(health(store).await, ("healthy".into(), 0));
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Unchanged);
+        assert_eq!(health(store).await, (Health::Healthy, 0));
     }
 );
 
@@ -362,7 +368,7 @@ store_test!(
     async |test_store: &TestStore| {
         let store = &test_store.store;
         let (script, runner) = scripted(store, users(3)).await;
-        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Applied);
         // user0 was deleted in a way the delta cannot see, and a new
         // account took the name: the delta lists only the new account.
         let mut now = users(3);
@@ -372,7 +378,7 @@ store_test!(
         let report = sync(&runner, false).await;
         assert_eq!(
             (report.status, report.mode),
-            ("applied", "full"),
+            (SyncStatus::Applied, "full"),
             "{report:?}"
         );
         assert_eq!(stored_ids(store).await, ["u1", "u2", "u9"]);
@@ -384,19 +390,19 @@ store_test!(
     async |test_store: &TestStore| {
         let store = &test_store.store;
         let (script, runner) = scripted(store, users(5)).await;
-        assert_eq!(sync(&runner, false).await.status, "applied");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Applied);
         assert_eq!(n_users(store).await, 5);
 
         // Two people are gone at the source. A delta that does not list who
         // is present cannot know.
         script.lock().unwrap().users = users(3);
-        assert_eq!(sync(&runner, false).await.status, "unchanged");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Unchanged);
         assert_eq!(n_users(store).await, 5);
 
         // One that lists them (in pages) removes exactly the two.
         script.lock().unwrap().list_present = true;
         let report = sync(&runner, false).await;
-        assert_eq!(report.status, "applied");
+        assert_eq!(report.status, SyncStatus::Applied);
         assert_eq!(stored_ids(store).await, ["u0", "u1", "u2"]);
     }
 );
@@ -412,7 +418,7 @@ store_test!(
         }));
         let runner = runner(store, script.clone()).await;
         for attempt in 1..=QUARANTINE_AFTER {
-            assert_eq!(sync(&runner, false).await.status, "failed");
+            assert_eq!(sync(&runner, false).await.status, SyncStatus::Failed);
             let row = connection::Entity::find_by_id("hr")
                 .one(store.db())
                 .await
@@ -421,16 +427,16 @@ store_test!(
             assert_eq!(row.consecutive_failures, attempt);
             assert!(row.next_run_at.is_some());
             let expected = if attempt < QUARANTINE_AFTER {
-                "backoff"
+                Health::Backoff
             } else {
-                "quarantined"
+                Health::Quarantined
             };
             assert_eq!(row.health, expected);
         }
         script.lock().unwrap().fail_mid_pull = false;
         assert_eq!(
             sync(&runner, false).await.status,
-            "applied",
+            SyncStatus::Applied,
             "a manual run clears the quarantine"
         );
         let row = connection::Entity::find_by_id("hr")
@@ -453,7 +459,7 @@ store_test!(
         sync(&runner, false).await;
         // Someone left at the source, in a way the deltas never report.
         script.lock().unwrap().users = users(3);
-        assert_eq!(sync(&runner, false).await.status, "unchanged");
+        assert_eq!(sync(&runner, false).await.status, SyncStatus::Unchanged);
         assert_eq!(
             modes
                 .lock()
@@ -474,7 +480,7 @@ store_test!(
             .await
             .unwrap();
         let report = sync(&runner, false).await;
-        assert_eq!((report.status, report.mode), ("applied", "full"));
+        assert_eq!((report.status, report.mode), (SyncStatus::Applied, "full"));
         assert_eq!(
             n_users(store).await,
             3,
@@ -499,7 +505,7 @@ store_test!(
         let report = sync(&runner, false).await;
         assert_eq!(
             (report.mode, report.status, report.received.users),
-            ("delta", "applied", 1)
+            ("delta", SyncStatus::Applied, 1)
         );
         let modes = script.lock().unwrap().modes.lock().unwrap().clone();
         assert_eq!(
@@ -574,7 +580,7 @@ store_test!(
             );
         }
         gate.notify_one();
-        assert_eq!(running.await.unwrap().unwrap().status, "applied");
+        assert_eq!(running.await.unwrap().unwrap().status, SyncStatus::Applied);
         script.lock().unwrap().gate = None;
         assert_eq!(
             second
@@ -582,7 +588,7 @@ store_test!(
                 .await
                 .unwrap()
                 .status,
-            "unchanged"
+            SyncStatus::Unchanged
         );
     }
 );
@@ -601,7 +607,7 @@ store_test!(
             .run("hr", Trigger::Schedule, false, false, async {})
             .await
             .unwrap();
-        assert_eq!(report.status, "abandoned");
+        assert_eq!(report.status, SyncStatus::Abandoned);
         assert_eq!(n_users(&test_store.store).await, 0);
         assert_eq!(
             sync_run::Entity::find()

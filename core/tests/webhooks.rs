@@ -72,7 +72,10 @@ async fn emit(test_store: &TestStore, bus: &EventBus, kinds: &[&'static str]) {
     let write = test_store.store.begin_write().await.unwrap();
     let new: Vec<NewEvent> = kinds
         .iter()
-        .map(|kind| NewEvent::new(kind, Some("okta"), "test", "x", serde_json::json!({})))
+        .map(|kind| {
+            let kind = kind.parse().expect("a known event kind");
+            NewEvent::new(kind, Some("okta"), "test", "x", serde_json::json!({}))
+        })
         .collect();
     events::append(&write.tx, &new, chrono::Utc::now())
         .await

@@ -2,6 +2,10 @@
 //! feed that reads them by cursor, and the in-process bus that wakes
 //! long-polling readers the moment a transaction commits.
 
+mod kind;
+
+pub use kind::{EventKind, UnknownEventKind};
+
 use crate::store::entity::event;
 use chrono::{DateTime, Utc};
 use sea_orm::ColumnTrait;
@@ -15,8 +19,7 @@ use std::time::Duration;
 /// An event about to be written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewEvent {
-    /// `noun.past_verb`, e.g. `device.revoked`.
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub connection_id: Option<String>,
     pub subject_type: &'static str,
     pub subject_id: String,
@@ -25,7 +28,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(
-        kind: &'static str,
+        kind: EventKind,
         connection_id: Option<&str>,
         subject_type: &'static str,
         subject_id: impl Into<String>,
@@ -46,6 +49,8 @@ impl NewEvent {
 pub struct Event {
     /// The cursor: strictly increasing in commit order.
     pub id: i64,
+    /// An [`EventKind`]'s name. Kept as text: a feed read by an older
+    /// binary passes through a kind that a newer one wrote.
     pub kind: String,
     pub connection_id: Option<String>,
     pub subject_type: String,
@@ -95,7 +100,7 @@ pub fn append_statements(
 ) -> impl Iterator<Item = Statement> + '_ {
     events.chunks(INSERT_CHUNK).map(move |chunk| {
         let rows = chunk.iter().map(|new| event::ActiveModel {
-            kind: Set(new.kind.to_string()),
+            kind: Set(new.kind.as_str().to_string()),
             connection_id: Set(new.connection_id.clone()),
             subject_type: Set(new.subject_type.to_string()),
             subject_id: Set(new.subject_id.clone()),

@@ -16,7 +16,7 @@ use super::acl::AclRules;
 use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
-use crate::events::NewEvent;
+use crate::events::{EventKind, NewEvent};
 use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
@@ -197,7 +197,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
 
     fn event(
         &mut self,
-        kind: &'static str,
+        kind: EventKind,
         subject_type: &'static str,
         subject: &str,
         payload: serde_json::Value,
@@ -367,7 +367,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
         for group in &changes.groups_created {
             self.event(
-                "group.created",
+                EventKind::GroupCreated,
                 "group",
                 &group.external_id,
                 group_payload(group),
@@ -397,7 +397,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .exec(self.db)
                 .await?;
             self.event(
-                "group.updated",
+                EventKind::GroupUpdated,
                 "group",
                 &group.external_id,
                 group_payload(group),
@@ -441,7 +441,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             }
             for user in chunk {
                 self.event(
-                    "user.created",
+                    EventKind::UserCreated,
                     "user",
                     &user.external_id,
                     user_payload(user),
@@ -478,13 +478,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let suspended: HashSet<&str> = changes.users_suspended.iter().map(String::as_str).collect();
         for user in &changes.users_updated {
             let kind = if deactivated.contains(user.external_id.as_str()) {
-                "user.deactivated"
+                EventKind::UserDeactivated
             } else if suspended.contains(user.external_id.as_str()) {
-                "user.suspended"
+                EventKind::UserSuspended
             } else if reactivated.contains(user.external_id.as_str()) {
-                "user.reactivated"
+                EventKind::UserReactivated
             } else {
-                "user.updated"
+                EventKind::UserUpdated
             };
             self.event(kind, "user", &user.external_id, user_payload(user));
             self.flush(false).await?;
@@ -495,7 +495,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .map(|row| row.user_name.clone())
                 .unwrap_or_default();
             self.event(
-                "user.deleted",
+                EventKind::UserDeleted,
                 "user",
                 external_id,
                 json!({"external_id": external_id, "user_name": user_name}),
@@ -598,7 +598,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 let owner = found.owner_user_id.unwrap_or_default();
                 self.effects.devices_revoked += 1;
                 self.event(
-                    "device.revoked",
+                    EventKind::DeviceRevoked,
                     "device",
                     &found.id.to_string(),
                     json!({
@@ -754,7 +754,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
 
         for (group, members) in removed_members {
             let members: Vec<&MemberRef> = members.iter().collect();
-            self.membership_events("membership.removed", &group, &members, groups, &group_ids);
+            self.membership_events(
+                EventKind::MembershipRemoved,
+                &group,
+                &members,
+                groups,
+                &group_ids,
+            );
             self.flush(false).await?;
         }
 
@@ -797,7 +803,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 _ => {
                     if let Some((ended, members)) = run.replace((group, vec![&edge.member])) {
                         self.membership_events(
-                            "membership.added",
+                            EventKind::MembershipAdded,
                             ended,
                             &members,
                             groups,
@@ -815,7 +821,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
         pipeline.finish().await?;
         if let Some((ended, members)) = run {
-            self.membership_events("membership.added", ended, &members, groups, &group_ids);
+            self.membership_events(
+                EventKind::MembershipAdded,
+                ended,
+                &members,
+                groups,
+                &group_ids,
+            );
             self.flush(false).await?;
         }
         Ok(changed)
@@ -826,7 +838,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     /// events, not a million, and a consumer still sees every member.
     fn membership_events(
         &mut self,
-        kind: &'static str,
+        kind: EventKind,
         group_external_id: &str,
         members: &[&MemberRef],
         groups: &BTreeMap<i64, GroupRow>,
@@ -1002,7 +1014,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .exec(self.db)
                 .await?;
             self.acl_event(
-                "acl_group.member_removed",
+                EventKind::AclGroupMemberRemoved,
                 *acl,
                 *user,
                 &acl_names,
@@ -1025,7 +1037,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
         for (acl, user) in &added {
             self.acl_event(
-                "acl_group.member_added",
+                EventKind::AclGroupMemberAdded,
                 *acl,
                 *user,
                 &acl_names,
@@ -1039,7 +1051,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
 
     fn acl_event(
         &mut self,
-        kind: &'static str,
+        kind: EventKind,
         acl: i64,
         user: i64,
         acl_names: &HashMap<i64, &str>,
@@ -1093,7 +1105,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .find(|row| &row.external_id == external_id)
                 .map(|row| row.display_name.clone());
             self.event(
-                "group.deleted",
+                EventKind::GroupDeleted,
                 "group",
                 external_id,
                 json!({"external_id": external_id, "display_name": name}),

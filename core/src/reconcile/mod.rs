@@ -33,7 +33,8 @@ pub use input::{
 pub use plan::Plan;
 
 use crate::config::{Config, DeletionLimit};
-use crate::events::{self, EventBus, NewEvent};
+use crate::events::{self, EventBus, EventKind, NewEvent};
+use crate::store::entity::status::RunStatus;
 use crate::store::entity::{connection, source_group, source_user, sync_run};
 use crate::store::{Store, StoreError, rows};
 use apply::{ApplyContext, ApplyError};
@@ -60,7 +61,7 @@ pub enum ReconcileError {
     #[error("sync run {0} not found")]
     RunNotFound(i64),
     #[error("sync run {run_id} is {status}, not held: only a held run can be approved")]
-    RunNotHeld { run_id: i64, status: String },
+    RunNotHeld { run_id: i64, status: RunStatus },
     #[error(
         "sync run {run_id} was computed against a state that has changed since; it is superseded: start a new sync"
     )]
@@ -476,14 +477,14 @@ impl Reconciler {
                 connection_id,
                 options.trigger,
                 mode,
-                "held",
+                RunStatus::Held,
                 json!({"changes": held.changes.counts()}),
                 Some(serde_json::to_string(&held).unwrap_or_default()),
                 Some(connection_row.state_version),
             )
             .await?;
             let event = NewEvent::new(
-                "sync.held",
+                EventKind::SyncHeld,
                 Some(connection_id),
                 "sync_run",
                 run.id.to_string(),
@@ -533,7 +534,7 @@ impl Reconciler {
                 connection_id,
                 options.trigger,
                 mode,
-                "succeeded",
+                RunStatus::Succeeded,
                 json!({"changes": changes.counts()}),
                 None,
                 None,
@@ -566,7 +567,7 @@ impl Reconciler {
             connection_id,
             options.trigger,
             mode,
-            "succeeded",
+            RunStatus::Succeeded,
             json!({"changes": changes.counts(), "effects": effects}),
             None,
             None,
@@ -597,7 +598,7 @@ impl Reconciler {
             .one(tx)
             .await?
             .ok_or(ReconcileError::RunNotFound(run_id))?;
-        if run.status != "held" {
+        if run.status != RunStatus::Held {
             return Err(ReconcileError::RunNotHeld {
                 run_id,
                 status: run.status,
@@ -611,7 +612,7 @@ impl Reconciler {
         let connection_id = run.connection_id.clone();
         if Some(connection_row.state_version) != run.base_state_version {
             let mut superseded: sync_run::ActiveModel = run.into();
-            superseded.status = Set("superseded".into());
+            superseded.status = Set(RunStatus::Superseded);
             superseded.finished_at = Set(Some(now));
             superseded.error = Set(Some(
                 "the stored state changed after this run was held".into(),
@@ -620,7 +621,7 @@ impl Reconciler {
             events::append(
                 tx,
                 &[NewEvent::new(
-                    "sync.superseded",
+                    EventKind::SyncSuperseded,
                     Some(&connection_id),
                     "sync_run",
                     run_id.to_string(),
@@ -648,7 +649,7 @@ impl Reconciler {
             keep_written_users: false,
         };
         let approved_event = NewEvent::new(
-            "sync.approved",
+            EventKind::SyncApproved,
             Some(&connection_id),
             "sync_run",
             run_id.to_string(),
@@ -660,7 +661,7 @@ impl Reconciler {
         let n_events = applied.n_events + 1;
         bump_state(tx, &connection_id, held.delta_cursor.as_deref()).await?;
         let mut approved: sync_run::ActiveModel = run.into();
-        approved.status = Set("approved".into());
+        approved.status = Set(RunStatus::Approved);
         approved.finished_at = Set(Some(now));
         approved.counts =
             Set(json!({"changes": held.changes.counts(), "effects": effects}).to_string());
@@ -801,7 +802,7 @@ async fn insert_run(
     connection_id: &str,
     trigger: Trigger,
     mode: &str,
-    status: &str,
+    status: RunStatus,
     counts: serde_json::Value,
     change_set: Option<String>,
     base_state_version: Option<i64>,
@@ -812,9 +813,9 @@ async fn insert_run(
         trigger: Set(trigger.as_str().to_string()),
         mode: Set(mode.to_string()),
         dry_run: Set(false),
-        status: Set(status.to_string()),
+        status: Set(status),
         started_at: Set(started_at.unwrap_or(now)),
-        finished_at: Set((status != "held").then_some(now)),
+        finished_at: Set(status.is_finished().then_some(now)),
         counts: Set(counts.to_string()),
         error: Set(None),
         change_set: Set(change_set),

@@ -2,7 +2,7 @@
 //! would have written; rendered as a table for people or as JSON.
 
 use super::{ChangeCounts, EffectCounts, GateVerdict};
-use crate::events::NewEvent;
+use crate::events::{EventKind, NewEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -35,18 +35,18 @@ impl Plan {
     }
 
     /// Events grouped by kind, in order of first appearance.
-    pub fn events_by_kind(&self) -> Vec<(&'static str, Vec<&NewEvent>)> {
-        let mut order: Vec<&'static str> = Vec::new();
-        let mut by_kind: BTreeMap<&'static str, Vec<&NewEvent>> = BTreeMap::new();
+    pub fn events_by_kind(&self) -> Vec<(EventKind, Vec<&NewEvent>)> {
+        let mut order: Vec<EventKind> = Vec::new();
+        let mut by_kind: BTreeMap<EventKind, Vec<&NewEvent>> = BTreeMap::new();
         for event in &self.events {
-            if !by_kind.contains_key(event.kind) {
+            if !by_kind.contains_key(&event.kind) {
                 order.push(event.kind);
             }
             by_kind.entry(event.kind).or_default().push(event);
         }
         order
             .into_iter()
-            .map(|kind| (kind, by_kind.remove(kind).unwrap_or_default()))
+            .map(|kind| (kind, by_kind.remove(&kind).unwrap_or_default()))
             .collect()
     }
 
@@ -107,27 +107,25 @@ fn describe(event: &NewEvent) -> String {
             .and_then(|value| value.as_str())
             .map(str::to_string)
     };
-    match event.kind {
-        kind if kind.starts_with("user.") => {
-            text("user_name").unwrap_or_else(|| event.subject_id.clone())
-        }
-        kind if kind.starts_with("group.") => {
-            text("display_name").unwrap_or_else(|| event.subject_id.clone())
-        }
-        kind if kind.starts_with("membership.") => format!(
+    if event.kind == EventKind::DeviceRevoked {
+        return format!(
+            "{} of {}",
+            text("name").unwrap_or_default(),
+            text("owner_external_id").unwrap_or_default()
+        );
+    }
+    match event.kind.noun() {
+        "user" => text("user_name").unwrap_or_else(|| event.subject_id.clone()),
+        "group" => text("display_name").unwrap_or_else(|| event.subject_id.clone()),
+        "membership" => format!(
             "{} -> {}",
             text("group_name").unwrap_or_else(|| event.subject_id.clone()),
             members_summary(payload)
         ),
-        kind if kind.starts_with("acl_group.") => format!(
+        "acl_group" => format!(
             "{} -> {}",
             text("acl_group").unwrap_or_default(),
             text("user_name").unwrap_or_default()
-        ),
-        "device.revoked" => format!(
-            "{} of {}",
-            text("name").unwrap_or_default(),
-            text("owner_external_id").unwrap_or_default()
         ),
         _ => event.subject_id.clone(),
     }

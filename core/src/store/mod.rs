@@ -250,7 +250,7 @@ impl Store {
                 kind: Set(connection.kind.clone()),
                 delta_cursor: Set(None),
                 state_version: Set(0),
-                health: Set("healthy".into()),
+                health: Set(entity::status::Health::Healthy),
                 consecutive_failures: Set(0),
                 next_run_at: Set(None),
                 created_at: Set(now),

@@ -12,11 +12,12 @@
 pub mod schedule;
 
 use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
-use crate::events::{self, NewEvent};
+use crate::events::{self, EventKind, NewEvent};
 use crate::reconcile::{
     Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
     Trigger, user_update_edit,
 };
+use crate::store::entity::status::{Health, RunStatus};
 use crate::store::entity::{connection, source_group, source_user, sync_run};
 use crate::store::{Store, StoreError, rows};
 use chrono::{DateTime, Utc};
@@ -124,8 +125,7 @@ impl From<sea_orm::DbErr> for SyncError {
 pub struct SyncReport {
     pub connection_id: String,
     pub run_id: Option<i64>,
-    /// `applied`, `unchanged`, `held`, `planned` or `failed`.
-    pub status: &'static str,
+    pub status: SyncStatus,
     pub mode: &'static str,
     pub received: ReceivedCounts,
     pub duration_ms: u64,
@@ -134,6 +134,45 @@ pub struct SyncReport {
     pub error: Option<String>,
     /// The reconciler's outcome, when it ran.
     pub outcome: Option<Outcome>,
+}
+
+/// How a run of the runner ended, as its report, the CLI's exit code and
+/// the `idpsync_sync_runs_total{outcome}` metric say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    /// A change set was applied.
+    Applied,
+    /// The source matched the stored state; nothing was written.
+    Unchanged,
+    /// The safety gate held the change set for approval.
+    Held,
+    /// A dry run: the plan, nothing written.
+    Planned,
+    /// The run failed and was recorded as failed; nothing was applied.
+    Failed,
+    /// The daemon shut down before the pull was applied; nothing was
+    /// applied and no run was recorded (the next start runs it again).
+    Abandoned,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Applied => "applied",
+            SyncStatus::Unchanged => "unchanged",
+            SyncStatus::Held => "held",
+            SyncStatus::Planned => "planned",
+            SyncStatus::Failed => "failed",
+            SyncStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -207,7 +246,7 @@ impl Attempt<'_> {
     fn report(
         &self,
         run_id: Option<i64>,
-        status: &'static str,
+        status: SyncStatus,
         error: Option<String>,
         outcome: Option<Outcome>,
     ) -> SyncReport {
@@ -428,7 +467,7 @@ impl SyncRunner {
                     );
                     return Ok(attempt.report(
                         None,
-                        "abandoned",
+                        SyncStatus::Abandoned,
                         Some("abandoned at shutdown".into()),
                         None,
                     ));
@@ -444,15 +483,15 @@ impl SyncRunner {
             }
         };
         let (status, run_id) = match &result {
-            Outcome::Applied(report) => ("applied", Some(report.run_id)),
-            Outcome::Unchanged(report) => ("unchanged", Some(report.run_id)),
-            Outcome::Held(report) => ("held", Some(report.run_id)),
-            Outcome::Planned(_) => ("planned", None),
+            Outcome::Applied(report) => (SyncStatus::Applied, Some(report.run_id)),
+            Outcome::Unchanged(report) => (SyncStatus::Unchanged, Some(report.run_id)),
+            Outcome::Held(report) => (SyncStatus::Held, Some(report.run_id)),
+            Outcome::Planned(_) => (SyncStatus::Planned, None),
         };
         if !attempt.dry_run {
             self.record_health(connection_id, true).await?;
         }
-        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status).increment(1);
+        metrics::counter!("idpsync_sync_runs_total", "connection" => connection_id.to_string(), "outcome" => status.as_str()).increment(1);
         metrics::histogram!("idpsync_sync_duration_seconds", "connection" => connection_id.to_string()).record(attempt.clock.elapsed().as_secs_f64());
         let mut report = attempt.report(run_id, status, None, Some(result));
         report.pull_ms = pull_ms;
@@ -561,7 +600,7 @@ impl SyncRunner {
         let last_full = sync_run::Entity::find()
             .filter(sync_run::Column::ConnectionId.eq(connection_id))
             .filter(sync_run::Column::Mode.eq("full"))
-            .filter(sync_run::Column::Status.is_in(["succeeded", "approved"]))
+            .filter(sync_run::Column::Status.is_in([RunStatus::Succeeded, RunStatus::Approved]))
             .order_by_desc(sync_run::Column::Id)
             .one(self.store().db())
             .await?;
@@ -639,7 +678,7 @@ impl SyncRunner {
         }
         .await;
         match recorded {
-            Ok(run_id) => Ok(attempt.report(Some(run_id), "failed", Some(error), None)),
+            Ok(run_id) => Ok(attempt.report(Some(run_id), SyncStatus::Failed, Some(error), None)),
             Err(unrecorded) => {
                 tracing::error!(connection = connection_id, error = %unrecorded, "the failed run could not be recorded");
                 Err(SyncError::Unrecorded {
@@ -664,7 +703,7 @@ impl SyncRunner {
             trigger: Set(attempt.trigger.as_str().into()),
             mode: Set(attempt.mode.into()),
             dry_run: Set(attempt.dry_run),
-            status: Set("failed".into()),
+            status: Set(RunStatus::Failed),
             started_at: Set(attempt.started),
             finished_at: Set(Some(now)),
             counts: Set(json!({"received": attempt.received}).to_string()),
@@ -676,7 +715,7 @@ impl SyncRunner {
         .insert(&write.tx)
         .await?;
         let event = NewEvent::new(
-            "sync.failed",
+            EventKind::SyncFailed,
             Some(connection_id),
             "sync_run",
             run.id.to_string(),
@@ -713,7 +752,7 @@ impl SyncRunner {
         active.consecutive_failures = Set(failures);
         active.updated_at = Set(Utc::now());
         if success {
-            active.health = Set("healthy".into());
+            active.health = Set(Health::Healthy);
             active.next_run_at = Set(None);
         } else {
             let backoff = FIRST_BACKOFF
@@ -723,11 +762,10 @@ impl SyncRunner {
                 Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default(),
             ));
             active.health = Set(if failures >= QUARANTINE_AFTER {
-                "quarantined"
+                Health::Quarantined
             } else {
-                "backoff"
-            }
-            .into());
+                Health::Backoff
+            });
         }
         active.update(&write.tx).await?;
         write.commit().await?;

@@ -5,10 +5,11 @@
 //! succeeds. Shutdown stops waiting tasks at once and abandons a run that has
 //! not started applying.
 
-use super::{SyncError, SyncRunner};
+use super::{SyncError, SyncRunner, SyncStatus};
 use crate::config::{Config, SCIM_KIND};
 use crate::reconcile::Trigger;
 use crate::store::entity::connection;
+use crate::store::entity::status::Health;
 use chrono::Utc;
 use sea_orm::EntityTrait;
 use std::str::FromStr;
@@ -72,7 +73,7 @@ async fn run_connection(
             .one(runner.store().db())
             .await;
         match row {
-            Ok(Some(row)) if row.health == "quarantined" => {
+            Ok(Some(row)) if row.health == Health::Quarantined => {
                 tracing::warn!(connection = %id, failures = row.consecutive_failures, "quarantined: scheduled run skipped; run `idpsync sync {id}` once the cause is fixed");
                 continue;
             }
@@ -96,11 +97,11 @@ async fn run_connection(
             )
             .await
         {
-            Ok(report) if report.status == "failed" => {
+            Ok(report) if report.status == SyncStatus::Failed => {
                 tracing::warn!(connection = %id, run_id = ?report.run_id, error = report.error.as_deref().unwrap_or_default(), "scheduled sync failed; recorded")
             }
             Ok(report) => {
-                tracing::info!(connection = %id, status = report.status, run_id = ?report.run_id, duration_ms = report.duration_ms, "scheduled sync finished")
+                tracing::info!(connection = %id, status = %report.status, run_id = ?report.run_id, duration_ms = report.duration_ms, "scheduled sync finished")
             }
             Err(SyncError::AlreadyRunning(_)) => {
                 tracing::info!(connection = %id, "a run is already in progress; skipped")

@@ -6,6 +6,7 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::reconcile::{Outcome, Snapshot, SourceInput, SubmitOptions, Trigger};
+use crate::store::entity::status::Health;
 use crate::store::entity::{connection, source_user, sync_run};
 use axum::extract::State;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -19,7 +20,7 @@ pub struct ConnectionView {
     pub id: String,
     pub kind: String,
     pub configured: bool,
-    pub health: String,
+    pub health: Health,
     pub consecutive_failures: i32,
     /// While backing off after failures: the earliest next scheduled run.
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,

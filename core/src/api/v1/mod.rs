@@ -12,36 +12,92 @@ use super::AppState;
 use super::error::{ApiError, rejection};
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi::document))
-        .route("/connections", get(connections::list))
-        .route("/connections/{id}", get(connections::one))
-        .route("/connections/{id}/import", post(connections::import))
-        .route("/connections/{id}/sync", post(connections::sync))
-        .route("/connections/{id}/check", post(connections::check))
-        .route("/runs", get(runs::list))
-        .route("/runs/{id}", get(runs::one))
-        .route("/runs/{id}/approve", post(runs::approve))
-        .route("/users", get(directory::users))
-        .route("/users/{id}", get(directory::user))
-        .route("/groups", get(directory::groups))
-        .route("/groups/{id}/members", get(directory::group_members))
-        .route("/acl-groups", get(directory::acl_groups))
-        .route(
-            "/acl-groups/{name}/members",
-            get(directory::acl_group_members),
-        )
-        .route("/devices", get(devices::list).post(devices::register))
-        .route("/devices/{id}", get(devices::one))
-        .route("/devices/{id}/{action}", post(devices::change_status))
-        .route("/events", get(events::feed))
+    endpoints()
+        .into_router()
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+}
+
+/// Every endpoint of `/api/v1`, as (method, path) and handler. The router is
+/// built from this list and the OpenAPI test compares the document with
+/// it, so an endpoint cannot be served without being documented.
+pub fn endpoints() -> Endpoints {
+    Endpoints::default()
+        .get("/openapi.json", openapi::document)
+        .get("/connections", connections::list)
+        .get("/connections/{id}", connections::one)
+        .post("/connections/{id}/import", connections::import)
+        .post("/connections/{id}/sync", connections::sync)
+        .post("/connections/{id}/check", connections::check)
+        .get("/runs", runs::list)
+        .get("/runs/{id}", runs::one)
+        .post("/runs/{id}/approve", runs::approve)
+        .get("/users", directory::users)
+        .get("/users/{id}", directory::user)
+        .get("/groups", directory::groups)
+        .get("/groups/{id}/members", directory::group_members)
+        .get("/acl-groups", directory::acl_groups)
+        .get("/acl-groups/{name}/members", directory::acl_group_members)
+        .get("/devices", devices::list)
+        .post("/devices", devices::register)
+        .get("/devices/{id}", devices::one)
+        .post("/devices/{id}/{action}", devices::change_status)
+        .get("/events", events::feed)
+}
+
+/// The endpoints of an API, each a method and a path with its handler.
+#[derive(Default)]
+pub struct Endpoints {
+    routes: std::collections::BTreeMap<&'static str, MethodRouter<AppState>>,
+    listed: Vec<(Method, &'static str)>,
+}
+
+impl Endpoints {
+    fn get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::GET, path, get(handler))
+    }
+
+    fn post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, post(handler))
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        let merged = match self.routes.remove(path) {
+            Some(existing) => existing.merge(route),
+            None => route,
+        };
+        self.routes.insert(path, merged);
+        self.listed.push((method, path));
+        self
+    }
+
+    /// (method, path) of every endpoint, in the order listed.
+    pub fn listed(&self) -> &[(Method, &'static str)] {
+        &self.listed
+    }
+
+    fn into_router(self) -> Router<AppState> {
+        self.routes
+            .into_iter()
+            .fold(Router::new(), |router, (path, route)| {
+                router.route(path, route)
+            })
+    }
 }
 
 /// Keyset paging: `limit` (1..=1000, default 100) items with id > `after`.

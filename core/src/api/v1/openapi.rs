@@ -1,9 +1,63 @@
 //! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
-//! Written by hand next to the handlers; a test checks that every path it
-//! lists is routed.
+//! The operations are written here next to the handlers; the sets of names
+//! (event kinds, run status, health) come from their enums, and a test
+//! checks that the document lists exactly the endpoints the router serves
+//! ([`super::endpoints`]).
 
+use crate::events::EventKind;
+use crate::store::entity::status::{Health, RunStatus};
+use crate::sync::SyncStatus;
 use axum::Json;
+use sea_orm::Iterable;
 use serde_json::{Value, json};
+
+/// A string schema whose values are `names`, with a description.
+fn names(description: &str, names: impl IntoIterator<Item = &'static str>) -> Value {
+    json!({"type": "string", "description": description, "enum": names.into_iter().collect::<Vec<_>>()})
+}
+
+/// The schemas of the closed sets of names, from their enums.
+fn name_schemas() -> Value {
+    let kinds = EventKind::ALL
+        .iter()
+        .map(|kind| format!("`{kind}`: {}", kind.description()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    json!({
+        "EventKind": names(&format!("What an event records.\n{kinds}"), EventKind::ALL.iter().map(|kind| kind.as_str())),
+        "RunStatus": names("A stored sync run's state.", RunStatus::iter().map(RunStatus::as_str)),
+        "Health": names("Whether a connection's scheduled runs go ahead.", Health::iter().map(Health::as_str)),
+        "SyncStatus": names("How a sync request ended.", [
+            SyncStatus::Applied, SyncStatus::Unchanged, SyncStatus::Held,
+            SyncStatus::Planned, SyncStatus::Failed, SyncStatus::Abandoned,
+        ].map(SyncStatus::as_str)),
+        "Event": {"type": "object", "required": ["id", "kind", "subject_type", "subject_id", "payload", "created_at"], "properties": {
+            "id": {"type": "integer", "description": "the cursor: strictly increasing in commit order"},
+            "kind": {"$ref": "#/components/schemas/EventKind"},
+            "connection_id": {"type": ["string", "null"]},
+            "subject_type": {"type": "string"},
+            "subject_id": {"type": "string"},
+            "payload": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"}}},
+        "Run": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "connection_id": {"type": "string"},
+            "trigger": {"type": "string"}, "mode": {"type": "string", "enum": ["full", "delta"]},
+            "status": {"$ref": "#/components/schemas/RunStatus"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "counts": {"type": "object"}, "error": {"type": ["string", "null"]}}},
+        "Connection": {"type": "object", "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string"}, "configured": {"type": "boolean"},
+            "health": {"$ref": "#/components/schemas/Health"},
+            "consecutive_failures": {"type": "integer"},
+            "next_run_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}},
+        "SyncReport": {"type": "object", "properties": {
+            "connection_id": {"type": "string"}, "run_id": {"type": ["integer", "null"]},
+            "status": {"$ref": "#/components/schemas/SyncStatus"},
+            "mode": {"type": "string"}, "error": {"type": ["string", "null"]}}}
+    })
+}
 
 fn page_params() -> Value {
     json!([
@@ -41,7 +95,7 @@ pub fn spec() -> Value {
     let connection_filter =
         json!({"name": "connection", "in": "query", "schema": {"type": "string"}});
     let _ = &mut page;
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {"title": "idpsync admin API", "version": env!("CARGO_PKG_VERSION")},
         "servers": [{"url": "/api/v1"}],
@@ -86,7 +140,7 @@ pub fn spec() -> Value {
                 "parameters": [id_param("id", "string")],
                 "responses": {"200": {"description": "{ok, summary} or {ok: false, error}"}}
             }},
-            "/runs": {"get": op("Sync runs, newest first", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"type": "string"}})]), "page of runs")},
+            "/runs": {"get": op("Sync runs, newest first", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/RunStatus"}})]), "page of runs")},
             "/runs/{id}": {"get": op("One sync run", read, json!([id_param("id", "integer")]), "the run")},
             "/runs/{id}/approve": {"post": {
                 "summary": "Apply a held run's change set if the stored state has not moved since",
@@ -129,9 +183,74 @@ pub fn spec() -> Value {
             )},
             "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
         }
-    })
+    });
+    if let (Some(schemas), Value::Object(more)) = (
+        document["components"]["schemas"].as_object_mut(),
+        name_schemas(),
+    ) {
+        schemas.extend(more);
+    }
+    let with_schema = |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+    document["paths"]["/events"]["get"]["responses"]["200"]["content"] = json!({"application/json": {"schema": {
+        "type": "object", "properties": {
+            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "cursor": {"type": "integer"}}}}});
+    document["paths"]["/runs/{id}"]["get"]["responses"]["200"]["content"] = with_schema("Run");
+    document["paths"]["/connections/{id}"]["get"]["responses"]["200"]["content"] =
+        with_schema("Connection");
+    document["paths"]["/connections/{id}/sync"]["post"]["responses"]["200"]["content"] =
+        with_schema("SyncReport");
+    document
 }
 
 pub async fn document() -> Json<Value> {
     Json(spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_document_lists_exactly_the_endpoints_the_router_serves() {
+        let document = spec();
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, operations)| {
+                operations
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|method| (method.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = super::super::endpoints()
+            .listed()
+            .iter()
+            .map(|(method, path)| (method.to_string(), path.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn every_reference_names_a_schema_of_the_document() {
+        let document = spec();
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/components/").skip(1) {
+            let target = &reference[..reference.find('"').unwrap()];
+            let (section, name) = target.split_once('/').unwrap();
+            assert!(
+                document["components"][section][name].is_object(),
+                "{target} is referenced but not defined"
+            );
+        }
+        let kinds = document["components"]["schemas"]["EventKind"]["enum"]
+            .as_array()
+            .unwrap();
+        assert_eq!(kinds.len(), EventKind::ALL.len());
+    }
 }

@@ -5,6 +5,7 @@ use crate::api::AppState;
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::reconcile::Outcome;
+use crate::store::entity::status::RunStatus;
 use crate::store::entity::sync_run;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ pub struct RunView {
     pub connection_id: String,
     pub trigger: String,
     pub mode: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub counts: serde_json::Value,
@@ -43,7 +44,7 @@ impl From<sync_run::Model> for RunView {
 #[derive(Debug, Deserialize)]
 pub struct RunFilter {
     pub connection: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub limit: Option<u64>,
     pub after: Option<i64>,
 }
@@ -59,7 +60,7 @@ pub async fn list(
     if let Some(connection) = &filter.connection {
         query = query.filter(sync_run::Column::ConnectionId.eq(connection));
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         query = query.filter(sync_run::Column::Status.eq(status));
     }
     if let Some(after) = filter.after {

@@ -14,8 +14,7 @@ pub struct Model {
     /// Bumped by every applied change set; a held run applies only if it has
     /// not moved since the run was computed.
     pub state_version: i64,
-    /// `healthy`, `backoff` or `quarantined`.
-    pub health: String,
+    pub health: super::status::Health,
     pub consecutive_failures: i32,
     pub next_run_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,

@@ -12,6 +12,7 @@ pub mod group_membership;
 pub mod inherited_membership;
 pub mod source_group;
 pub mod source_user;
+pub mod status;
 pub mod sync_run;
 pub mod user_membership;
 pub mod webhook_delivery;

@@ -13,8 +13,7 @@ pub struct Model {
     /// `full` or `delta`.
     pub mode: String,
     pub dry_run: bool,
-    /// `running`, `succeeded`, `failed`, `held`, `approved`, `superseded`.
-    pub status: String,
+    pub status: super::status::RunStatus,
     pub started_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
     /// JSON object of counts by change kind.
