@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use idpsync_core::auth::Scope;
 use idpsync_core::config::{AclGroupConfig, ConnectionConfig, SafetyConfig};
 use idpsync_core::store::entity::{api_token, device, source_user};
-use idpsync_core::store::pipeline::Pipeline;
+use idpsync_core::store::pipeline::Pipelined;
 use idpsync_core::store::{NewToken, Store, StoreError};
 use idpsync_core::store_test;
 use idpsync_core::testing::TestStore;
@@ -329,25 +329,26 @@ store_test!(
             let write = store.begin_write().await.unwrap();
             let backend = write.tx.get_database_backend();
             let sql = |text: String| Statement::from_string(backend, text);
-            let mut pipeline = Pipeline::default();
+            let mut pipeline = Pipelined::new(&write.tx);
             for user in 1..=5 {
                 let insert =
                     format!("INSERT INTO user_memberships (group_id, user_id) VALUES (1, {user})");
-                pipeline.send(&write.tx, sql(insert)).await.unwrap();
+                pipeline.send(sql(insert)).await.unwrap();
             }
             // Each statement runs after the one before it: the delete finds
             // the row inserted just before.
             let insert = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 9)";
-            pipeline.send(&write.tx, sql(insert.into())).await.unwrap();
+            pipeline.send(sql(insert.into())).await.unwrap();
             let delete = "DELETE FROM user_memberships WHERE user_id = 9";
-            pipeline.send(&write.tx, sql(delete.into())).await.unwrap();
-            pipeline.finish().await.unwrap();
-            assert_eq!(user_ids(&write.tx).await, vec![1, 2, 3, 4, 5]);
+            pipeline.send(sql(delete.into())).await.unwrap();
+            // The connection is lent only once the delete has run.
+            let db = pipeline.idle().await.unwrap();
+            assert_eq!(user_ids(db).await, vec![1, 2, 3, 4, 5]);
 
             // A failing statement's error comes back from the send or from
             // the next call that waits for it.
             let duplicate = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 3)";
-            let sent = pipeline.send(&write.tx, sql(duplicate.into())).await;
+            let sent = pipeline.send(sql(duplicate.into())).await;
             let finished = pipeline.finish().await;
             assert!(sent.is_err() || finished.is_err(), "{sent:?} {finished:?}");
         }

@@ -90,9 +90,9 @@ pub async fn append(
 }
 
 /// The INSERT statements that append `events`, in order (for a caller
-/// that sends them itself, e.g. through a [`Pipeline`]).
+/// that sends them itself, e.g. through a [`Pipelined`] connection).
 ///
-/// [`Pipeline`]: crate::store::pipeline::Pipeline
+/// [`Pipelined`]: crate::store::pipeline::Pipelined
 pub fn append_statements(
     backend: DatabaseBackend,
     events: &[NewEvent],

@@ -22,7 +22,7 @@ use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
     inherited_membership, source_group, source_user, user_membership,
 };
-use crate::store::pipeline::Pipeline;
+use crate::store::pipeline::Pipelined;
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -125,7 +125,7 @@ pub async fn apply(
     changes: &ChangeSet,
 ) -> Result<Applied, ApplyError> {
     let mut run = Apply {
-        db,
+        db: Pipelined::new(db),
         ctx,
         events: Vec::new(),
         n_written: 0,
@@ -136,6 +136,8 @@ pub async fn apply(
     };
     run.run(changes).await?;
     run.flush(true).await?;
+    // The caller commits next: nothing may be left in flight.
+    run.db.finish().await?;
     run.phases.mark("events");
     Ok(Applied {
         n_events: run.n_written + run.events.len(),
@@ -147,7 +149,10 @@ pub async fn apply(
 }
 
 struct Apply<'a, C> {
-    db: &'a C,
+    /// The transaction, reached only through the pipeline (see
+    /// [`Pipelined`]): statements may be sent one ahead, and any other
+    /// use waits for the one in flight.
+    db: Pipelined<'a, C>,
     /// Events already written (when persisting).
     n_written: usize,
     /// The weight of the buffered events (see [`EVENT_FLUSH`]).
@@ -221,23 +226,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             && (force || self.buffered_weight >= EVENT_FLUSH)
     }
 
-    /// Writes the buffered events if [`Apply::flush_due`].
+    /// Writes the buffered events if [`Apply::flush_due`], through the
+    /// pipeline (the last statement may still be in flight on return).
     async fn flush(&mut self, force: bool) -> Result<(), DbErr> {
-        let mut pipeline = Pipeline::default();
-        self.flush_through(&mut pipeline, force).await?;
-        pipeline.finish().await
-    }
-
-    /// [`Apply::flush`], through a pipeline the caller finishes.
-    async fn flush_through(
-        &mut self,
-        pipeline: &mut Pipeline<'a>,
-        force: bool,
-    ) -> Result<(), DbErr> {
         if self.flush_due(force) {
-            let backend = self.db.get_database_backend();
+            let backend = self.db.backend();
             for statement in crate::events::append_statements(backend, &self.events, self.ctx.now) {
-                pipeline.send(self.db, statement).await?;
+                self.db.send(statement).await?;
             }
             self.n_written += self.events.len();
             self.events.clear();
@@ -362,7 +357,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 ..Default::default()
             });
             source_group::Entity::insert_many(rows)
-                .exec_without_returning(self.db)
+                .exec_without_returning(self.db.idle().await?)
                 .await?;
         }
         for group in &changes.groups_created {
@@ -394,7 +389,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .col_expr(source_group::Column::UpdatedAt, Expr::value(now))
                 .filter(source_group::Column::ConnectionId.eq(self.connection()))
                 .filter(source_group::Column::ExternalId.eq(&group.external_id))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
             self.event(
                 EventKind::GroupUpdated,
@@ -423,21 +418,18 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let keep = self.ctx.keep_written_users;
         // Each chunk's rows go to the database while its events are built
         // (see `Pipeline`); rows to keep come back from their own statement.
-        let backend = self.db.get_database_backend();
-        let mut pipeline = Pipeline::default();
+        let backend = self.db.backend();
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let insert = source_user::Entity::insert_many(rows);
             if keep {
-                // Nothing may be in flight while the connection is used
-                // directly.
-                pipeline.finish().await?;
+                // `idle` completes what is in flight before the insert.
                 self.written_users
-                    .extend(insert.exec_with_returning(self.db).await?);
+                    .extend(insert.exec_with_returning(self.db.idle().await?).await?);
             } else {
-                pipeline.send(self.db, insert.build(backend)).await?;
+                self.db.send(insert.build(backend)).await?;
             }
             for user in chunk {
                 self.event(
@@ -447,10 +439,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     user_payload(user),
                 );
                 // A new tenant's 100k events would otherwise be held at once.
-                self.flush_through(&mut pipeline, false).await?;
+                self.flush(false).await?;
             }
         }
-        pipeline.finish().await?;
+        self.db.finish().await?;
         // Updated users are stored: each row's insert conflicts on its
         // external id and becomes the update, many users per statement.
         for chunk in changes.users_updated.chunks(rows_per_insert(17)) {
@@ -460,9 +452,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
             if keep {
                 self.written_users
-                    .extend(upsert.exec_with_returning(self.db).await?);
+                    .extend(upsert.exec_with_returning(self.db.idle().await?).await?);
             } else {
-                upsert.exec_without_returning(self.db).await?;
+                upsert.exec_without_returning(self.db.idle().await?).await?;
             }
         }
         let deactivated: HashSet<&str> = changes
@@ -544,7 +536,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 )
                 .filter(source_user::Column::ConnectionId.eq(self.connection()))
                 .filter(source_user::Column::ExternalId.eq(external_id))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         Ok(())
@@ -568,7 +560,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             let devices = device::Entity::find()
                 .filter(device::Column::OwnerUserId.is_in(chunk.iter().copied()))
                 .filter(device::Column::Status.ne("revoked"))
-                .all(self.db)
+                .all(self.db.idle().await?)
                 .await?;
             let connection = self.ctx.connection_id;
             let revoked: Vec<(&device::Model, String)> = devices
@@ -591,7 +583,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     .col_expr(device::Column::RevokedAt, Expr::value(self.ctx.now))
                     .col_expr(device::Column::UpdatedAt, Expr::value(self.ctx.now))
                     .filter(device::Column::Id.is_in(ids))
-                    .exec(self.db)
+                    .exec(self.db.idle().await?)
                     .await?;
             }
             for (found, reason) in revoked {
@@ -654,26 +646,27 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let mut implied_groups: BTreeSet<(i64, i64)> = BTreeSet::new();
         for chunk in deleted_users.chunks(CHUNK) {
             let by_user = user_membership::Column::UserId.is_in(chunk.iter().copied());
-            implied_users.extend(edges::user_pairs(self.db, by_user.clone()).await?);
+            implied_users.extend(edges::user_pairs(self.db.idle().await?, by_user.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(by_user)
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         for chunk in deleted_groups.chunks(CHUNK) {
             let in_group = user_membership::Column::GroupId.is_in(chunk.iter().copied());
-            implied_users.extend(edges::user_pairs(self.db, in_group.clone()).await?);
+            implied_users.extend(edges::user_pairs(self.db.idle().await?, in_group.clone()).await?);
             user_membership::Entity::delete_many()
                 .filter(in_group)
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
             let in_or_nested = group_membership::Column::GroupId
                 .is_in(chunk.iter().copied())
                 .or(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()));
-            implied_groups.extend(edges::group_pairs(self.db, in_or_nested.clone()).await?);
+            implied_groups
+                .extend(edges::group_pairs(self.db.idle().await?, in_or_nested.clone()).await?);
             group_membership::Entity::delete_many()
                 .filter(in_or_nested)
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         let user_external_ids = self
@@ -738,7 +731,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 user_membership::Entity::delete_many()
                     .filter(user_membership::Column::GroupId.eq(*group_id))
                     .filter(user_membership::Column::UserId.is_in(chunk.iter().copied()))
-                    .exec(self.db)
+                    .exec(self.db.idle().await?)
                     .await?;
             }
         }
@@ -747,7 +740,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 group_membership::Entity::delete_many()
                     .filter(group_membership::Column::GroupId.eq(*group_id))
                     .filter(group_membership::Column::MemberGroupId.is_in(chunk.iter().copied()))
-                    .exec(self.db)
+                    .exec(self.db.idle().await?)
                     .await?;
             }
         }
@@ -768,14 +761,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // statement's worth at a time, and each group's run of new members
         // announced when it ends, so that neither the rows nor the member
         // lists of a million new edges are held at once.
-        let backend = self.db.get_database_backend();
+        let backend = self.db.backend();
         let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
         let mut group_rows =
             PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
         let mut run: Option<(&str, Vec<&MemberRef>)> = None;
-        // Each statement is built while the previous one runs; every write
-        // until `finish` goes through the pipeline (see its rule).
-        let mut pipeline = Pipeline::default();
+        // Each statement is built while the previous one runs (see
+        // `Pipelined`).
         for edge in &changes.memberships_added {
             let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
                 continue;
@@ -795,7 +787,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             };
             changed.groups.insert(group_id);
             if let Some(statement) = rows.push(group_id, member_id) {
-                pipeline.send(self.db, statement).await?;
+                self.db.send(statement).await?;
             }
             let group = edge.group_external_id.as_ref();
             match &mut run {
@@ -809,17 +801,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                             groups,
                             &group_ids,
                         );
-                        self.flush_through(&mut pipeline, false).await?;
+                        self.flush(false).await?;
                     }
                 }
             }
         }
         for rows in [&mut user_rows, &mut group_rows] {
             if let Some(statement) = rows.finish() {
-                pipeline.send(self.db, statement).await?;
+                self.db.send(statement).await?;
             }
         }
-        pipeline.finish().await?;
+        self.db.finish().await?;
         if let Some((ended, members)) = run {
             self.membership_events(
                 EventKind::MembershipAdded,
@@ -880,18 +872,16 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         if changed_groups.is_empty() {
             return Ok(HashSet::new());
         }
-        let nested = edges::group_pairs(
-            self.db,
-            super::stored::edges_of(group_membership::Column::GroupId, self.connection()),
-        )
-        .await?;
+        let of_connection =
+            super::stored::edges_of(group_membership::Column::GroupId, self.ctx.connection_id);
+        let nested = edges::group_pairs(self.db.idle().await?, of_connection).await?;
         let graph = GroupGraph::new(nested);
         let affected: Vec<i64> = graph
             .ancestors(changed_groups.iter().copied())
             .into_iter()
             .filter(|group| !deleted_groups.contains(group))
             .collect();
-        let change = super::inherited::recompute(self.db, &affected).await?;
+        let change = super::inherited::recompute(self.db.idle().await?, &affected).await?;
         self.effects.inherited_added += change.added;
         self.effects.inherited_removed += change.removed;
         Ok(change.dirty_users)
@@ -916,7 +906,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             return Ok(());
         }
         let acl_ids: HashMap<String, i64> = acl_group::Entity::find()
-            .all(self.db)
+            .all(self.db.idle().await?)
             .await?
             .into_iter()
             .map(|row| (row.name, row.id))
@@ -985,7 +975,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .column(effective_membership::Column::GroupId)
                 .filter(effective_membership::Column::UserId.is_in(chunk.iter().copied()))
                 .into_tuple()
-                .all(self.db)
+                .all(self.db.idle().await?)
                 .await?;
             for (user, group) in effective {
                 let eligible = user_rows.get(&user).is_some_and(|row| row.active)
@@ -1000,7 +990,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .column(acl_group_member::Column::UserId)
                 .filter(acl_group_member::Column::UserId.is_in(chunk.iter().copied()))
                 .into_tuple()
-                .all(self.db)
+                .all(self.db.idle().await?)
                 .await?;
             have.extend(current.into_iter().filter(|(acl, _)| ours.contains(acl)));
         }
@@ -1011,7 +1001,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             acl_group_member::Entity::delete_many()
                 .filter(acl_group_member::Column::AclGroupId.eq(*acl))
                 .filter(acl_group_member::Column::UserId.eq(*user))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
             self.acl_event(
                 EventKind::AclGroupMemberRemoved,
@@ -1032,7 +1022,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .collect();
         for chunk in rows.chunks(rows_per_insert(4)) {
             acl_group_member::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(self.db)
+                .exec_without_returning(self.db.idle().await?)
                 .await?;
         }
         for (acl, user) in &added {
@@ -1084,19 +1074,19 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         for chunk in group_ids.chunks(CHUNK) {
             inherited_membership::Entity::delete_many()
                 .filter(inherited_membership::Column::GroupId.is_in(chunk.iter().copied()))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         for chunk in user_ids.chunks(CHUNK) {
             inherited_membership::Entity::delete_many()
                 .filter(inherited_membership::Column::UserId.is_in(chunk.iter().copied()))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         for chunk in group_ids.chunks(CHUNK) {
             source_group::Entity::delete_many()
                 .filter(source_group::Column::Id.is_in(chunk.iter().copied()))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         for external_id in &changes.groups_deleted {
@@ -1114,14 +1104,15 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         for chunk in user_ids.chunks(CHUNK) {
             source_user::Entity::delete_many()
                 .filter(source_user::Column::Id.is_in(chunk.iter().copied()))
-                .exec(self.db)
+                .exec(self.db.idle().await?)
                 .await?;
         }
         Ok(())
     }
 
     /// The connection's groups, or only those some users belong to.
-    async fn load_groups(&self, which: GroupsOf<'_>) -> Result<BTreeMap<i64, GroupRow>, DbErr> {
+    async fn load_groups(&mut self, which: GroupsOf<'_>) -> Result<BTreeMap<i64, GroupRow>, DbErr> {
+        let connection_id = self.ctx.connection_id;
         let select = || {
             source_group::Entity::find()
                 .select_only()
@@ -1130,10 +1121,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     source_group::Column::ExternalId,
                     source_group::Column::DisplayName,
                 ])
-                .filter(source_group::Column::ConnectionId.eq(self.connection()))
+                .filter(source_group::Column::ConnectionId.eq(connection_id))
         };
         let rows: Vec<(i64, String, String)> = match which {
-            GroupsOf::Connection => select().into_tuple().all(self.db).await?,
+            GroupsOf::Connection => select().into_tuple().all(self.db.idle().await?).await?,
             GroupsOf::Users(users) => {
                 let mut rows = Vec::new();
                 for chunk in users.chunks(CHUNK) {
@@ -1149,7 +1140,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                         select()
                             .filter(source_group::Column::Id.in_subquery(their_groups))
                             .into_tuple::<(i64, String, String)>()
-                            .all(self.db)
+                            .all(self.db.idle().await?)
                             .await?,
                     );
                 }
@@ -1171,7 +1162,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     }
 
     /// Users matching `condition`, as the effects need them.
-    async fn user_rows(&self, condition: Condition) -> Result<Vec<UserRow>, DbErr> {
+    async fn user_rows(&mut self, condition: Condition) -> Result<Vec<UserRow>, DbErr> {
         Ok(source_user::Entity::find()
             .select_only()
             .columns([
@@ -1182,7 +1173,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             ])
             .filter(condition)
             .into_tuple::<(i64, String, String, bool)>()
-            .all(self.db)
+            .all(self.db.idle().await?)
             .await?
             .into_iter()
             .map(|(id, external_id, user_name, active)| UserRow {
@@ -1195,7 +1186,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     }
 
     async fn load_users_by_external_id<'s>(
-        &self,
+        &mut self,
         external_ids: impl Iterator<Item = &'s str>,
     ) -> Result<HashMap<String, UserRow>, DbErr> {
         let ids: Vec<&str> = external_ids.collect::<BTreeSet<_>>().into_iter().collect();
@@ -1215,7 +1206,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     }
 
     async fn load_users_by_id(
-        &self,
+        &mut self,
         ids: impl Iterator<Item = i64>,
     ) -> Result<HashMap<i64, UserRow>, DbErr> {
         let ids: Vec<i64> = ids.collect::<BTreeSet<_>>().into_iter().collect();
