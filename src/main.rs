@@ -4,6 +4,9 @@
 
 mod allocator;
 mod commands;
+/// The demo and the fakes it serves exist only with the `demo` feature
+/// (default); nothing else in the binary refers to them.
+#[cfg(feature = "demo")]
 mod demo;
 mod drivers;
 
@@ -85,6 +88,7 @@ enum Command {
     CheckConnection { connection: String },
     /// Zero-setup demo: the daemon on SQLite with fake Entra, Okta, Google,
     /// Keycloak and JumpCloud tenants and a SCIM connection; scripted offboarding.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the demo's config and SQLite file go (replaced on each run).
         #[arg(long, default_value = "demo-data")]
@@ -195,6 +199,7 @@ fn main() -> ExitCode {
                 commands::check_connection(&cli.config, &connection).await
             }
             Command::Connections { json } => commands::connections(&cli.config, json).await,
+            #[cfg(feature = "demo")]
             Command::Demo { dir, listen, exit } => demo::run(&dir, &listen, exit).await,
             Command::PluginChild => unreachable!("served before the runtime starts"),
         }

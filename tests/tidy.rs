@@ -142,3 +142,33 @@ fn the_readme_lists_exactly_the_event_kinds() {
     let kinds: Vec<&str> = EventKind::ALL.iter().map(|kind| kind.as_str()).collect();
     assert_eq!(listed, kinds);
 }
+
+/// The fake IdPs reach the binary only through the demo: no other source
+/// file of the binary names a fake, so what `serve` runs cannot touch one,
+/// and a build without the `demo` feature (CI checks one) has none.
+#[test]
+fn only_the_demo_reaches_the_fakes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|path| path.file_name().is_some_and(|name| name != "demo.rs"))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            text.contains("::fake") || text.contains("Fake")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "{offenders:?}");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let dependencies = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap();
+    assert!(
+        !dependencies.contains("fake"),
+        "a [dependencies] entry enables a fake outside the demo feature"
+    );
+}

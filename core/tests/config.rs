@@ -244,3 +244,62 @@ fn durability_is_full_unless_relaxed_and_a_wrong_word_is_placed() {
         "{lines:?}"
     );
 }
+
+/// The core tables' options as the README's reference table lists them.
+fn documented_options() -> Vec<(String, String)> {
+    let readme = include_str!("../../README.md");
+    readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| table | option |"))
+        .skip(2)
+        .take_while(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('`').collect();
+            (cells[1].to_string(), cells[3].to_string())
+        })
+        .collect()
+}
+
+/// The core tables' options in the example, commented out or not, by
+/// table header (`[server]`, `[[connections]]`, ...).
+fn example_options() -> Vec<(String, String)> {
+    const CORE: [&str; 7] = [
+        "[server]",
+        "[database]",
+        "[[connections]]",
+        "[connections.safety]",
+        "[[acl_groups]]",
+        "[[acl_groups.from]]",
+        "[[webhooks]]",
+    ];
+    let example = include_str!("../../examples/idpsync.toml");
+    let mut table = String::new();
+    let mut options = Vec::new();
+    for line in example.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') {
+            table = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let key = key.trim();
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key && CORE.contains(&table.as_str()) {
+                options.push((table.clone(), key.to_string()));
+            }
+        }
+    }
+    options.sort();
+    options.dedup();
+    options
+}
+
+#[test]
+fn the_example_shows_exactly_the_options_the_readme_documents() {
+    let mut documented = documented_options();
+    documented.sort();
+    assert!(documented.len() >= 20, "{documented:?}");
+    assert_eq!(example_options(), documented);
+}

@@ -1,5 +1,5 @@
 //! sea-orm entities, one module per table of the store. Column meanings are
-//! documented in the migration `m20261124_000001_create_store` and DESIGN.md.
+//! documented in the migrations and in ARCHITECTURE.md ("Data model").
 
 pub mod acl_group;
 pub mod acl_group_member;
