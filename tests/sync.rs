@@ -8,7 +8,6 @@ use common::{Api, Workdir};
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
 use idpsync_driver_keycloak::fake::FakeKeycloak;
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_pulls_apply_faults_apply_nothing_and_deprovisioning_revokes_devices() {
@@ -98,22 +97,15 @@ group_glob = "*"
     assert_eq!(status, 201, "{device}");
 
     // A truncated page mid-pagination: the next scheduled run fails and applies nothing.
+    let before = api.last_event_id().await;
     fake.dataset.lock().unwrap().users[0].active = false;
     fake.faults
         .update(|faults| faults.truncate_page = Some(PageFault::new("users", 1, u32::MAX)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failed = loop {
-        let runs = api.get("/runs?connection=kc&status=failed").await;
-        if let Some(run) = runs["items"]
-            .as_array()
-            .and_then(|items| items.first())
-            .cloned()
-        {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "no failed run within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let event = api.next_event(before, "sync.failed", "kc").await;
+    let failed = api
+        .get(&format!("/runs/{}", event["payload"]["run_id"]))
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"]
             .as_str()

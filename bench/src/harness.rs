@@ -1,9 +1,9 @@
-//! What every benchmark shares: a fresh store on either database, the
-//! daemon's router on a loopback port, and percentiles.
+//! What every benchmark shares: a fresh store on either database and
+//! percentiles. (The engine is started by `idpsync_core::testing::TestApp`,
+//! as in the tests.)
 
 use anyhow::Result;
 use clap::ValueEnum;
-use idpsync_core::api::{AppState, router};
 use idpsync_core::config;
 use idpsync_core::testing::TestStore;
 use std::time::Duration;
@@ -65,14 +65,6 @@ impl Backend {
             Backend::Postgres => "PostgreSQL",
         }
     }
-}
-
-/// Serves the daemon's router for `state` on a free loopback port.
-pub async fn serve(state: AppState) -> Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    Ok(address)
 }
 
 /// CPU count and model, as run files name the host.

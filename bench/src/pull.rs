@@ -7,8 +7,7 @@ use crate::harness::Backend;
 use crate::results::{Benchmark, Figure, Table, Unit};
 use anyhow::{Result, bail};
 use clap::ValueEnum;
-use idpsync_core::api::AppState;
-use idpsync_core::config;
+use idpsync_core::testing::TestApp;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -149,12 +148,12 @@ pub async fn pull(
     let mut registry = DriverRegistry::default();
     registry.register(idpsync_driver_okta::OktaFactory);
     registry.register(idpsync_driver_entra::EntraFactory);
-    let config = config::load_str(&config_text, "bench.toml", &registry, &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await?;
-    let state = AppState::with_drivers(config, store.clone(), registry);
+    let state = TestApp::builder(&store)
+        .config(&config_text)
+        .drivers(registry)
+        .start()
+        .await
+        .state;
     let run = |full: bool| {
         let runner = state.sync.clone();
         async move {

@@ -3,15 +3,13 @@
 //! latency is from sending the PATCH to the consumer holding
 //! `device.revoked`.
 
-use crate::harness::{Backend, millis, percentile, serve};
+use crate::harness::{Backend, millis, percentile};
 use crate::results::{Benchmark, Figure, Table, Unit};
 use anyhow::{Result, bail};
-use idpsync_core::api::AppState;
 use idpsync_core::auth::Scope;
-use idpsync_core::config;
 use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::reconcile::{Snapshot, SourceInput, SubmitOptions, Trigger};
-use idpsync_core::store::NewToken;
+use idpsync_core::testing::TestApp;
 use idpsync_driver::{MembershipEdge, SourceGroup, SourceUser};
 use std::time::{Duration, Instant};
 
@@ -34,33 +32,13 @@ pub async fn revocation(n_users: usize, iterations: usize, backend: Backend) -> 
     }
     let test_store = backend.open().await?;
     let store = test_store.store.clone();
-    let config = config::load_str(CONFIG, "bench.toml", &["scim"], &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await?;
-    let state = AppState::new(config, store.clone());
-    let reconciler = state.reconciler.clone();
-    let bus = state.bus.clone();
-    let address = serve(state).await?;
-    let base = format!("http://{address}/api/v1");
-    let scim_base = format!("http://{address}/scim/v2/bench");
-    let (token, _) = store
-        .create_token(NewToken {
-            name: "bench".into(),
-            scopes: vec![Scope::Read],
-            connection_id: None,
-            expires_at: None,
-        })
-        .await?;
-    let (scim_token, _) = store
-        .create_token(NewToken {
-            name: "bench-scim".into(),
-            scopes: vec![Scope::Scim],
-            connection_id: Some("bench".into()),
-            expires_at: None,
-        })
-        .await?;
+    let app = TestApp::builder(&store).config(CONFIG).start().await;
+    let reconciler = app.state.reconciler.clone();
+    let bus = app.state.bus.clone();
+    let base = app.url("/api/v1");
+    let scim_base = app.url("/scim/v2/bench");
+    let token = app.token("bench", Scope::Read, None).await;
+    let scim_token = app.token("bench-scim", Scope::Scim, Some("bench")).await;
 
     let users: Vec<SourceUser> = (0..n_users)
         .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}@example.test")))

@@ -3,13 +3,11 @@
 //! daemon's router on loopback, and the same load against a reference SCIM
 //! server when one is given: requests per second and p50/p99 latency.
 
-use crate::harness::{Backend, Durability, millis, percentile, serve};
+use crate::harness::{Backend, Durability, millis, percentile};
 use crate::results::{Benchmark, Figure, Table, Unit};
 use anyhow::{Result, bail};
-use idpsync_core::api::AppState;
 use idpsync_core::auth::Scope;
-use idpsync_core::config;
-use idpsync_core::store::NewToken;
+use idpsync_core::testing::TestApp;
 use std::time::{Duration, Instant};
 
 const SCIM_CONFIG: &str = r#"
@@ -112,22 +110,12 @@ pub async fn scim(
     peer: Option<Peer>,
 ) -> Result<Table> {
     let test_store = backend.open_with(durability).await?;
-    let store = test_store.store.clone();
-    let config = config::load_str(SCIM_CONFIG, "bench.toml", &["scim"], &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await?;
-    let (token, _) = store
-        .create_token(NewToken {
-            name: "scim".into(),
-            scopes: vec![Scope::Scim],
-            connection_id: Some("bench".into()),
-            expires_at: None,
-        })
-        .await?;
-    let state = AppState::new(config, store.clone());
-    let base = format!("http://{}/scim/v2/bench", serve(state).await?);
+    let app = TestApp::builder(&test_store.store)
+        .config(SCIM_CONFIG)
+        .start()
+        .await;
+    let token = app.token("scim", Scope::Scim, Some("bench")).await;
+    let base = app.url("/scim/v2/bench");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;

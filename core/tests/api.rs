@@ -2,12 +2,9 @@
 //! authentication and scopes, directory views, devices, held runs, the
 //! long-polling event feed and the OpenAPI document.
 
-use idpsync_core::api::{AppState, router};
 use idpsync_core::auth::Scope;
-use idpsync_core::config;
-use idpsync_core::store::NewToken;
 use idpsync_core::store_test;
-use idpsync_core::testing::TestStore;
+use idpsync_core::testing::{TestApp, TestStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -37,42 +34,17 @@ struct TestApi {
 
 impl TestApi {
     async fn start(test_store: &TestStore) -> TestApi {
-        let store = test_store.store.clone();
-        let config = config::load_str(CONFIG, "test.toml", &["scim"], &|_| None).unwrap();
-        store
-            .register_config(&config.connections, &config.acl_groups)
-            .await
-            .unwrap();
-        let mut tokens = Vec::new();
-        for (name, scope, connection) in [
-            ("admin", Scope::Admin, None),
-            ("read", Scope::Read, None),
-            ("devices", Scope::Devices, None),
-            ("scim", Scope::Scim, Some("okta".to_string())),
-        ] {
-            let (plaintext, _) = store
-                .create_token(NewToken {
-                    name: name.into(),
-                    scopes: vec![scope],
-                    connection_id: connection,
-                    expires_at: None,
-                })
-                .await
-                .unwrap();
-            tokens.push(plaintext);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let app = router(AppState::new(config, store));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let [admin, read, devices, scim] = tokens.try_into().unwrap();
+        let app = TestApp::builder(&test_store.store)
+            .config(CONFIG)
+            .start()
+            .await;
         TestApi {
-            base: format!("http://{address}/api/v1"),
-            client: reqwest::Client::new(),
-            admin,
-            read,
-            devices,
-            scim,
+            base: app.url("/api/v1"),
+            admin: app.token("admin", Scope::Admin, None).await,
+            read: app.token("read", Scope::Read, None).await,
+            devices: app.token("devices", Scope::Devices, None).await,
+            scim: app.token("scim", Scope::Scim, Some("okta")).await,
+            client: app.client,
         }
     }
 

@@ -10,15 +10,13 @@
 //! * the config loader never panics, and every error it reports is placed
 //!   at a line and column.
 
-use idpsync_core::api::{AppState, router};
 use idpsync_core::auth::Scope;
 use idpsync_core::config;
 use idpsync_core::scim::filter::{self, AttrPath, CompareOp, Filter};
 use idpsync_core::scim::patch;
 use idpsync_core::scim::schema;
-use idpsync_core::store::NewToken;
 use idpsync_core::store_test;
-use idpsync_core::testing::TestStore;
+use idpsync_core::testing::{TestApp, TestStore};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
@@ -260,32 +258,12 @@ proptest! {
 
 /// The SCIM endpoint of a store with one connection, and its token.
 async fn scim_endpoint(test_store: &TestStore) -> (String, String) {
-    let store = test_store.store.clone();
-    let config = config::load_str(
-        "[[connections]]\nid = \"p\"\nkind = \"scim\"\n",
-        "test.toml",
-        &["scim"],
-        &|_| None,
-    )
-    .unwrap();
-    store
-        .register_config(&config.connections, &config.acl_groups)
-        .await
-        .unwrap();
-    let (token, _) = store
-        .create_token(NewToken {
-            name: "p".into(),
-            scopes: vec![Scope::Scim],
-            connection_id: Some("p".into()),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/scim/v2/p", listener.local_addr().unwrap());
-    let app = router(AppState::new(config, store));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (base, token)
+    let app = TestApp::builder(&test_store.store)
+        .config("[[connections]]\nid = \"p\"\nkind = \"scim\"\n")
+        .start()
+        .await;
+    let token = app.token("p", Scope::Scim, Some("p")).await;
+    (app.url("/scim/v2/p"), token)
 }
 
 /// Small domains, so that random filters select some users and not others.

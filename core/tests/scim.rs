@@ -2,14 +2,12 @@
 //! replays of how Entra ID and Okta call it, every error case, filters
 //! evaluated by the database, large member batches and /Bulk.
 
-use idpsync_core::api::{AppState, router};
+use idpsync_core::api::AppState;
 use idpsync_core::auth::Scope;
-use idpsync_core::config;
 use idpsync_core::devices::{self, NewDevice};
 use idpsync_core::events;
-use idpsync_core::store::NewToken;
 use idpsync_core::store_test;
-use idpsync_core::testing::TestStore;
+use idpsync_core::testing::{TestApp, TestStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -44,42 +42,17 @@ impl Scim {
     }
 
     async fn start_with(test_store: &TestStore, config_text: &str) -> Scim {
-        let store = test_store.store.clone();
-        let config = config::load_str(config_text, "test.toml", &["scim"], &|_| None).unwrap();
-        store
-            .register_config(&config.connections, &config.acl_groups)
-            .await
-            .unwrap();
-        let mut tokens = Vec::new();
-        for (name, scope, connection) in [
-            ("entra", Scope::Scim, Some("entra")),
-            ("okta", Scope::Scim, Some("okta")),
-            ("admin", Scope::Admin, None),
-        ] {
-            let (token, _) = store
-                .create_token(NewToken {
-                    name: name.into(),
-                    scopes: vec![scope],
-                    connection_id: connection.map(Into::into),
-                    expires_at: None,
-                })
-                .await
-                .unwrap();
-            tokens.push(token);
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let root = format!("http://{}/scim/v2", listener.local_addr().unwrap());
-        let state = AppState::new(config, store);
-        let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let [entra, okta, admin] = tokens.try_into().unwrap();
+        let app = TestApp::builder(&test_store.store)
+            .config(config_text)
+            .start()
+            .await;
         Scim {
-            root,
-            client: reqwest::Client::new(),
-            entra,
-            okta,
-            admin,
-            state,
+            root: app.url("/scim/v2"),
+            entra: app.token("entra", Scope::Scim, Some("entra")).await,
+            okta: app.token("okta", Scope::Scim, Some("okta")).await,
+            admin: app.token("admin", Scope::Admin, None).await,
+            client: app.client,
+            state: app.state,
         }
     }
 
@@ -180,9 +153,7 @@ async fn create_kim(scim: &Scim) -> (String, String) {
 
 /// Waits until `n` SCIM writes are queued or under way.
 async fn writes_waiting(scim: &Scim, n: usize) {
-    while scim.state.reconciler.writes_in_flight() < n {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    scim.state.reconciler.writes_in_flight_reach(n).await;
 }
 
 fn entra_user(user_name: &str, external_id: &str) -> Value {

@@ -3,20 +3,20 @@
 //! manual syncs, and approved devices to watch being revoked.
 
 use idpsync_core::api::AppState;
-use idpsync_core::config;
 use idpsync_core::reconcile::Trigger;
 use idpsync_core::store::Store;
 use idpsync_core::sync::{DriverRegistry, SyncReport};
+use idpsync_core::testing::TestApp;
 
-/// Loads `config_text` (connections and ACL groups) against `registry`.
+/// Loads `config_text` (connections and ACL groups) against `registry`
+/// and starts the engine ([`TestApp`]); its state.
 pub async fn start(store: &Store, config_text: &str, registry: DriverRegistry) -> AppState {
-    let config = config::load_str(config_text, "test.toml", &registry, &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    store
-        .register_config(&config.connections, &config.acl_groups)
+    TestApp::builder(store)
+        .config(config_text)
+        .drivers(registry)
+        .start()
         .await
-        .unwrap();
-    AppState::with_drivers(config, store.clone(), registry)
+        .state
 }
 
 /// One sync of `connection` (delta when it has a cursor), to completion.

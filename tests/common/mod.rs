@@ -177,7 +177,44 @@ impl Api {
         )
     }
 
-    /// Waits (bounded) until `connection` has `n` finished runs; returns the newest.
+    /// The first event of `kind` about `connection` committed after the
+    /// event `after`, read by long-polling the feed (woken at commit, no
+    /// polling delay); at most 60 s.
+    pub async fn next_event(&self, after: i64, kind: &str, connection: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut cursor = after;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} of {connection} within 60 s"
+            );
+            let page = self.get(&format!("/events?after={cursor}&wait=10")).await;
+            for event in page["events"].as_array().cloned().unwrap_or_default() {
+                if event["kind"] == kind && event["connection_id"] == connection {
+                    return event;
+                }
+            }
+            cursor = page["cursor"].as_i64().unwrap_or(cursor);
+        }
+    }
+
+    /// The id of the newest event (0 when there is none).
+    pub async fn last_event_id(&self) -> i64 {
+        let mut cursor = 0;
+        loop {
+            let page = self
+                .get(&format!("/events?after={cursor}&limit=1000"))
+                .await;
+            let next = page["cursor"].as_i64().unwrap_or(cursor);
+            if next == cursor {
+                return cursor;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Waits (bounded) until `connection` has `n` finished runs; returns the
+    /// newest. (Polled: an unchanged run writes no event to wait for.)
     pub async fn wait_for_runs(&self, connection: &str, n: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

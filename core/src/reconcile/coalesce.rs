@@ -28,7 +28,6 @@ use super::{Outcome, ReconcileError, Reconciler, Result, SubmitOptions, Trigger,
 use idpsync_driver::{MemberRef, MembershipEdge};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::oneshot;
 
 /// Most deltas merged into one reconciliation: bounds one transaction.
@@ -60,7 +59,9 @@ pub(crate) struct Coalescer {
     queue: std::sync::Mutex<Vec<Pending>>,
     /// Held by the task reconciling a batch: one batch at a time.
     leader: Arc<tokio::sync::Mutex<()>>,
-    in_flight: AtomicUsize,
+    /// Deltas queued or being reconciled; watched by
+    /// [`Reconciler::writes_in_flight_reach`].
+    in_flight: tokio::sync::watch::Sender<usize>,
 }
 
 impl Coalescer {
@@ -94,7 +95,7 @@ impl Reconciler {
     ) -> Result<Written> {
         let coalescer = &self.coalescer;
         let (reply, mut answer) = oneshot::channel();
-        coalescer.in_flight.fetch_add(1, Ordering::SeqCst);
+        coalescer.in_flight.send_modify(|n| *n += 1);
         coalescer.queue().push(Pending {
             connection_id: connection_id.to_string(),
             delta,
@@ -132,7 +133,15 @@ impl Reconciler {
 
     /// Deltas queued or being reconciled by [`Reconciler::submit_coalesced`].
     pub fn writes_in_flight(&self) -> usize {
-        self.coalescer.in_flight.load(Ordering::SeqCst)
+        *self.coalescer.in_flight.borrow()
+    }
+
+    /// Returns once at least `n` deltas are queued or being reconciled
+    /// (woken by each change of the count, not by polling).
+    pub async fn writes_in_flight_reach(&self, n: usize) {
+        let mut count = self.coalescer.in_flight.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = count.wait_for(|in_flight| *in_flight >= n).await;
     }
 
     async fn reconcile_batch(&self, mut batch: Vec<Pending>) {
@@ -192,7 +201,7 @@ impl Reconciler {
     }
 
     fn answer(&self, reply: oneshot::Sender<Result<Written>>, outcome: Result<Written>) {
-        self.coalescer.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.coalescer.in_flight.send_modify(|n| *n -= 1);
         // The caller may have gone away; its write stands either way.
         let _ = reply.send(outcome);
     }

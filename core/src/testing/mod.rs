@@ -1,11 +1,16 @@
 //! Test harness (feature `testing`): a [`TestStore`] on a real SQLite file or
-//! on a fresh schema of a real PostgreSQL server, and [`store_test!`] that
-//! runs one test body against both.
+//! on a fresh schema of a real PostgreSQL server, [`store_test!`] that runs
+//! one test body against both, and [`TestApp`], the engine on a loopback
+//! port.
 //!
 //! PostgreSQL is found at `IDPSYNC_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). When it does not answer, the
 //! PostgreSQL half prints a `SKIPPED` line and passes, unless
 //! `IDPSYNC_REQUIRE_PG=1`, in which case it fails.
+
+mod app;
+
+pub use app::{TestApp, TestAppBuilder};
 
 use crate::store::Store;
 use sea_orm::{ConnectionTrait, Database};

@@ -1,0 +1,107 @@
+//! [`TestApp`]: the engine wired as `idpsync serve` wires it, on a loopback
+//! port, for tests (and the bench) that talk to it over HTTP or call its
+//! parts. The one way to start the engine in a test.
+
+use crate::api::{AppState, router};
+use crate::auth::Scope;
+use crate::config::{self, Config};
+use crate::store::{NewToken, Store};
+use crate::sync::DriverRegistry;
+use std::net::SocketAddr;
+
+/// The engine on a loopback port.
+pub struct TestApp {
+    /// The daemon's state: the store, the reconciler, the sync runner.
+    pub state: AppState,
+    /// Where the router listens (`127.0.0.1:<free port>`).
+    pub address: SocketAddr,
+    /// A client for it.
+    pub client: reqwest::Client,
+}
+
+/// How a [`TestApp`] is configured; [`TestAppBuilder::start`] starts it.
+pub struct TestAppBuilder {
+    store: Store,
+    config_text: Option<String>,
+    registry: DriverRegistry,
+}
+
+impl TestApp {
+    /// An engine on `store`, with no connections until [`TestAppBuilder::config`].
+    pub fn builder(store: &Store) -> TestAppBuilder {
+        TestAppBuilder {
+            store: store.clone(),
+            config_text: None,
+            registry: DriverRegistry::default(),
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A new token with `scope` (bound to `connection` for SCIM tokens).
+    pub async fn token(&self, name: &str, scope: Scope, connection: Option<&str>) -> String {
+        let (plaintext, _) = self
+            .store()
+            .create_token(NewToken {
+                name: name.into(),
+                scopes: vec![scope],
+                connection_id: connection.map(str::to_string),
+                expires_at: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("creating the token {name}: {e}"));
+        plaintext
+    }
+
+    pub fn store(&self) -> &Store {
+        self.state.sync.store()
+    }
+}
+
+impl TestAppBuilder {
+    /// The TOML the engine runs (connections, ACL groups, ...); its
+    /// connections are registered in the store at start.
+    pub fn config(mut self, text: &str) -> Self {
+        self.config_text = Some(text.to_string());
+        self
+    }
+
+    /// The drivers the config's pull connections use (SCIM is always known).
+    pub fn drivers(mut self, registry: DriverRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Loads the config (panicking with its errors), registers its
+    /// connections and serves the daemon's router on a free loopback port.
+    pub async fn start(self) -> TestApp {
+        let config = match &self.config_text {
+            Some(text) => {
+                // The registry knows `scim` and its drivers' kinds.
+                let config = config::load_str(text, "test.toml", &self.registry, &|_| None)
+                    .unwrap_or_else(|errors| panic!("{errors}"));
+                self.store
+                    .register_config(&config.connections, &config.acl_groups)
+                    .await
+                    .unwrap_or_else(|e| panic!("registering the config: {e}"));
+                config
+            }
+            None => Config::default(),
+        };
+        let state = AppState::with_drivers(config, self.store, self.registry);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let address = listener.local_addr().expect("a bound listener");
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TestApp {
+            state,
+            address,
+            client: reqwest::Client::new(),
+        }
+    }
+}
