@@ -71,7 +71,7 @@ impl From<sea_orm::DbErr> for DeviceError {
 }
 
 /// A device registration request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     pub owner_connection_id: String,
     pub owner_external_id: String,

@@ -453,3 +453,47 @@ store_test!(
         }
     }
 );
+
+store_test!(
+    answers_carry_exactly_the_fields_their_schemas_document,
+    async |test_store_ref: &TestStore| {
+        {
+            let api = TestApi::start(test_store_ref).await;
+            api.post(&api.admin, "/connections/okta/import", tenant(true, true))
+                .await;
+            let (_, document) = api.get(&api.read, "/openapi.json").await;
+            let schemas = &document["components"]["schemas"];
+            // Each answer's fields against the schema the document names
+            // for it: nothing undocumented, nothing required missing.
+            let check = |schema: &str, answer: &Value| {
+                let schema = &schemas[schema];
+                let properties = schema["properties"].as_object().unwrap();
+                let fields = answer.as_object().unwrap();
+                for field in fields.keys() {
+                    assert!(properties.contains_key(field), "{field} is not in {schema}");
+                }
+                for required in schema["required"].as_array().into_iter().flatten() {
+                    assert!(
+                        fields.contains_key(required.as_str().unwrap()),
+                        "{required} missing from {answer}"
+                    );
+                }
+            };
+            let (_, connection) = api.get(&api.read, "/connections/okta").await;
+            check("ConnectionView", &connection);
+            check("RunView", &connection["last_runs"][0]);
+            let (_, users) = api.get(&api.read, "/users").await;
+            check("UserView", &users["items"][0]);
+            let (_, groups) = api.get(&api.read, "/groups").await;
+            check("GroupView", &groups["items"][0]);
+            let group = groups["items"][0]["id"].as_i64().unwrap();
+            let (_, members) = api.get(&api.read, &format!("/groups/{group}/members")).await;
+            check("MemberView", &members["items"][0]);
+            let (_, acl_groups) = api.get(&api.read, "/acl-groups").await;
+            check("AclGroupView", &acl_groups[0]);
+            let (_, feed) = api.get(&api.read, "/events").await;
+            check("FeedPage", &feed);
+            check("Event", &feed["events"][0]);
+        }
+    }
+);

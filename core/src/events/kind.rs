@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! event_kinds {
     ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
         /// What happened, as `noun.past_verb`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum EventKind {
             $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
         }

@@ -45,7 +45,7 @@ impl NewEvent {
 }
 
 /// An event as the feed returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// The cursor: strictly increasing in commit order.
     pub id: i64,

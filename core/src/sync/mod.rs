@@ -121,24 +121,27 @@ impl From<sea_orm::DbErr> for SyncError {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub connection_id: String,
     pub run_id: Option<i64>,
     pub status: SyncStatus,
     pub mode: &'static str,
+    /// Users, groups and memberships read from the IdP.
+    #[schema(value_type = Object)]
     pub received: ReceivedCounts,
     pub duration_ms: u64,
     /// Of which reading the IdP (the rest is diffing and applying).
     pub pull_ms: u64,
     pub error: Option<String>,
     /// The reconciler's outcome, when it ran.
+    #[schema(value_type = Option<Object>)]
     pub outcome: Option<Outcome>,
 }
 
 /// How a run of the runner ended, as its report, the CLI's exit code and
 /// the `idpsync_sync_runs_total{outcome}` metric say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncStatus {
     /// A change set was applied.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// How many recent runs a connection shows.
 const RECENT_RUNS: u64 = 5;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     pub id: String,
     pub kind: String,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: i64,
     pub connection_id: String,
@@ -101,7 +101,7 @@ pub async fn users(
     Ok(axum::Json(PageOf::new(items, limit, |user| user.id)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserDetail {
     #[serde(flatten)]
     pub user: UserView,
@@ -110,7 +110,7 @@ pub struct UserDetail {
     pub acl_groups: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupRef {
     pub id: i64,
     pub external_id: String,
@@ -169,7 +169,7 @@ pub async fn user(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub id: i64,
     pub connection_id: String,
@@ -233,7 +233,7 @@ pub struct MemberQuery {
     pub after: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     /// The paging cursor. Direct members list nested groups first, each with
     /// minus its group id, then users with their user id; effective members
@@ -346,7 +346,7 @@ async fn users_by_id(state: &AppState, ids: Vec<i64>) -> Result<Vec<source_user:
         .await?)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AclGroupView {
     pub id: i64,
     pub name: String,
@@ -386,7 +386,7 @@ pub async fn acl_groups(
     Ok(axum::Json(views))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AclMemberView {
     /// Row id: the paging cursor.
     pub id: i64,

@@ -22,7 +22,7 @@ pub struct FeedQuery {
     pub wait: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeedPage {
     pub events: Vec<Event>,
     /// Pass as `after` next time.

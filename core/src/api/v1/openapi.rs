@@ -1,62 +1,89 @@
 //! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
-//! The operations are written here next to the handlers; the sets of names
-//! (event kinds, run status, health) come from their enums, and a test
-//! checks that the document lists exactly the endpoints the router serves
-//! ([`super::endpoints`]).
+//! The schemas of requests and responses are derived from the handlers'
+//! Rust types (utoipa `ToSchema`), the sets of names (event kinds, run
+//! status, health) from their enums; the operations (summaries, scopes,
+//! query parameters) are written here, and a test checks that the document
+//! lists exactly the endpoints the router serves ([`super::endpoints`]).
+//! The one hand-written schema is `Snapshot`, the driver SDK's records,
+//! which do not depend on an OpenAPI crate.
 
-use crate::events::EventKind;
+use super::connections::ConnectionView;
+use super::devices::{DeviceView, StatusChange};
+use super::directory::{
+    AclGroupView, AclMemberView, GroupRef, GroupView, MemberView, UserDetail, UserView,
+};
+use super::events::FeedPage;
+use super::runs::RunView;
+use crate::devices::NewDevice;
+use crate::events::{Event, EventKind};
 use crate::store::entity::status::{Health, RunStatus};
-use crate::sync::SyncStatus;
+use crate::sync::{SyncReport, SyncStatus};
 use axum::Json;
-use sea_orm::Iterable;
 use serde_json::{Value, json};
 
-/// A string schema whose values are `names`, with a description.
-fn names(description: &str, names: impl IntoIterator<Item = &'static str>) -> Value {
-    json!({"type": "string", "description": description, "enum": names.into_iter().collect::<Vec<_>>()})
-}
+/// The schemas of what the handlers take and answer, derived from the
+/// Rust types themselves (utoipa), so a field cannot be added, renamed or
+/// retyped without the document following.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    EventKind,
+    RunStatus,
+    Health,
+    SyncStatus,
+    Event,
+    FeedPage,
+    RunView,
+    ConnectionView,
+    SyncReport,
+    UserView,
+    UserDetail,
+    GroupRef,
+    GroupView,
+    MemberView,
+    AclGroupView,
+    AclMemberView,
+    DeviceView,
+    NewDevice,
+    StatusChange,
+)))]
+struct Schemas;
 
-/// The schemas of the closed sets of names, from their enums.
-fn name_schemas() -> Value {
+/// The derived schemas, with the event kinds' meanings added to `EventKind`.
+fn derived_schemas() -> serde_json::Map<String, Value> {
+    let components = <Schemas as utoipa::OpenApi>::openapi().components;
+    let mut schemas = match serde_json::to_value(components.map(|c| c.schemas)) {
+        Ok(Value::Object(schemas)) => schemas,
+        _ => serde_json::Map::new(),
+    };
     let kinds = EventKind::ALL
         .iter()
         .map(|kind| format!("`{kind}`: {}", kind.description()))
         .collect::<Vec<_>>()
         .join("\n");
-    json!({
-        "EventKind": names(&format!("What an event records.\n{kinds}"), EventKind::ALL.iter().map(|kind| kind.as_str())),
-        "RunStatus": names("A stored sync run's state.", RunStatus::iter().map(RunStatus::as_str)),
-        "Health": names("Whether a connection's scheduled runs go ahead.", Health::iter().map(Health::as_str)),
-        "SyncStatus": names("How a sync request ended.", [
-            SyncStatus::Applied, SyncStatus::Unchanged, SyncStatus::Held,
-            SyncStatus::Planned, SyncStatus::Failed, SyncStatus::Abandoned,
-        ].map(SyncStatus::as_str)),
-        "Event": {"type": "object", "required": ["id", "kind", "subject_type", "subject_id", "payload", "created_at"], "properties": {
-            "id": {"type": "integer", "description": "the cursor: strictly increasing in commit order"},
-            "kind": {"$ref": "#/components/schemas/EventKind"},
-            "connection_id": {"type": ["string", "null"]},
-            "subject_type": {"type": "string"},
-            "subject_id": {"type": "string"},
-            "payload": {"type": "object"},
-            "created_at": {"type": "string", "format": "date-time"}}},
-        "Run": {"type": "object", "properties": {
-            "id": {"type": "integer"}, "connection_id": {"type": "string"},
-            "trigger": {"type": "string"}, "mode": {"type": "string", "enum": ["full", "delta"]},
-            "status": {"$ref": "#/components/schemas/RunStatus"},
-            "started_at": {"type": "string", "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "counts": {"type": "object"}, "error": {"type": ["string", "null"]}}},
-        "Connection": {"type": "object", "properties": {
-            "id": {"type": "string"}, "kind": {"type": "string"}, "configured": {"type": "boolean"},
-            "health": {"$ref": "#/components/schemas/Health"},
-            "consecutive_failures": {"type": "integer"},
-            "next_run_at": {"type": ["string", "null"], "format": "date-time"},
-            "last_runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}}},
-        "SyncReport": {"type": "object", "properties": {
-            "connection_id": {"type": "string"}, "run_id": {"type": ["integer", "null"]},
-            "status": {"$ref": "#/components/schemas/SyncStatus"},
-            "mode": {"type": "string"}, "error": {"type": ["string", "null"]}}}
-    })
+    if let Some(Value::Object(kind)) = schemas.get_mut("EventKind") {
+        kind.insert(
+            "description".into(),
+            Value::String(format!("What an event records.\n{kinds}")),
+        );
+    }
+    schemas
+}
+
+/// A `{"application/json": ...}` content of schema `name`.
+fn body(name: &str) -> Value {
+    json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{name}")}}})
+}
+
+/// A page of `name`s: `{items, next_after}`.
+fn page_of(name: &str) -> Value {
+    json!({"application/json": {"schema": {"type": "object", "required": ["items"], "properties": {
+        "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{name}")}},
+        "next_after": {"type": ["integer", "null"], "description": "pass as `after` for the next page"}}}}})
+}
+
+/// A list of `name`s.
+fn list_of(name: &str) -> Value {
+    json!({"application/json": {"schema": {"type": "array", "items": {"$ref": format!("#/components/schemas/{name}")}}}})
 }
 
 fn page_params() -> Value {
@@ -108,10 +135,7 @@ pub fn spec() -> Value {
                 "Snapshot": {"type": "object", "properties": {
                     "users": {"type": "array", "items": {"type": "object", "required": ["external_id", "user_name", "active"]}},
                     "groups": {"type": "array", "items": {"type": "object", "required": ["external_id", "display_name"]}},
-                    "memberships": {"type": "array", "items": {"type": "object", "required": ["group_external_id", "member"]}}}},
-                "NewDevice": {"type": "object", "required": ["owner_connection_id", "owner_external_id", "name", "node_key"], "properties": {
-                    "owner_connection_id": {"type": "string"}, "owner_external_id": {"type": "string"},
-                    "name": {"type": "string"}, "node_key": {"type": "string"}}}
+                    "memberships": {"type": "array", "items": {"type": "object", "required": ["group_external_id", "member"]}}}}
             },
             "responses": {
                 "Unauthorized": {"description": "missing, unknown, expired or revoked token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -184,22 +208,35 @@ pub fn spec() -> Value {
             "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}}
         }
     });
-    if let (Some(schemas), Value::Object(more)) = (
-        document["components"]["schemas"].as_object_mut(),
-        name_schemas(),
-    ) {
-        schemas.extend(more);
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(derived_schemas());
     }
-    let with_schema = |schema: &str| json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
-    document["paths"]["/events"]["get"]["responses"]["200"]["content"] = json!({"application/json": {"schema": {
-        "type": "object", "properties": {
-            "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-            "cursor": {"type": "integer"}}}}});
-    document["paths"]["/runs/{id}"]["get"]["responses"]["200"]["content"] = with_schema("Run");
-    document["paths"]["/connections/{id}"]["get"]["responses"]["200"]["content"] =
-        with_schema("Connection");
-    document["paths"]["/connections/{id}/sync"]["post"]["responses"]["200"]["content"] =
-        with_schema("SyncReport");
+    let mut answers = |path: &str, method: &str, content: Value| {
+        document["paths"][path][method]["responses"]["200"]["content"] = content;
+    };
+    answers("/connections", "get", list_of("ConnectionView"));
+    answers("/connections/{id}", "get", body("ConnectionView"));
+    answers("/connections/{id}/sync", "post", body("SyncReport"));
+    answers("/runs", "get", page_of("RunView"));
+    answers("/runs/{id}", "get", body("RunView"));
+    answers("/users", "get", page_of("UserView"));
+    answers("/users/{id}", "get", body("UserDetail"));
+    answers("/groups", "get", page_of("GroupView"));
+    answers("/groups/{id}/members", "get", page_of("MemberView"));
+    answers("/acl-groups", "get", list_of("AclGroupView"));
+    answers(
+        "/acl-groups/{name}/members",
+        "get",
+        page_of("AclMemberView"),
+    );
+    answers("/devices", "get", page_of("DeviceView"));
+    answers("/devices/{id}", "get", body("DeviceView"));
+    answers("/devices/{id}/{action}", "post", body("DeviceView"));
+    answers("/events", "get", body("FeedPage"));
+    document["paths"]["/devices"]["post"]["responses"]["201"]["content"] = body("DeviceView");
+    document["paths"]["/devices"]["post"]["requestBody"]["content"] = body("NewDevice");
+    document["paths"]["/devices/{id}/{action}"]["post"]["requestBody"]["content"] =
+        body("StatusChange");
     document
 }
 
