@@ -487,7 +487,9 @@ store_test!(
             let (_, groups) = api.get(&api.read, "/groups").await;
             check("GroupView", &groups["items"][0]);
             let group = groups["items"][0]["id"].as_i64().unwrap();
-            let (_, members) = api.get(&api.read, &format!("/groups/{group}/members")).await;
+            let (_, members) = api
+                .get(&api.read, &format!("/groups/{group}/members"))
+                .await;
             check("MemberView", &members["items"][0]);
             let (_, acl_groups) = api.get(&api.read, "/acl-groups").await;
             check("AclGroupView", &acl_groups[0]);
