@@ -4,7 +4,7 @@
 //! a child process (`idpsync-bench fake-idp`), so the peak RSS is idpsync's.
 
 use crate::harness::Backend;
-use crate::results::{Benchmark, Figure, Table, Unit};
+use crate::results::{Benchmark, Figure, NOTHING_WRITTEN, Table, Unit};
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 use idpsync_core::testing::TestApp;
@@ -187,7 +187,7 @@ pub async fn pull(
         let took = started.elapsed();
         let after = state_marks(&store).await?;
         let writes = if before == after {
-            "0 (no state change, no event)".to_string()
+            NOTHING_WRITTEN.to_string()
         } else {
             format!("state moved {before:?} -> {after:?}")
         };

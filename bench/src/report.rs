@@ -4,7 +4,7 @@
 //! them is written by hand. `idpsync-bench report` rewrites them, and a
 //! test fails when BENCHMARKS.md differs from what the results render.
 
-use crate::results::{Benchmark, Figure, Run, Table, Unit};
+use crate::results::{Benchmark, Figure, NOTHING_WRITTEN, Run, Table, Unit};
 use anyhow::{Result, bail};
 
 const CURRENT: (&str, &str) = ("<!-- current:begin -->", "<!-- current:end -->");
@@ -54,7 +54,7 @@ impl Target {
                     && figure
                         .note
                         .as_deref()
-                        .is_some_and(|note| note.contains("no state change"))
+                        .is_some_and(|note| note.contains(NOTHING_WRITTEN))
             }
             Target::AtLeast(limit, unit) => figure.unit == Some(unit) && value >= limit,
         })

@@ -10,6 +10,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// How a pull's unchanged re-run says that it wrote nothing; the report's
+/// target for unchanged runs looks for it.
+pub const NOTHING_WRITTEN: &str = "0 (no state change, no event)";
+
 /// Where runs are kept, relative to the workspace root.
 pub const RESULTS_DIR: &str = "bench/results";
 

@@ -111,18 +111,6 @@ impl std::str::FromStr for EventKind {
 #[error("unknown event kind \"{0}\"")]
 pub struct UnknownEventKind(pub String);
 
-impl PartialEq<EventKind> for str {
-    fn eq(&self, kind: &EventKind) -> bool {
-        self == kind.as_str()
-    }
-}
-
-impl PartialEq<EventKind> for String {
-    fn eq(&self, kind: &EventKind) -> bool {
-        self == kind.as_str()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

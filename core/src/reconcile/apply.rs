@@ -442,7 +442,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 self.flush(false).await?;
             }
         }
-        self.db.finish().await?;
         // Updated users are stored: each row's insert conflicts on its
         // external id and becomes the update, many users per statement.
         for chunk in changes.users_updated.chunks(rows_per_insert(17)) {
@@ -811,7 +810,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 self.db.send(statement).await?;
             }
         }
-        self.db.finish().await?;
         if let Some((ended, members)) = run {
             self.membership_events(
                 EventKind::MembershipAdded,

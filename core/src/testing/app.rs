@@ -57,7 +57,7 @@ impl TestApp {
     }
 
     pub fn store(&self) -> &Store {
-        self.state.sync.store()
+        &self.state.store
     }
 }
 

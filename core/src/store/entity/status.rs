@@ -95,16 +95,6 @@ impl Health {
     }
 }
 
-impl std::str::FromStr for RunStatus {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        <RunStatus as sea_orm::Iterable>::iter()
-            .find(|status| status.as_str() == name)
-            .ok_or_else(|| format!("unknown run status \"{name}\""))
-    }
-}
-
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
@@ -127,7 +117,6 @@ mod tests {
         for status in RunStatus::iter() {
             assert_eq!(status.to_value(), status.as_str());
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
-            assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
         }
         for health in Health::iter() {
             assert_eq!(health.to_value(), health.as_str());
