@@ -1,5 +1,6 @@
 //! `[connections.entra]` settings.
 
+use idpsync_driver::settings::{self, Settings};
 use idpsync_driver::{DriverError, Secret};
 use serde::Deserialize;
 
@@ -38,42 +39,19 @@ fn default_page_size() -> u32 {
     999
 }
 
-impl EntraSettings {
-    pub fn validate(&self) -> Result<(), DriverError> {
-        for (key, value) in [
-            ("authority_url", &self.authority_url),
-            ("graph_url", &self.graph_url),
-        ] {
-            match url::Url::parse(value) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-                _ => {
-                    return Err(DriverError::config(
-                        key,
-                        format!("\"{value}\" is not an http(s) URL"),
-                    ));
-                }
-            }
-        }
-        for (key, value) in [
-            ("tenant_id", &self.tenant_id),
-            ("client_id", &self.client_id),
-        ] {
-            if value.trim().is_empty() {
-                return Err(DriverError::config(key, "must not be empty"));
-            }
-        }
-        if self.client_secret.is_empty() {
-            return Err(DriverError::config("client_secret", "must not be empty"));
-        }
-        if !(1..=999).contains(&self.page_size) {
-            return Err(DriverError::config(
-                "page_size",
-                format!("must be between 1 and 999, got {}", self.page_size),
-            ));
-        }
-        Ok(())
+impl Settings for EntraSettings {
+    fn validate(&self) -> Result<(), DriverError> {
+        settings::http_url("authority_url", &self.authority_url)?;
+        settings::http_url("graph_url", &self.graph_url)?;
+        settings::not_empty("tenant_id", &self.tenant_id)?;
+        settings::not_empty("client_id", &self.client_id)?;
+        settings::secret_set("client_secret", &self.client_secret)?;
+        // Graph's `odata.maxpagesize` ceiling for users and groups.
+        settings::page_size(self.page_size, 999)
     }
+}
 
+impl EntraSettings {
     /// The Graph host: tokens are sent there and nowhere else.
     pub fn graph_origin(&self) -> String {
         url::Url::parse(&self.graph_url)

@@ -27,32 +27,25 @@ mod graph;
 use config::EntraSettings;
 use graph::{DeltaLinks, GraphApi};
 use idpsync_driver::{
-    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
-    PullMode, PullOutcome, RecordSink, parse_settings,
+    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverKind,
+    PullMode, PullOutcome, RecordSink,
 };
 
 /// `kind = "entra"`.
 pub struct EntraFactory;
 
-impl DriverFactory for EntraFactory {
-    fn kind(&self) -> &'static str {
-        "entra"
-    }
+impl DriverKind for EntraFactory {
+    const KIND: &'static str = "entra";
+    type Settings = EntraSettings;
 
     fn build(
         &self,
-        settings: &serde_json::Value,
+        settings: EntraSettings,
         context: DriverContext,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let settings: EntraSettings = parse_settings(settings)?;
-        settings.validate()?;
         Ok(Box::new(EntraDriver {
             api: GraphApi::new(settings, context.http)?,
         }))
-    }
-
-    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
-        parse_settings::<EntraSettings>(settings)?.validate()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `[connections.google_workspace]` settings.
 
+use idpsync_driver::settings::{self, Settings};
 use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
@@ -63,8 +64,8 @@ fn default_token_uri() -> String {
     "https://oauth2.googleapis.com/token".into()
 }
 
-impl GoogleSettings {
-    pub fn validate(&self) -> Result<(), DriverError> {
+impl Settings for GoogleSettings {
+    fn validate(&self) -> Result<(), DriverError> {
         self.key()?;
         self.states.validate("states", &STATES)?;
         if !self.admin_email.contains('@') {
@@ -73,24 +74,13 @@ impl GoogleSettings {
                 "must be the email of a Workspace administrator",
             ));
         }
-        match url::Url::parse(&self.api_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                return Err(DriverError::config(
-                    "api_url",
-                    format!("\"{}\" is not an http(s) URL", self.api_url),
-                ));
-            }
-        }
-        if !(1..=500).contains(&self.page_size) {
-            return Err(DriverError::config(
-                "page_size",
-                format!("must be between 1 and 500, got {}", self.page_size),
-            ));
-        }
-        Ok(())
+        settings::http_url("api_url", &self.api_url)?;
+        // users.list's documented maxResults (groups take 200, members 200).
+        settings::page_size(self.page_size, 500)
     }
+}
 
+impl GoogleSettings {
     pub fn key(&self) -> Result<ServiceAccountKey, DriverError> {
         // The key is a secret: the error says what is expected, never what was read.
         serde_json::from_str(self.service_account_key.expose()).map_err(|_| {

@@ -25,9 +25,8 @@ pub mod fake;
 use api::DirectoryApi;
 use config::GoogleSettings;
 use idpsync_driver::{
-    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory, Email,
+    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverKind, Email,
     MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, StatePolicy,
-    parse_settings,
 };
 use serde_json::Value;
 
@@ -41,25 +40,18 @@ pub const SCOPES: [&str; 3] = [
 /// `kind = "google_workspace"`.
 pub struct GoogleFactory;
 
-impl DriverFactory for GoogleFactory {
-    fn kind(&self) -> &'static str {
-        "google_workspace"
-    }
+impl DriverKind for GoogleFactory {
+    const KIND: &'static str = "google_workspace";
+    type Settings = GoogleSettings;
 
     fn build(
         &self,
-        settings: &serde_json::Value,
+        settings: GoogleSettings,
         context: DriverContext,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let settings: GoogleSettings = parse_settings(settings)?;
-        settings.validate()?;
         Ok(Box::new(GoogleDriver {
             api: DirectoryApi::new(settings, context.http)?,
         }))
-    }
-
-    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
-        parse_settings::<GoogleSettings>(settings)?.validate()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `[connections.jumpcloud]` settings.
 
+use idpsync_driver::settings::{self, Settings};
 use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
@@ -42,27 +43,12 @@ fn default_page_size() -> u32 {
     100
 }
 
-impl JumpCloudSettings {
-    pub fn validate(&self) -> Result<(), DriverError> {
-        match url::Url::parse(&self.base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                return Err(DriverError::config(
-                    "base_url",
-                    format!("\"{}\" is not an http(s) URL", self.base_url),
-                ));
-            }
-        }
+impl Settings for JumpCloudSettings {
+    fn validate(&self) -> Result<(), DriverError> {
+        settings::http_url("base_url", &self.base_url)?;
         self.states.validate("states", &STATES)?;
-        if self.api_key.is_empty() {
-            return Err(DriverError::config("api_key", "must not be empty"));
-        }
-        if !(1..=100).contains(&self.page_size) {
-            return Err(DriverError::config(
-                "page_size",
-                format!("must be between 1 and 100, got {}", self.page_size),
-            ));
-        }
-        Ok(())
+        settings::secret_set("api_key", &self.api_key)?;
+        // JumpCloud's documented maximum `limit`.
+        settings::page_size(self.page_size, 100)
     }
 }

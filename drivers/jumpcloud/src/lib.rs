@@ -22,33 +22,25 @@ use api::JumpCloudApi;
 use config::JumpCloudSettings;
 use idpsync_driver::http::OffsetPager;
 use idpsync_driver::{
-    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory, Email,
+    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverKind, Email,
     MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, StatePolicy,
-    parse_settings,
 };
 
 /// `kind = "jumpcloud"`.
 pub struct JumpCloudFactory;
 
-impl DriverFactory for JumpCloudFactory {
-    fn kind(&self) -> &'static str {
-        "jumpcloud"
-    }
+impl DriverKind for JumpCloudFactory {
+    const KIND: &'static str = "jumpcloud";
+    type Settings = JumpCloudSettings;
 
     fn build(
         &self,
-        settings: &serde_json::Value,
+        settings: JumpCloudSettings,
         context: DriverContext,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let settings: JumpCloudSettings = parse_settings(settings)?;
-        settings.validate()?;
         Ok(Box::new(JumpCloudDriver {
             api: JumpCloudApi::new(settings, context.http),
         }))
-    }
-
-    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
-        parse_settings::<JumpCloudSettings>(settings)?.validate()
     }
 }
 
@@ -166,7 +158,7 @@ mod tests {
 
     fn access(json: serde_json::Value) -> Access {
         let settings: JumpCloudSettings =
-            parse_settings(&serde_json::json!({"api_key": "k"})).unwrap();
+            idpsync_driver::parse_settings(&serde_json::json!({"api_key": "k"})).unwrap();
         let item: api::SystemUser = serde_json::from_value(json).unwrap();
         user(item, &settings.states).unwrap().access()
     }

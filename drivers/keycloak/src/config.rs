@@ -1,5 +1,6 @@
 //! `[connections.keycloak]` settings.
 
+use idpsync_driver::settings::{self, Settings};
 use idpsync_driver::{DriverError, Secret};
 use serde::Deserialize;
 
@@ -22,32 +23,13 @@ fn default_page_size() -> u32 {
     100
 }
 
-impl KeycloakSettings {
-    pub fn validate(&self) -> Result<(), DriverError> {
-        match url::Url::parse(&self.base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                return Err(DriverError::config(
-                    "base_url",
-                    format!("\"{}\" is not an http(s) URL", self.base_url),
-                ));
-            }
-        }
-        if self.realm.trim().is_empty() {
-            return Err(DriverError::config("realm", "must not be empty"));
-        }
-        if self.client_id.trim().is_empty() {
-            return Err(DriverError::config("client_id", "must not be empty"));
-        }
-        if self.client_secret.is_empty() {
-            return Err(DriverError::config("client_secret", "must not be empty"));
-        }
-        if !(1..=1000).contains(&self.page_size) {
-            return Err(DriverError::config(
-                "page_size",
-                format!("must be between 1 and 1000, got {}", self.page_size),
-            ));
-        }
-        Ok(())
+impl Settings for KeycloakSettings {
+    fn validate(&self) -> Result<(), DriverError> {
+        settings::http_url("base_url", &self.base_url)?;
+        settings::not_empty("realm", &self.realm)?;
+        settings::not_empty("client_id", &self.client_id)?;
+        settings::secret_set("client_secret", &self.client_secret)?;
+        // Keycloak takes any `max`; 1,000 keeps one page's answer small.
+        settings::page_size(self.page_size, 1000)
     }
 }

@@ -26,32 +26,25 @@ use api::KeycloakApi;
 use config::KeycloakSettings;
 use idpsync_driver::http::OffsetPager;
 use idpsync_driver::{
-    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverFactory,
-    MembershipEdge, PullMode, PullOutcome, RecordSink, parse_settings,
+    Capabilities, DeclaredTotals, Driver, DriverContext, DriverError, DriverKind, MembershipEdge,
+    PullMode, PullOutcome, RecordSink,
 };
 
 /// `kind = "keycloak"`.
 pub struct KeycloakFactory;
 
-impl DriverFactory for KeycloakFactory {
-    fn kind(&self) -> &'static str {
-        "keycloak"
-    }
+impl DriverKind for KeycloakFactory {
+    const KIND: &'static str = "keycloak";
+    type Settings = KeycloakSettings;
 
     fn build(
         &self,
-        settings: &serde_json::Value,
+        settings: KeycloakSettings,
         context: DriverContext,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let settings: KeycloakSettings = parse_settings(settings)?;
-        settings.validate()?;
         Ok(Box::new(KeycloakDriver {
             api: KeycloakApi::new(settings, context.http)?,
         }))
-    }
-
-    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
-        parse_settings::<KeycloakSettings>(settings)?.validate()
     }
 }
 

@@ -1,5 +1,6 @@
 //! `[connections.okta]` settings.
 
+use idpsync_driver::settings::{self, Settings};
 use idpsync_driver::{DriverError, Secret, StatePolicy};
 use serde::Deserialize;
 
@@ -86,24 +87,12 @@ pub enum OktaAuth<'a> {
     },
 }
 
-impl OktaSettings {
-    pub fn validate(&self) -> Result<(), DriverError> {
-        match url::Url::parse(&self.org_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                return Err(DriverError::config(
-                    "org_url",
-                    format!("\"{}\" is not an http(s) URL", self.org_url),
-                ));
-            }
-        }
+impl Settings for OktaSettings {
+    fn validate(&self) -> Result<(), DriverError> {
+        settings::http_url("org_url", &self.org_url)?;
         self.auth()?;
-        if !(1..=200).contains(&self.page_size) {
-            return Err(DriverError::config(
-                "page_size",
-                format!("must be between 1 and 200, got {}", self.page_size),
-            ));
-        }
+        // The users and groups endpoints' documented maximum `limit`.
+        settings::page_size(self.page_size, 200)?;
         self.states.validate("states", &STATUSES)?;
         for kind in &self.group_types {
             if !matches!(kind.as_str(), "OKTA_GROUP" | "APP_GROUP" | "BUILT_IN") {
@@ -115,7 +104,9 @@ impl OktaSettings {
         }
         Ok(())
     }
+}
 
+impl OktaSettings {
     pub fn auth(&self) -> Result<OktaAuth<'_>, DriverError> {
         match (&self.api_token, &self.client_id, &self.private_key) {
             (Some(token), None, None) if !token.is_empty() => Ok(OktaAuth::ApiToken(token)),

@@ -34,34 +34,27 @@ use api::OktaApi;
 use config::OktaSettings;
 use futures_util::StreamExt;
 use idpsync_driver::{
-    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
+    Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverKind,
     EdgeId, Email, MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
-    StatePolicy, parse_settings,
+    StatePolicy,
 };
 use serde_json::Value;
 
 /// `kind = "okta"`.
 pub struct OktaFactory;
 
-impl DriverFactory for OktaFactory {
-    fn kind(&self) -> &'static str {
-        "okta"
-    }
+impl DriverKind for OktaFactory {
+    const KIND: &'static str = "okta";
+    type Settings = OktaSettings;
 
     fn build(
         &self,
-        settings: &serde_json::Value,
+        settings: OktaSettings,
         context: DriverContext,
     ) -> Result<Box<dyn Driver>, DriverError> {
-        let settings: OktaSettings = parse_settings(settings)?;
-        settings.validate()?;
         Ok(Box::new(OktaDriver {
             api: OktaApi::new(settings, context.http)?,
         }))
-    }
-
-    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
-        parse_settings::<OktaSettings>(settings)?.validate()
     }
 }
 
@@ -323,6 +316,7 @@ impl Driver for OktaDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use idpsync_driver::{DriverFactory, parse_settings};
 
     fn parsed(json: serde_json::Value) -> Result<SourceUser, DriverError> {
         let settings: config::OktaSettings = parse_settings(&serde_json::json!({

@@ -6,6 +6,7 @@
 use crate::error::DriverError;
 use crate::http::HttpKit;
 use crate::records::{IdInterner, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
+use crate::settings::Settings;
 use serde::de::DeserializeOwned;
 use std::fmt;
 
@@ -106,8 +107,46 @@ pub struct DriverContext {
     pub http: HttpKit,
 }
 
+/// A kind of driver: its name, its settings, and how a driver is built
+/// from them. Implementing it is all a driver does to get its
+/// [`DriverFactory`]: every kind's settings are parsed the same way (the key
+/// path named on a type error, unknown keys refused when the settings type
+/// says `deny_unknown_fields`), then [`Settings::validate`]d, then built.
+pub trait DriverKind: Send + Sync {
+    /// The stable snake_case kind, as in `kind = "keycloak"`.
+    const KIND: &'static str;
+    type Settings: Settings;
+    /// A driver for settings that passed [`Settings::validate`].
+    fn build(
+        &self,
+        settings: Self::Settings,
+        context: DriverContext,
+    ) -> Result<Box<dyn Driver>, DriverError>;
+}
+
+impl<K: DriverKind> DriverFactory for K {
+    fn kind(&self) -> &'static str {
+        K::KIND
+    }
+
+    fn build(
+        &self,
+        settings: &serde_json::Value,
+        context: DriverContext,
+    ) -> Result<Box<dyn Driver>, DriverError> {
+        let settings: K::Settings = parse_settings(settings)?;
+        settings.validate()?;
+        DriverKind::build(self, settings, context)
+    }
+
+    fn validate(&self, settings: &serde_json::Value) -> Result<(), DriverError> {
+        parse_settings::<K::Settings>(settings)?.validate()
+    }
+}
+
 /// Builds drivers of one kind from a connection's settings table (TOML
-/// converted to JSON). Unknown keys are errors.
+/// converted to JSON). Unknown keys are errors. Compiled-in drivers get it
+/// from [`DriverKind`]; the plugin host implements it itself.
 pub trait DriverFactory: Send + Sync {
     /// The stable snake_case kind, as in `kind = "keycloak"`.
     fn kind(&self) -> &'static str;

@@ -555,6 +555,9 @@ pub struct ClientCredentials {
         oauth2::EndpointSet,
     >,
     scopes: Vec<String>,
+    /// Parameters some token endpoints need besides the standard ones
+    /// (Auth0's `audience`, Entra v1's `resource`).
+    extra_params: Vec<(String, String)>,
     http: HttpKit,
     cached: Mutex<Option<(Secret, Instant)>>,
 }
@@ -563,6 +566,7 @@ impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentials")
             .field("scopes", &self.scopes)
+            .field("extra_params", &self.extra_params)
             .finish_non_exhaustive()
     }
 }
@@ -586,9 +590,18 @@ impl ClientCredentials {
         Ok(ClientCredentials {
             client,
             scopes,
+            extra_params: Vec::new(),
             http,
             cached: Mutex::new(None),
         })
+    }
+
+    /// Adds a parameter to every token request, such as Auth0's
+    /// `audience=https://{tenant}/api/v2/`. Not for secrets: parameters
+    /// show in Debug output.
+    pub fn with_param(mut self, name: &str, value: &str) -> Self {
+        self.extra_params.push((name.into(), value.into()));
+        self
     }
 
     /// Sends the client id and secret in the form body (`client_secret_post`)
@@ -612,6 +625,9 @@ impl TokenSource for ClientCredentials {
         let mut request = self.client.exchange_client_credentials();
         for scope in &self.scopes {
             request = request.add_scope(oauth2::Scope::new(scope.clone()));
+        }
+        for (name, value) in &self.extra_params {
+            request = request.add_extra_param(name.clone(), value.clone());
         }
         // The oauth2 crate builds the request and reads the answer; the kit
         // sends it, with its retries. An outage comes back as the kit's own

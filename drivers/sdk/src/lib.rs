@@ -9,6 +9,7 @@
 //!   `Retry-After` and rate-limit headers, bounded concurrency, cached OAuth2
 //!   client-credentials tokens refreshed once on 401.
 //! * [`secret`]: [`Secret`], a string that never prints itself.
+//! * [`settings`]: [`Settings`] and the checks every driver's settings make.
 //! * `fake` (feature `fake`): the kit for faithful fakes of IdP APIs.
 //!
 //! A driver never sees the database; deletions, revocation and ACL groups
@@ -22,10 +23,11 @@ pub mod http;
 pub mod jwt;
 pub mod records;
 pub mod secret;
+pub mod settings;
 
 pub use driver::{
     Capabilities, CollectedRecords, DeclaredTotals, DeltaCursor, Driver, DriverContext,
-    DriverFactory, PullMode, PullOutcome, RecordSink, parse_settings,
+    DriverFactory, DriverKind, PullMode, PullOutcome, RecordSink, parse_settings,
 };
 pub use error::DriverError;
 pub use records::{
@@ -33,3 +35,4 @@ pub use records::{
     StatePolicy, Update, UserRecord, UserUpdate,
 };
 pub use secret::Secret;
+pub use settings::Settings;

@@ -223,3 +223,51 @@ async fn a_token_endpoint_that_stays_down_is_an_outage_not_a_refusal() {
     ));
     assert_eq!(*seen.lock().unwrap(), 2, "a refusal is not retried");
 }
+
+#[tokio::test]
+async fn extra_parameters_reach_the_token_endpoint_on_every_attempt() {
+    // Auth0 issues Management API tokens only for an `audience`; the kit
+    // sends it with the standard form, and again on a retry.
+    let bodies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = bodies.clone();
+    let router = Router::new().fallback(any(move |body: String| {
+        let seen = seen.clone();
+        async move {
+            let mut bodies = seen.lock().unwrap();
+            bodies.push(body);
+            let (status, _, json) = if bodies.len() == 1 {
+                unavailable()
+            } else {
+                token_ok()
+            };
+            (status, axum::Json(json)).into_response()
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let credentials = ClientCredentials::new(
+        &format!("{base}/oauth/token"),
+        "client",
+        &Secret::new("s3cret"),
+        Vec::new(),
+        kit(),
+    )
+    .unwrap()
+    .with_param("audience", "https://acme.auth0.test/api/v2/");
+    assert_eq!(credentials.token().await.unwrap().expose(), "t0k3n");
+
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 2);
+    for body in bodies.iter() {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
+        assert!(
+            form.contains(&("audience".into(), "https://acme.auth0.test/api/v2/".into())),
+            "{form:?}"
+        );
+    }
+}

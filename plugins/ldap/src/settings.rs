@@ -177,9 +177,7 @@ impl LdapSettings {
                 ));
             }
         }
-        if !(1..=10_000).contains(&raw.page_size) {
-            return Err(DriverError::config("page_size", "must be 1 to 10000"));
-        }
+        idpsync_driver::settings::page_size(raw.page_size, 10_000)?;
         if raw.timeout_secs == 0 {
             return Err(DriverError::config("timeout_secs", "must be at least 1"));
         }
