@@ -98,7 +98,7 @@ max_deletions = 50
     // Throttled on the way, the delta still applies exactly the changes.
     fake.faults.update(|f| {
         f.throttle_next = 2;
-        f.retry_after_secs = 1;
+        f.retry_after = Some(1);
     });
     let delta = common::engine::sync(&state, "entra", Trigger::Schedule).await;
     assert_eq!(

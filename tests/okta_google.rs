@@ -82,7 +82,7 @@ api_url = "{}"
     // Throttled on the way in (Okta 429s, Google quota 403s), both arrive whole.
     okta.faults.update(|f| {
         f.throttle_next = 2;
-        f.retry_after_secs = 0;
+        f.retry_after = Some(0);
     });
     google.faults.update(|f| f.throttle_next = 2);
     for id in ["okta", "google"] {

@@ -298,9 +298,11 @@ async fn gate(
                 "TooManyRequests",
                 "Too many requests.",
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            if let Some(secs) = secs {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
             response
         })
         .await
@@ -824,4 +826,44 @@ async fn unknown_route(uri: axum::http::Uri) -> Response {
         "BadRequest",
         &format!("Resource not found for the segment '{segment}'."),
     )
+}
+
+impl idpsync_driver::compliance::CompliantFake for FakeGraph {
+    type Kind = crate::EntraFactory;
+    /// Graph's largest `odata.maxpagesize` for users and groups.
+    const MAX_PAGE_SIZE: u32 = 999;
+    /// A group can be a member of a group.
+    const NESTED_GROUPS: bool = true;
+
+    fn kind() -> Self::Kind {
+        crate::EntraFactory
+    }
+
+    fn new(dataset: Dataset) -> Self {
+        FakeGraph::new(dataset)
+    }
+
+    async fn start(&self) -> std::io::Result<FakeServer> {
+        FakeGraph::start(self).await
+    }
+
+    fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        FakeGraph::settings(self, base_url, page_size)
+    }
+
+    fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    fn tokens(&self) -> Option<&FakeTokens> {
+        Some(&self.tokens)
+    }
+
+    fn delete_user(&self, index: usize) {
+        FakeGraph::delete_user(self, index);
+    }
+
+    fn create_user(&self, user: idpsync_driver::fake::FakeUser) {
+        FakeGraph::create_user(self, user);
+    }
 }

@@ -113,7 +113,7 @@ async fn throttling_is_survived_and_secrets_stay_out_of_errors() {
     let server = fake.start().await.unwrap();
     fake.faults.update(|f| {
         f.throttle_next = 3;
-        f.retry_after_secs = 0;
+        f.retry_after = Some(0);
     });
     let driver = build(fake.settings(&server.base_url, 50));
     assert_eq!(
@@ -172,3 +172,6 @@ async fn an_unknown_route_answers_graphs_error_body() {
         "Resource not found for the segment 'nosuchthing'."
     );
 }
+// Paging, throttling, 5xx, bad pages, expiring tokens, deletions, reused
+// names, an empty tenant and settings errors: the suite every driver runs.
+idpsync_driver::compliance_suite!(idpsync_driver_entra::fake::FakeGraph);

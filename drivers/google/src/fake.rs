@@ -383,3 +383,54 @@ async fn members(
         ),
     }
 }
+
+impl idpsync_driver::compliance::CompliantFake for FakeGoogle {
+    type Kind = crate::GoogleFactory;
+    /// users.list's documented maximum `maxResults`.
+    const MAX_PAGE_SIZE: u32 = 500;
+    /// A group can be a member of a group (`type: GROUP`).
+    const NESTED_GROUPS: bool = true;
+
+    fn kind() -> Self::Kind {
+        crate::GoogleFactory
+    }
+
+    fn new(dataset: Dataset) -> Self {
+        FakeGoogle::new(dataset, idpsync_driver::fake::TEST_PUBLIC_KEY_DER.to_vec())
+    }
+
+    async fn start(&self) -> std::io::Result<FakeServer> {
+        FakeGoogle::start(self).await
+    }
+
+    fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        FakeGoogle::settings(
+            self,
+            base_url,
+            idpsync_driver::fake::TEST_PRIVATE_KEY_PEM,
+            page_size,
+        )
+    }
+
+    fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    fn tokens(&self) -> Option<&FakeTokens> {
+        Some(&self.tokens)
+    }
+
+    fn delete_user(&self, index: usize) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_user(index);
+    }
+
+    fn create_user(&self, user: idpsync_driver::fake::FakeUser) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_user(user);
+    }
+}

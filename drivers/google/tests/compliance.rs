@@ -114,3 +114,6 @@ fn a_bad_key_is_named_without_echoing_it() {
         other => panic!("{other:?}"),
     }
 }
+// Paging, throttling, 5xx, bad pages, expiring tokens, deletions, reused
+// names, an empty tenant and settings errors: the suite every driver runs.
+idpsync_driver::compliance_suite!(idpsync_driver_google::fake::FakeGoogle);

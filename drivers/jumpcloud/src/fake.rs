@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use idpsync_driver::fake::{Dataset, FakeServer, FaultInjector, json_response, serve};
+use idpsync_driver::fake::{Dataset, FakeServer, FakeUser, FaultInjector, json_response, serve};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,7 +91,9 @@ async fn gate(
         .before(resource, skip / limit.max(1), |secs| {
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
             let headers = response.headers_mut();
-            headers.insert("retry-after", HeaderValue::from(secs));
+            if let Some(secs) = secs {
+                headers.insert("retry-after", HeaderValue::from(secs));
+            }
             headers.insert("x-ratelimit-limit", HeaderValue::from_static("100"));
             headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
             response
@@ -227,5 +229,57 @@ async fn members(
             ),
         ),
         None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+impl idpsync_driver::compliance::CompliantFake for FakeJumpCloud {
+    type Kind = crate::JumpCloudFactory;
+    /// The documented maximum `limit` of both listings.
+    const MAX_PAGE_SIZE: u32 = 100;
+    /// User groups hold users (and systems), not groups.
+    const NESTED_GROUPS: bool = false;
+
+    fn kind() -> Self::Kind {
+        crate::JumpCloudFactory
+    }
+
+    fn new(dataset: Dataset) -> Self {
+        FakeJumpCloud::new(dataset)
+    }
+
+    async fn start(&self) -> std::io::Result<FakeServer> {
+        FakeJumpCloud::start(self).await
+    }
+
+    fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        FakeJumpCloud::settings(self, base_url, page_size)
+    }
+
+    fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    /// An API key: it does not expire.
+    fn tokens(&self) -> Option<&idpsync_driver::fake::FakeTokens> {
+        None
+    }
+
+    fn delete_user(&self, index: usize) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_user(index);
+    }
+
+    fn create_user(&self, user: FakeUser) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_user(user);
+    }
+
+    /// JumpCloud's `username` is a login name, not an address.
+    fn expected_user_name(user: &FakeUser) -> String {
+        user.user_name.split('@').next().unwrap_or_default().into()
     }
 }

@@ -1,8 +1,9 @@
-//! The JumpCloud driver against its fake over loopback HTTP: v1 users and
-//! v2 graph edges joined, suspended users inactive, paging at the API's
-//! 100 maximum, throttling survived, errors typed and actionable.
+//! The JumpCloud driver against its fake over loopback HTTP: the SDK's
+//! compliance suite (at the end), then what is JumpCloud's own: v1 users and
+//! v2 graph edges joined, suspended and locked users, the org id of a
+//! multi-tenant key, and a refused key named without echoing it.
 
-use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
+use idpsync_driver::fake::{Dataset, DatasetSpec};
 use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     CollectedRecords, Driver, DriverContext, DriverError, DriverFactory, MemberRef, PullMode,
@@ -66,27 +67,9 @@ async fn users_and_group_edges_join_and_suspension_means_inactive() {
 }
 
 #[tokio::test]
-async fn throttling_is_survived_and_failures_are_typed() {
-    let fake = FakeJumpCloud::new(Dataset::generate(&DatasetSpec {
-        users: 60,
-        groups: 3,
-        ..DatasetSpec::default()
-    }));
+async fn a_refused_api_key_says_which_key_without_echoing_it() {
+    let fake = FakeJumpCloud::new(Dataset::generate(&DatasetSpec::default()));
     let server = fake.start().await.unwrap();
-    fake.faults.update(|faults| {
-        faults.throttle_next = 3;
-        faults.retry_after_secs = 0;
-    });
-    let driver = build(fake.settings(&server.base_url, 25));
-    assert_eq!(pull(driver.as_ref()).await.unwrap().users.len(), 60);
-
-    fake.faults
-        .update(|faults| faults.truncate_page = Some(PageFault::new("users", 1, 1)));
-    assert!(matches!(
-        pull(driver.as_ref()).await,
-        Err(DriverError::Protocol(_))
-    ));
-
     let mut wrong = fake.settings(&server.base_url, 25);
     wrong["api_key"] = "wrong-key".into();
     match build(wrong).check().await {
@@ -132,3 +115,7 @@ fn settings_are_validated_with_the_key_named() {
             .is_ok()
     );
 }
+
+// Paging, throttling, 5xx, bad pages, deletions, reused names, an empty
+// tenant and settings errors: the suite every driver runs.
+idpsync_driver::compliance_suite!(idpsync_driver_jumpcloud::fake::FakeJumpCloud);

@@ -194,10 +194,11 @@ async fn admin_gate(
         .faults
         .before(resource, page, |secs| {
             let mut response = (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                secs.to_string().parse().expect("digits"),
-            );
+            if let Some(secs) = secs {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.into());
+            }
             response
         })
         .await
@@ -394,4 +395,48 @@ async fn unknown_route(uri: axum::http::Uri) -> Response {
         axum::Json(json!({"error": format!("RESTEASY003210: Could not find resource for full path: {uri}")})),
     )
         .into_response()
+}
+
+impl idpsync_driver::compliance::CompliantFake for FakeKeycloak {
+    type Kind = crate::KeycloakFactory;
+    const MAX_PAGE_SIZE: u32 = 1000;
+    const NESTED_GROUPS: bool = true;
+
+    fn kind() -> Self::Kind {
+        crate::KeycloakFactory
+    }
+
+    fn new(dataset: Dataset) -> Self {
+        FakeKeycloak::new("acme", dataset)
+    }
+
+    async fn start(&self) -> std::io::Result<FakeServer> {
+        FakeKeycloak::start(self).await
+    }
+
+    fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        FakeKeycloak::settings(self, base_url, page_size)
+    }
+
+    fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    fn tokens(&self) -> Option<&FakeTokens> {
+        Some(&self.tokens)
+    }
+
+    fn delete_user(&self, index: usize) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_user(index);
+    }
+
+    fn create_user(&self, user: idpsync_driver::fake::FakeUser) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_user(user);
+    }
 }

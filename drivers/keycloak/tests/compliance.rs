@@ -1,6 +1,7 @@
-//! The Keycloak driver against its fake over loopback HTTP: paging to the
-//! last page, nested groups as edges, throttling and 5xx survived, a token
-//! that expires mid-pull refreshed, and every failure typed and actionable.
+//! The Keycloak driver against its fake over loopback HTTP: the SDK's
+//! compliance suite (at the end), then what is Keycloak's own: nested groups
+//! as edges whatever the server's subgroup-count default, and failures that
+//! say which role or credential to fix.
 
 use idpsync_driver::fake::{Dataset, DatasetSpec, PageFault};
 use idpsync_driver::http::HttpKit;
@@ -97,22 +98,6 @@ async fn subgroups_are_found_whatever_the_servers_subgroup_count_default() {
 }
 
 #[tokio::test]
-async fn throttling_a_flaky_page_and_token_expiry_are_survived() {
-    let fake = FakeKeycloak::new("acme", Dataset::generate(&spec(120)));
-    let server = fake.start().await.unwrap();
-    fake.faults.update(|faults| {
-        faults.throttle_next = 2;
-        faults.retry_after_secs = 0;
-        faults.fail_page = Some(PageFault::new("users", 1, 1));
-    });
-    *fake.tokens.uses_per_token.lock().unwrap() = Some(5);
-    let driver = driver_for(&fake, &server.base_url, 50).await;
-    let sink = pull(driver.as_ref()).await.unwrap();
-    assert_eq!(sink.users.len(), 120);
-    assert!(fake.tokens.issued() >= 2, "an expired token was replaced");
-}
-
-#[tokio::test]
 async fn failures_are_typed_and_say_what_to_fix() {
     let fake = FakeKeycloak::new("acme", Dataset::generate(&spec(60)));
     let server = fake.start().await.unwrap();
@@ -191,3 +176,7 @@ fn settings_are_validated_with_the_key_named() {
     bad.as_object_mut().unwrap().remove("realm");
     assert!(format!("{:?}", KeycloakFactory.validate(&bad)).contains("realm"));
 }
+
+// Paging, throttling, 5xx, bad pages, expiring tokens, deletions, reused
+// names, an empty tenant and settings errors: the suite every driver runs.
+idpsync_driver::compliance_suite!(idpsync_driver_keycloak::fake::FakeKeycloak);

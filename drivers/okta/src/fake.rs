@@ -273,7 +273,9 @@ async fn gate(
                 "E0000047",
                 "API call exceeded rate limit due to too many requests.",
             );
-            rate_headers(&mut response, 0, secs);
+            if let Some(secs) = secs {
+                rate_headers(&mut response, 0, secs);
+            }
             response
         })
         .await
@@ -619,4 +621,49 @@ async fn unknown_route(uri: axum::http::Uri) -> Response {
         "E0000007",
         &format!("Not found: Resource not found: {} (Page)", uri.path()),
     )
+}
+
+/// The suite runs the Okta driver as an OAuth service app: its access
+/// tokens expire, an API token does not.
+impl idpsync_driver::compliance::CompliantFake for FakeOkta {
+    type Kind = crate::OktaFactory;
+    /// The users listing's documented maximum `limit`.
+    const MAX_PAGE_SIZE: u32 = 200;
+    /// Okta groups hold users only.
+    const NESTED_GROUPS: bool = false;
+
+    fn kind() -> Self::Kind {
+        crate::OktaFactory
+    }
+
+    fn new(dataset: Dataset) -> Self {
+        FakeOkta::new(dataset, idpsync_driver::fake::TEST_PUBLIC_KEY_DER.to_vec())
+    }
+
+    async fn start(&self) -> std::io::Result<FakeServer> {
+        FakeOkta::start(self).await
+    }
+
+    fn settings(&self, base_url: &str, page_size: u32) -> Value {
+        json!({
+            "org_url": base_url, "client_id": self.client_id,
+            "private_key": idpsync_driver::fake::TEST_PRIVATE_KEY_PEM, "page_size": page_size
+        })
+    }
+
+    fn faults(&self) -> &FaultInjector {
+        &self.faults
+    }
+
+    fn tokens(&self) -> Option<&FakeTokens> {
+        Some(&self.tokens)
+    }
+
+    fn delete_user(&self, index: usize) {
+        FakeOkta::delete_user(self, index);
+    }
+
+    fn create_user(&self, user: idpsync_driver::fake::FakeUser) {
+        FakeOkta::create_user(self, user);
+    }
 }

@@ -205,7 +205,7 @@ async fn service_apps_sign_their_assertion_and_rate_limits_are_waited_out() {
     let settings = serde_json::json!({"org_url": server.base_url, "client_id": fake.client_id, "private_key": PRIVATE_KEY, "private_key_id": "kid1", "page_size": 200});
     fake.faults.update(|f| {
         f.throttle_next = 2;
-        f.retry_after_secs = 0;
+        f.retry_after = Some(0);
     });
     let driver = build(settings.clone());
     assert_eq!(
@@ -270,3 +270,6 @@ fn settings_need_exactly_one_way_to_authenticate() {
             .is_ok()
     );
 }
+// Paging, throttling, 5xx, bad pages, expiring tokens, deletions, reused
+// names, an empty tenant and settings errors: the suite every driver runs.
+idpsync_driver::compliance_suite!(idpsync_driver_okta::fake::FakeOkta);

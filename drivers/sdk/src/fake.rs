@@ -149,6 +149,25 @@ impl Dataset {
             .collect()
     }
 
+    /// Deletes user `index` and their memberships, the way an IdP's
+    /// listing forgets a deleted user: the indexes of later users shift.
+    pub fn remove_user(&mut self, index: usize) -> FakeUser {
+        let user = self.users.remove(index);
+        self.members.retain(|&(_, member)| member != index);
+        for (_, member) in &mut self.members {
+            if *member > index {
+                *member -= 1;
+            }
+        }
+        user
+    }
+
+    /// Adds a user with no memberships; returns their index.
+    pub fn add_user(&mut self, user: FakeUser) -> usize {
+        self.users.push(user);
+        self.users.len() - 1
+    }
+
     /// Groups nested directly in `group`.
     pub fn children_of(&self, group: usize) -> Vec<usize> {
         self.groups
@@ -163,9 +182,13 @@ impl Dataset {
 /// Faults to inject; change them while the fake runs.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// The next this-many requests get 429 with `Retry-After: retry_after_secs`.
+    /// The next this-many requests are throttled (429, or the API's own
+    /// quota answer).
     pub throttle_next: u32,
-    pub retry_after_secs: u64,
+    /// `Some(seconds)`: the throttled answer says when to retry
+    /// (`Retry-After`, or the API's own rate-limit reset header); `None`:
+    /// it gives no hint, and the client must back off on its own.
+    pub retry_after: Option<u64>,
     /// Answer 500 to page `page` (0-based) of `resource`, `times` times.
     pub fail_page: Option<PageFault>,
     /// Cut the JSON body of this page in half.
@@ -222,14 +245,14 @@ impl FaultInjector {
         &self,
         resource: &str,
         page: usize,
-        throttled: impl Fn(u64) -> Response,
+        throttled: impl Fn(Option<u64>) -> Response,
     ) -> Option<Response> {
         *self.requests.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let (delay, answer) = {
             let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
             let answer = if faults.throttle_next > 0 {
                 faults.throttle_next -= 1;
-                Some(throttled(faults.retry_after_secs))
+                Some(throttled(faults.retry_after))
             } else if take(&mut faults.fail_page, resource, page) {
                 Some((StatusCode::INTERNAL_SERVER_ERROR, "injected failure").into_response())
             } else {
@@ -331,6 +354,13 @@ impl FakeTokens {
     }
 }
 
+/// The RSA key pair of the fakes' service accounts (Okta service apps,
+/// Google service accounts): the private key as PEM for the driver's
+/// settings, the public key as PKCS#1 DER for the fake to verify with.
+/// For tests only; it is public.
+pub const TEST_PRIVATE_KEY_PEM: &str = include_str!("../tests/data/test-rsa-key.pem");
+pub const TEST_PUBLIC_KEY_DER: &[u8] = include_bytes!("../tests/data/test-rsa-public.der");
+
 /// An HTTP kit for tests against fakes: the real retry logic with
 /// millisecond backoffs, so throttling faults cost no test time.
 pub fn test_kit() -> crate::http::HttpKit {
@@ -398,5 +428,28 @@ mod tests {
             .map(|g| first.members_of(g).len())
             .sum();
         assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn a_removed_user_takes_their_memberships_and_later_users_keep_theirs() {
+        let mut dataset = Dataset::generate(&DatasetSpec::default());
+        let last = dataset.users.last().unwrap().id.clone();
+        let last_groups: Vec<usize> = dataset
+            .members
+            .iter()
+            .filter(|&&(_, u)| u == dataset.users.len() - 1)
+            .map(|&(g, _)| g)
+            .collect();
+        let removed = dataset.remove_user(3);
+        assert!(dataset.users.iter().all(|u| u.id != removed.id));
+        assert_eq!(dataset.members.len(), 200 - 2);
+        let index = dataset.users.iter().position(|u| u.id == last).unwrap();
+        let groups: Vec<usize> = dataset
+            .members
+            .iter()
+            .filter(|&&(_, u)| u == index)
+            .map(|&(g, _)| g)
+            .collect();
+        assert_eq!(groups, last_groups);
     }
 }

@@ -11,10 +11,14 @@
 //! * [`secret`]: [`Secret`], a string that never prints itself.
 //! * [`settings`]: [`Settings`] and the checks every driver's settings make.
 //! * `fake` (feature `fake`): the kit for faithful fakes of IdP APIs.
+//! * `compliance` (feature `compliance`): the one suite every driver's
+//!   tests run against its fake.
 //!
 //! A driver never sees the database; deletions, revocation and ACL groups
 //! are core's decisions.
 
+#[cfg(feature = "compliance")]
+pub mod compliance;
 pub mod driver;
 pub mod error;
 #[cfg(feature = "fake")]
