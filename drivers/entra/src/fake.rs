@@ -159,6 +159,17 @@ impl FakeGraph {
         apply(&mut tenant, version);
     }
 
+    /// The index of the user with this id, unless deleted.
+    pub fn user_index(&self, id: &str) -> Option<usize> {
+        let tenant = self.tenant.lock().unwrap_or_else(|e| e.into_inner());
+        tenant
+            .dataset
+            .users
+            .iter()
+            .position(|user| user.id == id)
+            .filter(|index| !tenant.user_deleted.contains_key(index))
+    }
+
     pub fn disable_user(&self, user: usize) {
         self.change(|t, v| {
             t.dataset.users[user].active = false;
@@ -859,8 +870,12 @@ impl idpsync_driver::compliance::CompliantFake for FakeGraph {
         Some(&self.tokens)
     }
 
-    fn delete_user(&self, index: usize) {
-        FakeGraph::delete_user(self, index);
+    fn delete_user(&self, id: &str) {
+        // Deleted users stay in the dataset (marked), so indexes are stable.
+        let index = self.user_index(id);
+        if let Some(index) = index {
+            FakeGraph::delete_user(self, index);
+        }
     }
 
     fn create_user(&self, user: idpsync_driver::fake::FakeUser) {

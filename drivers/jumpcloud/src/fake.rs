@@ -264,11 +264,11 @@ impl idpsync_driver::compliance::CompliantFake for FakeJumpCloud {
         None
     }
 
-    fn delete_user(&self, index: usize) {
+    fn delete_user(&self, id: &str) {
         self.dataset
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove_user(index);
+            .remove_user_by_id(id);
     }
 
     fn create_user(&self, user: FakeUser) {

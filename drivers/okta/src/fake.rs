@@ -143,6 +143,16 @@ impl FakeOkta {
     /// Deletes a user as Okta does: deactivated first if it is not already
     /// (DEPROVISIONED, logged), then gone from every listing and group,
     /// with `user.lifecycle.delete.initiated` in the System Log.
+    /// The index of the user with this id, unless deleted.
+    pub fn user_index(&self, id: &str) -> Option<usize> {
+        let org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+        org.dataset
+            .users
+            .iter()
+            .position(|user| user.id == id)
+            .filter(|index| !org.deleted.contains(index))
+    }
+
     pub fn delete_user(&self, user: usize) {
         let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
         let id = org.dataset.users[user].id.clone();
@@ -659,8 +669,12 @@ impl idpsync_driver::compliance::CompliantFake for FakeOkta {
         Some(&self.tokens)
     }
 
-    fn delete_user(&self, index: usize) {
-        FakeOkta::delete_user(self, index);
+    fn delete_user(&self, id: &str) {
+        // Deleted users stay in the dataset (marked), so indexes are stable.
+        let index = self.user_index(id);
+        if let Some(index) = index {
+            FakeOkta::delete_user(self, index);
+        }
     }
 
     fn create_user(&self, user: idpsync_driver::fake::FakeUser) {

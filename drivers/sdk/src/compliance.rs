@@ -54,8 +54,8 @@ pub trait CompliantFake: Clone + Send + Sync + 'static {
     /// a static API key).
     fn tokens(&self) -> Option<&FakeTokens>;
 
-    /// Deletes user `index` of the dataset, the way the API shows a deletion.
-    fn delete_user(&self, index: usize);
+    /// Deletes the user with this id, the way the API shows a deletion.
+    fn delete_user(&self, id: &str);
 
     /// Creates a user with no groups.
     fn create_user(&self, user: FakeUser);
@@ -445,7 +445,7 @@ pub async fn a_deleted_user_is_gone_from_the_next_scheduled_pull<F: CompliantFak
         .expect("first pull");
     let deleted = &dataset.users[3];
     assert!(deleted.active, "the suite deletes an active user");
-    running.fake.delete_user(3);
+    running.fake.delete_user(&deleted.id);
 
     let (records, outcome) = next_scheduled_pull(driver.as_ref(), &first)
         .await
@@ -471,7 +471,7 @@ pub async fn a_name_reused_by_a_new_account_is_a_new_user<F: CompliantFake>() {
         .expect("first pull");
     let old = dataset.users[6].clone();
     assert!(old.active, "the suite reuses an active user's name");
-    running.fake.delete_user(6);
+    running.fake.delete_user(&old.id);
     let new = FakeUser {
         id: format!("{}-rehired", old.id),
         active: true,

@@ -162,6 +162,12 @@ impl Dataset {
         user
     }
 
+    /// Deletes the user with this id, if there is one ([`Dataset::remove_user`]).
+    pub fn remove_user_by_id(&mut self, id: &str) -> Option<FakeUser> {
+        let index = self.users.iter().position(|user| user.id == id)?;
+        Some(self.remove_user(index))
+    }
+
     /// Adds a user with no memberships; returns their index.
     pub fn add_user(&mut self, user: FakeUser) -> usize {
         self.users.push(user);

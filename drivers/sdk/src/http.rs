@@ -288,26 +288,14 @@ impl HttpKit {
         }
     }
 
-    /// Okta-style `X-Rate-Limit-Remaining: 0` with `X-Rate-Limit-Reset`
-    /// (epoch seconds), or `RateLimit-Remaining` / `RateLimit-Reset` (seconds
+    /// `X-Rate-Limit-Remaining: 0` (or `X-RateLimit-`) with its reset in
+    /// epoch seconds, or `RateLimit-Remaining` / `RateLimit-Reset` (seconds
     /// from now): pause before the next request instead of hitting a 429.
     async fn note_rate_limit(&self, headers: &HeaderMap) {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let wait = if number("x-rate-limit-remaining") == Some(0) {
-            number("x-rate-limit-reset").map(|reset| {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                Duration::from_secs(reset.saturating_sub(now))
-            })
-        } else if number("ratelimit-remaining") == Some(0) {
-            number("ratelimit-reset").map(Duration::from_secs)
+        let wait = if rate_limit_remaining(headers) == Some(0) {
+            rate_limit_reset(headers)
+        } else if header_number(headers, "ratelimit-remaining") == Some(0) {
+            header_number(headers, "ratelimit-reset").map(Duration::from_secs)
         } else {
             None
         };
@@ -491,26 +479,29 @@ fn quota_answer(status: StatusCode, body: &str) -> Option<Quota> {
     }
 }
 
-/// Okta's `X-Rate-Limit-Remaining`, if sent.
-fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get("x-rate-limit-remaining")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The epoch-seconds rate-limit headers: Okta spells them
+/// `X-Rate-Limit-*`, Auth0 and JumpCloud `X-RateLimit-*`.
+const RATE_LIMIT_HEADERS: [(&str, &str); 2] = [
+    ("x-rate-limit-remaining", "x-rate-limit-reset"),
+    ("x-ratelimit-remaining", "x-ratelimit-reset"),
+];
+
+fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// Okta's `X-Rate-Limit-Reset` (epoch seconds) as a wait from now.
+/// Requests left in the rate-limit window, if the answer says.
+fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    RATE_LIMIT_HEADERS
+        .iter()
+        .find_map(|(remaining, _)| header_number(headers, remaining))
+}
+
+/// The rate-limit window's reset (epoch seconds) as a wait from now.
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
-    let reset: u64 = headers
-        .get("x-rate-limit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let reset = RATE_LIMIT_HEADERS
+        .iter()
+        .find_map(|(_, reset)| header_number(headers, reset))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -93,19 +93,27 @@ async fn a_5xx_with_budget_left_is_retried_after_a_backoff_not_the_rate_limit_re
 }
 
 #[tokio::test]
-async fn a_spent_budget_waits_for_the_reset() {
-    let throttled = (
-        StatusCode::TOO_MANY_REQUESTS,
-        okta_budget(0),
-        json!({"errorCode": "E0000047"}),
-    );
-    let (base, _) = server(vec![throttled], ok()).await;
-    // The reset is a minute away, longer than this kit waits for anything.
-    match get(&base).await {
-        Err(DriverError::RateLimited { retry_after }) => {
-            assert!(retry_after > Duration::from_secs(50), "{retry_after:?}")
+async fn a_spent_budget_waits_for_the_reset_in_either_spelling() {
+    // Okta: X-Rate-Limit-*; Auth0 and JumpCloud: X-RateLimit-*.
+    let auth0_budget: Vec<(&'static str, String)> = okta_budget(0)
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name.replacen("x-rate-limit", "x-ratelimit", 1).leak() as &str,
+                value,
+            )
+        })
+        .collect();
+    for headers in [okta_budget(0), auth0_budget] {
+        let throttled = (StatusCode::TOO_MANY_REQUESTS, headers.clone(), json!({}));
+        let (base, _) = server(vec![throttled], ok()).await;
+        // The reset is a minute away, longer than this kit waits for anything.
+        match get(&base).await {
+            Err(DriverError::RateLimited { retry_after }) => {
+                assert!(retry_after > Duration::from_secs(50), "{retry_after:?}")
+            }
+            other => panic!("{headers:?}: expected RateLimited, got {other:?}"),
         }
-        other => panic!("expected RateLimited, got {other:?}"),
     }
 }
 
