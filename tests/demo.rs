@@ -1,4 +1,4 @@
-//! `idpsync demo --exit` runs its whole walkthrough: six pulled IdPs and a
+//! `idpsync demo --exit` runs its whole walkthrough: seven pulled IdPs and a
 //! SCIM connection, then an Okta suspension and a SCIM deactivation that each
 //! revoke a device, shown as events.
 
@@ -26,7 +26,15 @@ fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
         "{stdout}\n{}",
         common::stderr(&output)
     );
-    for connection in ["entra", "okta", "google", "keycloak", "jumpcloud", "auth0"] {
+    for connection in [
+        "entra",
+        "okta",
+        "google",
+        "keycloak",
+        "jumpcloud",
+        "auth0",
+        "authentik",
+    ] {
         assert!(
             stdout
                 .lines()

@@ -76,6 +76,19 @@ pub trait TokenSource: Send + Sync {
     async fn invalidate(&self);
 }
 
+/// A bearer token that does not change, such as an API token: nothing to
+/// refresh, so a 401 is final.
+pub struct StaticToken(pub Secret);
+
+#[async_trait::async_trait]
+impl TokenSource for StaticToken {
+    async fn token(&self) -> Result<Secret, DriverError> {
+        Ok(self.0.clone())
+    }
+
+    async fn invalidate(&self) {}
+}
+
 /// The shared HTTP client; cheap to clone.
 #[derive(Clone)]
 pub struct HttpKit {
