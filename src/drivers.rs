@@ -13,6 +13,7 @@ pub fn registry() -> DriverRegistry {
     registry.register(idpsync_driver_google::GoogleFactory);
     registry.register(idpsync_driver_auth0::Auth0Factory);
     registry.register(idpsync_driver_authentik::AuthentikFactory);
+    registry.register(idpsync_driver_zitadel::ZitadelFactory);
     // Plugin calls run in a child: this same binary, as `idpsync plugin-child`.
     let runner = std::env::current_exe().unwrap_or_else(|_| "idpsync".into());
     registry.register(idpsync_plugin_host::PluginFactory::new(runner));

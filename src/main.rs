@@ -87,7 +87,7 @@ enum Command {
     /// Test a pull connection's credentials and reachability.
     CheckConnection { connection: String },
     /// Zero-setup demo: the daemon on SQLite with fake Entra, Okta, Google,
-    /// Keycloak, JumpCloud, Auth0 and authentik tenants and a SCIM connection; scripted offboarding.
+    /// Keycloak, JumpCloud, Auth0, authentik and ZITADEL tenants and a SCIM connection; scripted offboarding.
     #[cfg(feature = "demo")]
     Demo {
         /// Where the demo's config and SQLite file go (replaced on each run).

@@ -23,7 +23,7 @@ fn check_config_accepts_the_example() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("ok (9 connections, 2 ACL groups, 1 webhooks)"));
+    assert!(stdout(&output).contains("ok (10 connections, 2 ACL groups, 1 webhooks)"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `idpsync demo --exit` runs its whole walkthrough: seven pulled IdPs and a
+//! `idpsync demo --exit` runs its whole walkthrough: eight pulled IdPs and a
 //! SCIM connection, then an Okta suspension and a SCIM deactivation that each
 //! revoke a device, shown as events.
 
@@ -34,6 +34,7 @@ fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
         "jumpcloud",
         "auth0",
         "authentik",
+        "zitadel",
     ] {
         assert!(
             stdout

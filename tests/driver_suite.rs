@@ -99,6 +99,7 @@ driver_suite!(okta, idpsync_driver_okta::fake::FakeOkta);
 driver_suite!(google, idpsync_driver_google::fake::FakeGoogle);
 driver_suite!(auth0, idpsync_driver_auth0::fake::FakeAuth0);
 driver_suite!(authentik, idpsync_driver_authentik::fake::FakeAuthentik);
+driver_suite!(zitadel, idpsync_driver_zitadel::fake::FakeZitadel);
 
 /// `idpsync check-connection` against one driver's fake: the binary's own
 /// registry knows the kind, and the check answers with the IdP's summary.
@@ -139,4 +140,5 @@ async fn check_connection_works_for_every_compiled_in_kind() {
     check_connection::<FakeGoogle>().await;
     check_connection::<FakeAuth0>().await;
     check_connection::<idpsync_driver_authentik::fake::FakeAuthentik>().await;
+    check_connection::<idpsync_driver_zitadel::fake::FakeZitadel>().await;
 }

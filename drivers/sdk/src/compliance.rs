@@ -69,6 +69,10 @@ pub trait CompliantFake: Clone + Send + Sync + 'static {
     /// Whether the API nests groups (a nested group is a membership edge).
     const NESTED_GROUPS: bool;
 
+    /// Whether a group nobody is in is listed (ZITADEL's roles are known
+    /// only through the users who hold them).
+    const LISTS_GROUPS_WITHOUT_MEMBERS: bool = true;
+
     /// The user name the driver reports for `user`.
     fn expected_user_name(user: &FakeUser) -> String {
         user.user_name.clone()
@@ -213,7 +217,11 @@ impl Shape {
         let groups = dataset
             .groups
             .iter()
-            .map(|g| (g.id.clone(), g.name.clone()))
+            .enumerate()
+            .filter(|&(index, _)| {
+                F::LISTS_GROUPS_WITHOUT_MEMBERS || !dataset.members_of(index).is_empty()
+            })
+            .map(|(_, g)| (g.id.clone(), g.name.clone()))
             .collect();
         let mut edges: BTreeSet<_> = dataset
             .members

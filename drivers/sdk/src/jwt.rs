@@ -114,6 +114,15 @@ pub enum Grant {
         subject: String,
         scopes: Vec<String>,
     },
+    /// RFC 7523 JWT bearer grant with a JWT profile (ZITADEL service users):
+    /// `iss` and `sub` the user, `aud` the issuer (not the token URL), the
+    /// key's id in the header, the scopes in the form.
+    JwtProfile {
+        user_id: String,
+        key_id: String,
+        audience: String,
+        scopes: Vec<String>,
+    },
     /// OAuth 2.0 client credentials authenticated by a signed client assertion
     /// (`private_key_jwt`, Okta service apps).
     ClientAssertion {
@@ -173,6 +182,22 @@ impl SignedGrant {
                         "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
                     ),
                     ("assertion", self.signer.sign(&claims, None)?),
+                ]
+            }
+            Grant::JwtProfile {
+                user_id,
+                key_id,
+                audience,
+                scopes,
+            } => {
+                let claims = json!({"iss": user_id, "sub": user_id, "aud": audience, "iat": now, "exp": now + 3600});
+                vec![
+                    (
+                        "grant_type",
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+                    ),
+                    ("scope", scopes.join(" ")),
+                    ("assertion", self.signer.sign(&claims, Some(key_id))?),
                 ]
             }
             Grant::ClientAssertion {
