@@ -142,3 +142,34 @@ async fn check_connection_works_for_every_compiled_in_kind() {
     check_connection::<idpsync_driver_authentik::fake::FakeAuthentik>().await;
     check_connection::<idpsync_driver_zitadel::fake::FakeZitadel>().await;
 }
+
+/// `rate_limit_share` in a connection's config reaches its driver's HTTP
+/// kit: against a tenant limit of 20 requests a window, a share of 0.5
+/// never spends more than 10 of a window, and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connections_rate_limit_share_is_honoured_through_the_engine() {
+    use idpsync_driver::fake::{Dataset, DatasetSpec};
+    use idpsync_driver_auth0::fake::FakeAuth0;
+    let test_store = TestStore::sqlite().await;
+    let running = Running::<FakeAuth0>::start(Dataset::generate(&DatasetSpec {
+        users: 60,
+        groups: 4,
+        nested_groups: 0,
+        ..DatasetSpec::default()
+    }))
+    .await;
+    *running.fake.rate_limit.lock().unwrap() = Some(20);
+    let config = connection_toml(&running, "idp").replacen(
+        "kind = \"auth0\"\n",
+        "kind = \"auth0\"\nrate_limit_share = 0.5\n",
+        1,
+    );
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_driver_auth0::Auth0Factory);
+    let state = common::engine::start(&test_store.store, &config, registry).await;
+    let report = common::engine::sync(&state, "idp", Trigger::Manual).await;
+    assert_eq!(report.status, SyncStatus::Applied, "{report:?}");
+    let peak = *running.fake.peak_window_requests.lock().unwrap();
+    assert!(peak <= 10, "at most half of each window: {peak}");
+    assert_eq!(*running.fake.rate_limited.lock().unwrap(), 0);
+}

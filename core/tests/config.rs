@@ -35,10 +35,13 @@ fn the_example_config_loads() {
             "entra",
             "okta",
             "google_workspace",
+            "auth0",
+            "authentik",
+            "zitadel",
         ],
     )
     .unwrap_or_else(|errors| panic!("{errors}"));
-    assert_eq!(config.connections.len(), 7);
+    assert_eq!(config.connections.len(), 10);
     assert_eq!(
         config.connections[5].kind_settings().unwrap()["realm"].as_str(),
         Some("acme")
@@ -134,6 +137,7 @@ url = "mysql://root:hunter2@127.0.0.1/db"
 id = "Bad Id"
 kind = "workday"
 full_sync_every_hours = 0
+rate_limit_share = 1.5
 
 [[acl_groups]]
 name = "eng"
@@ -156,10 +160,11 @@ secret = ""
         "10:6: connections[0].id: \"Bad Id\" is not a valid id",
         "11:8: connections[0].kind: unknown kind \"workday\"; this build knows: scim, okta",
         "12:25: connections[0].full_sync_every_hours: must be at least 1",
-        "16:1: acl_groups[0].from[0]: set exactly one of group, group_glob or group_regex",
-        "19:15: acl_groups[0].from[0].group_regex: invalid regex",
-        "23:7: webhooks[0].url: invalid URL \"not a url\"",
-        "24:10: webhooks[0].secret: must not be empty",
+        "13:20: connections[0].rate_limit_share: must be above 0 and at most 1",
+        "17:1: acl_groups[0].from[0]: set exactly one of group, group_glob or group_regex",
+        "20:15: acl_groups[0].from[0].group_regex: invalid regex",
+        "24:7: webhooks[0].url: invalid URL \"not a url\"",
+        "25:10: webhooks[0].secret: must not be empty",
     ];
     assert_eq!(lines.len(), expected_prefixes.len(), "{lines:#?}");
     for (line, prefix) in lines.iter().zip(expected_prefixes) {

@@ -227,6 +227,7 @@ fn config_text() -> impl Strategy<Value = String> {
             "schedule = \"* * *\"",
             "max_deletions = \"200%\"",
             "full_sync_every_hours = 0",
+            "rate_limit_share = 0",
             "secret = \"${NOPE}\"",
             "group_regex = \"(\"",
             "name = \"eng\"",

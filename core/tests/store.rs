@@ -20,6 +20,7 @@ fn scim_connection(id: &str) -> ConnectionConfig {
         schedule: None,
         schedule_jitter_secs: 0,
         full_sync_every_hours: 24,
+        rate_limit_share: 1.0,
         safety: SafetyConfig::default(),
         settings: Default::default(),
     }

@@ -398,6 +398,15 @@ fn validate_connection<C: KindCatalog + ?Sized>(
             "must be at least 1: the periodic full pull is how deletions a delta cannot see are caught".to_string(),
         );
     }
+    if idpsync_driver::http::RateShare::new(connection.rate_limit_share).is_none() {
+        report.value(
+            &format!("{path}.rate_limit_share"),
+            format!(
+                "must be above 0 and at most 1 (a share of the IdP's rate limit), got {}",
+                connection.rate_limit_share
+            ),
+        );
+    }
     if let Err(message) = DeletionLimit::parse(&connection.safety.max_deletions) {
         report.value(&format!("{path}.safety.max_deletions"), message);
     }

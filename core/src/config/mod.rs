@@ -156,6 +156,10 @@ pub struct ConnectionConfig {
     /// report (a deletion they never list) is caught within this time.
     #[serde(default = "default_full_sync_every_hours")]
     pub full_sync_every_hours: u64,
+    /// The share of the IdP's rate limit this connection may use, above 0
+    /// and at most 1 ([`idpsync_driver::http::RateShare`]).
+    #[serde(default = "default_rate_limit_share")]
+    pub rate_limit_share: f64,
     /// Deletion safety gate.
     #[serde(default)]
     pub safety: SafetyConfig,
@@ -165,7 +169,17 @@ pub struct ConnectionConfig {
     pub settings: BTreeMap<String, toml::Value>,
 }
 
+fn default_rate_limit_share() -> f64 {
+    1.0
+}
+
 impl ConnectionConfig {
+    /// The share of the IdP's rate limit its driver may use.
+    pub fn rate_share(&self) -> idpsync_driver::http::RateShare {
+        idpsync_driver::http::RateShare::new(self.rate_limit_share)
+            .unwrap_or(idpsync_driver::http::RateShare::WHOLE)
+    }
+
     /// The kind-specific table, if any.
     pub fn kind_settings(&self) -> Option<&toml::Value> {
         self.settings.get(&self.kind)

@@ -324,7 +324,7 @@ impl SyncRunner {
             .build(
                 &settings,
                 DriverContext {
-                    http: self.http.clone(),
+                    http: self.http.for_connection(connection.rate_share()),
                 },
             )
             .map_err(SyncError::Settings)

@@ -76,6 +76,8 @@ pub struct FakeAuth0 {
     pub rate_limit: Arc<Mutex<Option<u32>>>,
     /// 429s answered because the rate limit was spent.
     pub rate_limited: Arc<Mutex<u32>>,
+    /// The most requests any one rate-limit window saw.
+    pub peak_window_requests: Arc<Mutex<u32>>,
     jobs: Arc<Mutex<HashMap<String, ExportJob>>>,
     /// The current window's end (epoch seconds) and requests spent in it.
     window: Arc<Mutex<(u64, u32)>>,
@@ -95,6 +97,7 @@ impl FakeAuth0 {
             exports_fail: Arc::default(),
             rate_limit: Arc::default(),
             rate_limited: Arc::default(),
+            peak_window_requests: Arc::default(),
             jobs: Arc::default(),
             window: Arc::default(),
             base_url: Arc::default(),
@@ -296,6 +299,8 @@ async fn gate(
             return Some(response);
         }
         window.1 += 1;
+        let mut peak = lock(&fake.peak_window_requests);
+        *peak = (*peak).max(window.1);
     }
     None
 }

@@ -151,6 +151,29 @@ async fn the_tenants_rate_limit_is_honoured_before_it_is_exceeded() {
     );
 }
 
+#[tokio::test]
+async fn a_capped_share_of_the_rate_limit_is_honoured() {
+    // The tenant allows 20 requests a window, shared with other clients;
+    // this connection may use half: no window sees more than 10 of its
+    // requests, and none is refused.
+    let dataset = tenant(60);
+    let running = Running::<FakeAuth0>::start(dataset.clone()).await;
+    *running.fake.rate_limit.lock().unwrap() = Some(20);
+    let http = idpsync_driver::fake::test_kit()
+        .for_connection(idpsync_driver::http::RateShare::new(0.5).unwrap());
+    let driver = idpsync_driver::DriverFactory::build(
+        &idpsync_driver_auth0::Auth0Factory,
+        &running.fake.settings(&running.server.base_url, 5),
+        idpsync_driver::DriverContext { http },
+    )
+    .unwrap();
+    let (records, _) = pull(driver.as_ref(), PullMode::Full).await.unwrap();
+    assert_eq!(records.users.len(), 60);
+    let peak = *running.fake.peak_window_requests.lock().unwrap();
+    assert!(peak <= 10, "at most half of each window: {peak}");
+    assert_eq!(*running.fake.rate_limited.lock().unwrap(), 0);
+}
+
 // Paging, throttling, 5xx, bad pages, expiring tokens, deletions, reused
 // names, an empty tenant and settings errors: the suite every driver runs.
 idpsync_driver::compliance_suite!(idpsync_driver_auth0::fake::FakeAuth0);

@@ -89,7 +89,32 @@ impl TokenSource for StaticToken {
     async fn invalidate(&self) {}
 }
 
-/// The shared HTTP client; cheap to clone.
+/// The share of an IdP's rate limit one connection may use. Okta's and
+/// Auth0's limits are per organization, shared with every other
+/// integration: with a share of 0.5 a connection pauses until the window
+/// resets once the rate-limit headers say half the window's limit is
+/// left, keeping that half for everyone else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateShare(f64);
+
+impl RateShare {
+    /// The whole limit: pause only when it is spent.
+    pub const WHOLE: RateShare = RateShare(1.0);
+
+    /// A share above 0 and at most 1.
+    pub fn new(fraction: f64) -> Option<RateShare> {
+        (fraction > 0.0 && fraction <= 1.0).then_some(RateShare(fraction))
+    }
+
+    /// Requests of a window of `limit` kept for others.
+    fn reserve(self, limit: u64) -> u64 {
+        (limit as f64 * (1.0 - self.0)).ceil() as u64
+    }
+}
+
+/// The shared HTTP client; cheap to clone. A connection's driver gets its
+/// own with [`HttpKit::for_connection`], so one IdP's spent budget never
+/// pauses another's requests.
 #[derive(Clone)]
 pub struct HttpKit {
     client: reqwest::Client,
@@ -97,6 +122,7 @@ pub struct HttpKit {
     permits: Arc<Semaphore>,
     /// Requests wait until this instant (an IdP said its budget is spent).
     paused_until: Arc<Mutex<Option<Instant>>>,
+    share: RateShare,
 }
 
 impl std::fmt::Debug for HttpKit {
@@ -123,7 +149,19 @@ impl HttpKit {
             retry: options.retry,
             permits: Arc::new(Semaphore::new(options.max_concurrency.max(1))),
             paused_until: Arc::new(Mutex::new(None)),
+            share: RateShare::WHOLE,
         })
+    }
+
+    /// A kit for one connection: the same client, connection pool and
+    /// concurrency bound, its own rate-limit pause, and `share` of the
+    /// IdP's limit.
+    pub fn for_connection(&self, share: RateShare) -> HttpKit {
+        HttpKit {
+            paused_until: Arc::new(Mutex::new(None)),
+            share,
+            ..self.clone()
+        }
     }
 
     /// The underlying client, to build requests with.
@@ -304,10 +342,20 @@ impl HttpKit {
     /// `X-Rate-Limit-Remaining: 0` (or `X-RateLimit-`) with its reset in
     /// epoch seconds, or `RateLimit-Remaining` / `RateLimit-Reset` (seconds
     /// from now): pause before the next request instead of hitting a 429.
+    /// With a [`RateShare`] below 1 the pause comes once the remaining
+    /// budget reaches what is kept for others.
     async fn note_rate_limit(&self, headers: &HeaderMap) {
-        let wait = if rate_limit_remaining(headers) == Some(0) {
+        // What this connection must leave of the window for others.
+        let reserve = |limit: Option<u64>| limit.map_or(0, |limit| self.share.reserve(limit));
+        let spent = |remaining: Option<u64>, limit: Option<u64>| {
+            remaining.is_some_and(|remaining| remaining <= reserve(limit))
+        };
+        let wait = if spent(rate_limit_remaining(headers), rate_limit_limit(headers)) {
             rate_limit_reset(headers)
-        } else if header_number(headers, "ratelimit-remaining") == Some(0) {
+        } else if spent(
+            header_number(headers, "ratelimit-remaining"),
+            header_number(headers, "ratelimit-limit"),
+        ) {
             header_number(headers, "ratelimit-reset").map(Duration::from_secs)
         } else {
             None
@@ -494,9 +542,17 @@ fn quota_answer(status: StatusCode, body: &str) -> Option<Quota> {
 
 /// The epoch-seconds rate-limit headers: Okta spells them
 /// `X-Rate-Limit-*`, Auth0 and JumpCloud `X-RateLimit-*`.
-const RATE_LIMIT_HEADERS: [(&str, &str); 2] = [
-    ("x-rate-limit-remaining", "x-rate-limit-reset"),
-    ("x-ratelimit-remaining", "x-ratelimit-reset"),
+const RATE_LIMIT_HEADERS: [(&str, &str, &str); 2] = [
+    (
+        "x-rate-limit-limit",
+        "x-rate-limit-remaining",
+        "x-rate-limit-reset",
+    ),
+    (
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ),
 ];
 
 fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -507,14 +563,21 @@ fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
 fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
     RATE_LIMIT_HEADERS
         .iter()
-        .find_map(|(remaining, _)| header_number(headers, remaining))
+        .find_map(|(_, remaining, _)| header_number(headers, remaining))
+}
+
+/// The rate-limit window's size in requests, if the answer says.
+fn rate_limit_limit(headers: &HeaderMap) -> Option<u64> {
+    RATE_LIMIT_HEADERS
+        .iter()
+        .find_map(|(limit, _, _)| header_number(headers, limit))
 }
 
 /// The rate-limit window's reset (epoch seconds) as a wait from now.
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let reset = RATE_LIMIT_HEADERS
         .iter()
-        .find_map(|(_, reset)| header_number(headers, reset))?;
+        .find_map(|(_, _, reset)| header_number(headers, reset))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -791,5 +854,25 @@ mod tests {
                 && policy.backoff(3) >= Duration::from_millis(300)
         );
         assert!(policy.backoff(10) <= Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod rate_share_tests {
+    use super::*;
+
+    #[test]
+    fn a_share_keeps_the_rest_of_the_window_for_others() {
+        assert_eq!(RateShare::new(0.0), None);
+        assert_eq!(RateShare::new(1.5), None);
+        assert_eq!(RateShare::new(f64::NAN), None);
+        let half = RateShare::new(0.5).unwrap();
+        assert_eq!(half.reserve(600), 300);
+        assert_eq!(
+            half.reserve(25),
+            13,
+            "rounded up: never more than the share"
+        );
+        assert_eq!(RateShare::WHOLE.reserve(600), 0);
     }
 }
