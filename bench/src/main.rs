@@ -8,11 +8,14 @@
 //!   side with a reference peer.
 //! * `pull` ([`pull`]): a full pull, an unchanged re-run and a 1% delta from
 //!   the Okta or Entra fake, with idpsync's peak RSS.
+//! * `calls` ([`calls`]): API calls per full pull for every driver, next to
+//!   the fewest its IdP's API allows.
 //! * `all` ([`suite`]): all of them, as one run.
 
 /// The daemon's allocator and its options, so that figures are the daemon's.
 #[path = "../../src/allocator.rs"]
 mod allocator;
+mod calls;
 mod harness;
 mod pull;
 mod report;
@@ -95,6 +98,16 @@ enum Command {
         #[arg(long)]
         groups: usize,
         #[arg(long)]
+        memberships_per_user: usize,
+    },
+    /// API calls per full pull for every driver, next to the API's minimum.
+    Calls {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 10_000)]
+        groups: usize,
+        /// Direct group memberships per user (users x this = memberships).
+        #[arg(long, default_value_t = 10)]
         memberships_per_user: usize,
     },
     /// SCIM write and read throughput and latency at N concurrent clients.
@@ -183,6 +196,11 @@ fn main() -> Result<()> {
             memberships_per_user,
             database,
         ))?],
+        Command::Calls {
+            users,
+            groups,
+            memberships_per_user,
+        } => vec![runtime.block_on(calls::calls(users, groups, memberships_per_user))?],
         Command::FakeIdp {
             idp,
             users,

@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 
 const CURRENT: (&str, &str) = ("<!-- current:begin -->", "<!-- current:end -->");
 const HISTORY: (&str, &str) = ("<!-- history:begin -->", "<!-- history:end -->");
+const CALLS: (&str, &str) = ("<!-- calls:begin -->", "<!-- calls:end -->");
 
 /// `document` with its rendered parts replaced by what `runs` give.
 pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
@@ -17,7 +18,42 @@ pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
         bail!("no full run (`idpsync-bench all`) among the results");
     };
     let document = replace_between(document, CURRENT, &current(latest))?;
+    let document = replace_between(&document, CALLS, &calls(runs))?;
     replace_between(&document, HISTORY, &history(&full_runs))
+}
+
+/// The latest `idpsync-bench calls` run: each driver's API calls per full
+/// pull next to its API's minimum.
+fn calls(runs: &[Run]) -> String {
+    let Some((run, table)) = runs
+        .iter()
+        .rev()
+        .find_map(|run| run.table(Benchmark::Calls, &[]).map(|table| (run, table)))
+    else {
+        return "No run of `idpsync-bench calls` yet.\n".into();
+    };
+    let mut out = format!(
+        "{} ({}, built from {}).\n\n| driver | API calls | API minimum | calls / minimum | token requests, time |\n|---|---|---|---|---|\n",
+        table.title,
+        run.started,
+        run.revision.as_deref().unwrap_or("an unrecorded revision"),
+    );
+    for figure in &table.figures {
+        let Some(kind) = figure.measure.strip_suffix(": API calls") else {
+            continue;
+        };
+        let minimum = starting(Some(table), &format!("{kind}: API minimum"));
+        let (calls, minimum) = (figure.value.unwrap_or(0.0), minimum.and_then(|m| m.value));
+        out.push_str(&format!(
+            "| {kind} | {calls:.0} | {} | {} | {} |\n",
+            minimum.map_or("-".into(), |m| format!("{m:.0}")),
+            minimum
+                .filter(|&m| m > 0.0)
+                .map_or("-".into(), |m| format!("{:.2}x", calls / m)),
+            figure.note.as_deref().unwrap_or("")
+        ));
+    }
+    out
 }
 
 fn replace_between(document: &str, (begin, end): (&str, &str), body: &str) -> Result<String> {
@@ -274,4 +310,38 @@ fn history(runs: &[&Run]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(tables: Vec<Table>) -> Run {
+        Run {
+            started: "2026-12-05T06:00Z".into(),
+            host: "2 cores".into(),
+            revision: Some("abc1234".into()),
+            command: "calls".into(),
+            tables,
+        }
+    }
+
+    #[test]
+    fn the_calls_section_sets_each_drivers_calls_against_its_minimum() {
+        let mut table = Table::new(Benchmark::Calls, "API calls per full pull");
+        table.figures = vec![
+            Figure::number("okta: API calls", 300.0, Unit::Count).with_note("1 token requests"),
+            Figure::number("okta: API minimum", 200.0, Unit::Count),
+            Figure::number("auth0: API calls", 7.0, Unit::Count),
+            Figure::number("auth0: API minimum", 7.0, Unit::Count),
+        ];
+        let older = run_with(vec![]);
+        let rendered = calls(&[run_with(vec![table]), older]);
+        assert!(
+            rendered.contains("| okta | 300 | 200 | 1.50x | 1 token requests |"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("| auth0 | 7 | 7 | 1.00x |"), "{rendered}");
+        assert_eq!(calls(&[]), "No run of `idpsync-bench calls` yet.\n");
+    }
 }

@@ -51,6 +51,8 @@ pub enum Benchmark {
     Revocation,
     Scim,
     Pull,
+    /// API calls per full pull, per driver.
+    Calls,
 }
 
 /// One measure. `value` and `unit` are absent for a figure that is only

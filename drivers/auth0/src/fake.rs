@@ -741,6 +741,40 @@ impl idpsync_driver::compliance::CompliantFake for FakeAuth0 {
     /// Roles do not nest.
     const NESTED_GROUPS: bool = false;
 
+    /// Below 1,000 users the listing at 100 a call; from 1,000 an export
+    /// job (create, one poll at the least, download). Roles at 100, each
+    /// role's members at 100 (`take`'s maximum).
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::{member_listings, pages};
+        let users = if dataset.users.len() >= 1000 {
+            3
+        } else {
+            pages(dataset.users.len(), 100)
+        };
+        users + pages(dataset.groups.len(), 100) + member_listings(dataset, 100)
+    }
+
+    /// Auth0 holds at most 1,000 roles a tenant (its entity limits): the
+    /// first 1,000 groups, with their memberships.
+    fn within_api_limits(dataset: &Dataset) -> (Dataset, Option<&'static str>) {
+        const ROLES_PER_TENANT: usize = 1000;
+        if dataset.groups.len() <= ROLES_PER_TENANT {
+            return (dataset.clone(), None);
+        }
+        let mut fitted = dataset.clone();
+        fitted.groups.truncate(ROLES_PER_TENANT);
+        for group in &mut fitted.groups {
+            group.parent = group.parent.filter(|&p| p < ROLES_PER_TENANT);
+        }
+        fitted
+            .members
+            .retain(|&(group, _)| group < ROLES_PER_TENANT);
+        (
+            fitted,
+            Some("groups cut to Auth0's limit of 1,000 roles a tenant"),
+        )
+    }
+
     fn kind() -> Self::Kind {
         crate::Auth0Factory
     }

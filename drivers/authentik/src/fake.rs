@@ -231,24 +231,22 @@ fn paging(query: &HashMap<String, String>, max_page_size: usize) -> (usize, usiz
     (page, size)
 }
 
-/// One page of `items` with DRF's `pagination` object, or its 404.
+/// One page of a listing of `count` items with DRF's `pagination`
+/// object, or its 404; `items` builds the page's items from their range.
 fn paginated(
     fake: &FakeAuthentik,
     resource: &str,
     page: usize,
     size: usize,
-    items: Vec<Value>,
+    count: usize,
+    items: impl FnOnce(std::ops::Range<usize>) -> Vec<Value>,
 ) -> Response {
-    let count = items.len();
     let total_pages = count.div_ceil(size).max(1);
     if page > total_pages {
         return detail(StatusCode::NOT_FOUND, "Invalid page.");
     }
-    let results: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1) * size)
-        .take(size)
-        .collect();
+    let start = ((page - 1) * size).min(count);
+    let results = items(start..(start + size).min(count));
     let body = json!({
         "pagination": {
             "next": if page < total_pages { page + 1 } else { 0 },
@@ -256,8 +254,8 @@ fn paginated(
             "count": count,
             "current": page,
             "total_pages": total_pages,
-            "start_index": if count == 0 { 0 } else { (page - 1) * size + 1 },
-            "end_index": (page - 1) * size + results.len(),
+            "start_index": if count == 0 { 0 } else { start + 1 },
+            "end_index": start + results.len(),
         },
         "results": results,
     });
@@ -288,25 +286,32 @@ async fn users(
     if let Some(answer) = gate(&fake, &headers, "users", page - 1).await {
         return answer;
     }
-    let items = {
-        let directory = lock(&fake.directory);
-        let mut items: Vec<(i64, Value)> = directory
-            .dataset
-            .users
+    let directory = lock(&fake.directory);
+    // Ordered by key; only the page's users are written out.
+    let mut order: Vec<(i64, Option<usize>, usize)> = directory
+        .dataset
+        .users
+        .iter()
+        .enumerate()
+        .map(|(index, u)| (directory.keys[&u.id], None, index))
+        .chain(
+            directory
+                .service_accounts
+                .iter()
+                .enumerate()
+                .map(|(index, sa)| (directory.keys[&sa.user.id], Some(index), 0)),
+        )
+        .collect();
+    order.sort_unstable_by_key(|(key, _, _)| *key);
+    paginated(&fake, "users", page, size, order.len(), |range| {
+        order[range]
             .iter()
-            .map(|u| {
-                let key = directory.keys[&u.id];
-                (key, user_json(u, key, "internal"))
+            .map(|&(key, service_account, index)| match service_account {
+                Some(sa) => user_json(&directory.service_accounts[sa].user, key, "service_account"),
+                None => user_json(&directory.dataset.users[index], key, "internal"),
             })
-            .chain(directory.service_accounts.iter().map(|sa| {
-                let key = directory.keys[&sa.user.id];
-                (key, user_json(&sa.user, key, "service_account"))
-            }))
-            .collect();
-        items.sort_by_key(|(key, _)| *key);
-        items.into_iter().map(|(_, item)| item).collect()
-    };
-    paginated(&fake, "users", page, size, items)
+            .collect()
+    })
 }
 
 async fn groups(
@@ -319,14 +324,12 @@ async fn groups(
         return answer;
     }
     let shape = *lock(&fake.shape);
-    let items = {
-        let directory = lock(&fake.directory);
-        let dataset = &directory.dataset;
-        dataset
-            .groups
-            .iter()
-            .enumerate()
-            .map(|(index, group)| {
+    let directory = lock(&fake.directory);
+    let dataset = &directory.dataset;
+    let page_of = |range: std::ops::Range<usize>| -> Vec<Value> {
+        range
+            .map(|index| {
+                let group = &dataset.groups[index];
                 let mut members: Vec<i64> = dataset
                     .members_of(index)
                     .into_iter()
@@ -355,7 +358,7 @@ async fn groups(
             })
             .collect()
     };
-    paginated(&fake, "groups", page, size, items)
+    paginated(&fake, "groups", page, size, dataset.groups.len(), page_of)
 }
 
 impl idpsync_driver::compliance::CompliantFake for FakeAuthentik {
@@ -364,6 +367,12 @@ impl idpsync_driver::compliance::CompliantFake for FakeAuthentik {
     const MAX_PAGE_SIZE: u32 = 100;
     /// Groups have parents.
     const NESTED_GROUPS: bool = true;
+
+    /// Users and groups at 100 a call; members come inline with groups.
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::pages;
+        pages(dataset.users.len(), 100) + pages(dataset.groups.len(), 100)
+    }
 
     fn kind() -> Self::Kind {
         crate::AuthentikFactory

@@ -846,6 +846,13 @@ impl idpsync_driver::compliance::CompliantFake for FakeGraph {
     /// A group can be a member of a group.
     const NESTED_GROUPS: bool = true;
 
+    /// Users and groups at 999 a call, every group's members inline in
+    /// its delta object (Graph may split a big group over several).
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::pages;
+        pages(dataset.users.len(), 999) + pages(dataset.groups.len(), 999)
+    }
+
     fn kind() -> Self::Kind {
         crate::EntraFactory
     }

@@ -391,6 +391,14 @@ impl idpsync_driver::compliance::CompliantFake for FakeGoogle {
     /// A group can be a member of a group (`type: GROUP`).
     const NESTED_GROUPS: bool = true;
 
+    /// Users at 500 a call, groups and each group's members at 200.
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::{member_listings, pages};
+        pages(dataset.users.len(), 500)
+            + pages(dataset.groups.len(), 200)
+            + member_listings(dataset, 200)
+    }
+
     fn kind() -> Self::Kind {
         crate::GoogleFactory
     }

@@ -239,6 +239,14 @@ impl idpsync_driver::compliance::CompliantFake for FakeJumpCloud {
     /// User groups hold users (and systems), not groups.
     const NESTED_GROUPS: bool = false;
 
+    /// Users, user groups and each group's members, 100 a call.
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::{member_listings, pages};
+        pages(dataset.users.len(), 100)
+            + pages(dataset.groups.len(), 100)
+            + member_listings(dataset, 100)
+    }
+
     fn kind() -> Self::Kind {
         crate::JumpCloudFactory
     }

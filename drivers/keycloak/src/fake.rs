@@ -402,6 +402,22 @@ impl idpsync_driver::compliance::CompliantFake for FakeKeycloak {
     const MAX_PAGE_SIZE: u32 = 1000;
     const NESTED_GROUPS: bool = true;
 
+    /// Users, top-level groups, each parent's children, each group's
+    /// members, at 1,000 a call (the driver's ceiling: the API sets none).
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::{member_listings, pages};
+        let top = dataset.groups.iter().filter(|g| g.parent.is_none()).count();
+        let children: u64 = (0..dataset.groups.len())
+            .map(|g| dataset.children_of(g).len())
+            .filter(|&n| n > 0)
+            .map(|n| pages(n, 1000))
+            .sum();
+        pages(dataset.users.len(), 1000)
+            + pages(top, 1000)
+            + children
+            + member_listings(dataset, 1000)
+    }
+
     fn kind() -> Self::Kind {
         crate::KeycloakFactory
     }

@@ -642,6 +642,16 @@ impl idpsync_driver::compliance::CompliantFake for FakeOkta {
     /// Okta groups hold users only.
     const NESTED_GROUPS: bool = false;
 
+    /// Users at 200 a call, one search for DEPROVISIONED users (the
+    /// listing leaves them out), groups at 10,000, members at 1,000.
+    fn minimum_calls(dataset: &Dataset) -> u64 {
+        use idpsync_driver::compliance::{member_listings, pages};
+        pages(dataset.users.len(), 200)
+            + 1
+            + pages(dataset.groups.len(), 10_000)
+            + member_listings(dataset, 1000)
+    }
+
     fn kind() -> Self::Kind {
         crate::OktaFactory
     }

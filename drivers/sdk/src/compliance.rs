@@ -73,10 +73,36 @@ pub trait CompliantFake: Clone + Send + Sync + 'static {
     /// only through the users who hold them).
     const LISTS_GROUPS_WITHOUT_MEMBERS: bool = true;
 
+    /// The fewest API calls (token requests aside) a complete full pull of
+    /// `dataset` can make under the API's documented limits: its largest
+    /// pages, and one listing per group's members where the API has no other
+    /// way. The bench sets each driver's calls against it.
+    fn minimum_calls(dataset: &Dataset) -> u64;
+
+    /// `dataset` as the IdP can hold it, when its entity limits are lower
+    /// (Auth0: 1,000 roles a tenant), with what was cut; the bench pulls
+    /// this. By default the dataset as it is.
+    fn within_api_limits(dataset: &Dataset) -> (Dataset, Option<&'static str>) {
+        (dataset.clone(), None)
+    }
+
     /// The user name the driver reports for `user`.
     fn expected_user_name(user: &FakeUser) -> String {
         user.user_name.clone()
     }
+}
+
+/// Calls to read `n` items at `per_page` a call (an empty listing is still
+/// one call).
+pub fn pages(n: usize, per_page: usize) -> u64 {
+    n.div_ceil(per_page.max(1)).max(1) as u64
+}
+
+/// Calls to list every group's members at `per_page`, one listing a group.
+pub fn member_listings(dataset: &Dataset, per_page: usize) -> u64 {
+    (0..dataset.groups.len())
+        .map(|group| pages(dataset.members_of(group).len(), per_page))
+        .sum()
 }
 
 /// Expands into one `#[tokio::test]` per specification of the suite for
