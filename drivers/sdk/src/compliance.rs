@@ -110,54 +110,26 @@ pub fn member_listings(dataset: &Dataset, per_page: usize) -> u64 {
 #[macro_export]
 macro_rules! compliance_suite {
     ($fake:ty) => {
+        $crate::compliance_suite!(@specs $fake;
+            a_full_pull_is_exactly_the_tenant_at_every_page_size,
+            throttling_with_and_without_a_hint_is_waited_out,
+            a_failing_page_is_retried_and_one_that_stays_down_fails_the_pull,
+            a_truncated_or_malformed_page_fails_the_pull,
+            a_token_that_expires_mid_pull_is_renewed,
+            a_deleted_user_is_gone_from_the_next_scheduled_pull,
+            a_name_reused_by_a_new_account_is_a_new_user,
+            an_empty_tenant_is_an_empty_complete_listing,
+            settings_errors_name_the_key,
+        );
+    };
+    (@specs $fake:ty; $($spec:ident),* $(,)?) => {
         mod compliance_suite {
-            use $crate::compliance as spec;
-
-            #[tokio::test]
-            async fn a_full_pull_is_exactly_the_tenant_at_every_page_size() {
-                spec::a_full_pull_is_exactly_the_tenant_at_every_page_size::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn throttling_with_and_without_a_hint_is_waited_out() {
-                spec::throttling_with_and_without_a_hint_is_waited_out::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn a_failing_page_is_retried_and_one_that_stays_down_fails_the_pull() {
-                spec::a_failing_page_is_retried_and_one_that_stays_down_fails_the_pull::<$fake>()
-                    .await
-            }
-
-            #[tokio::test]
-            async fn a_truncated_or_malformed_page_fails_the_pull() {
-                spec::a_truncated_or_malformed_page_fails_the_pull::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn a_token_that_expires_mid_pull_is_renewed() {
-                spec::a_token_that_expires_mid_pull_is_renewed::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn a_deleted_user_is_gone_from_the_next_scheduled_pull() {
-                spec::a_deleted_user_is_gone_from_the_next_scheduled_pull::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn a_name_reused_by_a_new_account_is_a_new_user() {
-                spec::a_name_reused_by_a_new_account_is_a_new_user::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn an_empty_tenant_is_an_empty_complete_listing() {
-                spec::an_empty_tenant_is_an_empty_complete_listing::<$fake>().await
-            }
-
-            #[tokio::test]
-            async fn settings_errors_name_the_key() {
-                spec::settings_errors_name_the_key::<$fake>().await
-            }
+            $(
+                #[tokio::test]
+                async fn $spec() {
+                    $crate::compliance::$spec::<$fake>().await
+                }
+            )*
         }
     };
 }
