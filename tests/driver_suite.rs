@@ -173,3 +173,86 @@ async fn a_connections_rate_limit_share_is_honoured_through_the_engine() {
     assert!(peak <= 10, "at most half of each window: {peak}");
     assert_eq!(*running.fake.rate_limited.lock().unwrap(), 0);
 }
+
+/// The LDAP plugin, for what of the suite applies to a directory reached
+/// over LDAP rather than HTTP (its paging, TLS and settings errors are its
+/// own tests against a real slapd): the same promise through the engine on
+/// both databases, with the plugin loaded from its library as the daemon
+/// loads it.
+async fn the_promise_holds_for_the_ldap_plugin(test_store: &TestStore) {
+    use idpsync_plugin_ldap::testing::{
+        GROUPS, Group, PEOPLE, Person, SERVICE_DN, SERVICE_PASSWORD, Seed, Slapd, SlapdOptions,
+        person_dn,
+    };
+    let people: Vec<Person> = (0..20)
+        .map(|i| Person::new(&format!("p{i}"), &format!("Given{i}"), "Family"))
+        .collect();
+    let seed = Seed {
+        groups: vec![Group {
+            cn: "staff".into(),
+            members: (0..20).map(|i| person_dn(&format!("p{i}"))).collect(),
+        }],
+        people,
+        ..Seed::default()
+    };
+    let slapd = Slapd::start(&seed, &SlapdOptions::default());
+    let plugin = tokio::task::spawn_blocking(|| common::plugin_library("idpsync-plugin-ldap"))
+        .await
+        .unwrap();
+    let config = format!(
+        r#"
+[[connections]]
+id = "idp"
+kind = "plugin"
+[connections.plugin]
+path = "{}"
+kind = "ldap"
+[connections.plugin.settings]
+url = "{}"
+bind_dn = "{SERVICE_DN}"
+bind_password = "{SERVICE_PASSWORD}"
+user_base_dn = "{PEOPLE}"
+group_base_dn = "{GROUPS}"
+page_size = 7
+"#,
+        plugin.display(),
+        slapd.url
+    );
+    let mut registry = DriverRegistry::default();
+    registry.register(idpsync_plugin_host::PluginFactory::new(env!(
+        "CARGO_BIN_EXE_idpsync"
+    )));
+    let state = common::engine::start(&test_store.store, &config, registry).await;
+    let report = common::engine::sync(&state, "idp", Trigger::Manual).await;
+    assert_eq!(report.status, SyncStatus::Applied, "{report:?}");
+    assert_eq!(users_stored(test_store, None).await, 20);
+
+    let id_of = |user_name: &'static str| async move {
+        source_user::Entity::find()
+            .filter(source_user::Column::ConnectionId.eq("idp"))
+            .filter(source_user::Column::UserName.eq(user_name))
+            .one(test_store.store.db())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{user_name} is stored"))
+            .external_id
+    };
+    let leaver = common::engine::approved_device(&state, "idp", &id_of("p3").await).await;
+    let stayer = common::engine::approved_device(&state, "idp", &id_of("p0").await).await;
+    slapd.delete(&person_dn("p3")).await;
+    let report = common::engine::sync(&state, "idp", Trigger::Schedule).await;
+    assert_eq!(report.status, SyncStatus::Applied, "{report:?}");
+    assert_eq!(device_status(&test_store.store, leaver).await, "revoked");
+    assert_eq!(device_status(&test_store.store, stayer).await, "approved");
+
+    for i in (0..20).filter(|&i| i != 3) {
+        slapd.delete(&person_dn(&format!("p{i}"))).await;
+    }
+    let report = common::engine::sync(&state, "idp", Trigger::Schedule).await;
+    assert_eq!(report.status, SyncStatus::Held, "{report:?}");
+    assert_eq!(device_status(&test_store.store, stayer).await, "approved");
+}
+
+idpsync_core::store_test!(ldap_plugin, async |test_store: &TestStore| {
+    the_promise_holds_for_the_ldap_plugin(test_store).await
+});

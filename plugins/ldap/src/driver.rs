@@ -266,6 +266,11 @@ impl Pull<'_> {
                 self.roster_attrs(),
             )
             .await?;
+        // Presence is declared even when no entry comes back: a directory
+        // whose people were all deleted lists nobody present, and core
+        // must see that (and hold it at the safety gate), not read "no
+        // presence list" and keep everyone.
+        sink.present_users(Vec::new()).await?;
         while let Some(page) = pages.next_page().await? {
             let mut present = Vec::with_capacity(page.len());
             for entry in &page {
@@ -362,6 +367,8 @@ impl Pull<'_> {
             .directory
             .search("group_base_dn", &s.group_base_dn, &s.group_filter, attrs)
             .await?;
+        // As for users: an empty directory is declared, not left unsaid.
+        sink.present_groups(Vec::new()).await?;
         while let Some(page) = pages.next_page().await? {
             let mut present = Vec::with_capacity(page.len());
             for entry in &page {
