@@ -27,6 +27,50 @@ fn check_config_accepts_the_example() {
 }
 
 #[test]
+fn check_config_locates_mistakes_in_the_new_drivers_tables() {
+    let (workdir, _) = Workdir::new(
+        r#"
+[database]
+url = "{db}"
+[[connections]]
+id = "auth0"
+kind = "auth0"
+[connections.auth0]
+tenant_url = "https://acme.eu.auth0.com"
+client_id = "c"
+client_secret = "s"
+page_size = 500
+[[connections]]
+id = "authentik"
+kind = "authentik"
+[connections.authentik]
+base_url = "https://auth.acme.test"
+token = "t"
+user_types = ["robot"]
+[[connections]]
+id = "zitadel"
+kind = "zitadel"
+[connections.zitadel]
+issuer_url = "https://acme.zitadel.test"
+personal_access_token = "p"
+[connections.zitadel.states]
+active = ["USER_STATE_ACTIVE"]
+suspend = ["LOCKED"]
+"#,
+    );
+    let output = workdir.run(&["check-config"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    for located in [
+        "idpsync.toml:11:13: connections[0].auth0.page_size: must be between 1 and 100, got 500",
+        "idpsync.toml:18:14: connections[1].authentik.user_types: \"robot\" is not one of",
+        "idpsync.toml:27:11: connections[2].zitadel.states.suspend:",
+    ] {
+        assert!(text.contains(located), "{located}\n{text}");
+    }
+}
+
+#[test]
 fn check_config_lists_five_mistakes_with_positions_and_fails() {
     let (workdir, _) = Workdir::new(
         r#"

@@ -102,6 +102,50 @@ async fn count<F: CompliantFake>(dataset: &Dataset) -> Result<Count> {
     })
 }
 
+/// A capped share honoured, counted by the Auth0 fake: the tenant allows
+/// `limit` requests a window; a connection with half of it pulls 2,000
+/// users. Returns the busiest window's requests and the requests refused.
+async fn rate_share(limit: u32) -> Result<(u32, u32)> {
+    use idpsync_driver::http::RateShare;
+    use idpsync_driver_auth0::fake::FakeAuth0;
+    let dataset = Dataset::generate(&DatasetSpec {
+        users: 2000,
+        groups: 20,
+        nested_groups: 0,
+        memberships_per_user: 2,
+        inactive_every: 50,
+        seed: 5,
+    });
+    let running = Running::<FakeAuth0>::start(dataset).await;
+    *running
+        .fake
+        .rate_limit
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(limit);
+    let http = idpsync_driver::fake::test_kit()
+        .for_connection(RateShare::new(0.5).context("a valid share")?);
+    let driver = idpsync_driver::DriverFactory::build(
+        &idpsync_driver_auth0::Auth0Factory,
+        &running.fake.settings(&running.server.base_url, 100),
+        idpsync_driver::DriverContext { http },
+    )?;
+    driver
+        .pull(PullMode::Full, &mut Counted::default())
+        .await
+        .context("auth0 with half the rate limit: the pull failed")?;
+    let peak = *running
+        .fake
+        .peak_window_requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let refused = *running
+        .fake
+        .rate_limited
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    Ok((peak, refused))
+}
+
 /// API calls per full pull of a `users`/`groups` tenant with
 /// `memberships_per_user` groups per person, for every driver.
 pub async fn calls(users: usize, groups: usize, memberships_per_user: usize) -> Result<Table> {
@@ -163,5 +207,17 @@ pub async fn calls(users: usize, groups: usize, memberships_per_user: usize) -> 
             Unit::Count,
         ));
     }
+    let limit = 20;
+    let (peak, refused) = rate_share(limit).await?;
+    table.figures.push(
+        Figure::number(
+            "rate share: auth0 with rate_limit_share 0.5, busiest window",
+            peak as f64,
+            Unit::Count,
+        )
+        .with_note(format!(
+            "requests, of a tenant limit of {limit} a window; {refused} refused; 2,000 users"
+        )),
+    );
     Ok(table)
 }

@@ -53,6 +53,14 @@ fn calls(runs: &[Run]) -> String {
             figure.note.as_deref().unwrap_or("")
         ));
     }
+    for figure in &table.figures {
+        if let Some(what) = figure.measure.strip_prefix("rate share: ") {
+            out.push_str(&format!(
+                "\nRate share: {what}: {}.\n",
+                figure.display_value()
+            ));
+        }
+    }
     out
 }
 
