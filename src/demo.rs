@@ -475,6 +475,7 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
         );
     }
 
+    println!("\nConsole: {base}/console  (sign in with the token {admin_token})");
     println!("\nTry it:");
     println!("  curl -s -H 'Authorization: Bearer {admin_token}' {base}/api/v1/connections");
     println!(

@@ -43,6 +43,10 @@ fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
             "{connection}:\n{stdout}"
         );
     }
+    assert!(
+        stdout.contains("/console  (sign in with the token idps_"),
+        "the demo prints the console and a sign-in token:\n{stdout}"
+    );
     let revoked: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("device.revoked"))

@@ -13,10 +13,12 @@
 //! * [`webhooks`]: signed, ordered, at-least-once delivery of events.
 //! * [`sync`]: driver registry, pull runs, the cron scheduler.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
+//! * [`console`]: the admin console in the browser, server-rendered HTML.
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod devices;
 pub mod events;
 pub mod reconcile;

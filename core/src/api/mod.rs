@@ -29,6 +29,8 @@ pub struct AppState {
     pub bus: EventBus,
     pub reconciler: Reconciler,
     pub sync: crate::sync::SyncRunner,
+    /// The console's signed-in browsers.
+    pub console: crate::console::Sessions,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             bus,
             reconciler,
             sync,
+            console: crate::console::Sessions::default(),
         }
     }
 }
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .nest("/api/v1", v1::router())
+        .nest("/console", crate::console::router())
         .nest("/scim/v2", scim::router())
         .route(
             "/scim/{version}/{*rest}",

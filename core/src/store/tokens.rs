@@ -186,7 +186,18 @@ impl Store {
         if !presented.starts_with(auth::TOKEN_PREFIX) {
             return Ok(None);
         }
-        let presented_hash = auth::hash_token(presented);
+        self.authenticate_token_hash(&auth::hash_token(presented))
+            .await
+    }
+
+    /// [`Store::authenticate_token`] for a token known by its hash: what a
+    /// console session keeps, so a token revoked or expired ends its
+    /// sessions at their next request.
+    pub async fn authenticate_token_hash(
+        &self,
+        presented_hash: &str,
+    ) -> Result<Option<TokenRecord>> {
+        let presented_hash = presented_hash.to_string();
         let now = Utc::now();
         if let Some(record) = self.verified_tokens.get(&presented_hash) {
             if record.expires_at.is_some_and(|at| at <= now) {

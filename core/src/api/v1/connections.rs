@@ -31,7 +31,10 @@ pub struct ConnectionView {
     pub last_runs: Vec<RunView>,
 }
 
-async fn view(state: &AppState, row: connection::Model) -> Result<ConnectionView, ApiError> {
+pub(crate) async fn view(
+    state: &AppState,
+    row: connection::Model,
+) -> Result<ConnectionView, ApiError> {
     let db = state.store.db();
     let users = source_user::Entity::find()
         .filter(source_user::Column::ConnectionId.eq(&row.id))

@@ -35,6 +35,12 @@ pub async fn feed(
     Query(query): Query<FeedQuery>,
 ) -> Result<axum::Json<FeedPage>, ApiError> {
     caller.can_read()?;
+    Ok(axum::Json(page(&state, &query).await?))
+}
+
+/// The page `query` asks for, held up to its `wait` until an event exists
+/// (also the console's live feed).
+pub(crate) async fn page(state: &AppState, query: &FeedQuery) -> Result<FeedPage, ApiError> {
     let after = query.after.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
@@ -47,10 +53,10 @@ pub async fn feed(
         let now = Instant::now();
         if !found.is_empty() || now >= deadline {
             let cursor = found.last().map_or(after, |event| event.id);
-            return Ok(axum::Json(FeedPage {
+            return Ok(FeedPage {
                 events: found,
                 cursor,
-            }));
+            });
         }
         let nap = FALLBACK_POLL.min(deadline - now);
         tokio::select! {

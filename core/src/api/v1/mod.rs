@@ -1,10 +1,10 @@
 //! `/api/v1`: the admin REST API. Reads need a token with `admin` or `read`;
 //! changes need `admin` (device changes also accept `devices`).
 
-mod connections;
-mod devices;
+pub(crate) mod connections;
+pub(crate) mod devices;
 mod directory;
-mod events;
+pub(crate) mod events;
 pub mod openapi;
 mod runs;
 

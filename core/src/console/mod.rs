@@ -1,0 +1,559 @@
+//! The admin console at `/console`, served by the daemon itself: HTML
+//! rendered on the server, no build step, a few lines of script (form
+//! confirmations, the live event feed).
+//!
+//! * Sign-in with an `admin` or `read` token; a session cookie
+//!   ([`session`]) after that. A read session sees everything and changes
+//!   nothing.
+//! * Every form carries the session's CSRF token, checked in constant time,
+//!   and a POST whose `Origin` is another site is refused.
+//! * Pages: connections (health, last run, "sync now"), devices (revoke),
+//!   events (live, pushed by a long poll), tokens (create, shown once;
+//!   revoke).
+
+mod html;
+pub mod session;
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use crate::api::v1::{connections, events as feed};
+use crate::auth::{Scope, hash_token};
+use crate::devices::{self, DeviceStatus};
+use crate::reconcile::Trigger;
+use crate::store::NewToken;
+use crate::store::entity::{connection, device, event};
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use html::{CONFIRM_SCRIPT, button, escape, page};
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use session::Session;
+use subtle::ConstantTimeEq;
+
+pub use session::Sessions;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/connections") }))
+        .route("/sign-in", get(sign_in_form).post(sign_in))
+        .route("/sign-out", post(sign_out))
+        .route("/connections", get(connections_page))
+        .route("/connections/{id}/sync", post(sync_now))
+        .route("/devices", get(devices_page))
+        .route("/devices/{id}/revoke", post(revoke_device))
+        .route("/events", get(events_page))
+        .route("/events/feed", get(events_feed))
+        .route("/tokens", get(tokens_page).post(create_token))
+        .route("/tokens/{name}/revoke", post(revoke_token))
+}
+
+/// Whether cookies must be `Secure`: the console is reached over https.
+fn secure(state: &AppState) -> bool {
+    state
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+}
+
+/// A signed-in browser: its cookie value and session, the token re-checked.
+pub struct Signed {
+    id: String,
+    session: Session,
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_sign_in = || Redirect::to("/console/sign-in").into_response();
+        let id = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(session::cookie_value)
+            .ok_or_else(to_sign_in)?
+            .to_string();
+        let session = state.console.get(&id).ok_or_else(to_sign_in)?;
+        match state
+            .store
+            .authenticate_token_hash(&session.token_hash)
+            .await
+        {
+            Ok(Some(_)) => Ok(Signed { id, session }),
+            Ok(None) => {
+                // Revoked or expired since: the session ends with it.
+                state.console.close(&id);
+                Err(to_sign_in())
+            }
+            Err(error) => Err(ApiError::from(error).into_response()),
+        }
+    }
+}
+
+impl Signed {
+    fn who(&self) -> Option<(&str, bool)> {
+        Some((&self.session.token_name, self.session.admin))
+    }
+
+    /// Why a change may not be made, if it may not: the form's CSRF token
+    /// must be the session's, the request must come from this site, and the
+    /// session must be allowed to change things.
+    fn refuses_change(&self, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+        let same = self.session.csrf.as_bytes().ct_eq(csrf.as_bytes());
+        if !bool::from(same) || !same_origin(headers) {
+            return Some(refused(
+                StatusCode::FORBIDDEN,
+                "This form is stale or came from another site. Reload the page and try again.",
+            ));
+        }
+        if !self.session.admin {
+            return Some(refused(
+                StatusCode::FORBIDDEN,
+                "You signed in with a read token: it can see everything and change nothing.",
+            ));
+        }
+        None
+    }
+}
+
+/// A POST's `Origin`, when the browser sends one, is this site.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin == format!("http://{host}") || origin == format!("https://{host}")
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Html(page(
+            "Not allowed",
+            None,
+            &format!(
+                "<p role=\"alert\">{}</p><p><a href=\"/console/connections\">Back to the console</a></p>",
+                escape(message)
+            ),
+        )),
+    )
+        .into_response()
+}
+
+fn failed(error: impl std::fmt::Display) -> Response {
+    refused(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+}
+
+async fn sign_in_form() -> Html<String> {
+    Html(page("Sign in", None, SIGN_IN_FORM))
+}
+
+const SIGN_IN_FORM: &str = "<form method=\"post\" action=\"/console/sign-in\"><p><label for=\"token\">API token (scope admin or read)</label><br><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"60\"></p><p><button type=\"submit\">Sign in</button></p></form>";
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Sign in from the console's own page.",
+        );
+    }
+    let token = form.token.trim();
+    let record = match state.store.authenticate_token(token).await {
+        Ok(Some(record)) if record.has_scope(Scope::Admin) || record.has_scope(Scope::Read) => {
+            record
+        }
+        Ok(_) => {
+            let body = format!(
+                "<p role=\"alert\" class=\"bad\">That token is unknown, expired, revoked, or has neither the admin nor the read scope.</p>{SIGN_IN_FORM}"
+            );
+            return (StatusCode::UNAUTHORIZED, Html(page("Sign in", None, &body))).into_response();
+        }
+        Err(error) => return failed(error),
+    };
+    let (id, _) = state.console.open(
+        hash_token(token),
+        record.name.clone(),
+        record.has_scope(Scope::Admin),
+    );
+    (
+        [(header::SET_COOKIE, session::set_cookie(&id, secure(&state)))],
+        Redirect::to("/console/connections"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let same = signed.session.csrf.as_bytes().ct_eq(form.csrf.as_bytes());
+    if !bool::from(same) || !same_origin(&headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "This form is stale. Reload the page.",
+        );
+    }
+    state.console.close(&signed.id);
+    (
+        [(header::SET_COOKIE, session::clear_cookie(secure(&state)))],
+        Redirect::to("/console/sign-in"),
+    )
+        .into_response()
+}
+
+fn sign_out_button(signed: &Signed) -> String {
+    button("/console/sign-out", &signed.session.csrf, "Sign out", None)
+}
+
+async fn connections_page(State(state): State<AppState>, signed: Signed) -> Response {
+    let rows = match connection::Entity::find()
+        .order_by_asc(connection::Column::Id)
+        .all(state.store.db())
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let mut body = String::from(
+        "<table><caption class=\"muted\">Every connection, its health and its last run</caption><thead><tr><th scope=\"col\">Connection</th><th scope=\"col\">Kind</th><th scope=\"col\">Health</th><th scope=\"col\">Users (active)</th><th scope=\"col\">Last run</th><th scope=\"col\"></th></tr></thead><tbody>",
+    );
+    for row in rows {
+        let view = match connections::view(&state, row).await {
+            Ok(view) => view,
+            Err(error) => return error.into_response(),
+        };
+        let last = view.last_runs.first().map_or(
+            "<span class=\"muted\">never</span>".to_string(),
+            |run| {
+                format!(
+                    "run {} {} ({}, {}){}",
+                    run.id,
+                    escape(run.status.as_str()),
+                    escape(&run.trigger),
+                    run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    run.error
+                        .as_deref()
+                        .map(|e| format!("<br><span class=\"bad\">{}</span>", escape(e)))
+                        .unwrap_or_default()
+                )
+            },
+        );
+        let action = if signed.session.admin && view.kind != "scim" {
+            button(
+                &format!("/console/connections/{}/sync", view.id),
+                &signed.session.csrf,
+                "Sync now",
+                None,
+            )
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({})</td><td>{last}</td><td>{action}</td></tr>",
+            escape(&view.id),
+            escape(&view.kind),
+            escape(view.health.as_str()),
+            view.users,
+            view.active_users
+        ));
+    }
+    body.push_str("</tbody></table>");
+    body.push_str(&sign_out_button(&signed));
+    Html(page("Connections", signed.who(), &body)).into_response()
+}
+
+async fn sync_now(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    match state
+        .sync
+        .run(&id, Trigger::Api, false, false, std::future::pending())
+        .await
+    {
+        // Every outcome, failures too, is a recorded run the page shows.
+        Ok(_) => Redirect::to("/console/connections").into_response(),
+        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response {
+    let rows = match device::Entity::find()
+        .order_by_desc(device::Column::Id)
+        .limit(500)
+        .all(state.store.db())
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let mut body = String::from(
+        "<table><caption class=\"muted\">The newest 500 devices</caption><thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Owner</th><th scope=\"col\">Status</th><th scope=\"col\">Reason</th><th scope=\"col\"></th></tr></thead><tbody>",
+    );
+    for row in rows {
+        let action = if signed.session.admin && row.status != DeviceStatus::Revoked.as_str() {
+            button(
+                &format!("/console/devices/{}/revoke", row.id),
+                &signed.session.csrf,
+                "Revoke",
+                Some(&format!(
+                    "Revoke {}? A revoked device cannot come back.",
+                    row.name
+                )),
+            )
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "<tr id=\"device-{}\"><th scope=\"row\">{}</th><td>{} / {}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            row.id,
+            escape(&row.name),
+            escape(&row.owner_connection_id),
+            escape(&row.owner_external_id),
+            escape(&row.status),
+            escape(row.revoked_reason.as_deref().unwrap_or(""))
+        ));
+    }
+    body.push_str("</tbody></table>");
+    body.push_str(&sign_out_button(&signed));
+    body.push_str(CONFIRM_SCRIPT);
+    Html(page("Devices", signed.who(), &body)).into_response()
+}
+
+async fn revoke_device(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    let reason = format!("revoked in the console by {}", signed.session.token_name);
+    match devices::set_status(
+        &state.store,
+        &state.bus,
+        id,
+        DeviceStatus::Revoked,
+        Some(reason),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to("/console/devices").into_response(),
+        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+/// The newest events first; the script long-polls `/console/events/feed`
+/// and puts each new event on top as it commits.
+async fn events_page(State(state): State<AppState>, signed: Signed) -> Response {
+    let rows = match event::Entity::find()
+        .order_by_desc(event::Column::Id)
+        .limit(100)
+        .all(state.store.db())
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let cursor = rows.first().map_or(0, |row| row.id);
+    let mut body = format!(
+        "<p class=\"muted\" id=\"live\" aria-live=\"polite\">Live: new events appear on top.</p><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">Kind</th><th scope=\"col\">Connection</th><th scope=\"col\">Subject</th><th scope=\"col\">At</th></tr></thead><tbody id=\"events\" data-cursor=\"{cursor}\">"
+    );
+    for row in rows {
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td></tr>",
+            row.id,
+            escape(&row.kind),
+            escape(row.connection_id.as_deref().unwrap_or("")),
+            escape(&row.subject_type),
+            escape(&row.subject_id),
+            row.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    body.push_str("</tbody></table>");
+    body.push_str(&sign_out_button(&signed));
+    body.push_str(LIVE_SCRIPT);
+    Html(page("Events", signed.who(), &body)).into_response()
+}
+
+/// Long-polls the feed and prepends each event (as text, never markup).
+const LIVE_SCRIPT: &str = r#"<script>
+(async () => {
+  const body = document.getElementById('events');
+  let cursor = Number(body.dataset.cursor);
+  for (;;) {
+    try {
+      const answer = await fetch('/console/events/feed?wait=25&after=' + cursor, {credentials: 'same-origin'});
+      if (!answer.ok) { await new Promise(r => setTimeout(r, 5000)); continue; }
+      const page = await answer.json();
+      for (const e of page.events) {
+        const row = document.createElement('tr');
+        for (const text of [e.id, e.kind, e.connection_id || '', e.subject_type + ' ' + e.subject_id, e.created_at]) {
+          const cell = document.createElement('td');
+          cell.textContent = String(text);
+          row.appendChild(cell);
+        }
+        body.prepend(row);
+      }
+      cursor = page.cursor;
+    } catch (_) { await new Promise(r => setTimeout(r, 5000)); }
+  }
+})();
+</script>"#;
+
+async fn events_feed(
+    State(state): State<AppState>,
+    _signed: Signed,
+    Query(query): Query<feed::FeedQuery>,
+) -> Result<axum::Json<feed::FeedPage>, ApiError> {
+    Ok(axum::Json(feed::page(&state, &query).await?))
+}
+
+async fn tokens_page(State(state): State<AppState>, signed: Signed) -> Response {
+    tokens_view(&state, &signed, None).await
+}
+
+async fn tokens_view(state: &AppState, signed: &Signed, created: Option<&str>) -> Response {
+    let tokens = match state.store.list_tokens().await {
+        Ok(tokens) => tokens,
+        Err(error) => return failed(error),
+    };
+    let mut body = String::new();
+    if let Some(plaintext) = created {
+        body.push_str(&format!(
+            "<p role=\"status\">The new token, shown this once: <code id=\"new-token\">{}</code> <button type=\"button\" onclick=\"navigator.clipboard.writeText(document.getElementById('new-token').textContent)\">Copy</button></p>",
+            escape(plaintext)
+        ));
+    }
+    body.push_str("<table><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Prefix</th><th scope=\"col\">Scopes</th><th scope=\"col\">Connection</th><th scope=\"col\">State</th><th scope=\"col\"></th></tr></thead><tbody>");
+    for token in &tokens {
+        let state_text = if token.revoked_at.is_some() {
+            "revoked"
+        } else if token.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+            "expired"
+        } else {
+            "active"
+        };
+        let action = if signed.session.admin && token.revoked_at.is_none() {
+            button(
+                &format!("/console/tokens/{}/revoke", token.name),
+                &signed.session.csrf,
+                "Revoke",
+                Some(&format!("Revoke the token {}?", token.name)),
+            )
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td><code>{}</code></td><td>{}</td><td>{}</td><td>{state_text}</td><td>{action}</td></tr>",
+            escape(&token.name),
+            escape(&token.prefix),
+            escape(&token.scopes.join(", ")),
+            escape(token.connection_id.as_deref().unwrap_or(""))
+        ));
+    }
+    body.push_str("</tbody></table>");
+    if signed.session.admin {
+        body.push_str(&format!(
+            "<h3>New token</h3><form method=\"post\" action=\"/console/tokens\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><p><label for=\"name\">Name</label> <input id=\"name\" name=\"name\" required></p><p><label for=\"scope\">Scope</label> <select id=\"scope\" name=\"scope\"><option>read</option><option>admin</option><option>devices</option></select></p><p><button type=\"submit\">Create</button></p></form>",
+            escape(&signed.session.csrf)
+        ));
+    }
+    body.push_str(&sign_out_button(signed));
+    body.push_str(CONFIRM_SCRIPT);
+    Html(page("Tokens", signed.who(), &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewTokenForm {
+    csrf: String,
+    name: String,
+    scope: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<NewTokenForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    let scope = match form.scope.as_str() {
+        "read" => Scope::Read,
+        "admin" => Scope::Admin,
+        "devices" => Scope::Devices,
+        other => return refused(StatusCode::BAD_REQUEST, &format!("unknown scope {other}")),
+    };
+    match state
+        .store
+        .create_token(NewToken {
+            name: form.name.trim().to_string(),
+            scopes: vec![scope],
+            connection_id: None,
+            expires_at: None,
+        })
+        .await
+    {
+        Ok((plaintext, _)) => {
+            let mut response = tokens_view(&state, &signed, Some(&plaintext)).await;
+            // The one page that shows a secret is never cached.
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                "no-store".parse().expect("a header value"),
+            );
+            response
+        }
+        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    match state.store.revoke_token(&name).await {
+        Ok(_) => Redirect::to("/console/tokens").into_response(),
+        Err(error) => refused(StatusCode::NOT_FOUND, &error.to_string()),
+    }
+}

@@ -1,0 +1,252 @@
+//! The console as a browser uses it, over HTTP on loopback: sign in with a
+//! token, a session cookie after that, CSRF on every form, read tokens see
+//! but cannot change, a revoked token ends its sessions, and a device
+//! revoked in the console is revoked (with its event) like anywhere else.
+
+use idpsync_core::auth::Scope;
+use idpsync_core::testing::{TestApp, TestStore, approved_device, device_status};
+use reqwest::redirect::Policy;
+
+/// A browser without a cookie jar: the test carries the cookie itself.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn sign_in(app: &TestApp, token: &str) -> reqwest::Response {
+    browser()
+        .post(app.url("/console/sign-in"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Signs in; returns the `Cookie` header value.
+async fn session(app: &TestApp, token: &str) -> String {
+    let answer = sign_in(app, token).await;
+    assert_eq!(answer.status(), 303);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().to_string()
+}
+
+async fn get(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let answer = browser()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let answer = browser()
+        .post(app.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + 64].to_string()
+}
+
+const CONFIG: &str = r#"
+[[connections]]
+id = "hr"
+kind = "scim"
+"#;
+
+/// A person pushed over SCIM into `hr`, with an approved laptop; the
+/// laptop's id.
+async fn laptop_of(app: &TestApp, user_name: &str) -> i64 {
+    let scim = app
+        .token(&format!("scim-{user_name}"), Scope::Scim, Some("hr"))
+        .await;
+    let created: serde_json::Value = app
+        .client
+        .post(app.url("/scim/v2/hr/Users"))
+        .bearer_auth(scim)
+        .header("content-type", "application/scim+json")
+        .body(serde_json::json!({"userName": user_name, "active": true}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().expect("created").to_string();
+    approved_device(
+        app.store(),
+        &app.state.bus,
+        "hr",
+        &id,
+        &format!("nk-{user_name}"),
+    )
+    .await
+}
+
+async fn app(test_store: &TestStore) -> TestApp {
+    TestApp::builder(&test_store.store)
+        .config(CONFIG)
+        .start()
+        .await
+}
+
+idpsync_core::store_test!(
+    an_admin_signs_in_sees_connections_and_revokes_a_device,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        // Signed out, every page sends the browser to sign in.
+        let answer = browser()
+            .get(app.url("/console/devices"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 303);
+        assert_eq!(answer.headers()["location"], "/console/sign-in");
+
+        let cookie = session(&app, &admin).await;
+        let (status, page) = get(&app, &cookie, "/console/connections").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("<th scope=\"row\">hr</th>"), "{page}");
+        assert!(page.contains("signed in as ops"), "{page}");
+
+        let laptop = laptop_of(&app, "ann@acme.test").await;
+        let (_, page) = get(&app, &cookie, "/console/devices").await;
+        let token = csrf(&page);
+        let path = format!("/console/devices/{laptop}/revoke");
+        // Without the form's CSRF token, nothing happens.
+        let (status, _) = post(&app, &cookie, &path, &[("csrf", "forged")]).await;
+        assert_eq!(status, 403);
+        assert_eq!(device_status(app.store(), laptop).await, "approved");
+        let (status, _) = post(&app, &cookie, &path, &[("csrf", &token)]).await;
+        assert_eq!(status, 303);
+        assert_eq!(device_status(app.store(), laptop).await, "revoked");
+
+        // The live feed the events page polls carries the revocation.
+        let (status, feed) = get(&app, &cookie, "/console/events/feed?after=0").await;
+        assert_eq!(status, 200);
+        assert!(feed.contains("device.revoked"), "{feed}");
+    }
+);
+
+idpsync_core::store_test!(
+    a_read_token_sees_everything_and_changes_nothing,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let reader = app.token("auditor", Scope::Read, None).await;
+        let cookie = session(&app, &reader).await;
+        let laptop = laptop_of(&app, "bob@acme.test").await;
+        let (status, page) = get(&app, &cookie, "/console/devices").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("(read only)"), "{page}");
+        assert!(!page.contains("Revoke"), "no buttons for a read session");
+        let token = csrf(&page);
+        let (status, page) = post(
+            &app,
+            &cookie,
+            &format!("/console/devices/{laptop}/revoke"),
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 403);
+        assert!(page.contains("read token"), "{page}");
+        assert_eq!(device_status(app.store(), laptop).await, "approved");
+    }
+);
+
+idpsync_core::store_test!(
+    tokens_are_shown_once_and_a_revoked_token_ends_its_sessions,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        let cookie = session(&app, &admin).await;
+        let (_, page) = get(&app, &cookie, "/console/tokens").await;
+        let token = csrf(&page);
+        let (status, page) = post(
+            &app,
+            &cookie,
+            "/console/tokens",
+            &[("csrf", &token), ("name", "auditor"), ("scope", "read")],
+        )
+        .await;
+        assert_eq!(status, 200);
+        let shown = page.find("id=\"new-token\">").expect("shown once") + 15;
+        let created = page[shown..].split('<').next().unwrap().to_string();
+        assert!(created.starts_with("idps_"), "{created}");
+        let (_, listing) = get(&app, &cookie, "/console/tokens").await;
+        assert!(!listing.contains(&created), "the secret is shown once only");
+
+        let auditor = session(&app, &created).await;
+        assert_eq!(get(&app, &auditor, "/console/connections").await.0, 200);
+        let (status, _) = post(
+            &app,
+            &cookie,
+            "/console/tokens/auditor/revoke",
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 303);
+        // Revoked: its session ends (the token cache trusts a verified
+        // token for at most a second).
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(get(&app, &auditor, "/console/connections").await.0, 303);
+
+        // Signing in with it again is refused, saying why.
+        let answer = sign_in(&app, &created).await;
+        assert_eq!(answer.status(), 401);
+        assert!(answer.text().await.unwrap().contains("revoked"));
+    }
+);
+
+#[tokio::test]
+async fn a_post_from_another_site_and_a_devices_token_are_refused() {
+    let test_store = TestStore::sqlite().await;
+    let app = app(&test_store).await;
+    let admin = app.token("ops", Scope::Admin, None).await;
+    let answer = browser()
+        .post(app.url("/console/sign-in"))
+        .header("origin", "https://evil.example")
+        .form(&[("token", admin.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403, "login CSRF: another site's form");
+    let devices = app.token("agent", Scope::Devices, None).await;
+    assert_eq!(sign_in(&app, &devices).await.status(), 401);
+
+    let cookie = session(&app, &admin).await;
+    let (_, page) = get(&app, &cookie, "/console/tokens").await;
+    let answer = browser()
+        .post(app.url("/console/tokens"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("csrf", csrf(&page).as_str()),
+            ("name", "x"),
+            ("scope", "admin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert!(
+        !get(&app, &cookie, "/console/tokens")
+            .await
+            .1
+            .contains(">x<")
+    );
+}
