@@ -250,3 +250,74 @@ async fn a_post_from_another_site_and_a_devices_token_are_refused() {
             .contains(">x<")
     );
 }
+
+/// Imports a snapshot of `names` into `hr` through the admin API; the
+/// outcome as JSON.
+async fn import(app: &TestApp, admin: &str, names: &[&str]) -> serde_json::Value {
+    let users: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| serde_json::json!({"external_id": format!("id-{name}"), "user_name": name, "active": true}))
+        .collect();
+    app.client
+        .post(app.url("/api/v1/connections/hr/import"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"users": users, "groups": [], "memberships": []}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+idpsync_core::store_test!(
+    a_held_run_shows_who_it_would_deprovision_and_is_rejected_or_approved,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        import(&app, &admin, &["ann", "bob", "cat", "dan"]).await;
+        // Three of four gone at once: the safety gate holds it.
+        let held = import(&app, &admin, &["ann"]).await;
+        assert_eq!(held["outcome"], "held", "{held}");
+        let cookie = session(&app, &admin).await;
+        let (status, page) = get(&app, &cookie, "/console/runs").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("is held"), "{page}");
+        assert!(page.contains("It would delete: "), "{page}");
+        for name in ["bob", "cat", "dan"] {
+            assert!(page.contains(name), "{name} is named in the plan: {page}");
+        }
+        let run = held["run_id"].as_i64().expect("the held run's id");
+        let token = csrf(&page);
+        let (status, _) = post(
+            &app,
+            &cookie,
+            &format!("/console/runs/{run}/reject"),
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 303);
+        let (_, page) = get(&app, &cookie, "/console/runs").await;
+        assert!(!page.contains("is held"), "{page}");
+        assert!(
+            page.contains("rejected by console session of token ops"),
+            "{page}"
+        );
+        let (_, feed) = get(&app, &cookie, "/console/events/feed?after=0&limit=1000").await;
+        assert!(feed.contains("sync.rejected"), "{feed}");
+
+        // Held again, then approved: the three are deleted.
+        let held = import(&app, &admin, &["ann"]).await;
+        let run = held["run_id"].as_i64().expect("held again");
+        let (status, _) = post(
+            &app,
+            &cookie,
+            &format!("/console/runs/{run}/approve"),
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 303);
+        let (_, page) = get(&app, &cookie, "/console/connections").await;
+        assert!(page.contains("<td>1 (1)</td>"), "one user left: {page}");
+    }
+);

@@ -21,7 +21,8 @@ use crate::auth::{Scope, hash_token};
 use crate::devices::{self, DeviceStatus};
 use crate::reconcile::Trigger;
 use crate::store::NewToken;
-use crate::store::entity::{connection, device, event};
+use crate::store::entity::status::RunStatus;
+use crate::store::entity::{connection, device, event, source_user, sync_run};
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -29,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use html::{CONFIRM_SCRIPT, button, escape, page};
-use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use session::Session;
 use subtle::ConstantTimeEq;
@@ -43,6 +44,9 @@ pub fn router() -> Router<AppState> {
         .route("/sign-out", post(sign_out))
         .route("/connections", get(connections_page))
         .route("/connections/{id}/sync", post(sync_now))
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}/approve", post(approve_run))
+        .route("/runs/{id}/reject", post(reject_run))
         .route("/devices", get(devices_page))
         .route("/devices/{id}/revoke", post(revoke_device))
         .route("/events", get(events_page))
@@ -304,6 +308,138 @@ async fn sync_now(
     {
         // Every outcome, failures too, is a recorded run the page shows.
         Ok(_) => Redirect::to("/console/connections").into_response(),
+        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+/// Names of `ids` (users of `connection`), at most `LIMIT` of them.
+async fn user_names(state: &AppState, connection: &str, ids: &[String]) -> String {
+    const LIMIT: usize = 50;
+    if ids.is_empty() {
+        return "nobody".into();
+    }
+    let shown: Vec<String> = ids.iter().take(LIMIT).cloned().collect();
+    let names: Vec<String> = match source_user::Entity::find()
+        .filter(source_user::Column::ConnectionId.eq(connection))
+        .filter(source_user::Column::ExternalId.is_in(shown.clone()))
+        .all(state.store.db())
+        .await
+    {
+        Ok(rows) => rows.into_iter().map(|row| row.user_name).collect(),
+        Err(_) => shown,
+    };
+    let more = ids.len().saturating_sub(LIMIT);
+    format!(
+        "{}{}",
+        escape(&names.join(", ")),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
+    let rows = match sync_run::Entity::find()
+        .order_by_desc(sync_run::Column::Id)
+        .limit(100)
+        .all(state.store.db())
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return failed(error),
+    };
+    let mut held = String::new();
+    let mut body = String::from(
+        "<table><caption class=\"muted\">The newest 100 runs</caption><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Connection</th><th scope=\"col\">Trigger, mode</th><th scope=\"col\">Status</th><th scope=\"col\">Started</th><th scope=\"col\">Error</th></tr></thead><tbody>",
+    );
+    for row in rows {
+        if row.status == RunStatus::Held {
+            let plan = match state.reconciler.held_plan(row.id).await {
+                Ok(Some(plan)) => plan,
+                Ok(None) => continue,
+                Err(error) => return failed(error),
+            };
+            let actions = if signed.session.admin {
+                format!(
+                    "{}{}",
+                    button(
+                        &format!("/console/runs/{}/approve", row.id),
+                        &signed.session.csrf,
+                        "Approve",
+                        Some(
+                            "Apply this run's changes? Devices of the people it deprovisions are revoked."
+                        )
+                    ),
+                    button(
+                        &format!("/console/runs/{}/reject", row.id),
+                        &signed.session.csrf,
+                        "Reject",
+                        Some("Reject this run? Nothing of it is applied.")
+                    )
+                )
+            } else {
+                String::new()
+            };
+            held.push_str(&format!(
+                "<section aria-labelledby=\"held-{id}\"><h3 id=\"held-{id}\">Run {id} of {conn} is held</h3><p>It would deprovision: {deactivated}.</p><p>It would suspend: {suspended}.</p><p>It would delete: {deleted}.</p><p class=\"muted\">{added} memberships added, {removed} removed; {created} users created, {updated} updated.</p>{actions}</section>",
+                id = row.id,
+                conn = escape(&row.connection_id),
+                deactivated = user_names(&state, &row.connection_id, &plan.deactivated).await,
+                suspended = user_names(&state, &row.connection_id, &plan.suspended).await,
+                deleted = user_names(&state, &row.connection_id, &plan.deleted).await,
+                added = plan.counts.memberships_added,
+                removed = plan.counts.memberships_removed,
+                created = plan.counts.users_created,
+                updated = plan.counts.users_updated,
+            ));
+        }
+        body.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}, {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.id,
+            escape(&row.connection_id),
+            escape(&row.trigger),
+            escape(&row.mode),
+            escape(row.status.as_str()),
+            row.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            escape(row.error.as_deref().unwrap_or(""))
+        ));
+    }
+    body.push_str("</tbody></table>");
+    let body = format!("{held}{body}{}{CONFIRM_SCRIPT}", sign_out_button(&signed));
+    Html(page("Runs", signed.who(), &body)).into_response()
+}
+
+async fn approve_run(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    match state.reconciler.approve(id).await {
+        Ok(_) => Redirect::to("/console/runs").into_response(),
+        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
+    }
+}
+
+async fn reject_run(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    let by = format!("console session of token {}", signed.session.token_name);
+    match state.reconciler.reject(id, &by).await {
+        Ok(()) => Redirect::to("/console/runs").into_response(),
         Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
     }
 }

@@ -76,6 +76,8 @@ event_kinds! {
     SyncApproved = "sync.approved",
     /// A held run was replaced by a newer run of its connection.
     SyncSuperseded = "sync.superseded",
+    /// A held run was rejected by an admin; nothing of it was applied.
+    SyncRejected = "sync.rejected",
     /// A run failed; nothing of it was applied.
     SyncFailed = "sync.failed",
 }

@@ -295,6 +295,18 @@ struct HeldChangeSet {
     delta_cursor: Option<String>,
 }
 
+/// What a held run would take from people ([`Reconciler::held_plan`]).
+#[derive(Debug, Clone)]
+pub struct HeldPlan {
+    pub counts: ChangeCounts,
+    /// External ids of users it would deprovision (devices revoked).
+    pub deactivated: Vec<String>,
+    /// External ids of users whose access it would suspend.
+    pub suspended: Vec<String>,
+    /// External ids of users it would delete.
+    pub deleted: Vec<String>,
+}
+
 /// Turns inputs into applied change sets. Cheap to clone.
 #[derive(Clone)]
 pub struct Reconciler {
@@ -591,6 +603,74 @@ impl Reconciler {
     /// Applies the change set of a held run exactly as it was computed, if
     /// the connection's stored state has not moved since; otherwise marks the
     /// run superseded and asks for a new run.
+    /// What a held run would do to people, for an admin deciding on it:
+    /// the external ids it would deactivate, suspend and delete, and its
+    /// counts. `None` when the run is not held.
+    pub async fn held_plan(&self, run_id: i64) -> Result<Option<HeldPlan>> {
+        let Some(run) = sync_run::Entity::find_by_id(run_id)
+            .one(self.store.db())
+            .await?
+        else {
+            return Err(ReconcileError::RunNotFound(run_id));
+        };
+        if run.status != RunStatus::Held {
+            return Ok(None);
+        }
+        let held: HeldChangeSet = serde_json::from_str(run.change_set.as_deref().unwrap_or("{}"))
+            .map_err(|error| {
+            ReconcileError::Apply(format!(
+                "stored change set of run {run_id} is unreadable: {error}"
+            ))
+        })?;
+        Ok(Some(HeldPlan {
+            counts: held.changes.counts(),
+            deactivated: held.changes.users_deactivated,
+            suspended: held.changes.users_suspended,
+            deleted: held.changes.users_deleted,
+        }))
+    }
+
+    /// Rejects a held run: nothing of it is applied, it is marked rejected
+    /// with who rejected it, and `sync.rejected` is recorded. The next run
+    /// of its connection computes afresh (and is held again if the source
+    /// still says the same).
+    pub async fn reject(&self, run_id: i64, by: &str) -> Result<()> {
+        let write = self.store.begin_write().await?;
+        let tx = &write.tx;
+        let run = sync_run::Entity::find_by_id(run_id)
+            .one(tx)
+            .await?
+            .ok_or(ReconcileError::RunNotFound(run_id))?;
+        if run.status != RunStatus::Held {
+            return Err(ReconcileError::RunNotHeld {
+                run_id,
+                status: run.status,
+            });
+        }
+        let now = Utc::now();
+        let connection_id = run.connection_id.clone();
+        let mut rejected: sync_run::ActiveModel = run.into();
+        rejected.status = Set(RunStatus::Rejected);
+        rejected.finished_at = Set(Some(now));
+        rejected.error = Set(Some(format!("rejected by {by}")));
+        rejected.update(tx).await?;
+        events::append(
+            tx,
+            &[NewEvent::new(
+                EventKind::SyncRejected,
+                Some(&connection_id),
+                "sync_run",
+                run_id.to_string(),
+                json!({"run_id": run_id, "by": by}),
+            )],
+            now,
+        )
+        .await?;
+        write.commit().await?;
+        self.bus.notify();
+        Ok(())
+    }
+
     pub async fn approve(&self, run_id: i64) -> Result<Outcome> {
         let write = self.store.begin_write().await?;
         let tx = &write.tx;

@@ -6,7 +6,7 @@ pub(crate) mod devices;
 mod directory;
 pub(crate) mod events;
 pub mod openapi;
-mod runs;
+pub(crate) mod runs;
 
 use super::AppState;
 use super::error::{ApiError, rejection};
@@ -39,6 +39,7 @@ pub fn endpoints() -> Endpoints {
         .get("/runs", runs::list)
         .get("/runs/{id}", runs::one)
         .post("/runs/{id}/approve", runs::approve)
+        .post("/runs/{id}/reject", runs::reject)
         .get("/users", directory::users)
         .get("/users/{id}", directory::user)
         .get("/groups", directory::groups)

@@ -172,6 +172,12 @@ pub fn spec() -> Value {
                 "parameters": [id_param("id", "integer")],
                 "responses": {"200": {"description": "applied"}, "409": {"description": "not held, or superseded"}}
             }},
+            "/runs/{id}/reject": {"post": {
+                "summary": "Reject a held run: nothing of it is applied",
+                "description": "Scopes: admin. 409 if the run is not held. Records sync.rejected.",
+                "parameters": [id_param("id", "integer")],
+                "responses": {"204": {"description": "rejected"}, "409": {"description": "not held"}}
+            }},
             "/users": {"get": op("Source users", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"enum": ["active", "inactive"]}})]), "page of users")},
             "/users/{id}": {"get": op("One user with effective groups and ACL groups", read, json!([id_param("id", "integer")]), "the user")},
             "/groups": {"get": op("Source groups", read, with(vec![connection_filter]), "page of groups")},

@@ -103,3 +103,15 @@ pub async fn approve(
     caller.can_admin()?;
     Ok(axum::Json(state.reconciler.approve(id).await?))
 }
+
+/// `POST /runs/{id}/reject`: a held run is not applied.
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.can_admin()?;
+    let by = format!("token {}", caller.0.name);
+    state.reconciler.reject(id, &by).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -37,6 +37,9 @@ pub enum RunStatus {
     /// A held run replaced by a newer run of the same connection.
     #[sea_orm(string_value = "superseded")]
     Superseded,
+    /// A held run an admin rejected: nothing of it was applied.
+    #[sea_orm(string_value = "rejected")]
+    Rejected,
 }
 
 /// Whether a connection's scheduled runs go ahead (`connections.health`).
@@ -76,6 +79,7 @@ impl RunStatus {
             RunStatus::Held => "held",
             RunStatus::Approved => "approved",
             RunStatus::Superseded => "superseded",
+            RunStatus::Rejected => "rejected",
         }
     }
 
