@@ -557,7 +557,8 @@ const LIVE_SCRIPT: &str = r#"<script>
       const page = await answer.json();
       for (const e of page.events) {
         const row = document.createElement('tr');
-        for (const text of [e.id, e.kind, e.connection_id || '', e.subject_type + ' ' + e.subject_id, e.created_at]) {
+        const at = new Date(e.created_at).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+        for (const text of [e.id, e.kind, e.connection_id || '', e.subject_type + ' ' + e.subject_id, at]) {
           const cell = document.createElement('td');
           cell.textContent = String(text);
           row.appendChild(cell);
