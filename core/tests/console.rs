@@ -4,7 +4,7 @@
 //! revoked in the console is revoked (with its event) like anywhere else.
 
 use idpsync_core::auth::Scope;
-use idpsync_core::testing::{TestApp, TestStore, approved_device, device_status};
+use idpsync_core::testing::{TestApp, TestStore, device_status};
 use reqwest::redirect::Policy;
 
 /// A browser without a cookie jar: the test carries the cookie itself.
@@ -68,35 +68,6 @@ id = "hr"
 kind = "scim"
 "#;
 
-/// A person pushed over SCIM into `hr`, with an approved laptop; the
-/// laptop's id.
-async fn laptop_of(app: &TestApp, user_name: &str) -> i64 {
-    let scim = app
-        .token(&format!("scim-{user_name}"), Scope::Scim, Some("hr"))
-        .await;
-    let created: serde_json::Value = app
-        .client
-        .post(app.url("/scim/v2/hr/Users"))
-        .bearer_auth(scim)
-        .header("content-type", "application/scim+json")
-        .body(serde_json::json!({"userName": user_name, "active": true}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().expect("created").to_string();
-    approved_device(
-        app.store(),
-        &app.state.bus,
-        "hr",
-        &id,
-        &format!("nk-{user_name}"),
-    )
-    .await
-}
-
 async fn app(test_store: &TestStore) -> TestApp {
     TestApp::builder(&test_store.store)
         .config(CONFIG)
@@ -124,7 +95,7 @@ idpsync_core::store_test!(
         assert!(page.contains("<th scope=\"row\">hr</th>"), "{page}");
         assert!(page.contains("signed in as ops"), "{page}");
 
-        let laptop = laptop_of(&app, "ann@acme.test").await;
+        let laptop = app.person_with_laptop("hr", "ann@acme.test").await;
         let (_, page) = get(&app, &cookie, "/console/devices").await;
         let token = csrf(&page);
         let path = format!("/console/devices/{laptop}/revoke");
@@ -149,7 +120,7 @@ idpsync_core::store_test!(
         let app = app(test_store).await;
         let reader = app.token("auditor", Scope::Read, None).await;
         let cookie = session(&app, &reader).await;
-        let laptop = laptop_of(&app, "bob@acme.test").await;
+        let laptop = app.person_with_laptop("hr", "bob@acme.test").await;
         let (status, page) = get(&app, &cookie, "/console/devices").await;
         assert_eq!(status, 200);
         assert!(page.contains("(read only)"), "{page}");

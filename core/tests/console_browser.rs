@@ -8,7 +8,7 @@
 
 use base64::Engine;
 use idpsync_core::auth::Scope;
-use idpsync_core::testing::{TestApp, TestStore, approved_device, device_status};
+use idpsync_core::testing::{TestApp, TestStore, device_status};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -227,34 +227,6 @@ impl Browser<'_> {
     }
 }
 
-/// A person pushed over SCIM with an approved laptop; the laptop's id.
-async fn laptop_of(app: &TestApp, user_name: &str) -> i64 {
-    let scim = app
-        .token(&format!("scim-{user_name}"), Scope::Scim, Some("hr"))
-        .await;
-    let created: Value = app
-        .client
-        .post(app.url("/scim/v2/hr/Users"))
-        .bearer_auth(scim)
-        .header("content-type", "application/scim+json")
-        .body(json!({"userName": user_name, "active": true}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
-    approved_device(
-        app.store(),
-        &app.state.bus,
-        "hr",
-        &id,
-        &format!("nk-{user_name}"),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_works_the_console_in_chromium_and_a_reader_is_refused() {
     let test_store = TestStore::sqlite().await;
@@ -264,7 +236,7 @@ async fn an_admin_works_the_console_in_chromium_and_a_reader_is_refused() {
         .await;
     let admin = app.token("ops", Scope::Admin, None).await;
     let reader = app.token("auditor", Scope::Read, None).await;
-    let laptop = laptop_of(&app, "ann@acme.test").await;
+    let laptop = app.person_with_laptop("hr", "ann@acme.test").await;
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
     let driver = Driver::start().await;
     let browser = driver.browser(shots.clone()).await;
@@ -323,7 +295,7 @@ async fn an_admin_works_the_console_in_chromium_and_a_reader_is_refused() {
         !browser.source().await.contains(">Revoke<"),
         "no buttons for a reader"
     );
-    let second = laptop_of(&app, "bob@acme.test").await;
+    let second = app.person_with_laptop("hr", "bob@acme.test").await;
     browser
         .script(&format!(
             "const f = document.createElement('form'); f.method = 'post'; f.action = '/console/devices/{second}/revoke';

@@ -153,6 +153,26 @@ fn refused(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// Makes `change` if this session may (see [`Signed::refuses_change`]),
+/// then sends the browser back to `page`; a failed change is shown with
+/// `status`. `change` is a future: nothing of it runs before the checks.
+async fn change<E: std::fmt::Display>(
+    signed: &Signed,
+    headers: &HeaderMap,
+    csrf: &str,
+    page: &str,
+    status: StatusCode,
+    change: impl std::future::Future<Output = Result<(), E>>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(headers, csrf) {
+        return refusal;
+    }
+    match change.await {
+        Ok(()) => Redirect::to(page).into_response(),
+        Err(error) => refused(status, &error.to_string()),
+    }
+}
+
 fn failed(error: impl std::fmt::Display) -> Response {
     refused(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
 }
@@ -298,18 +318,23 @@ async fn sync_now(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
-    }
-    match state
-        .sync
-        .run(&id, Trigger::Api, false, false, std::future::pending())
-        .await
-    {
-        // Every outcome, failures too, is a recorded run the page shows.
-        Ok(_) => Redirect::to("/console/connections").into_response(),
-        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
-    }
+    // Every outcome, failures too, is a recorded run the page shows.
+    let run = async {
+        state
+            .sync
+            .run(&id, Trigger::Api, false, false, std::future::pending())
+            .await
+            .map(drop)
+    };
+    change(
+        &signed,
+        &headers,
+        &form.csrf,
+        "/console/connections",
+        StatusCode::CONFLICT,
+        run,
+    )
+    .await
 }
 
 /// Names of `ids` (users of `connection`), at most `LIMIT` of them.
@@ -418,13 +443,16 @@ async fn approve_run(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
-    }
-    match state.reconciler.approve(id).await {
-        Ok(_) => Redirect::to("/console/runs").into_response(),
-        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
-    }
+    let approve = async { state.reconciler.approve(id).await.map(drop) };
+    change(
+        &signed,
+        &headers,
+        &form.csrf,
+        "/console/runs",
+        StatusCode::CONFLICT,
+        approve,
+    )
+    .await
 }
 
 async fn reject_run(
@@ -434,14 +462,17 @@ async fn reject_run(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
-    }
     let by = format!("console session of token {}", signed.session.token_name);
-    match state.reconciler.reject(id, &by).await {
-        Ok(()) => Redirect::to("/console/runs").into_response(),
-        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
-    }
+    let reject = state.reconciler.reject(id, &by);
+    change(
+        &signed,
+        &headers,
+        &form.csrf,
+        "/console/runs",
+        StatusCode::CONFLICT,
+        reject,
+    )
+    .await
 }
 
 async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response {
@@ -494,22 +525,27 @@ async fn revoke_device(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
-    }
     let reason = format!("revoked in the console by {}", signed.session.token_name);
-    match devices::set_status(
-        &state.store,
-        &state.bus,
-        id,
-        DeviceStatus::Revoked,
-        Some(reason),
+    let revoke = async {
+        devices::set_status(
+            &state.store,
+            &state.bus,
+            id,
+            DeviceStatus::Revoked,
+            Some(reason),
+        )
+        .await
+        .map(drop)
+    };
+    change(
+        &signed,
+        &headers,
+        &form.csrf,
+        "/console/devices",
+        StatusCode::CONFLICT,
+        revoke,
     )
     .await
-    {
-        Ok(_) => Redirect::to("/console/devices").into_response(),
-        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
-    }
 }
 
 /// The newest events first; the script long-polls `/console/events/feed`
@@ -686,11 +722,14 @@ async fn revoke_token(
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
-    }
-    match state.store.revoke_token(&name).await {
-        Ok(_) => Redirect::to("/console/tokens").into_response(),
-        Err(error) => refused(StatusCode::NOT_FOUND, &error.to_string()),
-    }
+    let revoke = async { state.store.revoke_token(&name).await.map(drop) };
+    change(
+        &signed,
+        &headers,
+        &form.csrf,
+        "/console/tokens",
+        StatusCode::NOT_FOUND,
+        revoke,
+    )
+    .await
 }

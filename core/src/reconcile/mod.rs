@@ -295,6 +295,21 @@ struct HeldChangeSet {
     delta_cursor: Option<String>,
 }
 
+/// Run `run_id`, which must be held.
+async fn held_run(tx: &impl ConnectionTrait, run_id: i64) -> Result<sync_run::Model> {
+    let run = sync_run::Entity::find_by_id(run_id)
+        .one(tx)
+        .await?
+        .ok_or(ReconcileError::RunNotFound(run_id))?;
+    if run.status != RunStatus::Held {
+        return Err(ReconcileError::RunNotHeld {
+            run_id,
+            status: run.status,
+        });
+    }
+    Ok(run)
+}
+
 /// What a held run would take from people ([`Reconciler::held_plan`]).
 #[derive(Debug, Clone)]
 pub struct HeldPlan {
@@ -637,16 +652,7 @@ impl Reconciler {
     pub async fn reject(&self, run_id: i64, by: &str) -> Result<()> {
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
-        let run = sync_run::Entity::find_by_id(run_id)
-            .one(tx)
-            .await?
-            .ok_or(ReconcileError::RunNotFound(run_id))?;
-        if run.status != RunStatus::Held {
-            return Err(ReconcileError::RunNotHeld {
-                run_id,
-                status: run.status,
-            });
-        }
+        let run = held_run(tx, run_id).await?;
         let now = Utc::now();
         let connection_id = run.connection_id.clone();
         let mut rejected: sync_run::ActiveModel = run.into();
@@ -674,16 +680,7 @@ impl Reconciler {
     pub async fn approve(&self, run_id: i64) -> Result<Outcome> {
         let write = self.store.begin_write().await?;
         let tx = &write.tx;
-        let run = sync_run::Entity::find_by_id(run_id)
-            .one(tx)
-            .await?
-            .ok_or(ReconcileError::RunNotFound(run_id))?;
-        if run.status != RunStatus::Held {
-            return Err(ReconcileError::RunNotHeld {
-                run_id,
-                status: run.status,
-            });
-        }
+        let run = held_run(tx, run_id).await?;
         let connection_row = connection::Entity::find_by_id(&run.connection_id)
             .one(tx)
             .await?

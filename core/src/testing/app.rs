@@ -59,6 +59,36 @@ impl TestApp {
     pub fn store(&self) -> &Store {
         &self.state.store
     }
+
+    /// A person pushed over SCIM into `connection` (with a token of their
+    /// own), who then has an approved laptop; the laptop's id.
+    pub async fn person_with_laptop(&self, connection: &str, user_name: &str) -> i64 {
+        let scim = self
+            .token(&format!("scim-{user_name}"), Scope::Scim, Some(connection))
+            .await;
+        let created: serde_json::Value = self
+            .client
+            .post(self.url(&format!("/scim/v2/{connection}/Users")))
+            .bearer_auth(scim)
+            .header("content-type", "application/scim+json")
+            .body(serde_json::json!({"userName": user_name, "active": true}).to_string())
+            .send()
+            .await
+            .and_then(|answer| answer.error_for_status())
+            .unwrap_or_else(|e| panic!("creating {user_name} over SCIM: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("reading {user_name}: {e}"));
+        let id = created["id"].as_str().expect("a SCIM id");
+        super::approved_device(
+            self.store(),
+            &self.state.bus,
+            connection,
+            id,
+            &format!("nk-{user_name}"),
+        )
+        .await
+    }
 }
 
 impl TestAppBuilder {
