@@ -22,6 +22,18 @@ pub enum DeviceStatus {
 }
 
 impl DeviceStatus {
+    /// The status an admin action leads to: `approve`, `quarantine`,
+    /// `lock` or `revoke`.
+    pub fn from_action(action: &str) -> Option<DeviceStatus> {
+        match action {
+            "approve" => Some(DeviceStatus::Approved),
+            "quarantine" => Some(DeviceStatus::Quarantined),
+            "lock" => Some(DeviceStatus::Locked),
+            "revoke" => Some(DeviceStatus::Revoked),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceStatus::Pending => "pending",

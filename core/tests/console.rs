@@ -292,3 +292,78 @@ idpsync_core::store_test!(
         assert!(page.contains("<td>1 (1)</td>"), "one user left: {page}");
     }
 );
+
+idpsync_core::store_test!(
+    devices_change_status_and_events_filter_by_kind_and_connection,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        let cookie = session(&app, &admin).await;
+        let laptop = app.person_with_laptop("hr", "eve@acme.test").await;
+        let (_, page) = get(&app, &cookie, "/console/devices").await;
+        let token = csrf(&page);
+        for (action, status) in [
+            ("quarantine", "quarantined"),
+            ("lock", "locked"),
+            ("approve", "approved"),
+        ] {
+            let path = format!("/console/devices/{laptop}/{action}");
+            assert_eq!(post(&app, &cookie, &path, &[("csrf", &token)]).await.0, 303);
+            assert_eq!(device_status(app.store(), laptop).await, status);
+        }
+        let (status, _) = post(
+            &app,
+            &cookie,
+            &format!("/console/devices/{laptop}/explode"),
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // Only device.locked, on the page and in the live feed.
+        let (_, page) = get(
+            &app,
+            &cookie,
+            "/console/events?kind=device.locked&connection=hr",
+        )
+        .await;
+        assert!(page.contains("<td>device.locked</td>"), "{page}");
+        assert!(!page.contains("<td>device.approved</td>"), "{page}");
+        let (_, feed) = get(
+            &app,
+            &cookie,
+            "/console/events/feed?after=0&kind=device.locked",
+        )
+        .await;
+        let feed: serde_json::Value = serde_json::from_str(&feed).unwrap();
+        let kinds: Vec<&str> = feed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["device.locked"]);
+        assert!(
+            feed["cursor"].as_i64().unwrap() > 1,
+            "the cursor passes what is filtered out"
+        );
+        let (_, other) = get(
+            &app,
+            &cookie,
+            "/console/events/feed?after=0&connection=elsewhere",
+        )
+        .await;
+        assert!(other.contains("\"events\":[]"), "{other}");
+
+        // A pushed connection cannot be pulled: the page says so.
+        let (status, page) = post(
+            &app,
+            &cookie,
+            "/console/connections/hr/check",
+            &[("csrf", &token)],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(page.contains("role=\"alert\""), "{page}");
+    }
+);

@@ -44,11 +44,13 @@ pub fn router() -> Router<AppState> {
         .route("/sign-out", post(sign_out))
         .route("/connections", get(connections_page))
         .route("/connections/{id}/sync", post(sync_now))
+        .route("/connections/{id}/check", post(check_connection))
+        .route("/connections/{id}/dry-run", post(dry_run))
         .route("/runs", get(runs_page))
         .route("/runs/{id}/approve", post(approve_run))
         .route("/runs/{id}/reject", post(reject_run))
         .route("/devices", get(devices_page))
-        .route("/devices/{id}/revoke", post(revoke_device))
+        .route("/devices/{id}/{action}", post(change_device))
         .route("/events", get(events_page))
         .route("/events/feed", get(events_feed))
         .route("/tokens", get(tokens_page).post(create_token))
@@ -288,12 +290,18 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
             },
         );
         let action = if signed.session.admin && view.kind != "scim" {
-            button(
-                &format!("/console/connections/{}/sync", view.id),
-                &signed.session.csrf,
-                "Sync now",
-                None,
-            )
+            ["sync", "check", "dry-run"]
+                .iter()
+                .zip(["Sync now", "Test connection", "Dry run"])
+                .map(|(path, label)| {
+                    button(
+                        &format!("/console/connections/{}/{path}", view.id),
+                        &signed.session.csrf,
+                        label,
+                        None,
+                    )
+                })
+                .collect::<String>()
         } else {
             String::new()
         };
@@ -475,6 +483,79 @@ async fn reject_run(
     .await
 }
 
+/// A page reporting what a connection answered, with a way back.
+fn report(signed: &Signed, title: &str, body: &str) -> Response {
+    let body = format!("{body}<p><a href=\"/console/connections\">Back to the connections</a></p>");
+    Html(page(title, signed.who(), &body)).into_response()
+}
+
+/// "Test connection": the driver's credentials and reach, said plainly.
+async fn check_connection(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    let body = match state.sync.check(&id).await {
+        Ok(Ok(capabilities)) => format!(
+            "<p role=\"status\">Reached: {}.</p><p class=\"muted\">Incremental pulls: {}; nested groups: {}; page size {}.</p>",
+            escape(&capabilities.summary),
+            if capabilities.delta { "yes" } else { "no" },
+            if capabilities.nested_groups {
+                "yes"
+            } else {
+                "no"
+            },
+            capabilities.page_size
+        ),
+        Ok(Err(error)) => format!(
+            "<p role=\"alert\" class=\"bad\">{}</p>",
+            escape(&error.to_string())
+        ),
+        Err(error) => format!(
+            "<p role=\"alert\" class=\"bad\">{}</p>",
+            escape(&error.to_string())
+        ),
+    };
+    report(&signed, &format!("Test connection {id}"), &body)
+}
+
+/// A dry run: the pull and the plan, nothing applied.
+async fn dry_run(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
+        return refusal;
+    }
+    let body = match state
+        .sync
+        .run(&id, Trigger::Api, true, false, std::future::pending())
+        .await
+    {
+        Ok(report) => match serde_json::to_value(&report) {
+            Ok(json) => format!(
+                "<p role=\"status\">Status {}; nothing was applied.</p><pre>{}</pre>",
+                escape(json["status"].as_str().unwrap_or("")),
+                escape(&serde_json::to_string_pretty(&json["outcome"]).unwrap_or_default())
+            ),
+            Err(error) => format!("<p class=\"bad\">{}</p>", escape(&error.to_string())),
+        },
+        Err(error) => format!(
+            "<p role=\"alert\" class=\"bad\">{}</p>",
+            escape(&error.to_string())
+        ),
+    };
+    report(&signed, &format!("Dry run of {id}"), &body)
+}
+
 async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response {
     let rows = match device::Entity::find()
         .order_by_desc(device::Column::Id)
@@ -490,7 +571,22 @@ async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response
     );
     for row in rows {
         let action = if signed.session.admin && row.status != DeviceStatus::Revoked.as_str() {
-            button(
+            let mut forms = String::new();
+            for (action, label, status) in [
+                ("approve", "Approve", DeviceStatus::Approved),
+                ("quarantine", "Quarantine", DeviceStatus::Quarantined),
+                ("lock", "Lock", DeviceStatus::Locked),
+            ] {
+                if row.status != status.as_str() {
+                    forms.push_str(&button(
+                        &format!("/console/devices/{}/{action}", row.id),
+                        &signed.session.csrf,
+                        label,
+                        None,
+                    ));
+                }
+            }
+            forms.push_str(&button(
                 &format!("/console/devices/{}/revoke", row.id),
                 &signed.session.csrf,
                 "Revoke",
@@ -498,7 +594,8 @@ async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response
                     "Revoke {}? A revoked device cannot come back.",
                     row.name
                 )),
-            )
+            ));
+            forms
         } else {
             String::new()
         };
@@ -518,24 +615,25 @@ async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response
     Html(page("Devices", signed.who(), &body)).into_response()
 }
 
-async fn revoke_device(
+async fn change_device(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path((id, action)): Path<(i64, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let reason = format!("revoked in the console by {}", signed.session.token_name);
-    let revoke = async {
-        devices::set_status(
-            &state.store,
-            &state.bus,
-            id,
-            DeviceStatus::Revoked,
-            Some(reason),
-        )
-        .await
-        .map(drop)
+    let Some(status) = DeviceStatus::from_action(&action) else {
+        return refused(StatusCode::NOT_FOUND, &format!("no device action {action}"));
+    };
+    let reason = format!(
+        "{} in the console by {}",
+        status.as_str(),
+        signed.session.token_name
+    );
+    let set = async {
+        devices::set_status(&state.store, &state.bus, id, status, Some(reason))
+            .await
+            .map(drop)
     };
     change(
         &signed,
@@ -543,15 +641,54 @@ async fn revoke_device(
         &form.csrf,
         "/console/devices",
         StatusCode::CONFLICT,
-        revoke,
+        set,
     )
     .await
 }
 
 /// The newest events first; the script long-polls `/console/events/feed`
 /// and puts each new event on top as it commits.
-async fn events_page(State(state): State<AppState>, signed: Signed) -> Response {
-    let rows = match event::Entity::find()
+/// `?kind=` and `?connection=` on the events page and its feed.
+#[derive(Debug, Default, Deserialize)]
+struct EventFilter {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    connection: Option<String>,
+}
+
+impl EventFilter {
+    fn normalized(self) -> EventFilter {
+        let keep = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        EventFilter {
+            kind: keep(self.kind),
+            connection: keep(self.connection),
+        }
+    }
+
+    fn keeps(&self, kind: &str, connection: Option<&str>) -> bool {
+        self.kind.as_deref().is_none_or(|wanted| wanted == kind)
+            && self
+                .connection
+                .as_deref()
+                .is_none_or(|wanted| Some(wanted) == connection)
+    }
+}
+
+async fn events_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(filter): Query<EventFilter>,
+) -> Response {
+    let filter = filter.normalized();
+    let mut query = event::Entity::find();
+    if let Some(kind) = &filter.kind {
+        query = query.filter(event::Column::Kind.eq(kind.as_str()));
+    }
+    if let Some(connection) = &filter.connection {
+        query = query.filter(event::Column::ConnectionId.eq(connection.as_str()));
+    }
+    let rows = match query
         .order_by_desc(event::Column::Id)
         .limit(100)
         .all(state.store.db())
@@ -560,9 +697,31 @@ async fn events_page(State(state): State<AppState>, signed: Signed) -> Response 
         Ok(rows) => rows,
         Err(error) => return failed(error),
     };
-    let cursor = rows.first().map_or(0, |row| row.id);
+    // The live feed starts after the newest event of any kind.
+    let cursor = match event::Entity::find()
+        .order_by_desc(event::Column::Id)
+        .one(state.store.db())
+        .await
+    {
+        Ok(newest) => newest.map_or(0, |row| row.id),
+        Err(error) => return failed(error),
+    };
+    let kinds: String = crate::events::EventKind::ALL
+        .iter()
+        .map(|kind| {
+            let name = kind.as_str();
+            let selected = if filter.kind.as_deref() == Some(name) {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option{selected}>{name}</option>")
+        })
+        .collect();
     let mut body = format!(
-        "<p class=\"muted\" id=\"live\" aria-live=\"polite\">Live: new events appear on top.</p><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">Kind</th><th scope=\"col\">Connection</th><th scope=\"col\">Subject</th><th scope=\"col\">At</th></tr></thead><tbody id=\"events\" data-cursor=\"{cursor}\">"
+        "<form method=\"get\" action=\"/console/events\"><label for=\"kind\">Kind</label> <select id=\"kind\" name=\"kind\"><option value=\"\">any</option>{kinds}</select> <label for=\"connection\">Connection</label> <input id=\"connection\" name=\"connection\" value=\"{}\"> <button type=\"submit\">Filter</button></form><p class=\"muted\" id=\"live\" aria-live=\"polite\">Live: new events appear on top.</p><table><thead><tr><th scope=\"col\">#</th><th scope=\"col\">Kind</th><th scope=\"col\">Connection</th><th scope=\"col\">Subject</th><th scope=\"col\">At</th></tr></thead><tbody id=\"events\" data-cursor=\"{cursor}\" data-filter=\"{}\">",
+        escape(filter.connection.as_deref().unwrap_or("")),
+        escape(&filter_query(&filter)),
     );
     for row in rows {
         body.push_str(&format!(
@@ -588,7 +747,7 @@ const LIVE_SCRIPT: &str = r#"<script>
   let cursor = Number(body.dataset.cursor);
   for (;;) {
     try {
-      const answer = await fetch('/console/events/feed?wait=25&after=' + cursor, {credentials: 'same-origin'});
+      const answer = await fetch('/console/events/feed?wait=25&after=' + cursor + body.dataset.filter, {credentials: 'same-origin'});
       if (!answer.ok) { await new Promise(r => setTimeout(r, 5000)); continue; }
       const page = await answer.json();
       for (const e of page.events) {
@@ -607,12 +766,36 @@ const LIVE_SCRIPT: &str = r#"<script>
 })();
 </script>"#;
 
+/// The filter as a query string for the feed (`&kind=...&connection=...`).
+fn filter_query(filter: &EventFilter) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(kind) = &filter.kind {
+        query.append_pair("kind", kind);
+    }
+    if let Some(connection) = &filter.connection {
+        query.append_pair("connection", connection);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        query
+    } else {
+        format!("&{query}")
+    }
+}
+
+/// The API feed's page, then the filter: the cursor still moves past what
+/// the filter leaves out.
 async fn events_feed(
     State(state): State<AppState>,
     _signed: Signed,
     Query(query): Query<feed::FeedQuery>,
+    Query(filter): Query<EventFilter>,
 ) -> Result<axum::Json<feed::FeedPage>, ApiError> {
-    Ok(axum::Json(feed::page(&state, &query).await?))
+    let filter = filter.normalized();
+    let mut page = feed::page(&state, &query).await?;
+    page.events
+        .retain(|event| filter.keeps(&event.kind, event.connection_id.as_deref()));
+    Ok(axum::Json(page))
 }
 
 async fn tokens_page(State(state): State<AppState>, signed: Signed) -> Response {

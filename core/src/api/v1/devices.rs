@@ -130,17 +130,12 @@ pub async fn change_status(
     body: axum::body::Bytes,
 ) -> Result<axum::Json<DeviceView>, ApiError> {
     can_manage(&caller)?;
-    let status = match action.as_str() {
-        "approve" => DeviceStatus::Approved,
-        "quarantine" => DeviceStatus::Quarantined,
-        "lock" => DeviceStatus::Locked,
-        "revoke" => DeviceStatus::Revoked,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no device action \"{other}\"; use approve, quarantine, lock or revoke"
-            )));
-        }
-    };
+    let status = DeviceStatus::from_action(&action).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no device action \"{action}\"; use approve, quarantine, lock or revoke"
+        ))
+    })?;
+
     let change: StatusChange = if body.iter().all(u8::is_ascii_whitespace) {
         StatusChange::default()
     } else {
