@@ -367,3 +367,122 @@ idpsync_core::store_test!(
         assert!(page.contains("role=\"alert\""), "{page}");
     }
 );
+
+const DIRECTORY_CONFIG: &str = r#"
+[[connections]]
+id = "hr"
+kind = "scim"
+[[acl_groups]]
+name = "engineering"
+[[acl_groups.from]]
+connection = "hr"
+group_glob = "Eng*"
+"#;
+
+idpsync_core::store_test!(
+    the_directory_searches_pages_and_says_where_acl_members_come_from,
+    async |test_store: &TestStore| {
+        let app = TestApp::builder(&test_store.store)
+            .config(DIRECTORY_CONFIG)
+            .start()
+            .await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        let mut users: Vec<serde_json::Value> = ["ann", "bob", "cat"]
+            .iter()
+            .map(|name| serde_json::json!({"external_id": format!("id-{name}"), "user_name": name, "active": true}))
+            .collect();
+        users.extend((0..55).map(|i| {
+            serde_json::json!({"external_id": format!("id-p{i:02}"), "user_name": format!("p{i:02}"), "active": true})
+        }));
+        let edge = |group: &str, kind: &str, member: &str| serde_json::json!({"group_external_id": group, "member": {"type": kind, "external_id": member}});
+        let outcome: serde_json::Value = app
+            .client
+            .post(app.url("/api/v1/connections/hr/import"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({
+                "users": users,
+                "groups": [
+                    {"external_id": "g-eng", "display_name": "Engineering"},
+                    {"external_id": "g-plat", "display_name": "Platform"}
+                ],
+                "memberships": [
+                    edge("g-eng", "user", "id-ann"),
+                    edge("g-plat", "user", "id-bob"),
+                    edge("g-eng", "group", "g-plat")
+                ]
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(outcome["outcome"], "applied", "{outcome}");
+        let cookie = session(&app, &admin).await;
+
+        // Search by prefix, any case; paging by 50.
+        let (_, page) = get(&app, &cookie, "/console/users?q=B").await;
+        assert!(
+            page.contains(">bob</a>") && !page.contains(">ann</a>"),
+            "{page}"
+        );
+        let (_, page) = get(&app, &cookie, "/console/users").await;
+        assert!(page.contains("rel=\"next\""), "58 users: a next page");
+        let next = page
+            .split("rel=\"next\" href=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .replace("&amp;", "&");
+        let (_, second) = get(&app, &cookie, &next).await;
+        assert!(
+            second.contains(">p54</a>") && !second.contains(">ann</a>"),
+            "{second}"
+        );
+
+        // Bob: in Platform directly, in Engineering through it, so in the
+        // engineering ACL group.
+        let bob = page
+            .split(">bob</a>")
+            .next()
+            .and_then(|before| before.rsplit("/console/users/").next())
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        let (_, bob_page) = get(&app, &cookie, &format!("/console/users/{bob}")).await;
+        for shown in [">Platform</a>", ">Engineering</a>", ">engineering</a>"] {
+            assert!(bob_page.contains(shown), "{shown}: {bob_page}");
+        }
+
+        // Engineering: Platform and ann directly; ann and bob effectively.
+        let engineering = bob_page
+            .split(">Engineering</a>")
+            .next()
+            .and_then(|before| before.rsplit("/console/groups/").next())
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        let (_, group) = get(&app, &cookie, &format!("/console/groups/{engineering}")).await;
+        let (direct, effective) = group.split_once("Effective members").unwrap();
+        assert!(
+            direct.contains(">Platform</a>") && direct.contains(">ann</a>"),
+            "{direct}"
+        );
+        assert!(!direct.contains(">bob</a>"), "{direct}");
+        assert!(
+            effective.contains(">ann</a>") && effective.contains(">bob</a>"),
+            "{effective}"
+        );
+
+        // The ACL group names where each member comes from.
+        let (_, acl) = get(&app, &cookie, "/console/acl-groups/engineering").await;
+        assert!(
+            acl.contains(">bob</a>") && acl.contains(">ann</a>"),
+            "{acl}"
+        );
+        assert!(!acl.contains(">cat</a>"), "{acl}");
+        assert!(acl.contains(">Engineering</a>"), "{acl}");
+        let (_, rules) = get(&app, &cookie, "/console/acl-groups").await;
+        assert!(rules.contains("hr: groups matching Eng*"), "{rules}");
+    }
+);

@@ -39,7 +39,7 @@ input, select { font: inherit; padding: .25rem; }
 pub fn page(title: &str, who: Option<(&str, bool)>, body: &str) -> String {
     let header = match who {
         Some((name, admin)) => format!(
-            "<nav aria-label=\"Console\"><a href=\"/console/connections\">Connections</a><a href=\"/console/runs\">Runs</a><a href=\"/console/devices\">Devices</a><a href=\"/console/events\">Events</a><a href=\"/console/tokens\">Tokens</a></nav><span class=\"muted\">signed in as {}{}</span>",
+            "<nav aria-label=\"Console\"><a href=\"/console/connections\">Connections</a><a href=\"/console/runs\">Runs</a><a href=\"/console/users\">Users</a><a href=\"/console/groups\">Groups</a><a href=\"/console/acl-groups\">ACL groups</a><a href=\"/console/devices\">Devices</a><a href=\"/console/events\">Events</a><a href=\"/console/tokens\">Tokens</a></nav><span class=\"muted\">signed in as {}{}</span>",
             escape(name),
             if admin { "" } else { " (read only)" }
         ),

@@ -7,10 +7,10 @@
 //!   nothing.
 //! * Every form carries the session's CSRF token, checked in constant time,
 //!   and a POST whose `Origin` is another site is refused.
-//! * Pages: connections (health, last run, "sync now"), devices (revoke),
-//!   events (live, pushed by a long poll), tokens (create, shown once;
-//!   revoke).
+//! * Pages: connections, runs, the directory ([`directory`]: users, groups,
+//!   ACL groups), devices, events (live, pushed by a long poll), tokens.
 
+mod directory;
 mod html;
 pub mod session;
 
@@ -49,6 +49,12 @@ pub fn router() -> Router<AppState> {
         .route("/runs", get(runs_page))
         .route("/runs/{id}/approve", post(approve_run))
         .route("/runs/{id}/reject", post(reject_run))
+        .route("/users", get(directory::users))
+        .route("/users/{id}", get(directory::user))
+        .route("/groups", get(directory::groups))
+        .route("/groups/{id}", get(directory::group))
+        .route("/acl-groups", get(directory::acl_groups))
+        .route("/acl-groups/{name}", get(directory::acl_group))
         .route("/devices", get(devices_page))
         .route("/devices/{id}/{action}", post(change_device))
         .route("/events", get(events_page))
