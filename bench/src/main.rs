@@ -10,12 +10,14 @@
 //!   the Okta or Entra fake, with idpsync's peak RSS.
 //! * `calls` ([`calls`]): API calls per full pull for every driver, next to
 //!   the fewest its IdP's API allows.
+//! * `console` ([`console`]): console page render times over a big tenant.
 //! * `all` ([`suite`]): all of them, as one run.
 
 /// The daemon's allocator and its options, so that figures are the daemon's.
 #[path = "../../src/allocator.rs"]
 mod allocator;
 mod calls;
+mod console;
 mod harness;
 mod pull;
 mod report;
@@ -110,6 +112,22 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         memberships_per_user: usize,
     },
+    /// Console page render times (users page, a big group's effective
+    /// members) over a big tenant: p50/p99.
+    Console {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 10_000)]
+        groups: usize,
+        /// Group memberships per user (users x this = memberships).
+        #[arg(long, default_value_t = 10)]
+        memberships_per_user: usize,
+        /// Requests of each page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: Backend,
+    },
     /// SCIM write and read throughput and latency at N concurrent clients.
     Scim {
         /// Concurrent clients.
@@ -194,6 +212,19 @@ fn main() -> Result<()> {
             users,
             groups,
             memberships_per_user,
+            database,
+        ))?],
+        Command::Console {
+            users,
+            groups,
+            memberships_per_user,
+            requests,
+            database,
+        } => vec![runtime.block_on(console::console(
+            users,
+            groups,
+            memberships_per_user,
+            requests,
             database,
         ))?],
         Command::Calls {

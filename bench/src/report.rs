@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 const CURRENT: (&str, &str) = ("<!-- current:begin -->", "<!-- current:end -->");
 const HISTORY: (&str, &str) = ("<!-- history:begin -->", "<!-- history:end -->");
 const CALLS: (&str, &str) = ("<!-- calls:begin -->", "<!-- calls:end -->");
+const CONSOLE: (&str, &str) = ("<!-- console:begin -->", "<!-- console:end -->");
 
 /// `document` with its rendered parts replaced by what `runs` give.
 pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
@@ -19,7 +20,53 @@ pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
     };
     let document = replace_between(document, CURRENT, &current(latest))?;
     let document = replace_between(&document, CALLS, &calls(runs))?;
+    let document = replace_between(&document, CONSOLE, &console(runs))?;
     replace_between(&document, HISTORY, &history(&full_runs))
+}
+
+/// The latest console render run of each database, against the target.
+fn console(runs: &[Run]) -> String {
+    let target = Target::Below(100.0, Unit::Millis);
+    let mut out = String::new();
+    for database in ["sqlite", "postgres"] {
+        let Some((run, table)) = runs.iter().rev().find_map(|run| {
+            run.table(Benchmark::Console, &[("database", database)])
+                .map(|table| (run, table))
+        }) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "{} ({}, built from {}).\n\n| figure | value | target | |\n|---|---|---|---|\n",
+            table.title,
+            run.started,
+            run.revision.as_deref().unwrap_or("an unrecorded revision"),
+        ));
+        for figure in &table.figures {
+            let p99 = figure.measure.ends_with("p99");
+            let (goal, verdict) = if p99 {
+                (
+                    target.describe(),
+                    match target.met(figure) {
+                        Some(true) => "met",
+                        Some(false) => "**missed**",
+                        None => "",
+                    },
+                )
+            } else {
+                (String::new(), "")
+            };
+            out.push_str(&format!(
+                "| {} | {} | {goal} | {verdict} |\n",
+                figure.measure,
+                figure.display_value()
+            ));
+        }
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out.push_str("No run of `idpsync-bench console` yet.\n");
+    }
+    out
 }
 
 /// The latest `idpsync-bench calls` run: each driver's API calls per full

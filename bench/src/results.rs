@@ -53,6 +53,8 @@ pub enum Benchmark {
     Pull,
     /// API calls per full pull, per driver.
     Calls,
+    /// Console page render times.
+    Console,
 }
 
 /// One measure. `value` and `unit` are absent for a figure that is only
