@@ -9,6 +9,7 @@
 //! `IDPSYNC_REQUIRE_PG=1`, in which case it fails.
 
 mod app;
+pub mod browser;
 
 pub use app::{TestApp, TestAppBuilder};
 

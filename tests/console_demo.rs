@@ -1,0 +1,66 @@
+//! `idpsync demo` as a new admin meets it: the console URL and token it
+//! prints sign a real headless Chromium in, and the console lists the
+//! demo's connections, each pulled from its fake IdP.
+
+mod common;
+
+use idpsync_core::testing::browser::Driver;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_idpsync"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(dir.path())
+        .env("IDPSYNC_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    // The walkthrough prints the console line, then keeps serving.
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("Console: "))
+    })
+    .await
+    .unwrap()
+    .expect("the demo prints its console");
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(line.contains(&format!("{base}/console")), "{line}");
+    let token = line
+        .split("sign in with the token ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .expect("a token in the console line")
+        .to_string();
+
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    let driver = Driver::start().await;
+    let browser = driver.browser(shots).await;
+    browser.sign_in(&base, &token).await;
+    for connection in [
+        "entra",
+        "okta",
+        "google",
+        "keycloak",
+        "jumpcloud",
+        "auth0",
+        "authentik",
+        "zitadel",
+        "hr-scim",
+    ] {
+        browser
+            .wait_for(&format!("<th scope=\"row\">{connection}</th>"))
+            .await;
+    }
+    browser.screenshot("demo-connections").await;
+    let _ = demo.kill();
+    let _ = demo.wait();
+}
