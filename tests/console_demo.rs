@@ -22,12 +22,19 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
         .spawn()
         .unwrap();
     let stdout = demo.stdout.take().unwrap();
-    // The walkthrough prints the console line, then keeps serving.
+    // The walkthrough prints the console line, then keeps serving and
+    // printing: the pipe is read to its end, or the demo would die of a
+    // broken pipe at its next line.
+    let (found, console_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("Console: ") {
+                let _ = found.send(line);
+            }
+        }
+    });
     let line = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find(|line| line.starts_with("Console: "))
+        console_line.recv_timeout(std::time::Duration::from_secs(120))
     })
     .await
     .unwrap()
