@@ -486,3 +486,72 @@ idpsync_core::store_test!(
         assert!(rules.contains("hr: groups matching Eng*"), "{rules}");
     }
 );
+
+idpsync_core::store_test!(
+    scim_endpoints_and_bound_tokens_runs_in_detail_and_next_runs,
+    async |test_store: &TestStore| {
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        let cookie = session(&app, &admin).await;
+        let (_, page) = get(&app, &cookie, "/console/tokens").await;
+        let endpoint = format!("{}/scim/v2/hr", app.url(""));
+        assert!(
+            page.contains(&endpoint),
+            "the SCIM URL to give the IdP: {page}"
+        );
+        let token = csrf(&page);
+
+        // A scim token must name its connection; bound, it pushes.
+        let (status, _) = post(
+            &app,
+            &cookie,
+            "/console/tokens",
+            &[
+                ("csrf", &token),
+                ("name", "idp"),
+                ("scope", "scim"),
+                ("connection", ""),
+            ],
+        )
+        .await;
+        assert_eq!(status, 400);
+        let (status, page) = post(
+            &app,
+            &cookie,
+            "/console/tokens",
+            &[
+                ("csrf", &token),
+                ("name", "idp"),
+                ("scope", "scim"),
+                ("connection", "hr"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200);
+        let shown = page.find("id=\"new-token\">").unwrap() + 15;
+        let scim = page[shown..].split('<').next().unwrap().to_string();
+        let pushed = app
+            .client
+            .post(format!("{endpoint}/Users"))
+            .bearer_auth(&scim)
+            .header("content-type", "application/scim+json")
+            .body(serde_json::json!({"userName": "fay@acme.test", "active": true}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 201);
+
+        // The connection's last run links to its detail, with its counts.
+        let (_, page) = get(&app, &cookie, "/console/connections").await;
+        assert!(page.contains("<td>pushed</td>"), "{page}");
+        let run = page
+            .split("href=\"/console/runs/")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_string();
+        let (status, detail) = get(&app, &cookie, &format!("/console/runs/{run}")).await;
+        assert_eq!(status, 200);
+        assert!(detail.contains("users_created 1"), "{detail}");
+    }
+);

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/connections/{id}/check", post(check_connection))
         .route("/connections/{id}/dry-run", post(dry_run))
         .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/approve", post(approve_run))
         .route("/runs/{id}/reject", post(reject_run))
         .route("/users", get(directory::users))
@@ -272,7 +273,7 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
         Err(error) => return failed(error),
     };
     let mut body = String::from(
-        "<table><caption class=\"muted\">Every connection, its health and its last run</caption><thead><tr><th scope=\"col\">Connection</th><th scope=\"col\">Kind</th><th scope=\"col\">Health</th><th scope=\"col\">Users (active)</th><th scope=\"col\">Last run</th><th scope=\"col\"></th></tr></thead><tbody>",
+        "<table><caption class=\"muted\">Every connection, its health and its last run</caption><thead><tr><th scope=\"col\">Connection</th><th scope=\"col\">Kind</th><th scope=\"col\">Health</th><th scope=\"col\">Users (active)</th><th scope=\"col\">Last run</th><th scope=\"col\">Next run</th><th scope=\"col\"></th></tr></thead><tbody>",
     );
     for row in rows {
         let view = match connections::view(&state, row).await {
@@ -283,11 +284,13 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
             "<span class=\"muted\">never</span>".to_string(),
             |run| {
                 format!(
-                    "run {} {} ({}, {}){}",
+                    "<a href=\"/console/runs/{}\">run {}</a> {} ({}, {})<br><span class=\"muted\">{}</span>{}",
+                    run.id,
                     run.id,
                     escape(run.status.as_str()),
                     escape(&run.trigger),
                     run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    escape(&counts_summary(&run.counts)),
                     run.error
                         .as_deref()
                         .map(|e| format!("<br><span class=\"bad\">{}</span>", escape(e)))
@@ -311,8 +314,9 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
         } else {
             String::new()
         };
+        let next = next_run_text(&state, &view);
         body.push_str(&format!(
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({})</td><td>{last}</td><td>{action}</td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({})</td><td>{last}</td><td>{next}</td><td>{action}</td></tr>",
             escape(&view.id),
             escape(&view.kind),
             escape(view.health.as_str()),
@@ -323,6 +327,54 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
     body.push_str("</tbody></table>");
     body.push_str(&sign_out_button(&signed));
     Html(page("Connections", signed.who(), &body)).into_response()
+}
+
+/// The non-zero numbers of a run's counts, e.g. `users_created 300,
+/// memberships_added 600`.
+fn counts_summary(counts: &serde_json::Value) -> String {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        if let Some(object) = value.as_object() {
+            for (key, value) in object {
+                match value.as_u64() {
+                    Some(0) => {}
+                    Some(n) => out.push(format!("{key} {n}")),
+                    None => walk(value, out),
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(counts, &mut out);
+    if out.is_empty() {
+        "no changes".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+/// When a connection runs next: its schedule, later while backing off,
+/// never while quarantined.
+fn next_run_text(state: &AppState, view: &connections::ConnectionView) -> String {
+    use crate::store::entity::status::Health;
+    if view.health == Health::Quarantined {
+        return "none: quarantined (a manual sync clears it)".into();
+    }
+    let Some(connection) = state.config.connection(&view.id) else {
+        return "not configured".into();
+    };
+    if connection.kind == "scim" {
+        return "pushed".into();
+    }
+    match crate::sync::schedule::next_run(connection) {
+        None => "manual only".into(),
+        Some(at) => {
+            let at = view
+                .next_run_at
+                .filter(|backoff| *backoff > at)
+                .unwrap_or(at);
+            at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        }
+    }
 }
 
 async fn sync_now(
@@ -421,21 +473,11 @@ async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
             } else {
                 String::new()
             };
-            held.push_str(&format!(
-                "<section aria-labelledby=\"held-{id}\"><h3 id=\"held-{id}\">Run {id} of {conn} is held</h3><p>It would deprovision: {deactivated}.</p><p>It would suspend: {suspended}.</p><p>It would delete: {deleted}.</p><p class=\"muted\">{added} memberships added, {removed} removed; {created} users created, {updated} updated.</p>{actions}</section>",
-                id = row.id,
-                conn = escape(&row.connection_id),
-                deactivated = user_names(&state, &row.connection_id, &plan.deactivated).await,
-                suspended = user_names(&state, &row.connection_id, &plan.suspended).await,
-                deleted = user_names(&state, &row.connection_id, &plan.deleted).await,
-                added = plan.counts.memberships_added,
-                removed = plan.counts.memberships_removed,
-                created = plan.counts.users_created,
-                updated = plan.counts.users_updated,
-            ));
+            held.push_str(&held_section(&state, &row, &plan, &actions).await);
         }
         body.push_str(&format!(
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}, {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><th scope=\"row\"><a href=\"/console/runs/{}\">{}</a></th><td>{}</td><td>{}, {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.id,
             row.id,
             escape(&row.connection_id),
             escape(&row.trigger),
@@ -448,6 +490,60 @@ async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
     body.push_str("</tbody></table>");
     let body = format!("{held}{body}{}{CONFIRM_SCRIPT}", sign_out_button(&signed));
     Html(page("Runs", signed.who(), &body)).into_response()
+}
+
+/// A held run's plan: whom it would deprovision, suspend and delete.
+async fn held_section(
+    state: &AppState,
+    row: &sync_run::Model,
+    plan: &crate::reconcile::HeldPlan,
+    actions: &str,
+) -> String {
+    format!(
+        "<section aria-labelledby=\"held-{id}\"><h3 id=\"held-{id}\">Run {id} of {conn} is held</h3><p>It would deprovision: {deactivated}.</p><p>It would suspend: {suspended}.</p><p>It would delete: {deleted}.</p><p class=\"muted\">{added} memberships added, {removed} removed; {created} users created, {updated} updated.</p>{actions}</section>",
+        id = row.id,
+        conn = escape(&row.connection_id),
+        deactivated = user_names(state, &row.connection_id, &plan.deactivated).await,
+        suspended = user_names(state, &row.connection_id, &plan.suspended).await,
+        deleted = user_names(state, &row.connection_id, &plan.deleted).await,
+        added = plan.counts.memberships_added,
+        removed = plan.counts.memberships_removed,
+        created = plan.counts.users_created,
+        updated = plan.counts.users_updated,
+    )
+}
+
+/// One run: what it received and changed, its error, and a held run's plan.
+async fn run_page(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
+    let row = match sync_run::Entity::find_by_id(id).one(state.store.db()).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return refused(StatusCode::NOT_FOUND, "no such run"),
+        Err(error) => return failed(error),
+    };
+    let counts: serde_json::Value = serde_json::from_str(&row.counts).unwrap_or_default();
+    let mut body = format!(
+        "<dl><dt>Connection</dt><dd>{}</dd><dt>Trigger, mode</dt><dd>{}, {}{}</dd><dt>Status</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd><dt>Counts</dt><dd>{}</dd><dt>Error</dt><dd>{}</dd></dl>",
+        escape(&row.connection_id),
+        escape(&row.trigger),
+        escape(&row.mode),
+        if row.dry_run { " (dry run)" } else { "" },
+        escape(row.status.as_str()),
+        row.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        row.finished_at.map_or("-".to_string(), |at| at
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string()),
+        escape(&counts_summary(&counts)),
+        escape(row.error.as_deref().unwrap_or("none")),
+    );
+    if row.status == RunStatus::Held {
+        match state.reconciler.held_plan(row.id).await {
+            Ok(Some(plan)) => body.push_str(&held_section(&state, &row, &plan, "").await),
+            Ok(None) => {}
+            Err(error) => return failed(error),
+        }
+    }
+    body.push_str("<p><a href=\"/console/runs\">All runs</a></p>");
+    Html(page(&format!("Run {id}"), signed.who(), &body)).into_response()
 }
 
 async fn approve_run(
@@ -804,11 +900,35 @@ async fn events_feed(
     Ok(axum::Json(page))
 }
 
-async fn tokens_page(State(state): State<AppState>, signed: Signed) -> Response {
-    tokens_view(&state, &signed, None).await
+async fn tokens_page(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+) -> Response {
+    tokens_view(&state, &signed, &headers, None).await
 }
 
-async fn tokens_view(state: &AppState, signed: &Signed, created: Option<&str>) -> Response {
+/// Where the IdPs push: `[server] public_url` when set, else the address
+/// this page was asked at.
+fn scim_base(state: &AppState, headers: &HeaderMap) -> String {
+    match state.config.server.public_url.as_deref() {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!(
+            "http://{}",
+            headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    }
+}
+
+async fn tokens_view(
+    state: &AppState,
+    signed: &Signed,
+    headers: &HeaderMap,
+    created: Option<&str>,
+) -> Response {
     let tokens = match state.store.list_tokens().await {
         Ok(tokens) => tokens,
         Err(error) => return failed(error),
@@ -848,9 +968,33 @@ async fn tokens_view(state: &AppState, signed: &Signed, created: Option<&str>) -
         ));
     }
     body.push_str("</tbody></table>");
+    let scim: Vec<&str> = state
+        .config
+        .connections
+        .iter()
+        .filter(|c| c.kind == "scim")
+        .map(|c| c.id.as_str())
+        .collect();
+    if !scim.is_empty() {
+        let base = scim_base(state, headers);
+        body.push_str("<h3>SCIM endpoints</h3><p class=\"muted\">Give the IdP the URL and a token of scope scim bound to the connection.</p><ul>");
+        for id in &scim {
+            body.push_str(&format!(
+                "<li>{}: <code>{}/scim/v2/{}</code></li>",
+                escape(id),
+                escape(&base),
+                escape(id)
+            ));
+        }
+        body.push_str("</ul>");
+    }
     if signed.session.admin {
+        let connections: String = scim
+            .iter()
+            .map(|id| format!("<option>{}</option>", escape(id)))
+            .collect();
         body.push_str(&format!(
-            "<h3>New token</h3><form method=\"post\" action=\"/console/tokens\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><p><label for=\"name\">Name</label> <input id=\"name\" name=\"name\" required></p><p><label for=\"scope\">Scope</label> <select id=\"scope\" name=\"scope\"><option>read</option><option>admin</option><option>devices</option></select></p><p><button type=\"submit\">Create</button></p></form>",
+            "<h3>New token</h3><form method=\"post\" action=\"/console/tokens\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><p><label for=\"name\">Name</label> <input id=\"name\" name=\"name\" required></p><p><label for=\"scope\">Scope</label> <select id=\"scope\" name=\"scope\"><option>read</option><option>admin</option><option>devices</option><option>scim</option></select></p><p><label for=\"connection\">Connection (scim tokens)</label> <select id=\"connection\" name=\"connection\"><option value=\"\">-</option>{connections}</select></p><p><button type=\"submit\">Create</button></p></form>",
             escape(&signed.session.csrf)
         ));
     }
@@ -864,6 +1008,9 @@ struct NewTokenForm {
     csrf: String,
     name: String,
     scope: String,
+    /// The SCIM connection a `scim` token pushes into.
+    #[serde(default)]
+    connection: Option<String>,
 }
 
 async fn create_token(
@@ -879,20 +1026,38 @@ async fn create_token(
         "read" => Scope::Read,
         "admin" => Scope::Admin,
         "devices" => Scope::Devices,
+        "scim" => Scope::Scim,
         other => return refused(StatusCode::BAD_REQUEST, &format!("unknown scope {other}")),
+    };
+    let connection = form.connection.filter(|c| !c.is_empty());
+    let is_scim_connection = |id: &str| {
+        state
+            .config
+            .connection(id)
+            .is_some_and(|connection| connection.kind == "scim")
+    };
+    let connection = match (scope, connection) {
+        (Scope::Scim, Some(id)) if is_scim_connection(&id) => Some(id),
+        (Scope::Scim, _) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "a scim token is bound to one SCIM connection: choose it",
+            );
+        }
+        (_, _) => None,
     };
     match state
         .store
         .create_token(NewToken {
             name: form.name.trim().to_string(),
             scopes: vec![scope],
-            connection_id: None,
+            connection_id: connection,
             expires_at: None,
         })
         .await
     {
         Ok((plaintext, _)) => {
-            let mut response = tokens_view(&state, &signed, Some(&plaintext)).await;
+            let mut response = tokens_view(&state, &signed, &headers, Some(&plaintext)).await;
             // The one page that shows a secret is never cached.
             response.headers_mut().insert(
                 header::CACHE_CONTROL,

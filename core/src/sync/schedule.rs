@@ -17,6 +17,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Starts one task per scheduled connection.
+/// When `connection`'s schedule next fires after now, if it has one (the
+/// jitter aside).
+pub fn next_run(connection: &crate::config::ConnectionConfig) -> Option<chrono::DateTime<Utc>> {
+    let schedule = cron::Schedule::from_str(connection.schedule.as_deref()?).ok()?;
+    schedule.upcoming(Utc).next()
+}
+
 pub fn spawn(
     runner: SyncRunner,
     config: &Config,
@@ -111,5 +118,23 @@ async fn run_connection(
         if *shutdown.borrow() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod next_run_tests {
+    use super::*;
+
+    #[test]
+    fn the_next_run_is_the_schedules_next_firing_and_none_without_one() {
+        let mut connection: crate::config::ConnectionConfig = toml::from_str(
+            "id = \"okta\"\nkind = \"okta\"\nschedule = \"0 */5 * * * *\"",
+        )
+        .unwrap();
+        let next = next_run(&connection).expect("a scheduled connection runs");
+        let wait = next - Utc::now();
+        assert!(wait > chrono::Duration::zero() && wait <= chrono::Duration::minutes(5));
+        connection.schedule = None;
+        assert_eq!(next_run(&connection), None);
     }
 }
