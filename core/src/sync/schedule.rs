@@ -127,10 +127,8 @@ mod next_run_tests {
 
     #[test]
     fn the_next_run_is_the_schedules_next_firing_and_none_without_one() {
-        let mut connection: crate::config::ConnectionConfig = toml::from_str(
-            "id = \"okta\"\nkind = \"okta\"\nschedule = \"0 */5 * * * *\"",
-        )
-        .unwrap();
+        let mut connection: crate::config::ConnectionConfig =
+            toml::from_str("id = \"okta\"\nkind = \"okta\"\nschedule = \"0 */5 * * * *\"").unwrap();
         let next = next_run(&connection).expect("a scheduled connection runs");
         let wait = next - Utc::now();
         assert!(wait > chrono::Duration::zero() && wait <= chrono::Duration::minutes(5));
