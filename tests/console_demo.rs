@@ -52,17 +52,7 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
     let driver = Driver::start().await;
     let browser = driver.browser(shots).await;
     browser.sign_in(&base, &token).await;
-    for connection in [
-        "entra",
-        "okta",
-        "google",
-        "keycloak",
-        "jumpcloud",
-        "auth0",
-        "authentik",
-        "zitadel",
-        "hr-scim",
-    ] {
+    for connection in common::DEMO_PULLED.into_iter().chain(["hr-scim"]) {
         browser
             .wait_for(&format!("<th scope=\"row\">{connection}</th>"))
             .await;

@@ -26,16 +26,7 @@ fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
         "{stdout}\n{}",
         common::stderr(&output)
     );
-    for connection in [
-        "entra",
-        "okta",
-        "google",
-        "keycloak",
-        "jumpcloud",
-        "auth0",
-        "authentik",
-        "zitadel",
-    ] {
+    for connection in common::DEMO_PULLED {
         assert!(
             stdout
                 .lines()

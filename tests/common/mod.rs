@@ -256,3 +256,16 @@ pub fn plugin_library(package: &str) -> PathBuf {
     assert!(library.is_file(), "{} was not built", library.display());
     library
 }
+
+/// The connections `idpsync demo` pulls from its fake IdPs (its SCIM
+/// connection is `hr-scim`).
+pub const DEMO_PULLED: [&str; 8] = [
+    "entra",
+    "okta",
+    "google",
+    "keycloak",
+    "jumpcloud",
+    "auth0",
+    "authentik",
+    "zitadel",
+];
