@@ -7,7 +7,6 @@
 use super::html::{escape, page};
 use super::{Signed, failed};
 use crate::api::AppState;
-use crate::reconcile::AclRules;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
@@ -457,8 +456,14 @@ pub(super) async fn acl_group(
         Ok(rows) => rows.into_iter().map(|g| (g.id, g)).collect(),
         Err(error) => return failed(error),
     };
-    let rules = AclRules::compile(&state.config.acl_groups);
-    let Some(rules) = rules.groups.iter().find(|g| g.name == acl.name) else {
+    // The rules the reconciler applies, not a second compilation of them.
+    let Some(rules) = state
+        .reconciler
+        .acl_rules()
+        .groups
+        .iter()
+        .find(|g| g.name == acl.name)
+    else {
         return super::refused(
             axum::http::StatusCode::NOT_FOUND,
             "this ACL group is no longer in the config",

@@ -618,6 +618,11 @@ impl Reconciler {
     /// Applies the change set of a held run exactly as it was computed, if
     /// the connection's stored state has not moved since; otherwise marks the
     /// run superseded and asks for a new run.
+    /// The compiled ACL group rules this reconciler applies.
+    pub fn acl_rules(&self) -> &AclRules {
+        &self.acl
+    }
+
     /// What a held run would do to people, for an admin deciding on it:
     /// the external ids it would deactivate, suspend and delete, and its
     /// counts. `None` when the run is not held.

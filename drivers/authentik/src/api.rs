@@ -98,10 +98,7 @@ impl AuthentikApi {
         ];
         query.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.http
-            .get_json(
-                &move |client| client.get(&url).query(&query),
-                Some(&self.token),
-            )
+            .get_query(url, query, Some(&self.token))
             .await
             .map_err(explain)
     }

@@ -79,11 +79,11 @@ impl KeycloakApi {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, DriverError> {
-        let url = format!("{}{path}", self.admin_base);
-        let query = query.to_vec();
+        let query = query.iter().map(|(k, v)| (k.to_string(), v.clone()));
         self.http
-            .get_json(
-                &move |client| client.get(&url).query(&query),
+            .get_query(
+                format!("{}{path}", self.admin_base),
+                query.collect(),
                 Some(&self.token),
             )
             .await

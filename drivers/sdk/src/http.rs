@@ -330,6 +330,18 @@ impl HttpKit {
             .map_err(|error| DriverError::protocol(format!("unreadable JSON: {error}")))
     }
 
+    /// `GET url?query` with a bearer token from `auth`, its JSON body
+    /// parsed: the call most listings are.
+    pub async fn get_query<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        query: Vec<(String, String)>,
+        auth: Option<&dyn TokenSource>,
+    ) -> Result<T, DriverError> {
+        self.get_json(&move |client| client.get(&url).query(&query), auth)
+            .await
+    }
+
     async fn wait_if_paused(&self) {
         let until = *self.paused_until.lock().await;
         if let Some(until) = until
