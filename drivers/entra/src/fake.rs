@@ -23,13 +23,27 @@
 //! [`FakeGraph::create_user`], [`FakeGraph::delete_user`],
 //! [`FakeGraph::add_member`], [`FakeGraph::remove_member`] and
 //! [`FakeGraph::expire_delta_tokens`].
+//!
+//! Change notifications as Graph sends them: `/v1.0/subscriptions` (create,
+//! renew with PATCH, delete, reauthorize) for `users` and `groups`, with the
+//! validation handshake before a subscription is made (the token POSTed as
+//! `?validationToken=` to each URL must come back as text/plain, 200,
+//! within 10 seconds), expiry at most 41,760 minutes ahead (an expired
+//! subscription is gone), a notification per change to each live
+//! subscription of its resource after the change (retried when not
+//! answered 2xx within 3 seconds; [`FakeGraph::notification_deliveries`]),
+//! and lifecycle notifications on request ([`FakeGraph::send_lifecycle`]).
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use chrono::{DateTime, Utc};
+use idpsync_driver::fake::{
+    Dataset, Delivery, DeliveryLog, FakeServer, FakeTokens, FaultInjector, call_back, deliver,
+    json_response, serve,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -111,6 +125,43 @@ pub struct FakeGraph {
     pub tokens: FakeTokens,
     pub faults: FaultInjector,
     base_url: Arc<Mutex<String>>,
+    subscriptions: Arc<Mutex<Vec<GraphSubscription>>>,
+    /// The answers every change and lifecycle notification got.
+    pub notification_deliveries: DeliveryLog,
+}
+
+/// Graph's longest subscription to users or groups.
+const MAX_SUBSCRIPTION_MINUTES: i64 = 41_760;
+
+/// A subscription of the tenant.
+#[derive(Debug, Clone)]
+struct GraphSubscription {
+    id: String,
+    resource: String,
+    change_types: Vec<String>,
+    notification_url: String,
+    lifecycle_url: Option<String>,
+    client_state: Option<String>,
+    expires: DateTime<Utc>,
+}
+
+impl GraphSubscription {
+    fn json(&self) -> Value {
+        json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity",
+            "id": self.id,
+            "resource": self.resource,
+            "changeType": self.change_types.join(","),
+            "notificationUrl": self.notification_url,
+            "lifecycleNotificationUrl": self.lifecycle_url,
+            "clientState": self.client_state,
+            "expirationDateTime": graph_time(self.expires),
+        })
+    }
+}
+
+fn graph_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl FakeGraph {
@@ -123,6 +174,8 @@ impl FakeGraph {
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
             base_url: Arc::new(Mutex::new(String::new())),
+            subscriptions: Arc::default(),
+            notification_deliveries: DeliveryLog::default(),
         }
     }
 
@@ -134,6 +187,12 @@ impl FakeGraph {
             .route("/v1.0/users", get(list_users))
             .route("/v1.0/groups", get(list_groups))
             .route("/v1.0/users/{id}", get(one_user))
+            .route("/v1.0/subscriptions", post(create_subscription))
+            .route(
+                "/v1.0/subscriptions/{id}",
+                axum::routing::patch(renew_subscription).delete(delete_subscription),
+            )
+            .route("/v1.0/subscriptions/{id}/reauthorize", post(reauthorize))
             .fallback(unknown_route)
             .with_state(self.clone())
     }
@@ -175,6 +234,114 @@ impl FakeGraph {
             t.dataset.users[user].active = false;
             t.user_changed(user, v, &["accountEnabled"]);
         });
+        self.notify_user(user, "updated");
+    }
+
+    fn user_id(&self, user: usize) -> String {
+        self.tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dataset
+            .users[user]
+            .id
+            .clone()
+    }
+
+    fn group_id(&self, group: usize) -> String {
+        self.tenant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dataset
+            .groups[group]
+            .id
+            .clone()
+    }
+
+    fn notify_user(&self, user: usize, change: &str) {
+        let id = self.user_id(user);
+        self.notify("users", "Users", "#Microsoft.Graph.User", &id, change);
+    }
+
+    fn notify_group(&self, group: usize) {
+        let id = self.group_id(group);
+        self.notify("groups", "Groups", "#Microsoft.Graph.Group", &id, "updated");
+    }
+
+    /// Live subscriptions as (id, resource, expiry); expired ones are gone.
+    pub fn subscriptions(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+        subscriptions.retain(|s| s.expires > Utc::now());
+        subscriptions
+            .iter()
+            .map(|s| (s.id.clone(), s.resource.clone(), s.expires))
+            .collect()
+    }
+
+    /// A change notification to every live subscription of `resource` that
+    /// asked for `change`, after the change, as Graph sends it.
+    fn notify(&self, resource: &str, path: &str, odata_type: &str, id: &str, change: &str) {
+        let live: Vec<GraphSubscription> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| s.expires > Utc::now() && s.resource.eq_ignore_ascii_case(resource))
+            .filter(|s| s.change_types.iter().any(|c| c == change))
+            .cloned()
+            .collect();
+        for subscription in live {
+            let body = json!({"value": [{
+                "subscriptionId": subscription.id,
+                "subscriptionExpirationDateTime": graph_time(subscription.expires),
+                "changeType": change,
+                "resource": format!("{path}/{id}"),
+                "resourceData": {"@odata.type": odata_type, "@odata.id": format!("{path}/{id}"), "id": id, "organizationId": self.tenant_id},
+                "clientState": subscription.client_state,
+                "tenantId": self.tenant_id,
+            }]});
+            self.post_notification(&subscription.notification_url, body);
+        }
+    }
+
+    fn post_notification(&self, url: &str, body: Value) {
+        deliver(
+            Delivery {
+                url: url.to_string(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.to_string().into_bytes(),
+                deadline: std::time::Duration::from_secs(3),
+                retries: 2,
+            },
+            self.notification_deliveries.clone(),
+        );
+    }
+
+    /// Sends a lifecycle notification (`reauthorizationRequired`,
+    /// `subscriptionRemoved`, `missed`) for every live subscription; a
+    /// removed subscription is gone first, as Graph removes it.
+    pub fn send_lifecycle(&self, event: &str) {
+        let live: Vec<GraphSubscription> = {
+            let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            subscriptions.retain(|s| s.expires > Utc::now());
+            let live = subscriptions.clone();
+            if event == "subscriptionRemoved" {
+                subscriptions.clear();
+            }
+            live
+        };
+        for subscription in live {
+            let Some(url) = subscription.lifecycle_url.clone() else {
+                continue;
+            };
+            let body = json!({"value": [{
+                "subscriptionId": subscription.id,
+                "subscriptionExpirationDateTime": graph_time(subscription.expires),
+                "tenantId": self.tenant_id,
+                "clientState": subscription.client_state,
+                "lifecycleEvent": event,
+            }]});
+            self.post_notification(&url, body);
+        }
     }
 
     /// Gives a user a new userPrincipalName (and mail, as Entra does when
@@ -185,6 +352,7 @@ impl FakeGraph {
             t.dataset.users[user].email = user_name.into();
             t.user_changed(user, v, &["userPrincipalName", "mail"]);
         });
+        self.notify_user(user, "updated");
     }
 
     /// A new account (with a new id); its name may be one a deleted or
@@ -197,6 +365,7 @@ impl FakeGraph {
             t.user_created.insert(index, v);
             t.user_changed(index, v, &[]);
         });
+        self.notify_user(index, "updated");
         index
     }
 
@@ -216,6 +385,7 @@ impl FakeGraph {
                 t.member_changes.push((v, group, id.clone(), false, false));
             }
         });
+        self.notify_user(user, "deleted");
     }
 
     pub fn add_member(&self, group: usize, user: usize) {
@@ -225,6 +395,7 @@ impl FakeGraph {
             let id = t.dataset.users[user].id.clone();
             t.member_changes.push((v, group, id, false, true));
         });
+        self.notify_group(group);
     }
 
     pub fn remove_member(&self, group: usize, user: usize) {
@@ -233,6 +404,7 @@ impl FakeGraph {
             let id = t.dataset.users[user].id.clone();
             t.member_changes.push((v, group, id, false, false));
         });
+        self.notify_group(group);
     }
 
     /// Every delta token issued so far stops working (410 on use).
@@ -823,6 +995,213 @@ async fn one_user(
 }
 
 /// Graph's answer to a path it does not have.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewSubscription {
+    change_type: String,
+    notification_url: String,
+    lifecycle_notification_url: Option<String>,
+    resource: String,
+    expiration_date_time: DateTime<Utc>,
+    client_state: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Renewal {
+    expiration_date_time: DateTime<Utc>,
+}
+
+fn validation_error(message: &str) -> Response {
+    odata_error(StatusCode::BAD_REQUEST, "ValidationError", message)
+}
+
+/// Graph's checks of an expiry: in the future, at most 41,760 minutes ahead.
+fn check_expiry(at: DateTime<Utc>) -> Result<(), Box<Response>> {
+    let now = Utc::now();
+    if at <= now {
+        return Err(Box::new(validation_error(
+            "Subscription expiration must be in the future.",
+        )));
+    }
+    if at > now + chrono::Duration::minutes(MAX_SUBSCRIPTION_MINUTES) {
+        return Err(Box::new(validation_error(&format!(
+            "Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future."
+        ))));
+    }
+    Ok(())
+}
+
+/// The validation handshake: the token must come back, as text, in time.
+async fn validates(url: &str) -> bool {
+    let token = format!(
+        "Validation: Testing client application reachability {:016x}",
+        rand::random::<u64>()
+    );
+    let mut target = match url::Url::parse(url) {
+        Ok(target) => target,
+        Err(_) => return false,
+    };
+    target
+        .query_pairs_mut()
+        .append_pair("validationToken", &token);
+    matches!(
+        call_back(
+            reqwest::Method::POST,
+            target.as_str(),
+            &[("content-type", "text/plain; charset=utf-8")],
+            None,
+            std::time::Duration::from_secs(10),
+        )
+        .await,
+        Ok((200, body)) if body == token
+    )
+}
+
+async fn create_subscription(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "subscriptions", 0).await {
+        return answer;
+    }
+    let Ok(new) = serde_json::from_slice::<NewSubscription>(&body) else {
+        return odata_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid request body.",
+        );
+    };
+    if !matches!(new.resource.trim_start_matches('/'), "users" | "groups") {
+        return odata_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Resource not supported by this fake.",
+        );
+    }
+    let change_types: Vec<String> = new
+        .change_type
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .collect();
+    if change_types
+        .iter()
+        .any(|c| !matches!(c.as_str(), "created" | "updated" | "deleted"))
+    {
+        return validation_error("Invalid changeType.");
+    }
+    if new.client_state.as_ref().is_some_and(|c| c.len() > 128) {
+        return validation_error("clientState must be at most 128 characters.");
+    }
+    if let Err(answer) = check_expiry(new.expiration_date_time) {
+        return *answer;
+    }
+    for url in std::iter::once(&new.notification_url).chain(new.lifecycle_notification_url.iter()) {
+        if !validates(url).await {
+            return validation_error(
+                "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.",
+            );
+        }
+    }
+    let subscription = GraphSubscription {
+        id: format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            rand::random::<u32>(),
+            rand::random::<u64>() & 0xffff_ffff_ffff
+        ),
+        resource: new.resource.trim_start_matches('/').to_string(),
+        change_types,
+        notification_url: new.notification_url,
+        lifecycle_url: new.lifecycle_notification_url,
+        client_state: new.client_state,
+        expires: new.expiration_date_time,
+    };
+    fake.subscriptions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(subscription.clone());
+    (StatusCode::CREATED, axum::Json(subscription.json())).into_response()
+}
+
+fn subscription_not_found(id: &str) -> Response {
+    odata_error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        &format!("The object was not found: subscription {id}."),
+    )
+}
+
+async fn renew_subscription(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "subscriptions", 0).await {
+        return answer;
+    }
+    let Ok(renewal) = serde_json::from_slice::<Renewal>(&body) else {
+        return odata_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid request body.",
+        );
+    };
+    if let Err(answer) = check_expiry(renewal.expiration_date_time) {
+        return *answer;
+    }
+    let mut subscriptions = fake.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+    subscriptions.retain(|s| s.expires > Utc::now());
+    match subscriptions.iter_mut().find(|s| s.id == id) {
+        Some(subscription) => {
+            subscription.expires = renewal.expiration_date_time;
+            axum::Json(subscription.json()).into_response()
+        }
+        None => subscription_not_found(&id),
+    }
+}
+
+async fn delete_subscription(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "subscriptions", 0).await {
+        return answer;
+    }
+    let mut subscriptions = fake.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+    subscriptions.retain(|s| s.expires > Utc::now());
+    match subscriptions.iter().position(|s| s.id == id) {
+        Some(index) => {
+            subscriptions.remove(index);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => subscription_not_found(&id),
+    }
+}
+
+async fn reauthorize(
+    State(fake): State<FakeGraph>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "subscriptions", 0).await {
+        return answer;
+    }
+    let known = fake
+        .subscriptions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|s| s.id == id && s.expires > Utc::now());
+    if known {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        subscription_not_found(&id)
+    }
+}
+
 async fn unknown_route(uri: axum::http::Uri) -> Response {
     let segment = uri
         .path()

@@ -162,6 +162,44 @@ impl GraphApi {
             .map_err(explain)
     }
 
+    pub fn settings(&self) -> &EntraSettings {
+        &self.settings
+    }
+
+    /// `method /v1.0{path}` with a JSON body, its JSON answer (`null` for
+    /// an empty one, such as a DELETE's 204). Used for subscriptions.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, DriverError> {
+        let url = self.url(path);
+        let response = self
+            .http
+            .send(
+                &move |client| {
+                    let request = client.request(method.clone(), &url);
+                    match &body {
+                        Some(body) => request.json(body),
+                        None => request,
+                    }
+                },
+                Some(&self.token),
+            )
+            .await
+            .map_err(explain)?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
+    }
+
     /// "Test connection": one page of users and of groups.
     pub async fn probe(&self) -> Result<(usize, usize), DriverError> {
         let users: Page<IgnoredAny> = self

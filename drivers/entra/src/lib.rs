@@ -23,6 +23,7 @@ pub mod config;
 #[cfg(feature = "fake")]
 pub mod fake;
 mod graph;
+pub mod hooks;
 
 use config::EntraSettings;
 use graph::{DeltaLinks, GraphApi};
@@ -55,6 +56,13 @@ struct EntraDriver {
 
 #[async_trait::async_trait]
 impl Driver for EntraDriver {
+    /// Always offered: without a `notifications` table it subscribes to
+    /// nothing and refuses deliveries, but can still stop what an earlier
+    /// configuration subscribed.
+    fn notifier(&self) -> Option<&dyn idpsync_driver::notify::Notifier> {
+        Some(self)
+    }
+
     async fn check(&self) -> Result<Capabilities, DriverError> {
         let (users, groups) = self.api.probe().await?;
         Ok(Capabilities {

@@ -38,6 +38,42 @@ impl DirectoryApi {
         })
     }
 
+    pub fn settings(&self) -> &GoogleSettings {
+        &self.settings
+    }
+
+    /// `POST {api_url}{path}?query` with a JSON body, its JSON answer
+    /// (`null` for an empty one). Used for watch channels.
+    pub async fn post(
+        &self,
+        path: &str,
+        query: Vec<(&'static str, String)>,
+        body: Value,
+    ) -> Result<Value, DriverError> {
+        let url = format!("{}{path}", self.settings.api_url.trim_end_matches('/'));
+        let response = self
+            .http
+            .send(
+                &move |client| client.post(&url).query(&query).json(&body),
+                Some(&self.token as &dyn TokenSource),
+            )
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
+    }
+
+    /// The `customer` or `domain` parameter every listing and watch takes.
+    pub fn scope_param(&self) -> (&'static str, String) {
+        self.scope()
+    }
+
     pub fn page_size(&self) -> u32 {
         self.settings.page_size
     }

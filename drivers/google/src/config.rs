@@ -28,6 +28,42 @@ pub struct GoogleSettings {
     /// and which only suspend it; the others deprovision.
     #[serde(default = "default_states")]
     pub states: StatePolicy,
+    /// Push notifications: `users.watch` channels deliver to
+    /// `{public_url}/hooks/google_workspace/<connection>` and the connection
+    /// pulls at once.
+    #[serde(default)]
+    pub notifications: Option<GoogleNotifications>,
+}
+
+/// `[connections.google_workspace.notifications]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleNotifications {
+    /// The channels' token: Google sends it back as `X-Goog-Channel-Token`
+    /// with every message, and one without it is refused. At most 256
+    /// characters.
+    pub secret: Secret,
+    /// The user events to watch, one channel each: `add`, `delete`,
+    /// `update` (suspension is an update), `undelete`, `makeAdmin`.
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+    /// The channels' requested time to live; a new channel replaces each
+    /// when a third of it is left.
+    #[serde(default = "default_channel_ttl_secs")]
+    pub channel_ttl_secs: u64,
+}
+
+/// The user events `users.watch` takes.
+pub const WATCH_EVENTS: [&str; 5] = ["add", "delete", "makeAdmin", "undelete", "update"];
+
+fn default_events() -> Vec<String> {
+    ["add", "delete", "update", "undelete"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_channel_ttl_secs() -> u64 {
+    6 * 3600
 }
 
 /// A Workspace user's states, as the driver names them.
@@ -75,6 +111,37 @@ impl Settings for GoogleSettings {
             ));
         }
         settings::http_url("api_url", &self.api_url)?;
+        if let Some(notifications) = &self.notifications {
+            settings::secret_set("notifications.secret", &notifications.secret)?;
+            if notifications.secret.expose().chars().count() > 256 {
+                return Err(DriverError::config(
+                    "notifications.secret",
+                    "a channel token holds at most 256 characters",
+                ));
+            }
+            if notifications.events.is_empty() {
+                return Err(DriverError::config(
+                    "notifications.events",
+                    format!("list some of {}", WATCH_EVENTS.join(", ")),
+                ));
+            }
+            if let Some(event) = notifications
+                .events
+                .iter()
+                .find(|e| !WATCH_EVENTS.contains(&e.as_str()))
+            {
+                return Err(DriverError::config(
+                    "notifications.events",
+                    format!("\"{event}\" is not one of {}", WATCH_EVENTS.join(", ")),
+                ));
+            }
+            if notifications.channel_ttl_secs == 0 {
+                return Err(DriverError::config(
+                    "notifications.channel_ttl_secs",
+                    "must be at least 1",
+                ));
+            }
+        }
         // users.list's documented maxResults (groups take 200, members 200).
         settings::page_size(self.page_size, 500)
     }

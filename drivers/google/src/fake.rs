@@ -10,13 +10,27 @@
 //! `notFound` for unknown routes), and quota errors as
 //! 403 `quotaExceeded` (the throttle fault; Google documents "retry using
 //! exponential back-off") or 429.
+//!
+//! Push notifications as the Directory API sends them: `users/watch` (one
+//! event per channel, `web_hook` channels with an address, a token and a
+//! `ttl`, capped at 6 hours) answered with the channel's `resourceId` and
+//! `expiration`, then a `sync` message; a message per matching change to
+//! every live channel afterwards (`X-Goog-*` headers, the user as the body,
+//! message numbers counting up, retried on a non-2xx;
+//! [`FakeGoogle::push_deliveries`]); `channels/stop` (404 for a channel it
+//! does not know). Change the tenant with [`FakeGoogle::suspend_user`] and
+//! [`FakeGoogle::remove_user`] for the messages to go out.
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use chrono::{DateTime, Utc};
+use idpsync_driver::fake::{
+    Dataset, Delivery, DeliveryLog, FakeServer, FakeTokens, FaultInjector, deliver, json_response,
+    serve,
+};
 use idpsync_driver::jwt::verify_rs256;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,6 +53,25 @@ pub struct FakeGoogle {
     pub tokens: FakeTokens,
     pub faults: FaultInjector,
     base_url: Arc<Mutex<String>>,
+    channels: Arc<Mutex<Vec<WatchChannel>>>,
+    /// The answers every push message got.
+    pub push_deliveries: DeliveryLog,
+}
+
+/// The longest time to live the fake grants a channel.
+pub const MAX_CHANNEL_TTL_SECS: i64 = 6 * 3600;
+
+/// A notification channel on the users resource.
+#[derive(Debug, Clone)]
+struct WatchChannel {
+    id: String,
+    resource_id: String,
+    address: String,
+    token: Option<String>,
+    event: String,
+    expires: DateTime<Utc>,
+    /// The last message number sent.
+    messages: u64,
 }
 
 pub const CUSTOMER_ID: &str = "C0fake123";
@@ -56,7 +89,102 @@ impl FakeGoogle {
             tokens: FakeTokens::default(),
             faults: FaultInjector::default(),
             base_url: Arc::new(Mutex::new(String::new())),
+            channels: Arc::default(),
+            push_deliveries: DeliveryLog::default(),
         }
+    }
+
+    /// Suspends a user (an `update` message to `update` channels).
+    pub fn suspend_user(&self, user: usize) {
+        let id = {
+            let mut dataset = self.dataset.lock().unwrap_or_else(|e| e.into_inner());
+            dataset.users[user].active = false;
+            dataset.users[user].id.clone()
+        };
+        self.push("update", &id);
+    }
+
+    /// Deletes a user (a `delete` message to `delete` channels).
+    pub fn remove_user(&self, user: usize) {
+        let id = self.dataset.lock().unwrap_or_else(|e| e.into_inner()).users[user]
+            .id
+            .clone();
+        self.delete_user_by_id(&id);
+    }
+
+    fn delete_user_by_id(&self, id: &str) {
+        self.dataset
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_user_by_id(id);
+        self.push("delete", id);
+    }
+
+    /// Live channels as (id, event, expiry); expired ones are gone.
+    pub fn channels(&self) -> Vec<(String, String, DateTime<Utc>)> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.retain(|c| c.expires > Utc::now());
+        channels
+            .iter()
+            .map(|c| (c.id.clone(), c.event.clone(), c.expires))
+            .collect()
+    }
+
+    /// A message about user `id` to every live channel watching `event`.
+    fn push(&self, event: &str, id: &str) {
+        let due: Vec<WatchChannel> = {
+            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            channels.retain(|c| c.expires > Utc::now());
+            channels
+                .iter_mut()
+                .filter(|c| c.event == event)
+                .map(|c| {
+                    c.messages += 1;
+                    c.clone()
+                })
+                .collect()
+        };
+        let body = json!({"kind": "admin#directory#user", "id": id, "etag": "\"fake\"", "primaryEmail": format!("{id}@acme.test")});
+        for channel in due {
+            self.send(&channel, event, body.to_string().into_bytes());
+        }
+    }
+
+    fn send(&self, channel: &WatchChannel, state: &str, body: Vec<u8>) {
+        let mut headers = vec![
+            ("x-goog-channel-id".to_string(), channel.id.clone()),
+            (
+                "x-goog-channel-expiration".into(),
+                channel.expires.to_rfc2822(),
+            ),
+            ("x-goog-resource-id".into(), channel.resource_id.clone()),
+            (
+                "x-goog-resource-uri".into(),
+                format!(
+                    "https://admin.googleapis.com/admin/directory/v1/users?customer=my_customer&event={}",
+                    channel.event
+                ),
+            ),
+            ("x-goog-resource-state".into(), state.to_string()),
+            ("x-goog-message-number".into(), channel.messages.to_string()),
+            (
+                "content-type".into(),
+                "application/json; charset=UTF-8".into(),
+            ),
+        ];
+        if let Some(token) = &channel.token {
+            headers.push(("x-goog-channel-token".into(), token.clone()));
+        }
+        deliver(
+            Delivery {
+                url: channel.address.clone(),
+                headers,
+                body,
+                deadline: std::time::Duration::from_secs(10),
+                retries: 2,
+            },
+            self.push_deliveries.clone(),
+        );
     }
 
     pub fn router(&self) -> Router {
@@ -65,6 +193,8 @@ impl FakeGoogle {
             .route("/admin/directory/v1/users", get(users))
             .route("/admin/directory/v1/groups", get(groups))
             .route("/admin/directory/v1/groups/{key}/members", get(members))
+            .route("/admin/directory/v1/users/watch", post(watch))
+            .route("/admin/directory_v1/channels/stop", post(stop_channel))
             .fallback(|| async { google_error(StatusCode::NOT_FOUND, "notFound", "Not Found") })
             .with_state(self.clone())
     }
@@ -232,6 +362,137 @@ fn scoped(query: &HashMap<String, String>) -> Result<(), Box<Response>> {
             "notFound",
             "Domain not found.",
         ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct WatchRequest {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    address: String,
+    token: Option<String>,
+    #[serde(default)]
+    params: HashMap<String, String>,
+}
+
+async fn watch(
+    State(fake): State<FakeGoogle>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "watch", 0).await {
+        return answer;
+    }
+    if let Err(answer) = scoped(&query) {
+        return *answer;
+    }
+    let event = query.get("event").cloned().unwrap_or_default();
+    if !crate::config::WATCH_EVENTS.contains(&event.as_str()) {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "Invalid value for: event",
+        );
+    }
+    let Ok(request) = serde_json::from_slice::<WatchRequest>(&body) else {
+        return google_error(StatusCode::BAD_REQUEST, "parseError", "Parse Error");
+    };
+    let address_ok = url::Url::parse(&request.address).is_ok_and(|u| {
+        u.scheme() == "https" || matches!(u.host_str(), Some("127.0.0.1" | "localhost"))
+    });
+    if request.kind != "web_hook" || !address_ok {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "push.webhookUrlNotHttps",
+            "WebHook callback must be HTTPS: ",
+        );
+    }
+    if request.token.as_ref().is_some_and(|t| t.len() > 256)
+        || request.id.is_empty()
+        || request.id.len() > 64
+    {
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "Invalid channel id or token",
+        );
+    }
+    let ttl = request
+        .params
+        .get("ttl")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(MAX_CHANNEL_TTL_SECS)
+        .clamp(1, MAX_CHANNEL_TTL_SECS);
+    let channel = {
+        let mut channels = fake.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.retain(|c| c.expires > Utc::now());
+        if channels.iter().any(|c| c.id == request.id) {
+            return google_error(
+                StatusCode::BAD_REQUEST,
+                "channelIdNotUnique",
+                "Channel id not unique",
+            );
+        }
+        let channel = WatchChannel {
+            id: request.id,
+            resource_id: format!("res{:016x}", rand::random::<u64>()),
+            address: request.address,
+            token: request.token,
+            event,
+            expires: Utc::now() + chrono::Duration::seconds(ttl),
+            messages: 1,
+        };
+        channels.push(channel.clone());
+        channel
+    };
+    // The channel's first message says it exists.
+    fake.send(&channel, "sync", Vec::new());
+    axum::Json(json!({
+        "kind": "api#channel",
+        "id": channel.id,
+        "resourceId": channel.resource_id,
+        "resourceUri": format!("https://admin.googleapis.com/admin/directory/v1/users?customer=my_customer&event={}&alt=json", channel.event),
+        "token": channel.token,
+        "expiration": channel.expires.timestamp_millis().to_string(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopRequest {
+    id: String,
+    resource_id: String,
+}
+
+async fn stop_channel(
+    State(fake): State<FakeGoogle>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "watch", 0).await {
+        return answer;
+    }
+    let Ok(request) = serde_json::from_slice::<StopRequest>(&body) else {
+        return google_error(StatusCode::BAD_REQUEST, "parseError", "Parse Error");
+    };
+    let mut channels = fake.channels.lock().unwrap_or_else(|e| e.into_inner());
+    channels.retain(|c| c.expires > Utc::now());
+    match channels
+        .iter()
+        .position(|c| c.id == request.id && c.resource_id == request.resource_id)
+    {
+        Some(index) => {
+            channels.remove(index);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => google_error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!("Channel '{}' not found for project", request.id),
+        ),
     }
 }
 
@@ -429,10 +690,7 @@ impl idpsync_driver::compliance::CompliantFake for FakeGoogle {
     }
 
     fn delete_user(&self, id: &str) {
-        self.dataset
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove_user_by_id(id);
+        self.delete_user_by_id(id);
     }
 
     fn create_user(&self, user: idpsync_driver::fake::FakeUser) {

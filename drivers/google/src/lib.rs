@@ -21,6 +21,7 @@ mod api;
 pub mod config;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod hooks;
 
 use api::DirectoryApi;
 use config::GoogleSettings;
@@ -89,6 +90,13 @@ fn user(item: &Value, states: &StatePolicy) -> Result<SourceUser, DriverError> {
 
 #[async_trait::async_trait]
 impl Driver for GoogleDriver {
+    /// Always offered: without a `notifications` table it subscribes to
+    /// nothing and refuses deliveries, but can still stop what an earlier
+    /// configuration subscribed.
+    fn notifier(&self) -> Option<&dyn idpsync_driver::notify::Notifier> {
+        Some(self)
+    }
+
     async fn check(&self) -> Result<Capabilities, DriverError> {
         let (users, _) = self.api.users_page(None).await?;
         self.api.groups_page(None).await?;

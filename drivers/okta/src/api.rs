@@ -141,31 +141,10 @@ impl OktaApi {
             )));
         }
         let url = url.to_string();
-        let response = match &self.auth {
-            Auth::Ssws(token) => {
-                let header = format!("SSWS {}", token.expose());
-                self.http
-                    .send(
-                        &move |client| {
-                            client
-                                .get(&url)
-                                .header("authorization", &header)
-                                .header("accept", "application/json")
-                        },
-                        None,
-                    )
-                    .await
-            }
-            Auth::OAuth(grant) => {
-                self.http
-                    .send(
-                        &move |client| client.get(&url).header("accept", "application/json"),
-                        Some(grant.as_ref() as &dyn TokenSource),
-                    )
-                    .await
-            }
-        }
-        .map_err(explain)?;
+        let response = self
+            .authorized(&move |client| client.get(&url).header("accept", "application/json"))
+            .await
+            .map_err(explain)?;
         let next = next_link(response.headers());
         let bytes = response
             .bytes()
@@ -174,6 +153,66 @@ impl OktaApi {
         let items: Vec<T> = serde_json::from_slice(&bytes)
             .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))?;
         Ok((items, next))
+    }
+}
+
+impl OktaApi {
+    /// Sends the request `build` makes with the org's credentials.
+    async fn authorized(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<reqwest::Response, DriverError> {
+        match &self.auth {
+            Auth::Ssws(token) => {
+                let header = format!("SSWS {}", token.expose());
+                self.http
+                    .send(
+                        &move |client| build(client).header("authorization", &header),
+                        None,
+                    )
+                    .await
+            }
+            Auth::OAuth(grant) => {
+                self.http
+                    .send(build, Some(grant.as_ref() as &dyn TokenSource))
+                    .await
+            }
+        }
+    }
+
+    /// `method path` on the org with a JSON body, its JSON answer (`null`
+    /// for an empty one). Used to manage event hooks.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, DriverError> {
+        let url = format!("{}{path}", self.root());
+        let response = self
+            .authorized(&move |client| {
+                let request = client
+                    .request(method.clone(), &url)
+                    .header("accept", "application/json");
+                match &body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
+    }
+
+    pub fn settings(&self) -> &OktaSettings {
+        &self.settings
     }
 }
 
@@ -192,6 +231,9 @@ fn scopes(settings: &OktaSettings) -> Vec<String> {
     ];
     if settings.read_system_log {
         scopes.push("okta.logs.read".into());
+    }
+    if settings.notifications.as_ref().is_some_and(|n| n.register) {
+        scopes.push("okta.eventHooks.manage".into());
     }
     scopes
 }

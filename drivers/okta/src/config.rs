@@ -39,6 +39,24 @@ pub struct OktaSettings {
     /// kept); every other status deprovisions (devices revoked).
     #[serde(default = "default_states")]
     pub states: StatePolicy,
+    /// Event hooks: Okta calls `{public_url}/hooks/okta/<connection>` when a
+    /// user or a membership changes, and the connection pulls at once.
+    #[serde(default)]
+    pub notifications: Option<OktaNotifications>,
+}
+
+/// `[connections.okta.notifications]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OktaNotifications {
+    /// The value Okta sends in the `Authorization` header of every
+    /// delivery (the event hook's "Authentication secret").
+    pub secret: Secret,
+    /// Create and verify the event hook through the Event Hooks API (the
+    /// token then needs `okta.eventHooks.manage`, or a super admin's API
+    /// token). Off: an admin creates it in the Admin Console.
+    #[serde(default)]
+    pub register: bool,
 }
 
 /// Okta's user statuses.
@@ -94,6 +112,9 @@ impl Settings for OktaSettings {
         // The users and groups endpoints' documented maximum `limit`.
         settings::page_size(self.page_size, 200)?;
         self.states.validate("states", &STATUSES)?;
+        if let Some(notifications) = &self.notifications {
+            settings::secret_set("notifications.secret", &notifications.secret)?;
+        }
         for kind in &self.group_types {
             if !matches!(kind.as_str(), "OKTA_GROUP" | "APP_GROUP" | "BUILT_IN") {
                 return Err(DriverError::config(

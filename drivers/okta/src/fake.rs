@@ -15,6 +15,16 @@
 //! `until` and `eventType eq` filters) records both events. A new account
 //! may take a deleted or renamed account's login ([`FakeOkta::create_user`],
 //! [`FakeOkta::rename_user`]).
+//!
+//! Event hooks as Okta runs them: the Event Hooks API (create, read,
+//! verify, deactivate, delete; a hook must be deactivated before it is
+//! deleted), the one-time verification GET with
+//! `X-Okta-Verification-Challenge`, and deliveries of the events each hook
+//! subscribed to, after the change, with the hook's header, retried once
+//! when no 2xx comes within 3 seconds ([`FakeOkta::hook_deliveries`]).
+//! [`FakeOkta::register_hook_by_hand`] is an admin creating one in the
+//! Admin Console; [`FakeOkta::duplicate_deliveries`] sends each twice, as
+//! at-least-once delivery may.
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -22,7 +32,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use idpsync_driver::fake::{Dataset, FakeServer, FakeTokens, FaultInjector, json_response, serve};
+use idpsync_driver::fake::{
+    Dataset, Delivery, DeliveryLog, FakeServer, FakeTokens, FaultInjector, call_back, deliver,
+    json_response, serve,
+};
 use idpsync_driver::jwt::verify_rs256;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,6 +82,40 @@ pub struct FakeOkta {
     /// When set, the credentials lack read permissions: 403 E0000006.
     pub forbidden: Arc<Mutex<bool>>,
     base_url: Arc<Mutex<String>>,
+    hooks: Arc<Mutex<Vec<EventHook>>>,
+    /// The answers every event hook delivery got.
+    pub hook_deliveries: DeliveryLog,
+    /// Send every delivery twice.
+    pub duplicate_deliveries: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// An event hook of the org.
+#[derive(Debug, Clone)]
+struct EventHook {
+    id: String,
+    uri: String,
+    /// The header (name, value) sent with every request.
+    auth: (String, String),
+    events: Vec<String>,
+    active: bool,
+    verified: bool,
+}
+
+impl EventHook {
+    fn json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": format!("hook {}", self.id),
+            "status": if self.active { "ACTIVE" } else { "INACTIVE" },
+            "verificationStatus": if self.verified { "VERIFIED" } else { "UNVERIFIED" },
+            "events": {"type": "EVENT_TYPE", "items": self.events},
+            "channel": {"type": "HTTP", "version": "1.0.0", "config": {
+                "uri": self.uri,
+                "headers": [],
+                "authScheme": {"type": "HEADER", "key": self.auth.0},
+            }},
+        })
+    }
 }
 
 fn epoch() -> DateTime<Utc> {
@@ -107,6 +154,9 @@ impl FakeOkta {
             faults: FaultInjector::default(),
             forbidden: Arc::new(Mutex::new(false)),
             base_url: Arc::new(Mutex::new(String::new())),
+            hooks: Arc::default(),
+            hook_deliveries: DeliveryLog::default(),
+            duplicate_deliveries: Arc::default(),
         }
     }
 
@@ -117,6 +167,15 @@ impl FakeOkta {
             .route("/api/v1/groups", get(groups))
             .route("/api/v1/groups/{id}/users", get(group_users))
             .route("/api/v1/logs", get(logs))
+            .route("/api/v1/eventHooks", post(create_hook))
+            .route(
+                "/api/v1/eventHooks/{id}",
+                get(read_hook).delete(delete_hook),
+            )
+            .route(
+                "/api/v1/eventHooks/{id}/lifecycle/{action}",
+                post(hook_lifecycle),
+            )
             .fallback(unknown_route)
             .with_state(self.clone())
     }
@@ -134,10 +193,20 @@ impl FakeOkta {
 
     /// Changes a user's status (`SUSPENDED`, `DEPROVISIONED`, `ACTIVE`, ...).
     pub fn set_status(&self, user: usize, status: &str) {
-        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
-        org.status.insert(user, status.into());
-        org.user_updated.insert(user, Utc::now());
-        org.user_json.remove(&user);
+        let id = {
+            let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+            org.status.insert(user, status.into());
+            org.user_updated.insert(user, Utc::now());
+            org.user_json.remove(&user);
+            org.dataset.users[user].id.clone()
+        };
+        let event = match status {
+            "SUSPENDED" => "user.lifecycle.suspend",
+            "DEPROVISIONED" => "user.lifecycle.deactivate",
+            "LOCKED_OUT" => "user.account.lock",
+            _ => "user.lifecycle.activate",
+        };
+        self.notify(event, &[(&id, "User")]);
     }
 
     /// Deletes a user as Okta does: deactivated first if it is not already
@@ -175,6 +244,8 @@ impl FakeOkta {
             org.group_updated.insert(group, Utc::now());
         }
         org.record("user.lifecycle.delete.initiated", &id, "User");
+        drop(org);
+        self.notify("user.lifecycle.delete.initiated", &[(&id, "User")]);
     }
 
     /// A new account (a new id), possibly with a login another account had.
@@ -196,9 +267,93 @@ impl FakeOkta {
     }
 
     pub fn remove_member(&self, group: usize, user: usize) {
-        let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
-        org.dataset.members.retain(|m| *m != (group, user));
-        org.group_updated.insert(group, Utc::now());
+        let (user_id, group_id) = {
+            let mut org = self.org.lock().unwrap_or_else(|e| e.into_inner());
+            org.dataset.members.retain(|m| *m != (group, user));
+            org.group_updated.insert(group, Utc::now());
+            (
+                org.dataset.users[user].id.clone(),
+                org.dataset.groups[group].id.clone(),
+            )
+        };
+        self.notify(
+            "group.user_membership.remove",
+            &[(&user_id, "User"), (&group_id, "UserGroup")],
+        );
+    }
+
+    /// An event hook an admin created and verified in the Admin Console,
+    /// subscribed to every event idpsync asks for; its id.
+    pub fn register_hook_by_hand(&self, uri: &str, secret: &str) -> String {
+        let mut hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        let id = format!("who{:05}", hooks.len() + 1);
+        hooks.push(EventHook {
+            id: id.clone(),
+            uri: uri.into(),
+            auth: ("Authorization".into(), secret.into()),
+            events: crate::hooks::HOOK_EVENTS.map(String::from).to_vec(),
+            active: true,
+            verified: true,
+        });
+        id
+    }
+
+    /// The org's event hooks as (id, uri, active, verified).
+    pub fn event_hooks(&self) -> Vec<(String, String, bool, bool)> {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|h| (h.id.clone(), h.uri.clone(), h.active, h.verified))
+            .collect()
+    }
+
+    /// Delivers one event to every active, verified hook subscribed to it,
+    /// as Okta does: after the change, one event per delivery here (Okta
+    /// may batch up to 50), retried once.
+    fn notify(&self, event_type: &str, targets: &[(&str, &str)]) {
+        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = okta_time(Utc::now());
+        for hook in hooks
+            .iter()
+            .filter(|h| h.active && h.verified && h.events.iter().any(|e| e == event_type))
+        {
+            let body = json!({
+                "eventType": "com.okta.event_hook",
+                "eventTypeVersion": "1.0",
+                "cloudEventsVersion": "0.1",
+                "source": format!("https://fake.okta/api/v1/eventHooks/{}", hook.id),
+                "eventId": format!("evt{:032x}", rand::random::<u128>()),
+                "eventTime": now,
+                "contentType": "application/json",
+                "data": {"events": [{
+                    "uuid": format!("{:032x}", rand::random::<u128>()),
+                    "published": now,
+                    "eventType": event_type,
+                    "version": "0",
+                    "severity": "INFO",
+                    "displayMessage": event_type,
+                    "target": targets.iter().map(|(id, kind)| json!({"id": id, "type": kind})).collect::<Vec<_>>(),
+                }]},
+            });
+            let delivery = Delivery {
+                url: hook.uri.clone(),
+                headers: vec![
+                    (hook.auth.0.clone(), hook.auth.1.clone()),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: body.to_string().into_bytes(),
+                deadline: std::time::Duration::from_secs(3),
+                retries: 1,
+            };
+            if self
+                .duplicate_deliveries
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                deliver(delivery.clone(), self.hook_deliveries.clone());
+            }
+            deliver(delivery, self.hook_deliveries.clone());
+        }
     }
 }
 
@@ -625,6 +780,199 @@ async fn logs(
 }
 
 /// Okta's answer to a path it does not serve.
+#[derive(Deserialize)]
+struct NewHook {
+    name: Option<String>,
+    events: NewHookEvents,
+    channel: NewHookChannel,
+}
+
+#[derive(Deserialize)]
+struct NewHookEvents {
+    items: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NewHookChannel {
+    config: NewHookConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewHookConfig {
+    uri: String,
+    auth_scheme: Option<AuthScheme>,
+}
+
+#[derive(Deserialize)]
+struct AuthScheme {
+    key: String,
+    value: String,
+}
+
+fn hook_not_found(id: &str) -> Response {
+    okta_error(
+        StatusCode::NOT_FOUND,
+        "E0000007",
+        &format!("Not found: Resource not found: {id} (EventHook)"),
+    )
+}
+
+async fn create_hook(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "eventHooks", 0).await {
+        return answer;
+    }
+    let Ok(new) = serde_json::from_slice::<NewHook>(&body) else {
+        return okta_error(
+            StatusCode::BAD_REQUEST,
+            "E0000003",
+            "The request body was not well-formed.",
+        );
+    };
+    let uri_ok = url::Url::parse(&new.channel.config.uri).is_ok_and(|u| {
+        u.scheme() == "https" || matches!(u.host_str(), Some("127.0.0.1" | "localhost"))
+    });
+    if new.name.is_none() || !uri_ok || new.events.items.is_empty() {
+        return okta_error(
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            "Api validation failed: channel.config.uri must be an https URL; name and events are required",
+        );
+    }
+    let mut hooks = fake.hooks.lock().unwrap_or_else(|e| e.into_inner());
+    if hooks.len() >= 25 {
+        return okta_error(
+            StatusCode::BAD_REQUEST,
+            "E0000001",
+            "Api validation failed: a maximum of 25 event hooks is allowed per org",
+        );
+    }
+    let hook = EventHook {
+        id: format!("who{:05}", hooks.len() + 1),
+        uri: new.channel.config.uri,
+        auth: new
+            .channel
+            .config
+            .auth_scheme
+            .map(|a| (a.key, a.value))
+            .unwrap_or_default(),
+        events: new.events.items,
+        active: true,
+        verified: false,
+    };
+    hooks.push(hook.clone());
+    (StatusCode::OK, axum::Json(hook.json())).into_response()
+}
+
+async fn read_hook(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "eventHooks", 0).await {
+        return answer;
+    }
+    let hooks = fake.hooks.lock().unwrap_or_else(|e| e.into_inner());
+    match hooks.iter().find(|h| h.id == id) {
+        Some(hook) => axum::Json(hook.json()).into_response(),
+        None => hook_not_found(&id),
+    }
+}
+
+async fn delete_hook(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "eventHooks", 0).await {
+        return answer;
+    }
+    let mut hooks = fake.hooks.lock().unwrap_or_else(|e| e.into_inner());
+    match hooks.iter().position(|h| h.id == id) {
+        Some(index) if hooks[index].active => okta_error(
+            StatusCode::FORBIDDEN,
+            "E0000001",
+            "Api validation failed: an ACTIVE event hook cannot be deleted; deactivate it first",
+        ),
+        Some(index) => {
+            hooks.remove(index);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => hook_not_found(&id),
+    }
+}
+
+async fn hook_lifecycle(
+    State(fake): State<FakeOkta>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    if let Some(answer) = gate(&fake, &headers, "eventHooks", 0).await {
+        return answer;
+    }
+    let Some(hook) = fake
+        .hooks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|h| h.id == id)
+        .cloned()
+    else {
+        return hook_not_found(&id);
+    };
+    let verified = match action.as_str() {
+        "verify" => {
+            // The one-time verification: the subscriber echoes the challenge.
+            let challenge = format!("{:032x}", rand::random::<u128>());
+            let answer = call_back(
+                reqwest::Method::GET,
+                &hook.uri,
+                &[
+                    ("x-okta-verification-challenge", challenge.as_str()),
+                    (hook.auth.0.as_str(), hook.auth.1.as_str()),
+                ],
+                None,
+                std::time::Duration::from_secs(3),
+            )
+            .await;
+            let echoed = answer.ok().and_then(|(status, body)| {
+                (status == 200).then(|| serde_json::from_str::<Value>(&body).ok())?
+            });
+            if echoed.as_ref().and_then(|v| v["verification"].as_str()) != Some(challenge.as_str())
+            {
+                return okta_error(
+                    StatusCode::BAD_REQUEST,
+                    "E0000001",
+                    "Api validation failed: Verification failed: the endpoint did not return the verification value",
+                );
+            }
+            Some(true)
+        }
+        "activate" | "deactivate" => None,
+        _ => {
+            return okta_error(
+                StatusCode::NOT_FOUND,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method",
+            );
+        }
+    };
+    let mut hooks = fake.hooks.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(stored) = hooks.iter_mut().find(|h| h.id == id) else {
+        return hook_not_found(&id);
+    };
+    match action.as_str() {
+        "activate" => stored.active = true,
+        "deactivate" => stored.active = false,
+        _ => stored.verified = verified.unwrap_or(stored.verified),
+    }
+    axum::Json(stored.json()).into_response()
+}
+
 async fn unknown_route(uri: axum::http::Uri) -> Response {
     okta_error(
         StatusCode::NOT_FOUND,

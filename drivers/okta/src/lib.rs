@@ -29,6 +29,7 @@ mod api;
 pub mod config;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod hooks;
 
 use api::OktaApi;
 use config::OktaSettings;
@@ -249,6 +250,13 @@ impl OktaDriver {
 
 #[async_trait::async_trait]
 impl Driver for OktaDriver {
+    /// Always offered: without a `notifications` table it subscribes to
+    /// nothing and refuses deliveries, but can still stop what an earlier
+    /// configuration subscribed.
+    fn notifier(&self) -> Option<&dyn idpsync_driver::notify::Notifier> {
+        Some(self)
+    }
+
     async fn check(&self) -> Result<Capabilities, DriverError> {
         let (users, _) = self.api.page::<Value>(&self.api.users_url(None)).await?;
         let (groups, _) = self.api.page::<Value>(&self.api.groups_url(None)).await?;

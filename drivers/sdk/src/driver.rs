@@ -99,6 +99,12 @@ pub trait Driver: Send + Sync {
         mode: PullMode,
         sink: &mut dyn RecordSink,
     ) -> Result<PullOutcome, DriverError>;
+    /// The IdP's change notifications, when it has them (whether the
+    /// connection configured them is the notifier's
+    /// [`resources`](crate::notify::Notifier::resources)).
+    fn notifier(&self) -> Option<&dyn crate::notify::Notifier> {
+        None
+    }
 }
 
 /// What a factory gets besides the settings.

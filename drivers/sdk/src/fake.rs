@@ -459,3 +459,95 @@ mod tests {
         assert_eq!(groups, last_groups);
     }
 }
+
+/// What an IdP's notification deliveries got back, in order: the status of
+/// each answered attempt (`None`: no answer in time, or no connection).
+#[derive(Clone, Default)]
+pub struct DeliveryLog(Arc<Mutex<Vec<Option<u16>>>>);
+
+impl DeliveryLog {
+    /// Every attempt's answer so far.
+    pub fn answers(&self) -> Vec<Option<u16>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn push(&self, answer: Option<u16>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(answer);
+    }
+}
+
+/// How an IdP delivers one notification.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// How long the IdP waits for an answer (Okta and Graph: 3 s).
+    pub deadline: Duration,
+    /// Attempts after the first when the answer is not a 2xx in time.
+    pub retries: u32,
+}
+
+/// Calls a subscriber back and waits (a verification or validation
+/// handshake the IdP makes before it answers its own API call): the status
+/// and body, or why there was none.
+pub async fn call_back(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+    deadline: Duration,
+) -> Result<(u16, String), String> {
+    let client = reqwest::Client::builder()
+        .timeout(deadline)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut request = client.request(method, url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
+/// Sends `delivery` from a task, as an IdP does after the change is made
+/// (never inside the admin's request), retrying as the IdP does; each
+/// attempt's answer goes to `log`. Without a tokio runtime nothing is sent.
+pub fn deliver(delivery: Delivery, log: DeliveryLog) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        for attempt in 0..=delivery.retries {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+            }
+            let headers: Vec<(&str, &str)> = delivery
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let answer = call_back(
+                reqwest::Method::POST,
+                &delivery.url,
+                &headers,
+                Some(delivery.body.clone()),
+                delivery.deadline,
+            )
+            .await
+            .ok()
+            .map(|(status, _)| status);
+            log.push(answer);
+            if answer.is_some_and(|status| (200..300).contains(&status)) {
+                return;
+            }
+        }
+    });
+}

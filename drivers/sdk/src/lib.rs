@@ -8,6 +8,8 @@
 //! * [`http`]: the HTTP kit: timeouts, retries with backoff and jitter,
 //!   `Retry-After` and rate-limit headers, bounded concurrency, cached OAuth2
 //!   client-credentials tokens refreshed once on 401.
+//! * [`notify`]: change notifications: the [`notify::Notifier`] a driver
+//!   offers when its IdP can tell us that something changed.
 //! * [`secret`]: [`Secret`], a string that never prints itself.
 //! * [`settings`]: [`Settings`] and the checks every driver's settings make.
 //! * `fake` (feature `fake`): the kit for faithful fakes of IdP APIs.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod fake;
 pub mod http;
 pub mod jwt;
+pub mod notify;
 pub mod records;
 pub mod secret;
 pub mod settings;
