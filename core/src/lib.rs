@@ -12,6 +12,8 @@
 //! * [`events`]: the ordered event log, its feed and wake-ups.
 //! * [`webhooks`]: signed, ordered, at-least-once delivery of events.
 //! * [`sync`]: driver registry, pull runs, the cron scheduler.
+//! * [`hooks`]: IdP change notifications: deliveries, coalesced runs,
+//!   subscriptions kept alive.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 //! * [`console`]: the admin console in the browser, server-rendered HTML.
 
@@ -21,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod devices;
 pub mod events;
+pub mod hooks;
 pub mod reconcile;
 pub mod scim;
 pub mod store;

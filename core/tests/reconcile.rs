@@ -1242,9 +1242,10 @@ store_test!(
             assert_eq!(before.1, ["alice", "bob"]);
 
             // Back before migrations 4, 5 and 6 (and 7, the suspended
-            // column), to one `memberships` table and an effective table
-            // keyed by id, both with a connection column...
-            Migrator::down(store.db(), Some(4)).await.unwrap();
+            // column, and 8, the hook tables), to one `memberships` table
+            // and an effective table keyed by id, both with a connection
+            // column...
+            Migrator::down(store.db(), Some(5)).await.unwrap();
             let backend = store.db().get_database_backend();
             for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
                 let connections = store

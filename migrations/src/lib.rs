@@ -17,6 +17,7 @@ mod m20261124_000004_key_effective_memberships_by_pair;
 mod m20261124_000005_split_memberships_by_member_kind;
 mod m20261129_000006_keep_only_inherited_memberships;
 mod m20261204_000007_add_source_user_suspended;
+mod m20261205_000008_create_hook_tables;
 mod script;
 
 /// Runs every migration of the store in order.
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_split_memberships_by_member_kind::Migration),
             Box::new(m20261129_000006_keep_only_inherited_memberships::Migration),
             Box::new(m20261204_000007_add_source_user_suspended::Migration),
+            Box::new(m20261205_000008_create_hook_tables::Migration),
         ]
     }
 }

@@ -1,9 +1,11 @@
 //! The HTTP surface of `idpsync serve`: `/healthz`, `/readyz`, `/metrics`
-//! the admin API under `/api/v1` and SCIM under `/scim/v2/<connection>`.
+//! the admin API under `/api/v1`, SCIM under `/scim/v2/<connection>` and
+//! IdP notifications under `/hooks/<kind>/<connection>`.
 //! Only this module knows HTTP.
 
 pub mod auth;
 pub mod error;
+pub mod hooks;
 pub mod scim;
 pub mod v1;
 
@@ -31,6 +33,8 @@ pub struct AppState {
     pub sync: crate::sync::SyncRunner,
     /// The console's signed-in browsers.
     pub console: crate::console::Sessions,
+    /// IdP change notifications.
+    pub hooks: crate::hooks::Hooks,
 }
 
 impl AppState {
@@ -57,8 +61,10 @@ impl AppState {
             config.clone(),
             http,
         );
+        let hooks = crate::hooks::Hooks::new(&config, &sync);
         AppState {
             store,
+            hooks,
             metrics: metrics_handle(),
             config,
             bus,
@@ -94,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1::router())
         .nest("/console", crate::console::router())
         .nest("/scim/v2", scim::router())
+        .nest("/hooks", hooks::router())
         .route(
             "/scim/{version}/{*rest}",
             axum::routing::any(scim::unsupported_version),
@@ -141,8 +148,9 @@ pub async fn serve(
     workers.extend(crate::sync::schedule::spawn(
         state.sync.clone(),
         &state.config,
-        workers_stopped,
+        workers_stopped.clone(),
     ));
+    workers.extend(state.hooks.spawn(state.sync.clone(), workers_stopped));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;

@@ -231,6 +231,7 @@ fn validate<C: KindCatalog + ?Sized>(config: &Config, known_kinds: &C, report: &
         report.value("database.max_connections", "must be at least 1".to_string());
     }
 
+    check_notification_reach(config, report);
     let mut connection_ids = BTreeSet::new();
     for (index, connection) in config.connections.iter().enumerate() {
         let path = format!("connections[{index}]");
@@ -409,6 +410,43 @@ fn validate_connection<C: KindCatalog + ?Sized>(
     }
     if let Err(message) = DeletionLimit::parse(&connection.safety.max_deletions) {
         report.value(&format!("{path}.safety.max_deletions"), message);
+    }
+}
+
+/// A connection with a `notifications` table is called by its IdP at
+/// `{public_url}/hooks/...`: the URL must be set, and https unless it is a
+/// loopback address (IdPs deliver only to https; loopback is for tests).
+fn check_notification_reach(config: &Config, report: &mut Report<'_>) {
+    let notified = config.connections.iter().enumerate().find(|(_, c)| {
+        c.kind_settings()
+            .and_then(|table| table.get("notifications"))
+            .is_some()
+    });
+    let Some((index, connection)) = notified else {
+        return;
+    };
+    match &config.server.public_url {
+        None => report.value(
+            &format!("connections[{index}].{}.notifications", connection.kind),
+            "needs [server] public_url: the URL the IdP delivers notifications to (https://...)"
+                .to_string(),
+        ),
+        Some(public_url) => {
+            if let Ok(url) = url::Url::parse(public_url) {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    None => false,
+                };
+                if url.scheme() != "https" && !loopback {
+                    report.value(
+                        "server.public_url",
+                        "IdPs deliver notifications only to https:// URLs".to_string(),
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -109,6 +109,8 @@ pub enum Trigger {
     Api,
     Scim,
     Approval,
+    /// An IdP's change notification (`hooks`).
+    Notification,
 }
 
 impl Trigger {
@@ -119,6 +121,7 @@ impl Trigger {
             Trigger::Api => "api",
             Trigger::Scim => "scim",
             Trigger::Approval => "approval",
+            Trigger::Notification => "notification",
         }
     }
 }

@@ -32,6 +32,22 @@ use sea_orm::{
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A lock held across daemons ([`Store::try_lock_across_daemons`]) until
+/// [`DaemonLock::release`].
+pub struct DaemonLock(Option<sea_orm::DatabaseTransaction>);
+
+impl DaemonLock {
+    /// Releases the lock now, not when the dropped transaction's connection
+    /// is next used: whoever asks next must find it free.
+    pub async fn release(self) {
+        if let Some(tx) = self.0
+            && let Err(error) = tx.rollback().await
+        {
+            tracing::warn!(%error, "releasing a lock across daemons failed");
+        }
+    }
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -205,6 +221,30 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         self.db.ping().await?;
         Ok(())
+    }
+
+    /// Takes the lock named `name` among the daemons sharing this database,
+    /// if no other daemon holds it: on PostgreSQL a transaction-scoped
+    /// advisory lock (scoped by schema: one database may hold several
+    /// deployments); on SQLite, which one daemon serves, it is always free
+    /// (in-process exclusion is the caller's). `None`: another daemon holds it.
+    pub async fn try_lock_across_daemons(&self, name: &str) -> Result<Option<DaemonLock>> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(Some(DaemonLock(None)));
+        }
+        let tx = self.db.begin().await?;
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':' || $1)) AS locked",
+                [name.into()],
+            ))
+            .await?;
+        let locked: bool = row
+            .map(|r| r.try_get("", "locked"))
+            .transpose()?
+            .unwrap_or(false);
+        Ok(locked.then_some(DaemonLock(Some(tx))))
     }
 
     /// Starts a write transaction holding the single-writer lock.

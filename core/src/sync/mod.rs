@@ -28,8 +28,7 @@ use idpsync_driver::{
     MembershipEdge, PullMode, PullOutcome, UserRecord,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -308,7 +307,11 @@ impl SyncRunner {
         Ok(connection)
     }
 
-    fn driver(&self, connection_id: &str) -> Result<Box<dyn idpsync_driver::Driver>, SyncError> {
+    /// The driver of pull connection `connection_id`, built from its settings.
+    pub fn driver(
+        &self,
+        connection_id: &str,
+    ) -> Result<Box<dyn idpsync_driver::Driver>, SyncError> {
         let connection = self.pull_connection(connection_id)?;
         let factory = self
             .registry
@@ -397,37 +400,16 @@ impl SyncRunner {
     ) -> Result<SyncReport, SyncError> {
         let connection_id = attempt.connection_id;
         let driver = self.driver(connection_id)?;
-        // Across daemons: a transaction holding the connection's advisory lock.
-        let store = self.store();
-        let cross_process = if store.backend() == DatabaseBackend::Postgres {
-            let tx = store.db().begin().await?;
-            let row = tx
-                .query_one_raw(Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    // Scoped by schema: one database may hold several deployments.
-                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || ':sync:' || $1)) AS locked",
-                    [connection_id.into()],
-                ))
-                .await?;
-            let locked: bool = row
-                .map(|r| r.try_get("", "locked"))
-                .transpose()?
-                .unwrap_or(false);
-            if !locked {
-                return Err(SyncError::AlreadyRunning(connection_id.into()));
-            }
-            Some(tx)
-        } else {
-            None
+        // Across daemons: the connection's advisory lock, held for the run.
+        let Some(lock) = self
+            .store()
+            .try_lock_across_daemons(&format!("sync:{connection_id}"))
+            .await?
+        else {
+            return Err(SyncError::AlreadyRunning(connection_id.into()));
         };
         let result = self.run_locked(driver, attempt, force_full, cancel).await;
-        // Released now, not when the dropped transaction's connection is
-        // next used: a run right after this one must find the lock free.
-        if let Some(lock) = cross_process
-            && let Err(error) = lock.rollback().await
-        {
-            tracing::warn!(connection = connection_id, %error, "releasing the sync lock failed");
-        }
+        lock.release().await;
         result
     }
 

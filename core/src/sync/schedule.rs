@@ -51,7 +51,8 @@ pub fn spawn(
         .collect()
 }
 
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
+/// Resolves once `shutdown` turns true.
+pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
     while !*shutdown.borrow() {
         if shutdown.changed().await.is_err() {
             std::future::pending::<()>().await;
@@ -76,23 +77,8 @@ async fn run_connection(
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(shutdown.clone()) => return,
         }
-        let row = connection::Entity::find_by_id(&id)
-            .one(runner.store().db())
-            .await;
-        match row {
-            Ok(Some(row)) if row.health == Health::Quarantined => {
-                tracing::warn!(connection = %id, failures = row.consecutive_failures, "quarantined: scheduled run skipped; run `idpsync sync {id}` once the cause is fixed");
-                continue;
-            }
-            Ok(Some(row)) if row.next_run_at.is_some_and(|at| at > Utc::now()) => {
-                tracing::info!(connection = %id, "backing off after failures: scheduled run skipped");
-                continue;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(connection = %id, %error, "cannot read the connection's state; skipping this run");
-                continue;
-            }
+        if held_back(&runner, &id).await {
+            continue;
         }
         match runner
             .run(
@@ -117,6 +103,31 @@ async fn run_connection(
         }
         if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+/// Whether a run the connection did not ask for (its schedule, an IdP's
+/// notification) waits: a quarantined connection until a manual run
+/// succeeds, one backing off after failures until its `next_run_at`. Says
+/// why in the log.
+pub(crate) async fn held_back(runner: &SyncRunner, id: &str) -> bool {
+    let row = connection::Entity::find_by_id(id)
+        .one(runner.store().db())
+        .await;
+    match row {
+        Ok(Some(row)) if row.health == Health::Quarantined => {
+            tracing::warn!(connection = %id, failures = row.consecutive_failures, "quarantined: run skipped; run `idpsync sync {id}` once the cause is fixed");
+            true
+        }
+        Ok(Some(row)) if row.next_run_at.is_some_and(|at| at > Utc::now()) => {
+            tracing::info!(connection = %id, "backing off after failures: run skipped");
+            true
+        }
+        Ok(_) => false,
+        Err(error) => {
+            tracing::warn!(connection = %id, %error, "cannot read the connection's state; skipping this run");
+            true
         }
     }
 }

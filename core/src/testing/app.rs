@@ -17,6 +17,14 @@ pub struct TestApp {
     pub address: SocketAddr,
     /// A client for it.
     pub client: reqwest::Client,
+    /// With [`TestAppBuilder::daemon`]: what stops the daemon.
+    daemon: Option<Daemon>,
+}
+
+/// A daemon served by `api::serve`, workers and all.
+struct Daemon {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// How a [`TestApp`] is configured; [`TestAppBuilder::start`] starts it.
@@ -24,6 +32,7 @@ pub struct TestAppBuilder {
     store: Store,
     config_text: Option<String>,
     registry: DriverRegistry,
+    daemon: bool,
 }
 
 impl TestApp {
@@ -33,6 +42,7 @@ impl TestApp {
             store: store.clone(),
             config_text: None,
             registry: DriverRegistry::default(),
+            daemon: false,
         }
     }
 
@@ -58,6 +68,19 @@ impl TestApp {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// Shuts a [`TestAppBuilder::daemon`] down as SIGTERM does, and waits
+    /// until it has stopped (its workers included).
+    pub async fn shut_down(mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            let _ = daemon.stop.send(());
+            daemon
+                .served
+                .await
+                .expect("the daemon task ends")
+                .expect("the daemon shuts down cleanly");
+        }
     }
 
     /// A person pushed over SCIM into `connection` (with a token of their
@@ -105,13 +128,27 @@ impl TestAppBuilder {
         self
     }
 
-    /// Loads the config (panicking with its errors), registers its
-    /// connections and serves the daemon's router on a free loopback port.
+    /// Serve as `idpsync serve` does, with the workers (schedule, webhooks,
+    /// notifications), not only the router; stop with [`TestApp::shut_down`].
+    pub fn daemon(mut self) -> Self {
+        self.daemon = true;
+        self
+    }
+
+    /// Loads the config (panicking with its errors; `${APP_URL}` in it is
+    /// the app's own `http://127.0.0.1:<port>`), registers its connections
+    /// and serves the daemon's router on a free loopback port.
     pub async fn start(self) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free loopback port");
+        let address = listener.local_addr().expect("a bound listener");
+        let app_url = format!("http://{address}");
+        let env = |name: &str| (name == "APP_URL").then(|| app_url.clone());
         let config = match &self.config_text {
             Some(text) => {
                 // The registry knows `scim` and its drivers' kinds.
-                let config = config::load_str(text, "test.toml", &self.registry, &|_| None)
+                let config = config::load_str(text, "test.toml", &self.registry, &env)
                     .unwrap_or_else(|errors| panic!("{errors}"));
                 self.store
                     .register_config(&config.connections, &config.acl_groups)
@@ -122,16 +159,22 @@ impl TestAppBuilder {
             None => Config::default(),
         };
         let state = AppState::with_drivers(config, self.store, self.registry);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free loopback port");
-        let address = listener.local_addr().expect("a bound listener");
-        let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let daemon = if self.daemon {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let served = tokio::spawn(crate::api::serve(listener, state.clone(), async move {
+                let _ = stopped.await;
+            }));
+            Some(Daemon { stop, served })
+        } else {
+            let app = router(state.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            None
+        };
         TestApp {
             state,
             address,
             client: reqwest::Client::new(),
+            daemon,
         }
     }
 }

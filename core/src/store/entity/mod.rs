@@ -9,6 +9,8 @@ pub mod device;
 pub mod effective_membership;
 pub mod event;
 pub mod group_membership;
+pub mod hook_delivery;
+pub mod hook_subscription;
 pub mod inherited_membership;
 pub mod source_group;
 pub mod source_user;
