@@ -537,3 +537,110 @@ pub async fn connections(path: &Path, json: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `idpsync hooks`: every connection with a `notifications` table, where
+/// its IdP delivers, what is subscribed and until when, and its last
+/// notification run.
+pub async fn hooks(path: &Path, json: bool) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let subscriptions = idpsync_core::hooks::subscriptions(&store)
+        .await
+        .context("while reading the subscriptions")?;
+    let now = chrono::Utc::now();
+    let mut listing = Vec::new();
+    for connection in config.connections.iter().filter(|c| {
+        c.kind_settings()
+            .and_then(|table| table.get("notifications"))
+            .is_some()
+    }) {
+        let callback =
+            config.server.public_url.as_deref().map(|url| {
+                idpsync_core::hooks::Hooks::callback(url, &connection.kind, &connection.id)
+            });
+        let last_run = store
+            .recent_runs(Some(&connection.id), 200)
+            .await?
+            .into_iter()
+            .find(|run| run.trigger == idpsync_core::reconcile::Trigger::Notification.as_str());
+        let rows: Vec<_> = subscriptions
+            .iter()
+            .filter(|row| row.connection_id == connection.id)
+            .map(|row| {
+                let state = match (&row.last_error, row.expires_at) {
+                    (Some(_), _) => "failing",
+                    (None, Some(at)) if at <= now => "expired",
+                    _ => "active",
+                };
+                serde_json::json!({
+                    "resource": row.resource,
+                    "id": row.subscription_id,
+                    "state": state,
+                    "expires_at": row.expires_at,
+                    "renewed_at": row.renewed_at,
+                    "error": row.last_error,
+                })
+            })
+            .collect();
+        listing.push(serde_json::json!({
+            "connection": connection.id,
+            "kind": connection.kind,
+            "callback": callback,
+            "subscriptions": rows,
+            "last_notification_run": last_run.map(|run| serde_json::json!({
+                "id": run.id, "status": run.status, "started_at": run.started_at,
+            })),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listing.is_empty() {
+        println!("no connection has a notifications table");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for item in &listing {
+        println!(
+            "{} ({}) <- {}",
+            item["connection"].as_str().unwrap_or_default(),
+            item["kind"].as_str().unwrap_or_default(),
+            item["callback"]
+                .as_str()
+                .unwrap_or("(no [server] public_url)")
+        );
+        let rows = item["subscriptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if rows.is_empty() {
+            println!("  no subscription stored (registered by hand at the IdP, or not made yet)");
+        }
+        for row in rows {
+            println!(
+                "  {:<10} {:<8} expires {:<20} id {}{}",
+                row["resource"].as_str().unwrap_or_default(),
+                row["state"].as_str().unwrap_or_default(),
+                row["expires_at"]
+                    .as_str()
+                    .map(|at| at.chars().take(19).collect::<String>())
+                    .unwrap_or_else(|| "never".into()),
+                row["id"].as_str().unwrap_or_default(),
+                row["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        match item["last_notification_run"].as_object() {
+            Some(run) => println!(
+                "  last notification run #{} {} at {}",
+                run["id"],
+                run["status"].as_str().unwrap_or_default(),
+                run["started_at"].as_str().unwrap_or_default()
+            ),
+            None => println!("  no notification run yet"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -104,6 +104,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List IdP notification subscriptions (Graph subscriptions, Google
+    /// channels, Okta event hooks) with their state and expiry, and each
+    /// notified connection's last notification run.
+    Hooks {
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: hosts one call of a driver plugin (spawned by the daemon).
     #[command(hide = true)]
     PluginChild,
@@ -199,6 +206,7 @@ fn main() -> ExitCode {
                 commands::check_connection(&cli.config, &connection).await
             }
             Command::Connections { json } => commands::connections(&cli.config, json).await,
+            Command::Hooks { json } => commands::hooks(&cli.config, json).await,
             #[cfg(feature = "demo")]
             Command::Demo { dir, listen, exit } => demo::run(&dir, &listen, exit).await,
             Command::PluginChild => unreachable!("served before the runtime starts"),

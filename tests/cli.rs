@@ -268,3 +268,56 @@ page_size = 5000
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn hooks_lists_each_subscription_with_its_state_and_expiry() {
+    let (workdir, _) = Workdir::new(
+        r#"
+[server]
+public_url = "https://idpsync.example.test/"
+[database]
+url = "{db}"
+[[connections]]
+id = "entra"
+kind = "entra"
+[connections.entra]
+tenant_id = "t"
+client_id = "c"
+client_secret = "s"
+[connections.entra.notifications]
+secret = "client-state"
+"#,
+    );
+    let migrated = workdir.run(&["migrate"]);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let store = Store::open(&workdir.db_url(), 1).await.unwrap();
+    store
+        .db()
+        .execute_raw(Statement::from_string(
+            store.backend(),
+            "INSERT INTO hook_subscriptions (connection_id, resource, subscription_id, callback, \
+             expires_at, stop_on_shutdown, renewed_at, last_error) VALUES \
+             ('entra', 'users', 'sub-1', 'https://idpsync.example.test/hooks/entra/entra', \
+              '2099-01-01 00:00:00+00:00', false, '2026-12-01 00:00:00+00:00', NULL), \
+             ('entra', 'groups', '', 'https://idpsync.example.test/hooks/entra/entra', \
+              NULL, false, '2026-12-01 00:00:00+00:00', 'Graph refused: 403 Forbidden')",
+        ))
+        .await
+        .unwrap();
+    let listed = workdir.run(&["hooks"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let text = stdout(&listed);
+    assert!(
+        text.contains("entra (entra) <- https://idpsync.example.test/hooks/entra/entra"),
+        "{text}"
+    );
+    assert!(
+        text.contains("users      active   expires 2099-01-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("groups     failing") && text.contains("403 Forbidden"),
+        "{text}"
+    );
+    assert!(text.contains("no notification run yet"), "{text}");
+}

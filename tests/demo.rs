@@ -1,6 +1,7 @@
 //! `idpsync demo --exit` runs its whole walkthrough: eight pulled IdPs and a
-//! SCIM connection, then an Okta suspension and a SCIM deactivation that each
-//! revoke a device, shown as events.
+//! SCIM connection, then an Okta suspension, an Entra disabling and a Google
+//! suspension that each revoke a device through the IdP's change
+//! notification, and a SCIM deactivation, shown as events.
 
 mod common;
 
@@ -42,11 +43,19 @@ fn the_demo_walks_through_offboarding_and_shows_the_revocations() {
         .lines()
         .filter(|l| l.contains("device.revoked"))
         .collect();
-    assert_eq!(revoked.len(), 2, "{stdout}");
-    assert!(
-        revoked[0].contains("okta") && revoked[1].contains("hr-scim"),
-        "{stdout}"
-    );
+    assert_eq!(revoked.len(), 4, "{stdout}");
+    for (line, connection) in revoked.iter().zip(["okta", "entra", "google", "hr-scim"]) {
+        assert!(line.contains(connection), "{stdout}");
+    }
+    // The three pulled IdPs' leavers were revoked by their notifications,
+    // not by a sync started by hand.
+    for through in [
+        "through Okta's event hook",
+        "through a Graph change notification",
+        "through a Google push notification",
+    ] {
+        assert!(stdout.contains(through), "{stdout}");
+    }
     assert!(stdout.contains("acl_group.member_removed"), "{stdout}");
     assert!(dir.path().join("idpsync-demo.toml").exists());
     let check = common::idpsync(&dir.path().join("idpsync-demo.toml"), &["check-config"])

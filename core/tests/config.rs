@@ -308,3 +308,34 @@ fn the_example_shows_exactly_the_options_the_readme_documents() {
     assert!(documented.len() >= 20, "{documented:?}");
     assert_eq!(example_options(), documented);
 }
+
+#[test]
+fn notifications_need_a_public_https_url_for_the_idp_to_call() {
+    let connection = r#"
+[[connections]]
+id = "okta"
+kind = "okta"
+[connections.okta.notifications]
+secret = "s"
+"#;
+    let errors = load(connection, &[]).expect_err("no public_url");
+    assert_eq!(
+        rendered(&errors),
+        [
+            "5:1: connections[0].okta.notifications: needs [server] public_url: the URL the IdP delivers notifications to (https://...)"
+        ]
+    );
+
+    let plain_http =
+        format!("[server]\npublic_url = \"http://idpsync.example.test\"\n{connection}");
+    let errors = load(&plain_http, &[]).expect_err("http off loopback");
+    assert_eq!(
+        rendered(&errors),
+        ["2:14: server.public_url: IdPs deliver notifications only to https:// URLs"]
+    );
+
+    for fine in ["https://idpsync.example.test", "http://127.0.0.1:8080"] {
+        let text = format!("[server]\npublic_url = \"{fine}\"\n{connection}");
+        load(&text, &[]).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+}

@@ -151,30 +151,21 @@ async fn tend(
             Err(error) => {
                 tracing::warn!(connection, resource, %error, "subscribing to notifications failed; the schedule still runs; retrying");
                 metrics::counter!("idpsync_hook_subscription_failures_total", "connection" => connection.to_string()).increment(1);
-                match row {
-                    Some(row) => {
-                        let mut failed: hook_subscription::ActiveModel = row.clone().into();
-                        failed.last_error = Set(Some(error.to_string()));
-                        hook_subscription::Entity::update(failed)
-                            .exec(store.db())
-                            .await?;
-                    }
+                let row = match row {
+                    Some(row) => row.clone(),
+                    // Stored without an id, so that `idpsync hooks` shows why.
                     None => {
-                        let failed = Subscription {
+                        let nothing_yet = Subscription {
                             resource: resource.clone(),
                             id: String::new(),
                             handle: None,
                             expires_at: None,
                             stop_on_shutdown: false,
                         };
-                        let mut saved: hook_subscription::ActiveModel =
-                            save(store, connection, callback, &failed).await?.into();
-                        saved.last_error = Set(Some(error.to_string()));
-                        hook_subscription::Entity::update(saved)
-                            .exec(store.db())
-                            .await?;
+                        save(store, connection, callback, &nothing_yet).await?
                     }
-                }
+                };
+                record_failure(store, row, error.to_string()).await?;
             }
         }
     }
@@ -211,6 +202,7 @@ async fn save(
         last_error: None,
     };
     let active: hook_subscription::ActiveModel = row.clone().into();
+    let write = store.begin_write().await.map_err(store_err)?;
     hook_subscription::Entity::insert(active)
         .on_conflict(
             OnConflict::columns([
@@ -228,18 +220,44 @@ async fn save(
             ])
             .to_owned(),
         )
-        .exec_without_returning(store.db())
+        .exec_without_returning(&write.tx)
         .await?;
+    write.commit().await.map_err(store_err)?;
     Ok(row)
 }
 
 async fn delete(store: &Store, row: &SubscriptionRow) -> Result<(), sea_orm::DbErr> {
+    let write = store.begin_write().await.map_err(store_err)?;
     hook_subscription::Entity::delete_many()
         .filter(hook_subscription::Column::ConnectionId.eq(&row.connection_id))
         .filter(hook_subscription::Column::Resource.eq(&row.resource))
-        .exec(store.db())
+        .exec(&write.tx)
         .await?;
-    Ok(())
+    write.commit().await.map_err(store_err)
+}
+
+/// Records why renewing `row` failed.
+async fn record_failure(
+    store: &Store,
+    row: SubscriptionRow,
+    error: String,
+) -> Result<(), sea_orm::DbErr> {
+    let mut failed: hook_subscription::ActiveModel = row.into();
+    failed.last_error = Set(Some(error));
+    let write = store.begin_write().await.map_err(store_err)?;
+    hook_subscription::Entity::update(failed)
+        .exec(&write.tx)
+        .await?;
+    write.commit().await.map_err(store_err)
+}
+
+/// Every write goes through the store's writer lock (SQLite: one writer
+/// at a time, or an apply in flight would fail).
+fn store_err(error: crate::store::StoreError) -> sea_orm::DbErr {
+    match error {
+        crate::store::StoreError::Db(db) => db,
+        other => sea_orm::DbErr::Custom(other.to_string()),
+    }
 }
 
 /// Seconds until each of the connection's subscriptions lapses, for alerts.
@@ -277,11 +295,15 @@ async fn forget_removed_connections(hooks: &Hooks, store: &Store) {
 }
 
 async fn prune_deliveries(store: &Store) {
-    if let Err(error) = hook_delivery::Entity::delete_many()
-        .filter(hook_delivery::Column::ReceivedAt.lt(Utc::now() - KEEP_DELIVERIES))
-        .exec(store.db())
-        .await
-    {
+    let pruned = async {
+        let write = store.begin_write().await.map_err(store_err)?;
+        hook_delivery::Entity::delete_many()
+            .filter(hook_delivery::Column::ReceivedAt.lt(Utc::now() - KEEP_DELIVERIES))
+            .exec(&write.tx)
+            .await?;
+        write.commit().await.map_err(store_err)
+    };
+    if let Err(error) = pruned.await {
         tracing::warn!(%error, "pruning the keys of old notices failed");
     }
 }

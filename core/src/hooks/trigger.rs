@@ -67,12 +67,14 @@ async fn record_new(
     store: &Store,
     connection: &str,
     keys: &[String],
-) -> Result<u64, sea_orm::DbErr> {
+) -> Result<u64, crate::store::StoreError> {
     if keys.is_empty() {
         return Ok(0);
     }
     let now = Utc::now();
     let mut fresh = 0;
+    // Through the writer lock: on SQLite a write beside an apply fails it.
+    let write = store.begin_write().await?;
     // Bounded statements: a flood's worth of keys is several inserts.
     for chunk in keys.chunks(500) {
         let rows = chunk.iter().map(|key| hook_delivery::ActiveModel {
@@ -89,9 +91,10 @@ async fn record_new(
                 .do_nothing()
                 .to_owned(),
             )
-            .exec_without_returning(store.db())
+            .exec_without_returning(&write.tx)
             .await?;
     }
+    write.commit().await?;
     Ok(fresh)
 }
 
