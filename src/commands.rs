@@ -67,7 +67,7 @@ pub fn check_config(path: &Path) -> Result<ExitCode> {
     }
 }
 
-pub async fn migrate(path: &Path) -> Result<ExitCode> {
+pub async fn migrate(path: &Path, dry_run: bool) -> Result<ExitCode> {
     let config = load_config(path)?;
     let store = Store::connect_with(
         config.database.url.expose(),
@@ -77,6 +77,19 @@ pub async fn migrate(path: &Path) -> Result<ExitCode> {
     )
     .await
     .context("while opening the database named in [database].url")?;
+    if dry_run {
+        let pending = store
+            .pending_migrations()
+            .await
+            .context("while reading the database's schema")?;
+        if pending.is_empty() {
+            println!("schema is up to date; nothing would change");
+        }
+        for name in pending {
+            println!("would apply {name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let applied = store
         .migrate()
         .await
@@ -206,9 +219,13 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
     tracing::info!(address = %listener.local_addr()?, "idpsync serving");
     let state =
         idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
-    idpsync_core::api::serve(listener, state, shutdown_signal())
-        .await
-        .context("while serving HTTP")?;
+    crate::systemd::ready();
+    idpsync_core::api::serve(listener, state, async {
+        shutdown_signal().await;
+        crate::systemd::notify("STOPPING=1");
+    })
+    .await
+    .context("while serving HTTP")?;
     tracing::info!("idpsync stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -641,6 +658,76 @@ pub async fn hooks(path: &Path, json: bool) -> Result<ExitCode> {
             ),
             None => println!("  no notification run yet"),
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idpsync readyz`: asks the daemon at `[server] listen` (on loopback when
+/// it listens on every address) for `/readyz`.
+pub async fn readyz(path: &Path) -> Result<ExitCode> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = load_config(path)?;
+    let mut address = config
+        .server
+        .listen_addr()
+        .context("while reading [server].listen")?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        Ok::<String, std::io::Error>(text)
+    })
+    .await;
+    let status_line = match answer {
+        Ok(Ok(text)) => text.lines().next().unwrap_or_default().to_string(),
+        Ok(Err(error)) => {
+            eprintln!("not ready: {address}: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(_) => {
+            eprintln!("not ready: {address} did not answer within 5 s");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        println!("ready");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("not ready: {status_line}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `idpsync backup --to FILE`.
+pub async fn backup(path: &Path, file: &Path) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    store
+        .backup_to(file)
+        .await
+        .with_context(|| format!("while backing up to {}", file.display()))?;
+    println!("backed up to {}", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `idpsync restore --from FILE`.
+pub async fn restore(path: &Path, file: &Path) -> Result<ExitCode> {
+    let config = load_config(path)?;
+    let pending = idpsync_core::store::backup::restore(file, config.database.url.expose())
+        .await
+        .with_context(|| format!("while restoring {}", file.display()))?;
+    println!("restored {}", file.display());
+    if !pending.is_empty() {
+        println!(
+            "the backup predates {} migration(s); the next start applies them",
+            pending.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

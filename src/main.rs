@@ -9,6 +9,7 @@ mod commands;
 #[cfg(feature = "demo")]
 mod demo;
 mod drivers;
+mod systemd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -36,7 +37,11 @@ enum Command {
     /// Validate the config and print every problem with its key and line:column.
     CheckConfig,
     /// Create or upgrade the database schema.
-    Migrate,
+    Migrate {
+        /// Print the migrations that would be applied; apply none.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create, list or revoke API and SCIM tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -104,6 +109,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the SQLite database to FILE, consistent while the daemon runs
+    /// (for PostgreSQL, use pg_dump).
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the SQLite database with a backup, after checking it. Stop
+    /// the daemon first.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Exit 0 when the local daemon's /readyz answers 200 (the database
+    /// answers), else 1: a container healthcheck with no shell or curl.
+    Readyz,
     /// List IdP notification subscriptions (Graph subscriptions, Google
     /// channels, Okta event hooks) with their state and expiry, and each
     /// notified connection's last notification run.
@@ -164,7 +184,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::CheckConfig => commands::check_config(&cli.config),
-            Command::Migrate => commands::migrate(&cli.config).await,
+            Command::Migrate { dry_run } => commands::migrate(&cli.config, dry_run).await,
             Command::Token(TokenCommand::Create {
                 name,
                 scopes,
@@ -207,6 +227,9 @@ fn main() -> ExitCode {
             }
             Command::Connections { json } => commands::connections(&cli.config, json).await,
             Command::Hooks { json } => commands::hooks(&cli.config, json).await,
+            Command::Readyz => commands::readyz(&cli.config).await,
+            Command::Backup { to } => commands::backup(&cli.config, &to).await,
+            Command::Restore { from } => commands::restore(&cli.config, &from).await,
             #[cfg(feature = "demo")]
             Command::Demo { dir, listen, exit } => demo::run(&dir, &listen, exit).await,
             Command::PluginChild => unreachable!("served before the runtime starts"),

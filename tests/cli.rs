@@ -321,3 +321,29 @@ secret = "client-state"
     );
     assert!(text.contains("no notification run yet"), "{text}");
 }
+
+#[test]
+fn migrate_dry_run_lists_the_steps_and_applies_none() {
+    let (workdir, _) = Workdir::new(CONFIG);
+    for _ in 0..2 {
+        let planned = workdir.run(&["migrate", "--dry-run"]);
+        assert!(planned.status.success(), "{}", stderr(&planned));
+        let text = stdout(&planned);
+        assert!(
+            text.contains("would apply m20261124_000001_create_store"),
+            "{text}"
+        );
+        assert!(
+            text.contains("would apply m20261205_000008_create_hook_tables"),
+            "{text}"
+        );
+    }
+    let applied = workdir.run(&["migrate"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let planned = workdir.run(&["migrate", "--dry-run"]);
+    assert!(
+        stdout(&planned).contains("schema is up to date; nothing would change"),
+        "{}",
+        stdout(&planned)
+    );
+}

@@ -35,6 +35,11 @@ url = "{db}"
     );
     let body = metrics.text().await.unwrap();
     assert!(body.contains("idpsync_build_info"), "{body}");
+    assert!(body.contains("# HELP idpsync_build_info "), "{body}");
+
+    // The container's healthcheck.
+    let probe = workdir.run(&["readyz"]);
+    assert!(probe.status.success(), "{}", common::stderr(&probe));
 
     assert!(
         workdir.db_path().exists(),
@@ -42,4 +47,56 @@ url = "{db}"
     );
     let status = daemon.terminate();
     assert!(status.success(), "graceful exit, got {status}");
+    let probe = workdir.run(&["readyz"]);
+    assert!(!probe.status.success(), "nothing serves any more");
+}
+
+/// Under systemd (`Type=notify`): READY=1 once it serves, WATCHDOG=1 at half
+/// the watchdog interval, STOPPING=1 on SIGTERM.
+#[test]
+fn serve_tells_systemd_it_is_ready_pets_the_watchdog_and_says_it_stops() {
+    let (workdir, port) = Workdir::new(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{db}"
+"#,
+    );
+    let socket_path = workdir.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let child = common::idpsync(&workdir.config_path, &["serve"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = common::Daemon { child, port };
+    let mut buffer = [0u8; 256];
+    let mut next = || {
+        let n = socket
+            .recv(&mut buffer)
+            .expect("a notification within 20 s");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Ready means serving.
+    daemon.wait_healthy();
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    let pid = daemon.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let mut said = next();
+    while said == "WATCHDOG=1" {
+        said = next();
+    }
+    assert_eq!(said, "STOPPING=1");
+    assert!(daemon.terminate().success());
 }

@@ -397,3 +397,47 @@ async fn sqlite_commits_reach_the_disk_before_they_are_acknowledged_unless_relax
         .unwrap();
     assert_eq!(sqlite_synchronous(&relaxed).await, 1, "NORMAL when relaxed");
 }
+
+store_test!(
+    a_schema_migrated_by_a_newer_idpsync_is_refused_and_left_untouched,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        assert!(store.pending_migrations().await.unwrap().is_empty());
+        // A newer idpsync added a step this binary does not have.
+        store
+            .db()
+            .execute_raw(Statement::from_string(
+                store.backend(),
+                "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000099_from_the_future', 0)",
+            ))
+            .await
+            .unwrap();
+        let count = async || {
+            store
+                .db()
+                .query_one_raw(Statement::from_string(
+                    store.backend(),
+                    "SELECT COUNT(*) AS n FROM seaql_migrations",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap()
+        };
+        let before = count().await;
+        for refused in [
+            store.migrate().await.map(|_| ()),
+            store.pending_migrations().await.map(|_| ()),
+        ] {
+            let message = refused.unwrap_err().to_string();
+            assert!(
+                message.contains("newer than this idpsync")
+                    && message.contains("m20991231_000099_from_the_future")
+                    && message.contains("left untouched"),
+                "{message}"
+            );
+        }
+        assert_eq!(count().await, before);
+    }
+);

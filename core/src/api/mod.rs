@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod hooks;
+pub mod metrics;
 pub mod scim;
 pub mod v1;
 
@@ -18,9 +19,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use std::sync::OnceLock;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -75,20 +75,9 @@ impl AppState {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder ([`self::metrics::handle`]).
 pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; then our
-            // handle renders nothing but the process still runs.
-            let _ = metrics::set_global_recorder(recorder);
-            metrics::gauge!("idpsync_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-            handle
-        })
-        .clone()
+    self::metrics::handle()
 }
 
 /// The router of the whole daemon.
@@ -126,7 +115,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus text exposition.
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    metrics::counter!("idpsync_metrics_scrapes_total").increment(1);
+    ::metrics::counter!("idpsync_metrics_scrapes_total").increment(1);
+    if let Err(error) = self::metrics::export_health(&state.store, &state.config).await {
+        tracing::warn!(%error, "cannot read the connections' health for /metrics");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -135,7 +127,10 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 /// Serves the daemon's router on `listener` until `shutdown` resolves, then
-/// waits up to `[server].shutdown_grace_secs` for requests in flight.
+/// gives the workers (schedule, webhooks, notifications) and the requests in
+/// flight one deadline, `[server].shutdown_grace_secs` away, together:
+/// long polls answer at once (an empty page keeps its cursor), workers
+/// still running at the deadline are stopped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -152,24 +147,33 @@ pub async fn serve(
     ));
     workers.extend(state.hooks.spawn(state.sync.clone(), workers_stopped));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let bus = state.bus.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(());
     });
     let server = tokio::spawn(async move { server.await });
-    // Once shutdown starts, in-flight requests get `grace` to finish.
+    // Once shutdown starts, workers and requests in flight share one
+    // deadline, `grace` from now; long polls answer at once.
     let _ = stop_rx.await;
+    let deadline = tokio::time::Instant::now() + grace;
+    bus.close();
     let _ = stop_workers.send(true);
-    for worker in workers {
-        let _ = tokio::time::timeout(grace, worker).await;
+    for mut worker in workers {
+        if tokio::time::timeout_at(deadline, &mut worker)
+            .await
+            .is_err()
+        {
+            worker.abort();
+        }
     }
-    match tokio::time::timeout(grace, server).await {
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(result)) => result,
         Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),
         Err(_) => {
             tracing::warn!(
                 grace_secs = grace.as_secs(),
-                "requests still running after the grace period; stopping"
+                "requests or workers still running after the grace period; stopping"
             );
             Ok(())
         }

@@ -144,12 +144,15 @@ pub async fn last_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: tokio::sync::watch::Sender<u64>,
+    /// True once the daemon shuts down: long polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         EventBus {
             sender: tokio::sync::watch::channel(0).0,
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -165,5 +168,22 @@ impl EventBus {
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.sender.subscribe()
+    }
+
+    /// The daemon is shutting down: every long poll answers now with what
+    /// it has (an empty page keeps its cursor), so that none is cut off.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    /// Resolves once [`EventBus::close`] was called.
+    pub async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // An error means the bus is gone, which is closed too.
+        let _ = closing.wait_for(|closed| *closed).await;
     }
 }

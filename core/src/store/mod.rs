@@ -10,6 +10,7 @@
 //! that bypassed it could commit between another transaction's first read and
 //! its first write, and that transaction would fail with SQLITE_BUSY.
 
+pub mod backup;
 pub mod edges;
 pub mod entity;
 pub mod pipeline;
@@ -192,8 +193,68 @@ impl Store {
         })
     }
 
-    /// Applies every pending migration; returns the names applied now.
+    /// The migrations the database has and this binary does not know: a
+    /// newer idpsync migrated it. Empty for a fresh or older database.
+    pub async fn unknown_migrations(&self) -> Result<Vec<String>> {
+        let known: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect();
+        let backend = self.backend();
+        // No table yet: a fresh database.
+        let applied = match self
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT version FROM seaql_migrations ORDER BY version",
+            ))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut unknown = Vec::new();
+        for row in applied {
+            let version: String = row.try_get("", "version")?;
+            if !known.contains(&version) {
+                unknown.push(version);
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// The migrations [`Store::migrate`] would apply, in order, without
+    /// applying any (refused, like it, for a newer schema).
+    pub async fn pending_migrations(&self) -> Result<Vec<String>> {
+        self.refuse_newer_schema().await?;
+        Ok(Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect())
+    }
+
+    async fn refuse_newer_schema(&self) -> Result<()> {
+        let unknown = self.unknown_migrations().await?;
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Open(format!(
+            "the database's schema is newer than this idpsync: it has {} that this version does not know ({}); it was left untouched. Run the idpsync that migrated it (or newer), or restore a backup taken before the upgrade",
+            if unknown.len() == 1 {
+                "a migration"
+            } else {
+                "migrations"
+            },
+            unknown.join(", ")
+        )))
+    }
+
+    /// Applies every pending migration; returns the names applied now. A
+    /// database migrated by a newer idpsync is refused before anything is
+    /// written.
     pub async fn migrate(&self) -> Result<Vec<String>> {
+        self.refuse_newer_schema().await?;
         let before: Vec<String> = Migrator::get_applied_migrations(&self.db)
             .await
             .unwrap_or_default()

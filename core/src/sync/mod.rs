@@ -754,9 +754,7 @@ impl SyncRunner {
         }
         active.update(&write.tx).await?;
         write.commit().await?;
-        metrics::gauge!("idpsync_connection_consecutive_failures", "connection" => connection_id.to_string()).set(failures as f64);
-        metrics::gauge!("idpsync_connection_quarantined", "connection" => connection_id.to_string())
-            .set(if failures >= QUARANTINE_AFTER { 1.0 } else { 0.0 });
+        // The gauges are read from the store at each scrape (api::metrics).
         Ok(())
     }
 }

@@ -186,6 +186,19 @@ fn transport(settings: &LdapSettings, error: &LdapError) -> DriverError {
             settings.timeout.as_secs()
         )),
         LdapError::FilterParsing => DriverError::protocol("a search filter could not be encoded"),
+        // The connection's task ended: the server (or something between)
+        // closed the connection while an operation was under way.
+        LdapError::OpSend { .. }
+        | LdapError::ResultRecv { .. }
+        | LdapError::IdScrubSend { .. }
+        | LdapError::MiscSend { .. }
+        | LdapError::EndOfStream => DriverError::Transient(format!(
+            "{} closed the connection in the middle of the read; nothing was applied, the next run reads again",
+            settings.url
+        )),
+        LdapError::Io { source } => {
+            DriverError::Transient(format!("{}: the connection failed: {source}", settings.url))
+        }
         other => DriverError::Transient(format!("{}: {other}", settings.url)),
     }
 }

@@ -375,3 +375,30 @@ async fn a_refused_bind_or_a_missing_base_says_what_to_fix() {
     let down = settings("ldap://127.0.0.1:1");
     assert!(driver(&down).check().await.unwrap_err().is_transient());
 }
+
+/// A server that takes the connection and then drops it in the middle of
+/// an operation (a restarting DC, a load balancer's idle cut) is named as
+/// such, not as the client library's internal channel error.
+#[tokio::test]
+async fn a_server_that_drops_the_connection_mid_read_says_so() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let mut stream = stream.unwrap();
+            // Read the bind request, answer nothing, hang up.
+            let mut buffer = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut buffer);
+            drop(stream);
+        }
+    });
+    let error = driver(&settings(&url)).check().await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("closed the connection") || message.contains("the connection failed"),
+        "{message}"
+    );
+    assert!(!message.contains("op send error"), "{message}");
+    assert!(!message.contains("recv error"), "{message}");
+}

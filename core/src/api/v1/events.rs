@@ -51,7 +51,7 @@ pub(crate) async fn page(state: &AppState, query: &FeedQuery) -> Result<FeedPage
     loop {
         let found = events::read_after(state.store.db(), after, limit).await?;
         let now = Instant::now();
-        if !found.is_empty() || now >= deadline {
+        if !found.is_empty() || now >= deadline || state.bus.is_closed() {
             let cursor = found.last().map_or(after, |event| event.id);
             return Ok(FeedPage {
                 events: found,
@@ -66,6 +66,7 @@ pub(crate) async fn page(state: &AppState, query: &FeedQuery) -> Result<FeedPage
                 }
             }
             _ = tokio::time::sleep(nap) => {}
+            _ = state.bus.closed() => {}
         }
     }
 }
