@@ -326,6 +326,16 @@ async fn revoked_through_notification(
     }
 }
 
+/// A fake's lock poisoned by a panic elsewhere.
+fn poisoned<T>(_: T) -> anyhow::Error {
+    anyhow::anyhow!("a fake's lock is poisoned")
+}
+
+/// The ids of a tenant's first `n` people.
+fn first_ids(dataset: &Dataset, n: usize) -> Vec<String> {
+    dataset.users[..n].iter().map(|u| u.id.clone()).collect()
+}
+
 async fn register_devices(state: &AppState, connection: &str, owners: &[String]) -> Result<()> {
     for (index, owner) in owners.iter().enumerate() {
         let device = devices::register(
@@ -450,37 +460,11 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
     }
 
     // Devices for the people the script offboards, and some of their colleagues.
-    let okta_people: Vec<String> = fakes
-        .okta
-        .org
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .dataset
-        .users[..5]
-        .iter()
-        .map(|u| u.id.clone())
-        .collect();
+    let okta_people = first_ids(&fakes.okta.org.lock().map_err(poisoned)?.dataset, 5);
     register_devices(&state, "okta", &okta_people).await?;
-    let entra_people: Vec<String> = fakes
-        .entra
-        .tenant
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .dataset
-        .users[..3]
-        .iter()
-        .map(|u| u.id.clone())
-        .collect();
+    let entra_people = first_ids(&fakes.entra.tenant.lock().map_err(poisoned)?.dataset, 3);
     register_devices(&state, "entra", &entra_people).await?;
-    let google_people: Vec<String> = fakes
-        .google
-        .dataset
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .users[..3]
-        .iter()
-        .map(|u| u.id.clone())
-        .collect();
+    let google_people = first_ids(&*fakes.google.dataset.lock().map_err(poisoned)?, 3);
     register_devices(&state, "google", &google_people).await?;
     wait_for_subscriptions(&fakes).await;
     let client = reqwest::Client::new();
@@ -509,25 +493,13 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
 
     let cursor = events::last_id(store.db()).await?;
     println!("\nOffboarding:");
-    let suspended = fakes
-        .okta
-        .org
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .dataset
-        .users[0]
+    let suspended = fakes.okta.org.lock().map_err(poisoned)?.dataset.users[0]
         .user_name
         .clone();
     fakes.okta.set_status(0, "SUSPENDED");
     println!("  1. {suspended} is suspended in Okta");
     revoked_through_notification(&state, "okta", &okta_people[0], "Okta's event hook").await?;
-    let disabled = fakes
-        .entra
-        .tenant
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .dataset
-        .users[0]
+    let disabled = fakes.entra.tenant.lock().map_err(poisoned)?.dataset.users[0]
         .user_name
         .clone();
     fakes.entra.disable_user(0);
@@ -539,12 +511,7 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
         "a Graph change notification",
     )
     .await?;
-    let google_leaver = fakes
-        .google
-        .dataset
-        .lock()
-        .map_err(|_| anyhow::anyhow!("fake poisoned"))?
-        .users[0]
+    let google_leaver = fakes.google.dataset.lock().map_err(poisoned)?.users[0]
         .user_name
         .clone();
     fakes.google.suspend_user(0);

@@ -28,11 +28,20 @@ const SECRET: &str = "hook-secret-4f1c";
 /// added to its settings, and `public_url` the app's own address.
 fn config<F: CompliantFake>(running: &Running<F>, notifications: Value) -> String {
     let kind = <F::Kind as DriverKind>::KIND;
-    let settings = running.fake.settings(&running.server.base_url, 50);
-    let table = toml::to_string(&settings).expect("settings are a TOML table");
     let notifications = toml::to_string(&notifications).expect("a TOML table");
     format!(
-        "[server]\npublic_url = \"${{APP_URL}}\"\n[[connections]]\nid = \"idp\"\nkind = \"{kind}\"\n[connections.{kind}]\n{table}\n[connections.{kind}.notifications]\n{notifications}\n"
+        "{}[connections.{kind}.notifications]\n{notifications}\n",
+        config_without_notifications(running)
+    )
+}
+
+/// The same connection with no `notifications` table.
+fn config_without_notifications<F: CompliantFake>(running: &Running<F>) -> String {
+    let kind = <F::Kind as DriverKind>::KIND;
+    let settings = running.fake.settings(&running.server.base_url, 50);
+    let table = toml::to_string(&settings).expect("settings are a TOML table");
+    format!(
+        "[server]\npublic_url = \"${{APP_URL}}\"\n[[connections]]\nid = \"idp\"\nkind = \"{kind}\"\n[connections.{kind}]\n{table}\n"
     )
 }
 
@@ -233,7 +242,7 @@ idpsync_core::store_test!(
 );
 
 idpsync_core::store_test!(
-    graph_subscriptions_are_validated_renewed_and_remade_and_a_disabled_user_is_revoked,
+    graph_subscriptions_are_validated_renewed_remade_and_stopped_when_turned_off,
     async |test_store: &TestStore| {
         let graph = Running::<FakeGraph>::start(tenant()).await;
         let app = daemon::<FakeGraph>(
@@ -276,6 +285,20 @@ idpsync_core::store_test!(
         app.shut_down().await;
         // Subscriptions outlive the daemon, for the next one to renew.
         assert_eq!(graph.fake.subscriptions().len(), 2);
+
+        // The admin turns notifications off: the next daemon stops them.
+        let app = daemon::<FakeGraph>(test_store, &config_without_notifications(&graph)).await;
+        eventually("the subscriptions are deleted at Graph", || async {
+            graph.fake.subscriptions().is_empty()
+        })
+        .await;
+        app.shut_down().await;
+        assert!(
+            idpsync_core::hooks::subscriptions(&test_store.store)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 );
 

@@ -11,6 +11,8 @@
 //! * `calls` ([`calls`]): API calls per full pull for every driver, next to
 //!   the fewest its IdP's API allows.
 //! * `console` ([`console`]): console page render times over a big tenant.
+//! * `notify` ([`notify`]): offboarding at Okta, Entra and Google to
+//!   `device.revoked`, with the IdPs' notifications and schedule only.
 //! * `all` ([`suite`]): all of them, as one run.
 
 /// The daemon's allocator and its options, so that figures are the daemon's.
@@ -19,6 +21,7 @@ mod allocator;
 mod calls;
 mod console;
 mod harness;
+mod notify;
 mod pull;
 mod report;
 mod results;
@@ -112,6 +115,21 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         memberships_per_user: usize,
     },
+    /// Offboarding at a pulled IdP (Okta, Entra, Google) to device.revoked
+    /// at a long-polling consumer, with the IdP's change notifications and
+    /// with the schedule alone: p50/p99.
+    Notify {
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Offboardings per IdP and mode.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// The schedule-only connection's interval.
+        #[arg(long, default_value_t = 10)]
+        schedule_secs: u64,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        database: Backend,
+    },
     /// Console page render times (users page, a big group's effective
     /// members) over a big tenant: p50/p99.
     Console {
@@ -148,6 +166,17 @@ enum Command {
         /// SQLite's commits: `full` (the daemon's default) or `relaxed`.
         #[arg(long, value_enum, default_value = "full")]
         durability: Durability,
+    },
+    /// How a full pull's wall time and peak RSS grow with the tenant: the
+    /// `pull` benchmark at each size (a tenth as many groups, ten
+    /// memberships per user), per IdP and database, each in its own process.
+    Scale {
+        #[arg(long, value_delimiter = ',', default_value = "100000,300000,1000000")]
+        sizes: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "okta,entra")]
+        idps: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        databases: Vec<String>,
     },
     /// Renders BENCHMARKS.md's figures (the latest full run against the
     /// targets, a line per full run) from the saved runs.
@@ -227,6 +256,17 @@ fn main() -> Result<()> {
             requests,
             database,
         ))?],
+        Command::Notify {
+            users,
+            iterations,
+            schedule_secs,
+            database,
+        } => vec![runtime.block_on(notify::notify(users, iterations, schedule_secs, database))?],
+        Command::Scale {
+            ref sizes,
+            ref idps,
+            ref databases,
+        } => runtime.block_on(suite::scale(sizes, idps, databases))?,
         Command::Calls {
             users,
             groups,

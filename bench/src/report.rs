@@ -11,6 +11,8 @@ const CURRENT: (&str, &str) = ("<!-- current:begin -->", "<!-- current:end -->")
 const HISTORY: (&str, &str) = ("<!-- history:begin -->", "<!-- history:end -->");
 const CALLS: (&str, &str) = ("<!-- calls:begin -->", "<!-- calls:end -->");
 const CONSOLE: (&str, &str) = ("<!-- console:begin -->", "<!-- console:end -->");
+const NOTIFY: (&str, &str) = ("<!-- notify:begin -->", "<!-- notify:end -->");
+const SCALE: (&str, &str) = ("<!-- scale:begin -->", "<!-- scale:end -->");
 
 /// `document` with its rendered parts replaced by what `runs` give.
 pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
@@ -21,16 +23,141 @@ pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
     let document = replace_between(document, CURRENT, &current(latest))?;
     let document = replace_between(&document, CALLS, &calls(runs))?;
     let document = replace_between(&document, CONSOLE, &console(runs))?;
+    let document = replace_between(&document, NOTIFY, &notify(runs))?;
+    let document = replace_between(&document, SCALE, &scale(runs))?;
     replace_between(&document, HISTORY, &history(&full_runs))
 }
 
 /// The latest console render run of each database, against the target.
 fn console(runs: &[Run]) -> String {
-    let target = Target::Below(100.0, Unit::Millis);
+    latest_per_database(
+        runs,
+        Benchmark::Console,
+        Target::Below(100.0, Unit::Millis),
+        |figure| figure.measure.ends_with("p99"),
+        "No run of `idpsync-bench console` yet.\n",
+    )
+}
+
+/// The latest `idpsync-bench scale` run: full pull wall time and peak RSS
+/// per tenant size, for each IdP and database, with the growth per 100,000
+/// users between the smallest and the largest size.
+fn scale(runs: &[Run]) -> String {
+    let Some(run) = runs
+        .iter()
+        .rev()
+        .find(|run| run.command.split_whitespace().any(|word| word == "scale"))
+    else {
+        return "No run of `idpsync-bench scale` yet.\n".into();
+    };
+    let number = |table: &Table, key: &str| -> Option<f64> {
+        table.parameters.get(key).and_then(|v| v.parse().ok())
+    };
+    let figure = |table: &Table, prefix: &str| -> Option<f64> {
+        table
+            .figures
+            .iter()
+            .find(|f| f.measure.starts_with(prefix))
+            .and_then(|f| f.value)
+    };
+    let mut sizes: Vec<f64> = run
+        .tables
+        .iter()
+        .filter_map(|table| number(table, "users"))
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let mut out = format!(
+        "Full pull, wall time / peak RSS of idpsync, by tenant size (users; a tenth as many groups; ten memberships each) ({}, built from {}).\n\n| IdP | database |",
+        run.started,
+        run.revision.as_deref().unwrap_or("an unrecorded revision")
+    );
+    for size in &sizes {
+        out.push_str(&format!(" {} users |", *size as u64));
+    }
+    out.push_str(" growth per 100k users |\n|---|---|");
+    for _ in &sizes {
+        out.push_str("---|");
+    }
+    out.push_str("---|\n");
+    let mut pairs: Vec<(String, String)> = run
+        .tables
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.parameters.get("idp")?.clone(),
+                t.parameters.get("database")?.clone(),
+            ))
+        })
+        .collect();
+    pairs.dedup();
+    for (idp, database) in pairs {
+        out.push_str(&format!("| {idp} | {database} |"));
+        let mut points = Vec::new();
+        for size in &sizes {
+            let size_text = (*size as u64).to_string();
+            let table = run.table(
+                Benchmark::Pull,
+                &[
+                    ("idp", &idp),
+                    ("database", &database),
+                    ("users", &size_text),
+                ],
+            );
+            match table.and_then(|t| {
+                Some((
+                    figure(t, "full pull: wall time")?,
+                    figure(t, "full pull: peak RSS")?,
+                ))
+            }) {
+                Some((seconds, mib)) => {
+                    out.push_str(&format!(" {seconds:.1} s / {mib:.0} MiB |"));
+                    points.push((*size, seconds, mib));
+                }
+                None => out.push_str(" - |"),
+            }
+        }
+        match (points.first(), points.last()) {
+            (Some(small), Some(large)) if large.0 > small.0 => {
+                let per = 100_000.0 / (large.0 - small.0);
+                out.push_str(&format!(
+                    " {:.1} s, {:.0} MiB |\n",
+                    (large.1 - small.1) * per,
+                    (large.2 - small.2) * per
+                ));
+            }
+            _ => out.push_str(" - |\n"),
+        }
+    }
+    out.push_str("\nTargets: at 1,000,000 users, SQLite < 90 s, PostgreSQL < 120 s, peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s.\n");
+    out
+}
+
+/// The latest notification latency run of each database; the target is
+/// for the runs with notifications.
+fn notify(runs: &[Run]) -> String {
+    latest_per_database(
+        runs,
+        Benchmark::Notify,
+        Target::Below(2000.0, Unit::Millis),
+        |figure| figure.measure.contains("with notifications") && figure.measure.ends_with("p99"),
+        "No run of `idpsync-bench notify` yet.\n",
+    )
+}
+
+/// The latest run of `benchmark` on each database as a table, each figure
+/// that `targeted` picks set against `target`.
+fn latest_per_database(
+    runs: &[Run],
+    benchmark: Benchmark,
+    target: Target,
+    targeted: fn(&Figure) -> bool,
+    none_yet: &str,
+) -> String {
     let mut out = String::new();
     for database in ["sqlite", "postgres"] {
         let Some((run, table)) = runs.iter().rev().find_map(|run| {
-            run.table(Benchmark::Console, &[("database", database)])
+            run.table(benchmark, &[("database", database)])
                 .map(|table| (run, table))
         }) else {
             continue;
@@ -42,8 +169,7 @@ fn console(runs: &[Run]) -> String {
             run.revision.as_deref().unwrap_or("an unrecorded revision"),
         ));
         for figure in &table.figures {
-            let p99 = figure.measure.ends_with("p99");
-            let (goal, verdict) = if p99 {
+            let (goal, verdict) = if targeted(figure) {
                 (
                     target.describe(),
                     match target.met(figure) {
@@ -64,7 +190,7 @@ fn console(runs: &[Run]) -> String {
         out.push('\n');
     }
     if out.is_empty() {
-        out.push_str("No run of `idpsync-bench console` yet.\n");
+        out.push_str(none_yet);
     }
     out
 }

@@ -55,6 +55,9 @@ pub enum Benchmark {
     Calls,
     /// Console page render times.
     Console,
+    /// Offboarding at a pulled IdP to device.revoked, with and without
+    /// the IdP's notifications.
+    Notify,
 }
 
 /// One measure. `value` and `unit` are absent for a figure that is only

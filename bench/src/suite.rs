@@ -8,30 +8,65 @@ use crate::scim::{Peer, scim};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 
+/// One `idpsync-bench pull` in a process of its own, so that its peak RSS
+/// is its own; its tables, handed back through `--emit`.
+pub async fn pull_in_child(
+    idp: &str,
+    database: &str,
+    users: usize,
+    groups: usize,
+    per_user: usize,
+) -> Result<Vec<Table>> {
+    let emitted = std::env::temp_dir().join(format!(
+        "idpsync-bench-{}-{idp}-{database}-{users}.json",
+        std::process::id()
+    ));
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--emit")
+        .arg(&emitted)
+        .args(["pull", "--idp", idp, "--database", database])
+        .args([
+            "--users",
+            &users.to_string(),
+            "--groups",
+            &groups.to_string(),
+        ])
+        .args(["--memberships-per-user", &per_user.to_string()])
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("the {idp} pull of {users} users into {database} failed ({status})");
+    }
+    let text = std::fs::read_to_string(&emitted)
+        .with_context(|| format!("the {idp} pull into {database} left no tables"))?;
+    std::fs::remove_file(&emitted)?;
+    Ok(serde_json::from_str::<Vec<Table>>(&text)?)
+}
+
+/// `scale`: the full pull at each tenant size (users, a tenth as many
+/// groups, ten memberships each), from each IdP into each database, each
+/// in its own process.
+pub async fn scale(sizes: &[usize], idps: &[String], databases: &[String]) -> Result<Vec<Table>> {
+    let mut tables = Vec::new();
+    for database in databases {
+        for idp in idps {
+            for &users in sizes {
+                tables.extend(pull_in_child(idp, database, users, users / 10, 10).await?);
+            }
+        }
+    }
+    Ok(tables)
+}
+
 /// The whole suite. Each pull runs as its own `idpsync-bench pull` process
 /// (it hands its table back through `--emit`), so its peak RSS is its own;
 /// the rest run here. SCIM on SQLite runs with durable commits (the
 /// default) and with relaxed ones, each side by side with the peer.
 pub async fn all(peer_script: &std::path::Path, peer_port: u16) -> Result<Vec<Table>> {
     let mut tables = Vec::new();
-    let emitted = std::env::temp_dir().join(format!("idpsync-bench-{}.json", std::process::id()));
     for database in ["sqlite", "postgres"] {
         for idp in ["okta", "entra"] {
-            let status = tokio::process::Command::new(std::env::current_exe()?)
-                .arg("--emit")
-                .arg(&emitted)
-                .args(["pull", "--idp", idp, "--database", database])
-                .args(["--users", "100000", "--groups", "10000"])
-                .args(["--memberships-per-user", "10"])
-                .status()
-                .await?;
-            if !status.success() {
-                bail!("the {idp} pull into {database} failed ({status})");
-            }
-            let text = std::fs::read_to_string(&emitted)
-                .with_context(|| format!("the {idp} pull into {database} left no tables"))?;
-            tables.extend(serde_json::from_str::<Vec<Table>>(&text)?);
-            std::fs::remove_file(&emitted)?;
+            tables.extend(pull_in_child(idp, database, 100_000, 10_000, 10).await?);
         }
     }
     // The reference peer, if its script is here; started once, stopped at the end.

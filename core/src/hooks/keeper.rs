@@ -56,15 +56,17 @@ fn renew_at(row: &SubscriptionRow) -> Option<DateTime<Utc>> {
 pub(super) async fn keep(
     hooks: Hooks,
     store: Store,
-    public_url: String,
+    public_url: Option<String>,
     shutdown: watch::Receiver<bool>,
 ) {
     forget_removed_connections(&hooks, &store).await;
     loop {
         let mut next = Utc::now() + chrono::Duration::from_std(TICK).unwrap_or_default();
         for (connection, endpoint) in hooks.endpoints.iter() {
-            let callback = Hooks::callback(&public_url, &endpoint.kind, connection);
-            match tend(&store, connection, endpoint, &callback).await {
+            let callback = public_url
+                .as_deref()
+                .map(|url| Hooks::callback(url, &endpoint.kind, connection));
+            match tend(&store, connection, endpoint, callback.as_deref()).await {
                 Ok(Some(at)) => next = next.min(at),
                 Ok(None) => {}
                 Err(error) => {
@@ -92,10 +94,14 @@ async fn tend(
     store: &Store,
     connection: &str,
     endpoint: &Endpoint,
-    callback: &str,
+    callback: Option<&str>,
 ) -> Result<Option<DateTime<Utc>>, sea_orm::DbErr> {
     let notifier = endpoint.notifier();
-    let wanted = notifier.resources();
+    // Without a public URL nothing can be delivered: stop what was made.
+    let (wanted, callback) = match callback {
+        Some(callback) => (notifier.resources(), callback),
+        None => (Vec::new(), ""),
+    };
     let rows = hook_subscription::Entity::find()
         .filter(hook_subscription::Column::ConnectionId.eq(connection))
         .all(store.db())

@@ -206,7 +206,8 @@ impl Hooks {
     }
 
     /// Starts the workers: a trigger per endpoint and the subscription
-    /// keeper. They stop when `shutdown` turns true (the keeper after
+    /// keeper (which, without a `public_url`, only stops what an earlier
+    /// configuration subscribed). They stop when `shutdown` turns true (the keeper after
     /// stopping the subscriptions that end with the daemon).
     pub fn spawn(
         &self,
@@ -225,14 +226,12 @@ impl Hooks {
                 ))
             })
             .collect();
-        if let Some(public_url) = self.public_url.clone() {
-            workers.push(tokio::spawn(keeper::keep(
-                self.clone(),
-                runner.store().clone(),
-                public_url,
-                shutdown,
-            )));
-        }
+        workers.push(tokio::spawn(keeper::keep(
+            self.clone(),
+            runner.store().clone(),
+            self.public_url.clone(),
+            shutdown,
+        )));
         workers
     }
 

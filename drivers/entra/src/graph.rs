@@ -175,9 +175,8 @@ impl GraphApi {
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, DriverError> {
         let url = self.url(path);
-        let response = self
-            .http
-            .send(
+        self.http
+            .send_json(
                 &move |client| {
                     let request = client.request(method.clone(), &url);
                     match &body {
@@ -188,16 +187,7 @@ impl GraphApi {
                 Some(&self.token),
             )
             .await
-            .map_err(explain)?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
-        if bytes.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
+            .map_err(explain)
     }
 
     /// "Test connection": one page of users and of groups.

@@ -51,22 +51,12 @@ impl DirectoryApi {
         body: Value,
     ) -> Result<Value, DriverError> {
         let url = format!("{}{path}", self.settings.api_url.trim_end_matches('/'));
-        let response = self
-            .http
-            .send(
+        self.http
+            .send_json(
                 &move |client| client.post(&url).query(&query).json(&body),
                 Some(&self.token as &dyn TokenSource),
             )
-            .await?;
-        let bytes = response
-            .bytes()
             .await
-            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
     }
 
     /// The `customer` or `domain` parameter every listing and watch takes.

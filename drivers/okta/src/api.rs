@@ -200,15 +200,7 @@ impl OktaApi {
                 }
             })
             .await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| DriverError::Transient(e.without_url().to_string()))?;
-        if bytes.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| DriverError::protocol(format!("unreadable JSON: {e}")))
+        idpsync_driver::http::json_or_null(response).await
     }
 
     pub fn settings(&self) -> &OktaSettings {

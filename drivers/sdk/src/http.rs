@@ -330,6 +330,16 @@ impl HttpKit {
             .map_err(|error| DriverError::protocol(format!("unreadable JSON: {error}")))
     }
 
+    /// Sends the request and reads its JSON answer, `null` when the body is
+    /// empty (a 204): the calls that create, renew and delete things.
+    pub async fn send_json(
+        &self,
+        build: &(dyn Fn(&reqwest::Client) -> RequestBuilder + Send + Sync),
+        auth: Option<&dyn TokenSource>,
+    ) -> Result<serde_json::Value, DriverError> {
+        json_or_null(self.send(build, auth).await?).await
+    }
+
     /// `GET url?query` with a bearer token from `auth`, its JSON body
     /// parsed: the call most listings are.
     pub async fn get_query<T: serde::de::DeserializeOwned>(
@@ -887,4 +897,17 @@ mod rate_share_tests {
         );
         assert_eq!(RateShare::WHOLE.reserve(600), 0);
     }
+}
+
+/// A response's JSON body, `null` when it is empty (a 204).
+pub async fn json_or_null(response: Response) -> Result<serde_json::Value, DriverError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| DriverError::Transient(error.without_url().to_string()))?;
+    if bytes.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|error| DriverError::protocol(format!("unreadable JSON: {error}")))
 }
