@@ -92,6 +92,16 @@ async fn submit(reconciler: &Reconciler, snapshot: Snapshot) -> Outcome {
 }
 
 /// Every data row of the store, as text, to compare states.
+/// The stored tenant and the effective members of g1 and g3: what a
+/// migration must keep.
+async fn memberships_state(store: &Store) -> (String, Vec<String>, Vec<String>) {
+    (
+        dump(store).await,
+        effective_members(store, "g1").await,
+        effective_members(store, "g3").await,
+    )
+}
+
 async fn dump(store: &Store) -> String {
     let db = store.db();
     format!(
@@ -1234,11 +1244,7 @@ store_test!(
             use sea_orm::{ConnectionTrait, Statement};
             let reconciler = reconciler(&store, CONFIG).await;
             submit(&reconciler, tenant()).await;
-            let before = (
-                dump(&store).await,
-                effective_members(&store, "g1").await,
-                effective_members(&store, "g3").await,
-            );
+            let before = memberships_state(&store).await;
             assert_eq!(before.1, ["alice", "bob"]);
 
             // Back before migrations 4, 5 and 6 (and 7, the suspended
@@ -1275,11 +1281,7 @@ store_test!(
             assert_eq!(nested.len(), 1);
             // ...and forward again: the same edges and memberships.
             Migrator::up(store.db(), None).await.unwrap();
-            let after = (
-                dump(&store).await,
-                effective_members(&store, "g1").await,
-                effective_members(&store, "g3").await,
-            );
+            let after = memberships_state(&store).await;
             assert_eq!(after, before);
         }
     }
@@ -1293,11 +1295,7 @@ store_test!(
             use idpsync_migrations::{Migrator, MigratorTrait};
             let reconciler = reconciler(&store, CONFIG).await;
             submit(&reconciler, tenant()).await;
-            let before = (
-                dump(&store).await,
-                effective_members(&store, "g1").await,
-                effective_members(&store, "g3").await,
-            );
+            let before = memberships_state(&store).await;
             // Every version after the first (which creates the store): the
             // data taken back to it, then forward to the latest.
             let steps = Migrator::migrations().len() as u32;
@@ -1312,11 +1310,7 @@ store_test!(
                 );
                 let applied = store.migrate().await.unwrap();
                 assert_eq!(applied.len() as u32, back);
-                let after = (
-                    dump(&store).await,
-                    effective_members(&store, "g1").await,
-                    effective_members(&store, "g3").await,
-                );
+                let after = memberships_state(&store).await;
                 assert_eq!(after, before, "forward from {back} step(s) back");
             }
         }
