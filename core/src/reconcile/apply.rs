@@ -28,8 +28,8 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, Iterable,
-    QueryFilter, QuerySelect, QueryTrait, Set, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
+    Iterable, QueryFilter, QuerySelect, QueryTrait, Set, Statement,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -100,6 +100,10 @@ pub struct ApplyContext<'a> {
     pub keep_written_users: bool,
 }
 
+/// Rows written to a table in one apply from which its planner statistics
+/// are refreshed (see `Apply::refresh_statistics`).
+const BULK_WRITE: usize = 10_000;
+
 /// Events buffered before they are written, when persisting, counted by
 /// weight: one per event, plus one per member a membership event lists.
 const EVENT_FLUSH: usize = 20_000;
@@ -165,12 +169,23 @@ struct Apply<'a, C> {
 }
 
 /// A stored user as the effects need it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromQueryResult)]
 struct UserRow {
     id: i64,
     external_id: String,
     user_name: String,
     active: bool,
+}
+
+impl From<&source_user::Model> for UserRow {
+    fn from(row: &source_user::Model) -> Self {
+        UserRow {
+            id: row.id,
+            external_id: row.external_id.clone(),
+            user_name: row.user_name.clone(),
+            active: row.active,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +256,24 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
+    /// On PostgreSQL, re-reads the statistics of `tables` once `written`
+    /// rows went into them. The planner has none for rows this transaction
+    /// wrote (autovacuum sees them only after the commit), so after a first
+    /// sync it took a connection's users for a few hundred and answered a
+    /// lookup of 500 users by scanning them all, per lookup: quadratic in
+    /// the tenant. `ANALYZE` samples at most 30,000 rows per table, so it
+    /// costs about the same at any size.
+    async fn refresh_statistics(&mut self, written: usize, tables: &[&str]) -> Result<(), DbErr> {
+        if self.db.backend() != DatabaseBackend::Postgres || written < BULK_WRITE {
+            return Ok(());
+        }
+        let statement = Statement::from_string(
+            DatabaseBackend::Postgres,
+            format!("ANALYZE {}", tables.join(", ")),
+        );
+        self.db.send(statement).await
+    }
+
     fn fail_if(&self, point: FailPoint) -> Result<(), ApplyError> {
         if self.ctx.fail_at == Some(point) {
             Err(ApplyError::Injected(point))
@@ -254,6 +287,11 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         self.phases.mark("upsert_groups");
         let users_by_external_id = self.upsert_users(changes).await?;
         self.flush(false).await?;
+        self.refresh_statistics(
+            changes.users_created.len() + changes.users_updated.len(),
+            &["source_users"],
+        )
+        .await?;
         self.phases.mark("upsert_users");
         self.fail_if(FailPoint::AfterSourceChanges)?;
 
@@ -308,6 +346,11 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             )
             .await?;
         self.flush(false).await?;
+        self.refresh_statistics(
+            changes.memberships_added.len(),
+            &["user_memberships", "group_memberships"],
+        )
+        .await?;
         self.phases.mark("edges");
         let dirty_users = self
             .recompute_inherited(&changed.groups, &deleted_group_ids)
@@ -413,24 +456,19 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .await?;
         self.free_moving_names(changes).await?;
 
-        // With `keep_written_users`, the rows come back from the writes
-        // themselves (RETURNING), not from a read after them.
-        let keep = self.ctx.keep_written_users;
-        // Each chunk's rows go to the database while its events are built
-        // (see `Pipeline`); rows to keep come back from their own statement.
-        let backend = self.db.backend();
+        // The rows written come back from the writes themselves
+        // (RETURNING), not from a read after them: on PostgreSQL a read of
+        // rows inserted by this transaction meets a table without
+        // statistics, and its plan scanned the connection's every user.
+        let mut written: Vec<UserRow> = Vec::new();
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
-            let insert = source_user::Entity::insert_many(rows);
-            if keep {
-                // `idle` completes what is in flight before the insert.
-                self.written_users
-                    .extend(insert.exec_with_returning(self.db.idle().await?).await?);
-            } else {
-                self.db.send(insert.build(backend)).await?;
-            }
+            written.extend(
+                self.write_users(source_user::Entity::insert_many(rows))
+                    .await?,
+            );
             for user in chunk {
                 self.event(
                     EventKind::UserCreated,
@@ -449,12 +487,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
-            if keep {
-                self.written_users
-                    .extend(upsert.exec_with_returning(self.db.idle().await?).await?);
-            } else {
-                upsert.exec_without_returning(self.db.idle().await?).await?;
-            }
+            written.extend(self.write_users(upsert).await?);
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -494,29 +527,36 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
 
         // Created and updated users as written, with the deleted ones.
-        let mut all = if keep {
-            self.written_users
-                .iter()
-                .map(|row| {
-                    let user = UserRow {
-                        id: row.id,
-                        external_id: row.external_id.clone(),
-                        user_name: row.user_name.clone(),
-                        active: row.active,
-                    };
-                    (row.external_id.clone(), user)
-                })
-                .collect()
-        } else {
-            let written = changes
-                .users_created
-                .iter()
-                .chain(&changes.users_updated)
-                .map(|user| user.external_id.as_str());
-            self.load_users_by_external_id(written).await?
-        };
+        let mut all: HashMap<String, UserRow> = written
+            .into_iter()
+            .map(|row| (row.external_id.clone(), row))
+            .collect();
         all.extend(deleted);
         Ok(all)
+    }
+
+    /// Runs an insert (or upsert) of user rows; returns the rows as written.
+    /// With [`ApplyContext::keep_written_users`] the whole rows are kept too.
+    async fn write_users(
+        &mut self,
+        mut insert: sea_orm::InsertMany<source_user::ActiveModel>,
+    ) -> Result<Vec<UserRow>, DbErr> {
+        if self.ctx.keep_written_users {
+            let models = insert.exec_with_returning(self.db.idle().await?).await?;
+            let rows = models.iter().map(UserRow::from).collect();
+            self.written_users.extend(models);
+            return Ok(rows);
+        }
+        QueryTrait::query(&mut insert).returning(Query::returning().columns([
+            source_user::Column::Id,
+            source_user::Column::ExternalId,
+            source_user::Column::UserName,
+            source_user::Column::Active,
+        ]));
+        let statement = insert.build(self.db.backend());
+        UserRow::find_by_statement(statement)
+            .all(self.db.idle().await?)
+            .await
     }
 
     /// Parks the userNames this change set moves from one user to another
