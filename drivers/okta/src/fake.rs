@@ -57,9 +57,28 @@ pub struct Org {
     pub deleted: std::collections::HashSet<usize>,
     /// The System Log: (published, eventType, target id, target type).
     pub log: Vec<(DateTime<Utc>, String, String, String)>,
+    /// Each group's index by id, as last seen: checked at every use and
+    /// rebuilt when the groups changed (a benchmark tenant's 100k member
+    /// listings each looked their group up by scanning).
+    group_index: HashMap<String, usize>,
 }
 
 impl Org {
+    /// The index of the group `id`, if there is one.
+    fn group_position(&mut self, id: &str) -> Option<usize> {
+        let groups = &self.dataset.groups;
+        let fresh = |i: &usize| groups.get(*i).is_some_and(|g| g.id == id);
+        if let Some(i) = self.group_index.get(id).copied().filter(fresh) {
+            return Some(i);
+        }
+        self.group_index = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.clone(), i))
+            .collect();
+        self.group_index.get(id).copied()
+    }
+
     fn record(&mut self, event_type: &str, target: &str, target_type: &str) {
         self.log.push((
             Utc::now(),
@@ -147,6 +166,7 @@ impl FakeOkta {
                 user_updated: HashMap::new(),
                 group_updated: HashMap::new(),
                 user_json: HashMap::new(),
+                group_index: HashMap::new(),
                 deleted: Default::default(),
                 log: Vec::new(),
             })),
@@ -472,6 +492,11 @@ async fn gate(
     None
 }
 
+/// The cursor after a page of a list of `total` items read from `after`.
+fn next_after(after: usize, limit: usize, total: usize) -> Option<usize> {
+    (after + limit < total).then_some(after + limit)
+}
+
 fn paging(query: &HashMap<String, String>) -> (usize, usize) {
     let limit = query
         .get("limit")
@@ -485,13 +510,14 @@ fn paging(query: &HashMap<String, String>) -> (usize, usize) {
     (after, limit)
 }
 
-/// A page of `items` with Okta's Link headers.
+/// A page of `items` with Okta's Link headers; a `next` link resumes at
+/// cursor `next`, if any.
 fn page(
     fake: &FakeOkta,
     resource: &str,
     path: &str,
     query: &HashMap<String, String>,
-    total: usize,
+    next: Option<usize>,
     items: Vec<Arc<str>>,
 ) -> Response {
     let (after, limit) = paging(query);
@@ -525,12 +551,12 @@ fn page(
         header::LINK,
         HeaderValue::from_str(&format!("<{}>; rel=\"self\"", link(None))).expect("a header"),
     );
-    if after + limit < total {
+    if let Some(next) = next {
         response.headers_mut().append(
             header::LINK,
             HeaderValue::from_str(&format!(
                 "<{}>; rel=\"next\"",
-                link(Some(format!("00u{:x}", after + limit)))
+                link(Some(format!("00u{next:x}")))
             ))
             .expect("a header"),
         );
@@ -585,7 +611,7 @@ async fn users(
     if let Some(answer) = gate(&fake, &headers, "users", after / limit).await {
         return answer;
     }
-    let (total, items): (usize, Vec<Arc<str>>) = {
+    let (next, items): (Option<usize>, Vec<Arc<str>>) = {
         let mut org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let search = query.get("search").cloned().unwrap_or_default();
         // The search, read once per page rather than once per user.
@@ -599,7 +625,10 @@ async fn users(
         if !search.is_empty() && wanted_status.is_none() && updated_after.is_none() {
             return invalid_search();
         }
-        let matching = (0..org.dataset.users.len())
+        // The cursor is the index of the first user not yet listed, as an
+        // Okta cursor names where the listing resumes: a page costs its own
+        // users, not the users before it.
+        let mut matching = (after..org.dataset.users.len())
             .filter(|i| !org.deleted.contains(i))
             .filter(|i| {
                 let status = org.status.get(i).map(String::as_str).unwrap_or("ACTIVE");
@@ -608,19 +637,15 @@ async fn users(
                     (None, Some(t)) => org.user_updated.get(i).is_some_and(|u| *u > t),
                     (None, None) => status != "DEPROVISIONED",
                 }
-            })
-            .collect::<Vec<usize>>();
+            });
+        let listed: Vec<usize> = matching.by_ref().take(limit).collect();
+        let next = matching.next();
         (
-            matching.len(),
-            matching
-                .into_iter()
-                .skip(after)
-                .take(limit)
-                .map(|i| user_json(&mut org, i))
-                .collect(),
+            next,
+            listed.into_iter().map(|i| user_json(&mut org, i)).collect(),
         )
     };
-    page(&fake, "users", "/api/v1/users", &query, total, items)
+    page(&fake, "users", "/api/v1/users", &query, next, items)
 }
 
 async fn groups(
@@ -632,7 +657,7 @@ async fn groups(
     if let Some(answer) = gate(&fake, &headers, "groups", after / limit).await {
         return answer;
     }
-    let (total, items): (usize, Vec<Arc<str>>) = {
+    let (next, items): (Option<usize>, Vec<Arc<str>>) = {
         let org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
         let changed_since = match query.get("filter").map(|filter| since(filter)) {
             Some(None) => return invalid_search(),
@@ -660,9 +685,9 @@ async fn groups(
                 .into()
             })
             .collect();
-        (matching.len(), items)
+        (next_after(after, limit, matching.len()), items)
     };
-    page(&fake, "groups", "/api/v1/groups", &query, total, items)
+    page(&fake, "groups", "/api/v1/groups", &query, next, items)
 }
 
 async fn group_users(
@@ -675,12 +700,12 @@ async fn group_users(
     if let Some(answer) = gate(&fake, &headers, "members", after / limit).await {
         return answer;
     }
-    let items: Option<(usize, Vec<Arc<str>>)> = {
+    let items: Option<(Option<usize>, Vec<Arc<str>>)> = {
         let mut org = fake.org.lock().unwrap_or_else(|e| e.into_inner());
-        org.dataset.groups.iter().position(|g| g.id == id).map(|g| {
+        org.group_position(&id).map(|g| {
             let members = org.dataset.members_of(g);
             (
-                members.len(),
+                next_after(after, limit, members.len()),
                 members
                     .into_iter()
                     .skip(after)
@@ -691,12 +716,12 @@ async fn group_users(
         })
     };
     match items {
-        Some((total, items)) => page(
+        Some((next, items)) => page(
             &fake,
             "members",
             &format!("/api/v1/groups/{id}/users"),
             &query,
-            total,
+            next,
             items,
         ),
         None => okta_error(
@@ -776,7 +801,14 @@ async fn logs(
         events.len()
     };
     let page_items = events.into_iter().skip(after).take(limit).collect();
-    page(&fake, "logs", "/api/v1/logs", &query, total, page_items)
+    page(
+        &fake,
+        "logs",
+        "/api/v1/logs",
+        &query,
+        next_after(after, limit, total),
+        page_items,
+    )
 }
 
 /// Okta's answer to a path it does not serve.
