@@ -218,8 +218,10 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
         .with_context(|| format!("while binding {listen}: is another process using the port?"))?;
     tracing::info!(address = %listener.local_addr()?, "idpsync serving");
     let state =
-        idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
+        idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry())
+            .reloadable_from(path.to_path_buf());
     crate::systemd::ready();
+    tokio::spawn(reload_on_hangup(state.reloader.clone()));
     idpsync_core::api::serve(listener, state, async {
         shutdown_signal().await;
         crate::systemd::notify("STOPPING=1");
@@ -228,6 +230,28 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
     .context("while serving HTTP")?;
     tracing::info!("idpsync stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the config file at each SIGHUP (`systemctl reload`); the
+/// outcome is logged either way, and an error keeps the running config.
+async fn reload_on_hangup(reloader: idpsync_core::daemon::reload::Reloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reload with POST /api/v1/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            crate::systemd::notify("RELOADING=1");
+            // The reloader logs what it did, or why it kept the config.
+            let _ = reloader.reload().await;
+            crate::systemd::notify("READY=1");
+        }
+    }
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// Resolves on SIGTERM or ctrl-c.
@@ -424,6 +448,7 @@ pub async fn sync(
     let state =
         idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
     let report = state
+        .engine()
         .sync
         .run(
             connection,
@@ -472,6 +497,7 @@ pub async fn check_connection(path: &Path, connection: &str) -> Result<ExitCode>
     let state =
         idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry());
     match state
+        .engine()
         .sync
         .check(connection)
         .await

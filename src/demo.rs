@@ -311,6 +311,7 @@ async fn revoked_through_notification(
                 "     no notification arrived in 15 s; syncing {connection} as its schedule would"
             );
             state
+                .engine()
                 .sync
                 .run(
                     connection,
@@ -441,6 +442,7 @@ pub async fn run(directory: &Path, listen: &str, exit_after: bool) -> Result<Exi
         "zitadel",
     ] {
         let report = state
+            .engine()
             .sync
             .run(
                 connection,

@@ -100,3 +100,88 @@ url = "{db}"
     assert_eq!(said, "STOPPING=1");
     assert!(daemon.terminate().success());
 }
+
+/// `systemctl reload` sends SIGHUP: the daemon re-reads its file and keeps
+/// serving (SIGHUP's default would end it); a file that does not validate
+/// is refused and the running configuration kept. Both are counted.
+#[tokio::test]
+async fn sighup_reloads_the_config_file_and_refuses_an_invalid_one() {
+    let template = r#"
+[server]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{db}"
+"#;
+    let (workdir, port) = Workdir::new(template);
+    let daemon = workdir.serve(port);
+    let client = reqwest::Client::new();
+    let reloads = |body: &str, result: &str| {
+        body.lines()
+            .find(|line| {
+                line.starts_with("idpsync_config_reloads_total")
+                    && line.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let hangup_and_wait = |result: &'static str, before: u64| {
+        let client = client.clone();
+        let url = daemon.url("/metrics");
+        let pid = daemon.child.id().to_string();
+        async move {
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+                if reloads(&body, result) > before {
+                    return body;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no {result} reload counted after SIGHUP:\n{body}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let text = std::fs::read_to_string(&workdir.config_path).unwrap();
+    std::fs::write(
+        &workdir.config_path,
+        format!("{text}\n[[connections]]\nid = \"hr\"\nkind = \"scim\"\n"),
+    )
+    .unwrap();
+    hangup_and_wait("applied", 0).await;
+    assert_eq!(
+        client
+            .get(daemon.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still serving after SIGHUP"
+    );
+
+    std::fs::write(
+        &workdir.config_path,
+        format!("{text}\n[[connections]]\nid = \"hr\"\nkind = \"no-such-kind\"\n"),
+    )
+    .unwrap();
+    let body = hangup_and_wait("invalid", 0).await;
+    assert_eq!(reloads(&body, "applied"), 1);
+    assert_eq!(
+        client
+            .get(daemon.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(daemon.terminate().success());
+}

@@ -58,6 +58,7 @@ pub async fn console(
     let edges = memberships.len();
     let started = Instant::now();
     app.state
+        .engine()
         .reconciler
         .submit(
             "bench",

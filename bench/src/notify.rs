@@ -176,6 +176,7 @@ where
     let first = loop {
         match app
             .state
+            .engine()
             .sync
             .run("idp", Trigger::Manual, false, true, std::future::pending())
             .await

@@ -155,7 +155,7 @@ pub async fn pull(
         .await
         .state;
     let run = |full: bool| {
-        let runner = state.sync.clone();
+        let runner = state.engine().sync.clone();
         async move {
             runner
                 .run(

@@ -33,7 +33,7 @@ pub async fn revocation(n_users: usize, iterations: usize, backend: Backend) -> 
     let test_store = backend.open().await?;
     let store = test_store.store.clone();
     let app = TestApp::builder(&store).config(CONFIG).start().await;
-    let reconciler = app.state.reconciler.clone();
+    let reconciler = app.state.engine().reconciler.clone();
     let bus = app.state.bus.clone();
     let base = app.url("/api/v1");
     let scim_base = app.url("/scim/v2/bench");

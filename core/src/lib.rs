@@ -14,6 +14,8 @@
 //! * [`sync`]: driver registry, pull runs, the cron scheduler.
 //! * [`hooks`]: IdP change notifications: deliveries, coalesced runs,
 //!   subscriptions kept alive.
+//! * [`daemon`]: what the configuration builds (the engine), its reload,
+//!   and the background workers of each configuration.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 //! * [`console`]: the admin console in the browser, server-rendered HTML.
 
@@ -21,6 +23,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod daemon;
 pub mod devices;
 pub mod events;
 pub mod hooks;

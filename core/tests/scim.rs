@@ -153,7 +153,11 @@ async fn create_kim(scim: &Scim) -> (String, String) {
 
 /// Waits until `n` SCIM writes are queued or under way.
 async fn writes_waiting(scim: &Scim, n: usize) {
-    scim.state.reconciler.writes_in_flight_reach(n).await;
+    scim.state
+        .engine()
+        .reconciler
+        .writes_in_flight_reach(n)
+        .await;
 }
 
 fn entra_user(user_name: &str, external_id: &str) -> Value {

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use idpsync_core::config::{Secret, WebhookConfig};
+use idpsync_core::daemon::WorkerLife;
 use idpsync_core::events::{self, EventBus, NewEvent};
 use idpsync_core::store::entity::webhook_delivery;
 use idpsync_core::store_test;
@@ -120,7 +121,10 @@ store_test!(
         let (stop, stopped) = watch::channel(false);
         Dispatcher::new(test_store.store.clone(), bus.clone())
             .with_backoff(FAST)
-            .spawn(vec![webhook(&url, &["device.*", "user.deleted"])], stopped);
+            .spawn(
+                vec![webhook(&url, &["device.*", "user.deleted"])],
+                WorkerLife::until(stopped),
+            );
         started(test_store).await;
         emit(
             test_store,
@@ -159,7 +163,7 @@ store_test!(
         let (stop, stopped) = watch::channel(false);
         let workers = Dispatcher::new(test_store.store.clone(), bus.clone())
             .with_backoff(FAST)
-            .spawn(vec![webhook(&url, &["*"])], stopped);
+            .spawn(vec![webhook(&url, &["*"])], WorkerLife::until(stopped));
         started(test_store).await;
         emit(test_store, &bus, &["device.revoked"]).await;
         let (first_id, _, _) = next(&mut accepted).await;
@@ -180,7 +184,7 @@ store_test!(
         let (_stop, stopped) = watch::channel(false);
         Dispatcher::new(test_store.store.clone(), bus.clone())
             .with_backoff(FAST)
-            .spawn(vec![webhook(&url, &["*"])], stopped);
+            .spawn(vec![webhook(&url, &["*"])], WorkerLife::until(stopped));
         let (second_id, second_kind, _) = next(&mut accepted).await;
         let (third_id, third_kind, _) = next(&mut accepted).await;
         assert_eq!(

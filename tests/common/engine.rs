@@ -22,6 +22,7 @@ pub async fn start(store: &Store, config_text: &str, registry: DriverRegistry) -
 /// One sync of `connection` (delta when it has a cursor), to completion.
 pub async fn sync(state: &AppState, connection: &str, trigger: Trigger) -> SyncReport {
     state
+        .engine()
         .sync
         .run(connection, trigger, false, false, std::future::pending())
         .await
@@ -32,7 +33,7 @@ pub async fn sync(state: &AppState, connection: &str, trigger: Trigger) -> SyncR
 pub async fn approved_device(state: &AppState, connection: &str, owner: &str) -> i64 {
     let node_key = format!("nk-{connection}-{owner}");
     idpsync_core::testing::approved_device(
-        state.sync.store(),
+        state.engine().sync.store(),
         &state.bus,
         connection,
         owner,

@@ -37,7 +37,7 @@ async fn deliver(
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    let answer = state.hooks.deliver(
+    let answer = state.engine().hooks.deliver(
         &kind,
         &connection,
         &HookRequest {

@@ -109,6 +109,11 @@ pub const FAMILIES: &[(&str, Family, &str)] = &[
         Family::Gauge,
         "When each IdP subscription lapses unless renewed (Unix time), by connection and resource.",
     ),
+    (
+        "idpsync_config_reloads_total",
+        Family::Counter,
+        "Config reloads (SIGHUP, POST /api/v1/reload), by result: applied, or why the running config was kept (invalid, needs_restart, no_file, store).",
+    ),
 ];
 
 /// The process-wide Prometheus recorder, installed (and every family

@@ -11,6 +11,9 @@ pub mod scim;
 pub mod v1;
 
 use crate::config::Config;
+use crate::daemon::reload::Reloader;
+use crate::daemon::workers::Workers;
+use crate::daemon::{Engine, LiveEngine};
 use crate::events::EventBus;
 use crate::reconcile::Reconciler;
 use crate::store::Store;
@@ -27,14 +30,13 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Store,
     pub metrics: PrometheusHandle,
-    pub config: Arc<Config>,
     pub bus: EventBus,
-    pub reconciler: Reconciler,
-    pub sync: crate::sync::SyncRunner,
     /// The console's signed-in browsers.
     pub console: crate::console::Sessions,
-    /// IdP change notifications.
-    pub hooks: crate::hooks::Hooks,
+    /// What the configuration builds; replaced whole by a reload. A handler
+    /// takes it once ([`AppState::engine`]) and uses that one throughout.
+    pub live: LiveEngine,
+    pub reloader: Reloader,
 }
 
 impl AppState {
@@ -53,25 +55,31 @@ impl AppState {
         let bus = EventBus::default();
         let reconciler = Reconciler::new(store.clone(), &config, bus.clone());
         let config = Arc::new(config);
+        let drivers = Arc::new(drivers);
         let http = idpsync_driver::http::HttpKit::new(Default::default())
             .expect("the HTTP client builds with rustls");
-        let sync = crate::sync::SyncRunner::new(
-            reconciler.clone(),
-            Arc::new(drivers),
-            config.clone(),
-            http,
-        );
-        let hooks = crate::hooks::Hooks::new(&config, &sync);
+        let sync =
+            crate::sync::SyncRunner::new(reconciler.clone(), drivers.clone(), config.clone(), http);
+        let live = LiveEngine::new(Engine::new(config, reconciler, sync));
         AppState {
+            reloader: Reloader::new(store.clone(), live.clone(), drivers),
             store,
-            hooks,
             metrics: metrics_handle(),
-            config,
             bus,
-            reconciler,
-            sync,
+            live,
             console: crate::console::Sessions::default(),
         }
+    }
+
+    /// Reloads ([`Reloader::reload`]) re-read the config file at `path`.
+    pub fn reloadable_from(mut self, path: std::path::PathBuf) -> Self {
+        self.reloader = self.reloader.with_file(path);
+        self
+    }
+
+    /// The engine now (see [`LiveEngine::current`]).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.live.current()
     }
 }
 
@@ -116,7 +124,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition.
 async fn metrics_text(State(state): State<AppState>) -> Response {
     ::metrics::counter!("idpsync_metrics_scrapes_total").increment(1);
-    if let Err(error) = self::metrics::export_health(&state.store, &state.config).await {
+    if let Err(error) = self::metrics::export_health(&state.store, &state.engine().config).await {
         tracing::warn!(%error, "cannot read the connections' health for /metrics");
     }
     (
@@ -126,8 +134,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serves the daemon's router on `listener` until `shutdown` resolves, then
-/// gives the workers (schedule, webhooks, notifications) and the requests in
+/// Serves the daemon's router on `listener` until `shutdown` resolves, with
+/// the workers of its engine (replaced by each reload, see
+/// [`crate::daemon::workers`]); then gives the workers and the requests in
 /// flight one deadline, `[server].shutdown_grace_secs` away, together:
 /// long polls answer at once (an empty page keeps its cursor), workers
 /// still running at the deadline are stopped.
@@ -136,18 +145,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = std::time::Duration::from_secs(state.config.server.shutdown_grace_secs);
-    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let mut workers = crate::webhooks::Dispatcher::new(state.store.clone(), state.bus.clone())
-        .spawn(state.config.webhooks.clone(), workers_stopped.clone());
-    workers.extend(crate::sync::schedule::spawn(
-        state.sync.clone(),
-        &state.config,
-        workers_stopped.clone(),
-    ));
-    workers.extend(state.hooks.spawn(state.sync.clone(), workers_stopped));
+    let workers = Workers::start(&state.live, state.store.clone(), state.bus.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let bus = state.bus.clone();
+    let live = state.live.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(());
@@ -156,17 +157,10 @@ pub async fn serve(
     // Once shutdown starts, workers and requests in flight share one
     // deadline, `grace` from now; long polls answer at once.
     let _ = stop_rx.await;
+    let grace = std::time::Duration::from_secs(live.current().config.server.shutdown_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     bus.close();
-    let _ = stop_workers.send(true);
-    for mut worker in workers {
-        if tokio::time::timeout_at(deadline, &mut worker)
-            .await
-            .is_err()
-        {
-            worker.abort();
-        }
-    }
+    workers.stop(deadline).await;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(result)) => result,
         Ok(Err(join_error)) => Err(std::io::Error::other(join_error)),

@@ -378,7 +378,7 @@ pub(super) async fn acl_groups(State(state): State<AppState>, signed: Signed) ->
         ));
     }
     body.push_str("</ul>");
-    for acl in &state.config.acl_groups {
+    for acl in &state.engine().config.acl_groups {
         body.push_str(&format!("<h3>Rules of {}</h3><ul>", escape(&acl.name)));
         for rule in &acl.from {
             let pattern = rule
@@ -457,7 +457,8 @@ pub(super) async fn acl_group(
         Err(error) => return failed(error),
     };
     // The rules the reconciler applies, not a second compilation of them.
-    let Some(rules) = state
+    let engine = state.engine();
+    let Some(rules) = engine
         .reconciler
         .acl_rules()
         .groups

@@ -67,6 +67,7 @@ pub fn router() -> Router<AppState> {
 /// Whether cookies must be `Secure`: the console is reached over https.
 fn secure(state: &AppState) -> bool {
     state
+        .engine()
         .config
         .server
         .public_url
@@ -359,7 +360,8 @@ fn next_run_text(state: &AppState, view: &connections::ConnectionView) -> String
     if view.health == Health::Quarantined {
         return "none: quarantined (a manual sync clears it)".into();
     }
-    let Some(connection) = state.config.connection(&view.id) else {
+    let engine = state.engine();
+    let Some(connection) = engine.config.connection(&view.id) else {
         return "not configured".into();
     };
     if connection.kind == "scim" {
@@ -387,6 +389,7 @@ async fn sync_now(
     // Every outcome, failures too, is a recorded run the page shows.
     let run = async {
         state
+            .engine()
             .sync
             .run(&id, Trigger::Api, false, false, std::future::pending())
             .await
@@ -447,7 +450,7 @@ async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
     );
     for row in rows {
         if row.status == RunStatus::Held {
-            let plan = match state.reconciler.held_plan(row.id).await {
+            let plan = match state.engine().reconciler.held_plan(row.id).await {
                 Ok(Some(plan)) => plan,
                 Ok(None) => continue,
                 Err(error) => return failed(error),
@@ -536,7 +539,7 @@ async fn run_page(State(state): State<AppState>, signed: Signed, Path(id): Path<
         escape(row.error.as_deref().unwrap_or("none")),
     );
     if row.status == RunStatus::Held {
-        match state.reconciler.held_plan(row.id).await {
+        match state.engine().reconciler.held_plan(row.id).await {
             Ok(Some(plan)) => body.push_str(&held_section(&state, &row, &plan, "").await),
             Ok(None) => {}
             Err(error) => return failed(error),
@@ -553,7 +556,7 @@ async fn approve_run(
     Path(id): Path<i64>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let approve = async { state.reconciler.approve(id).await.map(drop) };
+    let approve = async { state.engine().reconciler.approve(id).await.map(drop) };
     change(
         &signed,
         &headers,
@@ -573,7 +576,8 @@ async fn reject_run(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let by = format!("console session of token {}", signed.session.token_name);
-    let reject = state.reconciler.reject(id, &by);
+    let engine = state.engine();
+    let reject = engine.reconciler.reject(id, &by);
     change(
         &signed,
         &headers,
@@ -602,7 +606,7 @@ async fn check_connection(
     if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
         return refusal;
     }
-    let body = match state.sync.check(&id).await {
+    let body = match state.engine().sync.check(&id).await {
         Ok(Ok(capabilities)) => format!(
             "<p role=\"status\">Reached: {}.</p><p class=\"muted\">Incremental pulls: {}; nested groups: {}; page size {}.</p>",
             escape(&capabilities.summary),
@@ -638,6 +642,7 @@ async fn dry_run(
         return refusal;
     }
     let body = match state
+        .engine()
         .sync
         .run(&id, Trigger::Api, true, false, std::future::pending())
         .await
@@ -911,7 +916,7 @@ async fn tokens_page(
 /// Where the IdPs push: `[server] public_url` when set, else the address
 /// this page was asked at.
 fn scim_base(state: &AppState, headers: &HeaderMap) -> String {
-    match state.config.server.public_url.as_deref() {
+    match state.engine().config.server.public_url.as_deref() {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => format!(
             "http://{}",
@@ -968,7 +973,8 @@ async fn tokens_view(
         ));
     }
     body.push_str("</tbody></table>");
-    let scim: Vec<&str> = state
+    let engine = state.engine();
+    let scim: Vec<&str> = engine
         .config
         .connections
         .iter()
@@ -1032,6 +1038,7 @@ async fn create_token(
     let connection = form.connection.filter(|c| !c.is_empty());
     let is_scim_connection = |id: &str| {
         state
+            .engine()
             .config
             .connection(id)
             .is_some_and(|connection| connection.kind == "scim")

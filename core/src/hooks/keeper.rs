@@ -9,15 +9,14 @@
 //! the daemon (Google's channels) are stopped.
 
 use super::{Endpoint, Hooks};
+use crate::daemon::WorkerLife;
 use crate::store::Store;
 use crate::store::entity::{hook_delivery, hook_subscription};
-use crate::sync::schedule::stopped;
 use chrono::{DateTime, Utc};
 use idpsync_driver::notify::Subscription;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The longest the keeper sleeps; also how soon a failed renewal is retried.
 const TICK: Duration = Duration::from_secs(60);
@@ -53,12 +52,7 @@ fn renew_at(row: &SubscriptionRow) -> Option<DateTime<Utc>> {
     Some(expires - (expires - row.renewed_at) / 3)
 }
 
-pub(super) async fn keep(
-    hooks: Hooks,
-    store: Store,
-    public_url: Option<String>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub(super) async fn keep(hooks: Hooks, store: Store, public_url: Option<String>, life: WorkerLife) {
     forget_removed_connections(&hooks, &store).await;
     loop {
         let mut next = Utc::now() + chrono::Duration::from_std(TICK).unwrap_or_default();
@@ -82,10 +76,14 @@ pub(super) async fn keep(
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = hooks.wake_keeper.notified() => {}
-            _ = stopped(shutdown.clone()) => break,
+            _ = life.over() => break,
         }
     }
-    stop_at_shutdown(&hooks, &store).await;
+    // Retired by a reload, the next configuration's keeper takes the
+    // subscriptions over as they are.
+    if life.is_shutting_down() {
+        stop_at_shutdown(&hooks, &store).await;
+    }
 }
 
 /// Brings one connection's subscriptions to what its notifier wants; when

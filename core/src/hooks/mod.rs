@@ -22,13 +22,13 @@ mod trigger;
 pub use keeper::{SubscriptionRow, subscriptions};
 
 use crate::config::Config;
+use crate::daemon::WorkerLife;
 use crate::sync::SyncRunner;
 use idpsync_driver::Driver;
 use idpsync_driver::notify::{Heard, HookAnswer, HookRequest, Notifier};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// How long notices are gathered before a run, so that a burst (an admin
 /// offboarding a team, Okta's batches) is one run.
@@ -209,11 +209,7 @@ impl Hooks {
     /// keeper (which, without a `public_url`, only stops what an earlier
     /// configuration subscribed). They stop when `shutdown` turns true (the keeper after
     /// stopping the subscriptions that end with the daemon).
-    pub fn spawn(
-        &self,
-        runner: SyncRunner,
-        shutdown: watch::Receiver<bool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn spawn(&self, runner: SyncRunner, life: WorkerLife) -> Vec<tokio::task::JoinHandle<()>> {
         let mut workers: Vec<_> = self
             .endpoints
             .keys()
@@ -222,7 +218,7 @@ impl Hooks {
                     self.clone(),
                     connection.clone(),
                     runner.clone(),
-                    shutdown.clone(),
+                    life.clone(),
                 ))
             })
             .collect();
@@ -230,7 +226,7 @@ impl Hooks {
             self.clone(),
             runner.store().clone(),
             self.public_url.clone(),
-            shutdown,
+            life,
         )));
         workers
     }

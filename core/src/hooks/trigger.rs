@@ -7,17 +7,18 @@
 //! schedule.
 
 use super::{COALESCE, Hooks, MIN_RUN_INTERVAL};
+use crate::daemon::WorkerLife;
 use crate::reconcile::Trigger;
 use crate::store::Store;
 use crate::store::entity::hook_delivery;
-use crate::sync::schedule::{held_back, stopped};
+use crate::sync::schedule::held_back;
 use crate::sync::{SyncError, SyncRunner, SyncStatus};
 use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{EntityTrait, Set};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 /// Notices queued for the next run of one connection.
 #[derive(Default)]
@@ -98,29 +99,34 @@ async fn record_new(
     Ok(fresh)
 }
 
-pub(super) async fn run(
-    hooks: Hooks,
-    connection: String,
-    runner: SyncRunner,
-    shutdown: watch::Receiver<bool>,
-) {
+pub(super) async fn run(hooks: Hooks, connection: String, runner: SyncRunner, life: WorkerLife) {
     let queue = &hooks.endpoint(&connection).queue;
     let mut last_run: Option<Instant> = None;
     loop {
-        tokio::select! {
-            _ = queue.arrived.notified() => {}
-            _ = stopped(shutdown.clone()) => return,
+        // Retired by a reload: notices already heard still make their run
+        // (the new configuration's endpoint hears the later ones).
+        let retired = tokio::select! {
+            _ = queue.arrived.notified() => false,
+            _ = life.over() => true,
+        };
+        if !retired {
+            let wait = last_run
+                .map(|at| MIN_RUN_INTERVAL.saturating_sub(at.elapsed()))
+                .unwrap_or_default()
+                .max(COALESCE);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = life.over() => {}
+            }
         }
-        let wait = last_run
-            .map(|at| MIN_RUN_INTERVAL.saturating_sub(at.elapsed()))
-            .unwrap_or_default()
-            .max(COALESCE);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stopped(shutdown.clone()) => return,
+        if life.is_shutting_down() {
+            return;
         }
         let batch = queue.take();
         if batch.is_empty() {
+            if life.is_over() {
+                return;
+            }
             continue;
         }
         let since = batch.since.unwrap_or_else(Instant::now);
@@ -138,24 +144,19 @@ pub(super) async fn run(
         }
         if fresh == 0 && !batch.unkeyed {
             tracing::debug!(connection, "every notice was already acted on");
-            continue;
+        } else if !held_back(&runner, &connection).await {
+            run_once(&runner, &connection, since, &life).await;
+            last_run = Some(Instant::now());
         }
-        if held_back(&runner, &connection).await {
-            continue;
+        if life.is_over() {
+            return;
         }
-        run_once(&runner, &connection, since, shutdown.clone()).await;
-        last_run = Some(Instant::now());
     }
 }
 
 /// Runs the connection, waiting for a run already under way (here or in
 /// another daemon) to end first: it may have read the IdP before the change.
-async fn run_once(
-    runner: &SyncRunner,
-    connection: &str,
-    since: Instant,
-    shutdown: watch::Receiver<bool>,
-) {
+async fn run_once(runner: &SyncRunner, connection: &str, since: Instant, life: &WorkerLife) {
     let mut pause = Duration::from_millis(50);
     loop {
         match runner
@@ -164,14 +165,14 @@ async fn run_once(
                 Trigger::Notification,
                 false,
                 false,
-                stopped(shutdown.clone()),
+                life.shutting_down(),
             )
             .await
         {
             Err(SyncError::AlreadyRunning(_)) => {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = stopped(shutdown.clone()) => return,
+                    _ = life.shutting_down() => return,
                 }
                 pause = (pause * 2).min(Duration::from_secs(2));
             }

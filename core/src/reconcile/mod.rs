@@ -354,6 +354,17 @@ impl Reconciler {
         }
     }
 
+    /// The reconciler `config` makes (its ACL rules and deletion limits),
+    /// sharing this one's store, event bus and SCIM write coalescer: a
+    /// reload must not let two coalescers write one connection at once.
+    pub fn reconfigured(&self, config: &Config) -> Self {
+        Reconciler {
+            fail_at: self.fail_at,
+            coalescer: self.coalescer.clone(),
+            ..Reconciler::new(self.store.clone(), config, self.bus.clone())
+        }
+    }
+
     /// For tests: fail every apply at `point`, after its writes so far.
     pub fn with_fail_point(mut self, point: FailPoint) -> Self {
         self.fail_at = Some(point);

@@ -291,6 +291,19 @@ impl SyncRunner {
         }
     }
 
+    /// The runner of a reloaded configuration: same drivers and HTTP
+    /// client, and the same run lock, so a run this runner started keeps
+    /// the new one off its connection until it ends.
+    pub fn reconfigured(&self, reconciler: Reconciler, config: Arc<Config>) -> Self {
+        SyncRunner {
+            reconciler,
+            config,
+            registry: self.registry.clone(),
+            http: self.http.clone(),
+            running: self.running.clone(),
+        }
+    }
+
     pub fn store(&self) -> &Store {
         self.reconciler.store()
     }

@@ -3,10 +3,12 @@
 //! `schedule_jitter_secs` of random delay. A connection in backoff waits for
 //! its `next_run_at`; a quarantined one is skipped until a manual run
 //! succeeds. Shutdown stops waiting tasks at once and abandons a run that has
-//! not started applying.
+//! not started applying; a reload retires the tasks (waiting ones end, a
+//! run under way finishes) and starts the new configuration's.
 
 use super::{SyncError, SyncRunner, SyncStatus};
 use crate::config::{Config, SCIM_KIND};
+use crate::daemon::WorkerLife;
 use crate::reconcile::Trigger;
 use crate::store::entity::connection;
 use crate::store::entity::status::Health;
@@ -14,7 +16,6 @@ use chrono::Utc;
 use sea_orm::EntityTrait;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Starts one task per scheduled connection.
 /// When `connection`'s schedule next fires after now, if it has one (the
@@ -27,7 +28,7 @@ pub fn next_run(connection: &crate::config::ConnectionConfig) -> Option<chrono::
 pub fn spawn(
     runner: SyncRunner,
     config: &Config,
-    shutdown: watch::Receiver<bool>,
+    life: WorkerLife,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     config
         .connections
@@ -43,21 +44,10 @@ pub fn spawn(
         })
         .map(|(id, schedule, jitter)| {
             let runner = runner.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(
-                async move { run_connection(runner, id, schedule, jitter, shutdown).await },
-            )
+            let life = life.clone();
+            tokio::spawn(async move { run_connection(runner, id, schedule, jitter, life).await })
         })
         .collect()
-}
-
-/// Resolves once `shutdown` turns true.
-pub(crate) async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 async fn run_connection(
@@ -65,7 +55,7 @@ async fn run_connection(
     id: String,
     schedule: cron::Schedule,
     jitter: Duration,
-    shutdown: watch::Receiver<bool>,
+    life: WorkerLife,
 ) {
     loop {
         let Some(next) = schedule.upcoming(Utc).next() else {
@@ -75,19 +65,13 @@ async fn run_connection(
             + jitter.mul_f64(rand::random::<f64>());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stopped(shutdown.clone()) => return,
+            _ = life.over() => return,
         }
         if held_back(&runner, &id).await {
             continue;
         }
         match runner
-            .run(
-                &id,
-                Trigger::Schedule,
-                false,
-                false,
-                stopped(shutdown.clone()),
-            )
+            .run(&id, Trigger::Schedule, false, false, life.shutting_down())
             .await
         {
             Ok(report) if report.status == SyncStatus::Failed => {
@@ -101,7 +85,7 @@ async fn run_connection(
             }
             Err(error) => tracing::error!(connection = %id, %error, "scheduled sync could not run"),
         }
-        if *shutdown.borrow() {
+        if life.is_over() {
             return;
         }
     }

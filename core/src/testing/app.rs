@@ -31,6 +31,7 @@ struct Daemon {
 pub struct TestAppBuilder {
     store: Store,
     config_text: Option<String>,
+    config_file: Option<std::path::PathBuf>,
     registry: DriverRegistry,
     daemon: bool,
 }
@@ -41,6 +42,7 @@ impl TestApp {
         TestAppBuilder {
             store: store.clone(),
             config_text: None,
+            config_file: None,
             registry: DriverRegistry::default(),
             daemon: false,
         }
@@ -122,6 +124,17 @@ impl TestAppBuilder {
         self
     }
 
+    /// The config from the file at `path`, as [`TestAppBuilder::config`],
+    /// and reloads (`POST /api/v1/reload`) re-read that file as the daemon
+    /// does (with the process's environment, so no `${APP_URL}`).
+    pub fn config_file(mut self, path: &std::path::Path) -> Self {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        self.config_text = Some(text);
+        self.config_file = Some(path.to_path_buf());
+        self
+    }
+
     /// The drivers the config's pull connections use (SCIM is always known).
     pub fn drivers(mut self, registry: DriverRegistry) -> Self {
         self.registry = registry;
@@ -158,7 +171,10 @@ impl TestAppBuilder {
             }
             None => Config::default(),
         };
-        let state = AppState::with_drivers(config, self.store, self.registry);
+        let mut state = AppState::with_drivers(config, self.store, self.registry);
+        if let Some(path) = self.config_file {
+            state = state.reloadable_from(path);
+        }
         let daemon = if self.daemon {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let served = tokio::spawn(crate::api::serve(listener, state.clone(), async move {

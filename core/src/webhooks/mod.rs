@@ -10,6 +10,7 @@
 //! A webhook added to the config starts at the end of the log.
 
 use crate::config::WebhookConfig;
+use crate::daemon::WorkerLife;
 use crate::events::{self, Event, EventBus, FALLBACK_POLL};
 use crate::store::Store;
 use crate::store::entity::webhook_delivery;
@@ -19,7 +20,6 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, DbErr, EntityTrait, Set};
 use sha2::Sha256;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-idpsync-signature";
@@ -109,26 +109,39 @@ impl Dispatcher {
         self
     }
 
-    /// Starts one task per webhook; they stop when `shutdown` turns true.
+    /// Starts one task per webhook; each stops between deliveries once
+    /// `life` is over.
     pub fn spawn(
         self,
         webhooks: Vec<WebhookConfig>,
-        shutdown: watch::Receiver<bool>,
+        life: WorkerLife,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        webhooks
-            .into_iter()
-            .map(|webhook| {
-                let worker = Worker {
-                    store: self.store.clone(),
-                    bus: self.bus.clone(),
-                    client: self.client.clone(),
-                    backoff: self.backoff,
-                    webhook,
-                };
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move { worker.run(shutdown).await })
+        self.workers(webhooks)
+            .map(|worker| {
+                let life = life.clone();
+                tokio::spawn(async move { worker.run(life).await })
             })
             .collect()
+    }
+
+    /// Runs a worker per webhook in the caller's task, until each has
+    /// stopped (see [`Dispatcher::spawn`]).
+    pub async fn run(self, webhooks: Vec<WebhookConfig>, life: WorkerLife) {
+        futures_util::future::join_all(
+            self.workers(webhooks)
+                .map(|worker| worker.run(life.clone())),
+        )
+        .await;
+    }
+
+    fn workers(self, webhooks: Vec<WebhookConfig>) -> impl Iterator<Item = Worker> {
+        webhooks.into_iter().map(move |webhook| Worker {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            client: self.client.clone(),
+            backoff: self.backoff,
+            webhook,
+        })
     }
 }
 
@@ -141,11 +154,11 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, life: WorkerLife) {
         let name = self.webhook.name.clone();
         let mut wake = self.bus.subscribe();
         loop {
-            if *shutdown.borrow() {
+            if life.is_over() {
                 return;
             }
             let pause = match self.step().await {
@@ -158,7 +171,7 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = shutdown.changed() => {}
+                _ = life.over() => {}
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(pause) => {}
             }

@@ -142,7 +142,7 @@ pub async fn unsupported_version(Path((version, _)): Path<(String, String)>) -> 
 
 /// The base URL of a connection's SCIM endpoint, for `meta.location`.
 fn base_url(state: &AppState, headers: &HeaderMap, connection: &str) -> String {
-    let root = match &state.config.server.public_url {
+    let root = match &state.engine().config.server.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
             let host = headers
@@ -187,7 +187,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, connection: &str) -
     if !(record.has_scope(Scope::Scim) && record.connection_id.as_deref() == Some(connection)) {
         return Err(unauthorized());
     }
-    match state.config.connection(connection) {
+    match state.engine().config.connection(connection) {
         Some(found) if found.kind == SCIM_KIND && found.enabled => Ok(()),
         Some(found) if found.kind == SCIM_KIND => Err(ScimError::new(
             403,
@@ -199,12 +199,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, connection: &str) -
 }
 
 fn service<'a>(state: &'a AppState, headers: &HeaderMap, connection: &'a str) -> ScimService<'a> {
+    let engine = state.engine();
     ScimService {
         store: &state.store,
-        reconciler: &state.reconciler,
+        reconciler: engine.reconciler.clone(),
         connection_id: connection,
         base: base_url(state, headers, connection),
-        max_filter_matches: state.config.server.scim_max_filter_matches,
+        max_filter_matches: engine.config.server.scim_max_filter_matches,
     }
 }
 

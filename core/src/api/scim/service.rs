@@ -75,7 +75,7 @@ pub struct ListPage {
 /// One connection's SCIM service.
 pub struct ScimService<'a> {
     pub store: &'a Store,
-    pub reconciler: &'a Reconciler,
+    pub reconciler: Reconciler,
     pub connection_id: &'a str,
     /// Absolute base URL, `.../scim/v2/<connection>`.
     pub base: String,

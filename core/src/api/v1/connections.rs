@@ -55,7 +55,7 @@ pub(crate) async fn view(
         .map(RunView::from)
         .collect();
     Ok(ConnectionView {
-        configured: state.config.connection(&row.id).is_some(),
+        configured: state.engine().config.connection(&row.id).is_some(),
         id: row.id,
         kind: row.kind,
         health: row.health,
@@ -118,6 +118,7 @@ pub async fn import(
     let mut options = SubmitOptions::new(Trigger::Api);
     options.dry_run = query.dry_run;
     let outcome = state
+        .engine()
         .reconciler
         .submit(&id, SourceInput::Snapshot(snapshot), options)
         .await?;
@@ -142,6 +143,7 @@ pub async fn sync(
 ) -> Result<axum::Json<crate::sync::SyncReport>, ApiError> {
     caller.can_admin()?;
     let report = state
+        .engine()
         .sync
         .run(
             &id,
@@ -162,7 +164,7 @@ pub async fn check(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.can_admin()?;
-    match state.sync.check(&id).await.map_err(sync_error)? {
+    match state.engine().sync.check(&id).await.map_err(sync_error)? {
         Ok(capabilities) => Ok(axum::Json(serde_json::json!({
             "ok": true, "summary": capabilities.summary, "delta": capabilities.delta,
             "nested_groups": capabilities.nested_groups, "page_size": capabilities.page_size

@@ -373,6 +373,7 @@ pub async fn acl_groups(
             .await?;
         views.push(AclGroupView {
             configured: state
+                .engine()
                 .config
                 .acl_groups
                 .iter()

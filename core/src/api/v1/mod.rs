@@ -6,6 +6,7 @@ pub(crate) mod devices;
 mod directory;
 pub(crate) mod events;
 pub mod openapi;
+pub(crate) mod reload;
 pub(crate) mod runs;
 
 use super::AppState;
@@ -51,6 +52,7 @@ pub fn endpoints() -> Endpoints {
         .get("/devices/{id}", devices::one)
         .post("/devices/{id}/{action}", devices::change_status)
         .get("/events", events::feed)
+        .post("/reload", reload::reload)
 }
 
 /// The endpoints of an API, each a method and a path with its handler.

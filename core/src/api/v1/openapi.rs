@@ -178,6 +178,11 @@ pub fn spec() -> Value {
                 "parameters": [id_param("id", "integer")],
                 "responses": {"204": {"description": "rejected"}, "409": {"description": "not held"}}
             }},
+            "/reload": {"post": {
+                "summary": "Re-read the config file, as SIGHUP does",
+                "description": "Scopes: admin. Validates the file, then applies connection, schedule, ACL group and webhook changes without stopping runs in flight. On any error the running configuration is kept: 422 with every problem and its line:column, 409 when [server] listen or [database] changed (a restart applies them).",
+                "responses": {"200": {"description": "applied: connections added, removed and kept"}, "409": {"description": "needs a restart, or not started from a file"}, "422": {"description": "invalid config"}}
+            }},
             "/users": {"get": op("Source users", read, with(vec![connection_filter.clone(), json!({"name": "status", "in": "query", "schema": {"enum": ["active", "inactive"]}})]), "page of users")},
             "/users/{id}": {"get": op("One user with effective groups and ACL groups", read, json!([id_param("id", "integer")]), "the user")},
             "/groups": {"get": op("Source groups", read, with(vec![connection_filter]), "page of groups")},

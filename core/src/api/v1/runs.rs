@@ -101,7 +101,7 @@ pub async fn approve(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<Outcome>, ApiError> {
     caller.can_admin()?;
-    Ok(axum::Json(state.reconciler.approve(id).await?))
+    Ok(axum::Json(state.engine().reconciler.approve(id).await?))
 }
 
 /// `POST /runs/{id}/reject`: a held run is not applied.
@@ -112,6 +112,6 @@ pub async fn reject(
 ) -> Result<axum::http::StatusCode, ApiError> {
     caller.can_admin()?;
     let by = format!("token {}", caller.0.name);
-    state.reconciler.reject(id, &by).await?;
+    state.engine().reconciler.reject(id, &by).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
