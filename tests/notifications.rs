@@ -20,7 +20,7 @@ use idpsync_driver_google::fake::FakeGoogle;
 use idpsync_driver_okta::fake::FakeOkta;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SECRET: &str = "hook-secret-4f1c";
 
@@ -59,15 +59,6 @@ where
         .await
 }
 
-/// Waits (up to 20 s) until `check` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn notification_runs(app: &TestApp) -> u64 {
     sync_run::Entity::find()
         .filter(sync_run::Column::ConnectionId.eq("idp"))
@@ -89,7 +80,7 @@ async fn synced_with_laptops(app: &TestApp) -> (i64, i64) {
 }
 
 async fn revoked(app: &TestApp, device: i64) {
-    eventually("the leaver's laptop is revoked", || async {
+    common::eventually("the leaver's laptop is revoked", || async {
         device_status(app.store(), device).await == "revoked"
     })
     .await;
@@ -105,7 +96,7 @@ idpsync_core::store_test!(
         )
         .await;
         // The keeper creates the hook and Okta verifies it against the daemon.
-        eventually("the event hook is verified", || async {
+        common::eventually("the event hook is verified", || async {
             okta.fake
                 .event_hooks()
                 .iter()
@@ -120,7 +111,7 @@ idpsync_core::store_test!(
         revoked(&app, leaver).await;
         assert_eq!(device_status(app.store(), stayer).await, "approved");
         assert_eq!(notification_runs(&app).await, 1);
-        eventually("Okta got its 200", || async {
+        common::eventually("Okta got its 200", || async {
             okta.fake.hook_deliveries.answers().contains(&Some(200))
         })
         .await;
@@ -148,7 +139,7 @@ idpsync_core::store_test!(
             .store(true, std::sync::atomic::Ordering::Relaxed);
         okta.fake.set_status(3, "DEPROVISIONED");
         revoked(&first, leaver).await;
-        eventually("both deliveries were answered", || async {
+        common::eventually("both deliveries were answered", || async {
             okta.fake.hook_deliveries.answers().len() == 2
         })
         .await;
@@ -251,7 +242,7 @@ idpsync_core::store_test!(
         )
         .await;
         // Both subscriptions made: Graph validated the endpoint first.
-        eventually("users and groups are subscribed", || async {
+        common::eventually("users and groups are subscribed", || async {
             graph.fake.subscriptions().len() == 2
         })
         .await;
@@ -263,7 +254,7 @@ idpsync_core::store_test!(
         assert_eq!(device_status(app.store(), stayer).await, "approved");
 
         // Renewed before they lapse: still live past the first expiry.
-        eventually("the subscriptions outlive their first expiry", || async {
+        common::eventually("the subscriptions outlive their first expiry", || async {
             chrono::Utc::now() > first_expiry + chrono::Duration::seconds(1)
                 && graph.fake.subscriptions().len() == 2
         })
@@ -271,14 +262,14 @@ idpsync_core::store_test!(
 
         // Graph removes them: lifecycle notifications make new ones.
         graph.fake.send_lifecycle("subscriptionRemoved");
-        eventually("removed subscriptions are made again", || async {
+        common::eventually("removed subscriptions are made again", || async {
             graph.fake.subscriptions().len() == 2
         })
         .await;
         // Graph missed notifications: a run reads what they would have said.
         let before = notification_runs(&app).await;
         graph.fake.send_lifecycle("missed");
-        eventually("a missed notification runs a delta", || async {
+        common::eventually("a missed notification runs a delta", || async {
             notification_runs(&app).await > before
         })
         .await;
@@ -288,7 +279,7 @@ idpsync_core::store_test!(
 
         // The admin turns notifications off: the next daemon stops them.
         let app = daemon::<FakeGraph>(test_store, &config_without_notifications(&graph)).await;
-        eventually("the subscriptions are deleted at Graph", || async {
+        common::eventually("the subscriptions are deleted at Graph", || async {
             graph.fake.subscriptions().is_empty()
         })
         .await;
@@ -308,7 +299,7 @@ idpsync_core::store_test!(
         let google = Running::<FakeGoogle>::start(tenant()).await;
         let app =
             daemon::<FakeGoogle>(test_store, &config(&google, json!({"secret": SECRET}))).await;
-        eventually("a channel per event, each synced", || async {
+        common::eventually("a channel per event, each synced", || async {
             google.fake.channels().len() == 4
                 && google
                     .fake

@@ -17,8 +17,8 @@ use idpsync_driver::fake::Faults;
 use idpsync_driver_okta::fake::FakeOkta;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// The Okta fake's connection `idp`, with `schedule` if given, followed by
 /// `more` (other connections, a `[server]` table...).
@@ -35,8 +35,8 @@ fn config(okta: &Running<FakeOkta>, schedule: Option<&str>, more: &str) -> Strin
 
 struct Daemon {
     app: TestApp,
+    api: common::Api,
     file: PathBuf,
-    admin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -53,41 +53,23 @@ impl Daemon {
             .daemon()
             .start()
             .await;
-        let admin = app.token("admin", Scope::Admin, None).await;
+        let api = common::Api {
+            client: app.client.clone(),
+            base: app.url(""),
+            token: app.token("admin", Scope::Admin, None).await,
+        };
         Daemon {
             app,
+            api,
             file,
-            admin,
             _dir: dir,
         }
     }
 
     /// Writes `text` to the daemon's file and asks it to reload.
     async fn reload(&self, text: &str) -> (u16, Value) {
-        write(&self.file, text);
-        let answer = self
-            .app
-            .client
-            .post(self.app.url("/api/v1/reload"))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .unwrap();
-        let status = answer.status().as_u16();
-        (status, answer.json().await.unwrap())
-    }
-
-    async fn connections(&self) -> Value {
-        self.app
-            .client
-            .get(self.app.url("/api/v1/connections"))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        std::fs::write(&self.file, text).unwrap();
+        self.api.post("/api/v1/reload", Value::Null).await
     }
 
     async fn runs(&self, trigger: &str) -> u64 {
@@ -112,19 +94,6 @@ async fn quiet(okta: &Running<FakeOkta>) {
     }
 }
 
-fn write(file: &Path, text: &str) {
-    std::fs::write(file, text).unwrap();
-}
-
-/// Waits (up to 20 s) until `check` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn configured(connections: &Value, id: &str) -> bool {
     connections
         .as_array()
@@ -143,17 +112,20 @@ idpsync_core::store_test!(
         let hr = "[[connections]]\nid = \"hr\"\nkind = \"scim\"\n";
         let crm = "[[connections]]\nid = \"crm\"\nkind = \"scim\"\n";
         let daemon = Daemon::start(test_store, &config(&okta, None, hr)).await;
-        assert!(configured(&daemon.connections().await, "hr"));
+        assert!(configured(
+            &daemon.api.get("/api/v1/connections").await,
+            "hr"
+        ));
 
         let (status, summary) = daemon.reload(&config(&okta, Some(EVERY_SECOND), crm)).await;
         assert_eq!(status, 200, "{summary}");
         assert_eq!(summary["connections_added"], serde_json::json!(["crm"]));
         assert_eq!(summary["connections_removed"], serde_json::json!(["hr"]));
         assert_eq!(summary["connections_kept"], serde_json::json!(["idp"]));
-        let connections = daemon.connections().await;
+        let connections = daemon.api.get("/api/v1/connections").await;
         assert!(configured(&connections, "crm"), "{connections}");
         assert!(!configured(&connections, "hr"), "{connections}");
-        eventually("the new schedule runs idp", || async {
+        common::eventually("the new schedule runs idp", || async {
             daemon.runs("schedule").await >= 2
         })
         .await;
@@ -177,7 +149,7 @@ idpsync_core::store_test!(
         let okta = Running::<FakeOkta>::start(tenant()).await;
         let good = config(&okta, Some(EVERY_SECOND), "");
         let daemon = Daemon::start(test_store, &good).await;
-        eventually("the schedule runs idp", || async {
+        common::eventually("the schedule runs idp", || async {
             daemon.runs("schedule").await >= 1
         })
         .await;
@@ -212,7 +184,7 @@ idpsync_core::store_test!(
 
         // The schedule of the config in force goes on.
         let before = daemon.runs("schedule").await;
-        eventually("the kept schedule runs idp again", || async {
+        common::eventually("the kept schedule runs idp again", || async {
             daemon.runs("schedule").await > before
         })
         .await;
@@ -250,19 +222,16 @@ idpsync_core::store_test!(
             delay: Duration::from_millis(150),
             ..Faults::default()
         });
-        let sync = tokio::spawn({
-            let client = daemon.app.client.clone();
-            let url = daemon.app.url("/api/v1/connections/idp/sync");
-            let admin = daemon.admin.clone();
-            async move {
-                let answer = client.post(url).bearer_auth(admin).send().await.unwrap();
-                (
-                    answer.status().as_u16(),
-                    answer.json::<Value>().await.unwrap(),
-                )
-            }
-        });
-        eventually("the run is reading the IdP", || async {
+        let api = common::Api {
+            client: daemon.api.client.clone(),
+            base: daemon.api.base.clone(),
+            token: daemon.api.token.clone(),
+        };
+        let sync =
+            tokio::spawn(
+                async move { api.post("/api/v1/connections/idp/sync", Value::Null).await },
+            );
+        common::eventually("the run is reading the IdP", || async {
             okta.fake.faults.requests() >= 2
         })
         .await;
@@ -276,7 +245,7 @@ idpsync_core::store_test!(
         assert_eq!(report["status"], "applied", "{report}");
         assert_eq!(daemon.runs("schedule").await, 0, "nothing ran beside it");
         okta.fake.faults.set(Faults::default());
-        eventually("the new schedule runs idp after it", || async {
+        common::eventually("the new schedule runs idp after it", || async {
             daemon.runs("schedule").await >= 1
         })
         .await;

@@ -39,17 +39,34 @@ fn console(runs: &[Run]) -> String {
     )
 }
 
-/// The latest `idpsync-bench scale` run: full pull wall time and peak RSS
-/// per tenant size, for each IdP and database, with the growth per 100,000
-/// users between the smallest and the largest size.
+/// For each database, its latest `idpsync-bench scale` run: full pull wall
+/// time and peak RSS per tenant size, for each IdP, with the growth per
+/// 100,000 users between the smallest and the largest size.
 fn scale(runs: &[Run]) -> String {
-    let Some(run) = runs
-        .iter()
-        .rev()
-        .find(|run| run.command.split_whitespace().any(|word| word == "scale"))
-    else {
+    let is_scale = |run: &&Run| run.command.split_whitespace().any(|word| word == "scale");
+    let tables: Vec<String> = ["sqlite", "postgres"]
+        .into_iter()
+        .filter_map(|database| {
+            let run = runs.iter().rev().filter(is_scale).find(|run| {
+                run.tables
+                    .iter()
+                    .any(|t| t.parameters.get("database").map(String::as_str) == Some(database))
+            })?;
+            Some(scale_table(run, database))
+        })
+        .collect();
+    if tables.is_empty() {
         return "No run of `idpsync-bench scale` yet.\n".into();
-    };
+    }
+    let mut out = tables.join("\n");
+    out.push_str("\nTargets: at 1,000,000 users, SQLite < 90 s, PostgreSQL < 120 s, peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s.\n");
+    out
+}
+
+/// One scale run's rows for `database`.
+fn scale_table(run: &Run, database: &str) -> String {
+    let of_database =
+        |t: &&Table| t.parameters.get("database").map(String::as_str) == Some(database);
     let number = |table: &Table, key: &str| -> Option<f64> {
         table.parameters.get(key).and_then(|v| v.parse().ok())
     };
@@ -63,6 +80,7 @@ fn scale(runs: &[Run]) -> String {
     let mut sizes: Vec<f64> = run
         .tables
         .iter()
+        .filter(of_database)
         .filter_map(|table| number(table, "users"))
         .collect();
     sizes.sort_by(f64::total_cmp);
@@ -83,6 +101,7 @@ fn scale(runs: &[Run]) -> String {
     let mut pairs: Vec<(String, String)> = run
         .tables
         .iter()
+        .filter(of_database)
         .filter_map(|t| {
             Some((
                 t.parameters.get("idp")?.clone(),
@@ -129,7 +148,6 @@ fn scale(runs: &[Run]) -> String {
             _ => out.push_str(" - |\n"),
         }
     }
-    out.push_str("\nTargets: at 1,000,000 users, SQLite < 90 s, PostgreSQL < 120 s, peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s.\n");
     out
 }
 

@@ -269,3 +269,12 @@ pub const DEMO_PULLED: [&str; 8] = [
     "authentik",
     "zitadel",
 ];
+
+/// Waits (up to 20 s) until `check` holds.
+pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

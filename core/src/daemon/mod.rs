@@ -62,13 +62,7 @@ impl Engine {
         let config = Arc::new(config);
         let reconciler = self.reconciler.reconfigured(&config);
         let sync = self.sync.reconfigured(reconciler.clone(), config.clone());
-        let hooks = Hooks::new(&config, &sync);
-        Engine {
-            config,
-            reconciler,
-            sync,
-            hooks,
-        }
+        Engine::new(config, reconciler, sync)
     }
 }
 

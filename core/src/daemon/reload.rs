@@ -177,7 +177,7 @@ mod tests {
     use super::*;
 
     fn config(text: &str) -> Config {
-        config::load_str(text, "test.toml", &["okta"], &|_| None).expect("a valid config")
+        config::load_str(text, "test.toml", &["okta", "scim"], &|_| None).expect("a valid config")
     }
 
     #[test]
