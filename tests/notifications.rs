@@ -170,6 +170,33 @@ idpsync_core::store_test!(
 );
 
 idpsync_core::store_test!(
+    an_okta_delivery_of_several_events_revokes_each_leaver_in_one_run,
+    async |test_store: &TestStore| {
+        let okta = Running::<FakeOkta>::start(tenant()).await;
+        let app = daemon::<FakeOkta>(test_store, &config(&okta, json!({"secret": SECRET}))).await;
+        okta.fake
+            .register_hook_by_hand(&app.url("/hooks/okta/idp"), SECRET);
+        let (leaver, stayer) = synced_with_laptops(&app).await;
+        let users = tenant().users;
+        let second_leaver = common::engine::approved_device(&app.state, "idp", &users[1].id).await;
+
+        // Okta batches events that happen close together: both
+        // suspensions, and a group change, reach the daemon in one POST.
+        okta.fake.batch();
+        okta.fake.set_status(3, "SUSPENDED");
+        okta.fake.set_status(1, "DEPROVISIONED");
+        okta.fake.set_status(2, "ACTIVE");
+        okta.fake.send_batch();
+        revoked(&app, leaver).await;
+        revoked(&app, second_leaver).await;
+        assert_eq!(device_status(app.store(), stayer).await, "approved");
+        assert_eq!(okta.fake.hook_deliveries.answers(), vec![Some(200)]);
+        assert_eq!(notification_runs(&app).await, 1);
+        app.shut_down().await;
+    }
+);
+
+idpsync_core::store_test!(
     deliveries_that_cannot_be_trusted_are_refused_and_run_nothing,
     async |test_store: &TestStore| {
         let okta = Running::<FakeOkta>::start(tenant()).await;

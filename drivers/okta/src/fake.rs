@@ -106,7 +106,13 @@ pub struct FakeOkta {
     pub hook_deliveries: DeliveryLog,
     /// Send every delivery twice.
     pub duplicate_deliveries: Arc<std::sync::atomic::AtomicBool>,
+    /// Events gathered for one delivery, from [`FakeOkta::batch`] to
+    /// [`FakeOkta::send_batch`].
+    batch: Arc<Mutex<Option<Vec<TypedEvent>>>>,
 }
+
+/// A System Log event as a hook delivers it, with its `eventType`.
+type TypedEvent = (String, Value);
 
 /// An event hook of the org.
 #[derive(Debug, Clone)]
@@ -177,6 +183,7 @@ impl FakeOkta {
             hooks: Arc::default(),
             hook_deliveries: DeliveryLog::default(),
             duplicate_deliveries: Arc::default(),
+            batch: Arc::default(),
         }
     }
 
@@ -328,51 +335,84 @@ impl FakeOkta {
             .collect()
     }
 
+    /// From now until [`FakeOkta::send_batch`], events are gathered and
+    /// delivered together, as Okta batches events that happen close
+    /// together (at most 50 in one delivery).
+    pub fn batch(&self) {
+        *self.batch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Delivers the events gathered since [`FakeOkta::batch`]: to each hook
+    /// the ones it is subscribed to, 50 to a delivery.
+    pub fn send_batch(&self) {
+        let gathered = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.deliver_events(gathered.unwrap_or_default());
+    }
+
     /// Delivers one event to every active, verified hook subscribed to it,
-    /// as Okta does: after the change, one event per delivery here (Okta
-    /// may batch up to 50), retried once.
+    /// as Okta does: after the change, retried once; gathered instead while
+    /// a batch is open.
     fn notify(&self, event_type: &str, targets: &[(&str, &str)]) {
+        let now = okta_time(Utc::now());
+        let event = json!({
+            "uuid": format!("{:032x}", rand::random::<u128>()),
+            "published": now,
+            "eventType": event_type,
+            "version": "0",
+            "severity": "INFO",
+            "displayMessage": event_type,
+            "target": targets.iter().map(|(id, kind)| json!({"id": id, "type": kind})).collect::<Vec<_>>(),
+        });
+        if let Some(batch) = self
+            .batch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            batch.push((event_type.to_string(), event));
+            return;
+        }
+        self.deliver_events(vec![(event_type.to_string(), event)]);
+    }
+
+    fn deliver_events(&self, events: Vec<TypedEvent>) {
         let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let now = okta_time(Utc::now());
-        for hook in hooks
-            .iter()
-            .filter(|h| h.active && h.verified && h.events.iter().any(|e| e == event_type))
-        {
-            let body = json!({
-                "eventType": "com.okta.event_hook",
-                "eventTypeVersion": "1.0",
-                "cloudEventsVersion": "0.1",
-                "source": format!("https://fake.okta/api/v1/eventHooks/{}", hook.id),
-                "eventId": format!("evt{:032x}", rand::random::<u128>()),
-                "eventTime": now,
-                "contentType": "application/json",
-                "data": {"events": [{
-                    "uuid": format!("{:032x}", rand::random::<u128>()),
-                    "published": now,
-                    "eventType": event_type,
-                    "version": "0",
-                    "severity": "INFO",
-                    "displayMessage": event_type,
-                    "target": targets.iter().map(|(id, kind)| json!({"id": id, "type": kind})).collect::<Vec<_>>(),
-                }]},
-            });
-            let delivery = Delivery {
-                url: hook.uri.clone(),
-                headers: vec![
-                    (hook.auth.0.clone(), hook.auth.1.clone()),
-                    ("content-type".into(), "application/json".into()),
-                ],
-                body: body.to_string().into_bytes(),
-                deadline: std::time::Duration::from_secs(3),
-                retries: 1,
-            };
-            if self
-                .duplicate_deliveries
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                deliver(delivery.clone(), self.hook_deliveries.clone());
+        for hook in hooks.iter().filter(|h| h.active && h.verified) {
+            let subscribed: Vec<&Value> = events
+                .iter()
+                .filter(|(event_type, _)| hook.events.contains(event_type))
+                .map(|(_, event)| event)
+                .collect();
+            for events in subscribed.chunks(50) {
+                let body = json!({
+                    "eventType": "com.okta.event_hook",
+                    "eventTypeVersion": "1.0",
+                    "cloudEventsVersion": "0.1",
+                    "source": format!("https://fake.okta/api/v1/eventHooks/{}", hook.id),
+                    "eventId": format!("evt{:032x}", rand::random::<u128>()),
+                    "eventTime": now,
+                    "contentType": "application/json",
+                    "data": {"events": events},
+                });
+                let delivery = Delivery {
+                    url: hook.uri.clone(),
+                    headers: vec![
+                        (hook.auth.0.clone(), hook.auth.1.clone()),
+                        ("content-type".into(), "application/json".into()),
+                    ],
+                    body: body.to_string().into_bytes(),
+                    deadline: std::time::Duration::from_secs(3),
+                    retries: 1,
+                };
+                if self
+                    .duplicate_deliveries
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    deliver(delivery.clone(), self.hook_deliveries.clone());
+                }
+                deliver(delivery, self.hook_deliveries.clone());
             }
-            deliver(delivery, self.hook_deliveries.clone());
         }
     }
 }
