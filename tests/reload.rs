@@ -252,3 +252,36 @@ idpsync_core::store_test!(
         daemon.app.shut_down().await;
     }
 );
+
+idpsync_core::store_test!(
+    a_scheduled_run_under_way_when_a_reload_removes_its_schedule_is_finished,
+    async |test_store: &TestStore| {
+        let okta = Running::<FakeOkta>::start(tenant()).await;
+        // Every answer of the IdP takes 150 ms: a run takes seconds.
+        okta.fake.faults.set(Faults {
+            delay: Duration::from_millis(150),
+            ..Faults::default()
+        });
+        let daemon = Daemon::start(test_store, &config(&okta, Some(EVERY_SECOND), "")).await;
+        common::eventually("a scheduled run is reading the IdP", || async {
+            okta.fake.faults.requests() >= 2
+        })
+        .await;
+
+        // The new configuration has no schedule: the retired schedule
+        // starts nothing more, but the run it started is not abandoned.
+        let (status, summary) = daemon.reload(&config(&okta, None, "")).await;
+        assert_eq!(status, 200, "{summary}");
+        common::eventually("the run under way is recorded", || async {
+            daemon.runs("schedule").await >= 1
+        })
+        .await;
+        quiet(&okta).await;
+        assert_eq!(
+            daemon.runs("schedule").await,
+            1,
+            "the run under way was recorded, and no other started"
+        );
+        daemon.app.shut_down().await;
+    }
+);

@@ -85,9 +85,9 @@ impl LiveEngine {
         self.current.borrow().clone()
     }
 
-    /// Makes `engine` the current one; returns the one it replaced.
-    pub(crate) fn replace(&self, engine: Engine) -> Arc<Engine> {
-        self.current.send_replace(Arc::new(engine))
+    /// Makes `engine` the current one (holders of the old one keep it).
+    pub(crate) fn replace(&self, engine: Engine) {
+        self.current.send_replace(Arc::new(engine));
     }
 
     /// Follows the replacements (the workers' supervisor does).
