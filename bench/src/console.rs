@@ -65,7 +65,7 @@ pub async fn console(
             SourceInput::Snapshot(Snapshot {
                 users,
                 groups,
-                memberships,
+                memberships: memberships.into(),
             }),
             SubmitOptions::new(Trigger::Manual),
         )

@@ -193,6 +193,9 @@ pub async fn pull(
         };
         unchanged.push((result, took, writes));
     }
+    // The process's peak so far: the full pull's, or the re-run's if higher
+    // (it holds the stored state and the pulled tenant together).
+    let rss_through_unchanged = peak_rss_mib();
     let [
         (second, unchanged_time, writes),
         (scheduled, scheduled_time, scheduled_writes),
@@ -246,6 +249,11 @@ pub async fn pull(
             second.status,
             seconds(second.pull_ms)
         )),
+        Figure::number(
+            "unchanged re-run (full): peak RSS of idpsync so far",
+            rss_through_unchanged,
+            Unit::Mebibytes,
+        ),
         Figure::words("unchanged re-run: data rows written", writes),
         Figure::number(
             format!(

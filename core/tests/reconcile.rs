@@ -76,7 +76,8 @@ fn tenant() -> Snapshot {
             MembershipEdge::user("g3", "u2"),
             MembershipEdge::user("g3", "u3"),
             MembershipEdge::user("g3", "u4"),
-        ],
+        ]
+        .into(),
     }
 }
 
@@ -721,7 +722,8 @@ store_test!(
                     MembershipEdge::user("a", "u1"),
                     MembershipEdge::user("b", "u2"),
                     MembershipEdge::user("c", "u3"),
-                ],
+                ]
+                .into(),
             };
             submit(&reconciler, cycle.clone()).await;
             assert_eq!(effective_members(&store, "a").await, ["alice", "bob"]);

@@ -460,14 +460,21 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // (RETURNING), not from a read after them: on PostgreSQL a read of
         // rows inserted by this transaction meets a table without
         // statistics, and its plan scanned the connection's every user.
-        let mut written: Vec<UserRow> = Vec::new();
+        // They go straight into the map by external id: a million rows are
+        // not held twice.
+        let mut written: HashMap<String, UserRow> = HashMap::with_capacity(
+            changes.users_created.len() + changes.users_updated.len() + deleted.len(),
+        );
+        let by_external_id = |row: UserRow| (row.external_id.clone(), row);
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             written.extend(
                 self.write_users(source_user::Entity::insert_many(rows))
-                    .await?,
+                    .await?
+                    .into_iter()
+                    .map(by_external_id),
             );
             for user in chunk {
                 self.event(
@@ -487,7 +494,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
-            written.extend(self.write_users(upsert).await?);
+            written.extend(
+                self.write_users(upsert)
+                    .await?
+                    .into_iter()
+                    .map(by_external_id),
+            );
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -527,12 +539,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
 
         // Created and updated users as written, with the deleted ones.
-        let mut all: HashMap<String, UserRow> = written
-            .into_iter()
-            .map(|row| (row.external_id.clone(), row))
-            .collect();
-        all.extend(deleted);
-        Ok(all)
+        written.extend(deleted);
+        Ok(written)
     }
 
     /// Runs an insert (or upsert) of user rows; returns the rows as written.
@@ -661,12 +669,18 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .collect();
         let referenced_users = changes
             .memberships_added
-            .iter()
-            .chain(&changes.memberships_removed)
-            .filter_map(|edge| match &edge.member {
-                MemberRef::User(id) => Some(id.as_ref()),
-                MemberRef::Group(_) => None,
-            });
+            .refs()
+            .filter(|edge| !edge.member_is_group)
+            .map(|edge| edge.member.as_ref())
+            .chain(
+                changes
+                    .memberships_removed
+                    .iter()
+                    .filter_map(|edge| match &edge.member {
+                        MemberRef::User(id) => Some(id.as_ref()),
+                        MemberRef::Group(_) => None,
+                    }),
+            );
         // Users the change set wrote are known already (all of them on a
         // first sync); only members it did not touch are read.
         let loaded = self
@@ -785,7 +799,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
 
         for (group, members) in removed_members {
-            let members: Vec<&MemberRef> = members.iter().collect();
             self.membership_events(
                 EventKind::MembershipRemoved,
                 &group,
@@ -804,35 +817,36 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
         let mut group_rows =
             PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
-        let mut run: Option<(&str, Vec<&MemberRef>)> = None;
+        let mut run: Option<(&str, Vec<MemberRef>)> = None;
         // Each statement is built while the previous one runs (see
         // `Pipelined`).
-        for edge in &changes.memberships_added {
-            let Some(group_id) = group_ids.get(edge.group_external_id.as_ref()).copied() else {
+        for edge in changes.memberships_added.refs() {
+            let Some(group_id) = group_ids.get(edge.group.as_ref()).copied() else {
                 continue;
             };
-            let (rows, member_id) = match &edge.member {
-                MemberRef::User(ext) => match user_of(ext) {
+            let (rows, member_id) = if edge.member_is_group {
+                match group_ids.get(edge.member.as_ref()) {
+                    Some(nested) => (&mut group_rows, *nested),
+                    None => continue,
+                }
+            } else {
+                match user_of(edge.member) {
                     Some(user) => {
                         changed.users.insert(user.id);
                         (&mut user_rows, user.id)
                     }
                     None => continue,
-                },
-                MemberRef::Group(ext) => match group_ids.get(ext.as_ref()) {
-                    Some(nested) => (&mut group_rows, *nested),
-                    None => continue,
-                },
+                }
             };
             changed.groups.insert(group_id);
             if let Some(statement) = rows.push(group_id, member_id) {
                 self.db.send(statement).await?;
             }
-            let group = edge.group_external_id.as_ref();
+            let group = edge.group.as_ref();
             match &mut run {
-                Some((current, members)) if *current == group => members.push(&edge.member),
+                Some((current, members)) if *current == group => members.push(edge.member_ref()),
                 _ => {
-                    if let Some((ended, members)) = run.replace((group, vec![&edge.member])) {
+                    if let Some((ended, members)) = run.replace((group, vec![edge.member_ref()])) {
                         self.membership_events(
                             EventKind::MembershipAdded,
                             ended,
@@ -870,7 +884,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         kind: EventKind,
         group_external_id: &str,
-        members: &[&MemberRef],
+        members: &[MemberRef],
         groups: &BTreeMap<i64, GroupRow>,
         group_ids: &HashMap<&str, i64>,
     ) {

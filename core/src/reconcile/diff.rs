@@ -4,7 +4,8 @@
 use super::edge_set::EdgeSet;
 use super::hash::{group_hash, user_hash};
 use super::input::{Delta, Snapshot, SourceInput};
-use idpsync_driver::{Access, MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::edges::{edge_key, key_parts};
+use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -23,6 +24,16 @@ pub struct StoredUser {
 pub struct StoredGroup {
     pub external_id: String,
     pub content_hash: String,
+}
+
+/// What a snapshot's diff knows of one id its edges name: whether the
+/// snapshot has a user and a group of that id, and their indexes in the
+/// stored edges.
+struct IdFacts {
+    is_user: bool,
+    is_group: bool,
+    stored_user: Option<u32>,
+    stored_group: Option<u32>,
 }
 
 /// The stored state of one connection, or the part of it an input touches.
@@ -63,7 +74,7 @@ pub struct ChangeSet {
     pub groups_deleted: Vec<String>,
     /// Sorted (by group, then member): the apply announces each group's
     /// new members as one run.
-    pub memberships_added: Vec<MembershipEdge>,
+    pub memberships_added: EdgeList,
     pub memberships_removed: Vec<MembershipEdge>,
     /// Edges that name a user or group the source does not have; not applied.
     pub memberships_skipped: usize,
@@ -290,8 +301,10 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
         memberships,
     } = snapshot;
 
-    // First everything that only needs to look (borrows end with this block).
-    let keep: Vec<bool> = {
+    // First everything that only needs to look at the records (borrows
+    // end with this block), and the edges kept in place.
+    let mut memberships = memberships;
+    {
         let user_ids: HashSet<&str> = users.iter().map(|u| u.external_id.as_str()).collect();
         let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
         changes.users_deleted = sorted(
@@ -308,30 +321,50 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 .filter(|id| !group_ids.contains(id.as_str()))
                 .cloned(),
         );
-        // Wanted edges between ids the stored edges know, by key; edges with
-        // an end the stored edges do not know are new (duplicates among
-        // them are dropped after sorting, below: a first sync's million
-        // edges need no hash set).
-        let mut wanted: foldhash::HashSet<u64> =
-            HashSet::with_capacity_and_hasher(stored.edges.len(), Default::default());
-        let keep = memberships
-            .iter()
-            .map(|edge| {
-                let member_known = match &edge.member {
-                    MemberRef::User(id) => user_ids.contains(id.as_ref()),
-                    MemberRef::Group(id) => group_ids.contains(id.as_ref()),
-                };
-                if !(group_ids.contains(edge.group_external_id.as_ref()) && member_known) {
-                    changes.memberships_skipped += 1;
-                    return false;
-                }
-                // New, and its first occurrence in the snapshot.
-                match stored.edges.key_of(edge) {
-                    Some(key) => wanted.insert(key) && !stored.edges.contains_key(key),
-                    None => true,
+        // Wanted edges between ids the stored edges know, by stored key;
+        // edges with an end the stored edges do not know are new
+        // (duplicates among them are dropped after sorting, below: a first
+        // sync's million edges need no hash set). Each distinct id is
+        // looked up once, not once per edge.
+        let facts: Vec<IdFacts> = (0..memberships.ids().len() as u32)
+            .map(|index| {
+                let id = memberships.ids().name(index).as_ref();
+                IdFacts {
+                    is_user: user_ids.contains(id),
+                    is_group: group_ids.contains(id),
+                    stored_user: stored.edges.user_index(id),
+                    stored_group: stored.edges.group_index(id),
                 }
             })
             .collect();
+        let mut wanted: foldhash::HashSet<u64> =
+            HashSet::with_capacity_and_hasher(stored.edges.len(), Default::default());
+        memberships.retain_keys(|key| {
+            let (group, member, member_is_group) = key_parts(key);
+            let (group, member) = (&facts[group as usize], &facts[member as usize]);
+            let member_known = if member_is_group {
+                member.is_group
+            } else {
+                member.is_user
+            };
+            if !(group.is_group && member_known) {
+                changes.memberships_skipped += 1;
+                return false;
+            }
+            // New, and its first occurrence in the snapshot.
+            let stored_member = if member_is_group {
+                member.stored_group
+            } else {
+                member.stored_user
+            };
+            match (group.stored_group, stored_member) {
+                (Some(group), Some(member)) => {
+                    let key = edge_key(group, member, member_is_group);
+                    wanted.insert(key) && !stored.edges.contains_key(key)
+                }
+                _ => true,
+            }
+        });
         // Edges of deleted users and groups go with them; list only the others.
         let deleted_users: HashSet<&str> =
             changes.users_deleted.iter().map(String::as_str).collect();
@@ -345,20 +378,14 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 .map(|key| stored.edges.edge(key))
                 .filter(|edge| !touches(edge, &deleted_users, &deleted_groups)),
         );
-        keep
-    };
+    }
 
     // Then move what changed.
     sort_upserts(stored, users, groups, &mut changes);
-    // In place: a million edges are not held in two buffers at once.
-    let mut added = memberships;
-    let mut keep = keep.into_iter();
-    added.retain(|_| keep.next().unwrap_or(false));
     // Sorted: deterministic plans; and an edge the snapshot lists twice
     // is added once.
-    added.sort_unstable();
-    added.dedup();
-    changes.memberships_added = added;
+    memberships.sort_and_dedup();
+    changes.memberships_added = memberships;
     changes.names_to_free = names_to_free(stored, &changes);
     Ok(changes)
 }
@@ -506,7 +533,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 )
             })
             .collect(),
-        edges: snapshot.memberships.iter().collect(),
+        edges: snapshot.memberships.to_vec().iter().collect(),
     }
 }
 
@@ -565,7 +592,8 @@ mod tests {
                 MembershipEdge::user("g3", "u1"),
                 MembershipEdge::user("g3", "u2"),
                 MembershipEdge::user("g3", "u3"),
-            ],
+            ]
+            .into(),
         }
     }
 
@@ -592,7 +620,10 @@ mod tests {
             .memberships
             .retain(|edge| edge != &MembershipEdge::user("g3", "u1"));
         let later = check(&stored, SourceInput::Snapshot(twice));
-        assert_eq!(later.memberships_added, [MembershipEdge::user("g3", "u1")]);
+        assert_eq!(
+            later.memberships_added.to_vec(),
+            [MembershipEdge::user("g3", "u1")]
+        );
     }
 
     #[test]
@@ -680,7 +711,7 @@ mod tests {
         assert_eq!(changes.users_updated.len(), 1);
         assert_eq!(changes.users_deleted, vec!["u3"]);
         assert_eq!(
-            changes.memberships_added,
+            changes.memberships_added.to_vec(),
             vec![MembershipEdge::user("g2", "u4")]
         );
         assert_eq!(
@@ -702,7 +733,7 @@ mod tests {
         };
         let changes = check(&tenant(), SourceInput::Delta(delta));
         assert_eq!(
-            changes.memberships_added,
+            changes.memberships_added.to_vec(),
             vec![MembershipEdge::group("g3", "g2")]
         );
         assert_eq!(

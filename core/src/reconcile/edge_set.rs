@@ -5,52 +5,16 @@
 //! with foldhash: a full re-read looks up two ids per edge, and SipHash
 //! was a third of that.
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
+use idpsync_driver::edges::{IdIndex, edge_key, key_parts};
 use idpsync_driver::{MemberRef, MembershipEdge};
-
-/// Set in a key's member half when the member is a group.
-const GROUP_MEMBER: u64 = 1 << 31;
 
 /// Edges by interned ids. Pure data; see the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSet {
-    users: Interner,
-    groups: Interner,
+    users: IdIndex,
+    groups: IdIndex,
     keys: HashSet<u64>,
-}
-
-/// External ids to dense indexes and back.
-#[derive(Debug, Clone, Default)]
-struct Interner {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Interner {
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&index) = self.index.get(name) {
-            return index;
-        }
-        let index = u32::try_from(self.names.len())
-            .ok()
-            .filter(|index| u64::from(*index) < GROUP_MEMBER)
-            .expect("fewer than 2^31 distinct ids in one connection");
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), index);
-        index
-    }
-
-    fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
-    }
-
-    fn name(&self, index: u32) -> &str {
-        &self.names[index as usize]
-    }
-}
-
-fn key(group: u32, member: u32, member_is_group: bool) -> u64 {
-    (u64::from(group) << 32) | u64::from(member) | if member_is_group { GROUP_MEMBER } else { 0 }
 }
 
 impl EdgeSet {
@@ -58,14 +22,14 @@ impl EdgeSet {
     pub fn insert_user(&mut self, group: &str, user: &str) {
         let group = self.groups.intern(group);
         let user = self.users.intern(user);
-        self.keys.insert(key(group, user, false));
+        self.keys.insert(edge_key(group, user, false));
     }
 
     /// Adds "group `member` is nested directly in group `group`".
     pub fn insert_group(&mut self, group: &str, member: &str) {
         let group = self.groups.intern(group);
         let member = self.groups.intern(member);
-        self.keys.insert(key(group, member, true));
+        self.keys.insert(edge_key(group, member, true));
     }
 
     pub fn insert(&mut self, edge: &MembershipEdge) {
@@ -80,9 +44,19 @@ impl EdgeSet {
     pub fn key_of(&self, edge: &MembershipEdge) -> Option<u64> {
         let group = self.groups.get(&edge.group_external_id)?;
         Some(match &edge.member {
-            MemberRef::User(user) => key(group, self.users.get(user)?, false),
-            MemberRef::Group(member) => key(group, self.groups.get(member)?, true),
+            MemberRef::User(user) => edge_key(group, self.users.get(user)?, false),
+            MemberRef::Group(member) => edge_key(group, self.groups.get(member)?, true),
         })
+    }
+
+    /// The index a user id has here, for [`edge_key`].
+    pub fn user_index(&self, user: &str) -> Option<u32> {
+        self.users.get(user)
+    }
+
+    /// The index a group id has here, for [`edge_key`].
+    pub fn group_index(&self, group: &str) -> Option<u32> {
+        self.groups.get(group)
     }
 
     pub fn contains_key(&self, key: u64) -> bool {
@@ -99,14 +73,13 @@ impl EdgeSet {
 
     /// The edge of a key from [`EdgeSet::keys`] or [`EdgeSet::key_of`].
     pub fn edge(&self, key: u64) -> MembershipEdge {
-        let group = self.groups.name((key >> 32) as u32);
-        let member = (key & (GROUP_MEMBER - 1)) as u32;
+        let (group, member, member_is_group) = key_parts(key);
         MembershipEdge {
-            group_external_id: group.into(),
-            member: if key & GROUP_MEMBER != 0 {
-                MemberRef::Group(self.groups.name(member).into())
+            group_external_id: self.groups.name(group).clone(),
+            member: if member_is_group {
+                MemberRef::Group(self.groups.name(member).clone())
             } else {
-                MemberRef::User(self.users.name(member).into())
+                MemberRef::User(self.users.name(member).clone())
             },
         }
     }
@@ -117,7 +90,7 @@ impl EdgeSet {
             return Vec::new();
         };
         self.keys()
-            .filter(|key| (key >> 32) as u32 == group)
+            .filter(|key| key_parts(*key).0 == group)
             .map(|key| self.edge(key))
             .collect()
     }

@@ -3,7 +3,7 @@
 //! PATCH an [`Edit`] of the stored row (with its member changes as edges).
 
 use crate::store::entity::{source_group, source_user};
-use idpsync_driver::{MemberRef, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
+use idpsync_driver::{EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,8 +16,9 @@ pub struct Snapshot {
     pub users: Vec<SourceUser>,
     #[serde(default)]
     pub groups: Vec<SourceGroup>,
+    /// Held compactly (8 bytes an edge); serialised as a list of edges.
     #[serde(default)]
-    pub memberships: Vec<MembershipEdge>,
+    pub memberships: EdgeList,
 }
 
 /// Only what changed. Anything not mentioned stays as stored.

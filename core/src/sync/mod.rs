@@ -817,7 +817,7 @@ fn delta_from(staged: CollectedRecords) -> Delta {
         .map(|group| (group.clone(), Vec::new()))
         .collect();
     let mut add_memberships: Vec<MembershipEdge> = Vec::new();
-    for edge in staged.memberships {
+    for edge in staged.memberships.iter() {
         if replaced.contains(edge.group_external_id.as_ref()) {
             replace_members
                 .entry(edge.group_external_id.to_string())

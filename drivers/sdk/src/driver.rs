@@ -3,6 +3,7 @@
 //! credentials on demand, and pulls pages of records into a [`RecordSink`]
 //! owned by core, so memory is bounded by the page, not the tenant.
 
+use crate::edges::EdgeList;
 use crate::error::DriverError;
 use crate::http::HttpKit;
 use crate::records::{IdInterner, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
@@ -191,7 +192,8 @@ pub struct CollectedRecords {
     /// it: which of a whole record and an update of one user came later.
     update_positions: Vec<usize>,
     pub groups: Vec<SourceGroup>,
-    pub memberships: Vec<MembershipEdge>,
+    /// Held compactly: a big tenant's edges outnumber its users tenfold.
+    pub memberships: EdgeList,
     pub removed_users: Vec<String>,
     pub removed_groups: Vec<String>,
     pub removed_memberships: Vec<MembershipEdge>,
@@ -202,7 +204,8 @@ pub struct CollectedRecords {
     pub present_groups: Option<Vec<String>>,
     /// Pages received, for tests of paging.
     pub n_pages: usize,
-    /// Shares the ids of the edges received (a cache: equal in any two).
+    /// Shares the ids of the removed edges received (a cache: equal in any
+    /// two).
     ids: IdInterner,
 }
 
@@ -301,9 +304,7 @@ impl RecordSink for CollectedRecords {
 
     async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError> {
         self.n_pages += 1;
-        let ids = &mut self.ids;
-        self.memberships
-            .extend(page.into_iter().map(|edge| ids.edge(edge)));
+        self.memberships.extend(page);
         Ok(())
     }
 
@@ -365,29 +366,32 @@ mod tests {
         collected.memberships(page("u1")).await.unwrap();
         collected.memberships(page("u1")).await.unwrap();
         collected.removed_memberships(page("u1")).await.unwrap();
+        collected.removed_memberships(page("u1")).await.unwrap();
 
-        let edges: Vec<&MembershipEdge> = collected
-            .memberships
-            .iter()
-            .chain(&collected.removed_memberships)
-            .collect();
-        let first_g1 = &edges[0].group_external_id;
-        for edge in &edges {
-            match &edge.member {
-                MemberRef::User(user) => {
-                    assert!(Arc::ptr_eq(first_g1, &edge.group_external_id));
-                    let MemberRef::User(first_u1) = &edges[0].member else {
-                        unreachable!()
-                    };
-                    assert!(Arc::ptr_eq(first_u1, user));
+        // Three ids, each held once, whatever the number of edges.
+        assert_eq!(collected.memberships.ids().len(), 3);
+        for edges in [
+            collected.memberships.to_vec(),
+            collected.removed_memberships.clone(),
+        ] {
+            let first_g1 = &edges[0].group_external_id;
+            for edge in &edges {
+                match &edge.member {
+                    MemberRef::User(user) => {
+                        assert!(Arc::ptr_eq(first_g1, &edge.group_external_id));
+                        let MemberRef::User(first_u1) = &edges[0].member else {
+                            unreachable!()
+                        };
+                        assert!(Arc::ptr_eq(first_u1, user));
+                    }
+                    // The nested group's id is the same text as the parent's
+                    // above: one copy for both.
+                    MemberRef::Group(nested) => assert!(Arc::ptr_eq(first_g1, nested)),
                 }
-                // The nested group's id is the same text as the parent's
-                // above: one copy for both.
-                MemberRef::Group(nested) => assert!(Arc::ptr_eq(first_g1, nested)),
             }
+            // Interning changes no record.
+            assert_eq!(edges, [page("u1"), page("u1")].concat());
         }
-        // Interning changes no record.
-        assert_eq!(collected.memberships, [page("u1"), page("u1")].concat());
     }
 
     #[tokio::test]
@@ -485,11 +489,12 @@ mod tests {
             .to_vec();
         collected.memberships(page).await.unwrap();
 
-        let first = &collected.memberships[0].group_external_id;
+        let edges = collected.memberships.to_vec();
+        let first = &edges[0].group_external_id;
         assert!(!Arc::ptr_eq(first, &g1));
-        for edge in &collected.memberships {
+        for edge in &edges {
             assert!(Arc::ptr_eq(first, &edge.group_external_id));
         }
-        assert_eq!(collected.memberships[3], MembershipEdge::user("g1", "u1"));
+        assert_eq!(edges[3], MembershipEdge::user("g1", "u1"));
     }
 }

@@ -4,6 +4,7 @@
 //!   IdP reports them.
 //! * [`driver`]: the [`Driver`] trait (`check`, `pull` into a [`RecordSink`]),
 //!   its factory, pull modes, cursors and outcomes.
+//! * [`edges`]: [`EdgeList`], a pull's membership edges at 8 bytes each.
 //! * [`error`]: [`DriverError`], what core decides on (retry, fail, fix config).
 //! * [`http`]: the HTTP kit: timeouts, retries with backoff and jitter,
 //!   `Retry-After` and rate-limit headers, bounded concurrency, cached OAuth2
@@ -22,6 +23,7 @@
 #[cfg(feature = "compliance")]
 pub mod compliance;
 pub mod driver;
+pub mod edges;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -36,6 +38,7 @@ pub use driver::{
     Capabilities, CollectedRecords, DeclaredTotals, DeltaCursor, Driver, DriverContext,
     DriverFactory, DriverKind, PullMode, PullOutcome, RecordSink, parse_settings,
 };
+pub use edges::EdgeList;
 pub use error::DriverError;
 pub use records::{
     Access, EdgeId, Email, IdInterner, MemberRef, MembershipEdge, SourceGroup, SourceUser,

@@ -222,11 +222,11 @@ async fn a_delta_reads_only_entries_modified_since_the_cursor_and_lists_who_is_p
     assert_eq!(delta.present_groups.as_ref().unwrap().len(), 3);
     // The changed group comes whole, and replaces its stored members.
     assert_eq!(delta.replaced_members, vec![groups["engineering"].clone()]);
-    let engineering: BTreeSet<&MemberRef> = delta
+    let engineering: BTreeSet<MemberRef> = delta
         .memberships
         .iter()
         .filter(|e| &*e.group_external_id == groups["engineering"].as_str())
-        .map(|e| &e.member)
+        .map(|e| e.member)
         .collect();
     assert_eq!(engineering.len(), 39, "p3 left; the platform group stays");
     assert!(!engineering.contains(&MemberRef::User(users["p3"].as_str().into())));

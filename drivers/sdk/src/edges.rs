@@ -1,0 +1,377 @@
+//! Membership edges held compactly: a pull of a million users carries ten
+//! million edges, and as [`MembershipEdge`] values (two shared ids, 40 bytes
+//! each, in a vector that grows by doubling) they alone cost ~650 MiB. An
+//! [`EdgeList`] keeps every distinct id once and each edge as one `u64`
+//! (the two ids' indexes and the member's kind): 8 bytes an edge.
+//!
+//! An `EdgeList` behaves as the list of edges it was given, in order: it
+//! compares, prints and serialises as that list, and hands edges out as
+//! [`MembershipEdge`] values again.
+
+use crate::records::{EdgeId, MemberRef, MembershipEdge};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Set in a key's member half when the member is a group.
+const GROUP_MEMBER: u64 = 1 << 31;
+
+/// External ids to dense indexes (below 2^31) and back; each id is held
+/// once, shared by the map and the list.
+#[derive(Clone, Default)]
+pub struct IdIndex {
+    index: foldhash::HashMap<EdgeId, u32>,
+    names: Vec<EdgeId>,
+}
+
+impl std::fmt::Debug for IdIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IdIndex({} ids)", self.names.len())
+    }
+}
+
+impl IdIndex {
+    /// The index of `id`, given one if it has none.
+    pub fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&index) = self.index.get(id) {
+            return index;
+        }
+        let id: EdgeId = id.into();
+        let index = u32::try_from(self.names.len())
+            .ok()
+            .filter(|index| u64::from(*index) < GROUP_MEMBER)
+            .expect("fewer than 2^31 distinct ids in one edge list");
+        self.names.push(id.clone());
+        self.index.insert(id, index);
+        index
+    }
+
+    /// The index of `id`, if it has one.
+    pub fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The id of an index this handed out.
+    pub fn name(&self, index: u32) -> &EdgeId {
+        &self.names[index as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The key of an edge from its ends' indexes: the group in the high half,
+/// the member and its kind in the low half.
+pub fn edge_key(group: u32, member: u32, member_is_group: bool) -> u64 {
+    (u64::from(group) << 32) | u64::from(member) | if member_is_group { GROUP_MEMBER } else { 0 }
+}
+
+/// The group's index, the member's index and whether the member is a group.
+pub fn key_parts(key: u64) -> (u32, u32, bool) {
+    (
+        (key >> 32) as u32,
+        (key & (GROUP_MEMBER - 1)) as u32,
+        key & GROUP_MEMBER != 0,
+    )
+}
+
+/// An edge of an [`EdgeList`], borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeRef<'a> {
+    pub group: &'a EdgeId,
+    pub member: &'a EdgeId,
+    pub member_is_group: bool,
+}
+
+impl EdgeRef<'_> {
+    /// The member, as a value.
+    pub fn member_ref(&self) -> MemberRef {
+        if self.member_is_group {
+            MemberRef::Group(self.member.clone())
+        } else {
+            MemberRef::User(self.member.clone())
+        }
+    }
+
+    /// The edge, as a value.
+    pub fn to_edge(&self) -> MembershipEdge {
+        MembershipEdge {
+            group_external_id: self.group.clone(),
+            member: self.member_ref(),
+        }
+    }
+}
+
+/// The edge of `key`, its ends named by `ids`.
+fn edge_ref(ids: &IdIndex, key: u64) -> EdgeRef<'_> {
+    let (group, member, member_is_group) = key_parts(key);
+    EdgeRef {
+        group: ids.name(group),
+        member: ids.name(member),
+        member_is_group,
+    }
+}
+
+/// A list of membership edges, 8 bytes an edge; see the module docs.
+#[derive(Clone, Default)]
+pub struct EdgeList {
+    ids: IdIndex,
+    keys: Vec<u64>,
+    /// The group id of the last edge pushed, as it came, and its index: a
+    /// driver lists one group's edges in a row with one id between them,
+    /// so most group ids need no lookup.
+    last_group: Option<(EdgeId, u32)>,
+}
+
+impl EdgeList {
+    pub fn new() -> Self {
+        EdgeList::default()
+    }
+
+    /// Appends `edge`.
+    pub fn push(&mut self, edge: MembershipEdge) {
+        let group = match &self.last_group {
+            Some((came, index)) if std::sync::Arc::ptr_eq(came, &edge.group_external_id) => *index,
+            _ => {
+                let index = self.ids.intern(&edge.group_external_id);
+                self.last_group = Some((edge.group_external_id.clone(), index));
+                index
+            }
+        };
+        let key = match &edge.member {
+            MemberRef::User(id) => edge_key(group, self.ids.intern(id), false),
+            MemberRef::Group(id) => edge_key(group, self.ids.intern(id), true),
+        };
+        self.keys.push(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The ids this list's edges name, by index.
+    pub fn ids(&self) -> &IdIndex {
+        &self.ids
+    }
+
+    /// The edges' keys, in order (see [`key_parts`]; indexes are into
+    /// [`EdgeList::ids`]).
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// The edge of a key of this list.
+    pub fn edge(&self, key: u64) -> MembershipEdge {
+        edge_ref(&self.ids, key).to_edge()
+    }
+
+    /// The edges, in order, borrowed.
+    pub fn refs(&self) -> impl ExactSizeIterator<Item = EdgeRef<'_>> + '_ {
+        self.keys.iter().map(|&key| edge_ref(&self.ids, key))
+    }
+
+    /// The edges, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = MembershipEdge> + '_ {
+        self.keys.iter().map(|&key| self.edge(key))
+    }
+
+    /// The edges, in order, as values (an allocation of 40 bytes each).
+    pub fn to_vec(&self) -> Vec<MembershipEdge> {
+        self.iter().collect()
+    }
+
+    /// Keeps the edges for which `keep` holds, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&MembershipEdge) -> bool) {
+        let ids = &self.ids;
+        self.keys.retain(|&key| keep(&edge_ref(ids, key).to_edge()));
+    }
+
+    /// Keeps the edges whose key (see [`key_parts`]) `keep` holds for, in
+    /// order: for callers that decide by id index, without an edge value.
+    pub fn retain_keys(&mut self, keep: impl FnMut(u64) -> bool) {
+        let mut keep = keep;
+        self.keys.retain(|&key| keep(key));
+    }
+
+    /// Sorts the edges as [`MembershipEdge`]'s order does (by group id, then
+    /// users before groups, then member id) and drops repeats. Ids are
+    /// ranked once, then the keys are sorted as integers: ten million
+    /// edges sort without comparing a string.
+    pub fn sort_and_dedup(&mut self) {
+        let mut by_name: Vec<u32> = (0..self.ids.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| self.ids.name(*a).cmp(self.ids.name(*b)));
+        let mut rank = vec![0u32; by_name.len()];
+        for (position, index) in by_name.iter().enumerate() {
+            rank[*index as usize] = position as u32;
+        }
+        for key in &mut self.keys {
+            let (group, member, member_is_group) = key_parts(*key);
+            *key = edge_key(rank[group as usize], rank[member as usize], member_is_group);
+        }
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        for key in &mut self.keys {
+            let (group, member, member_is_group) = key_parts(*key);
+            *key = edge_key(
+                by_name[group as usize],
+                by_name[member as usize],
+                member_is_group,
+            );
+        }
+    }
+}
+
+impl PartialEq for EdgeList {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for EdgeList {}
+
+impl std::fmt::Debug for EdgeList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl From<Vec<MembershipEdge>> for EdgeList {
+    fn from(edges: Vec<MembershipEdge>) -> Self {
+        edges.into_iter().collect()
+    }
+}
+
+impl FromIterator<MembershipEdge> for EdgeList {
+    fn from_iter<I: IntoIterator<Item = MembershipEdge>>(edges: I) -> Self {
+        let mut list = EdgeList::default();
+        list.extend(edges);
+        list
+    }
+}
+
+impl Extend<MembershipEdge> for EdgeList {
+    fn extend<I: IntoIterator<Item = MembershipEdge>>(&mut self, edges: I) {
+        for edge in edges {
+            self.push(edge);
+        }
+    }
+}
+
+impl Serialize for EdgeList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for EdgeList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<MembershipEdge>::deserialize(deserializer).map(EdgeList::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(edges: &[MembershipEdge]) -> EdgeList {
+        edges.to_vec().into()
+    }
+
+    #[test]
+    fn gives_back_the_edges_it_was_given_in_order() {
+        let edges = [
+            MembershipEdge::user("g2", "u1"),
+            MembershipEdge::group("g1", "g2"),
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::user("g2", "u1"),
+        ];
+        let list = list(&edges);
+        assert_eq!(list.len(), 4);
+        assert_eq!(list.to_vec(), edges);
+        // Three distinct ids, each held once.
+        assert_eq!(list.ids().len(), 3);
+    }
+
+    #[test]
+    fn a_user_and_a_group_with_the_same_id_stay_different_members() {
+        let edges = [
+            MembershipEdge::user("g1", "x"),
+            MembershipEdge::group("g1", "x"),
+        ];
+        let mut list = list(&edges);
+        assert_eq!(list.to_vec(), edges);
+        list.sort_and_dedup();
+        assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn sorts_as_membership_edges_sort_and_drops_repeats() {
+        let edges = vec![
+            MembershipEdge::user("b", "u9"),
+            MembershipEdge::group("a", "b"),
+            MembershipEdge::user("a", "u2"),
+            MembershipEdge::user("b", "u1"),
+            MembershipEdge::user("a", "u2"),
+            MembershipEdge::user("a", "b"),
+            MembershipEdge::group("b", "a"),
+        ];
+        let mut list = EdgeList::from(edges.clone());
+        list.sort_and_dedup();
+        let mut expected = edges;
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(list.to_vec(), expected);
+    }
+
+    #[test]
+    fn retains_in_order() {
+        let mut list = list(&[
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::user("g1", "u2"),
+            MembershipEdge::user("g2", "u1"),
+        ]);
+        list.retain(|edge| edge.member.external_id() == "u1");
+        assert_eq!(
+            list.to_vec(),
+            [
+                MembershipEdge::user("g1", "u1"),
+                MembershipEdge::user("g2", "u1")
+            ]
+        );
+    }
+
+    #[test]
+    fn serialises_as_the_list_of_edges() {
+        let edges = vec![
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::group("g1", "g2"),
+        ];
+        let json = serde_json::to_value(EdgeList::from(edges.clone())).unwrap();
+        assert_eq!(json, serde_json::to_value(&edges).unwrap());
+        let back: EdgeList = serde_json::from_value(json).unwrap();
+        assert_eq!(back.to_vec(), edges);
+    }
+
+    #[test]
+    fn lists_compare_by_their_edges_not_by_their_indexes() {
+        // The same edges, ids met in another order.
+        let mut one = list(&[MembershipEdge::user("g1", "u1")]);
+        one.push(MembershipEdge::user("g2", "u2"));
+        let other = list(&[
+            MembershipEdge::user("g2", "u2"),
+            MembershipEdge::user("g1", "u1"),
+        ]);
+        assert_ne!(one, other);
+        let mut other = EdgeList::default();
+        other.push(MembershipEdge::user("g1", "u1"));
+        other.push(MembershipEdge::user("g2", "u2"));
+        assert_eq!(one, other);
+    }
+}
