@@ -127,10 +127,6 @@ pub struct EdgeList {
 }
 
 impl EdgeList {
-    pub fn new() -> Self {
-        EdgeList::default()
-    }
-
     /// Appends `edge`.
     pub fn push(&mut self, edge: MembershipEdge) {
         let group = match &self.last_group {
@@ -161,12 +157,6 @@ impl EdgeList {
         &self.ids
     }
 
-    /// The edges' keys, in order (see [`key_parts`]; indexes are into
-    /// [`EdgeList::ids`]).
-    pub fn keys(&self) -> &[u64] {
-        &self.keys
-    }
-
     /// The edge of a key of this list.
     pub fn edge(&self, key: u64) -> MembershipEdge {
         edge_ref(&self.ids, key).to_edge()
@@ -195,8 +185,7 @@ impl EdgeList {
 
     /// Keeps the edges whose key (see [`key_parts`]) `keep` holds for, in
     /// order: for callers that decide by id index, without an edge value.
-    pub fn retain_keys(&mut self, keep: impl FnMut(u64) -> bool) {
-        let mut keep = keep;
+    pub fn retain_keys(&mut self, mut keep: impl FnMut(u64) -> bool) {
         self.keys.retain(|&key| keep(key));
     }
 
