@@ -169,7 +169,7 @@ struct Apply<'a, C> {
 }
 
 /// A stored user as the effects need it.
-#[derive(Debug, Clone, FromQueryResult)]
+#[derive(Debug, Clone)]
 struct UserRow {
     id: i64,
     external_id: String,
@@ -177,15 +177,34 @@ struct UserRow {
     active: bool,
 }
 
-impl From<&source_user::Model> for UserRow {
-    fn from(row: &source_user::Model) -> Self {
-        UserRow {
-            id: row.id,
-            external_id: row.external_id.clone(),
-            user_name: row.user_name.clone(),
-            active: row.active,
+/// A user row as a write returns it.
+#[derive(Debug, FromQueryResult)]
+struct WrittenUser {
+    id: i64,
+    external_id: String,
+}
+
+/// The row ids of the users a change set writes or deletes, by external id
+/// as the change set holds it: borrowed, so a first sync's million users
+/// cost a table of (pointer, length, id) and no copies of their ids.
+type UserIds<'c> = HashMap<&'c str, i64>;
+
+/// Files the rows a write of `chunk` returned under the change set's own
+/// external ids (a row's order in RETURNING is not its order in the write).
+fn remember_written<'c>(ids: &mut UserIds<'c>, chunk: &'c [SourceUser], rows: Vec<WrittenUser>) {
+    let in_chunk: HashSet<&'c str> = chunk.iter().map(|user| user.external_id.as_str()).collect();
+    for row in rows {
+        if let Some(external_id) = in_chunk.get(row.external_id.as_str()) {
+            ids.insert(external_id, row.id);
         }
     }
+}
+
+/// A user whose devices an apply revokes, and why.
+struct Departure<'c> {
+    user_id: i64,
+    external_id: &'c str,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -282,10 +301,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
     }
 
-    async fn run(&mut self, changes: &ChangeSet) -> Result<(), ApplyError> {
+    async fn run<'c>(&mut self, changes: &'c ChangeSet) -> Result<(), ApplyError> {
         self.upsert_groups(changes).await?;
         self.phases.mark("upsert_groups");
-        let users_by_external_id = self.upsert_users(changes).await?;
+        let user_ids = self.upsert_users(changes).await?;
         self.flush(false).await?;
         self.refresh_statistics(
             changes.users_created.len() + changes.users_updated.len(),
@@ -295,24 +314,30 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         self.phases.mark("upsert_users");
         self.fail_if(FailPoint::AfterSourceChanges)?;
 
+        let departure = |external_id: &'c String, reason| {
+            user_ids.get(external_id.as_str()).map(|id| Departure {
+                user_id: *id,
+                external_id,
+                reason,
+            })
+        };
+        let departures: Vec<Departure> = changes
+            .users_deactivated
+            .iter()
+            .filter_map(|ext| departure(ext, "user deactivated at the source"))
+            .chain(
+                changes
+                    .users_deleted
+                    .iter()
+                    .filter_map(|ext| departure(ext, "user removed at the source")),
+            )
+            .collect();
         let deleted_user_ids: HashSet<i64> = changes
             .users_deleted
             .iter()
-            .filter_map(|ext| users_by_external_id.get(ext).map(|row| row.id))
+            .filter_map(|ext| user_ids.get(ext.as_str()).copied())
             .collect();
-        let deactivated: Vec<(i64, &'static str)> = changes
-            .users_deactivated
-            .iter()
-            .filter_map(|ext| users_by_external_id.get(ext))
-            .map(|row| (row.id, "user deactivated at the source"))
-            .chain(
-                deleted_user_ids
-                    .iter()
-                    .map(|id| (*id, "user removed at the source")),
-            )
-            .collect();
-        self.revoke_devices(&deactivated, &users_by_external_id)
-            .await?;
+        self.revoke_devices(&departures).await?;
         self.phases.mark("revoke_devices");
         self.fail_if(FailPoint::AfterRevocations)?;
 
@@ -340,7 +365,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .change_edges(
                 changes,
                 &groups,
-                &users_by_external_id,
+                &user_ids,
                 &deleted_user_ids,
                 &deleted_group_ids,
             )
@@ -362,8 +387,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let mut users_to_check: HashSet<i64> = dirty_users;
         users_to_check.extend(changed.users);
         for user in changes.users_created.iter().chain(&changes.users_updated) {
-            if let Some(row) = users_by_external_id.get(&user.external_id) {
-                users_to_check.insert(row.id);
+            if let Some(id) = user_ids.get(user.external_id.as_str()) {
+                users_to_check.insert(*id);
             }
         }
         users_to_check.extend(deleted_user_ids.iter().copied());
@@ -444,11 +469,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    /// Writes user rows; returns every user the change set names, by external id.
-    async fn upsert_users(
-        &mut self,
-        changes: &ChangeSet,
-    ) -> Result<HashMap<String, UserRow>, DbErr> {
+    /// Writes user rows; returns the row ids of the users written and
+    /// deleted.
+    async fn upsert_users<'c>(&mut self, changes: &'c ChangeSet) -> Result<UserIds<'c>, DbErr> {
         let now = self.ctx.now;
         // Deleted users as they were (their rows go at the end of the apply).
         let deleted: HashMap<String, UserRow> = self
@@ -460,22 +483,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // (RETURNING), not from a read after them: on PostgreSQL a read of
         // rows inserted by this transaction meets a table without
         // statistics, and its plan scanned the connection's every user.
-        // They go straight into the map by external id: a million rows are
-        // not held twice.
-        let mut written: HashMap<String, UserRow> = HashMap::with_capacity(
+        let mut written: UserIds<'c> = HashMap::with_capacity(
             changes.users_created.len() + changes.users_updated.len() + deleted.len(),
         );
-        let by_external_id = |row: UserRow| (row.external_id.clone(), row);
         for chunk in changes.users_created.chunks(rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
-            written.extend(
-                self.write_users(source_user::Entity::insert_many(rows))
-                    .await?
-                    .into_iter()
-                    .map(by_external_id),
-            );
+            let returned = self
+                .write_users(source_user::Entity::insert_many(rows))
+                .await?;
+            remember_written(&mut written, chunk, returned);
             for user in chunk {
                 self.event(
                     EventKind::UserCreated,
@@ -494,12 +512,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
-            written.extend(
-                self.write_users(upsert)
-                    .await?
-                    .into_iter()
-                    .map(by_external_id),
-            );
+            let returned = self.write_users(upsert).await?;
+            remember_written(&mut written, chunk, returned);
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -539,30 +553,38 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
 
         // Created and updated users as written, with the deleted ones.
-        written.extend(deleted);
+        written.extend(
+            changes
+                .users_deleted
+                .iter()
+                .filter_map(|ext| deleted.get(ext).map(|row| (ext.as_str(), row.id))),
+        );
         Ok(written)
     }
 
-    /// Runs an insert (or upsert) of user rows; returns the rows as written.
+    /// Runs an insert (or upsert) of user rows; returns their ids.
     /// With [`ApplyContext::keep_written_users`] the whole rows are kept too.
     async fn write_users(
         &mut self,
         mut insert: sea_orm::InsertMany<source_user::ActiveModel>,
-    ) -> Result<Vec<UserRow>, DbErr> {
+    ) -> Result<Vec<WrittenUser>, DbErr> {
         if self.ctx.keep_written_users {
             let models = insert.exec_with_returning(self.db.idle().await?).await?;
-            let rows = models.iter().map(UserRow::from).collect();
+            let rows = models
+                .iter()
+                .map(|row| WrittenUser {
+                    id: row.id,
+                    external_id: row.external_id.clone(),
+                })
+                .collect();
             self.written_users.extend(models);
             return Ok(rows);
         }
-        QueryTrait::query(&mut insert).returning(Query::returning().columns([
-            source_user::Column::Id,
-            source_user::Column::ExternalId,
-            source_user::Column::UserName,
-            source_user::Column::Active,
-        ]));
+        QueryTrait::query(&mut insert).returning(
+            Query::returning().columns([source_user::Column::Id, source_user::Column::ExternalId]),
+        );
         let statement = insert.build(self.db.backend());
-        UserRow::find_by_statement(statement)
+        WrittenUser::find_by_statement(statement)
             .all(self.db.idle().await?)
             .await
     }
@@ -589,18 +611,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    async fn revoke_devices(
-        &mut self,
-        owners: &[(i64, &'static str)],
-        users: &HashMap<String, UserRow>,
-    ) -> Result<(), DbErr> {
-        if owners.is_empty() {
+    async fn revoke_devices(&mut self, departures: &[Departure<'_>]) -> Result<(), DbErr> {
+        if departures.is_empty() {
             return Ok(());
         }
-        let reasons: HashMap<i64, &str> = owners.iter().copied().collect();
-        let external_ids: HashMap<i64, &str> = users
-            .values()
-            .map(|row| (row.id, row.external_id.as_str()))
+        let reasons: HashMap<i64, &str> = departures
+            .iter()
+            .map(|gone| (gone.user_id, gone.reason))
+            .collect();
+        let external_ids: HashMap<i64, &str> = departures
+            .iter()
+            .map(|gone| (gone.user_id, gone.external_id))
             .collect();
         let owner_ids: Vec<i64> = reasons.keys().copied().collect();
         for chunk in owner_ids.chunks(CHUNK) {
@@ -659,7 +680,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         changes: &ChangeSet,
         groups: &BTreeMap<i64, GroupRow>,
-        known_users: &HashMap<String, UserRow>,
+        known_users: &UserIds<'_>,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
     ) -> Result<ChangedEdges, DbErr> {
@@ -686,7 +707,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let loaded = self
             .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains_key(*id)))
             .await?;
-        let user_of = |id: &str| known_users.get(id).or_else(|| loaded.get(id));
+        let user_of = |id: &str| {
+            known_users
+                .get(id)
+                .copied()
+                .or_else(|| loaded.get(id).map(|row| row.id))
+        };
         let mut changed = ChangedEdges::default();
         // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
@@ -763,8 +789,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             match &edge.member {
                 MemberRef::User(ext) => {
                     if let Some(user) = user_of(ext) {
-                        user_removals.entry(*group_id).or_default().push(user.id);
-                        changed.users.insert(user.id);
+                        user_removals.entry(*group_id).or_default().push(user);
+                        changed.users.insert(user);
                     }
                 }
                 MemberRef::Group(ext) => {
@@ -832,8 +858,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             } else {
                 match user_of(edge.member) {
                     Some(user) => {
-                        changed.users.insert(user.id);
-                        (&mut user_rows, user.id)
+                        changed.users.insert(user);
+                        (&mut user_rows, user)
                     }
                     None => continue,
                 }
