@@ -13,7 +13,7 @@ use crate::results::{Benchmark, Figure, Table, Unit};
 use anyhow::{Context, Result};
 use idpsync_driver::compliance::{CompliantFake, Running};
 use idpsync_driver::fake::{Dataset, DatasetSpec};
-use idpsync_driver::{DriverError, MembershipEdge, PullMode, RecordSink};
+use idpsync_driver::{DriverError, EdgeList, MembershipEdge, PullMode, RecordSink};
 use idpsync_driver::{SourceGroup, SourceUser, UserUpdate};
 use std::time::Instant;
 
@@ -38,6 +38,9 @@ impl RecordSink for Counted {
         Ok(())
     }
     async fn memberships(&mut self, _: Vec<MembershipEdge>) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn membership_list(&mut self, _: EdgeList) -> Result<(), DriverError> {
         Ok(())
     }
     async fn removed_users(&mut self, _: Vec<String>) -> Result<(), DriverError> {

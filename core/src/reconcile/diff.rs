@@ -7,6 +7,7 @@ use super::input::{Delta, Snapshot, SourceInput};
 use idpsync_driver::edges::{edge_key, key_parts};
 use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What is stored of a user, as far as diffing needs it.
@@ -168,7 +169,7 @@ pub fn diff(stored: &StoredState, input: SourceInput) -> Result<ChangeSet, Input
 
 fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), InputError> {
     let mut ids = HashSet::new();
-    let mut names: HashMap<String, &str> = HashMap::new();
+    let mut names: HashMap<Cow<str>, &str> = HashMap::new();
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
             return Err(InputError::EmptyUserKey);
@@ -184,7 +185,7 @@ fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), In
         if !ids.insert(user.external_id.as_str()) {
             return Err(InputError::DuplicateUser(user.external_id.clone()));
         }
-        if let Some(first) = names.insert(user.user_name.to_lowercase(), &user.external_id) {
+        if let Some(first) = names.insert(folded(&user.user_name), &user.external_id) {
             return Err(InputError::DuplicateUserName {
                 user_name: user.user_name.clone(),
                 first: first.to_string(),
@@ -193,6 +194,20 @@ fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), In
         }
     }
     Ok(())
+}
+
+/// `user_name` compared case-insensitively, as `str::to_lowercase` folds
+/// it; borrowed when folding changes nothing (most names), so a million
+/// names are not copied to be compared.
+fn folded(user_name: &str) -> Cow<'_, str> {
+    let unchanged = user_name
+        .chars()
+        .all(|c| c.to_lowercase().eq(std::iter::once(c)));
+    if unchanged {
+        Cow::Borrowed(user_name)
+    } else {
+        Cow::Owned(user_name.to_lowercase())
+    }
 }
 
 fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(), InputError> {
@@ -246,47 +261,69 @@ fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
 /// Sorts user and group changes into created / updated, and the updated
 /// users whose access changed into deactivated (now deprovisioned),
 /// suspended and reactivated.
+///
+/// In place: unchanged records are dropped from the input's own vector and
+/// the new ones stay in it, so a first sync's million users are not moved
+/// into a second vector of the same size; only the updated ones move.
 fn sort_upserts(
     stored: &StoredState,
-    users: Vec<SourceUser>,
-    groups: Vec<SourceGroup>,
+    mut users: Vec<SourceUser>,
+    mut groups: Vec<SourceGroup>,
     changes: &mut ChangeSet,
 ) {
-    for user in users {
-        match stored.users.get(&user.external_id) {
-            None => changes.users_created.push(user),
-            Some(existing) if existing.content_hash != user_hash(&user) => {
-                let was = match (existing.active, existing.suspended) {
-                    (true, _) => Access::Active,
-                    (false, true) => Access::Suspended,
-                    (false, false) => Access::Deprovisioned,
-                };
-                match (was, user.access()) {
-                    (Access::Active | Access::Suspended, Access::Deprovisioned) => {
-                        changes.users_deactivated.push(user.external_id.clone())
-                    }
-                    (Access::Active, Access::Suspended) => {
-                        changes.users_suspended.push(user.external_id.clone())
-                    }
-                    (Access::Suspended | Access::Deprovisioned, Access::Active) => {
-                        changes.users_reactivated.push(user.external_id.clone())
-                    }
-                    _ => {}
-                }
-                changes.users_updated.push(user);
+    users.retain(|user| {
+        stored
+            .users
+            .get(&user.external_id)
+            .is_none_or(|existing| existing.content_hash != user_hash(user))
+    });
+    let updated: Vec<SourceUser> = users
+        .extract_if(.., |user| stored.users.contains_key(&user.external_id))
+        .collect();
+    for user in &updated {
+        let Some(existing) = stored.users.get(&user.external_id) else {
+            continue;
+        };
+        let was = match (existing.active, existing.suspended) {
+            (true, _) => Access::Active,
+            (false, true) => Access::Suspended,
+            (false, false) => Access::Deprovisioned,
+        };
+        match (was, user.access()) {
+            (Access::Active | Access::Suspended, Access::Deprovisioned) => {
+                changes.users_deactivated.push(user.external_id.clone())
             }
-            Some(_) => {}
+            (Access::Active, Access::Suspended) => {
+                changes.users_suspended.push(user.external_id.clone())
+            }
+            (Access::Suspended | Access::Deprovisioned, Access::Active) => {
+                changes.users_reactivated.push(user.external_id.clone())
+            }
+            _ => {}
         }
     }
-    for group in groups {
-        match stored.groups.get(&group.external_id) {
-            None => changes.groups_created.push(group),
-            Some(existing) if existing.content_hash != group_hash(&group) => {
-                changes.groups_updated.push(group)
-            }
-            Some(_) => {}
-        }
+    changes.users_created = shrunk(users);
+    changes.users_updated = updated;
+
+    groups.retain(|group| {
+        stored
+            .groups
+            .get(&group.external_id)
+            .is_none_or(|existing| existing.content_hash != group_hash(group))
+    });
+    changes.groups_updated = groups
+        .extract_if(.., |group| stored.groups.contains_key(&group.external_id))
+        .collect();
+    changes.groups_created = shrunk(groups);
+}
+
+/// `records` without spare capacity when it is mostly spare: an unchanged
+/// re-run keeps none of a million users and should not keep their vector.
+fn shrunk<T>(mut records: Vec<T>) -> Vec<T> {
+    if records.len() < records.capacity() / 2 {
+        records.shrink_to_fit();
     }
+    records
 }
 
 /// Takes the snapshot by value: its records move into the change set, so a
@@ -690,6 +727,44 @@ mod tests {
             diff(&StoredState::default(), SourceInput::Snapshot(next)),
             Err(InputError::DuplicateGroup("g1".into()))
         );
+    }
+
+    #[test]
+    fn a_user_name_folds_as_to_lowercase_folds_it() {
+        for name in [
+            "alice",
+            "ALICE",
+            "Åsa",
+            "ǅenan",
+            "ΟΔΥΣΣΕΥΣ",
+            "σς",
+            "straße",
+            "İlker",
+        ] {
+            assert_eq!(folded(name), name.to_lowercase(), "{name}");
+        }
+        assert!(matches!(folded("alice@example.com"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_order_of_created_and_updated_records() {
+        let mut next = tenant();
+        next.users.reverse();
+        for user in &mut next.users[..2] {
+            user.display_name = Some(format!("{} again", user.user_name));
+        }
+        let (first_new, second_new) = (SourceUser::new("u9", "zed"), SourceUser::new("u0", "amy"));
+        next.users.insert(0, first_new.clone());
+        next.users.insert(2, second_new.clone());
+        // Now: u9 (new), u3 (changed), u0 (new), u2 (changed), u1 (as stored).
+        let changes = check(&tenant(), SourceInput::Snapshot(next));
+        assert_eq!(changes.users_created, vec![first_new, second_new]);
+        let updated: Vec<&str> = changes
+            .users_updated
+            .iter()
+            .map(|user| user.external_id.as_str())
+            .collect();
+        assert_eq!(updated, ["u3", "u2"]);
     }
 
     #[test]

@@ -425,9 +425,6 @@ fn user(item: GraphUser) -> Result<UserRecord, DriverError> {
     })
 }
 
-/// Edges handed on to the real sink at a time.
-const FORWARDED_EDGES: usize = 10_000;
-
 /// Sends buffered delta records on to the real sink, repeats folded first
 /// (the buffer knows the order they came in; the sink would not).
 pub async fn forward(
@@ -438,14 +435,7 @@ pub async fn forward(
     sink.users(changes.users).await?;
     sink.user_updates(changes.user_updates).await?;
     sink.groups(changes.groups).await?;
-    let mut page = Vec::new();
-    for edge in changes.memberships.refs() {
-        page.push(edge.to_edge());
-        if page.len() == FORWARDED_EDGES {
-            sink.memberships(std::mem::take(&mut page)).await?;
-        }
-    }
-    sink.memberships(page).await?;
+    sink.membership_list(changes.memberships).await?;
     sink.removed_users(changes.removed_users).await?;
     sink.removed_groups(changes.removed_groups).await?;
     sink.removed_memberships(changes.removed_memberships)

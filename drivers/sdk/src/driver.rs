@@ -11,6 +11,10 @@ use crate::settings::Settings;
 use serde::de::DeserializeOwned;
 use std::fmt;
 
+/// Edges per page when [`RecordSink::membership_list`] hands a list on as
+/// pages.
+pub const EDGE_LIST_PAGE: usize = 10_000;
+
 /// An IdP's opaque delta cursor (Graph deltaLink, a timestamp, ...).
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeltaCursor(pub String);
@@ -71,6 +75,24 @@ pub trait RecordSink: Send {
     async fn user_updates(&mut self, page: Vec<UserUpdate>) -> Result<(), DriverError>;
     async fn groups(&mut self, page: Vec<SourceGroup>) -> Result<(), DriverError>;
     async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError>;
+    /// Edges a driver gathered into an [`EdgeList`] before sending (one
+    /// that buffers a whole round, like Graph's delta): a sink that keeps
+    /// an `EdgeList` takes it as it is, so a tenant's edges are not held
+    /// twice while they are handed over. Otherwise they go to
+    /// [`RecordSink::memberships`] in pages of [`EDGE_LIST_PAGE`].
+    async fn membership_list(&mut self, edges: EdgeList) -> Result<(), DriverError> {
+        let mut page = Vec::with_capacity(EDGE_LIST_PAGE.min(edges.len()));
+        for edge in edges.refs() {
+            page.push(edge.to_edge());
+            if page.len() == EDGE_LIST_PAGE {
+                self.memberships(std::mem::take(&mut page)).await?;
+            }
+        }
+        if !page.is_empty() {
+            self.memberships(page).await?;
+        }
+        Ok(())
+    }
     async fn removed_users(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
     async fn removed_groups(&mut self, external_ids: Vec<String>) -> Result<(), DriverError>;
     async fn removed_memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError>;
@@ -283,7 +305,13 @@ fn last_positions<'a>(ids: impl Iterator<Item = &'a str>) -> foldhash::HashMap<&
 impl RecordSink for CollectedRecords {
     async fn users(&mut self, page: Vec<SourceUser>) -> Result<(), DriverError> {
         self.n_pages += 1;
-        self.users.extend(page);
+        // A driver that buffered a whole round sends it as one page: taken,
+        // not copied.
+        if self.users.is_empty() {
+            self.users = page;
+        } else {
+            self.users.extend(page);
+        }
         Ok(())
     }
 
@@ -298,13 +326,27 @@ impl RecordSink for CollectedRecords {
 
     async fn groups(&mut self, page: Vec<SourceGroup>) -> Result<(), DriverError> {
         self.n_pages += 1;
-        self.groups.extend(page);
+        if self.groups.is_empty() {
+            self.groups = page;
+        } else {
+            self.groups.extend(page);
+        }
         Ok(())
     }
 
     async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError> {
         self.n_pages += 1;
         self.memberships.extend(page);
+        Ok(())
+    }
+
+    async fn membership_list(&mut self, edges: EdgeList) -> Result<(), DriverError> {
+        self.n_pages += 1;
+        if self.memberships.is_empty() {
+            self.memberships = edges;
+        } else {
+            self.memberships.extend(edges.iter());
+        }
         Ok(())
     }
 
@@ -392,6 +434,88 @@ mod tests {
             // Interning changes no record.
             assert_eq!(edges, [page("u1"), page("u1")].concat());
         }
+    }
+
+    /// A sink that keeps only the pages of edges it was sent.
+    #[derive(Default)]
+    struct EdgePages(Vec<Vec<MembershipEdge>>);
+
+    #[async_trait::async_trait]
+    impl RecordSink for EdgePages {
+        async fn users(&mut self, _: Vec<SourceUser>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn user_updates(&mut self, _: Vec<UserUpdate>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn groups(&mut self, _: Vec<SourceGroup>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn memberships(&mut self, page: Vec<MembershipEdge>) -> Result<(), DriverError> {
+            self.0.push(page);
+            Ok(())
+        }
+        async fn removed_users(&mut self, _: Vec<String>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn removed_groups(&mut self, _: Vec<String>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn removed_memberships(&mut self, _: Vec<MembershipEdge>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn replaced_members(&mut self, _: Vec<String>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn present_users(&mut self, _: Vec<String>) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn present_groups(&mut self, _: Vec<String>) -> Result<(), DriverError> {
+            Ok(())
+        }
+    }
+
+    fn edges(n: usize) -> Vec<MembershipEdge> {
+        (0..n)
+            .map(|i| MembershipEdge::user(format!("g{}", i % 7), format!("u{i}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_edge_list_reaches_a_sink_of_pages_as_full_pages_in_order() {
+        let sent = edges(2 * EDGE_LIST_PAGE + 3);
+        let mut sink = EdgePages::default();
+        sink.membership_list(EdgeList::from(sent.clone()))
+            .await
+            .unwrap();
+        let sizes: Vec<usize> = sink.0.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [EDGE_LIST_PAGE, EDGE_LIST_PAGE, 3]);
+        assert_eq!(sink.0.concat(), sent);
+
+        let mut empty = EdgePages::default();
+        empty.membership_list(EdgeList::default()).await.unwrap();
+        assert!(empty.0.is_empty(), "no empty page is sent");
+    }
+
+    #[tokio::test]
+    async fn collected_records_take_an_edge_list_after_any_pages_already_sent() {
+        let mut whole = CollectedRecords::default();
+        whole
+            .membership_list(EdgeList::from(edges(5)))
+            .await
+            .unwrap();
+        assert_eq!(whole.memberships.to_vec(), edges(5));
+
+        let mut after_pages = CollectedRecords::default();
+        after_pages.memberships(edges(2)).await.unwrap();
+        after_pages
+            .membership_list(EdgeList::from(edges(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            after_pages.memberships.to_vec(),
+            [edges(2), edges(5)].concat()
+        );
     }
 
     #[tokio::test]
