@@ -1374,9 +1374,12 @@ fn group_payload(group: &SourceGroup) -> serde_json::Value {
     json!({"external_id": group.external_id, "display_name": group.display_name})
 }
 
-/// Batches `(group_id, member id)` rows of one edge table into multi-row
-/// INSERTs: a new tenant's million edges are a few hundred statements, each
-/// binding two integers per row.
+/// Batches `(group_id, member id)` rows of one edge table into INSERTs: a
+/// new tenant's million edges are a few dozen statements. SQLite gets
+/// multi-row `VALUES`, two bound integers per row; PostgreSQL gets the two
+/// columns as two arrays (`unnest`), two bound values per statement,
+/// however many rows: it parses and plans a `VALUES` list row by row, and
+/// that, not the writing, was most of its edges phase.
 struct PairInsert {
     backend: DatabaseBackend,
     table: &'static str,
@@ -1388,6 +1391,9 @@ struct PairInsert {
 
 impl PairInsert {
     const ROWS_PER_INSERT: usize = rows_per_insert(2);
+    /// Rows per PostgreSQL statement: big enough that statements are few,
+    /// small enough that the next one is built while this one runs.
+    const ROWS_PER_ARRAY_INSERT: usize = 50_000;
 
     fn new(backend: DatabaseBackend, table: &'static str, columns: &'static str) -> Self {
         PairInsert {
@@ -1399,10 +1405,17 @@ impl PairInsert {
         }
     }
 
+    fn batch_rows(&self) -> usize {
+        match self.backend {
+            DatabaseBackend::Postgres => Self::ROWS_PER_ARRAY_INSERT,
+            _ => Self::ROWS_PER_INSERT,
+        }
+    }
+
     /// Adds a row; returns the statement to run when a batch is full.
     fn push(&mut self, group_id: i64, member_id: i64) -> Option<Statement> {
         self.rows.push((group_id, member_id));
-        if self.rows.len() == Self::ROWS_PER_INSERT {
+        if self.rows.len() == self.batch_rows() {
             self.finish()
         } else {
             None
@@ -1414,6 +1427,18 @@ impl PairInsert {
         let n_rows = self.rows.len();
         if n_rows == 0 {
             return None;
+        }
+        if self.backend == DatabaseBackend::Postgres {
+            let (groups, members): (Vec<i64>, Vec<i64>) = self.rows.drain(..).unzip();
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                self.table, self.columns
+            );
+            return Some(Statement::from_sql_and_values(
+                self.backend,
+                sql,
+                [groups.into(), members.into()],
+            ));
         }
         let sql = match &self.full_batch_sql {
             Some(sql) if n_rows == Self::ROWS_PER_INSERT => sql.clone(),
