@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-/// What is stored of a user, as far as diffing needs it.
+/// What is stored of a user, as far as diffing needs it (its external id
+/// is the key it is held under in [`StoredState::users`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUser {
-    pub external_id: String,
     pub content_hash: String,
     pub active: bool,
     pub suspended: bool,
@@ -21,9 +21,9 @@ pub struct StoredUser {
     pub user_name_key: String,
 }
 
+/// What is stored of a group (held under its external id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredGroup {
-    pub external_id: String,
     pub content_hash: String,
 }
 
@@ -548,7 +548,6 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 (
                     user.external_id.clone(),
                     StoredUser {
-                        external_id: user.external_id.clone(),
                         content_hash: user_hash(user),
                         active: user.active,
                         suspended: user.suspended,
@@ -564,7 +563,6 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 (
                     group.external_id.clone(),
                     StoredGroup {
-                        external_id: group.external_id.clone(),
                         content_hash: group_hash(group),
                     },
                 )

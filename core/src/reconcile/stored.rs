@@ -2,6 +2,7 @@
 //! diffing: everything for a snapshot, only what a delta names otherwise.
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
+use super::edge_set::EdgeSet;
 use super::input::SourceInput;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
@@ -164,27 +165,34 @@ async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredS
         Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
     )
     .await?;
-    let edges = all_edges(db, connection).await?;
+    let edges = all_edges(db, connection, &ExternalIds::new(&users, &groups)).await?;
     Ok(assemble(users, groups, edges))
 }
 
-/// Every direct edge of a connection. The database joins each group's
-/// members into one text column, so a million edges arrive as one row per
-/// group: decoding rows one by one cost more than diffing them.
-async fn all_edges(db: &impl ConnectionTrait, connection: &str) -> Result<EdgeRows, DbErr> {
-    let pairs = async |table, member_column| -> Result<Vec<(i64, i64)>, DbErr> {
-        let mut pairs = Vec::new();
-        for (group, members) in joined_members(db, connection, table, member_column).await? {
-            for member in ids(&members)? {
-                pairs.push((group, member));
-            }
+/// Every direct edge of a connection, between the given users and groups.
+/// The database joins each group's members into one text column, so a
+/// million edges arrive as one row per group: decoding rows one by one
+/// cost more than diffing them. Each row's members go straight into the
+/// set (ten million edges are not held as pairs of row ids first).
+async fn all_edges(
+    db: &impl ConnectionTrait,
+    connection: &str,
+    read: &ExternalIds<'_>,
+) -> Result<EdgeSet, DbErr> {
+    let mut set = EdgeSet::default();
+    for (group, members) in joined_members(db, connection, "user_memberships", "user_id").await? {
+        for member in ids(&members)? {
+            read.add_user_edge(&mut set, group, member);
         }
-        Ok(pairs)
-    };
-    Ok(EdgeRows {
-        users: pairs("user_memberships", "user_id").await?,
-        groups: pairs("group_memberships", "member_group_id").await?,
-    })
+    }
+    for (group, members) in
+        joined_members(db, connection, "group_memberships", "member_group_id").await?
+    {
+        for member in ids(&members)? {
+            read.add_group_edge(&mut set, group, member);
+        }
+    }
+    Ok(set)
 }
 
 /// `(group_id, comma-joined member ids)` of a connection's groups in one
@@ -360,34 +368,65 @@ async fn load_some(
             .await?,
         );
     }
+    let edges = {
+        let read = ExternalIds::new(&users, &groups);
+        let mut set = EdgeSet::default();
+        for (group, user) in edges.users {
+            read.add_user_edge(&mut set, group, user);
+        }
+        for (group, nested) in edges.groups {
+            read.add_group_edge(&mut set, group, nested);
+        }
+        set
+    };
     Ok(assemble(users, groups, edges))
 }
 
-fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> StoredState {
-    let user_ext: foldhash::HashMap<i64, &str> = users
-        .iter()
-        .map(|(id, ext, ..)| (*id, ext.as_str()))
-        .collect();
-    let group_ext: foldhash::HashMap<i64, &str> = groups
-        .iter()
-        .map(|(id, ext, _)| (*id, ext.as_str()))
-        .collect();
-    let mut state = StoredState::default();
-    for (group, user) in edges.users {
-        if let (Some(group), Some(user)) = (group_ext.get(&group), user_ext.get(&user)) {
-            state.edges.insert_user(group, user);
+/// The external ids of the user and group rows read, by row id: what turns
+/// stored edges (pairs of row ids) into edges between external ids.
+struct ExternalIds<'a> {
+    users: foldhash::HashMap<i64, &'a str>,
+    groups: foldhash::HashMap<i64, &'a str>,
+}
+
+impl<'a> ExternalIds<'a> {
+    fn new(users: &'a [UserTuple], groups: &'a [GroupTuple]) -> Self {
+        ExternalIds {
+            users: users
+                .iter()
+                .map(|(id, ext, ..)| (*id, ext.as_str()))
+                .collect(),
+            groups: groups
+                .iter()
+                .map(|(id, ext, _)| (*id, ext.as_str()))
+                .collect(),
         }
     }
-    for (group, nested) in edges.groups {
-        if let (Some(group), Some(nested)) = (group_ext.get(&group), group_ext.get(&nested)) {
-            state.edges.insert_group(group, nested);
+
+    /// Adds the edge group -> user when both rows were read.
+    fn add_user_edge(&self, set: &mut EdgeSet, group: i64, user: i64) {
+        if let (Some(group), Some(user)) = (self.groups.get(&group), self.users.get(&user)) {
+            set.insert_user(group, user);
         }
     }
+
+    /// Adds the edge group -> nested group when both rows were read.
+    fn add_group_edge(&self, set: &mut EdgeSet, group: i64, nested: i64) {
+        if let (Some(group), Some(nested)) = (self.groups.get(&group), self.groups.get(&nested)) {
+            set.insert_group(group, nested);
+        }
+    }
+}
+
+fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeSet) -> StoredState {
+    let mut state = StoredState {
+        edges,
+        ..StoredState::default()
+    };
     for (_, external_id, content_hash, active, suspended, user_name_key) in users {
         state.users.insert(
-            external_id.clone(),
+            external_id,
             StoredUser {
-                external_id,
                 content_hash,
                 active,
                 suspended,
@@ -396,13 +435,9 @@ fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeRows) -> 
         );
     }
     for (_, external_id, content_hash) in groups {
-        state.groups.insert(
-            external_id.clone(),
-            StoredGroup {
-                external_id,
-                content_hash,
-            },
-        );
+        state
+            .groups
+            .insert(external_id, StoredGroup { content_hash });
     }
     state
 }
