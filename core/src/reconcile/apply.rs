@@ -615,15 +615,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         if departures.is_empty() {
             return Ok(());
         }
-        let reasons: HashMap<i64, &str> = departures
-            .iter()
-            .map(|gone| (gone.user_id, gone.reason))
-            .collect();
-        let external_ids: HashMap<i64, &str> = departures
-            .iter()
-            .map(|gone| (gone.user_id, gone.external_id))
-            .collect();
-        let owner_ids: Vec<i64> = reasons.keys().copied().collect();
+        let by_owner: HashMap<i64, &Departure> =
+            departures.iter().map(|gone| (gone.user_id, gone)).collect();
+        let owner_ids: Vec<i64> = by_owner.keys().copied().collect();
         for chunk in owner_ids.chunks(CHUNK) {
             let devices = device::Entity::find()
                 .filter(device::Column::OwnerUserId.is_in(chunk.iter().copied()))
@@ -635,7 +629,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .iter()
                 .map(|found| {
                     let owner = found.owner_user_id.unwrap_or_default();
-                    let why = reasons.get(&owner).copied().unwrap_or("user removed");
+                    let why = by_owner
+                        .get(&owner)
+                        .map_or("user removed", |gone| gone.reason);
                     (found, format!("{why} ({connection})"))
                 })
                 .collect();
@@ -666,7 +662,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                         "name": found.name,
                         "node_key": found.node_key,
                         "previous_status": found.status,
-                        "owner_external_id": external_ids.get(&owner).copied().unwrap_or(&found.owner_external_id),
+                        "owner_external_id": by_owner.get(&owner).map_or(found.owner_external_id.as_str(), |gone| gone.external_id),
                         "reason": reason,
                     }),
                 );
