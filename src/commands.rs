@@ -207,6 +207,10 @@ pub async fn token_revoke(path: &Path, name: &str) -> Result<ExitCode> {
 }
 
 pub async fn serve(path: &Path) -> Result<ExitCode> {
+    // SIGHUP's default action ends the process: its handler is in place
+    // before the port opens or systemd hears READY=1, either of which may
+    // be followed by a reload at once.
+    let hangups = listen_for_hangups();
     let config = load_config(path)?;
     let store = open_store(&config).await?;
     let listen = config
@@ -221,7 +225,7 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
         idpsync_core::api::AppState::with_drivers(config, store, crate::drivers::registry())
             .reloadable_from(path.to_path_buf());
     crate::systemd::ready();
-    tokio::spawn(reload_on_hangup(state.reloader.clone()));
+    tokio::spawn(reload_on_hangup(hangups, state.reloader.clone()));
     idpsync_core::api::serve(listener, state, async {
         shutdown_signal().await;
         crate::systemd::notify("STOPPING=1");
@@ -232,14 +236,30 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Re-reads the config file at each SIGHUP (`systemctl reload`); the
-/// outcome is logged either way, and an error keeps the running config.
-async fn reload_on_hangup(reloader: idpsync_core::daemon::reload::Reloader) {
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// Installs the SIGHUP handler, replacing the default action (exit).
+fn listen_for_hangups() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        let hangups = signal(SignalKind::hangup()).ok();
+        if hangups.is_none() {
             tracing::warn!("cannot listen for SIGHUP: reload with POST /api/v1/reload");
+        }
+        hangups
+    }
+}
+
+/// Re-reads the config file at each SIGHUP (`systemctl reload`); the
+/// outcome is logged either way, and an error keeps the running config.
+async fn reload_on_hangup(hangups: Hangups, reloader: idpsync_core::daemon::reload::Reloader) {
+    #[cfg(unix)]
+    {
+        let Some(mut hangups) = hangups else {
             return;
         };
         while hangups.recv().await.is_some() {
@@ -251,7 +271,7 @@ async fn reload_on_hangup(reloader: idpsync_core::daemon::reload::Reloader) {
         }
     }
     #[cfg(not(unix))]
-    drop(reloader);
+    drop((hangups, reloader));
 }
 
 /// Resolves on SIGTERM or ctrl-c.

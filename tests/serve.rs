@@ -101,6 +101,60 @@ url = "{db}"
     assert!(daemon.terminate().success());
 }
 
+/// A reload may come the moment the port opens or the daemon says READY=1;
+/// SIGHUP's default action would end it, so the handler is in place first.
+#[test]
+fn a_sighup_as_soon_as_the_port_opens_reloads_instead_of_ending_the_daemon() {
+    let (workdir, port) = Workdir::new(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+[database]
+url = "{db}"
+"#,
+    );
+    let socket_path = workdir.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let child = common::idpsync(&workdir.config_path, &["serve"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = common::Daemon { child, port };
+    let mut buffer = [0u8; 256];
+    let mut next = || {
+        let n = socket
+            .recv(&mut buffer)
+            .expect("a notification within 20 s");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::process::Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(next(), "READY=1");
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1");
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon survives the SIGHUP"
+    );
+    daemon.wait_healthy();
+    assert!(daemon.terminate().success());
+}
+
 /// `systemctl reload` sends SIGHUP: the daemon re-reads its file and keeps
 /// serving (SIGHUP's default would end it); a file that does not validate
 /// is refused and the running configuration kept. Both are counted.
