@@ -123,10 +123,12 @@ pub struct Applied {
 }
 
 /// Applies `changes`; returns the events to append, in order, and the effects.
+/// The change set is consumed: a first sync's user records are freed as they
+/// are written, before the edges (take [`ChangeSet::counts`] first).
 pub async fn apply(
     db: &impl ConnectionTrait,
     ctx: &ApplyContext<'_>,
-    changes: &ChangeSet,
+    changes: ChangeSet,
 ) -> Result<Applied, ApplyError> {
     let mut run = Apply {
         db: Pipelined::new(db),
@@ -184,20 +186,24 @@ struct WrittenUser {
     external_id: String,
 }
 
-/// The row ids of the users a change set writes or deletes, by external id
-/// as the change set holds it: borrowed, so a first sync's million users
-/// cost a table of (pointer, length, id) and no copies of their ids.
-type UserIds<'c> = HashMap<&'c str, i64>;
+/// The row ids of the users a change set writes or deletes, by external id.
+/// The ids are the ones the writes returned: the user records themselves
+/// are let go as soon as they are written (see [`Apply::upsert_users`]).
+type UserIds = HashMap<String, i64>;
 
-/// Files the rows a write of `chunk` returned under the change set's own
-/// external ids (a row's order in RETURNING is not its order in the write).
-fn remember_written<'c>(ids: &mut UserIds<'c>, chunk: &'c [SourceUser], rows: Vec<WrittenUser>) {
-    let in_chunk: HashSet<&'c str> = chunk.iter().map(|user| user.external_id.as_str()).collect();
-    for row in rows {
-        if let Some(external_id) = in_chunk.get(row.external_id.as_str()) {
-            ids.insert(external_id, row.id);
-        }
-    }
+/// Files the rows a write returned (in any order) under their external ids.
+fn remember_written(ids: &mut UserIds, rows: Vec<WrittenUser>) {
+    ids.extend(rows.into_iter().map(|row| (row.external_id, row.id)));
+}
+
+/// `records` in owned chunks of `size`: each chunk's records can be
+/// dropped once it is written, not only when the last chunk is.
+fn owned_chunks<T>(records: Vec<T>, size: usize) -> impl Iterator<Item = Vec<T>> {
+    let mut records = records.into_iter();
+    std::iter::from_fn(move || {
+        let chunk: Vec<T> = records.by_ref().take(size).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    })
 }
 
 /// A user whose devices an apply revokes, and why.
@@ -205,6 +211,17 @@ struct Departure<'c> {
     user_id: i64,
     external_id: &'c str,
     reason: &'static str,
+}
+
+impl<'c> Departure<'c> {
+    /// The departure of a user the apply wrote or deleted.
+    fn of(ids: &UserIds, external_id: &'c str, reason: &'static str) -> Option<Self> {
+        ids.get(external_id).map(|id| Departure {
+            user_id: *id,
+            external_id,
+            reason,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -301,26 +318,21 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         }
     }
 
-    async fn run<'c>(&mut self, changes: &'c ChangeSet) -> Result<(), ApplyError> {
-        self.upsert_groups(changes).await?;
+    async fn run(&mut self, mut changes: ChangeSet) -> Result<(), ApplyError> {
+        self.upsert_groups(&changes).await?;
         self.phases.mark("upsert_groups");
-        let user_ids = self.upsert_users(changes).await?;
+        let created = std::mem::take(&mut changes.users_created);
+        let updated = std::mem::take(&mut changes.users_updated);
+        let n_written = created.len() + updated.len();
+        let user_ids = self.upsert_users(&changes, created, updated).await?;
+        let changes = &changes;
         self.flush(false).await?;
-        self.refresh_statistics(
-            changes.users_created.len() + changes.users_updated.len(),
-            &["source_users"],
-        )
-        .await?;
+        self.refresh_statistics(n_written, &["source_users"])
+            .await?;
         self.phases.mark("upsert_users");
         self.fail_if(FailPoint::AfterSourceChanges)?;
 
-        let departure = |external_id: &'c String, reason| {
-            user_ids.get(external_id.as_str()).map(|id| Departure {
-                user_id: *id,
-                external_id,
-                reason,
-            })
-        };
+        let departure = |external_id, reason| Departure::of(&user_ids, external_id, reason);
         let departures: Vec<Departure> = changes
             .users_deactivated
             .iter()
@@ -386,12 +398,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // edges or through nesting.
         let mut users_to_check: HashSet<i64> = dirty_users;
         users_to_check.extend(changed.users);
-        for user in changes.users_created.iter().chain(&changes.users_updated) {
-            if let Some(id) = user_ids.get(user.external_id.as_str()) {
-                users_to_check.insert(*id);
-            }
-        }
-        users_to_check.extend(deleted_user_ids.iter().copied());
+        // Every user written or deleted (the deleted ones are in the map).
+        users_to_check.extend(user_ids.values().copied());
         self.recompute_acl(
             groups_changed,
             &users_to_check,
@@ -471,7 +479,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
 
     /// Writes user rows; returns the row ids of the users written and
     /// deleted.
-    async fn upsert_users<'c>(&mut self, changes: &'c ChangeSet) -> Result<UserIds<'c>, DbErr> {
+    /// Writes the created and updated users (taken out of `changes`, which
+    /// still has their ids in its other lists) and announces them; returns
+    /// the row ids of those and of the users `changes` deletes. Each record
+    /// is dropped as soon as its chunk is written: past this step a first
+    /// sync holds a million ids, not a million records.
+    async fn upsert_users(
+        &mut self,
+        changes: &ChangeSet,
+        created: Vec<SourceUser>,
+        updated: Vec<SourceUser>,
+    ) -> Result<UserIds, DbErr> {
         let now = self.ctx.now;
         // Deleted users as they were (their rows go at the end of the apply).
         let deleted: HashMap<String, UserRow> = self
@@ -483,18 +501,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // (RETURNING), not from a read after them: on PostgreSQL a read of
         // rows inserted by this transaction meets a table without
         // statistics, and its plan scanned the connection's every user.
-        let mut written: UserIds<'c> = HashMap::with_capacity(
-            changes.users_created.len() + changes.users_updated.len() + deleted.len(),
-        );
-        for chunk in changes.users_created.chunks(rows_per_insert(17)) {
+        let mut written: UserIds =
+            HashMap::with_capacity(created.len() + updated.len() + deleted.len());
+        for chunk in owned_chunks(created, rows_per_insert(17)) {
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));
             let returned = self
                 .write_users(source_user::Entity::insert_many(rows))
                 .await?;
-            remember_written(&mut written, chunk, returned);
-            for user in chunk {
+            remember_written(&mut written, returned);
+            for user in &chunk {
                 self.event(
                     EventKind::UserCreated,
                     "user",
@@ -504,16 +521,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 // A new tenant's 100k events would otherwise be held at once.
                 self.flush(false).await?;
             }
-        }
-        // Updated users are stored: each row's insert conflicts on its
-        // external id and becomes the update, many users per statement.
-        for chunk in changes.users_updated.chunks(rows_per_insert(17)) {
-            let rows = chunk
-                .iter()
-                .map(|user| user_row(self.connection(), user, now, 1));
-            let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
-            let returned = self.write_users(upsert).await?;
-            remember_written(&mut written, chunk, returned);
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -526,23 +533,33 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .map(String::as_str)
             .collect();
         let suspended: HashSet<&str> = changes.users_suspended.iter().map(String::as_str).collect();
-        for user in &changes.users_updated {
-            let kind = if deactivated.contains(user.external_id.as_str()) {
-                EventKind::UserDeactivated
-            } else if suspended.contains(user.external_id.as_str()) {
-                EventKind::UserSuspended
-            } else if reactivated.contains(user.external_id.as_str()) {
-                EventKind::UserReactivated
-            } else {
-                EventKind::UserUpdated
-            };
-            self.event(kind, "user", &user.external_id, user_payload(user));
-            self.flush(false).await?;
+        // Updated users are stored: each row's insert conflicts on its
+        // external id and becomes the update, many users per statement.
+        for chunk in owned_chunks(updated, rows_per_insert(17)) {
+            let rows = chunk
+                .iter()
+                .map(|user| user_row(self.connection(), user, now, 1));
+            let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
+            let returned = self.write_users(upsert).await?;
+            remember_written(&mut written, returned);
+            for user in &chunk {
+                let kind = if deactivated.contains(user.external_id.as_str()) {
+                    EventKind::UserDeactivated
+                } else if suspended.contains(user.external_id.as_str()) {
+                    EventKind::UserSuspended
+                } else if reactivated.contains(user.external_id.as_str()) {
+                    EventKind::UserReactivated
+                } else {
+                    EventKind::UserUpdated
+                };
+                self.event(kind, "user", &user.external_id, user_payload(user));
+                self.flush(false).await?;
+            }
         }
         for external_id in &changes.users_deleted {
             let user_name = deleted
                 .get(external_id)
-                .map(|row| row.user_name.clone())
+                .map(|row| row.user_name.as_str())
                 .unwrap_or_default();
             self.event(
                 EventKind::UserDeleted,
@@ -551,13 +568,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 json!({"external_id": external_id, "user_name": user_name}),
             );
         }
-
-        // Created and updated users as written, with the deleted ones.
         written.extend(
-            changes
-                .users_deleted
-                .iter()
-                .filter_map(|ext| deleted.get(ext).map(|row| (ext.as_str(), row.id))),
+            deleted
+                .into_iter()
+                .map(|(external_id, row)| (external_id, row.id)),
         );
         Ok(written)
     }
@@ -676,7 +690,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         changes: &ChangeSet,
         groups: &BTreeMap<i64, GroupRow>,
-        known_users: &UserIds<'_>,
+        known_users: &UserIds,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
     ) -> Result<ChangedEdges, DbErr> {

@@ -494,11 +494,12 @@ impl Reconciler {
 
         if options.dry_run {
             connection_row(tx, connection_id).await?;
-            let applied = apply::apply(tx, &context, &changes).await?;
+            let counts = changes.counts();
+            let applied = apply::apply(tx, &context, changes).await?;
             let (events, effects) = (applied.events, applied.effects);
             // Dropping the transaction rolls every write back.
             drop(write);
-            let plan = Plan::new(connection_id, changes.counts(), effects, verdict, events);
+            let plan = Plan::new(connection_id, counts, effects, verdict, events);
             return Ok((Outcome::Planned(plan), UpsertedRows::default()));
         }
 
@@ -598,7 +599,8 @@ impl Reconciler {
         if !bump_state(tx, connection_id, options.delta_cursor.as_deref()).await? {
             return Err(ReconcileError::UnknownConnection(connection_id.to_string()));
         }
-        let applied = apply::apply(tx, &context, &changes).await?;
+        let counts = changes.counts();
+        let applied = apply::apply(tx, &context, changes).await?;
         phases.absorb(applied.phases);
         let effects = applied.effects;
         let n_events = applied.n_events;
@@ -609,7 +611,7 @@ impl Reconciler {
             options.trigger,
             mode,
             RunStatus::Succeeded,
-            json!({"changes": changes.counts(), "effects": effects}),
+            json!({"changes": counts, "effects": effects}),
             None,
             None,
         )
@@ -622,7 +624,7 @@ impl Reconciler {
         record_metrics(connection_id, "applied", n_events, &effects);
         let report = RunReport {
             run_id: run.id,
-            changes: changes.counts(),
+            changes: counts,
             effects,
             n_events,
         };
@@ -744,29 +746,29 @@ impl Reconciler {
             persist_events: true,
             keep_written_users: false,
         };
+        let counts = held.changes.counts();
         let approved_event = NewEvent::new(
             EventKind::SyncApproved,
             Some(&connection_id),
             "sync_run",
             run_id.to_string(),
-            json!({"run_id": run_id, "changes": held.changes.counts()}),
+            json!({"run_id": run_id, "changes": counts}),
         );
         events::append(tx, std::slice::from_ref(&approved_event), now).await?;
-        let applied = apply::apply(tx, &context, &held.changes).await?;
+        let applied = apply::apply(tx, &context, held.changes).await?;
         let effects = applied.effects;
         let n_events = applied.n_events + 1;
         bump_state(tx, &connection_id, held.delta_cursor.as_deref()).await?;
         let mut approved: sync_run::ActiveModel = run.into();
         approved.status = Set(RunStatus::Approved);
         approved.finished_at = Set(Some(now));
-        approved.counts =
-            Set(json!({"changes": held.changes.counts(), "effects": effects}).to_string());
+        approved.counts = Set(json!({"changes": counts, "effects": effects}).to_string());
         approved.update(tx).await?;
         write.commit().await?;
         self.bus.notify();
         Ok(Outcome::Applied(RunReport {
             run_id,
-            changes: held.changes.counts(),
+            changes: counts,
             effects,
             n_events,
         }))
