@@ -1452,3 +1452,75 @@ store_test!(
         }
     }
 );
+
+/// A first sync of 100k edges or more on SQLite builds the by-user edge
+/// index after inserting the edges rather than during; the index is there
+/// afterwards, as the migration made it, and holds every edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let test_store = TestStore::sqlite().await;
+    let store = test_store.store.clone();
+    let index_sql = || async {
+        store
+            .db()
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_user_memberships_user'",
+            ))
+            .await
+            .unwrap()
+            .map(|row| row.try_get::<String>("", "sql").unwrap())
+    };
+    let before = index_sql().await;
+    assert!(before.is_some(), "the migration made the index");
+
+    let (n_users, n_groups) = (1000, 100);
+    let snapshot = Snapshot {
+        users: (0..n_users)
+            .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}")))
+            .collect(),
+        groups: (0..n_groups)
+            .map(|g| SourceGroup::new(format!("g{g}"), format!("Group {g}")))
+            .collect(),
+        memberships: (0..n_groups)
+            .flat_map(|g| {
+                (0..n_users).map(move |i| MembershipEdge::user(format!("g{g}"), format!("u{i}")))
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    };
+    let reconciler = reconciler(&store, CONFIG).await;
+    assert!(matches!(
+        submit(&reconciler, snapshot).await,
+        Outcome::Applied(_)
+    ));
+
+    assert_eq!(index_sql().await, before, "the index is back, unchanged");
+    let through_index = store
+        .db()
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "SELECT count(*) AS n FROM user_memberships \
+             INDEXED BY ix_user_memberships_user WHERE user_id > 0",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(through_index, n_users * n_groups);
+    let check = store
+        .db()
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "PRAGMA integrity_check",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    assert_eq!(check, "ok");
+    test_store.cleanup().await;
+}
