@@ -207,10 +207,11 @@ pub async fn token_revoke(path: &Path, name: &str) -> Result<ExitCode> {
 }
 
 pub async fn serve(path: &Path) -> Result<ExitCode> {
-    // SIGHUP's default action ends the process: its handler is in place
-    // before the port opens or systemd hears READY=1, either of which may
-    // be followed by a reload at once.
+    // The default actions of SIGHUP and SIGTERM end the process: their
+    // handlers are in place before the port opens or systemd hears
+    // READY=1, either of which may be followed by a reload or a stop.
     let hangups = listen_for_hangups();
+    let shutdown = shutdown_signal();
     let config = load_config(path)?;
     let store = open_store(&config).await?;
     let listen = config
@@ -227,7 +228,7 @@ pub async fn serve(path: &Path) -> Result<ExitCode> {
     crate::systemd::ready();
     tokio::spawn(reload_on_hangup(hangups, state.reloader.clone()));
     idpsync_core::api::serve(listener, state, async {
-        shutdown_signal().await;
+        shutdown.await;
         crate::systemd::notify("STOPPING=1");
     })
     .await
@@ -274,27 +275,35 @@ async fn reload_on_hangup(hangups: Hangups, reloader: idpsync_core::daemon::relo
     drop((hangups, reloader));
 }
 
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        tokio::signal::ctrl_c().await.ok();
-    };
+/// Installs the SIGTERM and SIGINT handlers at once (their default action
+/// ends the process with a signal status) and resolves when either comes.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let terminate = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let arrival = |handler: Option<Signal>| async move {
+            match handler {
+                Some(mut handler) => {
+                    handler.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        async move {
+            tokio::select! {
+                _ = arrival(terminate) => {},
+                _ = arrival(interrupt) => {},
+            }
+            tracing::info!("shutdown requested");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
-    tracing::info!("shutdown requested");
+    #[cfg(not(unix))]
+    async {
+        tokio::signal::ctrl_c().await.ok();
+        tracing::info!("shutdown requested");
+    }
 }
 
 fn read_snapshot(path: &Path) -> Result<Snapshot> {
