@@ -51,54 +51,78 @@ url = "{db}"
     assert!(!probe.status.success(), "nothing serves any more");
 }
 
-/// Under systemd (`Type=notify`): READY=1 once it serves, WATCHDOG=1 at half
-/// the watchdog interval, STOPPING=1 on SIGTERM.
-#[test]
-fn serve_tells_systemd_it_is_ready_pets_the_watchdog_and_says_it_stops() {
-    let (workdir, port) = Workdir::new(
-        r#"
+/// A daemon started as systemd (`Type=notify`) would start it, with the
+/// socket its notifications arrive on; `env` adds variables (the watchdog).
+struct Notifying {
+    daemon: common::Daemon,
+    socket: std::os::unix::net::UnixDatagram,
+    _workdir: Workdir,
+}
+
+impl Notifying {
+    fn start(env: &[(&str, &str)]) -> Notifying {
+        let (workdir, port) = Workdir::new(
+            r#"
 [server]
 listen = "127.0.0.1:{port}"
 [database]
 url = "{db}"
 "#,
-    );
-    let socket_path = workdir.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let child = common::idpsync(&workdir.config_path, &["serve"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "200000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = common::Daemon { child, port };
-    let mut buffer = [0u8; 256];
-    let mut next = || {
-        let n = socket
+        );
+        let socket_path = workdir.dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let child = common::idpsync(&workdir.config_path, &["serve"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Notifying {
+            daemon: common::Daemon { child, port },
+            socket,
+            _workdir: workdir,
+        }
+    }
+
+    /// The next notification, within 20 s.
+    fn next(&self) -> String {
+        let mut buffer = [0u8; 256];
+        let n = self
+            .socket
             .recv(&mut buffer)
             .expect("a notification within 20 s");
         String::from_utf8_lossy(&buffer[..n]).into_owned()
-    };
-    assert_eq!(next(), "READY=1");
+    }
+
+    fn signal(&self, name: &str) {
+        std::process::Command::new("kill")
+            .args([name, &self.daemon.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+/// Under systemd (`Type=notify`): READY=1 once it serves, WATCHDOG=1 at half
+/// the watchdog interval, STOPPING=1 on SIGTERM.
+#[test]
+fn serve_tells_systemd_it_is_ready_pets_the_watchdog_and_says_it_stops() {
+    let started = Notifying::start(&[("WATCHDOG_USEC", "200000")]);
+    assert_eq!(started.next(), "READY=1");
     // Ready means serving.
-    daemon.wait_healthy();
-    assert_eq!(next(), "WATCHDOG=1");
-    assert_eq!(next(), "WATCHDOG=1");
-    let pid = daemon.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let mut said = next();
+    started.daemon.wait_healthy();
+    assert_eq!(started.next(), "WATCHDOG=1");
+    assert_eq!(started.next(), "WATCHDOG=1");
+    started.signal("-TERM");
+    let mut said = started.next();
     while said == "WATCHDOG=1" {
-        said = next();
+        said = started.next();
     }
     assert_eq!(said, "STOPPING=1");
-    assert!(daemon.terminate().success());
+    assert!(started.daemon.terminate().success());
 }
 
 /// `systemctl reload` may come the moment the daemon says READY=1, and a
@@ -106,46 +130,17 @@ url = "{db}"
 /// end the daemon, so their handlers are in place before then.
 #[test]
 fn a_sighup_right_after_ready_reloads_instead_of_ending_the_daemon() {
-    let (workdir, port) = Workdir::new(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-[database]
-url = "{db}"
-"#,
-    );
-    let socket_path = workdir.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    let child = common::idpsync(&workdir.config_path, &["serve"])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut daemon = common::Daemon { child, port };
-    let mut buffer = [0u8; 256];
-    let mut next = || {
-        let n = socket
-            .recv(&mut buffer)
-            .expect("a notification within 20 s");
-        String::from_utf8_lossy(&buffer[..n]).into_owned()
-    };
-    assert_eq!(next(), "READY=1");
-    std::process::Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(next(), "RELOADING=1");
-    assert_eq!(next(), "READY=1");
+    let mut started = Notifying::start(&[]);
+    assert_eq!(started.next(), "READY=1");
+    started.signal("-HUP");
+    assert_eq!(started.next(), "RELOADING=1");
+    assert_eq!(started.next(), "READY=1");
     assert!(
-        daemon.child.try_wait().unwrap().is_none(),
+        started.daemon.child.try_wait().unwrap().is_none(),
         "the daemon survives the SIGHUP"
     );
-    daemon.wait_healthy();
-    assert!(daemon.terminate().success());
+    started.daemon.wait_healthy();
+    assert!(started.daemon.terminate().success());
 }
 
 /// `systemctl reload` sends SIGHUP: the daemon re-reads its file and keeps
