@@ -441,3 +441,86 @@ store_test!(
         assert_eq!(count().await, before);
     }
 );
+
+/// sqlx 0.9.0 opens its sockets with Nagle's algorithm on (see
+/// vendor/README.md): the later pieces of a statement sent in several
+/// writes (over TLS, one write per 16 KiB record) then wait for the
+/// server's delayed acknowledgement, ~40 ms a time. Every connection the
+/// store opens to PostgreSQL has TCP_NODELAY set.
+#[tokio::test]
+async fn every_postgresql_connection_is_opened_with_tcp_nodelay() {
+    let Some(test_store) = idpsync_core::testing::postgres_or_skip(
+        "every_postgresql_connection_is_opened_with_tcp_nodelay",
+    )
+    .await
+    else {
+        return;
+    };
+    test_store
+        .store
+        .db()
+        .execute_unprepared("SELECT 1")
+        .await
+        .unwrap();
+    let port = postgres_port(&test_store.url);
+    let sockets = tcp_sockets_to(port);
+    assert!(
+        !sockets.is_empty(),
+        "no socket of this process reaches port {port}"
+    );
+    for (fd, nodelay) in sockets {
+        assert!(
+            nodelay,
+            "the connection on fd {fd} waits on Nagle's algorithm"
+        );
+    }
+    test_store.cleanup().await;
+}
+
+/// The port of a `postgres://` URL (5432 when it names none).
+fn postgres_port(url: &str) -> u16 {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5432)
+}
+
+/// This process's TCP sockets connected to `port`, each with whether
+/// TCP_NODELAY is set.
+#[allow(unsafe_code)]
+fn tcp_sockets_to(port: u16) -> Vec<(i32, bool)> {
+    use std::mem::ManuallyDrop;
+    use std::net::TcpStream;
+    use std::os::fd::FromRawFd;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the stream only borrows the descriptor to ask for its
+        // peer and flag, and `ManuallyDrop` never closes it. Were it closed
+        // meanwhile by another thread, both questions fail with EBADF.
+        let stream = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+        if stream.peer_addr().is_ok_and(|peer| peer.port() == port) {
+            found.push((fd, stream.nodelay().unwrap_or(false)));
+        }
+    }
+    found
+}
