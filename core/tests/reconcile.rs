@@ -1453,6 +1453,26 @@ store_test!(
     }
 );
 
+/// A tenant of 1,000 users, each a member of every one of `groups` groups:
+/// 1,000 edges a group, 100,000 from 100 groups on (a bulk insert).
+fn bulk_tenant(groups: usize) -> Snapshot {
+    let n_users = 1000;
+    Snapshot {
+        users: (0..n_users)
+            .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}")))
+            .collect(),
+        groups: (0..groups)
+            .map(|g| SourceGroup::new(format!("g{g}"), format!("Group {g}")))
+            .collect(),
+        memberships: (0..groups)
+            .flat_map(|g| {
+                (0..n_users).map(move |i| MembershipEdge::user(format!("g{g}"), format!("u{i}")))
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    }
+}
+
 /// A first sync of 100k edges or more on SQLite builds the by-user edge
 /// index after inserting the edges rather than during; the index is there
 /// afterwards, as the migration made it, and holds every edge.
@@ -1475,24 +1495,9 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
     let before = index_sql().await;
     assert!(before.is_some(), "the migration made the index");
 
-    let (n_users, n_groups) = (1000, 100);
-    let snapshot = Snapshot {
-        users: (0..n_users)
-            .map(|i| SourceUser::new(format!("u{i}"), format!("user{i}")))
-            .collect(),
-        groups: (0..n_groups)
-            .map(|g| SourceGroup::new(format!("g{g}"), format!("Group {g}")))
-            .collect(),
-        memberships: (0..n_groups)
-            .flat_map(|g| {
-                (0..n_users).map(move |i| MembershipEdge::user(format!("g{g}"), format!("u{i}")))
-            })
-            .collect::<Vec<_>>()
-            .into(),
-    };
     let reconciler = reconciler(&store, CONFIG).await;
     assert!(matches!(
-        submit(&reconciler, snapshot).await,
+        submit(&reconciler, bulk_tenant(100)).await,
         Outcome::Applied(_)
     ));
 
@@ -1509,7 +1514,7 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
         .unwrap()
         .try_get::<i64>("", "n")
         .unwrap();
-    assert_eq!(through_index, n_users * n_groups);
+    assert_eq!(through_index, 100 * 1000);
     let check = store
         .db()
         .query_one_raw(Statement::from_string(
@@ -1522,5 +1527,76 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
         .try_get_by_index::<String>(0)
         .unwrap();
     assert_eq!(check, "ok");
+    test_store.cleanup().await;
+}
+
+/// On PostgreSQL `DROP INDEX` locks the table against every reader until
+/// the transaction ends, so the by-user edge index is built after a bulk
+/// insert only into an empty table: a first sync rebuilds it, as the
+/// migration made it; a bulk sync into a table that holds edges leaves it
+/// in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_index() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let Some(test_store) = testing::postgres_or_skip(
+        "on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_index",
+    )
+    .await
+    else {
+        return;
+    };
+    let store = test_store.store.clone();
+    let query = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .db()
+                .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, sql))
+                .await
+                .unwrap()
+                .expect("one row")
+        }
+    };
+    let index = || async {
+        let row = query(
+            "SELECT c.oid::int8 AS oid, pg_get_indexdef(c.oid) AS definition, \
+             i.indisvalid AS valid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
+             WHERE c.relname = 'ix_user_memberships_user' \
+             AND c.relnamespace = current_schema()::regnamespace",
+        )
+        .await;
+        (
+            row.try_get::<i64>("", "oid").unwrap(),
+            row.try_get::<String>("", "definition").unwrap(),
+            row.try_get::<bool>("", "valid").unwrap(),
+        )
+    };
+    let (migrated, definition, _) = index().await;
+    let reconciler = reconciler(&store, CONFIG).await;
+
+    assert!(matches!(
+        submit(&reconciler, bulk_tenant(100)).await,
+        Outcome::Applied(_)
+    ));
+    let (after_first, first_definition, valid) = index().await;
+    assert_ne!(after_first, migrated, "the first sync built the index anew");
+    assert_eq!(first_definition, definition, "as the migration made it");
+    assert!(valid);
+
+    assert!(matches!(
+        submit(&reconciler, bulk_tenant(300)).await,
+        Outcome::Applied(_)
+    ));
+    let (after_second, _, valid) = index().await;
+    assert_eq!(
+        after_second, after_first,
+        "the table held edges: index kept"
+    );
+    assert!(valid);
+    let edges = query("SELECT count(*) AS n FROM user_memberships")
+        .await
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(edges, 300 * 1000);
     test_store.cleanup().await;
 }

@@ -17,12 +17,12 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use crate::events::{EventKind, NewEvent};
-use crate::store::edges;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
     inherited_membership, source_group, source_user, user_membership,
 };
 use crate::store::pipeline::Pipelined;
+use crate::store::{edges, raw_sql};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -104,7 +104,7 @@ pub struct ApplyContext<'a> {
 /// are refreshed (see `Apply::refresh_statistics`).
 const BULK_WRITE: usize = 10_000;
 
-/// Edges added in one apply from which SQLite's by-user index may be built
+/// Edges added in one apply from which the by-user edge index may be built
 /// after the insert instead of during it (see `Apply::defer_index`).
 const BULK_EDGES: usize = 100_000;
 
@@ -931,39 +931,58 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(changed)
     }
 
-    /// On SQLite, drops `index` of `table` for an insert of `rows` rows,
-    /// when the table holds fewer than that: SQLite files each row into
-    /// every index as it comes, and a first sync's edges reach the by-user
-    /// index in random order (1M users, 10M edges: 75 s of the apply),
-    /// while building it afterwards from one sort took ~9 s. The drop is
-    /// part of the apply's transaction, so a failed apply keeps the index;
+    /// Drops `index` of `table` for an insert of `rows` rows into a table
+    /// that holds few enough rows for building it afterwards to pay: each
+    /// row is otherwise filed into the index as it comes, and a first
+    /// sync's edges reach the by-user index in random user order (1M
+    /// users, 10M edges on SQLite: 75 s of the apply, against ~9 s for
+    /// building it from one sort). The drop is part of the apply's
+    /// transaction, so a failed apply keeps the index;
     /// [`Apply::restore_indexes`] builds it again, and `apply` calls that
     /// before it returns whatever its steps did.
+    ///
+    /// How few is few depends on what the drop costs others. On SQLite,
+    /// readers keep reading their snapshot, index and all, so the index
+    /// goes whenever the table holds fewer rows than the insert adds. On
+    /// PostgreSQL, `DROP INDEX` locks the table against every reader until
+    /// the transaction ends, so the index goes only when the table is
+    /// empty, when no reader can be waiting for a row of it.
     async fn defer_index(&mut self, table: &str, index: &str, rows: usize) -> Result<(), DbErr> {
-        if self.db.backend() != DatabaseBackend::Sqlite || rows < BULK_EDGES {
+        if rows < BULK_EDGES {
             return Ok(());
         }
+        let backend = self.db.backend();
+        let (most_held, definition) = match backend {
+            DatabaseBackend::Sqlite => (
+                rows,
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+            ),
+            DatabaseBackend::Postgres => (
+                1,
+                "SELECT indexdef AS sql FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND indexname = ?",
+            ),
+            _ => return Ok(()),
+        };
         let db = self.db.idle().await?;
-        // Counted up to `rows` only: the cost of the question does not
-        // grow with the table.
+        // Counted up to `most_held` only: the cost of the question does
+        // not grow with the table.
         let held = db
             .query_one_raw(Statement::from_string(
-                DatabaseBackend::Sqlite,
-                format!("SELECT count(*) AS n FROM (SELECT 1 FROM {table} LIMIT {rows})"),
+                backend,
+                format!(
+                    "SELECT count(*) AS n FROM (SELECT 1 FROM {table} LIMIT {most_held}) AS held"
+                ),
             ))
             .await?
             .map(|row| row.try_get::<i64>("", "n"))
             .transpose()?
             .unwrap_or_default();
-        if held as usize >= rows {
+        if held as usize >= most_held {
             return Ok(());
         }
         let create = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Sqlite,
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
-                [index.into()],
-            ))
+            .query_one_raw(raw_sql::statement(backend, definition, vec![index.into()]))
             .await?
             .map(|row| row.try_get::<String>("", "sql"))
             .transpose()?;
@@ -971,7 +990,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             return Ok(());
         };
         db.execute_raw(Statement::from_string(
-            DatabaseBackend::Sqlite,
+            backend,
             format!("DROP INDEX {index}"),
         ))
         .await?;
@@ -1551,6 +1570,6 @@ impl PairInsert {
             }
             sql.push_str("(?, ?)");
         }
-        crate::store::raw_sql::placeholders_for(self.backend, &sql)
+        raw_sql::placeholders_for(self.backend, &sql)
     }
 }
