@@ -80,6 +80,8 @@ pub struct Tenant {
     /// million members, and building each anew made the fake, not the
     /// driver, most of a pull's reading time.
     members_json: HashMap<usize, Arc<Vec<String>>>,
+    /// Each group's nested groups, valid for `members_json_version` too.
+    nested_groups: Vec<Vec<usize>>,
     members_json_version: u64,
 }
 
@@ -97,6 +99,7 @@ impl Tenant {
             oldest_valid: 0,
             items_served: 0,
             members_json: HashMap::new(),
+            nested_groups: Vec::new(),
             members_json_version: 0,
         }
     }
@@ -562,8 +565,9 @@ fn select(item: Value, query: &HashMap<String, String>) -> Value {
 /// A group's `members@delta` entries as a full round lists them, each
 /// serialized (cached until the tenant changes).
 fn members_json(tenant: &mut Tenant, index: usize) -> Arc<Vec<String>> {
-    if tenant.members_json_version != tenant.version {
+    if tenant.members_json_version != tenant.version || tenant.nested_groups.is_empty() {
         tenant.members_json.clear();
+        tenant.nested_groups = tenant.dataset.children_by_group();
         tenant.members_json_version = tenant.version;
     }
     if let Some(json) = tenant.members_json.get(&index) {
@@ -577,7 +581,7 @@ fn members_json(tenant: &mut Tenant, index: usize) -> Arc<Vec<String>> {
             json!({"@odata.type": "#microsoft.graph.user", "id": dataset.users[u].id}).to_string()
         })
         .collect();
-    members.extend(dataset.children_of(index).into_iter().map(|g| {
+    members.extend(tenant.nested_groups[index].iter().map(|&g| {
         json!({"@odata.type": "#microsoft.graph.group", "id": dataset.groups[g].id}).to_string()
     }));
     let json = Arc::new(members);
