@@ -759,6 +759,53 @@ store_test!(
 );
 
 store_test!(
+    a_user_inherited_through_two_nested_groups_is_one_membership,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            // Engineering holds Platform and Security; alice is in both.
+            let mut snapshot = Snapshot {
+                users: vec![SourceUser::new("u1", "alice"), SourceUser::new("u2", "bob")],
+                groups: vec![
+                    SourceGroup::new("g1", "Engineering"),
+                    SourceGroup::new("g2", "Platform"),
+                    SourceGroup::new("g3", "Security"),
+                ],
+                memberships: vec![
+                    MembershipEdge::group("g1", "g2"),
+                    MembershipEdge::group("g1", "g3"),
+                    MembershipEdge::user("g2", "u1"),
+                    MembershipEdge::user("g3", "u1"),
+                ]
+                .into(),
+            };
+            // The first sync fills Engineering's inherited members at once.
+            let Outcome::Applied(first) = submit(&reconciler, snapshot.clone()).await else {
+                panic!("the first sync applies");
+            };
+            assert_eq!(first.effects.inherited_added, 1);
+            assert_eq!(effective_member_ids(&store, "g1").await.len(), 1);
+
+            // A later change recomputes it against what is stored.
+            snapshot.memberships.push(MembershipEdge::user("g3", "u2"));
+            let Outcome::Applied(second) = submit(&reconciler, snapshot).await else {
+                panic!("the change applies");
+            };
+            assert_eq!(
+                (
+                    second.effects.inherited_added,
+                    second.effects.inherited_removed
+                ),
+                (1, 0)
+            );
+            assert_eq!(effective_members(&store, "g1").await, ["alice", "bob"]);
+            assert_eq!(effective_member_ids(&store, "g1").await.len(), 2);
+        }
+    }
+);
+
+store_test!(
     a_user_reached_along_two_paths_is_one_effective_membership,
     |test_store: &TestStore| {
         let store = test_store.store.clone();
