@@ -180,13 +180,14 @@ impl Store {
                     // applies a million edges as fast as 64 MiB did (8 MiB:
                     // 15% slower) and keeps 48 MiB less resident.
                     .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
-                    // Sorts too big for the cache (building an index over
-                    // a first sync's ten million edges, the nesting walk's
-                    // scratch tables) spill to temporary files, which SQLite
-                    // unlinks on open, not to the heap: held in memory they
-                    // added ~450 MiB to the 1M-user pull's peak RSS and were
-                    // no faster.
-                    .pragma("temp_store", "file")
+                    // Temporary storage in memory. With `file`, the
+                    // 1M-user first sync's index build spilled its sort to
+                    // disk (edges 23 -> 18 s, Entra's peak RSS 997 -> 849
+                    // MiB), but every SCIM write got slower (16 clients:
+                    // POST 5.8-6.5k -> 4.7-5.4k/s, PATCH 4.9-5.2k ->
+                    // 3.9-4.4k/s), and SQLite refuses to change the
+                    // setting inside the apply's transaction.
+                    .pragma("temp_store", "memory")
             });
         }
         let db = Database::connect(options)
