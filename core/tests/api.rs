@@ -499,3 +499,28 @@ store_test!(
         }
     }
 );
+
+/// An IdP that sends a notification over the 1 MiB limit hears 413 after
+/// its upload, not a connection reset half way through it (the server
+/// reads what was declared, up to 16 MiB, before it answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_hook_delivery_sent_in_full_gets_its_413_answer() {
+    let test_store = TestStore::sqlite().await;
+    let app = TestApp::builder(&test_store.store)
+        .config(CONFIG)
+        .start()
+        .await;
+    let url = reqwest::Url::parse(&app.url("/hooks/okta/okta")).unwrap();
+    let address = format!("127.0.0.1:{}", url.port().unwrap());
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json",
+        url.path()
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        idpsync_core::testing::upload_in_full(&address, &head, 12 * 1024 * 1024)
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    test_store.cleanup().await;
+}

@@ -454,41 +454,20 @@ store_test!(
 /// server reads what was declared, up to 16 MiB, before it answers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_sent_in_full_gets_its_413_answer() {
-    use std::io::{Read, Write};
     let test_store = TestStore::sqlite().await;
     let scim = Scim::start(&test_store).await;
     let url = reqwest::Url::parse(&format!("{}/entra/Users", scim.root)).unwrap();
     let address = format!("127.0.0.1:{}", url.port().unwrap());
-    let token = scim.entra.clone();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json",
+        url.path(),
+        scim.entra
+    );
+    // Far more than the socket buffers hold: without the read on the
+    // server's side, the upload stops at a closed connection.
     let answer = tokio::task::spawn_blocking(move || {
-        // Far more than the socket buffers hold: without the read on the
-        // server's side, the upload stops at a closed connection.
-        let body = vec![b' '; 12 * 1024 * 1024];
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        write!(
-            stream,
-            "POST {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n",
-            url.path(),
-            body.len()
-        )
-        .unwrap();
-        stream.write_all(&body).expect("the whole body is taken");
-        let mut answer = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            match stream.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => {
-                    answer.extend_from_slice(&buffer[..n]);
-                    if String::from_utf8_lossy(&answer).contains("}") {
-                        break;
-                    }
-                }
-                Err(error) => panic!("reading the answer: {error}"),
-            }
-        }
-        String::from_utf8(answer).unwrap()
+        idpsync_core::testing::upload_in_full(&address, &head, 12 * 1024 * 1024)
     })
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! `/hooks/<kind>/<connection>`: where IdPs deliver change notifications.
 //! The request is handed as it came to [`Hooks::deliver`]; this module only
-//! translates HTTP. Bodies above 1 MiB are refused (413).
+//! translates HTTP. Bodies above 1 MiB are refused (413), a declared one
+//! after it has been read (see [`super::body`]).
 
 use super::AppState;
 use axum::Router;
@@ -18,6 +19,17 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/{kind}/{connection}", any(deliver))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(refuse_oversized_deliveries))
+}
+
+async fn refuse_oversized_deliveries(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match super::body::within(request, MAX_BODY as u64).await {
+        Ok(request) => next.run(request).await,
+        Err(_) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    }
 }
 
 async fn deliver(

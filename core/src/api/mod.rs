@@ -4,6 +4,7 @@
 //! Only this module knows HTTP.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod hooks;
 pub mod metrics;

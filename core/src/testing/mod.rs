@@ -195,3 +195,39 @@ macro_rules! store_test {
         }
     };
 }
+
+/// Sends `head` (a request line and headers, without the blank line that
+/// ends them) and then a body of `body_len` spaces, with its
+/// Content-Length, over a plain blocking socket to `address`; returns the
+/// answer as far as its Content-Length (or the connection's end). Panics
+/// if the server stops taking the body: for checking that a refusal is
+/// heard after the whole upload, which an HTTP client cannot show.
+pub fn upload_in_full(address: &str, head: &str, body_len: usize) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "{head}\r\nContent-Length: {body_len}\r\n\r\n").unwrap();
+    stream
+        .write_all(&vec![b' '; body_len])
+        .expect("the whole body is taken");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(error) => panic!("reading the answer: {error}"),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((headers, body)) = text.split_once("\r\n\r\n") {
+            let length = headers.lines().find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|n| n.trim().parse::<usize>().unwrap_or(0))
+            });
+            if length.is_some_and(|length| body.len() >= length) {
+                break;
+            }
+        }
+    }
+    String::from_utf8(answer).unwrap()
+}

@@ -6,7 +6,7 @@
 mod bulk;
 pub mod service;
 
-use super::AppState;
+use super::{AppState, body};
 use crate::auth::Scope;
 use crate::config::SCIM_KIND;
 use crate::scim::{ScimError, ScimResult, schema};
@@ -77,40 +77,22 @@ pub fn router() -> Router<AppState> {
         .layer(axum::middleware::from_fn(refuse_oversized_bodies))
 }
 
-/// The largest declared body that is read (and discarded) before it is
-/// refused. Answering 413 while the client is still sending makes the
-/// server close a connection with unread data on it, and the peer's kernel
-/// then may throw the answer away with the reset: the IdP would see a
-/// broken connection instead of the error. Beyond this size the connection
-/// is closed unread (no SCIM client sends that much).
-const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
-
 /// Refuses a body whose declared length is over the SCIM limit with 413
-/// and the RFC 7644 error body, after reading it (up to [`DRAIN_LIMIT`]).
+/// and the RFC 7644 error body, after reading it (see [`body::within`]).
 async fn refuse_oversized_bodies(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
     let limit = schema::MAX_BODY.max(schema::BULK_MAX_PAYLOAD);
-    let Some(length) = declared.filter(|length| *length > limit as u64) else {
-        return next.run(request).await;
-    };
-    if length <= DRAIN_LIMIT {
-        use futures_util::StreamExt;
-        let mut body = request.into_body().into_data_stream();
-        while let Some(Ok(_)) = body.next().await {}
+    match body::within(request, limit as u64).await {
+        Ok(request) => next.run(request).await,
+        Err(length) => ScimError::new(
+            413,
+            None,
+            format!("the request body is {length} bytes, more than {limit}"),
+        )
+        .into_response(),
     }
-    ScimError::new(
-        413,
-        None,
-        format!("the request body is {length} bytes, more than {limit}"),
-    )
-    .into_response()
 }
 
 /// The longest request URI answered (a filter belongs in a POST to
