@@ -146,7 +146,8 @@ pub async fn apply(
         phases: super::Phases::start(),
     };
     run.run(changes).await?;
-    // No index dropped for a bulk insert may outlive the apply.
+    // No index dropped for a bulk insert may be committed dropped (a
+    // failed step returned above; its rollback restores the index).
     run.restore_indexes().await?;
     run.flush(true).await?;
     // The caller commits next: nothing may be left in flight.
@@ -487,8 +488,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    /// Writes user rows; returns the row ids of the users written and
-    /// deleted.
     /// Writes the created and updated users (taken out of `changes`, which
     /// still has their ids in its other lists) and announces them; returns
     /// the row ids of those and of the users `changes` deletes. Each record
@@ -937,9 +936,10 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     /// sync's edges reach the by-user index in random user order (1M
     /// users, 10M edges on SQLite: 75 s of the apply, against ~9 s for
     /// building it from one sort). The drop is part of the apply's
-    /// transaction, so a failed apply keeps the index;
-    /// [`Apply::restore_indexes`] builds it again, and `apply` calls that
-    /// before it returns whatever its steps did.
+    /// transaction, so a failed apply's rollback brings the index back;
+    /// [`Apply::restore_indexes`] builds it again after the insert, and
+    /// `apply` calls it once more before a successful apply returns, so no
+    /// step can commit without an index it dropped.
     ///
     /// How few is few depends on what the drop costs others. On SQLite,
     /// readers keep reading their snapshot, index and all, so the index
