@@ -66,6 +66,7 @@ pub async fn console(
                 users,
                 groups,
                 memberships: memberships.into(),
+                ..Snapshot::default()
             }),
             SubmitOptions::new(Trigger::Manual),
         )

@@ -50,6 +50,7 @@ pub async fn revocation(n_users: usize, iterations: usize, backend: Backend) -> 
             .collect(),
         users,
         groups: vec![SourceGroup::new("everyone", "Everyone")],
+        ..Snapshot::default()
     };
     reconciler
         .submit(

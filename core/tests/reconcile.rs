@@ -6,8 +6,8 @@ use idpsync_core::config::{self, Config};
 use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{
-    Delta, Edits, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput,
-    SubmitOptions, Trigger, Written,
+    Delta, Edits, FailPoint, InputError, Outcome, ReconcileError, Reconciler, Snapshot,
+    SourceInput, SubmitOptions, Trigger, Written,
 };
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
@@ -78,6 +78,7 @@ fn tenant() -> Snapshot {
             MembershipEdge::user("g3", "u4"),
         ]
         .into(),
+        ..Snapshot::default()
     }
 }
 
@@ -276,6 +277,96 @@ store_test!(
                 before,
                 "no row written, no event emitted"
             );
+        }
+    }
+);
+
+store_test!(
+    a_full_pull_sets_aside_only_the_users_stored_as_it_has_them,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let before = dump(&store).await;
+
+            let mut again = tenant();
+            let set_aside = reconciler.set_aside_unchanged("okta", &mut again).await;
+            assert_eq!(set_aside.unwrap(), 4);
+            assert!(again.users.is_empty());
+            let outcome = submit(&reconciler, again).await;
+            assert!(matches!(outcome, Outcome::Unchanged(_)), "{outcome:?}");
+            assert_eq!(dump(&store).await, before, "nothing written");
+
+            // Carol renamed, dave gone: alice and bob are set aside, carol
+            // stays a record, and dave is still deleted.
+            let mut next = tenant();
+            next.users[2].display_name = Some("Carol Q".into());
+            next.users.retain(|user| user.user_name != "dave");
+            let set_aside = reconciler.set_aside_unchanged("okta", &mut next).await;
+            assert_eq!(set_aside.unwrap(), 2);
+            let kept: Vec<&str> = next.users.iter().map(|u| u.external_id.as_str()).collect();
+            assert_eq!(kept, ["u3"]);
+            let outcome = submit(&reconciler, next).await;
+            let Outcome::Applied(report) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(report.changes.users_updated, 1);
+            assert_eq!(report.changes.users_deleted, 1);
+            assert_eq!(report.changes.memberships_removed, 0, "dave's go with him");
+            assert_eq!(stored_user_names(&store).await, ["alice", "bob", "carol"]);
+            assert_eq!(
+                acl_members(&store, "everyone").await,
+                ["alice", "bob", "carol"]
+            );
+        }
+    }
+);
+
+store_test!(
+    a_user_written_after_being_set_aside_fails_the_apply_which_writes_nothing,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let reconciler = reconciler(&store, CONFIG).await;
+            submit(&reconciler, tenant()).await;
+            let mut without_dave = tenant();
+            without_dave.users.retain(|user| user.user_name != "dave");
+            let set_aside = reconciler
+                .set_aside_unchanged("okta", &mut without_dave)
+                .await;
+            assert_eq!(set_aside.unwrap(), 3);
+            // Bob is written between the comparison and the apply.
+            let mut bob = SourceUser::new("u2", "bob");
+            bob.active = false;
+            let delta = Delta {
+                upsert_users: vec![bob],
+                ..Default::default()
+            };
+            reconciler
+                .submit(
+                    "okta",
+                    SourceInput::Delta(delta),
+                    SubmitOptions::new(Trigger::Scim),
+                )
+                .await
+                .unwrap();
+            let before = dump(&store).await;
+            let refused = reconciler
+                .submit(
+                    "okta",
+                    SourceInput::Snapshot(without_dave),
+                    SubmitOptions::new(Trigger::Manual),
+                )
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(ReconcileError::Input(InputError::StoredUserMoved(ref id))) if id == "u2"
+                ),
+                "{refused:?}"
+            );
+            assert_eq!(dump(&store).await, before, "dave is not deleted");
         }
     }
 );
@@ -724,6 +815,7 @@ store_test!(
                     MembershipEdge::user("c", "u3"),
                 ]
                 .into(),
+                ..Snapshot::default()
             };
             submit(&reconciler, cycle.clone()).await;
             assert_eq!(effective_members(&store, "a").await, ["alice", "bob"]);
@@ -779,6 +871,7 @@ store_test!(
                     MembershipEdge::user("g3", "u1"),
                 ]
                 .into(),
+                ..Snapshot::default()
             };
             // The first sync fills Engineering's inherited members at once.
             let Outcome::Applied(first) = submit(&reconciler, snapshot.clone()).await else {
@@ -1517,6 +1610,7 @@ fn bulk_tenant(groups: usize) -> Snapshot {
             })
             .collect::<Vec<_>>()
             .into(),
+        ..Snapshot::default()
     }
 }
 

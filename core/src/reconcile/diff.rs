@@ -4,6 +4,7 @@
 use super::edge_set::EdgeSet;
 use super::hash::{group_hash, user_hash};
 use super::input::{Delta, Snapshot, SourceInput};
+use super::unchanged::UnchangedUser;
 use idpsync_driver::edges::{edge_key, key_parts};
 use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
@@ -155,6 +156,13 @@ pub enum InputError {
     ActiveAndSuspended(String),
     #[error("a group has an empty external id")]
     EmptyGroupKey,
+    /// A user set aside as unchanged is no longer stored as it was when
+    /// compared: something wrote it between the pull and its apply. The
+    /// next pull compares it again.
+    #[error(
+        "user \"{0}\" changed in the store while the pull was read; nothing was applied, and the next pull reads it again"
+    )]
+    StoredUserMoved(String),
 }
 
 /// Computes the change set of `input` against `stored`. For a delta,
@@ -167,9 +175,21 @@ pub fn diff(stored: &StoredState, input: SourceInput) -> Result<ChangeSet, Input
     }
 }
 
-fn check_users<'a>(users: impl Iterator<Item = &'a SourceUser>) -> Result<(), InputError> {
+/// Checks the records of `users`, and that no two users, of those and of
+/// `unchanged` (external id, stored folded userName), share an external id
+/// or a userName.
+fn check_users<'a>(
+    users: impl Iterator<Item = &'a SourceUser>,
+    unchanged: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), InputError> {
     let mut ids = HashSet::new();
     let mut names: HashMap<Cow<str>, &str> = HashMap::new();
+    for (external_id, user_name_key) in unchanged {
+        if !ids.insert(external_id) {
+            return Err(InputError::DuplicateUser(external_id.into()));
+        }
+        names.insert(Cow::Borrowed(user_name_key), external_id);
+    }
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
             return Err(InputError::EmptyUserKey);
@@ -329,20 +349,37 @@ fn shrunk<T>(mut records: Vec<T>) -> Vec<T> {
 /// Takes the snapshot by value: its records move into the change set, so a
 /// tenant of a million edges is not held twice.
 fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, InputError> {
-    check_users(snapshot.users.iter())?;
-    check_groups(snapshot.groups.iter())?;
-    let mut changes = ChangeSet::default();
     let Snapshot {
         users,
         groups,
         memberships,
+        unchanged_users,
     } = snapshot;
+    // A set-aside user stands for its stored row: that row must still be
+    // the one it was compared with (see `unchanged`).
+    let mut unchanged_names = Vec::with_capacity(unchanged_users.len());
+    for unchanged in &unchanged_users {
+        let external_id = unchanged.external_id();
+        match stored.users.get(external_id) {
+            Some(row) if unchanged.is_still(&row.content_hash) => {
+                unchanged_names.push((external_id, row.user_name_key.as_str()));
+            }
+            _ => return Err(InputError::StoredUserMoved(external_id.into())),
+        }
+    }
+    check_users(users.iter(), unchanged_names.into_iter())?;
+    check_groups(groups.iter())?;
+    let mut changes = ChangeSet::default();
 
     // First everything that only needs to look at the records (borrows
     // end with this block), and the edges kept in place.
     let mut memberships = memberships;
     {
-        let user_ids: HashSet<&str> = users.iter().map(|u| u.external_id.as_str()).collect();
+        let user_ids: HashSet<&str> = users
+            .iter()
+            .map(|u| u.external_id.as_str())
+            .chain(unchanged_users.iter().map(UnchangedUser::external_id))
+            .collect();
         let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
         changes.users_deleted = sorted(
             stored
@@ -429,7 +466,7 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
 
 /// Takes the delta by value: its records move into the change set.
 fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputError> {
-    check_users(delta.upsert_users.iter())?;
+    check_users(delta.upsert_users.iter(), std::iter::empty())?;
     check_groups(delta.upsert_groups.iter())?;
     let Delta {
         upsert_users,
@@ -629,11 +666,73 @@ mod tests {
                 MembershipEdge::user("g3", "u3"),
             ]
             .into(),
+            ..Snapshot::default()
         }
     }
 
     fn check(stored: &Snapshot, input: SourceInput) -> ChangeSet {
         diff(&stored_from_snapshot(stored), input).expect("valid input")
+    }
+
+    /// `snapshot` with the users `ids` set aside as `stored` holds them.
+    fn set_aside(snapshot: &mut Snapshot, stored: &StoredState, ids: &[&str]) {
+        snapshot
+            .users
+            .retain(|user| !ids.contains(&user.external_id.as_str()));
+        for id in ids {
+            let hash = &stored.users[*id].content_hash;
+            let unchanged = UnchangedUser::compared_at(id, hash);
+            snapshot.unchanged_users.push(unchanged);
+        }
+    }
+
+    #[test]
+    fn users_set_aside_as_unchanged_are_neither_written_nor_removed() {
+        let stored = stored_from_snapshot(&tenant());
+        let mut snapshot = tenant();
+        set_aside(&mut snapshot, &stored, &["u1", "u2"]);
+        snapshot.users[0].display_name = Some("Carol Q".into());
+        let changes = diff(&stored, SourceInput::Snapshot(snapshot)).unwrap();
+        let only_carol_updated = ChangeCounts {
+            users_updated: 1,
+            ..ChangeCounts::default()
+        };
+        // No deletion, and their edges neither skipped nor removed.
+        assert_eq!(changes.counts(), only_carol_updated);
+    }
+
+    #[test]
+    fn a_user_stored_otherwise_than_when_set_aside_fails_the_diff() {
+        let mut stored = stored_from_snapshot(&tenant());
+        let mut snapshot = tenant();
+        set_aside(&mut snapshot, &stored, &["u1"]);
+        let moved = Err(InputError::StoredUserMoved("u1".into()));
+        let written = user_hash(&SourceUser::new("u1", "alicia"));
+        stored.users.get_mut("u1").unwrap().content_hash = written;
+        assert_eq!(
+            diff(&stored, SourceInput::Snapshot(snapshot.clone())),
+            moved
+        );
+        stored.users.remove("u1");
+        assert_eq!(diff(&stored, SourceInput::Snapshot(snapshot)), moved);
+    }
+
+    #[test]
+    fn a_set_aside_user_keeps_its_id_and_user_name_from_the_records() {
+        let stored = stored_from_snapshot(&tenant());
+        let mut snapshot = tenant();
+        set_aside(&mut snapshot, &stored, &["u1"]);
+        let mut name_taken = snapshot.clone();
+        name_taken.users.push(SourceUser::new("u9", "ALICE"));
+        assert!(matches!(
+            diff(&stored, SourceInput::Snapshot(name_taken)),
+            Err(InputError::DuplicateUserName { first, second, .. }) if first == "u1" && second == "u9"
+        ));
+        snapshot.users.push(SourceUser::new("u1", "alice"));
+        assert_eq!(
+            diff(&stored, SourceInput::Snapshot(snapshot)),
+            Err(InputError::DuplicateUser("u1".into()))
+        );
     }
 
     #[test]

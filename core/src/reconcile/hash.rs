@@ -13,6 +13,15 @@ pub fn group_hash(group: &SourceGroup) -> String {
     digest(&serde_json::to_vec(group).unwrap_or_default())
 }
 
+/// A content hash as a number: how a set-aside user keeps it (16 bytes,
+/// not a 32-character string). `None` for anything but a content hash.
+pub fn hash_value(hash: &str) -> Option<u128> {
+    if hash.len() != 32 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(hash, 16).ok()
+}
+
 fn digest(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..16])
 }
@@ -35,5 +44,15 @@ mod tests {
         second.attributes.insert("a".into(), 2.into());
         second.attributes.insert("b".into(), 1.into());
         assert_eq!(user_hash(&first), user_hash(&second));
+    }
+
+    #[test]
+    fn a_content_hash_is_a_number_and_nothing_else_is() {
+        let hash = user_hash(&SourceUser::new("u1", "alice"));
+        let value = hash_value(&hash).expect("a content hash");
+        assert_eq!(format!("{value:032x}"), hash);
+        assert_eq!(hash_value(&hash[1..]), None);
+        assert_eq!(hash_value(&format!("+{}", &hash[1..])), None);
+        assert_eq!(hash_value(""), None);
     }
 }

@@ -2,6 +2,7 @@
 //! with explicit removals. A SCIM request becomes a small delta, and a SCIM
 //! PATCH an [`Edit`] of the stored row (with its member changes as edges).
 
+use super::unchanged::UnchangedUser;
 use crate::store::entity::{source_group, source_user};
 use idpsync_driver::{EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,11 @@ pub struct Snapshot {
     /// Held compactly (8 bytes an edge); serialised as a list of edges.
     #[serde(default)]
     pub memberships: EdgeList,
+    /// Users at the source exactly as stored, set aside by
+    /// [`super::Reconciler::set_aside_unchanged`] (only it makes them):
+    /// neither written nor removed. Never serialised.
+    #[serde(skip)]
+    pub unchanged_users: Vec<UnchangedUser>,
 }
 
 /// Only what changed. Anything not mentioned stays as stored.

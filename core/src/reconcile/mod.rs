@@ -21,6 +21,7 @@ mod inherited;
 pub mod input;
 pub mod plan;
 mod stored;
+mod unchanged;
 
 pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};
@@ -31,6 +32,7 @@ pub use input::{
     StoredRow, UserCheck, UserEdit, user_update_edit,
 };
 pub use plan::Plan;
+pub use unchanged::UnchangedUser;
 
 use crate::config::{Config, DeletionLimit};
 use crate::events::{self, EventBus, EventKind, NewEvent};
@@ -390,6 +392,19 @@ impl Reconciler {
             .reconcile(connection_id, input, &Edits::default(), options, false)
             .await?;
         Ok(outcome)
+    }
+
+    /// Sets aside the users of `snapshot` that `connection_id` stores
+    /// exactly as the snapshot has them, and returns how many: a full
+    /// pull's apply then does not hold a million unchanged records beside
+    /// the stored state. Read outside the apply's transaction; the diff
+    /// checks each again inside it (see [`UnchangedUser`]).
+    pub async fn set_aside_unchanged(
+        &self,
+        connection_id: &str,
+        snapshot: &mut Snapshot,
+    ) -> Result<usize> {
+        Ok(unchanged::set_aside(self.store.db(), connection_id, snapshot).await?)
     }
 
     /// [`Reconciler::submit`] of a delta with `edits` of stored users and

@@ -14,8 +14,8 @@ pub mod schedule;
 use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
 use crate::events::{self, EventKind, NewEvent};
 use crate::reconcile::{
-    Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
-    Trigger, user_update_edit,
+    Delta, Edits, InputError, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput,
+    SubmitOptions, Trigger, user_update_edit,
 };
 use crate::store::entity::status::{Health, RunStatus};
 use crate::store::entity::{connection, source_group, source_user, sync_run};
@@ -105,9 +105,11 @@ pub enum SyncError {
 }
 
 /// A reconciliation error as a run's message: input the IdP sent that
-/// cannot be applied says so.
+/// cannot be applied says so (a user stored otherwise than when it was set
+/// aside is not the IdP's doing).
 fn reconcile_message(error: &ReconcileError) -> String {
     match error {
+        ReconcileError::Input(moved @ InputError::StoredUserMoved(_)) => moved.to_string(),
         ReconcileError::Input(input) => format!("the IdP sent inconsistent records: {input}"),
         other => other.to_string(),
     }
@@ -558,11 +560,21 @@ impl SyncRunner {
         };
         let submitted = match input {
             StagedInput::Snapshot => {
-                let snapshot = Snapshot {
+                let mut snapshot = Snapshot {
                     users: staged.users,
                     groups: staged.groups,
                     memberships: staged.memberships,
+                    unchanged_users: Vec::new(),
                 };
+                let unchanged = self
+                    .reconciler
+                    .set_aside_unchanged(connection_id, &mut snapshot)
+                    .await?;
+                tracing::debug!(
+                    connection = connection_id,
+                    unchanged,
+                    "users found as stored set aside"
+                );
                 self.reconciler
                     .submit(connection_id, SourceInput::Snapshot(snapshot), options)
                     .await
@@ -835,5 +847,25 @@ fn delta_from(staged: CollectedRecords) -> Delta {
         add_memberships,
         remove_memberships: staged.removed_memberships,
         replace_members,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_run_blames_the_idp_only_for_what_the_idp_sent() {
+        let sent = ReconcileError::Input(InputError::DuplicateUser("u1".into()));
+        assert_eq!(
+            reconcile_message(&sent),
+            "the IdP sent inconsistent records: user external id \"u1\" appears more than once"
+        );
+        let moved = ReconcileError::Input(InputError::StoredUserMoved("u1".into()));
+        let message = reconcile_message(&moved);
+        assert!(
+            message.starts_with("user \"u1\" changed in the store"),
+            "{message}"
+        );
     }
 }

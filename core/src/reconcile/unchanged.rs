@@ -1,0 +1,108 @@
+//! Setting a full pull's unchanged users aside before its apply.
+//!
+//! A full re-run of a big tenant mostly finds users exactly as stored.
+//! Held as records, they would sit beside the stored state the apply reads
+//! (a million of each at the same time); compared with their stored content
+//! hashes before the apply, the unchanged ones shrink to an external id and
+//! a 16-byte hash each.
+//!
+//! The comparison is read outside the apply's transaction, so the diff
+//! checks it again inside: an [`UnchangedUser`] whose stored hash is not
+//! the one it was compared with fails the diff
+//! ([`super::InputError::StoredUserMoved`]), and nothing is applied. Only
+//! [`set_aside`] makes an `UnchangedUser`, and only from a record whose
+//! hash equals the stored one, so a set-aside user always stands for a
+//! record the store holds.
+
+use super::hash::{hash_value, user_hash};
+use super::input::Snapshot;
+use crate::store::entity::source_user;
+use futures_util::TryStreamExt;
+use sea_orm::StreamTrait;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+
+/// A user of a snapshot whose record equalled the stored one when
+/// compared: its external id and the content hash it was compared at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnchangedUser {
+    external_id: String,
+    content_hash: u128,
+}
+
+impl UnchangedUser {
+    pub fn external_id(&self) -> &str {
+        &self.external_id
+    }
+
+    /// Whether `stored_hash` (a stored row's content hash) is the hash
+    /// this user was compared at.
+    pub(super) fn is_still(&self, stored_hash: &str) -> bool {
+        hash_value(stored_hash) == Some(self.content_hash)
+    }
+
+    /// For the pure diff's tests, which compare against a stored state
+    /// they build themselves.
+    #[cfg(test)]
+    pub(super) fn compared_at(external_id: &str, stored_hash: &str) -> Self {
+        UnchangedUser {
+            external_id: external_id.into(),
+            content_hash: hash_value(stored_hash).expect("a content hash"),
+        }
+    }
+}
+
+/// Moves the users of `snapshot` whose record hashes as the stored row of
+/// `connection` does from `snapshot.users` to `snapshot.unchanged_users`
+/// and returns how many moved. The stored hashes are streamed, not held.
+pub(super) async fn set_aside<C>(
+    db: &C,
+    connection: &str,
+    snapshot: &mut Snapshot,
+) -> Result<usize, DbErr>
+where
+    C: ConnectionTrait + StreamTrait,
+{
+    // The hash each user was found unchanged at, by position.
+    let mut unchanged: Vec<Option<u128>> = vec![None; snapshot.users.len()];
+    {
+        let position: foldhash::HashMap<&str, usize> = snapshot
+            .users
+            .iter()
+            .enumerate()
+            .map(|(index, user)| (user.external_id.as_str(), index))
+            .collect();
+        let mut stored = source_user::Entity::find()
+            .select_only()
+            .columns([
+                source_user::Column::ExternalId,
+                source_user::Column::ContentHash,
+            ])
+            .filter(source_user::Column::ConnectionId.eq(connection))
+            .into_tuple::<(String, String)>()
+            .stream(db)
+            .await?;
+        while let Some((external_id, stored_hash)) = stored.try_next().await? {
+            let Some(&index) = position.get(external_id.as_str()) else {
+                continue;
+            };
+            if user_hash(&snapshot.users[index]) == stored_hash {
+                unchanged[index] = hash_value(&stored_hash);
+            }
+        }
+    }
+    let mut positions = unchanged.into_iter();
+    let before = snapshot.unchanged_users.len();
+    let set_aside = &mut snapshot.unchanged_users;
+    snapshot.users.retain_mut(|user| {
+        let Some(content_hash) = positions.next().flatten() else {
+            return true;
+        };
+        set_aside.push(UnchangedUser {
+            external_id: std::mem::take(&mut user.external_id),
+            content_hash,
+        });
+        false
+    });
+    snapshot.users.shrink_to_fit();
+    Ok(snapshot.unchanged_users.len() - before)
+}
