@@ -165,31 +165,53 @@ pub enum InputError {
     StoredUserMoved(String),
 }
 
-/// Computes the change set of `input` against `stored`. For a delta,
-/// `stored` must hold at least the users, groups and edges the delta names
-/// (and, for `replace_members`, every stored edge of those groups).
-pub fn diff(stored: &StoredState, input: SourceInput) -> Result<ChangeSet, InputError> {
+/// Computes the change set of `input` against `stored`, which it consumes.
+/// For a delta, `stored` must hold at least the users, groups and edges
+/// the delta names (and, for `replace_members`, every stored edge of those
+/// groups).
+pub fn diff(stored: StoredState, input: SourceInput) -> Result<ChangeSet, InputError> {
     match input {
         SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
-        SourceInput::Delta(delta) => diff_delta(stored, delta),
+        SourceInput::Delta(delta) => diff_delta(&stored, delta),
     }
 }
 
-/// Checks the records of `users`, and that no two users, of those and of
-/// `unchanged` (external id, stored folded userName), share an external id
-/// or a userName.
-fn check_users<'a>(
-    users: impl Iterator<Item = &'a SourceUser>,
-    unchanged: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<(), InputError> {
-    let mut ids = HashSet::new();
-    let mut names: HashMap<Cow<str>, &str> = HashMap::new();
-    for (external_id, user_name_key) in unchanged {
-        if !ids.insert(external_id) {
+/// The external ids and folded userNames of checked records, to check
+/// other users against.
+struct UserKeys<'a> {
+    ids: HashSet<&'a str>,
+    /// Folded userName -> the record's (external id, userName).
+    names: HashMap<Cow<'a, str>, (&'a str, &'a str)>,
+}
+
+impl UserKeys<'_> {
+    /// Checks a set-aside user (its external id and stored folded userName)
+    /// against the records. Set-aside users are stored rows, so unique
+    /// among themselves: only the records are held, not a million of them.
+    fn check_unchanged(&self, external_id: &str, user_name_key: &str) -> Result<(), InputError> {
+        if self.ids.contains(external_id) {
             return Err(InputError::DuplicateUser(external_id.into()));
         }
-        names.insert(Cow::Borrowed(user_name_key), external_id);
+        match self.names.get(user_name_key) {
+            Some((record, user_name)) => Err(InputError::DuplicateUserName {
+                user_name: user_name.to_string(),
+                first: external_id.into(),
+                second: record.to_string(),
+            }),
+            None => Ok(()),
+        }
     }
+}
+
+/// Checks the records of `users`, and that no two of them share an
+/// external id or a userName.
+fn check_users<'a>(
+    users: impl Iterator<Item = &'a SourceUser>,
+) -> Result<UserKeys<'a>, InputError> {
+    let mut keys = UserKeys {
+        ids: HashSet::new(),
+        names: HashMap::new(),
+    };
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
             return Err(InputError::EmptyUserKey);
@@ -202,10 +224,11 @@ fn check_users<'a>(
                 user.external_id.clone(),
             ));
         }
-        if !ids.insert(user.external_id.as_str()) {
+        if !keys.ids.insert(user.external_id.as_str()) {
             return Err(InputError::DuplicateUser(user.external_id.clone()));
         }
-        if let Some(first) = names.insert(folded(&user.user_name), &user.external_id) {
+        let record = (user.external_id.as_str(), user.user_name.as_str());
+        if let Some((first, _)) = keys.names.insert(folded(&user.user_name), record) {
             return Err(InputError::DuplicateUserName {
                 user_name: user.user_name.clone(),
                 first: first.to_string(),
@@ -213,7 +236,7 @@ fn check_users<'a>(
             });
         }
     }
-    Ok(())
+    Ok(keys)
 }
 
 /// `user_name` compared case-insensitively, as `str::to_lowercase` folds
@@ -347,8 +370,11 @@ fn shrunk<T>(mut records: Vec<T>) -> Vec<T> {
 }
 
 /// Takes the snapshot by value: its records move into the change set, so a
-/// tenant of a million edges is not held twice.
-fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, InputError> {
+/// tenant of a million edges is not held twice. Takes the stored state by
+/// value too: each stored edge the snapshot lists is taken out of it, and
+/// what is left is what the snapshot no longer lists (no second set of ten
+/// million keys).
+fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSet, InputError> {
     let Snapshot {
         users,
         groups,
@@ -357,23 +383,27 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
     } = snapshot;
     // A set-aside user stands for its stored row: that row must still be
     // the one it was compared with (see `unchanged`).
-    let mut unchanged_names = Vec::with_capacity(unchanged_users.len());
+    let records = check_users(users.iter())?;
     for unchanged in &unchanged_users {
         let external_id = unchanged.external_id();
         match stored.users.get(external_id) {
             Some(row) if unchanged.is_still(&row.content_hash) => {
-                unchanged_names.push((external_id, row.user_name_key.as_str()));
+                records.check_unchanged(external_id, &row.user_name_key)?;
             }
             _ => return Err(InputError::StoredUserMoved(external_id.into())),
         }
     }
-    check_users(users.iter(), unchanged_names.into_iter())?;
+    drop(records);
     check_groups(groups.iter())?;
     let mut changes = ChangeSet::default();
 
     // First everything that only needs to look at the records (borrows
-    // end with this block), and the edges kept in place.
+    // end with this block), and the edges kept in place. Sorted first: the
+    // plan is deterministic, and an edge the snapshot lists twice is one
+    // edge below.
     let mut memberships = memberships;
+    memberships.sort_and_dedup();
+    let mut stored_edges = std::mem::take(&mut stored.edges);
     {
         let user_ids: HashSet<&str> = users
             .iter()
@@ -395,24 +425,21 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 .filter(|id| !group_ids.contains(id.as_str()))
                 .cloned(),
         );
-        // Wanted edges between ids the stored edges know, by stored key;
-        // edges with an end the stored edges do not know are new
-        // (duplicates among them are dropped after sorting, below: a first
-        // sync's million edges need no hash set). Each distinct id is
-        // looked up once, not once per edge.
+        // Listed edges between ids the stored edges know are taken out of
+        // them by stored key (found: not new); edges with an end the stored
+        // edges do not know are new. Each distinct id is looked up once,
+        // not once per edge.
         let facts: Vec<IdFacts> = (0..memberships.ids().len() as u32)
             .map(|index| {
                 let id = memberships.ids().name(index).as_ref();
                 IdFacts {
                     is_user: user_ids.contains(id),
                     is_group: group_ids.contains(id),
-                    stored_user: stored.edges.user_index(id),
-                    stored_group: stored.edges.group_index(id),
+                    stored_user: stored_edges.user_index(id),
+                    stored_group: stored_edges.group_index(id),
                 }
             })
             .collect();
-        let mut wanted: foldhash::HashSet<u64> =
-            HashSet::with_capacity_and_hasher(stored.edges.len(), Default::default());
         memberships.retain_keys(|key| {
             let (group, member, member_is_group) = key_parts(key);
             let (group, member) = (&facts[group as usize], &facts[member as usize]);
@@ -425,7 +452,6 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
                 changes.memberships_skipped += 1;
                 return false;
             }
-            // New, and its first occurrence in the snapshot.
             let stored_member = if member_is_group {
                 member.stored_group
             } else {
@@ -433,8 +459,7 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
             };
             match (group.stored_group, stored_member) {
                 (Some(group), Some(member)) => {
-                    let key = edge_key(group, member, member_is_group);
-                    wanted.insert(key) && !stored.edges.contains_key(key)
+                    !stored_edges.remove_key(edge_key(group, member, member_is_group))
                 }
                 _ => true,
             }
@@ -445,28 +470,24 @@ fn diff_snapshot(stored: &StoredState, snapshot: Snapshot) -> Result<ChangeSet, 
         let deleted_groups: HashSet<&str> =
             changes.groups_deleted.iter().map(String::as_str).collect();
         changes.memberships_removed = sorted(
-            stored
-                .edges
+            stored_edges
                 .keys()
-                .filter(|key| !wanted.contains(key))
-                .map(|key| stored.edges.edge(key))
+                .map(|key| stored_edges.edge(key))
                 .filter(|edge| !touches(edge, &deleted_users, &deleted_groups)),
         );
     }
+    drop(stored_edges);
 
     // Then move what changed.
-    sort_upserts(stored, users, groups, &mut changes);
-    // Sorted: deterministic plans; and an edge the snapshot lists twice
-    // is added once.
-    memberships.sort_and_dedup();
+    sort_upserts(&stored, users, groups, &mut changes);
     changes.memberships_added = memberships;
-    changes.names_to_free = names_to_free(stored, &changes);
+    changes.names_to_free = names_to_free(&stored, &changes);
     Ok(changes)
 }
 
 /// Takes the delta by value: its records move into the change set.
 fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputError> {
-    check_users(delta.upsert_users.iter(), std::iter::empty())?;
+    check_users(delta.upsert_users.iter())?;
     check_groups(delta.upsert_groups.iter())?;
     let Delta {
         upsert_users,
@@ -623,7 +644,7 @@ mod tests {
             ..Delta::default()
         };
         let freed = |input: Delta| {
-            diff(&stored, SourceInput::Delta(input))
+            diff(stored.clone(), SourceInput::Delta(input))
                 .unwrap()
                 .names_to_free
         };
@@ -671,7 +692,7 @@ mod tests {
     }
 
     fn check(stored: &Snapshot, input: SourceInput) -> ChangeSet {
-        diff(&stored_from_snapshot(stored), input).expect("valid input")
+        diff(stored_from_snapshot(stored), input).expect("valid input")
     }
 
     /// `snapshot` with the users `ids` set aside as `stored` holds them.
@@ -692,7 +713,7 @@ mod tests {
         let mut snapshot = tenant();
         set_aside(&mut snapshot, &stored, &["u1", "u2"]);
         snapshot.users[0].display_name = Some("Carol Q".into());
-        let changes = diff(&stored, SourceInput::Snapshot(snapshot)).unwrap();
+        let changes = diff(stored.clone(), SourceInput::Snapshot(snapshot)).unwrap();
         let only_carol_updated = ChangeCounts {
             users_updated: 1,
             ..ChangeCounts::default()
@@ -710,11 +731,11 @@ mod tests {
         let written = user_hash(&SourceUser::new("u1", "alicia"));
         stored.users.get_mut("u1").unwrap().content_hash = written;
         assert_eq!(
-            diff(&stored, SourceInput::Snapshot(snapshot.clone())),
+            diff(stored.clone(), SourceInput::Snapshot(snapshot.clone())),
             moved
         );
         stored.users.remove("u1");
-        assert_eq!(diff(&stored, SourceInput::Snapshot(snapshot)), moved);
+        assert_eq!(diff(stored.clone(), SourceInput::Snapshot(snapshot)), moved);
     }
 
     #[test]
@@ -725,12 +746,12 @@ mod tests {
         let mut name_taken = snapshot.clone();
         name_taken.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
-            diff(&stored, SourceInput::Snapshot(name_taken)),
+            diff(stored.clone(), SourceInput::Snapshot(name_taken)),
             Err(InputError::DuplicateUserName { first, second, .. }) if first == "u1" && second == "u9"
         ));
         snapshot.users.push(SourceUser::new("u1", "alice"));
         assert_eq!(
-            diff(&stored, SourceInput::Snapshot(snapshot)),
+            diff(stored.clone(), SourceInput::Snapshot(snapshot)),
             Err(InputError::DuplicateUser("u1".into()))
         );
     }
@@ -815,13 +836,13 @@ mod tests {
         let mut next = tenant();
         next.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
-            diff(&StoredState::default(), SourceInput::Snapshot(next)),
+            diff(StoredState::default(), SourceInput::Snapshot(next)),
             Err(InputError::DuplicateUserName { .. })
         ));
         let mut next = tenant();
         next.groups.push(SourceGroup::new("g1", "again"));
         assert_eq!(
-            diff(&StoredState::default(), SourceInput::Snapshot(next)),
+            diff(StoredState::default(), SourceInput::Snapshot(next)),
             Err(InputError::DuplicateGroup("g1".into()))
         );
     }

@@ -9,6 +9,14 @@ use foldhash::HashSet;
 use idpsync_driver::edges::{IdIndex, edge_key, key_parts};
 use idpsync_driver::{MemberRef, MembershipEdge};
 
+/// A user's index in one [`EdgeSet`], from [`EdgeSet::intern_user`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserIndex(u32);
+
+/// A group's index in one [`EdgeSet`], from [`EdgeSet::intern_group`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupIndex(u32);
+
 /// Edges by interned ids. Pure data; see the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSet {
@@ -18,6 +26,34 @@ pub struct EdgeSet {
 }
 
 impl EdgeSet {
+    /// An empty set with room for `edges` edges.
+    pub fn with_capacity(edges: usize) -> Self {
+        EdgeSet {
+            keys: HashSet::with_capacity_and_hasher(edges, Default::default()),
+            ..EdgeSet::default()
+        }
+    }
+
+    /// The index of user `user` here, given one if it has none.
+    pub fn intern_user(&mut self, user: &str) -> UserIndex {
+        UserIndex(self.users.intern(user))
+    }
+
+    /// The index of group `group` here, given one if it has none.
+    pub fn intern_group(&mut self, group: &str) -> GroupIndex {
+        GroupIndex(self.groups.intern(group))
+    }
+
+    /// [`EdgeSet::insert_user`] by indexes this set gave.
+    pub fn insert_user_at(&mut self, group: GroupIndex, user: UserIndex) {
+        self.keys.insert(edge_key(group.0, user.0, false));
+    }
+
+    /// [`EdgeSet::insert_group`] by indexes this set gave.
+    pub fn insert_group_at(&mut self, group: GroupIndex, member: GroupIndex) {
+        self.keys.insert(edge_key(group.0, member.0, true));
+    }
+
     /// Adds "user `user` is a direct member of group `group`".
     pub fn insert_user(&mut self, group: &str, user: &str) {
         let group = self.groups.intern(group);
@@ -61,6 +97,11 @@ impl EdgeSet {
 
     pub fn contains_key(&self, key: u64) -> bool {
         self.keys.contains(&key)
+    }
+
+    /// Takes the edge of `key` out; whether it was here.
+    pub fn remove_key(&mut self, key: u64) -> bool {
+        self.keys.remove(&key)
     }
 
     pub fn contains(&self, edge: &MembershipEdge) -> bool {

@@ -491,8 +491,7 @@ impl Reconciler {
         };
         // The input moves into the change set: a big pull's records are not
         // held twice.
-        let changes = diff::diff(&stored, input)?;
-        drop(stored);
+        let changes = diff::diff(stored, input)?;
         phases.mark("diff");
         let verdict = self
             .gate(tx, connection_id, &changes, options.dry_run)

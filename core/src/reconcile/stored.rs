@@ -2,15 +2,16 @@
 //! diffing: everything for a snapshot, only what a delta names otherwise.
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
-use super::edge_set::EdgeSet;
+use super::edge_set::{EdgeSet, GroupIndex, UserIndex};
 use super::input::SourceInput;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
+use futures_util::TryStreamExt;
 use idpsync_driver::MemberRef;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
+    QuerySelect, StreamTrait,
 };
 use std::collections::{BTreeSet, HashMap};
 
@@ -28,11 +29,11 @@ struct EdgeRows {
     groups: Vec<(i64, i64)>,
 }
 
-/// Users as diffing needs them, filtered by `condition`.
-async fn users_where(
-    db: &impl ConnectionTrait,
+/// Users as diffing needs them, filtered by `condition`, as a stream.
+async fn users_stream<'a, C: ConnectionTrait + StreamTrait>(
+    db: &'a C,
     condition: Condition,
-) -> Result<Vec<UserTuple>, DbErr> {
+) -> Result<impl futures_util::Stream<Item = Result<UserTuple, DbErr>> + 'a, DbErr> {
     source_user::Entity::find()
         .select_only()
         .columns([
@@ -45,8 +46,16 @@ async fn users_where(
         ])
         .filter(condition)
         .into_tuple()
-        .all(db)
+        .stream(db)
         .await
+}
+
+/// Users as diffing needs them, filtered by `condition`.
+async fn users_where(
+    db: &(impl ConnectionTrait + StreamTrait),
+    condition: Condition,
+) -> Result<Vec<UserTuple>, DbErr> {
+    users_stream(db, condition).await?.try_collect().await
 }
 
 async fn groups_where(
@@ -85,13 +94,20 @@ pub(super) fn edges_of(
 /// The stored state `input` is diffed against. `known_users` are rows the
 /// caller read in this transaction already; they are not read again.
 pub async fn load(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
     input: &SourceInput,
     known_users: &[source_user::Model],
 ) -> Result<StoredState, DbErr> {
     match input {
-        SourceInput::Snapshot(_) => load_all(db, connection).await,
+        SourceInput::Snapshot(snapshot) => {
+            let expected = Expected {
+                users: snapshot.users.len() + snapshot.unchanged_users.len(),
+                groups: snapshot.groups.len(),
+                edges: snapshot.memberships.len(),
+            };
+            load_all(db, connection, expected).await
+        }
         SourceInput::Delta(delta) => {
             let mut user_ids: BTreeSet<&str> = delta
                 .upsert_users
@@ -154,56 +170,94 @@ pub async fn load(
     }
 }
 
-async fn load_all(db: &impl ConnectionTrait, connection: &str) -> Result<StoredState, DbErr> {
-    let users: Vec<UserTuple> = users_where(
-        db,
-        Condition::all().add(source_user::Column::ConnectionId.eq(connection)),
-    )
-    .await?;
-    let groups: Vec<GroupTuple> = groups_where(
+/// Everything a connection stores. Users and edges are streamed into the
+/// state as they are read: a million users are not held as rows, then as
+/// tuples, then in the state's map.
+async fn load_all(
+    db: &(impl ConnectionTrait + StreamTrait),
+    connection: &str,
+    expected: Expected,
+) -> Result<StoredState, DbErr> {
+    let mut state = StateBuilder::with_capacity(expected);
+    {
+        let users = users_stream(
+            db,
+            Condition::all().add(source_user::Column::ConnectionId.eq(connection)),
+        )
+        .await?;
+        let mut users = std::pin::pin!(users);
+        while let Some(user) = users.try_next().await? {
+            state.add_user(user);
+        }
+    }
+    let groups = groups_where(
         db,
         Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
     )
     .await?;
-    let edges = all_edges(db, connection, &ExternalIds::new(&users, &groups)).await?;
-    Ok(assemble(users, groups, edges))
+    for group in groups {
+        state.add_group(group);
+    }
+    all_edges(db, connection, &mut state).await?;
+    Ok(state.finish())
 }
 
-/// Every direct edge of a connection, between the given users and groups.
+/// How much a stored state is expected to hold: the snapshot's counts (a
+/// re-run's stored tenant is mostly the pulled one), so room is made once
+/// instead of by doubling.
+#[derive(Debug, Clone, Copy, Default)]
+struct Expected {
+    users: usize,
+    groups: usize,
+    edges: usize,
+}
+
+/// Every direct edge of a connection, between the users and groups read.
 /// The database joins each group's members into one text column, so a
 /// million edges arrive as one row per group: decoding rows one by one
-/// cost more than diffing them. Each row's members go straight into the
-/// set (ten million edges are not held as pairs of row ids first).
+/// cost more than diffing them. The rows are streamed, and each row's
+/// members go straight into the set (ten million edges are held neither
+/// as rows nor as pairs of row ids first).
 async fn all_edges(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
-    read: &ExternalIds<'_>,
-) -> Result<EdgeSet, DbErr> {
-    let mut set = EdgeSet::default();
-    for (group, members) in joined_members(db, connection, "user_memberships", "user_id").await? {
-        for member in ids(&members)? {
-            read.add_user_edge(&mut set, group, member);
-        }
-    }
-    for (group, members) in
-        joined_members(db, connection, "group_memberships", "member_group_id").await?
+    state: &mut StateBuilder,
+) -> Result<(), DbErr> {
     {
-        for member in ids(&members)? {
-            read.add_group_edge(&mut set, group, member);
+        let rows = joined_members(db, connection, "user_memberships", "user_id").await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.try_next().await? {
+            let (group, members) = group_and_members(&row)?;
+            for member in ids(&members)? {
+                state.add_user_edge(group, member);
+            }
         }
     }
-    Ok(set)
+    let rows = joined_members(db, connection, "group_memberships", "member_group_id").await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.try_next().await? {
+        let (group, members) = group_and_members(&row)?;
+        for member in ids(&members)? {
+            state.add_group_edge(group, member);
+        }
+    }
+    Ok(())
 }
 
-/// `(group_id, comma-joined member ids)` of a connection's groups in one
-/// edge table.
-async fn joined_members(
-    db: &impl ConnectionTrait,
+/// A row of [`joined_members`].
+fn group_and_members(row: &sea_orm::QueryResult) -> Result<(i64, String), DbErr> {
+    Ok((row.try_get("", "group_id")?, row.try_get("", "members")?))
+}
+
+/// The rows `(group_id, comma-joined member ids)` of a connection's groups
+/// in one edge table.
+async fn joined_members<'a, C: ConnectionTrait + StreamTrait>(
+    db: &'a C,
     connection: &str,
     table: &str,
     member_column: &str,
-) -> Result<Vec<(i64, String)>, DbErr> {
-    let backend = db.get_database_backend();
+) -> Result<C::Stream<'a>, DbErr> {
+    let backend = ConnectionTrait::get_database_backend(db);
     let joined = match backend {
         DatabaseBackend::Postgres => format!("string_agg({member_column}::text, ',')"),
         _ => format!("group_concat({member_column})"),
@@ -213,12 +267,8 @@ async fn joined_members(
          WHERE group_id IN (SELECT id FROM source_groups WHERE connection_id = ?) \
          GROUP BY group_id"
     );
-    let rows = db
-        .query_all_raw(statement(backend, &sql, vec![connection.into()]))
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("", "group_id")?, row.try_get("", "members")?)))
-        .collect()
+    db.stream_raw(statement(backend, &sql, vec![connection.into()]))
+        .await
 }
 
 /// The ids of a joined id list.
@@ -236,7 +286,7 @@ fn ids(joined: &str) -> Result<Vec<i64>, DbErr> {
 /// The stored state of the named users and groups, with `users` already
 /// read.
 async fn load_some(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
     mut users: Vec<UserTuple>,
     user_ids: &BTreeSet<&str>,
@@ -368,76 +418,84 @@ async fn load_some(
             .await?,
         );
     }
-    let edges = {
-        let read = ExternalIds::new(&users, &groups);
-        let mut set = EdgeSet::default();
-        for (group, user) in edges.users {
-            read.add_user_edge(&mut set, group, user);
-        }
-        for (group, nested) in edges.groups {
-            read.add_group_edge(&mut set, group, nested);
-        }
-        set
-    };
-    Ok(assemble(users, groups, edges))
+    let mut state = StateBuilder::with_capacity(Expected::default());
+    for user in users {
+        state.add_user(user);
+    }
+    for group in groups {
+        state.add_group(group);
+    }
+    for (group, user) in edges.users {
+        state.add_user_edge(group, user);
+    }
+    for (group, nested) in edges.groups {
+        state.add_group_edge(group, nested);
+    }
+    Ok(state.finish())
 }
 
-/// The external ids of the user and group rows read, by row id: what turns
-/// stored edges (pairs of row ids) into edges between external ids.
-struct ExternalIds<'a> {
-    users: foldhash::HashMap<i64, &'a str>,
-    groups: foldhash::HashMap<i64, &'a str>,
+/// A stored state built from rows as they are read. Each user and group
+/// is interned in the edge set once, under its row id, so an edge (a pair
+/// of row ids) goes in without hashing an external id.
+struct StateBuilder {
+    state: StoredState,
+    /// Edge-set index by row id, of the users and groups read.
+    users: foldhash::HashMap<i64, UserIndex>,
+    groups: foldhash::HashMap<i64, GroupIndex>,
 }
 
-impl<'a> ExternalIds<'a> {
-    fn new(users: &'a [UserTuple], groups: &'a [GroupTuple]) -> Self {
-        ExternalIds {
-            users: users
-                .iter()
-                .map(|(id, ext, ..)| (*id, ext.as_str()))
-                .collect(),
-            groups: groups
-                .iter()
-                .map(|(id, ext, _)| (*id, ext.as_str()))
-                .collect(),
+impl StateBuilder {
+    fn with_capacity(expected: Expected) -> Self {
+        StateBuilder {
+            state: StoredState {
+                users: HashMap::with_capacity(expected.users),
+                groups: HashMap::with_capacity(expected.groups),
+                edges: EdgeSet::with_capacity(expected.edges),
+            },
+            users: foldhash::HashMap::with_capacity_and_hasher(expected.users, Default::default()),
+            groups: foldhash::HashMap::with_capacity_and_hasher(
+                expected.groups,
+                Default::default(),
+            ),
         }
     }
 
+    fn add_user(&mut self, row: UserTuple) {
+        let (id, external_id, content_hash, active, suspended, user_name_key) = row;
+        let index = self.state.edges.intern_user(&external_id);
+        self.users.insert(id, index);
+        let user = StoredUser {
+            content_hash,
+            active,
+            suspended,
+            user_name_key,
+        };
+        self.state.users.insert(external_id, user);
+    }
+
+    fn add_group(&mut self, row: GroupTuple) {
+        let (id, external_id, content_hash) = row;
+        let index = self.state.edges.intern_group(&external_id);
+        self.groups.insert(id, index);
+        let group = StoredGroup { content_hash };
+        self.state.groups.insert(external_id, group);
+    }
+
     /// Adds the edge group -> user when both rows were read.
-    fn add_user_edge(&self, set: &mut EdgeSet, group: i64, user: i64) {
-        if let (Some(group), Some(user)) = (self.groups.get(&group), self.users.get(&user)) {
-            set.insert_user(group, user);
+    fn add_user_edge(&mut self, group: i64, user: i64) {
+        if let (Some(&group), Some(&user)) = (self.groups.get(&group), self.users.get(&user)) {
+            self.state.edges.insert_user_at(group, user);
         }
     }
 
     /// Adds the edge group -> nested group when both rows were read.
-    fn add_group_edge(&self, set: &mut EdgeSet, group: i64, nested: i64) {
-        if let (Some(group), Some(nested)) = (self.groups.get(&group), self.groups.get(&nested)) {
-            set.insert_group(group, nested);
+    fn add_group_edge(&mut self, group: i64, nested: i64) {
+        if let (Some(&group), Some(&nested)) = (self.groups.get(&group), self.groups.get(&nested)) {
+            self.state.edges.insert_group_at(group, nested);
         }
     }
-}
 
-fn assemble(users: Vec<UserTuple>, groups: Vec<GroupTuple>, edges: EdgeSet) -> StoredState {
-    let mut state = StoredState {
-        edges,
-        ..StoredState::default()
-    };
-    for (_, external_id, content_hash, active, suspended, user_name_key) in users {
-        state.users.insert(
-            external_id,
-            StoredUser {
-                content_hash,
-                active,
-                suspended,
-                user_name_key,
-            },
-        );
+    fn finish(self) -> StoredState {
+        self.state
     }
-    for (_, external_id, content_hash) in groups {
-        state
-            .groups
-            .insert(external_id, StoredGroup { content_hash });
-    }
-    state
 }
