@@ -287,7 +287,11 @@ store_test!(
         let store = test_store.store.clone();
         async move {
             let reconciler = reconciler(&store, CONFIG).await;
-            submit(&reconciler, tenant()).await;
+            let mut first = tenant();
+            let set_aside = reconciler.set_aside_unchanged("okta", &mut first).await;
+            assert_eq!(set_aside.unwrap(), 0, "nothing stored yet");
+            assert_eq!(first, tenant());
+            submit(&reconciler, first).await;
             let before = dump(&store).await;
 
             let mut again = tenant();

@@ -177,11 +177,12 @@ pub fn diff(stored: StoredState, input: SourceInput) -> Result<ChangeSet, InputE
 }
 
 /// The external ids and folded userNames of checked records, to check
-/// other users against.
+/// other users against. Made at their size at once: a first sync's
+/// million records are checked at the pull's peak.
 struct UserKeys<'a> {
     ids: HashSet<&'a str>,
-    /// Folded userName -> the record's (external id, userName).
-    names: HashMap<Cow<'a, str>, (&'a str, &'a str)>,
+    /// Folded userName -> the record.
+    names: HashMap<Cow<'a, str>, &'a SourceUser>,
 }
 
 impl UserKeys<'_> {
@@ -193,10 +194,10 @@ impl UserKeys<'_> {
             return Err(InputError::DuplicateUser(external_id.into()));
         }
         match self.names.get(user_name_key) {
-            Some((record, user_name)) => Err(InputError::DuplicateUserName {
-                user_name: user_name.to_string(),
+            Some(record) => Err(InputError::DuplicateUserName {
+                user_name: record.user_name.clone(),
                 first: external_id.into(),
-                second: record.to_string(),
+                second: record.external_id.clone(),
             }),
             None => Ok(()),
         }
@@ -205,12 +206,10 @@ impl UserKeys<'_> {
 
 /// Checks the records of `users`, and that no two of them share an
 /// external id or a userName.
-fn check_users<'a>(
-    users: impl Iterator<Item = &'a SourceUser>,
-) -> Result<UserKeys<'a>, InputError> {
+fn check_users(users: &[SourceUser]) -> Result<UserKeys<'_>, InputError> {
     let mut keys = UserKeys {
-        ids: HashSet::new(),
-        names: HashMap::new(),
+        ids: HashSet::with_capacity(users.len()),
+        names: HashMap::with_capacity(users.len()),
     };
     for user in users {
         if user.external_id.is_empty() || user.user_name.is_empty() {
@@ -227,11 +226,10 @@ fn check_users<'a>(
         if !keys.ids.insert(user.external_id.as_str()) {
             return Err(InputError::DuplicateUser(user.external_id.clone()));
         }
-        let record = (user.external_id.as_str(), user.user_name.as_str());
-        if let Some((first, _)) = keys.names.insert(folded(&user.user_name), record) {
+        if let Some(first) = keys.names.insert(folded(&user.user_name), user) {
             return Err(InputError::DuplicateUserName {
                 user_name: user.user_name.clone(),
-                first: first.to_string(),
+                first: first.external_id.clone(),
                 second: user.external_id.clone(),
             });
         }
@@ -383,7 +381,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     } = snapshot;
     // A set-aside user stands for its stored row: that row must still be
     // the one it was compared with (see `unchanged`).
-    let records = check_users(users.iter())?;
+    let records = check_users(&users)?;
     for unchanged in &unchanged_users {
         let external_id = unchanged.external_id();
         match stored.users.get(external_id) {
@@ -393,7 +391,6 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             _ => return Err(InputError::StoredUserMoved(external_id.into())),
         }
     }
-    drop(records);
     check_groups(groups.iter())?;
     let mut changes = ChangeSet::default();
 
@@ -405,11 +402,13 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     memberships.sort_and_dedup();
     let mut stored_edges = std::mem::take(&mut stored.edges);
     {
-        let user_ids: HashSet<&str> = users
-            .iter()
-            .map(|u| u.external_id.as_str())
-            .chain(unchanged_users.iter().map(UnchangedUser::external_id))
-            .collect();
+        // The records' ids, checked above, and the set-aside users'.
+        let UserKeys {
+            ids: mut user_ids,
+            names,
+        } = records;
+        drop(names);
+        user_ids.extend(unchanged_users.iter().map(UnchangedUser::external_id));
         let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
         changes.users_deleted = sorted(
             stored
@@ -487,7 +486,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
 
 /// Takes the delta by value: its records move into the change set.
 fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputError> {
-    check_users(delta.upsert_users.iter())?;
+    check_users(&delta.upsert_users)?;
     check_groups(delta.upsert_groups.iter())?;
     let Delta {
         upsert_users,

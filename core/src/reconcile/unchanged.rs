@@ -62,6 +62,22 @@ pub(super) async fn set_aside<C>(
 where
     C: ConnectionTrait + StreamTrait,
 {
+    let stored = source_user::Entity::find()
+        .select_only()
+        .columns([
+            source_user::Column::ExternalId,
+            source_user::Column::ContentHash,
+        ])
+        .filter(source_user::Column::ConnectionId.eq(connection))
+        .into_tuple::<(String, String)>()
+        .stream(db)
+        .await?;
+    let mut stored = std::pin::pin!(stored);
+    // Nothing stored (a first sync): nothing to compare, and no index of a
+    // million users built at the pull's peak for nothing.
+    let Some(first) = stored.try_next().await? else {
+        return Ok(0);
+    };
     // The hash each user was found unchanged at, by position.
     let mut unchanged: Vec<Option<u128>> = vec![None; snapshot.users.len()];
     {
@@ -71,28 +87,20 @@ where
             .enumerate()
             .map(|(index, user)| (user.external_id.as_str(), index))
             .collect();
-        let mut stored = source_user::Entity::find()
-            .select_only()
-            .columns([
-                source_user::Column::ExternalId,
-                source_user::Column::ContentHash,
-            ])
-            .filter(source_user::Column::ConnectionId.eq(connection))
-            .into_tuple::<(String, String)>()
-            .stream(db)
-            .await?;
-        while let Some((external_id, stored_hash)) = stored.try_next().await? {
-            let Some(&index) = position.get(external_id.as_str()) else {
-                continue;
-            };
-            if user_hash(&snapshot.users[index]) == stored_hash {
+        let mut row = Some(first);
+        while let Some((external_id, stored_hash)) = row {
+            if let Some(&index) = position.get(external_id.as_str())
+                && user_hash(&snapshot.users[index]) == stored_hash
+            {
                 unchanged[index] = hash_value(&stored_hash);
             }
+            row = stored.try_next().await?;
         }
     }
-    let mut positions = unchanged.into_iter();
     let before = snapshot.unchanged_users.len();
     let set_aside = &mut snapshot.unchanged_users;
+    set_aside.reserve(unchanged.iter().flatten().count());
+    let mut positions = unchanged.into_iter();
     snapshot.users.retain_mut(|user| {
         let Some(content_hash) = positions.next().flatten() else {
             return true;
