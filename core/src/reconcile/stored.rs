@@ -223,26 +223,29 @@ async fn all_edges(
     connection: &str,
     state: &mut StateBuilder,
 ) -> Result<(), DbErr> {
-    {
-        let rows = joined_members(db, connection, "user_memberships", "user_id").await?;
+    let tables: [(&str, &str, AddEdge); 2] = [
+        ("user_memberships", "user_id", StateBuilder::add_user_edge),
+        (
+            "group_memberships",
+            "member_group_id",
+            StateBuilder::add_group_edge,
+        ),
+    ];
+    for (table, member_column, add) in tables {
+        let rows = joined_members(db, connection, table, member_column).await?;
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.try_next().await? {
             let (group, members) = group_and_members(&row)?;
             for member in ids(&members)? {
-                state.add_user_edge(group, member);
+                add(state, group, member);
             }
-        }
-    }
-    let rows = joined_members(db, connection, "group_memberships", "member_group_id").await?;
-    let mut rows = std::pin::pin!(rows);
-    while let Some(row) = rows.try_next().await? {
-        let (group, members) = group_and_members(&row)?;
-        for member in ids(&members)? {
-            state.add_group_edge(group, member);
         }
     }
     Ok(())
 }
+
+/// How an edge table's `(group_id, member id)` goes into a state.
+type AddEdge = fn(&mut StateBuilder, i64, i64);
 
 /// A row of [`joined_members`].
 fn group_and_members(row: &sea_orm::QueryResult) -> Result<(i64, String), DbErr> {
