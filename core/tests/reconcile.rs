@@ -6,8 +6,8 @@ use idpsync_core::config::{self, Config};
 use idpsync_core::devices::{self, DeviceStatus, NewDevice};
 use idpsync_core::events::{self, EventBus};
 use idpsync_core::reconcile::{
-    Delta, Edits, FailPoint, InputError, Outcome, ReconcileError, Reconciler, Snapshot,
-    SourceInput, SubmitOptions, Trigger, Written,
+    Delta, Edits, FailPoint, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput,
+    SubmitOptions, Trigger, Written,
 };
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::{
@@ -366,7 +366,7 @@ store_test!(
             assert!(
                 matches!(
                     refused,
-                    Err(ReconcileError::Input(InputError::StoredUserMoved(ref id))) if id == "u2"
+                    Err(ReconcileError::StoredUserMoved(ref id)) if id == "u2"
                 ),
                 "{refused:?}"
             );

@@ -156,9 +156,17 @@ pub enum InputError {
     ActiveAndSuspended(String),
     #[error("a group has an empty external id")]
     EmptyGroupKey,
+}
+
+/// Why an input has no change set: it is inconsistent in itself, or the
+/// store moved under a part of it that stands for stored rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// A user set aside as unchanged is no longer stored as it was when
-    /// compared: something wrote it between the pull and its apply. The
-    /// next pull compares it again.
+    /// compared: something wrote it between the pull and its apply. Not
+    /// the source's doing; the next pull compares it again.
     #[error(
         "user \"{0}\" changed in the store while the pull was read; nothing was applied, and the next pull reads it again"
     )]
@@ -169,10 +177,10 @@ pub enum InputError {
 /// For a delta, `stored` must hold at least the users, groups and edges
 /// the delta names (and, for `replace_members`, every stored edge of those
 /// groups).
-pub fn diff(stored: StoredState, input: SourceInput) -> Result<ChangeSet, InputError> {
+pub fn diff(stored: StoredState, input: SourceInput) -> Result<ChangeSet, DiffError> {
     match input {
         SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
-        SourceInput::Delta(delta) => diff_delta(&stored, delta),
+        SourceInput::Delta(delta) => Ok(diff_delta(&stored, delta)?),
     }
 }
 
@@ -372,7 +380,7 @@ fn shrunk<T>(mut records: Vec<T>) -> Vec<T> {
 /// value too: each stored edge the snapshot lists is taken out of it, and
 /// what is left is what the snapshot no longer lists (no second set of ten
 /// million keys).
-fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSet, InputError> {
+fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSet, DiffError> {
     let Snapshot {
         users,
         groups,
@@ -388,7 +396,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             Some(row) if unchanged.is_still(&row.content_hash) => {
                 records.check_unchanged(external_id, &row.user_name_key)?;
             }
-            _ => return Err(InputError::StoredUserMoved(external_id.into())),
+            _ => return Err(DiffError::StoredUserMoved(external_id.into())),
         }
     }
     check_groups(groups.iter())?;
@@ -726,7 +734,7 @@ mod tests {
         let mut stored = stored_from_snapshot(&tenant());
         let mut snapshot = tenant();
         set_aside(&mut snapshot, &stored, &["u1"]);
-        let moved = Err(InputError::StoredUserMoved("u1".into()));
+        let moved = Err(DiffError::StoredUserMoved("u1".into()));
         let written = user_hash(&SourceUser::new("u1", "alicia"));
         stored.users.get_mut("u1").unwrap().content_hash = written;
         assert_eq!(
@@ -746,12 +754,12 @@ mod tests {
         name_taken.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
             diff(stored.clone(), SourceInput::Snapshot(name_taken)),
-            Err(InputError::DuplicateUserName { first, second, .. }) if first == "u1" && second == "u9"
+            Err(DiffError::Input(InputError::DuplicateUserName { first, second, .. })) if first == "u1" && second == "u9"
         ));
         snapshot.users.push(SourceUser::new("u1", "alice"));
         assert_eq!(
             diff(stored.clone(), SourceInput::Snapshot(snapshot)),
-            Err(InputError::DuplicateUser("u1".into()))
+            Err(InputError::DuplicateUser("u1".into()).into())
         );
     }
 
@@ -836,13 +844,13 @@ mod tests {
         next.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
             diff(StoredState::default(), SourceInput::Snapshot(next)),
-            Err(InputError::DuplicateUserName { .. })
+            Err(DiffError::Input(InputError::DuplicateUserName { .. }))
         ));
         let mut next = tenant();
         next.groups.push(SourceGroup::new("g1", "again"));
         assert_eq!(
             diff(StoredState::default(), SourceInput::Snapshot(next)),
-            Err(InputError::DuplicateGroup("g1".into()))
+            Err(InputError::DuplicateGroup("g1".into()).into())
         );
     }
 

@@ -26,7 +26,7 @@ mod unchanged;
 pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};
 pub use coalesce::Written;
-pub use diff::{ChangeCounts, ChangeSet, InputError};
+pub use diff::{ChangeCounts, ChangeSet, DiffError, InputError};
 pub use input::{
     Delta, Edit, EditFn, EditRejected, Edits, GroupCheck, GroupEdit, Snapshot, SourceInput,
     StoredRow, UserCheck, UserEdit, user_update_edit,
@@ -58,6 +58,11 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error("invalid input: {0}")]
     Input(#[from] InputError),
+    /// A user a full pull set aside as unchanged was written between its
+    /// comparison and the apply; nothing was applied (see
+    /// [`DiffError::StoredUserMoved`]).
+    #[error("{}", DiffError::StoredUserMoved(.0.clone()))]
+    StoredUserMoved(String),
     #[error("unknown connection \"{0}\"")]
     UnknownConnection(String),
     #[error("sync run {0} not found")]
@@ -83,6 +88,15 @@ pub enum ReconcileError {
     /// the deletion limit, and nothing was written.
     #[error("the change set exceeds the connection's deletion limit")]
     OverDeletionLimit,
+}
+
+impl From<DiffError> for ReconcileError {
+    fn from(error: DiffError) -> Self {
+        match error {
+            DiffError::Input(input) => ReconcileError::Input(input),
+            DiffError::StoredUserMoved(external_id) => ReconcileError::StoredUserMoved(external_id),
+        }
+    }
 }
 
 impl From<DbErr> for ReconcileError {

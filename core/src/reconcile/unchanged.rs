@@ -9,7 +9,7 @@
 //! The comparison is read outside the apply's transaction, so the diff
 //! checks it again inside: an [`UnchangedUser`] whose stored hash is not
 //! the one it was compared with fails the diff
-//! ([`super::InputError::StoredUserMoved`]), and nothing is applied. Only
+//! ([`super::DiffError::StoredUserMoved`]), and nothing is applied. Only
 //! [`set_aside`] makes an `UnchangedUser`, and only from a record whose
 //! hash equals the stored one, so a set-aside user always stands for a
 //! record the store holds.

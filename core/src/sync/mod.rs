@@ -14,8 +14,8 @@ pub mod schedule;
 use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
 use crate::events::{self, EventKind, NewEvent};
 use crate::reconcile::{
-    Delta, Edits, InputError, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput,
-    SubmitOptions, Trigger, user_update_edit,
+    Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
+    Trigger, user_update_edit,
 };
 use crate::store::entity::status::{Health, RunStatus};
 use crate::store::entity::{connection, source_group, source_user, sync_run};
@@ -105,11 +105,9 @@ pub enum SyncError {
 }
 
 /// A reconciliation error as a run's message: input the IdP sent that
-/// cannot be applied says so (a user stored otherwise than when it was set
-/// aside is not the IdP's doing).
+/// cannot be applied says so.
 fn reconcile_message(error: &ReconcileError) -> String {
     match error {
-        ReconcileError::Input(moved @ InputError::StoredUserMoved(_)) => moved.to_string(),
         ReconcileError::Input(input) => format!("the IdP sent inconsistent records: {input}"),
         other => other.to_string(),
     }
@@ -853,6 +851,7 @@ fn delta_from(staged: CollectedRecords) -> Delta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::InputError;
 
     #[test]
     fn a_failed_run_blames_the_idp_only_for_what_the_idp_sent() {
@@ -861,7 +860,7 @@ mod tests {
             reconcile_message(&sent),
             "the IdP sent inconsistent records: user external id \"u1\" appears more than once"
         );
-        let moved = ReconcileError::Input(InputError::StoredUserMoved("u1".into()));
+        let moved = ReconcileError::StoredUserMoved("u1".into());
         let message = reconcile_message(&moved);
         assert!(
             message.starts_with("user \"u1\" changed in the store"),
