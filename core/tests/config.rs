@@ -268,9 +268,10 @@ fn documented_options() -> Vec<(String, String)> {
 /// The core tables' options in the example, commented out or not, by
 /// table header (`[server]`, `[[connections]]`, ...).
 fn example_options() -> Vec<(String, String)> {
-    const CORE: [&str; 7] = [
+    const CORE: [&str; 8] = [
         "[server]",
         "[database]",
+        "[sync]",
         "[[connections]]",
         "[connections.safety]",
         "[[acl_groups]]",

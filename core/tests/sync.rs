@@ -5,7 +5,7 @@
 
 use idpsync_core::config::{self, Config};
 use idpsync_core::events::{self, EventBus};
-use idpsync_core::reconcile::{Reconciler, Trigger};
+use idpsync_core::reconcile::{Outcome, Reconciler, Trigger};
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::status::{Health, RunStatus};
 use idpsync_core::store::entity::{connection, source_user, sync_run};
@@ -15,7 +15,7 @@ use idpsync_core::testing::{Backend, TestStore};
 use idpsync_driver::http::HttpKit;
 use idpsync_driver::{
     Capabilities, DeclaredTotals, DeltaCursor, Driver, DriverContext, DriverError, DriverFactory,
-    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser,
+    MembershipEdge, PullMode, PullOutcome, RecordSink, SourceGroup, SourceUser, UserUpdate,
 };
 use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait, QueryOrder};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,8 @@ struct Script {
     delta_users: Option<Vec<SourceUser>>,
     /// Panic in the middle of the pull (a bug).
     panic_mid_pull: bool,
+    /// In a full pull, send these users in part after the whole ones.
+    full_updates: Vec<UserUpdate>,
     /// Seen modes, for assertions.
     modes: Arc<Mutex<Vec<PullMode>>>,
 }
@@ -121,6 +123,9 @@ impl Driver for ScriptedDriver {
         for page in pages {
             sink.users(page.to_vec()).await?;
         }
+        if !script.full_updates.is_empty() {
+            sink.user_updates(script.full_updates.clone()).await?;
+        }
         sink.groups(vec![SourceGroup::new("g", "Everyone")]).await?;
         sink.memberships(
             script
@@ -156,9 +161,13 @@ fn users(n: usize) -> Vec<SourceUser> {
 }
 
 async fn runner(store: &Store, script: Arc<Mutex<Script>>) -> SyncRunner {
+    runner_with(store, script, CONFIG).await
+}
+
+async fn runner_with(store: &Store, script: Arc<Mutex<Script>>, toml: &str) -> SyncRunner {
     let mut registry = DriverRegistry::default();
     registry.register(ScriptedFactory(script));
-    let config: Config = config::load_str(CONFIG, "test.toml", &registry, &|_| None).unwrap();
+    let config: Config = config::load_str(toml, "test.toml", &registry, &|_| None).unwrap();
     store
         .register_config(&config.connections, &config.acl_groups)
         .await
@@ -271,6 +280,109 @@ store_test!(
             .unwrap()
             .unwrap();
         assert_eq!((row.health, row.consecutive_failures), (Health::Healthy, 0));
+    }
+);
+
+/// Every stored user as (external id, userName, display name, active).
+async fn stored_users(store: &Store) -> Vec<(String, String, Option<String>, bool)> {
+    source_user::Entity::find()
+        .order_by_asc(source_user::Column::ExternalId)
+        .all(store.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.external_id, u.user_name, u.display_name, u.active))
+        .collect()
+}
+
+/// A runner whose first syncs stage every user on disk.
+async fn staging_on_disk(
+    store: &Store,
+    users: Vec<SourceUser>,
+) -> (Arc<Mutex<Script>>, SyncRunner) {
+    let script = Arc::new(Mutex::new(Script {
+        users,
+        ..Default::default()
+    }));
+    let toml = format!("[sync]\nstaging_memory_mib = 0\n{CONFIG}");
+    let runner = runner_with(store, script.clone(), &toml).await;
+    (script, runner)
+}
+
+store_test!(
+    a_first_sync_staged_on_disk_stores_the_last_copy_of_each_user_once,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let mut sent = users(5);
+        sent[1].display_name = Some("first copy".into());
+        let mut again = sent[1].clone();
+        again.display_name = Some("last copy".into());
+        again.active = false;
+        sent.push(again);
+        let (script, runner) = staging_on_disk(store, sent).await;
+        script.lock().unwrap().declared_users = Some(5);
+        let first = sync(&runner, true).await;
+        assert_eq!(first.status, SyncStatus::Applied, "{:?}", first.error);
+        assert_eq!(first.received.users, 5);
+        let Some(Outcome::Applied(report)) = first.outcome else {
+            panic!("applied: {:?}", first.outcome)
+        };
+        assert_eq!(report.changes.users_created, 5);
+        let stored = stored_users(store).await;
+        assert_eq!(stored.len(), 5);
+        assert_eq!(
+            stored[1],
+            ("u1".into(), "user1".into(), Some("last copy".into()), false)
+        );
+        assert_eq!(stored[4], ("u4".into(), "user4".into(), None, true));
+        // Stored as records are: the same pull again changes nothing.
+        assert_eq!(sync(&runner, true).await.status, SyncStatus::Unchanged);
+    }
+);
+
+store_test!(
+    a_staged_first_sync_that_fails_or_clashes_applies_nothing_and_is_recorded,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let (script, runner) = staging_on_disk(store, users(6)).await;
+        script.lock().unwrap().fail_mid_pull = true;
+        let failed = sync(&runner, true).await;
+        assert_eq!(failed.status, SyncStatus::Failed);
+        assert!(failed.error.unwrap().contains("connection reset on page 2"));
+
+        script.lock().unwrap().fail_mid_pull = false;
+        script
+            .lock()
+            .unwrap()
+            .users
+            .push(SourceUser::new("u9", "USER2"));
+        let clash = sync(&runner, true).await;
+        assert_eq!(clash.status, SyncStatus::Failed);
+        let error = clash.error.unwrap();
+        assert!(
+            error.starts_with("the IdP sent inconsistent records: userName \"USER2\" is used by both \"u2\" and \"u9\""),
+            "{error}"
+        );
+        assert_eq!(n_users(store).await, 0, "nothing of either run is applied");
+        let runs = sync_run::Entity::find().all(store.db()).await.unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs.iter().all(|run| run.status == RunStatus::Failed));
+    }
+);
+
+store_test!(
+    a_first_sync_that_sends_a_user_in_part_is_applied_as_collected,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let (script, runner) = staging_on_disk(store, users(4)).await;
+        let mut renamed = UserUpdate::new("u3");
+        renamed.user_name = Some("user3-renamed".into());
+        script.lock().unwrap().full_updates = vec![renamed];
+        let first = sync(&runner, true).await;
+        assert_eq!(first.status, SyncStatus::Applied, "{:?}", first.error);
+        let stored = stored_users(store).await;
+        assert_eq!(stored.len(), 4);
+        assert_eq!(stored[3].1, "user3-renamed");
     }
 );
 

@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
     #[serde(default)]
     pub acl_groups: Vec<AclGroupConfig>,
@@ -77,6 +79,35 @@ impl ServerConfig {
     /// The listen address; valid once [`Config::validate`] passed.
     pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
         self.listen.parse()
+    }
+}
+
+/// `[sync]`: how pull syncs use memory.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SyncConfig {
+    /// A first sync's users are staged encoded: this many MiB in memory,
+    /// the rest in an unlinked temporary file (under `TMPDIR`), read back
+    /// a chunk at a time as they are written. 0 stages every user on disk.
+    #[serde(default = "default_staging_memory_mib")]
+    pub staging_memory_mib: u64,
+}
+
+fn default_staging_memory_mib() -> u64 {
+    (crate::reconcile::staged::DEFAULT_STAGING_MEMORY >> 20) as u64
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            staging_memory_mib: default_staging_memory_mib(),
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The staging budget in bytes.
+    pub fn staging_memory(&self) -> usize {
+        usize::try_from(self.staging_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 }
 

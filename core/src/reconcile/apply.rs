@@ -16,6 +16,7 @@ use super::acl::AclRules;
 use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
+use super::staged::StagedUsers;
 use crate::events::{EventKind, NewEvent};
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
@@ -209,7 +210,10 @@ fn remember_written(ids: &mut UserIds, rows: Vec<WrittenUser>) {
 
 /// `records` in owned chunks of `size`: each chunk's records can be
 /// dropped once it is written, not only when the last chunk is.
-fn owned_chunks<T>(records: Vec<T>, size: usize) -> impl Iterator<Item = Vec<T>> {
+fn owned_chunks<T>(
+    records: impl IntoIterator<Item = T>,
+    size: usize,
+) -> impl Iterator<Item = Vec<T>> {
     let mut records = records.into_iter();
     std::iter::from_fn(move || {
         let chunk: Vec<T> = records.by_ref().take(size).collect();
@@ -332,10 +336,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     async fn run(&mut self, mut changes: ChangeSet) -> Result<(), ApplyError> {
         self.upsert_groups(&changes).await?;
         self.phases.mark("upsert_groups");
+        let n_written = changes.counts().users_created + changes.users_updated.len();
         let created = std::mem::take(&mut changes.users_created);
+        let staged = changes.users_created_staged.take();
         let updated = std::mem::take(&mut changes.users_updated);
-        let n_written = created.len() + updated.len();
-        let user_ids = self.upsert_users(&changes, created, updated).await?;
+        let user_ids = self
+            .upsert_users(&changes, created, staged, updated)
+            .await?;
         let changes = &changes;
         self.flush(false).await?;
         self.refresh_statistics(n_written, &["source_users"])
@@ -497,6 +504,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         changes: &ChangeSet,
         created: Vec<SourceUser>,
+        staged: Option<StagedUsers>,
         updated: Vec<SourceUser>,
     ) -> Result<UserIds, DbErr> {
         let now = self.ctx.now;
@@ -510,9 +518,17 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // (RETURNING), not from a read after them: on PostgreSQL a read of
         // rows inserted by this transaction meets a table without
         // statistics, and its plan scanned the connection's every user.
+        let n_staged = staged.as_ref().map_or(0, StagedUsers::len);
         let mut written: UserIds =
-            HashMap::with_capacity(created.len() + updated.len() + deleted.len());
+            HashMap::with_capacity(created.len() + n_staged + updated.len() + deleted.len());
+        // Staged users are decoded as they are written, a chunk at a time.
+        let staged = staged.into_iter().flat_map(|staged| staged.read());
+        let created = created.into_iter().map(Ok).chain(staged);
         for chunk in owned_chunks(created, rows_per_insert(17)) {
+            let chunk = chunk
+                .into_iter()
+                .collect::<Result<Vec<SourceUser>, _>>()
+                .map_err(|error| DbErr::Custom(format!("reading the staged users: {error}")))?;
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));

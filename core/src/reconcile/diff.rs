@@ -4,6 +4,7 @@
 use super::edge_set::EdgeSet;
 use super::hash::{group_hash, user_hash};
 use super::input::{Delta, Snapshot, SourceInput};
+use super::staged::StagedUsers;
 use super::unchanged::UnchangedUser;
 use idpsync_driver::edges::{edge_key, key_parts};
 use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
@@ -52,6 +53,12 @@ pub struct StoredState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChangeSet {
     pub users_created: Vec<SourceUser>,
+    /// More created users, still staged (a first sync's, see `staged`):
+    /// the apply writes them after `users_created`, reading them back a
+    /// chunk at a time. Never serialised, and never in a held change set:
+    /// a first sync removes no user, so the safety gate never holds it.
+    #[serde(skip)]
+    pub users_created_staged: Option<StagedUsers>,
     /// Users whose content changed (deactivations included).
     pub users_updated: Vec<SourceUser>,
     /// External ids of updated users that are now deprovisioned and were
@@ -102,6 +109,7 @@ pub struct ChangeCounts {
 impl ChangeSet {
     pub fn is_empty(&self) -> bool {
         self.users_created.is_empty()
+            && self.users_created_staged.is_none()
             && self.users_updated.is_empty()
             && self.users_deleted.is_empty()
             && self.groups_created.is_empty()
@@ -118,7 +126,11 @@ impl ChangeSet {
 
     pub fn counts(&self) -> ChangeCounts {
         ChangeCounts {
-            users_created: self.users_created.len(),
+            users_created: self.users_created.len()
+                + self
+                    .users_created_staged
+                    .as_ref()
+                    .map_or(0, StagedUsers::len),
             users_updated: self.users_updated.len(),
             users_deactivated: self.users_deactivated.len(),
             users_suspended: self.users_suspended.len(),
@@ -171,6 +183,12 @@ pub enum DiffError {
         "user \"{0}\" changed in the store while the pull was read; nothing was applied, and the next pull reads it again"
     )]
     StoredUserMoved(String),
+    /// A first sync's users were staged because the connection had no
+    /// stored users, and by its apply it had some: a concurrent writer.
+    #[error(
+        "users were stored for this connection while its first pull was read; nothing was applied, and the next pull compares them"
+    )]
+    StagedOverStoredUsers,
 }
 
 /// Computes the change set of `input` against `stored`, which it consumes.
@@ -220,17 +238,7 @@ fn check_users(users: &[SourceUser]) -> Result<UserKeys<'_>, InputError> {
         names: HashMap::with_capacity(users.len()),
     };
     for user in users {
-        if user.external_id.is_empty() || user.user_name.is_empty() {
-            return Err(InputError::EmptyUserKey);
-        }
-        if user.active && user.suspended {
-            return Err(InputError::ActiveAndSuspended(user.external_id.clone()));
-        }
-        if user.user_name.chars().any(char::is_control) {
-            return Err(InputError::ControlCharacterInUserName(
-                user.external_id.clone(),
-            ));
-        }
+        check_record(user)?;
         if !keys.ids.insert(user.external_id.as_str()) {
             return Err(InputError::DuplicateUser(user.external_id.clone()));
         }
@@ -245,10 +253,26 @@ fn check_users(users: &[SourceUser]) -> Result<UserKeys<'_>, InputError> {
     Ok(keys)
 }
 
+/// Checks one user's record on its own: its keys, its state, its name.
+pub(super) fn check_record(user: &SourceUser) -> Result<(), InputError> {
+    if user.external_id.is_empty() || user.user_name.is_empty() {
+        return Err(InputError::EmptyUserKey);
+    }
+    if user.active && user.suspended {
+        return Err(InputError::ActiveAndSuspended(user.external_id.clone()));
+    }
+    if user.user_name.chars().any(char::is_control) {
+        return Err(InputError::ControlCharacterInUserName(
+            user.external_id.clone(),
+        ));
+    }
+    Ok(())
+}
+
 /// `user_name` compared case-insensitively, as `str::to_lowercase` folds
 /// it; borrowed when folding changes nothing (most names), so a million
 /// names are not copied to be compared.
-fn folded(user_name: &str) -> Cow<'_, str> {
+pub(super) fn folded(user_name: &str) -> Cow<'_, str> {
     let unchanged = user_name
         .chars()
         .all(|c| c.to_lowercase().eq(std::iter::once(c)));
@@ -386,7 +410,16 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
         groups,
         memberships,
         unchanged_users,
+        staged_users,
     } = snapshot;
+    // Staged users are all new: they come only when nothing is stored, and
+    // alone (the staging checked them as `check_users` checks records).
+    if staged_users.is_some()
+        && !(stored.users.is_empty() && users.is_empty() && unchanged_users.is_empty())
+    {
+        return Err(DiffError::StagedOverStoredUsers);
+    }
+    let staged_ids = |id: &str| staged_users.as_ref().is_some_and(|s| s.contains(id));
     // A set-aside user stands for its stored row: that row must still be
     // the one it was compared with (see `unchanged`).
     let records = check_users(&users)?;
@@ -440,7 +473,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             .map(|index| {
                 let id = memberships.ids().name(index).as_ref();
                 IdFacts {
-                    is_user: user_ids.contains(id),
+                    is_user: user_ids.contains(id) || staged_ids(id),
                     is_group: group_ids.contains(id),
                     stored_user: stored_edges.user_index(id),
                     stored_group: stored_edges.group_index(id),
@@ -487,6 +520,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
 
     // Then move what changed.
     sort_upserts(&stored, users, groups, &mut changes);
+    changes.users_created_staged = staged_users;
     changes.memberships_added = memberships;
     changes.names_to_free = names_to_free(&stored, &changes);
     Ok(changes)
@@ -727,6 +761,40 @@ mod tests {
         };
         // No deletion, and their edges neither skipped nor removed.
         assert_eq!(changes.counts(), only_carol_updated);
+    }
+
+    /// `snapshot` with its users staged (budget 0: all on disk).
+    fn staged(mut snapshot: Snapshot) -> Snapshot {
+        let mut staging = crate::reconcile::staged::UserStaging::new(0);
+        for user in std::mem::take(&mut snapshot.users) {
+            staging.push(&user).unwrap();
+        }
+        snapshot.staged_users = Some(staging.finish().unwrap());
+        snapshot
+    }
+
+    #[test]
+    fn a_first_sync_of_staged_users_creates_them_staged_with_their_edges() {
+        let from_records = diff(StoredState::default(), SourceInput::Snapshot(tenant())).unwrap();
+        let changes = diff(
+            StoredState::default(),
+            SourceInput::Snapshot(staged(tenant())),
+        )
+        .unwrap();
+        assert_eq!(changes.counts(), from_records.counts());
+        assert!(changes.users_created.is_empty());
+        let created = changes.users_created_staged.clone().unwrap();
+        assert_eq!(created.into_records().unwrap(), tenant().users);
+        assert_eq!(changes.memberships_added, from_records.memberships_added);
+    }
+
+    #[test]
+    fn staged_users_over_stored_users_fail_the_diff() {
+        let stored = stored_from_snapshot(&tenant());
+        assert_eq!(
+            diff(stored, SourceInput::Snapshot(staged(tenant()))),
+            Err(DiffError::StagedOverStoredUsers)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! with explicit removals. A SCIM request becomes a small delta, and a SCIM
 //! PATCH an [`Edit`] of the stored row (with its member changes as edges).
 
+use super::staged::StagedUsers;
 use super::unchanged::UnchangedUser;
 use crate::store::entity::{source_group, source_user};
 use idpsync_driver::{EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser, UserUpdate};
@@ -25,6 +26,11 @@ pub struct Snapshot {
     /// neither written nor removed. Never serialised.
     #[serde(skip)]
     pub unchanged_users: Vec<UnchangedUser>,
+    /// A first sync's users, staged within a memory budget instead of held
+    /// as records (see `staged`). Only for a connection with no stored
+    /// users, beside no records and no set-aside users. Never serialised.
+    #[serde(skip)]
+    pub staged_users: Option<StagedUsers>,
 }
 
 /// Only what changed. Anything not mentioned stays as stored.

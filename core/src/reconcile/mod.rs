@@ -20,6 +20,7 @@ mod hash;
 mod inherited;
 pub mod input;
 pub mod plan;
+pub mod staged;
 mod stored;
 mod unchanged;
 
@@ -63,6 +64,9 @@ pub enum ReconcileError {
     /// [`DiffError::StoredUserMoved`]).
     #[error("{}", DiffError::StoredUserMoved(.0.clone()))]
     StoredUserMoved(String),
+    /// See [`DiffError::StagedOverStoredUsers`].
+    #[error("{}", DiffError::StagedOverStoredUsers)]
+    StagedOverStoredUsers,
     #[error("unknown connection \"{0}\"")]
     UnknownConnection(String),
     #[error("sync run {0} not found")]
@@ -95,6 +99,7 @@ impl From<DiffError> for ReconcileError {
         match error {
             DiffError::Input(input) => ReconcileError::Input(input),
             DiffError::StoredUserMoved(external_id) => ReconcileError::StoredUserMoved(external_id),
+            DiffError::StagedOverStoredUsers => ReconcileError::StagedOverStoredUsers,
         }
     }
 }
@@ -536,6 +541,13 @@ impl Reconciler {
             return Err(ReconcileError::OverDeletionLimit);
         }
         if verdict.held {
+            // Staged users are not serialised with a held change set; they
+            // come only in a first sync, which removes no one.
+            if changes.users_created_staged.is_some() {
+                return Err(ReconcileError::Apply(
+                    "a first sync's staged users cannot be held for approval".into(),
+                ));
+            }
             let connection_row = connection_row(tx, connection_id).await?;
             let held = HeldChangeSet {
                 changes,

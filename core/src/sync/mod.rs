@@ -10,9 +10,11 @@
 //! lock set, across daemons on PostgreSQL by an advisory lock held for the run.
 
 pub mod schedule;
+mod staging;
 
 use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
 use crate::events::{self, EventKind, NewEvent};
+use crate::reconcile::staged::{StagedUsers, StagingError};
 use crate::reconcile::{
     Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
     Trigger, user_update_edit,
@@ -32,6 +34,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 use serde_json::json;
+use staging::StagingSink;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -95,6 +98,9 @@ pub enum SyncError {
     Settings(DriverError),
     #[error("{0}")]
     Pull(DriverError),
+    /// Staging the pulled users in their temporary file failed.
+    #[error("staging the pulled users failed: {0}")]
+    Staging(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{}", reconcile_message(.0))]
@@ -506,16 +512,36 @@ impl SyncRunner {
     ) -> Result<Pass, SyncError> {
         let connection_id = attempt.connection_id;
         let is_delta = matches!(mode, PullMode::Delta(_));
+        // A first full pull writes every user: they are staged within the
+        // memory budget rather than held as records.
+        let stage_users = !is_delta && !self.stores_users(connection_id).await?;
         let mut staged = CollectedRecords::default();
+        let mut sink =
+            StagingSink::new(&mut staged, stage_users, self.config.sync.staging_memory());
         let pulled = tokio::select! {
-            result = driver.pull(mode, &mut staged) => result,
+            result = driver.pull(mode, &mut sink) => result,
             _ = cancel => return Ok(Pass::Abandoned),
         };
-        let outcome = pulled.map_err(SyncError::Pull)?;
+        // A staging failure stopped the pull: it is the run's error.
+        let staged_users = match pulled {
+            Ok(outcome) => sink
+                .finish(outcome.complete_snapshot)
+                .map(|users| (users, outcome)),
+            Err(error) => match sink.finish(false) {
+                Ok(_) => return Err(SyncError::Pull(error)),
+                Err(staging) => Err(staging),
+            },
+        };
+        let (staged_users, outcome) = match staged_users {
+            Ok(done) => done,
+            Err(StagingError::Io(error)) => return Err(SyncError::Staging(error)),
+            Err(StagingError::Input(input)) => return Err(ReconcileError::Input(input).into()),
+        };
         let pull_ms = attempt.clock.elapsed().as_millis() as u64;
         staged.merge_repeats();
+        let n_staged = staged_users.as_ref().map_or(0, StagedUsers::len);
         attempt.received = ReceivedCounts {
-            users: staged.users.len() + staged.user_updates.len(),
+            users: staged.users.len() + n_staged + staged.user_updates.len(),
             groups: staged.groups.len(),
             memberships: staged.memberships.len(),
         };
@@ -532,12 +558,12 @@ impl SyncRunner {
         };
         if outcome.complete_snapshot
             && let Some(expected) = outcome.declared.users
-            && expected != staged.users.len() as u64
+            && expected != (staged.users.len() + n_staged) as u64
         {
             return Err(SyncError::Pull(DriverError::Incomplete {
                 what: "users",
                 expected,
-                got: staged.users.len() as u64,
+                got: (staged.users.len() + n_staged) as u64,
             }));
         }
         tracing::info!(
@@ -563,6 +589,7 @@ impl SyncRunner {
                     groups: staged.groups,
                     memberships: staged.memberships,
                     unchanged_users: Vec::new(),
+                    staged_users,
                 };
                 let unchanged = self
                     .reconciler
@@ -596,6 +623,18 @@ impl SyncRunner {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Whether any user of the connection is stored.
+    async fn stores_users(&self, connection_id: &str) -> Result<bool, SyncError> {
+        let stored = source_user::Entity::find()
+            .select_only()
+            .column(source_user::Column::Id)
+            .filter(source_user::Column::ConnectionId.eq(connection_id))
+            .into_tuple::<i64>()
+            .one(self.store().db())
+            .await?;
+        Ok(stored.is_some())
     }
 
     /// Whether the connection's last full pull (applied, or found nothing
