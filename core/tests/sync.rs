@@ -341,6 +341,43 @@ store_test!(
 );
 
 store_test!(
+    a_staged_re_run_writes_only_what_changed_and_removes_what_is_gone,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let (script, runner) = staging_on_disk(store, users(6)).await;
+        assert_eq!(sync(&runner, true).await.status, SyncStatus::Applied);
+        {
+            let mut script = script.lock().unwrap();
+            script.users.remove(5);
+            script.users[2].display_name = Some("renamed".into());
+            // Repeated, the last copy as stored: not a change.
+            let mut first_copy = script.users[0].clone();
+            first_copy.display_name = Some("an earlier copy".into());
+            script.users.insert(0, first_copy);
+            script.declared_users = Some(5);
+        }
+        let rerun = sync(&runner, true).await;
+        let Some(Outcome::Applied(report)) = rerun.outcome else {
+            panic!("applied: {:?}", rerun.error)
+        };
+        let changes = report.changes;
+        assert_eq!(
+            (
+                changes.users_created,
+                changes.users_updated,
+                changes.users_deleted
+            ),
+            (0, 1, 1)
+        );
+        let stored = stored_users(store).await;
+        assert_eq!(stored.len(), 5);
+        assert_eq!(stored[0].2, None, "u0 as its last copy has it");
+        assert_eq!(stored[2].2.as_deref(), Some("renamed"));
+        assert_eq!(sync(&runner, true).await.status, SyncStatus::Unchanged);
+    }
+);
+
+store_test!(
     a_staged_first_sync_that_fails_or_clashes_applies_nothing_and_is_recorded,
     async |test_store: &TestStore| {
         let store = &test_store.store;

@@ -85,9 +85,11 @@ impl ServerConfig {
 /// `[sync]`: how pull syncs use memory.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SyncConfig {
-    /// A first sync's users are staged encoded: this many MiB in memory,
-    /// the rest in an unlinked temporary file (under `TMPDIR`), read back
-    /// a chunk at a time as they are written. 0 stages every user on disk.
+    /// A full pull's users are staged encoded: this many MiB in memory,
+    /// the rest in an unlinked temporary file (under `TMPDIR`). A first
+    /// sync reads them back a chunk at a time as it writes them; a re-run
+    /// compares them with the stored users as it reads them back and holds
+    /// the changed ones only. 0 stages every user on disk.
     #[serde(default = "default_staging_memory_mib")]
     pub staging_memory_mib: u64,
 }

@@ -64,6 +64,9 @@ pub enum ReconcileError {
     /// [`DiffError::StoredUserMoved`]).
     #[error("{}", DiffError::StoredUserMoved(.0.clone()))]
     StoredUserMoved(String),
+    /// Reading back a pull's staged users failed (their temporary file).
+    #[error("staging the pulled users failed: {0}")]
+    Staging(std::io::Error),
     /// See [`DiffError::StagedOverStoredUsers`].
     #[error("{}", DiffError::StagedOverStoredUsers)]
     StagedOverStoredUsers,
@@ -423,7 +426,12 @@ impl Reconciler {
         connection_id: &str,
         snapshot: &mut Snapshot,
     ) -> Result<usize> {
-        Ok(unchanged::set_aside(self.store.db(), connection_id, snapshot).await?)
+        unchanged::set_aside(self.store.db(), connection_id, snapshot)
+            .await
+            .map_err(|error| match error {
+                unchanged::SetAsideError::Db(db) => db.into(),
+                unchanged::SetAsideError::Staging(io) => ReconcileError::Staging(io),
+            })
     }
 
     /// [`Reconciler::submit`] of a delta with `edits` of stored users and

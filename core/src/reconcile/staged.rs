@@ -1,11 +1,13 @@
-//! A first sync's users, staged within a memory budget.
+//! A full pull's users, staged within a memory budget.
 //!
-//! A first sync writes every user it pulls, so its apply needs each record
-//! once, in the order it came, a chunk at a time. Held as records, a
-//! million users were the biggest part of the pull's peak (~450 MB beside
-//! the edges and the diff's keys); staged, they are held encoded, in
-//! memory up to a budget and in an unlinked temporary file past it, and
-//! only their keys (external id, folded userName) are held whole.
+//! Held as records, a million pulled users were the biggest part of a
+//! pull's peak (~450 MB beside the edges and the diff's keys); staged,
+//! they are held encoded, in memory up to a budget and in an unlinked
+//! temporary file past it, and only their external ids are held whole. A
+//! first sync writes every user, so its apply reads them back once, in the
+//! order they came, a chunk at a time; a re-run compares each with its
+//! stored hash as it reads them back (`unchanged`) and keeps the records
+//! of the changed ones only.
 //!
 //! [`UserStaging`] takes the records as the pull sends them;
 //! [`UserStaging::finish`] reads them back once to check them as the diff
@@ -207,21 +209,37 @@ impl StagedUsers {
     /// The users, in the order the pull sent them (a repeated user where
     /// its last copy came), decoded one at a time.
     pub fn read(&self) -> impl Iterator<Item = io::Result<SourceUser>> + Send + use<> {
+        self.read_positioned().map(|(_, user)| user)
+    }
+
+    /// [`StagedUsers::read`], each user with its [`StagedUsers::position_of`].
+    pub fn read_positioned(
+        &self,
+    ) -> impl Iterator<Item = (u32, io::Result<SourceUser>)> + Send + use<> {
         let repeated = self.repeated.clone();
         let mut next_repeat = 0;
         self.spool
             .read()
             .enumerate()
+            .map(|(position, user)| (position as u32, user))
             .filter(move |(position, _)| {
-                let position = *position as u32;
-                if repeated.get(next_repeat) == Some(&position) {
+                if repeated.get(next_repeat) == Some(position) {
                     next_repeat += 1;
                     false
                 } else {
                     true
                 }
             })
-            .map(|(_, user)| user)
+    }
+
+    /// Where the user `external_id` is staged: below [`StagedUsers::positions`].
+    pub fn position_of(&self, external_id: &str) -> Option<u32> {
+        self.ids.get(external_id).copied()
+    }
+
+    /// Records staged, repeats included: the bound of every position.
+    pub fn positions(&self) -> usize {
+        self.spool.records as usize
     }
 
     /// Every user, decoded (for a caller that needs them as records).

@@ -51,14 +51,29 @@ impl UnchangedUser {
     }
 }
 
+/// Why users could not be set aside.
+#[derive(Debug, thiserror::Error)]
+pub enum SetAsideError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// Reading back the staged users failed.
+    #[error("staging the pulled users failed: {0}")]
+    Staging(std::io::Error),
+}
+
 /// Moves the users of `snapshot` whose record hashes as the stored row of
 /// `connection` does from `snapshot.users` to `snapshot.unchanged_users`
 /// and returns how many moved. The stored hashes are streamed, not held.
+///
+/// Staged users (`snapshot.staged_users`) stay staged when nothing is
+/// stored (a first sync); otherwise each is compared as it is read back,
+/// and the changed ones become the snapshot's records: a re-run holds the
+/// records of what changed only.
 pub(super) async fn set_aside<C>(
     db: &C,
     connection: &str,
     snapshot: &mut Snapshot,
-) -> Result<usize, DbErr>
+) -> Result<usize, SetAsideError>
 where
     C: ConnectionTrait + StreamTrait,
 {
@@ -74,10 +89,36 @@ where
         .await?;
     let mut stored = std::pin::pin!(stored);
     // Nothing stored (a first sync): nothing to compare, and no index of a
-    // million users built at the pull's peak for nothing.
+    // million users built at the pull's peak for nothing. Staged users stay
+    // staged: all of them are written.
     let Some(first) = stored.try_next().await? else {
         return Ok(0);
     };
+    if let Some(staged) = snapshot.staged_users.take() {
+        let mut row = Some(first);
+        // The stored hash of each staged user, by position.
+        let mut stored_hashes: Vec<Option<u128>> = vec![None; staged.positions()];
+        while let Some((external_id, stored_hash)) = row {
+            if let Some(position) = staged.position_of(&external_id) {
+                stored_hashes[position as usize] = hash_value(&stored_hash);
+            }
+            row = stored.try_next().await?;
+        }
+        let before = snapshot.unchanged_users.len();
+        for (position, user) in staged.read_positioned() {
+            let user = user.map_err(SetAsideError::Staging)?;
+            match stored_hashes[position as usize] {
+                Some(content_hash) if hash_value(&user_hash(&user)) == Some(content_hash) => {
+                    snapshot.unchanged_users.push(UnchangedUser {
+                        external_id: user.external_id,
+                        content_hash,
+                    });
+                }
+                _ => snapshot.users.push(user),
+            }
+        }
+        return Ok(snapshot.unchanged_users.len() - before);
+    }
     // The hash each user was found unchanged at, by position.
     let mut unchanged: Vec<Option<u128>> = vec![None; snapshot.users.len()];
     {

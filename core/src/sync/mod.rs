@@ -512,9 +512,10 @@ impl SyncRunner {
     ) -> Result<Pass, SyncError> {
         let connection_id = attempt.connection_id;
         let is_delta = matches!(mode, PullMode::Delta(_));
-        // A first full pull writes every user: they are staged within the
-        // memory budget rather than held as records.
-        let stage_users = !is_delta && !self.stores_users(connection_id).await?;
+        // A full pull's users are staged within the memory budget rather
+        // than held as records: a first sync writes them as it reads them
+        // back, a re-run keeps the records of the changed ones only.
+        let stage_users = !is_delta;
         let mut staged = CollectedRecords::default();
         let mut sink =
             StagingSink::new(&mut staged, stage_users, self.config.sync.staging_memory());
@@ -623,18 +624,6 @@ impl SyncRunner {
             }
             Err(error) => Err(error.into()),
         }
-    }
-
-    /// Whether any user of the connection is stored.
-    async fn stores_users(&self, connection_id: &str) -> Result<bool, SyncError> {
-        let stored = source_user::Entity::find()
-            .select_only()
-            .column(source_user::Column::Id)
-            .filter(source_user::Column::ConnectionId.eq(connection_id))
-            .into_tuple::<i64>()
-            .one(self.store().db())
-            .await?;
-        Ok(stored.is_some())
     }
 
     /// Whether the connection's last full pull (applied, or found nothing

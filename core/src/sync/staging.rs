@@ -1,9 +1,8 @@
-//! Where a pull's records go while it runs: a first full pull's whole
-//! users to a [`UserStaging`] (encoded, within the `[sync]` memory
-//! budget), everything else to [`CollectedRecords`].
+//! Where a pull's records go while it runs: a full pull's whole users to
+//! a [`UserStaging`] (encoded, within the `[sync]` memory budget),
+//! everything else to [`CollectedRecords`].
 //!
-//! Staging needs every user of the pull to be whole and new: it is used
-//! only when the connection has no stored users, and a pull that sends a
+//! Staging needs every user of the pull to be whole: a pull that sends a
 //! user in part, or turns out not to be a complete snapshot, has its
 //! staged users read back into the collected records as if they had been
 //! collected (nothing changes for it but the time spent staging).
