@@ -2,7 +2,7 @@
 //! No IO here; `apply` writes a change set and derives its effects.
 
 use super::edge_set::EdgeSet;
-use super::hash::{group_hash, user_hash};
+use super::hash::ContentHash;
 use super::input::{Delta, Snapshot, SourceInput};
 use super::staged::StagedUsers;
 use super::unchanged::UnchangedUser;
@@ -16,17 +16,18 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// is the key it is held under in [`StoredState::users`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredUser {
-    pub content_hash: String,
+    /// `None` when the stored hash is unreadable: equal to no record.
+    pub content_hash: Option<ContentHash>,
     pub active: bool,
     pub suspended: bool,
     /// The folded userName the user holds.
-    pub user_name_key: String,
+    pub user_name_key: Box<str>,
 }
 
 /// What is stored of a group (held under its external id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredGroup {
-    pub content_hash: String,
+    pub content_hash: Option<ContentHash>,
 }
 
 /// What a snapshot's diff knows of one id its edges name: whether the
@@ -320,7 +321,7 @@ fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
         .filter(|holder| {
             stored.users.get(*holder).is_some_and(|user| {
                 claims
-                    .get(&user.user_name_key)
+                    .get(&*user.user_name_key)
                     .is_some_and(|claimant| claimant != holder)
             })
         })
@@ -348,7 +349,7 @@ fn sort_upserts(
         stored
             .users
             .get(&user.external_id)
-            .is_none_or(|existing| existing.content_hash != user_hash(user))
+            .is_none_or(|existing| existing.content_hash != Some(ContentHash::of_user(user)))
     });
     let updated: Vec<SourceUser> = users
         .extract_if(.., |user| stored.users.contains_key(&user.external_id))
@@ -382,7 +383,7 @@ fn sort_upserts(
         stored
             .groups
             .get(&group.external_id)
-            .is_none_or(|existing| existing.content_hash != group_hash(group))
+            .is_none_or(|existing| existing.content_hash != Some(ContentHash::of_group(group)))
     });
     changes.groups_updated = groups
         .extract_if(.., |group| stored.groups.contains_key(&group.external_id))
@@ -426,7 +427,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     for unchanged in &unchanged_users {
         let external_id = unchanged.external_id();
         match stored.users.get(external_id) {
-            Some(row) if unchanged.is_still(&row.content_hash) => {
+            Some(row) if unchanged.is_still(row.content_hash) => {
                 records.check_unchanged(external_id, &row.user_name_key)?;
             }
             _ => return Err(DiffError::StoredUserMoved(external_id.into())),
@@ -647,10 +648,10 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 (
                     user.external_id.clone(),
                     StoredUser {
-                        content_hash: user_hash(user),
+                        content_hash: Some(ContentHash::of_user(user)),
                         active: user.active,
                         suspended: user.suspended,
-                        user_name_key: user.user_name.to_lowercase(),
+                        user_name_key: user.user_name.to_lowercase().into(),
                     },
                 )
             })
@@ -662,7 +663,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 (
                     group.external_id.clone(),
                     StoredGroup {
-                        content_hash: group_hash(group),
+                        content_hash: Some(ContentHash::of_group(group)),
                     },
                 )
             })
@@ -742,7 +743,7 @@ mod tests {
             .users
             .retain(|user| !ids.contains(&user.external_id.as_str()));
         for id in ids {
-            let hash = &stored.users[*id].content_hash;
+            let hash = stored.users[*id].content_hash;
             let unchanged = UnchangedUser::compared_at(id, hash);
             snapshot.unchanged_users.push(unchanged);
         }
@@ -803,8 +804,8 @@ mod tests {
         let mut snapshot = tenant();
         set_aside(&mut snapshot, &stored, &["u1"]);
         let moved = Err(DiffError::StoredUserMoved("u1".into()));
-        let written = user_hash(&SourceUser::new("u1", "alicia"));
-        stored.users.get_mut("u1").unwrap().content_hash = written;
+        let written = ContentHash::of_user(&SourceUser::new("u1", "alicia"));
+        stored.users.get_mut("u1").unwrap().content_hash = Some(written);
         assert_eq!(
             diff(stored.clone(), SourceInput::Snapshot(snapshot.clone())),
             moved

@@ -15,15 +15,46 @@ pub fn group_hash(group: &SourceGroup) -> String {
 
 /// A content hash as a number: how a set-aside user keeps it (16 bytes,
 /// not a 32-character string). `None` for anything but a content hash.
-pub fn hash_value(hash: &str) -> Option<u128> {
-    if hash.len() != 32 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+/// A content hash as held in memory: 16 bytes, not the 32 hex digits a
+/// row stores (a million stored users are compared by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash([u8; 16]);
+
+impl ContentHash {
+    pub fn of_user(user: &SourceUser) -> Self {
+        ContentHash::of(&serde_json::to_vec(user).unwrap_or_default())
     }
-    u128::from_str_radix(hash, 16).ok()
+
+    pub fn of_group(group: &SourceGroup) -> Self {
+        ContentHash::of(&serde_json::to_vec(group).unwrap_or_default())
+    }
+
+    /// A stored hash's value; `None` for anything but 32 hex digits (such
+    /// a row equals no record, so the next write replaces its hash).
+    pub fn parse(hex_digits: &str) -> Option<Self> {
+        if hex_digits.len() != 32 || !hex_digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(hex_digits, &mut bytes).ok()?;
+        Some(ContentHash(bytes))
+    }
+
+    fn of(bytes: &[u8]) -> Self {
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&Sha256::digest(bytes)[..16]);
+        ContentHash(first)
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
 }
 
 fn digest(bytes: &[u8]) -> String {
-    hex::encode(&Sha256::digest(bytes)[..16])
+    ContentHash::of(bytes).to_string()
 }
 
 #[cfg(test)]
@@ -47,12 +78,15 @@ mod tests {
     }
 
     #[test]
-    fn a_content_hash_is_a_number_and_nothing_else_is() {
-        let hash = user_hash(&SourceUser::new("u1", "alice"));
-        let value = hash_value(&hash).expect("a content hash");
-        assert_eq!(format!("{value:032x}"), hash);
-        assert_eq!(hash_value(&hash[1..]), None);
-        assert_eq!(hash_value(&format!("+{}", &hash[1..])), None);
-        assert_eq!(hash_value(""), None);
+    fn a_content_hash_is_32_hex_digits_and_nothing_else_is() {
+        let user = SourceUser::new("u1", "alice");
+        let hash = user_hash(&user);
+        let value = ContentHash::parse(&hash).expect("a content hash");
+        assert_eq!(value, ContentHash::of_user(&user));
+        assert_eq!(value.to_string(), hash);
+        assert_eq!(ContentHash::parse(&hash.to_uppercase()), Some(value));
+        assert_eq!(ContentHash::parse(&hash[1..]), None);
+        assert_eq!(ContentHash::parse(&format!("+{}", &hash[1..])), None);
+        assert_eq!(ContentHash::parse(""), None);
     }
 }

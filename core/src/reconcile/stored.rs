@@ -3,6 +3,7 @@
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSet, GroupIndex, UserIndex};
+use super::hash::ContentHash;
 use super::input::SourceInput;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
@@ -468,10 +469,10 @@ impl StateBuilder {
         let index = self.state.edges.intern_user(&external_id);
         self.users.insert(id, index);
         let user = StoredUser {
-            content_hash,
+            content_hash: ContentHash::parse(&content_hash),
             active,
             suspended,
-            user_name_key,
+            user_name_key: user_name_key.into_boxed_str(),
         };
         self.state.users.insert(external_id, user);
     }
@@ -480,7 +481,9 @@ impl StateBuilder {
         let (id, external_id, content_hash) = row;
         let index = self.state.edges.intern_group(&external_id);
         self.groups.insert(id, index);
-        let group = StoredGroup { content_hash };
+        let group = StoredGroup {
+            content_hash: ContentHash::parse(&content_hash),
+        };
         self.state.groups.insert(external_id, group);
     }
 

@@ -14,7 +14,7 @@
 //! hash equals the stored one, so a set-aside user always stands for a
 //! record the store holds.
 
-use super::hash::{hash_value, user_hash};
+use super::hash::ContentHash;
 use super::input::Snapshot;
 use crate::store::entity::source_user;
 use futures_util::TryStreamExt;
@@ -26,7 +26,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnchangedUser {
     external_id: String,
-    content_hash: u128,
+    content_hash: ContentHash,
 }
 
 impl UnchangedUser {
@@ -36,17 +36,17 @@ impl UnchangedUser {
 
     /// Whether `stored_hash` (a stored row's content hash) is the hash
     /// this user was compared at.
-    pub(super) fn is_still(&self, stored_hash: &str) -> bool {
-        hash_value(stored_hash) == Some(self.content_hash)
+    pub(super) fn is_still(&self, stored_hash: Option<ContentHash>) -> bool {
+        stored_hash == Some(self.content_hash)
     }
 
     /// For the pure diff's tests, which compare against a stored state
     /// they build themselves.
     #[cfg(test)]
-    pub(super) fn compared_at(external_id: &str, stored_hash: &str) -> Self {
+    pub(super) fn compared_at(external_id: &str, stored_hash: Option<ContentHash>) -> Self {
         UnchangedUser {
             external_id: external_id.into(),
-            content_hash: hash_value(stored_hash).expect("a content hash"),
+            content_hash: stored_hash.expect("a content hash"),
         }
     }
 }
@@ -97,10 +97,10 @@ where
     if let Some(staged) = snapshot.staged_users.take() {
         let mut row = Some(first);
         // The stored hash of each staged user, by position.
-        let mut stored_hashes: Vec<Option<u128>> = vec![None; staged.positions()];
+        let mut stored_hashes: Vec<Option<ContentHash>> = vec![None; staged.positions()];
         while let Some((external_id, stored_hash)) = row {
             if let Some(position) = staged.position_of(&external_id) {
-                stored_hashes[position as usize] = hash_value(&stored_hash);
+                stored_hashes[position as usize] = ContentHash::parse(&stored_hash);
             }
             row = stored.try_next().await?;
         }
@@ -108,7 +108,7 @@ where
         for (position, user) in staged.read_positioned() {
             let user = user.map_err(SetAsideError::Staging)?;
             match stored_hashes[position as usize] {
-                Some(content_hash) if hash_value(&user_hash(&user)) == Some(content_hash) => {
+                Some(content_hash) if ContentHash::of_user(&user) == content_hash => {
                     snapshot.unchanged_users.push(UnchangedUser {
                         external_id: user.external_id,
                         content_hash,
@@ -120,7 +120,7 @@ where
         return Ok(snapshot.unchanged_users.len() - before);
     }
     // The hash each user was found unchanged at, by position.
-    let mut unchanged: Vec<Option<u128>> = vec![None; snapshot.users.len()];
+    let mut unchanged: Vec<Option<ContentHash>> = vec![None; snapshot.users.len()];
     {
         let position: foldhash::HashMap<&str, usize> = snapshot
             .users
@@ -130,10 +130,11 @@ where
             .collect();
         let mut row = Some(first);
         while let Some((external_id, stored_hash)) = row {
-            if let Some(&index) = position.get(external_id.as_str())
-                && user_hash(&snapshot.users[index]) == stored_hash
-            {
-                unchanged[index] = hash_value(&stored_hash);
+            if let Some(&index) = position.get(external_id.as_str()) {
+                let content_hash = ContentHash::of_user(&snapshot.users[index]);
+                if ContentHash::parse(&stored_hash) == Some(content_hash) {
+                    unchanged[index] = Some(content_hash);
+                }
             }
             row = stored.try_next().await?;
         }
