@@ -5,7 +5,7 @@
 
 use idpsync_core::config::{self, Config};
 use idpsync_core::events::{self, EventBus};
-use idpsync_core::reconcile::{Outcome, Reconciler, Trigger};
+use idpsync_core::reconcile::{ChangeCounts, Outcome, Reconciler, Trigger};
 use idpsync_core::store::Store;
 use idpsync_core::store::entity::status::{Health, RunStatus};
 use idpsync_core::store::entity::{connection, source_user, sync_run};
@@ -295,7 +295,15 @@ async fn stored_users(store: &Store) -> Vec<(String, String, Option<String>, boo
         .collect()
 }
 
-/// A runner whose first syncs stage every user on disk.
+/// The changes of a run that must have been applied.
+fn applied(report: idpsync_core::sync::SyncReport) -> ChangeCounts {
+    match report.outcome {
+        Some(Outcome::Applied(run)) => run.changes,
+        _ => panic!("not applied: {:?} {:?}", report.status, report.error),
+    }
+}
+
+/// A runner whose syncs stage every user on disk.
 async fn staging_on_disk(
     store: &Store,
     users: Vec<SourceUser>,
@@ -322,12 +330,8 @@ store_test!(
         let (script, runner) = staging_on_disk(store, sent).await;
         script.lock().unwrap().declared_users = Some(5);
         let first = sync(&runner, true).await;
-        assert_eq!(first.status, SyncStatus::Applied, "{:?}", first.error);
         assert_eq!(first.received.users, 5);
-        let Some(Outcome::Applied(report)) = first.outcome else {
-            panic!("applied: {:?}", first.outcome)
-        };
-        assert_eq!(report.changes.users_created, 5);
+        assert_eq!(applied(first).users_created, 5);
         let stored = stored_users(store).await;
         assert_eq!(stored.len(), 5);
         assert_eq!(
@@ -356,11 +360,7 @@ store_test!(
             script.users.insert(0, first_copy);
             script.declared_users = Some(5);
         }
-        let rerun = sync(&runner, true).await;
-        let Some(Outcome::Applied(report)) = rerun.outcome else {
-            panic!("applied: {:?}", rerun.error)
-        };
-        let changes = report.changes;
+        let changes = applied(sync(&runner, true).await);
         assert_eq!(
             (
                 changes.users_created,

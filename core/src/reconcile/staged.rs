@@ -19,7 +19,7 @@
 
 use super::diff::{InputError, check_record, folded};
 use idpsync_driver::SourceUser;
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;

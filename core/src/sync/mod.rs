@@ -528,9 +528,9 @@ impl SyncRunner {
             Ok(outcome) => sink
                 .finish(outcome.complete_snapshot)
                 .map(|users| (users, outcome)),
-            Err(error) => match sink.finish(false) {
-                Ok(_) => return Err(SyncError::Pull(error)),
-                Err(staging) => Err(staging),
+            Err(error) => match sink.into_failure() {
+                Some(staging) => Err(StagingError::Io(staging)),
+                None => return Err(SyncError::Pull(error)),
             },
         };
         let (staged_users, outcome) = match staged_users {

@@ -52,6 +52,12 @@ impl<'a> StagingSink<'a> {
         }
     }
 
+    /// Why staging stopped the pull, if it did (for a pull that failed:
+    /// its staged users are let go unread).
+    pub(super) fn into_failure(self) -> Option<io::Error> {
+        self.failed
+    }
+
     /// Stops staging: what was staged goes to the collected records, in
     /// the order it came (they hold no whole user yet).
     fn unstage(&mut self) -> Result<(), DriverError> {
