@@ -18,8 +18,8 @@
 //! keeps it.
 
 use super::diff::{InputError, check_record, folded};
-use idpsync_driver::SourceUser;
 use foldhash::{HashMap, HashMapExt};
+use idpsync_driver::SourceUser;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
