@@ -79,6 +79,10 @@ enum Command {
         memberships_per_user: usize,
         #[arg(long, value_enum, default_value = "sqlite")]
         database: Backend,
+        /// MiB of pulled users held in memory while staged (`[sync]
+        /// staging_memory_mib`; the configuration's default when unset).
+        #[arg(long)]
+        staging_memory_mib: Option<u64>,
     },
     /// Everything the benchmark issue lists, one table each: revocation and
     /// SCIM (side by side with the reference peer when its script is found)
@@ -236,12 +240,14 @@ fn main() -> Result<()> {
             groups,
             memberships_per_user,
             database,
+            staging_memory_mib,
         } => vec![runtime.block_on(pull::pull(
             idp,
             users,
             groups,
             memberships_per_user,
             database,
+            staging_memory_mib,
         ))?],
         Command::Console {
             users,

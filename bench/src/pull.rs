@@ -118,6 +118,7 @@ pub async fn pull(
     n_groups: usize,
     per_user: usize,
     backend: Backend,
+    staging_memory_mib: Option<u64>,
 ) -> Result<Table> {
     use idpsync_core::sync::DriverRegistry;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -141,7 +142,10 @@ pub async fn pull(
             .await?
             .ok_or_else(|| anyhow::anyhow!("the fake IdP exited before serving"))?,
     )?;
-    let config_text = hello["config"].as_str().unwrap_or_default().to_string();
+    let mut config_text = hello["config"].as_str().unwrap_or_default().to_string();
+    if let Some(mib) = staging_memory_mib {
+        config_text = format!("[sync]\nstaging_memory_mib = {mib}\n{config_text}");
+    }
     let n_memberships = hello["memberships"].as_u64().unwrap_or_default();
     let test_store = backend.open().await?;
     let store = test_store.store.clone();
@@ -211,8 +215,11 @@ pub async fn pull(
     fake.wait().await?;
     test_store.cleanup().await;
 
+    let budget = staging_memory_mib.map_or(String::new(), |mib| {
+        format!(", users staged within {mib} MiB")
+    });
     let title = format!(
-        "pull from the {} fake: {n_users} users, {n_groups} groups, {n_memberships} memberships, {}",
+        "pull from the {} fake: {n_users} users, {n_groups} groups, {n_memberships} memberships, {}{budget}",
         match idp {
             Idp::Okta => "Okta",
             Idp::Entra => "Entra",
@@ -226,6 +233,9 @@ pub async fn pull(
         .parameter("groups", n_groups)
         .parameter("memberships_per_user", per_user)
         .parameter("database", backend.name());
+    if let Some(mib) = staging_memory_mib {
+        table = table.parameter("staging_memory_mib", mib);
+    }
     table.figures = vec![
         Figure::number("full pull: wall time", full_time.as_secs_f64(), Unit::Seconds).with_note(
             format!(
