@@ -62,8 +62,8 @@ impl UserStaging {
         self.len == 0
     }
 
-    /// Bytes of encoded records held in memory (at most the budget plus
-    /// one record).
+    /// Bytes of encoded records held in memory: at most the budget (a
+    /// record that would pass it goes to the file, and every one after).
     pub fn bytes_in_memory(&self) -> usize {
         self.memory.len()
     }
@@ -369,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn memory_holds_at_most_the_budget_and_one_record() {
+    fn memory_holds_at_most_the_budget() {
         let users = tenant(1000);
         let mut staging = UserStaging::new(4096);
         let mut largest = 0;

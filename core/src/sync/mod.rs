@@ -119,6 +119,15 @@ fn reconcile_message(error: &ReconcileError) -> String {
     }
 }
 
+impl From<StagingError> for SyncError {
+    fn from(error: StagingError) -> Self {
+        match error {
+            StagingError::Io(io) => SyncError::Staging(io),
+            StagingError::Input(input) => SyncError::Reconcile(ReconcileError::Input(input)),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for SyncError {
     fn from(error: sea_orm::DbErr) -> Self {
         SyncError::Store(StoreError::Db(error))
@@ -523,21 +532,16 @@ impl SyncRunner {
             result = driver.pull(mode, &mut sink) => result,
             _ = cancel => return Ok(Pass::Abandoned),
         };
-        // A staging failure stopped the pull: it is the run's error.
-        let staged_users = match pulled {
-            Ok(outcome) => sink
-                .finish(outcome.complete_snapshot)
-                .map(|users| (users, outcome)),
-            Err(error) => match sink.into_failure() {
-                Some(staging) => Err(StagingError::Io(staging)),
-                None => return Err(SyncError::Pull(error)),
-            },
+        let outcome = match pulled {
+            Ok(outcome) => outcome,
+            // A staging failure stopped the pull: it is the run's error.
+            Err(error) => {
+                return Err(sink
+                    .into_failure()
+                    .map_or(SyncError::Pull(error), SyncError::Staging));
+            }
         };
-        let (staged_users, outcome) = match staged_users {
-            Ok(done) => done,
-            Err(StagingError::Io(error)) => return Err(SyncError::Staging(error)),
-            Err(StagingError::Input(input)) => return Err(ReconcileError::Input(input).into()),
-        };
+        let staged_users = sink.finish(outcome.complete_snapshot)?;
         let pull_ms = attempt.clock.elapsed().as_millis() as u64;
         staged.merge_repeats();
         let n_staged = staged_users.as_ref().map_or(0, StagedUsers::len);
