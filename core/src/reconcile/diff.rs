@@ -7,7 +7,9 @@ use super::input::{Delta, Snapshot, SourceInput};
 use super::staged::StagedUsers;
 use super::unchanged::UnchangedUser;
 use idpsync_driver::edges::{edge_key, key_parts};
-use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
+use idpsync_driver::{
+    Access, EdgeId, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser,
+};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -43,7 +45,8 @@ struct IdFacts {
 /// The stored state of one connection, or the part of it an input touches.
 #[derive(Debug, Clone, Default)]
 pub struct StoredState {
-    pub users: HashMap<String, StoredUser>,
+    /// Under the ids the edge set interned (shared with it).
+    pub users: HashMap<EdgeId, StoredUser>,
     pub groups: HashMap<String, StoredGroup>,
     /// Direct edges (by external ids, interned).
     pub edges: EdgeSet,
@@ -348,14 +351,16 @@ fn sort_upserts(
     users.retain(|user| {
         stored
             .users
-            .get(&user.external_id)
+            .get(user.external_id.as_str())
             .is_none_or(|existing| existing.content_hash != Some(ContentHash::of_user(user)))
     });
     let updated: Vec<SourceUser> = users
-        .extract_if(.., |user| stored.users.contains_key(&user.external_id))
+        .extract_if(.., |user| {
+            stored.users.contains_key(user.external_id.as_str())
+        })
         .collect();
     for user in &updated {
-        let Some(existing) = stored.users.get(&user.external_id) else {
+        let Some(existing) = stored.users.get(user.external_id.as_str()) else {
             continue;
         };
         let was = match (existing.active, existing.suspended) {
@@ -456,8 +461,8 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             stored
                 .users
                 .keys()
-                .filter(|id| !user_ids.contains(id.as_str()))
-                .cloned(),
+                .filter(|id| !user_ids.contains(&***id))
+                .map(|id| id.to_string()),
         );
         changes.groups_deleted = sorted(
             stored
@@ -646,7 +651,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
             .iter()
             .map(|user| {
                 (
-                    user.external_id.clone(),
+                    user.external_id.as_str().into(),
                     StoredUser {
                         content_hash: Some(ContentHash::of_user(user)),
                         active: user.active,

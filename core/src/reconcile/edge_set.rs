@@ -7,7 +7,7 @@
 
 use foldhash::HashSet;
 use idpsync_driver::edges::{IdIndex, edge_key, key_parts};
-use idpsync_driver::{MemberRef, MembershipEdge};
+use idpsync_driver::{EdgeId, MemberRef, MembershipEdge};
 
 /// A user's index in one [`EdgeSet`], from [`EdgeSet::intern_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,11 @@ impl EdgeSet {
     /// The index of user `user` here, given one if it has none.
     pub fn intern_user(&mut self, user: &str) -> UserIndex {
         UserIndex(self.users.intern(user))
+    }
+
+    /// The id of a user this set gave `index` (shared, not copied).
+    pub fn user_id(&self, index: UserIndex) -> &EdgeId {
+        self.users.name(index.0)
     }
 
     /// The index of group `group` here, given one if it has none.

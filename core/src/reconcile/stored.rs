@@ -468,6 +468,8 @@ impl StateBuilder {
         let (id, external_id, content_hash, active, suspended, user_name_key) = row;
         let index = self.state.edges.intern_user(&external_id);
         self.users.insert(id, index);
+        // Held under the edge set's copy of the id: one string a user.
+        let external_id = self.state.edges.user_id(index).clone();
         let user = StoredUser {
             content_hash: ContentHash::parse(&content_hash),
             active,

@@ -18,6 +18,7 @@ use super::hash::ContentHash;
 use super::input::Snapshot;
 use crate::store::entity::source_user;
 use futures_util::TryStreamExt;
+use idpsync_driver::{EdgeId, EdgeList};
 use sea_orm::StreamTrait;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
@@ -25,7 +26,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 /// compared: its external id and the content hash it was compared at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnchangedUser {
-    external_id: String,
+    /// The snapshot's own copy of the id when its edges name the user.
+    external_id: EdgeId,
     content_hash: ContentHash,
 }
 
@@ -48,6 +50,16 @@ impl UnchangedUser {
             external_id: external_id.into(),
             content_hash: stored_hash.expect("a content hash"),
         }
+    }
+}
+
+/// `external_id` as the snapshot's edges hold it, when they name it: a
+/// million set-aside users then add no copy of an id the edges hold.
+fn shared_id(memberships: &EdgeList, external_id: String) -> EdgeId {
+    let ids = memberships.ids();
+    match ids.get(&external_id) {
+        Some(index) => ids.name(index).clone(),
+        None => external_id.into(),
     }
 }
 
@@ -110,7 +122,7 @@ where
             match stored_hashes[position as usize] {
                 Some(content_hash) if ContentHash::of_user(&user) == content_hash => {
                     snapshot.unchanged_users.push(UnchangedUser {
-                        external_id: user.external_id,
+                        external_id: shared_id(&snapshot.memberships, user.external_id),
                         content_hash,
                     });
                 }
@@ -140,6 +152,7 @@ where
         }
     }
     let before = snapshot.unchanged_users.len();
+    let memberships = &snapshot.memberships;
     let set_aside = &mut snapshot.unchanged_users;
     set_aside.reserve(unchanged.iter().flatten().count());
     let mut positions = unchanged.into_iter();
@@ -148,7 +161,7 @@ where
             return true;
         };
         set_aside.push(UnchangedUser {
-            external_id: std::mem::take(&mut user.external_id),
+            external_id: shared_id(memberships, std::mem::take(&mut user.external_id)),
             content_hash,
         });
         false
