@@ -64,7 +64,8 @@ pub enum ReconcileError {
     /// [`DiffError::StoredUserMoved`]).
     #[error("{}", DiffError::StoredUserMoved(.0.clone()))]
     StoredUserMoved(String),
-    /// Reading back a pull's staged users failed (their temporary file).
+    /// Writing or reading back a pull's staged users failed (their
+    /// temporary file).
     #[error("staging the pulled users failed: {0}")]
     Staging(std::io::Error),
     /// See [`DiffError::StagedOverStoredUsers`].
@@ -95,6 +96,15 @@ pub enum ReconcileError {
     /// the deletion limit, and nothing was written.
     #[error("the change set exceeds the connection's deletion limit")]
     OverDeletionLimit,
+}
+
+impl From<staged::StagingError> for ReconcileError {
+    fn from(error: staged::StagingError) -> Self {
+        match error {
+            staged::StagingError::Io(io) => ReconcileError::Staging(io),
+            staged::StagingError::Input(input) => ReconcileError::Input(input),
+        }
+    }
 }
 
 impl From<DiffError> for ReconcileError {

@@ -68,8 +68,9 @@ fn shared_id(memberships: &EdgeList, external_id: String) -> EdgeId {
 pub enum SetAsideError {
     #[error(transparent)]
     Db(#[from] DbErr),
-    /// Reading back the staged users failed.
-    #[error("staging the pulled users failed: {0}")]
+    /// Reading back the staged users failed (a run reports it as
+    /// [`super::ReconcileError::Staging`]).
+    #[error(transparent)]
     Staging(std::io::Error),
 }
 
@@ -106,24 +107,19 @@ where
     let Some(first) = stored.try_next().await? else {
         return Ok(0);
     };
+    let before = snapshot.unchanged_users.len();
     if let Some(staged) = snapshot.staged_users.take() {
-        let mut row = Some(first);
-        // The stored hash of each staged user, by position.
-        let mut stored_hashes: Vec<Option<ContentHash>> = vec![None; staged.positions()];
-        while let Some((external_id, stored_hash)) = row {
-            if let Some(position) = staged.position_of(&external_id) {
-                stored_hashes[position as usize] = ContentHash::parse(&stored_hash);
-            }
-            row = stored.try_next().await?;
-        }
-        let before = snapshot.unchanged_users.len();
+        let stored_hashes = by_position(first, stored, staged.positions(), |id| {
+            staged.position_of(id).map(|position| position as usize)
+        })
+        .await?;
         for (position, user) in staged.read_positioned() {
             let user = user.map_err(SetAsideError::Staging)?;
             match stored_hashes[position as usize] {
-                Some(content_hash) if ContentHash::of_user(&user) == content_hash => {
+                Some(stored_hash) if ContentHash::of_user(&user) == stored_hash => {
                     snapshot.unchanged_users.push(UnchangedUser {
                         external_id: shared_id(&snapshot.memberships, user.external_id),
-                        content_hash,
+                        content_hash: stored_hash,
                     });
                 }
                 _ => snapshot.users.push(user),
@@ -131,41 +127,55 @@ where
         }
         return Ok(snapshot.unchanged_users.len() - before);
     }
-    // The hash each user was found unchanged at, by position.
-    let mut unchanged: Vec<Option<ContentHash>> = vec![None; snapshot.users.len()];
-    {
+    let stored_hashes = {
         let position: foldhash::HashMap<&str, usize> = snapshot
             .users
             .iter()
             .enumerate()
             .map(|(index, user)| (user.external_id.as_str(), index))
             .collect();
-        let mut row = Some(first);
-        while let Some((external_id, stored_hash)) = row {
-            if let Some(&index) = position.get(external_id.as_str()) {
-                let content_hash = ContentHash::of_user(&snapshot.users[index]);
-                if ContentHash::parse(&stored_hash) == Some(content_hash) {
-                    unchanged[index] = Some(content_hash);
-                }
-            }
-            row = stored.try_next().await?;
-        }
-    }
-    let before = snapshot.unchanged_users.len();
+        by_position(first, stored, snapshot.users.len(), |id| {
+            position.get(id).copied()
+        })
+        .await?
+    };
     let memberships = &snapshot.memberships;
     let set_aside = &mut snapshot.unchanged_users;
-    set_aside.reserve(unchanged.iter().flatten().count());
-    let mut positions = unchanged.into_iter();
-    snapshot.users.retain_mut(|user| {
-        let Some(content_hash) = positions.next().flatten() else {
-            return true;
-        };
-        set_aside.push(UnchangedUser {
-            external_id: shared_id(memberships, std::mem::take(&mut user.external_id)),
-            content_hash,
+    let mut stored_hashes = stored_hashes.into_iter();
+    snapshot
+        .users
+        .retain_mut(|user| match stored_hashes.next().flatten() {
+            Some(stored_hash) if ContentHash::of_user(user) == stored_hash => {
+                set_aside.push(UnchangedUser {
+                    external_id: shared_id(memberships, std::mem::take(&mut user.external_id)),
+                    content_hash: stored_hash,
+                });
+                false
+            }
+            _ => true,
         });
-        false
-    });
     snapshot.users.shrink_to_fit();
     Ok(snapshot.unchanged_users.len() - before)
+}
+
+/// The stored hash of each of `n` users by their position (`position_of`
+/// an external id), from the stored rows, `first` and the rest of `rows`.
+async fn by_position<S>(
+    first: (String, String),
+    mut rows: S,
+    n: usize,
+    position_of: impl Fn(&str) -> Option<usize>,
+) -> Result<Vec<Option<ContentHash>>, DbErr>
+where
+    S: futures_util::Stream<Item = Result<(String, String), DbErr>> + Unpin,
+{
+    let mut hashes = vec![None; n];
+    let mut row = Some(first);
+    while let Some((external_id, stored_hash)) = row {
+        if let Some(position) = position_of(&external_id) {
+            hashes[position] = ContentHash::parse(&stored_hash);
+        }
+        row = rows.try_next().await?;
+    }
+    Ok(hashes)
 }

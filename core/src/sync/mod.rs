@@ -14,7 +14,7 @@ mod staging;
 
 use crate::config::{Config, ConnectionConfig, KindCatalog, SCIM_KIND};
 use crate::events::{self, EventKind, NewEvent};
-use crate::reconcile::staged::{StagedUsers, StagingError};
+use crate::reconcile::staged::StagedUsers;
 use crate::reconcile::{
     Delta, Edits, Outcome, ReconcileError, Reconciler, Snapshot, SourceInput, SubmitOptions,
     Trigger, user_update_edit,
@@ -98,9 +98,6 @@ pub enum SyncError {
     Settings(DriverError),
     #[error("{0}")]
     Pull(DriverError),
-    /// Staging the pulled users in their temporary file failed.
-    #[error("staging the pulled users failed: {0}")]
-    Staging(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{}", reconcile_message(.0))]
@@ -116,15 +113,6 @@ fn reconcile_message(error: &ReconcileError) -> String {
     match error {
         ReconcileError::Input(input) => format!("the IdP sent inconsistent records: {input}"),
         other => other.to_string(),
-    }
-}
-
-impl From<StagingError> for SyncError {
-    fn from(error: StagingError) -> Self {
-        match error {
-            StagingError::Io(io) => SyncError::Staging(io),
-            StagingError::Input(input) => SyncError::Reconcile(ReconcileError::Input(input)),
-        }
     }
 }
 
@@ -536,12 +524,14 @@ impl SyncRunner {
             Ok(outcome) => outcome,
             // A staging failure stopped the pull: it is the run's error.
             Err(error) => {
-                return Err(sink
-                    .into_failure()
-                    .map_or(SyncError::Pull(error), SyncError::Staging));
+                return Err(sink.into_failure().map_or(SyncError::Pull(error), |io| {
+                    ReconcileError::Staging(io).into()
+                }));
             }
         };
-        let staged_users = sink.finish(outcome.complete_snapshot)?;
+        let staged_users = sink
+            .finish(outcome.complete_snapshot)
+            .map_err(ReconcileError::from)?;
         let pull_ms = attempt.clock.elapsed().as_millis() as u64;
         staged.merge_repeats();
         let n_staged = staged_users.as_ref().map_or(0, StagedUsers::len);

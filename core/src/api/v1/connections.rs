@@ -187,8 +187,6 @@ fn sync_error(error: crate::sync::SyncError) -> ApiError {
         SyncError::Reconcile(reconcile) => reconcile.into(),
         // A run's own failures come back as reports; these are what could
         // not be recorded.
-        SyncError::Pull(_) | SyncError::Staging(_) | SyncError::Unrecorded { .. } => {
-            ApiError::internal(error)
-        }
+        SyncError::Pull(_) | SyncError::Unrecorded { .. } => ApiError::internal(error),
     }
 }
