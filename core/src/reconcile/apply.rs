@@ -85,6 +85,9 @@ pub enum ApplyError {
     Db(#[from] DbErr),
     #[error("injected failure at {0:?}")]
     Injected(FailPoint),
+    /// Reading back the staged users to write them (their temporary file).
+    #[error(transparent)]
+    Staging(std::io::Error),
 }
 
 pub struct ApplyContext<'a> {
@@ -506,7 +509,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         created: Vec<SourceUser>,
         staged: Option<StagedUsers>,
         updated: Vec<SourceUser>,
-    ) -> Result<UserIds, DbErr> {
+    ) -> Result<UserIds, ApplyError> {
         let now = self.ctx.now;
         // Deleted users as they were (their rows go at the end of the apply).
         let deleted: HashMap<String, UserRow> = self
@@ -528,7 +531,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             let chunk = chunk
                 .into_iter()
                 .collect::<Result<Vec<SourceUser>, _>>()
-                .map_err(|error| DbErr::Custom(format!("reading the staged users: {error}")))?;
+                .map_err(ApplyError::Staging)?;
             let rows = chunk
                 .iter()
                 .map(|user| user_row(self.connection(), user, now, 1));

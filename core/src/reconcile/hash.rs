@@ -13,8 +13,6 @@ pub fn group_hash(group: &SourceGroup) -> String {
     digest(&serde_json::to_vec(group).unwrap_or_default())
 }
 
-/// A content hash as a number: how a set-aside user keeps it (16 bytes,
-/// not a 32-character string). `None` for anything but a content hash.
 /// A content hash as held in memory: 16 bytes, not the 32 hex digits a
 /// row stores (a million stored users are compared by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

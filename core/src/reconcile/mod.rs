@@ -128,6 +128,7 @@ impl From<ApplyError> for ReconcileError {
         match error {
             ApplyError::Db(db) => db.into(),
             injected @ ApplyError::Injected(_) => ReconcileError::Apply(injected.to_string()),
+            ApplyError::Staging(io) => ReconcileError::Staging(io),
         }
     }
 }

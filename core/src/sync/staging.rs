@@ -137,3 +137,61 @@ impl RecordSink for StagingSink<'_> {
         self.records.present_groups(external_ids).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(ids: &[&str]) -> Vec<SourceUser> {
+        ids.iter()
+            .map(|id| SourceUser::new(*id, format!("name-{id}")))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_pull_stages_whole_users_and_collects_the_rest() {
+        let mut records = CollectedRecords::default();
+        let mut sink = StagingSink::new(&mut records, true, 0);
+        sink.users(users(&["u1", "u2"])).await.unwrap();
+        sink.groups(vec![SourceGroup::new("g1", "Group")])
+            .await
+            .unwrap();
+        let staged = sink.finish(true).unwrap().expect("staged users");
+        assert_eq!(staged.len(), 2);
+        assert!(staged.contains("u1") && staged.contains("u2"));
+        assert!(records.users.is_empty(), "no record held");
+        assert_eq!(records.groups.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_user_sent_in_part_reads_the_staged_users_back_in_order() {
+        let mut records = CollectedRecords::default();
+        let mut sink = StagingSink::new(&mut records, true, 0);
+        sink.users(users(&["u1", "u2"])).await.unwrap();
+        sink.user_updates(vec![UserUpdate::new("u1")])
+            .await
+            .unwrap();
+        sink.users(users(&["u3"])).await.unwrap();
+        assert_eq!(sink.finish(true).unwrap(), None);
+        assert_eq!(records.users, users(&["u1", "u2", "u3"]));
+        assert_eq!(records.user_updates.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn users_of_a_pull_that_is_not_a_complete_snapshot_are_collected() {
+        let mut records = CollectedRecords::default();
+        let mut sink = StagingSink::new(&mut records, true, 0);
+        sink.users(users(&["u1"])).await.unwrap();
+        assert_eq!(sink.finish(false).unwrap(), None);
+        assert_eq!(records.users, users(&["u1"]));
+    }
+
+    #[tokio::test]
+    async fn a_delta_stages_nothing() {
+        let mut records = CollectedRecords::default();
+        let mut sink = StagingSink::new(&mut records, false, 0);
+        sink.users(users(&["u1"])).await.unwrap();
+        assert_eq!(sink.finish(true).unwrap(), None);
+        assert_eq!(records.users, users(&["u1"]));
+    }
+}
