@@ -2,14 +2,14 @@
 //! diffing: everything for a snapshot, only what a delta names otherwise.
 
 use super::diff::{StoredGroup, StoredState, StoredUser};
-use super::edge_set::{EdgeSet, GroupIndex, UserIndex};
+use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use futures_util::TryStreamExt;
-use idpsync_driver::MemberRef;
+use idpsync_driver::{EdgeId, MemberRef};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect, StreamTrait,
@@ -442,22 +442,25 @@ async fn load_some(
 /// is interned in the edge set once, under its row id, so an edge (a pair
 /// of row ids) goes in without hashing an external id.
 struct StateBuilder {
-    state: StoredState,
+    users: HashMap<EdgeId, StoredUser>,
+    groups: HashMap<String, StoredGroup>,
+    edges: EdgeSetBuilder,
     /// Edge-set index by row id, of the users and groups read.
-    users: foldhash::HashMap<i64, UserIndex>,
-    groups: foldhash::HashMap<i64, GroupIndex>,
+    user_indexes: foldhash::HashMap<i64, UserIndex>,
+    group_indexes: foldhash::HashMap<i64, GroupIndex>,
 }
 
 impl StateBuilder {
     fn with_capacity(expected: Expected) -> Self {
         StateBuilder {
-            state: StoredState {
-                users: HashMap::with_capacity(expected.users),
-                groups: HashMap::with_capacity(expected.groups),
-                edges: EdgeSet::with_capacity(expected.edges),
-            },
-            users: foldhash::HashMap::with_capacity_and_hasher(expected.users, Default::default()),
-            groups: foldhash::HashMap::with_capacity_and_hasher(
+            users: HashMap::with_capacity(expected.users),
+            groups: HashMap::with_capacity(expected.groups),
+            edges: EdgeSetBuilder::with_capacity(expected.edges),
+            user_indexes: foldhash::HashMap::with_capacity_and_hasher(
+                expected.users,
+                Default::default(),
+            ),
+            group_indexes: foldhash::HashMap::with_capacity_and_hasher(
                 expected.groups,
                 Default::default(),
             ),
@@ -466,44 +469,53 @@ impl StateBuilder {
 
     fn add_user(&mut self, row: UserTuple) {
         let (id, external_id, content_hash, active, suspended, user_name_key) = row;
-        let index = self.state.edges.intern_user(&external_id);
-        self.users.insert(id, index);
+        let index = self.edges.intern_user(&external_id);
+        self.user_indexes.insert(id, index);
         // Held under the edge set's copy of the id: one string a user.
-        let external_id = self.state.edges.user_id(index).clone();
+        let external_id = self.edges.user_id(index).clone();
         let user = StoredUser {
             content_hash: ContentHash::parse(&content_hash),
             active,
             suspended,
             user_name_key: user_name_key.into_boxed_str(),
         };
-        self.state.users.insert(external_id, user);
+        self.users.insert(external_id, user);
     }
 
     fn add_group(&mut self, row: GroupTuple) {
         let (id, external_id, content_hash) = row;
-        let index = self.state.edges.intern_group(&external_id);
-        self.groups.insert(id, index);
+        let index = self.edges.intern_group(&external_id);
+        self.group_indexes.insert(id, index);
         let group = StoredGroup {
             content_hash: ContentHash::parse(&content_hash),
         };
-        self.state.groups.insert(external_id, group);
+        self.groups.insert(external_id, group);
     }
 
     /// Adds the edge group -> user when both rows were read.
     fn add_user_edge(&mut self, group: i64, user: i64) {
-        if let (Some(&group), Some(&user)) = (self.groups.get(&group), self.users.get(&user)) {
-            self.state.edges.insert_user_at(group, user);
+        if let (Some(&group), Some(&user)) =
+            (self.group_indexes.get(&group), self.user_indexes.get(&user))
+        {
+            self.edges.insert_user_at(group, user);
         }
     }
 
     /// Adds the edge group -> nested group when both rows were read.
     fn add_group_edge(&mut self, group: i64, nested: i64) {
-        if let (Some(&group), Some(&nested)) = (self.groups.get(&group), self.groups.get(&nested)) {
-            self.state.edges.insert_group_at(group, nested);
+        if let (Some(&group), Some(&nested)) = (
+            self.group_indexes.get(&group),
+            self.group_indexes.get(&nested),
+        ) {
+            self.edges.insert_group_at(group, nested);
         }
     }
 
     fn finish(self) -> StoredState {
-        self.state
+        StoredState {
+            users: self.users,
+            groups: self.groups,
+            edges: self.edges.finish(),
+        }
     }
 }
