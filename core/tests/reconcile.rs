@@ -1394,10 +1394,10 @@ store_test!(
             assert_eq!(before.1, ["alice", "bob"]);
 
             // Back before migrations 4, 5 and 6 (and 7, the suspended
-            // column, and 8, the hook tables), to one `memberships` table
-            // and an effective table keyed by id, both with a connection
-            // column...
-            Migrator::down(store.db(), Some(5)).await.unwrap();
+            // column, 8, the hook tables, and 9, SQLite's scratch tables),
+            // to one `memberships` table and an effective table keyed by
+            // id, both with a connection column...
+            Migrator::down(store.db(), Some(6)).await.unwrap();
             let backend = store.db().get_database_backend();
             for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
                 let connections = store
@@ -1673,6 +1673,125 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
         .unwrap();
     assert_eq!(check, "ok");
     test_store.cleanup().await;
+}
+
+/// The by-user edge index a bulk first sync builds again sorts its keys in
+/// temporary files on SQLite, not on the heap (ten million keys: the
+/// 1M-user first sync's peak). SQLite switches `temp_store` inside a
+/// transaction only on a connection that never opened its temporary
+/// database, so the nesting walk, run by every sync with nested groups,
+/// must not open it; and the switch is undone before the connection goes
+/// back to the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() {
+    use idpsync_core::store::index_build::{IndexSort, build_indexes};
+    use sea_orm::TransactionTrait;
+    let test_store = TestStore::sqlite().await;
+    // One connection: the syncs and the builds below all run on it.
+    let store = Store::open_with(&test_store.url, 1, config::Durability::Full)
+        .await
+        .unwrap();
+    let reconciler = reconciler(&store, CONFIG).await;
+    assert!(matches!(
+        submit(&reconciler, tenant()).await,
+        Outcome::Applied(_)
+    ));
+    // A re-run that moves carol into Platform: Engineering, which has
+    // inherited rows, is compared through every scratch table.
+    let mut moved = tenant();
+    moved.memberships = moved
+        .memberships
+        .refs()
+        .map(|edge| edge.to_edge())
+        .chain([MembershipEdge::user("g2", "u3")])
+        .collect::<Vec<_>>()
+        .into();
+    assert!(matches!(
+        submit(&reconciler, moved).await,
+        Outcome::Applied(_)
+    ));
+    assert!(
+        effective_members(&store, "g1")
+            .await
+            .contains(&"carol".to_string()),
+        "carol is in Engineering through Platform: the nesting walk ran"
+    );
+
+    for round in 0..2 {
+        let tx = store.db().begin().await.unwrap();
+        let sort = build_indexes(
+            &tx,
+            &[format!(
+                "CREATE INDEX ix_probe_{round} ON source_users (display_name)"
+            )],
+        )
+        .await
+        .unwrap();
+        assert_eq!(sort, IndexSort::TemporaryFiles, "round {round}");
+        assert_eq!(temp_store(&tx).await, 2, "back to memory after the build");
+        tx.commit().await.unwrap();
+    }
+    // A failed build puts the setting back too.
+    let tx = store.db().begin().await.unwrap();
+    let failed = build_indexes(&tx, &["CREATE INDEX ix_probe ON no_such_table (x)".into()]).await;
+    assert!(failed.is_err());
+    assert_eq!(temp_store(&tx).await, 2);
+    tx.rollback().await.unwrap();
+    test_store.cleanup().await;
+}
+
+/// Should a connection have opened its temporary database, an index build
+/// still runs (its sort in memory) and says so: a sync never fails for
+/// where a sort goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_connection_with_a_temporary_table_still_builds_indexes_in_memory() {
+    use idpsync_core::store::index_build::{IndexSort, build_indexes};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let test_store = TestStore::sqlite().await;
+    let store = Store::open_with(&test_store.url, 1, config::Durability::Full)
+        .await
+        .unwrap();
+    store
+        .db()
+        .execute_unprepared("CREATE TEMPORARY TABLE opened (x INTEGER)")
+        .await
+        .unwrap();
+    let tx = store.db().begin().await.unwrap();
+    let sort = build_indexes(
+        &tx,
+        &["CREATE INDEX ix_probe ON source_users (display_name)".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sort, IndexSort::Memory);
+    assert_eq!(temp_store(&tx).await, 2);
+    tx.commit().await.unwrap();
+    let built = store
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            "SELECT count(*) AS n FROM sqlite_master WHERE name = 'ix_probe'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(built, 1);
+    test_store.cleanup().await;
+}
+
+/// SQLite's `temp_store` on `db`'s connection (1 file, 2 memory).
+async fn temp_store(db: &impl sea_orm::ConnectionTrait) -> i64 {
+    db.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DatabaseBackend::Sqlite,
+        "PRAGMA temp_store",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get_by_index::<i64>(0)
+    .unwrap()
 }
 
 /// On PostgreSQL `DROP INDEX` locks the table against every reader until

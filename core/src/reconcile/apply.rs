@@ -23,7 +23,7 @@ use crate::store::entity::{
     inherited_membership, source_group, source_user, user_membership,
 };
 use crate::store::pipeline::Pipelined;
-use crate::store::{edges, raw_sql};
+use crate::store::{edges, index_build, raw_sql};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
@@ -1017,12 +1017,19 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    /// Builds again the indexes [`Apply::defer_index`] dropped.
+    /// Builds again the indexes [`Apply::defer_index`] dropped, their sorts
+    /// in temporary files on SQLite (see [`index_build`]).
     async fn restore_indexes(&mut self) -> Result<(), DbErr> {
-        for create in std::mem::take(&mut self.dropped_indexes) {
-            let statement = Statement::from_string(self.db.backend(), create);
-            self.db.idle().await?.execute_raw(statement).await?;
+        let creates = std::mem::take(&mut self.dropped_indexes);
+        if creates.is_empty() {
+            return Ok(());
         }
+        let sort = index_build::build_indexes(self.db.idle().await?, &creates).await?;
+        tracing::debug!(
+            indexes = creates.len(),
+            ?sort,
+            "bulk insert's indexes built"
+        );
         Ok(())
     }
 

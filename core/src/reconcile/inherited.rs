@@ -13,8 +13,10 @@
 //! recursive query. For the others, scratch tables hold the affected group
 //! ids and the rows they should have (`idpsync_wanted_inherited`), so both
 //! differences are set operations inside the database. The scratch tables
-//! live in the caller's transaction and are emptied when the call ends; a
-//! call that fails rolls its rows back with the transaction.
+//! (temporary on PostgreSQL, in the main schema on SQLite: see
+//! `create_scratch_tables`) are filled in the caller's transaction and
+//! emptied when the call ends; a call that fails rolls its rows back with
+//! the transaction, so between transactions they are always empty.
 
 use crate::store::raw_sql::statement;
 use foldhash::HashSet;
@@ -92,19 +94,15 @@ async fn insert_inherited(
     .await
 }
 
-/// Recomputes the inherited memberships of `affected` groups of one
-/// connection from the direct edges now stored.
-///
-/// Groups with no inherited row yet (groups without nested groups, new
-/// groups, all of a first sync) take a short path: their rows are inserted
-/// straight from the recursive query, with no scratch copy to compare
-/// against.
-pub async fn recompute(
-    db: &impl ConnectionTrait,
-    affected: &[i64],
-) -> Result<InheritedChange, DbErr> {
-    if affected.is_empty() {
-        return Ok(InheritedChange::default());
+/// Makes this connection's scratch tables, on PostgreSQL: temporary ones,
+/// so that concurrent applies never wait on each other's keys. On SQLite
+/// they are tables of the main schema (migration step 9; one writer at a
+/// time): a connection that never opened its temporary database may switch
+/// `temp_store` inside a transaction, as a bulk apply's index build does
+/// (see `store::index_build`).
+async fn create_scratch_tables(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
     }
     for table in ["idpsync_affected_groups", "idpsync_fresh_groups"] {
         exec(
@@ -121,6 +119,24 @@ pub async fn recompute(
         Vec::new(),
     )
     .await?;
+    Ok(())
+}
+
+/// Recomputes the inherited memberships of `affected` groups of one
+/// connection from the direct edges now stored.
+///
+/// Groups with no inherited row yet (groups without nested groups, new
+/// groups, all of a first sync) take a short path: their rows are inserted
+/// straight from the recursive query, with no scratch copy to compare
+/// against.
+pub async fn recompute(
+    db: &impl ConnectionTrait,
+    affected: &[i64],
+) -> Result<InheritedChange, DbErr> {
+    if affected.is_empty() {
+        return Ok(InheritedChange::default());
+    }
+    create_scratch_tables(db).await?;
     for chunk in affected.chunks(IDS_PER_INSERT) {
         let placeholders = vec!["(?)"; chunk.len()].join(",");
         exec(

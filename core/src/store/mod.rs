@@ -13,6 +13,7 @@
 pub mod backup;
 pub mod edges;
 pub mod entity;
+pub mod index_build;
 pub mod pipeline;
 pub(crate) mod raw_sql;
 pub mod rows;
@@ -185,8 +186,8 @@ impl Store {
                     // disk (edges 23 -> 18 s, Entra's peak RSS 997 -> 849
                     // MiB), but every SCIM write got slower (16 clients:
                     // POST 5.8-6.5k -> 4.7-5.4k/s, PATCH 4.9-5.2k ->
-                    // 3.9-4.4k/s), and SQLite refuses to change the
-                    // setting inside the apply's transaction.
+                    // 3.9-4.4k/s). The bulk index build alone switches
+                    // to `file` and back (see `index_build`).
                     .pragma("temp_store", "memory")
             });
         }
