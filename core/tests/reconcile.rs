@@ -1679,16 +1679,19 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
 /// temporary files on SQLite, not on the heap (ten million keys: the
 /// 1M-user first sync's peak). SQLite switches `temp_store` inside a
 /// transaction only on a connection that never opened its temporary
-/// database, so the nesting walk, run by every sync with nested groups,
-/// must not open it; and the switch is undone before the connection goes
-/// back to the pool.
+/// database, so neither the migrations of a new store (`ALTER TABLE` reads
+/// the temporary schema) nor the nesting walk, run by every sync with
+/// nested groups, may open it on a pooled connection; and the switch is
+/// undone before the connection goes back to the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() {
     use idpsync_core::store::index_build::{IndexSort, build_indexes};
     use sea_orm::TransactionTrait;
-    let test_store = TestStore::sqlite().await;
-    // One connection: the syncs and the builds below all run on it.
-    let store = Store::open_with(&test_store.url, 1, config::Durability::Full)
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    // A new store on one connection: its migrations, the syncs and the
+    // builds below would all run on it.
+    let store = Store::open_with(&url, 1, config::Durability::Full)
         .await
         .unwrap();
     let reconciler = reconciler(&store, CONFIG).await;
@@ -1737,7 +1740,7 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
     assert!(failed.is_err());
     assert_eq!(temp_store(&tx).await, 2);
     tx.rollback().await.unwrap();
-    test_store.cleanup().await;
+    drop(store);
 }
 
 /// Should a connection have opened its temporary database, an index build

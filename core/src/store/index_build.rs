@@ -11,11 +11,13 @@
 //! the builds and nothing else.
 //!
 //! SQLite changes `temp_store` inside a transaction only on a connection
-//! that has never opened its temporary database (any `TEMPORARY` table
-//! opens it), which is why no idpsync statement makes one on SQLite (the
-//! nesting walk's scratch tables are in the main schema there). Should a
-//! connection have opened it anyway, the build still runs, sorting in
-//! memory, and says so.
+//! that has never opened its temporary database (a `TEMPORARY` table opens
+//! it, and so does any statement that reads the temporary schema, such as
+//! `ALTER TABLE`), which is why no pooled connection opens it on SQLite:
+//! the nesting walk's scratch tables are in the main schema there, and
+//! `Store::migrate` runs on a connection of its own. Should a connection
+//! have opened it anyway, the build still runs, sorting in memory, and
+//! logs a warning.
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement};
 

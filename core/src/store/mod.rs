@@ -69,6 +69,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// How the pool connects, on SQLite: migrations run on a connection of
+    /// their own (see [`Store::migrate`]).
+    sqlite_options: Option<ConnectOptions>,
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     verified_tokens: Arc<tokens::VerifiedTokens>,
 }
@@ -191,11 +194,11 @@ impl Store {
                     .pragma("temp_store", "memory")
             });
         }
-        let db = Database::connect(options)
-            .await
-            .map_err(|error| StoreError::Open(redact_db_error(&error.to_string())))?;
+        let sqlite_options = sqlite_path(url).is_some().then(|| options.clone());
+        let db = connect(options).await?;
         Ok(Store {
             db,
+            sqlite_options,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             verified_tokens: Arc::default(),
         })
@@ -269,7 +272,22 @@ impl Store {
             .iter()
             .map(|migration| migration.name().to_string())
             .collect();
-        Migrator::up(&self.db, None).await?;
+        // On SQLite, on a connection of their own, closed after: `ALTER
+        // TABLE` reads the temporary schema, which opens a connection's
+        // temporary database for as long as the connection lives, and a
+        // pooled connection with one could not move a bulk index build's
+        // sort to disk (see `index_build`).
+        match &self.sqlite_options {
+            Some(options) => {
+                let mut one = options.clone();
+                one.max_connections(1).min_connections(0);
+                let migrating = connect(one).await?;
+                let migrated = Migrator::up(&migrating, None).await;
+                migrating.close().await.ok();
+                migrated?;
+            }
+            None => Migrator::up(&self.db, None).await?,
+        }
         let after = Migrator::get_applied_migrations(&self.db).await?;
         Ok(after
             .iter()
@@ -418,6 +436,12 @@ fn sqlite_path(url: &str) -> Option<&str> {
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+async fn connect(options: ConnectOptions) -> Result<DatabaseConnection> {
+    Database::connect(options)
+        .await
+        .map_err(|error| StoreError::Open(redact_db_error(&error.to_string())))
 }
 
 /// Removes a password from any URL in a driver error message.
