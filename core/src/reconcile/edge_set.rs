@@ -49,6 +49,12 @@ impl EdgeSetBuilder {
         UserIndex(self.users.intern(user))
     }
 
+    /// [`EdgeSetBuilder::intern_user`] of an id already shared (held as
+    /// it is if new here, not copied).
+    pub fn intern_user_id(&mut self, user: EdgeId) -> UserIndex {
+        UserIndex(self.users.intern_id(user))
+    }
+
     /// The id of a user this builder gave `index` (shared, not copied; the
     /// set it finishes as holds the same).
     pub fn user_id(&self, index: UserIndex) -> &EdgeId {
@@ -58,6 +64,11 @@ impl EdgeSetBuilder {
     /// The index of group `group` here, given one if it has none.
     pub fn intern_group(&mut self, group: &str) -> GroupIndex {
         GroupIndex(self.groups.intern(group))
+    }
+
+    /// [`EdgeSetBuilder::intern_group`] of an id already shared.
+    pub fn intern_group_id(&mut self, group: EdgeId) -> GroupIndex {
+        GroupIndex(self.groups.intern_id(group))
     }
 
     /// [`EdgeSetBuilder::insert_user`] by indexes this builder gave.

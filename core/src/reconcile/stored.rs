@@ -9,6 +9,7 @@ use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use futures_util::TryStreamExt;
+use idpsync_driver::edges::IdIndex;
 use idpsync_driver::{EdgeId, MemberRef};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
@@ -107,7 +108,7 @@ pub async fn load(
                 groups: snapshot.groups.len(),
                 edges: snapshot.memberships.len(),
             };
-            load_all(db, connection, expected).await
+            load_all(db, connection, expected, snapshot.memberships.ids()).await
         }
         SourceInput::Delta(delta) => {
             let mut user_ids: BTreeSet<&str> = delta
@@ -173,13 +174,15 @@ pub async fn load(
 
 /// Everything a connection stores. Users and edges are streamed into the
 /// state as they are read: a million users are not held as rows, then as
-/// tuples, then in the state's map.
+/// tuples, then in the state's map. An id the snapshot's edges name
+/// (`pulled_ids`) is held as their copy, not a second one.
 async fn load_all(
     db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
     expected: Expected,
+    pulled_ids: &IdIndex,
 ) -> Result<StoredState, DbErr> {
-    let mut state = StateBuilder::with_capacity(expected);
+    let mut state = StateBuilder::with_capacity(expected, pulled_ids);
     {
         let users = users_stream(
             db,
@@ -219,12 +222,12 @@ struct Expected {
 /// cost more than diffing them. The rows are streamed, and each row's
 /// members go straight into the set (ten million edges are held neither
 /// as rows nor as pairs of row ids first).
-async fn all_edges(
+async fn all_edges<'a>(
     db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
-    state: &mut StateBuilder,
+    state: &mut StateBuilder<'a>,
 ) -> Result<(), DbErr> {
-    let tables: [(&str, &str, AddEdge); 2] = [
+    let tables: [(&str, &str, AddEdge<'a>); 2] = [
         ("user_memberships", "user_id", StateBuilder::add_user_edge),
         (
             "group_memberships",
@@ -246,7 +249,7 @@ async fn all_edges(
 }
 
 /// How an edge table's `(group_id, member id)` goes into a state.
-type AddEdge = fn(&mut StateBuilder, i64, i64);
+type AddEdge<'a> = fn(&mut StateBuilder<'a>, i64, i64);
 
 /// A row of [`joined_members`].
 fn group_and_members(row: &sea_orm::QueryResult) -> Result<(i64, String), DbErr> {
@@ -422,7 +425,8 @@ async fn load_some(
             .await?,
         );
     }
-    let mut state = StateBuilder::with_capacity(Expected::default());
+    let no_ids = IdIndex::default();
+    let mut state = StateBuilder::with_capacity(Expected::default(), &no_ids);
     for user in users {
         state.add_user(user);
     }
@@ -441,7 +445,9 @@ async fn load_some(
 /// A stored state built from rows as they are read. Each user and group
 /// is interned in the edge set once, under its row id, so an edge (a pair
 /// of row ids) goes in without hashing an external id.
-struct StateBuilder {
+struct StateBuilder<'a> {
+    /// Ids held already (a snapshot's): shared, not copied.
+    held_ids: &'a IdIndex,
     users: HashMap<EdgeId, StoredUser>,
     groups: HashMap<String, StoredGroup>,
     edges: EdgeSetBuilder,
@@ -450,9 +456,10 @@ struct StateBuilder {
     group_indexes: foldhash::HashMap<i64, GroupIndex>,
 }
 
-impl StateBuilder {
-    fn with_capacity(expected: Expected) -> Self {
+impl<'a> StateBuilder<'a> {
+    fn with_capacity(expected: Expected, held_ids: &'a IdIndex) -> Self {
         StateBuilder {
+            held_ids,
             users: HashMap::with_capacity(expected.users),
             groups: HashMap::with_capacity(expected.groups),
             edges: EdgeSetBuilder::with_capacity(expected.edges),
@@ -469,7 +476,9 @@ impl StateBuilder {
 
     fn add_user(&mut self, row: UserTuple) {
         let (id, external_id, content_hash, active, suspended, user_name_key) = row;
-        let index = self.edges.intern_user(&external_id);
+        let index = self
+            .edges
+            .intern_user_id(self.held_ids.shared_or_new(&external_id));
         self.user_indexes.insert(id, index);
         // Held under the edge set's copy of the id: one string a user.
         let external_id = self.edges.user_id(index).clone();
@@ -484,7 +493,9 @@ impl StateBuilder {
 
     fn add_group(&mut self, row: GroupTuple) {
         let (id, external_id, content_hash) = row;
-        let index = self.edges.intern_group(&external_id);
+        let index = self
+            .edges
+            .intern_group_id(self.held_ids.shared_or_new(&external_id));
         self.group_indexes.insert(id, index);
         let group = StoredGroup {
             content_hash: ContentHash::parse(&content_hash),

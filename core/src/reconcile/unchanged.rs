@@ -18,7 +18,7 @@ use super::hash::ContentHash;
 use super::input::Snapshot;
 use crate::store::entity::source_user;
 use futures_util::TryStreamExt;
-use idpsync_driver::{EdgeId, EdgeList};
+use idpsync_driver::EdgeId;
 use sea_orm::StreamTrait;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
@@ -50,16 +50,6 @@ impl UnchangedUser {
             external_id: external_id.into(),
             content_hash: stored_hash.expect("a content hash"),
         }
-    }
-}
-
-/// `external_id` as the snapshot's edges hold it, when they name it: a
-/// million set-aside users then add no copy of an id the edges hold.
-fn shared_id(memberships: &EdgeList, external_id: String) -> EdgeId {
-    let ids = memberships.ids();
-    match ids.get(&external_id) {
-        Some(index) => ids.name(index).clone(),
-        None => external_id.into(),
     }
 }
 
@@ -118,7 +108,7 @@ where
             match stored_hashes[position as usize] {
                 Some(stored_hash) if ContentHash::of_user(&user) == stored_hash => {
                     snapshot.unchanged_users.push(UnchangedUser {
-                        external_id: shared_id(&snapshot.memberships, user.external_id),
+                        external_id: snapshot.memberships.ids().shared_or_new(&user.external_id),
                         content_hash: stored_hash,
                     });
                 }
@@ -147,7 +137,7 @@ where
         .retain_mut(|user| match stored_hashes.next().flatten() {
             Some(stored_hash) if ContentHash::of_user(user) == stored_hash => {
                 set_aside.push(UnchangedUser {
-                    external_id: shared_id(memberships, std::mem::take(&mut user.external_id)),
+                    external_id: memberships.ids().shared_or_new(&user.external_id),
                     content_hash: stored_hash,
                 });
                 false

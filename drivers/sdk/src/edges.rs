@@ -31,10 +31,18 @@ impl std::fmt::Debug for IdIndex {
 impl IdIndex {
     /// The index of `id`, given one if it has none.
     pub fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&index) = self.index.get(id) {
+        match self.index.get(id) {
+            Some(&index) => index,
+            None => self.intern_id(id.into()),
+        }
+    }
+
+    /// [`IdIndex::intern`] of an id already shared: held as it is, not
+    /// copied, if it is new here.
+    pub fn intern_id(&mut self, id: EdgeId) -> u32 {
+        if let Some(&index) = self.index.get(&id) {
             return index;
         }
-        let id: EdgeId = id.into();
         let index = u32::try_from(self.names.len())
             .ok()
             .filter(|index| u64::from(*index) < GROUP_MEMBER)
@@ -42,6 +50,16 @@ impl IdIndex {
         self.names.push(id.clone());
         self.index.insert(id, index);
         index
+    }
+
+    /// `id` as this index holds it when it has it (shared: no copy), else
+    /// a new copy: for holding ids beside an index without a second copy
+    /// of each.
+    pub fn shared_or_new(&self, id: &str) -> EdgeId {
+        match self.index.get_key_value(id) {
+            Some((held, _)) => held.clone(),
+            None => id.into(),
+        }
     }
 
     /// The index of `id`, if it has one.
@@ -362,5 +380,23 @@ mod tests {
         other.push(MembershipEdge::user("g1", "u1"));
         other.push(MembershipEdge::user("g2", "u2"));
         assert_eq!(one, other);
+    }
+
+    #[test]
+    fn an_id_held_already_is_shared_not_copied() {
+        let list = list(&[MembershipEdge::user("g1", "u1")]);
+        let held = list.ids().name(list.ids().get("u1").unwrap());
+        let shared = list.ids().shared_or_new("u1");
+        assert!(std::sync::Arc::ptr_eq(held, &shared));
+        let new = list.ids().shared_or_new("u2");
+        assert_eq!(&*new, "u2");
+
+        // Interned elsewhere, the shared id is held as it is.
+        let mut other = IdIndex::default();
+        let index = other.intern_id(shared.clone());
+        assert!(std::sync::Arc::ptr_eq(other.name(index), held));
+        assert_eq!(other.intern("u1"), index, "interned once");
+        assert_eq!(other.intern_id(new), 1);
+        assert_eq!(other.len(), 2);
     }
 }
