@@ -555,3 +555,33 @@ idpsync_core::store_test!(
         assert!(detail.contains("users_created 1"), "{detail}");
     }
 );
+
+idpsync_core::store_test!(
+    a_page_the_store_cannot_answer_says_why_and_the_others_still_work,
+    async |test_store: &TestStore| {
+        use sea_orm::ConnectionTrait;
+        let app = app(test_store).await;
+        let admin = app.token("ops", Scope::Admin, None).await;
+        let cookie = session(&app, &admin).await;
+        app.person_with_laptop("hr", "ann@acme.test").await;
+        let (status, _) = get(&app, &cookie, "/console/devices").await;
+        assert_eq!(status, 200);
+
+        app.store()
+            .db()
+            .execute_unprepared("ALTER TABLE devices RENAME TO devices_away")
+            .await
+            .unwrap();
+        for path in ["/console/devices", "/console/users/1"] {
+            let (status, page) = get(&app, &cookie, path).await;
+            assert_eq!(status, 500, "{path}");
+            assert!(page.contains("role=\"alert\""), "{page}");
+            assert!(
+                page.contains("devices"),
+                "the reason names the table: {page}"
+            );
+        }
+        let (status, _) = get(&app, &cookie, "/console/connections").await;
+        assert_eq!(status, 200);
+    }
+);

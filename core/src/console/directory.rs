@@ -5,14 +5,14 @@
 //! they come from.
 
 use super::html::{escape, page};
-use super::{Signed, failed};
+use super::{Page, Signed};
 use crate::api::AppState;
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership, source_group,
     source_user, user_membership,
 };
 use axum::extract::{Path, Query, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -86,7 +86,7 @@ pub(super) async fn users(
     State(state): State<AppState>,
     signed: Signed,
     Query(search): Query<Search>,
-) -> Response {
+) -> Page {
     let mut query = source_user::Entity::find()
         .filter(source_user::Column::Id.gt(search.after.unwrap_or(0)))
         .order_by_asc(source_user::Column::Id)
@@ -100,10 +100,7 @@ pub(super) async fn users(
             .filter(source_user::Column::UserNameKey.gte(from))
             .filter(source_user::Column::UserNameKey.lt(to));
     }
-    let rows = match query.all(state.store.db()).await {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+    let rows = query.all(state.store.db()).await?;
     let mut body = search.form("/console/users", "User name");
     body.push_str("<table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Name</th><th scope=\"col\">Connection</th><th scope=\"col\">Status</th></tr></thead><tbody>");
     for row in &rows {
@@ -118,41 +115,40 @@ pub(super) async fn users(
     }
     body.push_str("</tbody></table>");
     body.push_str(&search.next("/console/users", rows.last().map(|r| r.id), rows.len()));
-    Html(page("Users", signed.who(), &body)).into_response()
+    Ok(Html(page("Users", signed.who(), &body)).into_response())
 }
 
 pub(super) async fn user(
     State(state): State<AppState>,
     signed: Signed,
     Path(id): Path<i64>,
-) -> Response {
+) -> Page {
     let db = state.store.db();
-    let user = match source_user::Entity::find_by_id(id).one(db).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return super::refused(axum::http::StatusCode::NOT_FOUND, "no such user"),
-        Err(error) => return failed(error),
+    let Some(user) = source_user::Entity::find_by_id(id).one(db).await? else {
+        return Ok(super::refused(
+            axum::http::StatusCode::NOT_FOUND,
+            "no such user",
+        ));
     };
-    let group_ids: Vec<i64> = match effective_membership::Entity::find()
+    let group_ids: Vec<i64> = effective_membership::Entity::find()
         .filter(effective_membership::Column::UserId.eq(id))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows.into_iter().map(|row| row.group_id).collect(),
-        Err(error) => return failed(error),
-    };
+        .await?
+        .into_iter()
+        .map(|row| row.group_id)
+        .collect();
     let groups = source_group::Entity::find()
         .filter(source_group::Column::Id.is_in(group_ids))
         .order_by_asc(source_group::Column::DisplayName)
         .all(db)
         .await;
-    let acl_ids: Vec<i64> = match acl_group_member::Entity::find()
+    let acl_ids: Vec<i64> = acl_group_member::Entity::find()
         .filter(acl_group_member::Column::UserId.eq(id))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows.into_iter().map(|row| row.acl_group_id).collect(),
-        Err(error) => return failed(error),
-    };
+        .await?
+        .into_iter()
+        .map(|row| row.acl_group_id)
+        .collect();
     let acl_groups = acl_group::Entity::find()
         .filter(acl_group::Column::Id.is_in(acl_ids))
         .order_by_asc(acl_group::Column::Name)
@@ -163,10 +159,7 @@ pub(super) async fn user(
         .order_by_asc(device::Column::Id)
         .all(db)
         .await;
-    let (groups, acl_groups, devices) = match (groups, acl_groups, devices) {
-        (Ok(g), Ok(a), Ok(d)) => (g, a, d),
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return failed(error),
-    };
+    let (groups, acl_groups, devices) = (groups?, acl_groups?, devices?);
     let list = |items: Vec<String>| {
         if items.is_empty() {
             "<p class=\"muted\">none</p>".to_string()
@@ -209,14 +202,14 @@ pub(super) async fn user(
                 .collect()
         ),
     );
-    Html(page(&user.user_name, signed.who(), &body)).into_response()
+    Ok(Html(page(&user.user_name, signed.who(), &body)).into_response())
 }
 
 pub(super) async fn groups(
     State(state): State<AppState>,
     signed: Signed,
     Query(search): Query<Search>,
-) -> Response {
+) -> Page {
     let mut query = source_group::Entity::find()
         .filter(source_group::Column::Id.gt(search.after.unwrap_or(0)))
         .order_by_asc(source_group::Column::Id)
@@ -233,10 +226,7 @@ pub(super) async fn groups(
                 .add(source_group::Column::DisplayName.starts_with(capitalized(&prefix))),
         );
     }
-    let rows = match query.all(state.store.db()).await {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+    let rows = query.all(state.store.db()).await?;
     let mut body = search.form("/console/groups", "Group name");
     body.push_str("<table><thead><tr><th scope=\"col\">Group</th><th scope=\"col\">Connection</th><th scope=\"col\">External id</th></tr></thead><tbody>");
     for row in &rows {
@@ -250,7 +240,7 @@ pub(super) async fn groups(
     }
     body.push_str("</tbody></table>");
     body.push_str(&search.next("/console/groups", rows.last().map(|r| r.id), rows.len()));
-    Html(page("Groups", signed.who(), &body)).into_response()
+    Ok(Html(page("Groups", signed.who(), &body)).into_response())
 }
 
 fn capitalized(text: &str) -> String {
@@ -272,12 +262,13 @@ pub(super) async fn group(
     signed: Signed,
     Path(id): Path<i64>,
     Query(paging): Query<MemberPage>,
-) -> Response {
+) -> Page {
     let db = state.store.db();
-    let group = match source_group::Entity::find_by_id(id).one(db).await {
-        Ok(Some(group)) => group,
-        Ok(None) => return super::refused(axum::http::StatusCode::NOT_FOUND, "no such group"),
-        Err(error) => return failed(error),
+    let Some(group) = source_group::Entity::find_by_id(id).one(db).await? else {
+        return Ok(super::refused(
+            axum::http::StatusCode::NOT_FOUND,
+            "no such group",
+        ));
     };
     let direct_users = user_membership::Entity::find()
         .filter(user_membership::Column::GroupId.eq(id))
@@ -296,32 +287,24 @@ pub(super) async fn group(
         .limit(PAGE)
         .all(db)
         .await;
-    let (direct_users, nested, effective) = match (direct_users, nested, effective) {
-        (Ok(d), Ok(n), Ok(e)) => (d, n, e),
-        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => return failed(error),
-    };
+    let (direct_users, nested, effective) = (direct_users?, nested?, effective?);
     let user_ids: Vec<i64> = direct_users
         .iter()
         .map(|m| m.user_id)
         .chain(effective.iter().map(|m| m.user_id))
         .collect();
-    let names: HashMap<i64, String> = match source_user::Entity::find()
+    let names: HashMap<i64, String> = source_user::Entity::find()
         .filter(source_user::Column::Id.is_in(user_ids))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows.into_iter().map(|u| (u.id, u.user_name)).collect(),
-        Err(error) => return failed(error),
-    };
-    let children: Vec<source_group::Model> = match source_group::Entity::find()
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.user_name))
+        .collect();
+    let children: Vec<source_group::Model> = source_group::Entity::find()
         .filter(source_group::Column::Id.is_in(nested.iter().map(|n| n.member_group_id)))
         .order_by_asc(source_group::Column::DisplayName)
         .all(db)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let user_link = |user_id: i64| {
         format!(
             "<li><a href=\"/console/users/{user_id}\">{}</a></li>",
@@ -356,18 +339,14 @@ pub(super) async fn group(
             last.user_id
         ));
     }
-    Html(page(&group.display_name, signed.who(), &body)).into_response()
+    Ok(Html(page(&group.display_name, signed.who(), &body)).into_response())
 }
 
-pub(super) async fn acl_groups(State(state): State<AppState>, signed: Signed) -> Response {
-    let rows = match acl_group::Entity::find()
+pub(super) async fn acl_groups(State(state): State<AppState>, signed: Signed) -> Page {
+    let rows = acl_group::Entity::find()
         .order_by_asc(acl_group::Column::Name)
         .all(state.store.db())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let mut body = String::from("<ul>");
     for row in rows {
         body.push_str(&format!(
@@ -400,7 +379,7 @@ pub(super) async fn acl_groups(State(state): State<AppState>, signed: Signed) ->
         }
         body.push_str("</ul>");
     }
-    Html(page("ACL groups", signed.who(), &body)).into_response()
+    Ok(Html(page("ACL groups", signed.who(), &body)).into_response())
 }
 
 /// An ACL group's members, each with the source groups that put them in.
@@ -409,53 +388,44 @@ pub(super) async fn acl_group(
     signed: Signed,
     Path(name): Path<String>,
     Query(paging): Query<MemberPage>,
-) -> Response {
+) -> Page {
     let db = state.store.db();
-    let acl = match acl_group::Entity::find()
+    let Some(acl) = acl_group::Entity::find()
         .filter(acl_group::Column::Name.eq(&name))
         .one(db)
-        .await
-    {
-        Ok(Some(acl)) => acl,
-        Ok(None) => return super::refused(axum::http::StatusCode::NOT_FOUND, "no such ACL group"),
-        Err(error) => return failed(error),
+        .await?
+    else {
+        return Ok(super::refused(
+            axum::http::StatusCode::NOT_FOUND,
+            "no such ACL group",
+        ));
     };
-    let members = match acl_group_member::Entity::find()
+    let members = acl_group_member::Entity::find()
         .filter(acl_group_member::Column::AclGroupId.eq(acl.id))
         .filter(acl_group_member::Column::Id.gt(paging.after.unwrap_or(0)))
         .order_by_asc(acl_group_member::Column::Id)
         .limit(PAGE)
         .all(db)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let user_ids: Vec<i64> = members.iter().map(|m| m.user_id).collect();
-    let users: HashMap<i64, source_user::Model> = match source_user::Entity::find()
+    let users: HashMap<i64, source_user::Model> = source_user::Entity::find()
         .filter(source_user::Column::Id.is_in(user_ids.clone()))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows.into_iter().map(|u| (u.id, u)).collect(),
-        Err(error) => return failed(error),
-    };
-    let memberships = match effective_membership::Entity::find()
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let memberships = effective_membership::Entity::find()
         .filter(effective_membership::Column::UserId.is_in(user_ids))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
-    let groups: HashMap<i64, source_group::Model> = match source_group::Entity::find()
+        .await?;
+    let groups: HashMap<i64, source_group::Model> = source_group::Entity::find()
         .filter(source_group::Column::Id.is_in(memberships.iter().map(|m| m.group_id)))
         .all(db)
-        .await
-    {
-        Ok(rows) => rows.into_iter().map(|g| (g.id, g)).collect(),
-        Err(error) => return failed(error),
-    };
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g))
+        .collect();
     // The rules the reconciler applies, not a second compilation of them.
     let engine = state.engine();
     let Some(rules) = engine
@@ -465,10 +435,10 @@ pub(super) async fn acl_group(
         .iter()
         .find(|g| g.name == acl.name)
     else {
-        return super::refused(
+        return Ok(super::refused(
             axum::http::StatusCode::NOT_FOUND,
             "this ACL group is no longer in the config",
-        );
+        ));
     };
     let mut body = String::from(
         "<table><thead><tr><th scope=\"col\">Member</th><th scope=\"col\">Connection</th><th scope=\"col\">Comes from</th></tr></thead><tbody>",
@@ -508,10 +478,10 @@ pub(super) async fn acl_group(
             last.id
         ));
     }
-    Html(page(
+    Ok(Html(page(
         &format!("ACL group {}", acl.name),
         signed.who(),
         &body,
     ))
-    .into_response()
+    .into_response())
 }

@@ -183,9 +183,25 @@ async fn change<E: std::fmt::Display>(
     }
 }
 
-fn failed(error: impl std::fmt::Display) -> Response {
-    refused(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+/// A page that could not be made for a reason of the server's (the store
+/// failed, say): shown as a 500 page that gives the reason. Page handlers
+/// return [`Page`] and pass every such failure on with `?`.
+pub(super) struct PageFailed(String);
+
+impl<E: std::fmt::Display> From<E> for PageFailed {
+    fn from(error: E) -> Self {
+        PageFailed(error.to_string())
+    }
 }
+
+impl IntoResponse for PageFailed {
+    fn into_response(self) -> Response {
+        refused(StatusCode::INTERNAL_SERVER_ERROR, &self.0)
+    }
+}
+
+/// What a page handler that reads the store returns.
+pub(super) type Page = Result<Response, PageFailed>;
 
 async fn sign_in_form() -> Html<String> {
     Html(page("Sign in", None, SIGN_IN_FORM))
@@ -202,36 +218,35 @@ async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
-) -> Response {
+) -> Page {
     if !same_origin(&headers) {
-        return refused(
+        return Ok(refused(
             StatusCode::FORBIDDEN,
             "Sign in from the console's own page.",
-        );
+        ));
     }
     let token = form.token.trim();
-    let record = match state.store.authenticate_token(token).await {
-        Ok(Some(record)) if record.has_scope(Scope::Admin) || record.has_scope(Scope::Read) => {
-            record
-        }
-        Ok(_) => {
+    let record = match state.store.authenticate_token(token).await? {
+        Some(record) if record.has_scope(Scope::Admin) || record.has_scope(Scope::Read) => record,
+        _ => {
             let body = format!(
                 "<p role=\"alert\" class=\"bad\">That token is unknown, expired, revoked, or has neither the admin nor the read scope.</p>{SIGN_IN_FORM}"
             );
-            return (StatusCode::UNAUTHORIZED, Html(page("Sign in", None, &body))).into_response();
+            return Ok(
+                (StatusCode::UNAUTHORIZED, Html(page("Sign in", None, &body))).into_response(),
+            );
         }
-        Err(error) => return failed(error),
     };
     let (id, _) = state.console.open(
         hash_token(token),
         record.name.clone(),
         record.has_scope(Scope::Admin),
     );
-    (
+    Ok((
         [(header::SET_COOKIE, session::set_cookie(&id, secure(&state)))],
         Redirect::to("/console/connections"),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -264,22 +279,18 @@ fn sign_out_button(signed: &Signed) -> String {
     button("/console/sign-out", &signed.session.csrf, "Sign out", None)
 }
 
-async fn connections_page(State(state): State<AppState>, signed: Signed) -> Response {
-    let rows = match connection::Entity::find()
+async fn connections_page(State(state): State<AppState>, signed: Signed) -> Page {
+    let rows = connection::Entity::find()
         .order_by_asc(connection::Column::Id)
         .all(state.store.db())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let mut body = String::from(
         "<table><caption class=\"muted\">Every connection, its health and its last run</caption><thead><tr><th scope=\"col\">Connection</th><th scope=\"col\">Kind</th><th scope=\"col\">Health</th><th scope=\"col\">Users (active)</th><th scope=\"col\">Last run</th><th scope=\"col\">Next run</th><th scope=\"col\"></th></tr></thead><tbody>",
     );
     for row in rows {
         let view = match connections::view(&state, row).await {
             Ok(view) => view,
-            Err(error) => return error.into_response(),
+            Err(error) => return Ok(error.into_response()),
         };
         let last = view.last_runs.first().map_or(
             "<span class=\"muted\">never</span>".to_string(),
@@ -327,7 +338,7 @@ async fn connections_page(State(state): State<AppState>, signed: Signed) -> Resp
     }
     body.push_str("</tbody></table>");
     body.push_str(&sign_out_button(&signed));
-    Html(page("Connections", signed.who(), &body)).into_response()
+    Ok(Html(page("Connections", signed.who(), &body)).into_response())
 }
 
 /// The non-zero numbers of a run's counts, e.g. `users_created 300,
@@ -434,26 +445,20 @@ async fn user_names(state: &AppState, connection: &str, ids: &[String]) -> Strin
     )
 }
 
-async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
-    let rows = match sync_run::Entity::find()
+async fn runs_page(State(state): State<AppState>, signed: Signed) -> Page {
+    let rows = sync_run::Entity::find()
         .order_by_desc(sync_run::Column::Id)
         .limit(100)
         .all(state.store.db())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let mut held = String::new();
     let mut body = String::from(
         "<table><caption class=\"muted\">The newest 100 runs</caption><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Connection</th><th scope=\"col\">Trigger, mode</th><th scope=\"col\">Status</th><th scope=\"col\">Started</th><th scope=\"col\">Error</th></tr></thead><tbody>",
     );
     for row in rows {
         if row.status == RunStatus::Held {
-            let plan = match state.engine().reconciler.held_plan(row.id).await {
-                Ok(Some(plan)) => plan,
-                Ok(None) => continue,
-                Err(error) => return failed(error),
+            let Some(plan) = state.engine().reconciler.held_plan(row.id).await? else {
+                continue;
             };
             let actions = if signed.session.admin {
                 format!(
@@ -492,7 +497,7 @@ async fn runs_page(State(state): State<AppState>, signed: Signed) -> Response {
     }
     body.push_str("</tbody></table>");
     let body = format!("{held}{body}{}{CONFIRM_SCRIPT}", sign_out_button(&signed));
-    Html(page("Runs", signed.who(), &body)).into_response()
+    Ok(Html(page("Runs", signed.who(), &body)).into_response())
 }
 
 /// A held run's plan: whom it would deprovision, suspend and delete.
@@ -517,11 +522,12 @@ async fn held_section(
 }
 
 /// One run: what it received and changed, its error, and a held run's plan.
-async fn run_page(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
-    let row = match sync_run::Entity::find_by_id(id).one(state.store.db()).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return refused(StatusCode::NOT_FOUND, "no such run"),
-        Err(error) => return failed(error),
+async fn run_page(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Page {
+    let Some(row) = sync_run::Entity::find_by_id(id)
+        .one(state.store.db())
+        .await?
+    else {
+        return Ok(refused(StatusCode::NOT_FOUND, "no such run"));
     };
     let counts: serde_json::Value = serde_json::from_str(&row.counts).unwrap_or_default();
     let mut body = format!(
@@ -538,15 +544,13 @@ async fn run_page(State(state): State<AppState>, signed: Signed, Path(id): Path<
         escape(&counts_summary(&counts)),
         escape(row.error.as_deref().unwrap_or("none")),
     );
-    if row.status == RunStatus::Held {
-        match state.engine().reconciler.held_plan(row.id).await {
-            Ok(Some(plan)) => body.push_str(&held_section(&state, &row, &plan, "").await),
-            Ok(None) => {}
-            Err(error) => return failed(error),
-        }
+    if row.status == RunStatus::Held
+        && let Some(plan) = state.engine().reconciler.held_plan(row.id).await?
+    {
+        body.push_str(&held_section(&state, &row, &plan, "").await);
     }
     body.push_str("<p><a href=\"/console/runs\">All runs</a></p>");
-    Html(page(&format!("Run {id}"), signed.who(), &body)).into_response()
+    Ok(Html(page(&format!("Run {id}"), signed.who(), &body)).into_response())
 }
 
 async fn approve_run(
@@ -663,16 +667,12 @@ async fn dry_run(
     report(&signed, &format!("Dry run of {id}"), &body)
 }
 
-async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response {
-    let rows = match device::Entity::find()
+async fn devices_page(State(state): State<AppState>, signed: Signed) -> Page {
+    let rows = device::Entity::find()
         .order_by_desc(device::Column::Id)
         .limit(500)
         .all(state.store.db())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     let mut body = String::from(
         "<table><caption class=\"muted\">The newest 500 devices</caption><thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Owner</th><th scope=\"col\">Status</th><th scope=\"col\">Reason</th><th scope=\"col\"></th></tr></thead><tbody>",
     );
@@ -719,7 +719,7 @@ async fn devices_page(State(state): State<AppState>, signed: Signed) -> Response
     body.push_str("</tbody></table>");
     body.push_str(&sign_out_button(&signed));
     body.push_str(CONFIRM_SCRIPT);
-    Html(page("Devices", signed.who(), &body)).into_response()
+    Ok(Html(page("Devices", signed.who(), &body)).into_response())
 }
 
 async fn change_device(
@@ -786,7 +786,7 @@ async fn events_page(
     State(state): State<AppState>,
     signed: Signed,
     Query(filter): Query<EventFilter>,
-) -> Response {
+) -> Page {
     let filter = filter.normalized();
     let mut query = event::Entity::find();
     if let Some(kind) = &filter.kind {
@@ -795,24 +795,17 @@ async fn events_page(
     if let Some(connection) = &filter.connection {
         query = query.filter(event::Column::ConnectionId.eq(connection.as_str()));
     }
-    let rows = match query
+    let rows = query
         .order_by_desc(event::Column::Id)
         .limit(100)
         .all(state.store.db())
-        .await
-    {
-        Ok(rows) => rows,
-        Err(error) => return failed(error),
-    };
+        .await?;
     // The live feed starts after the newest event of any kind.
-    let cursor = match event::Entity::find()
+    let cursor = event::Entity::find()
         .order_by_desc(event::Column::Id)
         .one(state.store.db())
-        .await
-    {
-        Ok(newest) => newest.map_or(0, |row| row.id),
-        Err(error) => return failed(error),
-    };
+        .await?
+        .map_or(0, |row| row.id);
     let kinds: String = crate::events::EventKind::ALL
         .iter()
         .map(|kind| {
@@ -844,7 +837,7 @@ async fn events_page(
     body.push_str("</tbody></table>");
     body.push_str(&sign_out_button(&signed));
     body.push_str(LIVE_SCRIPT);
-    Html(page("Events", signed.who(), &body)).into_response()
+    Ok(Html(page("Events", signed.who(), &body)).into_response())
 }
 
 /// Long-polls the feed and prepends each event (as text, never markup).
@@ -905,11 +898,7 @@ async fn events_feed(
     Ok(axum::Json(page))
 }
 
-async fn tokens_page(
-    State(state): State<AppState>,
-    signed: Signed,
-    headers: HeaderMap,
-) -> Response {
+async fn tokens_page(State(state): State<AppState>, signed: Signed, headers: HeaderMap) -> Page {
     tokens_view(&state, &signed, &headers, None).await
 }
 
@@ -933,11 +922,8 @@ async fn tokens_view(
     signed: &Signed,
     headers: &HeaderMap,
     created: Option<&str>,
-) -> Response {
-    let tokens = match state.store.list_tokens().await {
-        Ok(tokens) => tokens,
-        Err(error) => return failed(error),
-    };
+) -> Page {
+    let tokens = state.store.list_tokens().await?;
     let mut body = String::new();
     if let Some(plaintext) = created {
         body.push_str(&format!(
@@ -1006,7 +992,7 @@ async fn tokens_view(
     }
     body.push_str(&sign_out_button(signed));
     body.push_str(CONFIRM_SCRIPT);
-    Html(page("Tokens", signed.who(), &body)).into_response()
+    Ok(Html(page("Tokens", signed.who(), &body)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -1024,16 +1010,21 @@ async fn create_token(
     signed: Signed,
     headers: HeaderMap,
     Form(form): Form<NewTokenForm>,
-) -> Response {
+) -> Page {
     if let Some(refusal) = signed.refuses_change(&headers, &form.csrf) {
-        return refusal;
+        return Ok(refusal);
     }
     let scope = match form.scope.as_str() {
         "read" => Scope::Read,
         "admin" => Scope::Admin,
         "devices" => Scope::Devices,
         "scim" => Scope::Scim,
-        other => return refused(StatusCode::BAD_REQUEST, &format!("unknown scope {other}")),
+        other => {
+            return Ok(refused(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown scope {other}"),
+            ));
+        }
     };
     let connection = form.connection.filter(|c| !c.is_empty());
     let is_scim_connection = |id: &str| {
@@ -1046,14 +1037,14 @@ async fn create_token(
     let connection = match (scope, connection) {
         (Scope::Scim, Some(id)) if is_scim_connection(&id) => Some(id),
         (Scope::Scim, _) => {
-            return refused(
+            return Ok(refused(
                 StatusCode::BAD_REQUEST,
                 "a scim token is bound to one SCIM connection: choose it",
-            );
+            ));
         }
         (_, _) => None,
     };
-    match state
+    let created = state
         .store
         .create_token(NewToken {
             name: form.name.trim().to_string(),
@@ -1061,19 +1052,18 @@ async fn create_token(
             connection_id: connection,
             expires_at: None,
         })
-        .await
-    {
-        Ok((plaintext, _)) => {
-            let mut response = tokens_view(&state, &signed, &headers, Some(&plaintext)).await;
-            // The one page that shows a secret is never cached.
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                "no-store".parse().expect("a header value"),
-            );
-            response
-        }
-        Err(error) => refused(StatusCode::CONFLICT, &error.to_string()),
-    }
+        .await;
+    let plaintext = match created {
+        Ok((plaintext, _)) => plaintext,
+        Err(error) => return Ok(refused(StatusCode::CONFLICT, &error.to_string())),
+    };
+    let mut response = tokens_view(&state, &signed, &headers, Some(&plaintext)).await?;
+    // The one page that shows a secret is never cached.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-store".parse().expect("a header value"),
+    );
+    Ok(response)
 }
 
 async fn revoke_token(
