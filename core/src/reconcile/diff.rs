@@ -5,7 +5,6 @@ use super::edge_set::EdgeSet;
 use super::hash::ContentHash;
 use super::input::{Delta, Snapshot, SourceInput};
 use super::staged::StagedUsers;
-use super::unchanged::UnchangedUser;
 use idpsync_driver::edges::{edge_key, key_parts};
 use idpsync_driver::{
     Access, EdgeId, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser,
@@ -24,6 +23,10 @@ pub struct StoredUser {
     pub suspended: bool,
     /// The folded userName the user holds.
     pub user_name_key: Box<str>,
+    /// Set by a snapshot's diff when the snapshot lists the user as
+    /// set aside (unchanged): a million set-aside ids are then known by
+    /// their stored row, without a set of them beside it.
+    pub(super) set_aside: bool,
 }
 
 /// What is stored of a group (held under its external id).
@@ -431,13 +434,15 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     let records = check_users(&users)?;
     for unchanged in &unchanged_users {
         let external_id = unchanged.external_id();
-        match stored.users.get(external_id) {
+        match stored.users.get_mut(external_id) {
             Some(row) if unchanged.is_still(row.content_hash) => {
                 records.check_unchanged(external_id, &row.user_name_key)?;
+                row.set_aside = true;
             }
             _ => return Err(DiffError::StoredUserMoved(external_id.into())),
         }
     }
+    drop(unchanged_users);
     check_groups(groups.iter())?;
     let mut changes = ChangeSet::default();
 
@@ -449,19 +454,25 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     memberships.sort_and_dedup();
     let mut stored_edges = std::mem::take(&mut stored.edges);
     {
-        // The records' ids, checked above, and the set-aside users'.
+        // The records' ids, checked above; the set-aside users are the
+        // stored ones marked so.
         let UserKeys {
-            ids: mut user_ids,
+            ids: user_ids,
             names,
         } = records;
         drop(names);
-        user_ids.extend(unchanged_users.iter().map(UnchangedUser::external_id));
+        let is_user = |id: &str| {
+            user_ids.contains(id)
+                || staged_ids(id)
+                || stored.users.get(id).is_some_and(|row| row.set_aside)
+        };
         let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
         changes.users_deleted = sorted(
             stored
                 .users
-                .keys()
-                .filter(|id| !user_ids.contains(&***id))
+                .iter()
+                .filter(|(id, row)| !row.set_aside && !user_ids.contains(&***id))
+                .map(|(id, _)| id)
                 .map(|id| id.to_string()),
         );
         changes.groups_deleted = sorted(
@@ -479,7 +490,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             .map(|index| {
                 let id = memberships.ids().name(index).as_ref();
                 IdFacts {
-                    is_user: user_ids.contains(id) || staged_ids(id),
+                    is_user: is_user(id),
                     is_group: group_ids.contains(id),
                     stored_user: stored_edges.user_index(id),
                     stored_group: stored_edges.group_index(id),
@@ -657,6 +668,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                         active: user.active,
                         suspended: user.suspended,
                         user_name_key: user.user_name.to_lowercase().into(),
+                        set_aside: false,
                     },
                 )
             })
@@ -681,6 +693,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
 mod tests {
     use super::*;
     use crate::reconcile::input::Delta;
+    use crate::reconcile::unchanged::UnchangedUser;
 
     #[test]
     fn names_are_freed_only_where_they_move_between_users() {
@@ -767,6 +780,26 @@ mod tests {
         };
         // No deletion, and their edges neither skipped nor removed.
         assert_eq!(changes.counts(), only_carol_updated);
+
+        // Beside them, a stored user the snapshot no longer lists is
+        // removed, and only that user.
+        let mut snapshot = tenant();
+        set_aside(&mut snapshot, &stored, &["u1", "u2"]);
+        snapshot.users.clear();
+        snapshot
+            .memberships
+            .retain(|edge| edge.member != MemberRef::User("u3".into()));
+        let changes = diff(stored.clone(), SourceInput::Snapshot(snapshot)).unwrap();
+        assert_eq!(changes.users_deleted, ["u3"]);
+        assert_eq!(changes.memberships_skipped, 0);
+        assert!(changes.memberships_removed.is_empty(), "go with u3");
+        assert_eq!(
+            changes.counts(),
+            ChangeCounts {
+                users_deleted: 1,
+                ..ChangeCounts::default()
+            }
+        );
     }
 
     /// `snapshot` with its users staged (budget 0: all on disk).

@@ -487,6 +487,7 @@ impl<'a> StateBuilder<'a> {
             active,
             suspended,
             user_name_key: user_name_key.into_boxed_str(),
+            set_aside: false,
         };
         self.users.insert(external_id, user);
     }
