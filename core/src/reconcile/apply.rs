@@ -510,7 +510,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         staged: Option<StagedUsers>,
         updated: Vec<SourceUser>,
     ) -> Result<UserIds, ApplyError> {
-        let now = self.ctx.now;
         // Deleted users as they were (their rows go at the end of the apply).
         let deleted: HashMap<String, UserRow> = self
             .load_users_by_external_id(changes.users_deleted.iter().map(String::as_str))
@@ -532,23 +531,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .into_iter()
                 .collect::<Result<Vec<SourceUser>, _>>()
                 .map_err(ApplyError::Staging)?;
-            let rows = chunk
-                .iter()
-                .map(|user| user_row(self.connection(), user, now, 1));
-            let returned = self
-                .write_users(source_user::Entity::insert_many(rows))
+            self.write_user_chunk(&chunk, None, &mut written, |_| EventKind::UserCreated)
                 .await?;
-            remember_written(&mut written, returned);
-            for user in &chunk {
-                self.event(
-                    EventKind::UserCreated,
-                    "user",
-                    &user.external_id,
-                    user_payload(user),
-                );
-                // A new tenant's 100k events would otherwise be held at once.
-                self.flush(false).await?;
-            }
         }
         let deactivated: HashSet<&str> = changes
             .users_deactivated
@@ -563,26 +547,21 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let suspended: HashSet<&str> = changes.users_suspended.iter().map(String::as_str).collect();
         // Updated users are stored: each row's insert conflicts on its
         // external id and becomes the update, many users per statement.
-        for chunk in owned_chunks(updated, rows_per_insert(17)) {
-            let rows = chunk
-                .iter()
-                .map(|user| user_row(self.connection(), user, now, 1));
-            let upsert = source_user::Entity::insert_many(rows).on_conflict(user_update());
-            let returned = self.write_users(upsert).await?;
-            remember_written(&mut written, returned);
-            for user in &chunk {
-                let kind = if deactivated.contains(user.external_id.as_str()) {
-                    EventKind::UserDeactivated
-                } else if suspended.contains(user.external_id.as_str()) {
-                    EventKind::UserSuspended
-                } else if reactivated.contains(user.external_id.as_str()) {
-                    EventKind::UserReactivated
-                } else {
-                    EventKind::UserUpdated
-                };
-                self.event(kind, "user", &user.external_id, user_payload(user));
-                self.flush(false).await?;
+        let kind_of = |user: &SourceUser| {
+            let id = user.external_id.as_str();
+            if deactivated.contains(id) {
+                EventKind::UserDeactivated
+            } else if suspended.contains(id) {
+                EventKind::UserSuspended
+            } else if reactivated.contains(id) {
+                EventKind::UserReactivated
+            } else {
+                EventKind::UserUpdated
             }
+        };
+        for chunk in owned_chunks(updated, rows_per_insert(17)) {
+            self.write_user_chunk(&chunk, Some(user_update()), &mut written, kind_of)
+                .await?;
         }
         for external_id in &changes.users_deleted {
             let user_name = deleted
@@ -602,6 +581,33 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .map(|(external_id, row)| (external_id, row.id)),
         );
         Ok(written)
+    }
+
+    /// Writes `chunk` in one statement (an upsert with `on_conflict`),
+    /// keeps the ids written in `written`, and announces each user as
+    /// `kind_of` says, flushing as it goes: a new tenant's 100k events
+    /// would otherwise be held at once.
+    async fn write_user_chunk(
+        &mut self,
+        chunk: &[SourceUser],
+        on_conflict: Option<OnConflict>,
+        written: &mut UserIds,
+        kind_of: impl Fn(&SourceUser) -> EventKind,
+    ) -> Result<(), ApplyError> {
+        let now = self.ctx.now;
+        let rows = chunk
+            .iter()
+            .map(|user| user_row(self.connection(), user, now, 1));
+        let mut insert = source_user::Entity::insert_many(rows);
+        if let Some(on_conflict) = on_conflict {
+            insert = insert.on_conflict(on_conflict);
+        }
+        remember_written(written, self.write_users(insert).await?);
+        for user in chunk {
+            self.event(kind_of(user), "user", &user.external_id, user_payload(user));
+            self.flush(false).await?;
+        }
+        Ok(())
     }
 
     /// Runs an insert (or upsert) of user rows; returns their ids.
@@ -877,10 +883,15 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // statement's worth at a time, and each group's run of new members
         // announced when it ends, so that neither the rows nor the member
         // lists of a million new edges are held at once.
+        let user_edges_added = changes
+            .memberships_added
+            .refs()
+            .filter(|edge| !edge.member_is_group)
+            .count();
         self.defer_index(
             "user_memberships",
             "ix_user_memberships_user",
-            changes.memberships_added.len(),
+            user_edges_added,
         )
         .await?;
         let backend = self.db.backend();
