@@ -5,10 +5,9 @@ use super::edge_set::EdgeSet;
 use super::hash::ContentHash;
 use super::input::{Delta, Snapshot, SourceInput};
 use super::staged::StagedUsers;
+use super::stored_users::StoredUsers;
 use idpsync_driver::edges::{edge_key, key_parts};
-use idpsync_driver::{
-    Access, EdgeId, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser,
-};
+use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -48,8 +47,8 @@ struct IdFacts {
 /// The stored state of one connection, or the part of it an input touches.
 #[derive(Debug, Clone, Default)]
 pub struct StoredState {
-    /// Under the ids the edge set interned (shared with it).
-    pub users: HashMap<EdgeId, StoredUser>,
+    /// In the edge set's index of user ids (shared with it).
+    pub users: StoredUsers,
     pub groups: HashMap<String, StoredGroup>,
     /// Direct edges (by external ids, interned).
     pub edges: EdgeSet,
@@ -325,7 +324,7 @@ fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
         .chain(changes.users_updated.iter().map(|u| u.external_id.as_str()));
     let mut to_free: Vec<String> = freeing
         .filter(|holder| {
-            stored.users.get(*holder).is_some_and(|user| {
+            stored.users.get(holder).is_some_and(|user| {
                 claims
                     .get(&*user.user_name_key)
                     .is_some_and(|claimant| claimant != holder)
@@ -575,7 +574,7 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
     sort_upserts(stored, upsert_users, upsert_groups, &mut changes);
     changes.users_deleted = removed_users
         .iter()
-        .filter(|id| stored.users.contains_key(**id))
+        .filter(|id| stored.users.contains_key(id))
         .map(|id| id.to_string())
         .collect();
     changes.groups_deleted = removed_groups

@@ -14,11 +14,19 @@
 
 use idpsync_driver::edges::{IdIndex, edge_key, key_parts};
 use idpsync_driver::{EdgeId, MemberRef, MembershipEdge};
+use std::sync::Arc;
 
 /// A user's index in one [`EdgeSetBuilder`], from
 /// [`EdgeSetBuilder::intern_user`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserIndex(u32);
+
+impl UserIndex {
+    /// The index, for a vector kept beside the set by user.
+    pub fn position(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// A group's index in one [`EdgeSetBuilder`], from
 /// [`EdgeSetBuilder::intern_group`].
@@ -53,12 +61,6 @@ impl EdgeSetBuilder {
     /// it is if new here, not copied).
     pub fn intern_user_id(&mut self, user: EdgeId) -> UserIndex {
         UserIndex(self.users.intern_id(user))
-    }
-
-    /// The id of a user this builder gave `index` (shared, not copied; the
-    /// set it finishes as holds the same).
-    pub fn user_id(&self, index: UserIndex) -> &EdgeId {
-        self.users.name(index.0)
     }
 
     /// The index of group `group` here, given one if it has none.
@@ -110,7 +112,7 @@ impl EdgeSetBuilder {
         keys.sort_unstable();
         keys.dedup();
         EdgeSet {
-            users,
+            users: Arc::new(users),
             groups,
             removed: vec![0; keys.len().div_ceil(64)],
             len: keys.len(),
@@ -123,7 +125,8 @@ impl EdgeSetBuilder {
 /// taken out ([`EdgeSet::remove_key`]), not added.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSet {
-    users: IdIndex,
+    /// Shared with the stored users (see `stored_users`).
+    users: Arc<IdIndex>,
     groups: IdIndex,
     /// Every edge's key, sorted and distinct, taken out or not.
     keys: Vec<u64>,
@@ -142,6 +145,11 @@ impl EdgeSet {
             MemberRef::User(user) => edge_key(group, self.users.get(user)?, false),
             MemberRef::Group(member) => edge_key(group, self.groups.get(member)?, true),
         })
+    }
+
+    /// The index of the users' ids, shared.
+    pub fn user_ids(&self) -> &Arc<IdIndex> {
+        &self.users
     }
 
     /// The index a user id has here, for [`edge_key`].

@@ -22,6 +22,7 @@ pub mod input;
 pub mod plan;
 pub mod staged;
 mod stored;
+mod stored_users;
 mod unchanged;
 
 pub use acl::AclRules;

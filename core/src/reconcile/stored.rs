@@ -5,12 +5,13 @@ use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
+use super::stored_users::StoredUsers;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use futures_util::TryStreamExt;
+use idpsync_driver::MemberRef;
 use idpsync_driver::edges::IdIndex;
-use idpsync_driver::{EdgeId, MemberRef};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect, StreamTrait,
@@ -448,7 +449,8 @@ async fn load_some(
 struct StateBuilder<'a> {
     /// Ids held already (a snapshot's): shared, not copied.
     held_ids: &'a IdIndex,
-    users: HashMap<EdgeId, StoredUser>,
+    /// By the edge set's index of each user (see `stored_users`).
+    users: Vec<Option<StoredUser>>,
     groups: HashMap<String, StoredGroup>,
     edges: EdgeSetBuilder,
     /// Edge-set index by row id, of the users and groups read.
@@ -460,7 +462,7 @@ impl<'a> StateBuilder<'a> {
     fn with_capacity(expected: Expected, held_ids: &'a IdIndex) -> Self {
         StateBuilder {
             held_ids,
-            users: HashMap::with_capacity(expected.users),
+            users: Vec::with_capacity(expected.users),
             groups: HashMap::with_capacity(expected.groups),
             edges: EdgeSetBuilder::with_capacity(expected.edges),
             user_indexes: foldhash::HashMap::with_capacity_and_hasher(
@@ -480,8 +482,6 @@ impl<'a> StateBuilder<'a> {
             .edges
             .intern_user_id(self.held_ids.shared_or_new(&external_id));
         self.user_indexes.insert(id, index);
-        // Held under the edge set's copy of the id: one string a user.
-        let external_id = self.edges.user_id(index).clone();
         let user = StoredUser {
             content_hash: ContentHash::parse(&content_hash),
             active,
@@ -489,7 +489,11 @@ impl<'a> StateBuilder<'a> {
             user_name_key: user_name_key.into_boxed_str(),
             set_aside: false,
         };
-        self.users.insert(external_id, user);
+        let slot = index.position();
+        if self.users.len() <= slot {
+            self.users.resize(slot + 1, None);
+        }
+        self.users[slot] = Some(user);
     }
 
     fn add_group(&mut self, row: GroupTuple) {
@@ -524,10 +528,11 @@ impl<'a> StateBuilder<'a> {
     }
 
     fn finish(self) -> StoredState {
+        let edges = self.edges.finish();
         StoredState {
-            users: self.users,
+            users: StoredUsers::indexed(edges.user_ids().clone(), self.users),
             groups: self.groups,
-            edges: self.edges.finish(),
+            edges,
         }
     }
 }
