@@ -184,7 +184,7 @@ async fn tend(
         delete(store, row).await?;
     }
     lock.release().await;
-    gauge_expiries(store, connection).await;
+    gauge_expiries(store, connection).await?;
     Ok(next)
 }
 
@@ -265,27 +265,29 @@ fn store_err(error: crate::store::StoreError) -> sea_orm::DbErr {
 }
 
 /// Seconds until each of the connection's subscriptions lapses, for alerts.
-async fn gauge_expiries(store: &Store, connection: &str) {
-    let Ok(rows) = hook_subscription::Entity::find()
+async fn gauge_expiries(store: &Store, connection: &str) -> Result<(), sea_orm::DbErr> {
+    let rows = hook_subscription::Entity::find()
         .filter(hook_subscription::Column::ConnectionId.eq(connection))
         .all(store.db())
-        .await
-    else {
-        return;
-    };
+        .await?;
     for row in rows {
         if let Some(expires) = row.expires_at {
             metrics::gauge!("idpsync_hook_subscription_expiry_timestamp_seconds", "connection" => connection.to_string(), "resource" => row.resource.clone())
                 .set(expires.timestamp() as f64);
         }
     }
+    Ok(())
 }
 
 /// Rows of connections no longer configured cannot be stopped (there is no
 /// driver to call the IdP with): they are forgotten, and lapse at the IdP.
 async fn forget_removed_connections(hooks: &Hooks, store: &Store) {
-    let Ok(rows) = subscriptions(store).await else {
-        return;
+    let rows = match subscriptions(store).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the subscriptions to forget those of connections no longer configured; retrying when the keeper next starts (daemon start or config reload)");
+            return;
+        }
     };
     for row in rows
         .iter()
