@@ -471,8 +471,7 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
                 .users
                 .iter()
                 .filter(|(id, row)| !row.set_aside && !user_ids.contains(&***id))
-                .map(|(id, _)| id)
-                .map(|id| id.to_string()),
+                .map(|(id, _)| id.to_string()),
         );
         changes.groups_deleted = sorted(
             stored

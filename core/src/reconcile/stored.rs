@@ -5,7 +5,7 @@ use super::diff::{StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
-use super::stored_users::StoredUsers;
+use super::stored_users::{StoredUsers, put_row};
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
@@ -489,11 +489,7 @@ impl<'a> StateBuilder<'a> {
             user_name_key: user_name_key.into_boxed_str(),
             set_aside: false,
         };
-        let slot = index.position();
-        if self.users.len() <= slot {
-            self.users.resize(slot + 1, None);
-        }
-        self.users[slot] = Some(user);
+        put_row(&mut self.users, index.position(), user);
     }
 
     fn add_group(&mut self, row: GroupTuple) {

@@ -67,17 +67,23 @@ impl StoredUsers {
     }
 }
 
+/// Puts `user` at `index` of `rows` (the users by their index in an id
+/// index), making room as needed; a later user at an index replaces an
+/// earlier one.
+pub(super) fn put_row(rows: &mut Vec<Option<StoredUser>>, index: usize, user: StoredUser) {
+    if rows.len() <= index {
+        rows.resize(index + 1, None);
+    }
+    rows[index] = Some(user);
+}
+
 /// Users under ids of their own index (tests build stored states so).
 impl FromIterator<(EdgeId, StoredUser)> for StoredUsers {
     fn from_iter<I: IntoIterator<Item = (EdgeId, StoredUser)>>(users: I) -> Self {
         let mut ids = IdIndex::default();
         let mut rows: Vec<Option<StoredUser>> = Vec::new();
         for (id, user) in users {
-            let index = ids.intern_id(id) as usize;
-            if rows.len() <= index {
-                rows.resize(index + 1, None);
-            }
-            rows[index] = Some(user);
+            put_row(&mut rows, ids.intern_id(id) as usize, user);
         }
         StoredUsers::indexed(Arc::new(ids), rows)
     }

@@ -57,12 +57,16 @@ pub async fn build_indexes(
         }
     };
     let built = run_all(db, creates).await;
-    if sort == IndexSort::TemporaryFiles {
-        // Back even after a failed build: the connection returns to the
-        // pool, where every other statement expects `memory`.
-        set_temp_store(db, "MEMORY").await?;
-    }
-    built.map(|()| sort)
+    // Back even after a failed build: the connection returns to the pool,
+    // where every other statement expects `memory`. A failed build is the
+    // error to report, before a failed switch back.
+    let back = match sort {
+        IndexSort::TemporaryFiles => set_temp_store(db, "MEMORY").await,
+        IndexSort::Memory | IndexSort::Server => Ok(()),
+    };
+    built?;
+    back?;
+    Ok(sort)
 }
 
 async fn run_all(db: &impl ConnectionTrait, statements: &[String]) -> Result<(), DbErr> {

@@ -277,7 +277,9 @@ impl Store {
         // temporary database for as long as the connection lives, and a
         // pooled connection with one could not move a bulk index build's
         // sort to disk (see `index_build`).
+        let pending = Migrator::get_pending_migrations(&self.db).await?;
         match &self.sqlite_options {
+            _ if pending.is_empty() => {}
             Some(options) => {
                 let mut one = options.clone();
                 one.max_connections(1).min_connections(0);
