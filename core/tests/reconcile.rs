@@ -281,6 +281,106 @@ store_test!(
     }
 );
 
+/// The direct edges stored, as "group>user" and "group>>nested group" by
+/// external ids, sorted.
+async fn direct_edges(store: &Store) -> Vec<String> {
+    let db = store.db();
+    let users: std::collections::HashMap<i64, String> = source_user::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|user| (user.id, user.external_id))
+        .collect();
+    let groups: std::collections::HashMap<i64, String> = source_group::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|group| (group.id, group.external_id))
+        .collect();
+    let mut edges: Vec<String> = user_membership::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|edge| format!("{}>{}", groups[&edge.group_id], users[&edge.user_id]))
+        .collect();
+    edges.extend(
+        group_membership::Entity::find()
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|edge| {
+                format!(
+                    "{}>>{}",
+                    groups[&edge.group_id], groups[&edge.member_group_id]
+                )
+            }),
+    );
+    edges.sort();
+    edges
+}
+
+store_test!(
+    a_full_pull_takes_away_exactly_the_stored_edges_it_no_longer_lists,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let rerun = reconciler(&store, &config_with_limit("100%")).await;
+            submit(&rerun, tenant()).await;
+
+            // u1 leaves g3 (both ends still listed elsewhere); u3 stays but
+            // loses its only edge (no listed edge names it); dave (u4) and
+            // Platform (g2) are gone, with their edges; u2 joins g1; and
+            // an edge names a user the source does not have.
+            let mut next = tenant();
+            next.users.retain(|user| user.external_id != "u4");
+            next.groups.retain(|group| group.external_id != "g2");
+            next.memberships = vec![
+                MembershipEdge::user("g1", "u1"),
+                MembershipEdge::user("g1", "u2"),
+                MembershipEdge::user("g3", "u2"),
+                MembershipEdge::user("g3", "ghost"),
+                // Listed twice: one edge.
+                MembershipEdge::user("g1", "u1"),
+            ]
+            .into();
+            rerun.set_aside_unchanged("okta", &mut next).await.unwrap();
+            let outcome = submit(&rerun, next.clone()).await;
+            let Outcome::Applied(report) = outcome else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(report.changes.memberships_added, 1, "g1>u2");
+            assert_eq!(
+                report.changes.memberships_removed, 2,
+                "g3>u1 and g3>u3; dave's and Platform's go with them"
+            );
+            assert_eq!(report.changes.memberships_skipped, 1, "g3>ghost");
+            assert_eq!(report.changes.users_deleted, 1);
+            assert_eq!(report.changes.groups_deleted, 1);
+            assert_eq!(direct_edges(&store).await, ["g1>u1", "g1>u2", "g3>u2"]);
+            assert_eq!(effective_members(&store, "g1").await, ["alice", "bob"]);
+
+            // The same snapshot into an empty store stores the same edges.
+            let fresh = testing::TestStore::sqlite().await;
+            let fresh_reconciler = reconciler(&fresh.store, &config_with_limit("100%")).await;
+            let mut first = tenant();
+            first.users.retain(|user| user.external_id != "u4");
+            first.groups.retain(|group| group.external_id != "g2");
+            first.memberships = next.memberships.clone();
+            submit(&fresh_reconciler, first).await;
+            assert_eq!(direct_edges(&fresh.store).await, direct_edges(&store).await);
+            fresh.cleanup().await;
+
+            // And a re-run of it changes nothing.
+            let again = submit(&rerun, next).await;
+            assert!(matches!(again, Outcome::Unchanged(_)), "{again:?}");
+        }
+    }
+);
+
 store_test!(
     a_full_pull_sets_aside_only_the_users_stored_as_it_has_them,
     |test_store: &TestStore| {

@@ -1,12 +1,13 @@
 //! The pure part of reconciliation: stored state + input -> [`ChangeSet`].
 //! No IO here; `apply` writes a change set and derives its effects.
 
+use super::compared_edges::ComparedEdges;
 use super::edge_set::EdgeSet;
 use super::hash::ContentHash;
 use super::input::{Delta, Snapshot, SourceInput};
 use super::staged::StagedUsers;
 use super::stored_users::StoredUsers;
-use idpsync_driver::edges::{edge_key, key_parts};
+use idpsync_driver::edges::key_parts;
 use idpsync_driver::{Access, EdgeList, MemberRef, MembershipEdge, SourceGroup, SourceUser};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -35,13 +36,10 @@ pub struct StoredGroup {
 }
 
 /// What a snapshot's diff knows of one id its edges name: whether the
-/// snapshot has a user and a group of that id, and their indexes in the
-/// stored edges.
+/// snapshot has a user and a group of that id.
 struct IdFacts {
     is_user: bool,
     is_group: bool,
-    stored_user: Option<u32>,
-    stored_group: Option<u32>,
 }
 
 /// The stored state of one connection, or the part of it an input touches.
@@ -50,8 +48,23 @@ pub struct StoredState {
     /// In the edge set's index of user ids (shared with it).
     pub users: StoredUsers,
     pub groups: HashMap<String, StoredGroup>,
-    /// Direct edges (by external ids, interned).
-    pub edges: EdgeSet,
+    pub edges: StoredEdges,
+}
+
+/// A stored state's direct edges: held as a set, or compared with a
+/// snapshot's edges as they were read and not held (`compared_edges`).
+/// `stored::load` compares them for a snapshot and holds them for a delta
+/// (the edges its groups and members name).
+#[derive(Debug, Clone)]
+pub enum StoredEdges {
+    Held(EdgeSet),
+    Compared(ComparedEdges),
+}
+
+impl Default for StoredEdges {
+    fn default() -> Self {
+        StoredEdges::Held(EdgeSet::default())
+    }
 }
 
 /// What applying an input changes, before effects. Serialisable so a held
@@ -201,10 +214,19 @@ pub enum DiffError {
 /// For a delta, `stored` must hold at least the users, groups and edges
 /// the delta names (and, for `replace_members`, every stored edge of those
 /// groups).
+///
+/// # Panics
+/// If a delta comes with stored edges compared with a snapshot's (only a
+/// snapshot's are compared: `stored::load`).
 pub fn diff(stored: StoredState, input: SourceInput) -> Result<ChangeSet, DiffError> {
     match input {
         SourceInput::Snapshot(snapshot) => diff_snapshot(stored, snapshot),
-        SourceInput::Delta(delta) => Ok(diff_delta(&stored, delta)?),
+        SourceInput::Delta(delta) => match &stored.edges {
+            StoredEdges::Held(edges) => Ok(diff_delta(&stored, edges, delta)?),
+            StoredEdges::Compared(_) => {
+                panic!("a delta is diffed against stored edges held, not compared")
+            }
+        },
     }
 }
 
@@ -408,10 +430,14 @@ fn shrunk<T>(mut records: Vec<T>) -> Vec<T> {
 }
 
 /// Takes the snapshot by value: its records move into the change set, so a
-/// tenant of a million edges is not held twice. Takes the stored state by
-/// value too: each stored edge the snapshot lists is taken out of it, and
-/// what is left is what the snapshot no longer lists (no second set of ten
-/// million keys).
+/// tenant of a million edges is not held twice. The stored edges come
+/// compared with the snapshot's (see `compared_edges`): each listed edge
+/// is new unless marked stored, and the stored edges it does not list are
+/// taken away, except those that go with a deleted user or group.
+///
+/// # Panics
+/// If the stored edges were compared with another list than the
+/// snapshot's edges.
 fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSet, DiffError> {
     let Snapshot {
         users,
@@ -451,7 +477,14 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     // edge below.
     let mut memberships = memberships;
     memberships.sort_and_dedup();
-    let mut stored_edges = std::mem::take(&mut stored.edges);
+    let compared = match std::mem::take(&mut stored.edges) {
+        StoredEdges::Held(set) => ComparedEdges::of_set(&memberships, &set),
+        StoredEdges::Compared(compared) => compared,
+    };
+    assert!(
+        compared.compared_with(&memberships),
+        "the stored edges were compared with the snapshot's edges"
+    );
     {
         // The records' ids, checked above; the set-aside users are the
         // stored ones marked so.
@@ -480,22 +513,21 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
                 .filter(|id| !group_ids.contains(id.as_str()))
                 .cloned(),
         );
-        // Listed edges between ids the stored edges know are taken out of
-        // them by stored key (found: not new); edges with an end the stored
-        // edges do not know are new. Each distinct id is looked up once,
-        // not once per edge.
+        // A listed edge whose ends the snapshot has is new unless it is
+        // stored; one with an end it lacks is skipped (and, stored, it goes
+        // with the deleted user or group). Each distinct id is looked up
+        // once, not once per edge.
         let facts: Vec<IdFacts> = (0..memberships.ids().len() as u32)
             .map(|index| {
                 let id = memberships.ids().name(index).as_ref();
                 IdFacts {
                     is_user: is_user(id),
                     is_group: group_ids.contains(id),
-                    stored_user: stored_edges.user_index(id),
-                    stored_group: stored_edges.group_index(id),
                 }
             })
             .collect();
-        memberships.retain_keys(|key| {
+        let mut skipped_but_stored: Vec<u64> = Vec::new();
+        memberships.retain_positions(|position, key| {
             let (group, member, member_is_group) = key_parts(key);
             let (group, member) = (&facts[group as usize], &facts[member as usize]);
             let member_known = if member_is_group {
@@ -503,35 +535,33 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
             } else {
                 member.is_user
             };
+            let stored = compared.is_stored(position);
             if !(group.is_group && member_known) {
                 changes.memberships_skipped += 1;
+                if stored {
+                    skipped_but_stored.push(key);
+                }
                 return false;
             }
-            let stored_member = if member_is_group {
-                member.stored_group
-            } else {
-                member.stored_user
-            };
-            match (group.stored_group, stored_member) {
-                (Some(group), Some(member)) => {
-                    !stored_edges.remove_key(edge_key(group, member, member_is_group))
-                }
-                _ => true,
-            }
+            !stored
         });
+        let mut unlisted = compared.into_unlisted();
+        unlisted.extend(
+            skipped_but_stored
+                .into_iter()
+                .map(|key| memberships.edge(key)),
+        );
         // Edges of deleted users and groups go with them; list only the others.
         let deleted_users: HashSet<&str> =
             changes.users_deleted.iter().map(String::as_str).collect();
         let deleted_groups: HashSet<&str> =
             changes.groups_deleted.iter().map(String::as_str).collect();
         changes.memberships_removed = sorted(
-            stored_edges
-                .keys()
-                .map(|key| stored_edges.edge(key))
+            unlisted
+                .into_iter()
                 .filter(|edge| !touches(edge, &deleted_users, &deleted_groups)),
         );
     }
-    drop(stored_edges);
 
     // Then move what changed.
     sort_upserts(&stored, users, groups, &mut changes);
@@ -542,7 +572,11 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
 }
 
 /// Takes the delta by value: its records move into the change set.
-fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputError> {
+fn diff_delta(
+    stored: &StoredState,
+    stored_edges: &EdgeSet,
+    delta: Delta,
+) -> Result<ChangeSet, InputError> {
     check_users(&delta.upsert_users)?;
     check_groups(delta.upsert_groups.iter())?;
     let Delta {
@@ -608,7 +642,7 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
                 member: member.clone(),
             })
             .collect();
-        for edge in stored.edges.of_group(group) {
+        for edge in stored_edges.of_group(group) {
             if !wanted.contains(&edge) {
                 remove.insert(edge);
             }
@@ -624,13 +658,13 @@ fn diff_delta(stored: &StoredState, delta: Delta) -> Result<ChangeSet, InputErro
         }
         if !edge_valid(&edge) {
             changes.memberships_skipped += 1;
-        } else if !stored.edges.contains(&edge) {
+        } else if !stored_edges.contains(&edge) {
             changes.memberships_added.push(edge);
         }
     }
     changes.memberships_removed = remove
         .into_iter()
-        .filter(|edge| stored.edges.contains(edge))
+        .filter(|edge| stored_edges.contains(edge))
         .filter(|edge| !touches(edge, &deleted_users, &deleted_groups))
         .collect();
     changes.names_to_free = names_to_free(stored, &changes);
@@ -683,7 +717,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                 )
             })
             .collect(),
-        edges: snapshot.memberships.to_vec().iter().collect(),
+        edges: StoredEdges::Held(snapshot.memberships.to_vec().iter().collect()),
     }
 }
 

@@ -44,14 +44,6 @@ pub struct EdgeSetBuilder {
 }
 
 impl EdgeSetBuilder {
-    /// An empty builder with room for `edges` edges.
-    pub fn with_capacity(edges: usize) -> Self {
-        EdgeSetBuilder {
-            keys: Vec::with_capacity(edges),
-            ..EdgeSetBuilder::default()
-        }
-    }
-
     /// The index of user `user` here, given one if it has none.
     pub fn intern_user(&mut self, user: &str) -> UserIndex {
         UserIndex(self.users.intern(user))
@@ -71,6 +63,16 @@ impl EdgeSetBuilder {
     /// [`EdgeSetBuilder::intern_group`] of an id already shared.
     pub fn intern_group_id(&mut self, group: EdgeId) -> GroupIndex {
         GroupIndex(self.groups.intern_id(group))
+    }
+
+    /// The id of a user index this builder gave.
+    pub fn user_id(&self, user: UserIndex) -> &EdgeId {
+        self.users.name(user.0)
+    }
+
+    /// The id of a group index this builder gave.
+    pub fn group_id(&self, group: GroupIndex) -> &EdgeId {
+        self.groups.name(group.0)
     }
 
     /// [`EdgeSetBuilder::insert_user`] by indexes this builder gave.
@@ -325,7 +327,7 @@ mod tests {
     #[test]
     fn a_group_s_edges_are_found_among_many_groups_whatever_the_order_added() {
         // More keys than one bitmap word, groups added interleaved.
-        let mut builder = EdgeSetBuilder::with_capacity(0);
+        let mut builder = EdgeSetBuilder::default();
         for member in (0..100).rev() {
             for group in ["g3", "g1", "g2"] {
                 builder.insert_user(group, &format!("u{member}"));

@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod apply;
 mod coalesce;
+mod compared_edges;
 pub mod diff;
 mod edge_set;
 pub mod graph;
@@ -491,7 +492,7 @@ impl Reconciler {
         // The rows edits and checks name, read once: for them, and (users)
         // as the stored state the delta is diffed against.
         let mut edited_rows = Vec::new();
-        let input = match input {
+        let mut input = match input {
             SourceInput::Delta(mut delta) if !edits.is_empty() => {
                 let users = rows::users_by_external_id(tx, connection_id, edits.user_ids()).await?;
                 let groups =
@@ -521,7 +522,7 @@ impl Reconciler {
         } else {
             Upserted::default()
         };
-        let stored = stored::load(tx, connection_id, &input, &edited_rows).await?;
+        let stored = stored::load(tx, connection_id, &mut input, &edited_rows).await?;
         drop(edited_rows);
         phases.mark("load_stored");
         let mode = match input {

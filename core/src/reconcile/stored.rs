@@ -1,7 +1,10 @@
 //! Reads the part of a connection's stored state that an input needs for
 //! diffing: everything for a snapshot, only what a delta names otherwise.
+//! A snapshot's stored edges are compared with its edges as they are read
+//! (`compared_edges`), a delta's held as a set.
 
-use super::diff::{StoredGroup, StoredState, StoredUser};
+use super::compared_edges::EdgeComparison;
+use super::diff::{StoredEdges, StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
@@ -10,8 +13,8 @@ use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
 use futures_util::TryStreamExt;
-use idpsync_driver::MemberRef;
 use idpsync_driver::edges::IdIndex;
+use idpsync_driver::{EdgeList, MemberRef, MembershipEdge};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect, StreamTrait,
@@ -95,11 +98,14 @@ pub(super) fn edges_of(
 }
 
 /// The stored state `input` is diffed against. `known_users` are rows the
-/// caller read in this transaction already; they are not read again.
+/// caller read in this transaction already; they are not read again. A
+/// snapshot's edges are sorted here ([`EdgeList::sort_and_dedup`]; the
+/// diff sorts them too, which leaves them as they are), and its stored
+/// edges come compared with them.
 pub async fn load(
     db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
-    input: &SourceInput,
+    input: &mut SourceInput,
     known_users: &[source_user::Model],
 ) -> Result<StoredState, DbErr> {
     match input {
@@ -107,9 +113,9 @@ pub async fn load(
             let expected = Expected {
                 users: snapshot.users.len() + snapshot.unchanged_users.len(),
                 groups: snapshot.groups.len(),
-                edges: snapshot.memberships.len(),
             };
-            load_all(db, connection, expected, snapshot.memberships.ids()).await
+            snapshot.memberships.sort_and_dedup();
+            load_all(db, connection, expected, &snapshot.memberships).await
         }
         SourceInput::Delta(delta) => {
             let mut user_ids: BTreeSet<&str> = delta
@@ -173,17 +179,18 @@ pub async fn load(
     }
 }
 
-/// Everything a connection stores. Users and edges are streamed into the
-/// state as they are read: a million users are not held as rows, then as
-/// tuples, then in the state's map. An id the snapshot's edges name
-/// (`pulled_ids`) is held as their copy, not a second one.
+/// Everything a connection stores, its edges compared with `listed` (a
+/// snapshot's, sorted). Users and edges are streamed into the state as
+/// they are read: a million users are not held as rows, then as tuples,
+/// then in the state's map, and ten million edges are not held at all. An
+/// id the snapshot's edges name is held as their copy, not a second one.
 async fn load_all(
     db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
     expected: Expected,
-    pulled_ids: &IdIndex,
+    listed: &EdgeList,
 ) -> Result<StoredState, DbErr> {
-    let mut state = StateBuilder::with_capacity(expected, pulled_ids);
+    let mut state = StateBuilder::comparing(expected, listed);
     {
         let users = users_stream(
             db,
@@ -214,14 +221,13 @@ async fn load_all(
 struct Expected {
     users: usize,
     groups: usize,
-    edges: usize,
 }
 
 /// Every direct edge of a connection, between the users and groups read.
 /// The database joins each group's members into one text column, so a
 /// million edges arrive as one row per group: decoding rows one by one
 /// cost more than diffing them. The rows are streamed, and each row's
-/// members go straight into the set (ten million edges are held neither
+/// members go straight into the state (ten million edges are held neither
 /// as rows nor as pairs of row ids first).
 async fn all_edges<'a>(
     db: &(impl ConnectionTrait + StreamTrait),
@@ -427,7 +433,7 @@ async fn load_some(
         );
     }
     let no_ids = IdIndex::default();
-    let mut state = StateBuilder::with_capacity(Expected::default(), &no_ids);
+    let mut state = StateBuilder::holding(&no_ids);
     for user in users {
         state.add_user(user);
     }
@@ -445,26 +451,61 @@ async fn load_some(
 
 /// A stored state built from rows as they are read. Each user and group
 /// is interned in the edge set once, under its row id, so an edge (a pair
-/// of row ids) goes in without hashing an external id.
+/// of row ids) goes in without hashing an external id. The edges are held
+/// in the set, or compared with a snapshot's as they come and not held.
 struct StateBuilder<'a> {
     /// Ids held already (a snapshot's): shared, not copied.
     held_ids: &'a IdIndex,
     /// By the edge set's index of each user (see `stored_users`).
     users: Vec<Option<StoredUser>>,
     groups: HashMap<String, StoredGroup>,
+    /// The interned ids, and the edges when they are held.
     edges: EdgeSetBuilder,
-    /// Edge-set index by row id, of the users and groups read.
-    user_indexes: foldhash::HashMap<i64, UserIndex>,
-    group_indexes: foldhash::HashMap<i64, GroupIndex>,
+    comparison: Option<EdgeComparison<'a>>,
+    /// Each user and group read, by row id.
+    user_indexes: foldhash::HashMap<i64, Read<UserIndex>>,
+    group_indexes: foldhash::HashMap<i64, Read<GroupIndex>>,
+}
+
+/// A row read: its index in the edge set, and in `held_ids` when those
+/// hold its external id (`NOT_HELD` when not: held ids are below 2^31).
+#[derive(Clone, Copy)]
+struct Read<I> {
+    index: I,
+    held: u32,
+}
+
+const NOT_HELD: u32 = u32::MAX;
+
+impl<I> Read<I> {
+    fn held(&self) -> Option<u32> {
+        (self.held != NOT_HELD).then_some(self.held)
+    }
 }
 
 impl<'a> StateBuilder<'a> {
-    fn with_capacity(expected: Expected, held_ids: &'a IdIndex) -> Self {
+    /// A state that holds its edges (a delta's), sharing `held_ids`.
+    fn holding(held_ids: &'a IdIndex) -> Self {
         StateBuilder {
             held_ids,
+            users: Vec::new(),
+            groups: HashMap::new(),
+            edges: EdgeSetBuilder::default(),
+            comparison: None,
+            user_indexes: foldhash::HashMap::default(),
+            group_indexes: foldhash::HashMap::default(),
+        }
+    }
+
+    /// A state whose edges are compared with `listed` (sorted), sized for
+    /// `expected` users and groups.
+    fn comparing(expected: Expected, listed: &'a EdgeList) -> Self {
+        StateBuilder {
+            held_ids: listed.ids(),
             users: Vec::with_capacity(expected.users),
             groups: HashMap::with_capacity(expected.groups),
-            edges: EdgeSetBuilder::with_capacity(expected.edges),
+            edges: EdgeSetBuilder::default(),
+            comparison: Some(EdgeComparison::new(listed)),
             user_indexes: foldhash::HashMap::with_capacity_and_hasher(
                 expected.users,
                 Default::default(),
@@ -478,10 +519,17 @@ impl<'a> StateBuilder<'a> {
 
     fn add_user(&mut self, row: UserTuple) {
         let (id, external_id, content_hash, active, suspended, user_name_key) = row;
+        let held = self.held_ids.get(&external_id);
         let index = self
             .edges
             .intern_user_id(self.held_ids.shared_or_new(&external_id));
-        self.user_indexes.insert(id, index);
+        self.user_indexes.insert(
+            id,
+            Read {
+                index,
+                held: held.unwrap_or(NOT_HELD),
+            },
+        );
         let user = StoredUser {
             content_hash: ContentHash::parse(&content_hash),
             active,
@@ -494,10 +542,17 @@ impl<'a> StateBuilder<'a> {
 
     fn add_group(&mut self, row: GroupTuple) {
         let (id, external_id, content_hash) = row;
+        let held = self.held_ids.get(&external_id);
         let index = self
             .edges
             .intern_group_id(self.held_ids.shared_or_new(&external_id));
-        self.group_indexes.insert(id, index);
+        self.group_indexes.insert(
+            id,
+            Read {
+                index,
+                held: held.unwrap_or(NOT_HELD),
+            },
+        );
         let group = StoredGroup {
             content_hash: ContentHash::parse(&content_hash),
         };
@@ -506,29 +561,50 @@ impl<'a> StateBuilder<'a> {
 
     /// Adds the edge group -> user when both rows were read.
     fn add_user_edge(&mut self, group: i64, user: i64) {
-        if let (Some(&group), Some(&user)) =
+        let (Some(&group), Some(&user)) =
             (self.group_indexes.get(&group), self.user_indexes.get(&user))
-        {
-            self.edges.insert_user_at(group, user);
-        }
+        else {
+            return;
+        };
+        let Some(comparison) = &mut self.comparison else {
+            self.edges.insert_user_at(group.index, user.index);
+            return;
+        };
+        let ids = &self.edges;
+        comparison.stored(group.held(), user.held(), false, || MembershipEdge {
+            group_external_id: ids.group_id(group.index).clone(),
+            member: MemberRef::User(ids.user_id(user.index).clone()),
+        });
     }
 
     /// Adds the edge group -> nested group when both rows were read.
     fn add_group_edge(&mut self, group: i64, nested: i64) {
-        if let (Some(&group), Some(&nested)) = (
+        let (Some(&group), Some(&nested)) = (
             self.group_indexes.get(&group),
             self.group_indexes.get(&nested),
-        ) {
-            self.edges.insert_group_at(group, nested);
-        }
+        ) else {
+            return;
+        };
+        let Some(comparison) = &mut self.comparison else {
+            self.edges.insert_group_at(group.index, nested.index);
+            return;
+        };
+        let ids = &self.edges;
+        comparison.stored(group.held(), nested.held(), true, || MembershipEdge {
+            group_external_id: ids.group_id(group.index).clone(),
+            member: MemberRef::Group(ids.group_id(nested.index).clone()),
+        });
     }
 
     fn finish(self) -> StoredState {
-        let edges = self.edges.finish();
+        let set = self.edges.finish();
         StoredState {
-            users: StoredUsers::indexed(edges.user_ids().clone(), self.users),
+            users: StoredUsers::indexed(set.user_ids().clone(), self.users),
             groups: self.groups,
-            edges,
+            edges: match self.comparison {
+                Some(comparison) => StoredEdges::Compared(comparison.finish()),
+                None => StoredEdges::Held(set),
+            },
         }
     }
 }

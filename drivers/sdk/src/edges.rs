@@ -62,6 +62,22 @@ impl IdIndex {
         }
     }
 
+    /// Numbers the ids in name order; returns each old index's new one.
+    fn renumber_by_name(&mut self) -> Vec<u32> {
+        let mut by_name: Vec<u32> = (0..self.names.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| self.name(*a).cmp(self.name(*b)));
+        let mut new_index = vec![0u32; by_name.len()];
+        for (new, old) in by_name.iter().enumerate() {
+            new_index[*old as usize] = new as u32;
+        }
+        for index in self.index.values_mut() {
+            *index = new_index[*index as usize];
+        }
+        let old = std::mem::take(&mut self.names);
+        self.names = by_name.iter().map(|&i| old[i as usize].clone()).collect();
+        new_index
+    }
+
     /// The index of `id`, if it has one.
     pub fn get(&self, id: &str) -> Option<u32> {
         self.index.get(id).copied()
@@ -138,6 +154,9 @@ fn edge_ref(ids: &IdIndex, key: u64) -> EdgeRef<'_> {
 pub struct EdgeList {
     ids: IdIndex,
     keys: Vec<u64>,
+    /// Set by [`EdgeList::sort_and_dedup`], cleared by a push: the ids are
+    /// numbered in name order and the keys are sorted and distinct.
+    sorted: bool,
     /// The group id of the last edge pushed, as it came, and its index: a
     /// driver lists one group's edges in a row with one id between them,
     /// so most group ids need no lookup.
@@ -160,6 +179,7 @@ impl EdgeList {
             MemberRef::Group(id) => edge_key(group, self.ids.intern(id), true),
         };
         self.keys.push(key);
+        self.sorted = false;
     }
 
     pub fn len(&self) -> usize {
@@ -208,30 +228,58 @@ impl EdgeList {
     }
 
     /// Sorts the edges as [`MembershipEdge`]'s order does (by group id, then
-    /// users before groups, then member id) and drops repeats. Ids are
-    /// ranked once, then the keys are sorted as integers: ten million
-    /// edges sort without comparing a string.
+    /// users before groups, then member id) and drops repeats. The ids are
+    /// numbered again in name order first, so the keys are then sorted as
+    /// integers too: ten million edges sort without comparing a string, and
+    /// a sorted list finds an edge by its key ([`EdgeList::position`]).
+    /// Indexes taken from [`EdgeList::ids`] before the sort are stale after
+    /// it. A sorted list is left as it is.
     pub fn sort_and_dedup(&mut self) {
-        let mut by_name: Vec<u32> = (0..self.ids.len() as u32).collect();
-        by_name.sort_unstable_by(|a, b| self.ids.name(*a).cmp(self.ids.name(*b)));
-        let mut rank = vec![0u32; by_name.len()];
-        for (position, index) in by_name.iter().enumerate() {
-            rank[*index as usize] = position as u32;
+        if self.sorted {
+            return;
         }
-        for key in &mut self.keys {
-            let (group, member, member_is_group) = key_parts(*key);
-            *key = edge_key(rank[group as usize], rank[member as usize], member_is_group);
-        }
-        self.keys.sort_unstable();
-        self.keys.dedup();
+        let new_index = self.ids.renumber_by_name();
         for key in &mut self.keys {
             let (group, member, member_is_group) = key_parts(*key);
             *key = edge_key(
-                by_name[group as usize],
-                by_name[member as usize],
+                new_index[group as usize],
+                new_index[member as usize],
                 member_is_group,
             );
         }
+        drop(new_index);
+        self.keys.sort_unstable();
+        self.keys.dedup();
+        self.last_group = None;
+        self.sorted = true;
+    }
+
+    /// Whether the list is sorted ([`EdgeList::sort_and_dedup`]) and not
+    /// pushed to since.
+    pub fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+
+    /// Where the edge of `key` (in this list's ids) is in this sorted list,
+    /// if it is listed.
+    ///
+    /// # Panics
+    /// If the list is not sorted: an unsorted list cannot answer, and a
+    /// "not listed" it made up would read as an edge to take away.
+    pub fn position(&self, key: u64) -> Option<usize> {
+        assert!(self.sorted, "EdgeList::position on an unsorted list");
+        self.keys.binary_search(&key).ok()
+    }
+
+    /// Whether the edge at `position` is kept, for each edge in order:
+    /// [`EdgeList::retain_keys`] with each key's position.
+    pub fn retain_positions(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
+        let mut position = 0;
+        self.keys.retain(|&key| {
+            let kept = keep(position, key);
+            position += 1;
+            kept
+        });
     }
 }
 
@@ -335,6 +383,70 @@ mod tests {
         expected.sort_unstable();
         expected.dedup();
         assert_eq!(list.to_vec(), expected);
+    }
+
+    #[test]
+    fn a_sorted_list_finds_each_edge_by_key_and_no_edge_it_does_not_list() {
+        let mut list = list(&[
+            MembershipEdge::user("b", "u2"),
+            MembershipEdge::group("a", "b"),
+            MembershipEdge::user("a", "u1"),
+            MembershipEdge::user("b", "u2"),
+        ]);
+        list.sort_and_dedup();
+        let ids = list.ids().clone();
+        let key = |group: &str, member: &str, member_is_group: bool| {
+            edge_key(
+                ids.get(group).unwrap(),
+                ids.get(member).unwrap(),
+                member_is_group,
+            )
+        };
+        for (position, edge) in list.to_vec().iter().enumerate() {
+            let member_is_group = matches!(edge.member, MemberRef::Group(_));
+            let at = key(
+                &edge.group_external_id,
+                edge.member.external_id(),
+                member_is_group,
+            );
+            assert_eq!(list.position(at), Some(position), "{edge:?}");
+        }
+        // Known ids, edges not listed: user "b" (group "b" is), and u1 in b.
+        assert_eq!(list.position(key("a", "b", false)), None);
+        assert_eq!(list.position(key("b", "u1", false)), None);
+        // Sorting again changes nothing.
+        let before = list.to_vec();
+        list.sort_and_dedup();
+        assert_eq!(list.to_vec(), before);
+        assert_eq!(list.ids().get("u2"), ids.get("u2"));
+    }
+
+    #[test]
+    #[should_panic(expected = "unsorted")]
+    fn a_list_pushed_to_after_its_sort_cannot_say_where_an_edge_is() {
+        let mut list = list(&[MembershipEdge::user("g1", "u1")]);
+        list.sort_and_dedup();
+        assert!(list.is_sorted());
+        list.push(MembershipEdge::user("g0", "u1"));
+        assert!(!list.is_sorted());
+        list.position(0);
+    }
+
+    #[test]
+    fn retains_by_position_in_order() {
+        let mut list = list(&[
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::user("g1", "u2"),
+            MembershipEdge::user("g2", "u1"),
+        ]);
+        list.retain_positions(|position, _| position != 1);
+        assert_eq!(
+            list.to_vec(),
+            [
+                MembershipEdge::user("g1", "u1"),
+                MembershipEdge::user("g2", "u1")
+            ]
+        );
     }
 
     #[test]
