@@ -70,6 +70,12 @@ pub enum ReconcileError {
     /// temporary file).
     #[error("staging the pulled users failed: {0}")]
     Staging(std::io::Error),
+    /// See [`staged::StagingError::KeyCollision`].
+    #[error(
+        "staging the pulled users failed: {}",
+        staged::StagingError::KeyCollision
+    )]
+    StagingKeyCollision,
     /// See [`DiffError::StagedOverStoredUsers`].
     #[error("{}", DiffError::StagedOverStoredUsers)]
     StagedOverStoredUsers,
@@ -105,6 +111,7 @@ impl From<staged::StagingError> for ReconcileError {
         match error {
             staged::StagingError::Io(io) => ReconcileError::Staging(io),
             staged::StagingError::Input(input) => ReconcileError::Input(input),
+            staged::StagingError::KeyCollision => ReconcileError::StagingKeyCollision,
         }
     }
 }

@@ -3,11 +3,10 @@
 //! Held as records, a million pulled users were the biggest part of a
 //! pull's peak (~450 MB beside the edges and the diff's keys); staged,
 //! they are held encoded, in memory up to a budget and in an unlinked
-//! temporary file past it, and only their external ids are held whole. A
-//! first sync writes every user, so its apply reads them back once, in the
-//! order they came, a chunk at a time; a re-run compares each with its
-//! stored hash as it reads them back (`unchanged`) and keeps the records
-//! of the changed ones only.
+//! temporary file past it. A first sync writes every user, so its apply
+//! reads them back once, in the order they came, a chunk at a time; a
+//! re-run compares each with its stored hash as it reads them back
+//! (`unchanged`) and keeps the records of the changed ones only.
 //!
 //! [`UserStaging`] takes the records as the pull sends them;
 //! [`UserStaging::finish`] reads them back once to check them as the diff
@@ -16,10 +15,23 @@
 //! A user the pull sent more than once is staged each time; the last copy
 //! is the one kept, as [`idpsync_driver::CollectedRecords::merge_repeats`]
 //! keeps it.
+//!
+//! Ids are not held as strings: each is known by a 128-bit key, SipHash-1-3
+//! under two keys drawn at random for the one staging ([`IdHasher`]), in a
+//! table sorted by key: 24 bytes a user, where a map of the ids held ~100
+//! (a million users: 23 MiB against 98). `finish` checks userNames the same
+//! way, sorting keys of the folded names instead of a second map of them.
+//! Two different ids (or names) of one staging with one key, odds of about
+//! 2^-128 a pair and not to be chosen from outside, would read as one:
+//! `finish` compares the records behind every key it meets twice, and
+//! refuses the staging ([`StagingError::KeyCollision`]) if they differ;
+//! the next pull draws other keys. An id asked about that was never staged
+//! answers as staged only on such a collision with a staged one.
 
 use super::diff::{InputError, check_record, folded};
 use foldhash::{HashMap, HashMapExt};
 use idpsync_driver::SourceUser;
+use siphasher::sip128::SipHasher13;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -29,6 +41,42 @@ use std::sync::Arc;
 /// when the configuration does not say (`[sync] staging_memory_mib`).
 pub const DEFAULT_STAGING_MEMORY: usize = 64 << 20;
 
+/// An id's (or a folded userName's) key in one staging; see the module
+/// docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct IdKey(u64, u64);
+
+/// Gives ids their [`IdKey`] under keys of its own, drawn at random.
+#[derive(Clone, Copy)]
+struct IdHasher {
+    k0: u64,
+    k1: u64,
+    /// Tests only: the key is the first byte, so that tests can make ids
+    /// and names collide at will.
+    #[cfg(test)]
+    first_byte_only: bool,
+}
+
+impl IdHasher {
+    fn random() -> Self {
+        IdHasher {
+            k0: rand::random(),
+            k1: rand::random(),
+            #[cfg(test)]
+            first_byte_only: false,
+        }
+    }
+
+    fn key(&self, id: &str) -> IdKey {
+        #[cfg(test)]
+        if self.first_byte_only {
+            return IdKey(id.bytes().next().map_or(0, u64::from), 0);
+        }
+        let hash = SipHasher13::new_with_keys(self.k0, self.k1).hash(id.as_bytes());
+        IdKey(hash.h1, hash.h2)
+    }
+}
+
 /// Staging a pull's users: encoded records appended in memory until
 /// `budget` bytes are held, then to an unlinked temporary file.
 pub struct UserStaging {
@@ -36,9 +84,9 @@ pub struct UserStaging {
     memory: Vec<u8>,
     spill: Option<BufWriter<File>>,
     spilled: u64,
-    /// Each external id's last position.
-    last: HashMap<Box<str>, u32>,
-    len: u32,
+    hasher: IdHasher,
+    /// Each record's id key, by position.
+    keys: Vec<IdKey>,
 }
 
 impl UserStaging {
@@ -48,13 +96,13 @@ impl UserStaging {
             memory: Vec::new(),
             spill: None,
             spilled: 0,
-            last: HashMap::new(),
-            len: 0,
+            hasher: IdHasher::random(),
+            keys: Vec::new(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.keys.is_empty()
     }
 
     /// Bytes of encoded records held in memory: at most the budget (a
@@ -65,6 +113,9 @@ impl UserStaging {
     }
 
     pub fn push(&mut self, user: &SourceUser) -> io::Result<()> {
+        if self.keys.len() >= u32::MAX as usize {
+            return Err(io::Error::other("more than 4 billion users staged"));
+        }
         let encoded = serde_json::to_vec(user)?;
         let frame_len = u32::try_from(encoded.len())
             .map_err(|_| io::Error::other("a user record over 4 GiB"))?;
@@ -82,17 +133,7 @@ impl UserStaging {
                 self.memory.extend_from_slice(&encoded);
             }
         }
-        let position = self.len;
-        self.len = self
-            .len
-            .checked_add(1)
-            .ok_or_else(|| io::Error::other("more than 4 billion users staged"))?;
-        match self.last.get_mut(user.external_id.as_str()) {
-            Some(last) => *last = position,
-            None => {
-                self.last.insert(user.external_id.as_str().into(), position);
-            }
-        }
+        self.keys.push(self.hasher.key(&user.external_id));
         Ok(())
     }
 
@@ -101,33 +142,47 @@ impl UserStaging {
     /// no two sharing a userName.
     pub fn finish(mut self) -> Result<StagedUsers, StagingError> {
         let spool = self.freeze()?;
-        let mut repeated: Vec<u32> = Vec::new();
-        {
-            let mut names: HashMap<Box<str>, u32> = HashMap::with_capacity(self.last.len());
-            for (position, user) in spool.read().enumerate() {
-                let user = user?;
-                let position = position as u32;
-                if self.last.get(user.external_id.as_str()) != Some(&position) {
-                    repeated.push(position);
-                    continue;
-                }
-                check_record(&user)?;
-                let name: Box<str> = folded(&user.user_name).into();
-                if let Some(first) = names.insert(name, position) {
-                    return Err(StagingError::Input(InputError::DuplicateUserName {
-                        user_name: user.user_name.clone(),
-                        first: first_external_id(&spool, first)?,
-                        second: user.external_id,
-                    }));
+        let hasher = self.hasher;
+        let keys = std::mem::take(&mut self.keys);
+        let (ids, repeated, keys_met_again) = StagedIds::of(hasher, keys);
+        // The records behind a key met more than once: all one user's
+        // copies, or a collision.
+        let mut copies_of: HashMap<IdKey, String> = HashMap::new();
+        let mut names: Vec<(IdKey, u32)> = Vec::with_capacity(ids.len());
+        let mut next_repeat = 0;
+        for (position, user) in spool.read().enumerate() {
+            let user = user?;
+            let position = position as u32;
+            let key = hasher.key(&user.external_id);
+            if keys_met_again.contains(&key) {
+                match copies_of.get(&key) {
+                    Some(first) if *first != user.external_id => {
+                        return Err(StagingError::KeyCollision);
+                    }
+                    Some(_) => {}
+                    None => {
+                        copies_of.insert(key, user.external_id.clone());
+                    }
                 }
             }
+            if repeated.get(next_repeat) == Some(&position) {
+                next_repeat += 1;
+                continue;
+            }
+            check_record(&user)?;
+            names.push((hasher.key(&folded(&user.user_name)), position));
         }
-        let mut ids = self.last;
-        ids.shrink_to_fit();
+        drop(copies_of);
+        names.sort_unstable();
+        for pair in names.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(same_name(&spool, pair[0].1, pair[1].1));
+            }
+        }
         Ok(StagedUsers {
             spool,
             repeated: repeated.into(),
-            ids,
+            ids: Arc::new(ids),
         })
     }
 }
@@ -151,15 +206,32 @@ impl UserStaging {
             memory,
             file,
             spilled: self.spilled,
-            records: self.len,
+            records: self.keys.len() as u32,
         }))
     }
 }
 
-/// The external id of the record at `position` (for an error message).
-fn first_external_id(spool: &Arc<Spool>, position: u32) -> io::Result<String> {
+/// Why the users at `first` and `second` (kept copies, `first` earlier)
+/// share a userName key: the same folded name, or a collision.
+fn same_name(spool: &Arc<Spool>, first: u32, second: u32) -> StagingError {
+    let (first, second) = match (record_at(spool, first), record_at(spool, second)) {
+        (Ok(first), Ok(second)) => (first, second),
+        (Err(error), _) | (_, Err(error)) => return StagingError::Io(error),
+    };
+    if folded(&first.user_name) != folded(&second.user_name) {
+        return StagingError::KeyCollision;
+    }
+    StagingError::Input(InputError::DuplicateUserName {
+        user_name: second.user_name,
+        first: first.external_id,
+        second: second.external_id,
+    })
+}
+
+/// The record at `position` (for an error: a read of the spool so far).
+fn record_at(spool: &Arc<Spool>, position: u32) -> io::Result<SourceUser> {
     match spool.read().nth(position as usize) {
-        Some(user) => Ok(user?.external_id),
+        Some(user) => user,
         None => Err(io::Error::other("a staged position past the end")),
     }
 }
@@ -172,6 +244,60 @@ pub enum StagingError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Input(#[from] InputError),
+    /// Two different ids or userNames of one staging drew one key (see the
+    /// module docs); the next pull draws other keys.
+    #[error(
+        "two different user ids or userNames of this pull drew the same 128-bit staging key; nothing was applied, and the next pull draws other keys"
+    )]
+    KeyCollision,
+}
+
+/// The staged users' ids: each one's key and the position of its kept
+/// copy, sorted by key.
+struct StagedIds {
+    hasher: IdHasher,
+    by_key: Vec<(IdKey, u32)>,
+}
+
+impl StagedIds {
+    /// The ids of records with `keys` (by position): the table, the
+    /// positions of the copies a later one replaced (in order), and the
+    /// keys met at more than one position.
+    fn of(hasher: IdHasher, keys: Vec<IdKey>) -> (Self, Vec<u32>, foldhash::HashSet<IdKey>) {
+        let mut by_key: Vec<(IdKey, u32)> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(position, key)| (key, position as u32))
+            .collect();
+        by_key.sort_unstable();
+        let mut repeated = Vec::new();
+        let mut met_again = foldhash::HashSet::default();
+        by_key.dedup_by(|later, earlier| {
+            // Sorted by position within a key: keep the last copy.
+            if later.0 != earlier.0 {
+                return false;
+            }
+            repeated.push(earlier.1);
+            met_again.insert(earlier.0);
+            *earlier = *later;
+            true
+        });
+        by_key.shrink_to_fit();
+        repeated.sort_unstable();
+        (StagedIds { hasher, by_key }, repeated, met_again)
+    }
+
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    fn position_of(&self, external_id: &str) -> Option<u32> {
+        let key = self.hasher.key(external_id);
+        self.by_key
+            .binary_search_by(|(at, _)| at.cmp(&key))
+            .ok()
+            .map(|found| self.by_key[found].1)
+    }
 }
 
 /// A pull's users, staged and checked ([`UserStaging::finish`] makes
@@ -182,7 +308,7 @@ pub struct StagedUsers {
     spool: Arc<Spool>,
     /// Positions of records a later copy of their user replaced, in order.
     repeated: Arc<[u32]>,
-    ids: HashMap<Box<str>, u32>,
+    ids: Arc<StagedIds>,
 }
 
 impl StagedUsers {
@@ -192,11 +318,11 @@ impl StagedUsers {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.len() == 0
     }
 
     pub fn contains(&self, external_id: &str) -> bool {
-        self.ids.contains_key(external_id)
+        self.ids.position_of(external_id).is_some()
     }
 
     /// The users, in the order the pull sent them (a repeated user where
@@ -227,7 +353,7 @@ impl StagedUsers {
 
     /// Where the user `external_id` is staged: below [`StagedUsers::positions`].
     pub fn position_of(&self, external_id: &str) -> Option<u32> {
-        self.ids.get(external_id).copied()
+        self.ids.position_of(external_id)
     }
 
     /// Records staged, repeats included: the bound of every position.
@@ -413,6 +539,46 @@ mod tests {
         assert!(matches!(
             staged(64, &[user("", "x")]),
             Err(StagingError::Input(InputError::EmptyUserKey))
+        ));
+    }
+
+    /// Stages `users` under a hasher that keys each id and name by its
+    /// first byte.
+    fn staged_by_first_byte(users: &[SourceUser]) -> Result<StagedUsers, StagingError> {
+        let mut staging = UserStaging::new(64);
+        staging.hasher.first_byte_only = true;
+        for user in users {
+            staging.push(user).unwrap();
+        }
+        staging.finish()
+    }
+
+    #[test]
+    fn two_ids_with_one_key_refuse_the_staging_and_one_id_sent_twice_does_not() {
+        let twice = [user("a1", "x"), user("b1", "y"), user("a1", "z")];
+        let staged = staged_by_first_byte(&twice).unwrap();
+        assert_eq!(staged.len(), 2);
+        assert_eq!(staged.position_of("a1"), Some(2), "its last copy");
+
+        let collide = [user("a1", "x"), user("a2", "y")];
+        assert!(matches!(
+            staged_by_first_byte(&collide),
+            Err(StagingError::KeyCollision)
+        ));
+    }
+
+    #[test]
+    fn two_user_names_with_one_key_refuse_the_staging_and_one_name_twice_is_a_duplicate() {
+        let collide = [user("a1", "xavier"), user("b1", "xena")];
+        assert!(matches!(
+            staged_by_first_byte(&collide),
+            Err(StagingError::KeyCollision)
+        ));
+        let clash = [user("a1", "xavier"), user("b1", "XAVIER")];
+        assert!(matches!(
+            staged_by_first_byte(&clash),
+            Err(StagingError::Input(InputError::DuplicateUserName { user_name, first, second }))
+                if user_name == "XAVIER" && first == "a1" && second == "b1"
         ));
     }
 
