@@ -17,6 +17,7 @@ use super::diff::ChangeSet;
 use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use super::staged::StagedUsers;
+use super::user_ids::UserIds;
 use crate::events::{EventKind, NewEvent};
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
@@ -201,14 +202,13 @@ struct WrittenUser {
     external_id: String,
 }
 
-/// The row ids of the users a change set writes or deletes, by external id.
+/// Files the rows a write returned (in any order) under their external ids.
 /// The ids are the ones the writes returned: the user records themselves
 /// are let go as soon as they are written (see [`Apply::upsert_users`]).
-type UserIds = HashMap<String, i64>;
-
-/// Files the rows a write returned (in any order) under their external ids.
 fn remember_written(ids: &mut UserIds, rows: Vec<WrittenUser>) {
-    ids.extend(rows.into_iter().map(|row| (row.external_id, row.id)));
+    for row in rows {
+        ids.insert(row.external_id, row.id);
+    }
 }
 
 /// `records` in owned chunks of `size`: each chunk's records can be
@@ -235,7 +235,7 @@ impl<'c> Departure<'c> {
     /// The departure of a user the apply wrote or deleted.
     fn of(ids: &UserIds, external_id: &'c str, reason: &'static str) -> Option<Self> {
         ids.get(external_id).map(|id| Departure {
-            user_id: *id,
+            user_id: id,
             external_id,
             reason,
         })
@@ -368,7 +368,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let deleted_user_ids: HashSet<i64> = changes
             .users_deleted
             .iter()
-            .filter_map(|ext| user_ids.get(ext.as_str()).copied())
+            .filter_map(|ext| user_ids.get(ext.as_str()))
             .collect();
         self.revoke_devices(&departures).await?;
         self.phases.mark("revoke_devices");
@@ -420,7 +420,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let mut users_to_check: HashSet<i64> = dirty_users;
         users_to_check.extend(changed.users);
         // Every user written or deleted (the deleted ones are in the map).
-        users_to_check.extend(user_ids.values().copied());
+        users_to_check.extend(user_ids.row_ids());
         self.recompute_acl(
             groups_changed,
             &users_to_check,
@@ -503,13 +503,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     /// the row ids of those and of the users `changes` deletes. Each record
     /// is dropped as soon as its chunk is written: past this step a first
     /// sync holds a million ids, not a million records.
-    async fn upsert_users(
+    async fn upsert_users<'c>(
         &mut self,
-        changes: &ChangeSet,
+        changes: &'c ChangeSet,
         created: Vec<SourceUser>,
         staged: Option<StagedUsers>,
         updated: Vec<SourceUser>,
-    ) -> Result<UserIds, ApplyError> {
+    ) -> Result<UserIds<'c>, ApplyError> {
         // Deleted users as they were (their rows go at the end of the apply).
         let deleted: HashMap<String, UserRow> = self
             .load_users_by_external_id(changes.users_deleted.iter().map(String::as_str))
@@ -520,9 +520,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // (RETURNING), not from a read after them: on PostgreSQL a read of
         // rows inserted by this transaction meets a table without
         // statistics, and its plan scanned the connection's every user.
-        let n_staged = staged.as_ref().map_or(0, StagedUsers::len);
-        let mut written: UserIds =
-            HashMap::with_capacity(created.len() + n_staged + updated.len() + deleted.len());
+        let mut written = UserIds::new(changes.memberships_added.ids());
         // Staged users are decoded as they are written, a chunk at a time.
         let staged = staged.into_iter().flat_map(|staged| staged.read());
         let created = created.into_iter().map(Ok).chain(staged);
@@ -575,11 +573,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 json!({"external_id": external_id, "user_name": user_name}),
             );
         }
-        written.extend(
-            deleted
-                .into_iter()
-                .map(|(external_id, row)| (external_id, row.id)),
-        );
+        for (external_id, row) in deleted {
+            written.insert(external_id, row.id);
+        }
         Ok(written)
     }
 
@@ -591,7 +587,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         chunk: &[SourceUser],
         on_conflict: Option<OnConflict>,
-        written: &mut UserIds,
+        written: &mut UserIds<'_>,
         kind_of: impl Fn(&SourceUser) -> EventKind,
     ) -> Result<(), ApplyError> {
         let now = self.ctx.now;
@@ -724,7 +720,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         &mut self,
         changes: &ChangeSet,
         groups: &BTreeMap<i64, GroupRow>,
-        known_users: &UserIds,
+        known_users: &UserIds<'_>,
         deleted_users: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
     ) -> Result<ChangedEdges, DbErr> {
@@ -749,12 +745,11 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // Users the change set wrote are known already (all of them on a
         // first sync); only members it did not touch are read.
         let loaded = self
-            .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains_key(*id)))
+            .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains(id)))
             .await?;
         let user_of = |id: &str| {
             known_users
                 .get(id)
-                .copied()
                 .or_else(|| loaded.get(id).map(|row| row.id))
         };
         let mut changed = ChangedEdges::default();

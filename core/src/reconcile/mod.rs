@@ -25,6 +25,7 @@ pub mod staged;
 mod stored;
 mod stored_users;
 mod unchanged;
+mod user_ids;
 
 pub use acl::AclRules;
 pub use apply::{EffectCounts, FailPoint};

@@ -1,0 +1,88 @@
+//! The row ids of the users an apply writes or deletes, by external id.
+//!
+//! A first sync of a million users looks up each user's row id by external
+//! id as it writes the edges. In a map of owned ids they cost ~112 MiB
+//! (2^21 buckets of 32 bytes, and a million strings). Most of those users
+//! are named by the change set's added edges, whose id index holds each id
+//! once already; their row ids go in a vector by that index (16 bytes an
+//! id), and only the others in a map.
+
+use foldhash::HashMap;
+use idpsync_driver::edges::IdIndex;
+
+/// Row ids by external id; see the module docs.
+pub(super) struct UserIds<'a> {
+    /// The added edges' ids (of users and of groups).
+    indexed: &'a IdIndex,
+    by_index: Vec<Option<i64>>,
+    others: HashMap<String, i64>,
+}
+
+impl<'a> UserIds<'a> {
+    /// None yet; ids that `indexed` holds are kept by their index there.
+    pub(super) fn new(indexed: &'a IdIndex) -> Self {
+        UserIds {
+            indexed,
+            by_index: vec![None; indexed.len()],
+            others: HashMap::default(),
+        }
+    }
+
+    /// Files `row_id` under `external_id` (a later one replaces it).
+    pub(super) fn insert(&mut self, external_id: String, row_id: i64) {
+        match self.indexed.get(&external_id) {
+            Some(index) => self.by_index[index as usize] = Some(row_id),
+            None => {
+                self.others.insert(external_id, row_id);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, external_id: &str) -> Option<i64> {
+        match self.indexed.get(external_id) {
+            Some(index) => self.by_index[index as usize],
+            None => self.others.get(external_id).copied(),
+        }
+    }
+
+    pub(super) fn contains(&self, external_id: &str) -> bool {
+        self.get(external_id).is_some()
+    }
+
+    /// Every row id filed, each once per external id.
+    pub(super) fn row_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.by_index
+            .iter()
+            .flatten()
+            .chain(self.others.values())
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idpsync_driver::{EdgeList, MembershipEdge};
+
+    #[test]
+    fn ids_named_by_the_edges_and_others_are_found_alike() {
+        let edges = EdgeList::from(vec![
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::user("g1", "x"),
+        ]);
+        let mut ids = UserIds::new(edges.ids());
+        ids.insert("u1".into(), 10);
+        ids.insert("u9".into(), 90);
+        ids.insert("u1".into(), 11);
+        assert_eq!(ids.get("u1"), Some(11), "the later one");
+        assert_eq!(ids.get("u9"), Some(90), "no edge names it");
+        assert!(ids.contains("u9"));
+        // Named by the edges, not filed: not found. Nor is a group's id.
+        assert_eq!(ids.get("x"), None);
+        assert_eq!(ids.get("g1"), None);
+        assert!(!ids.contains("nobody"));
+        let mut all: Vec<i64> = ids.row_ids().collect();
+        all.sort();
+        assert_eq!(all, [11, 90]);
+    }
+}
