@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod apply;
+mod by_row_id;
 mod coalesce;
 mod compared_edges;
 pub mod diff;

@@ -3,6 +3,7 @@
 //! A snapshot's stored edges are compared with its edges as they are read
 //! (`compared_edges`), a delta's held as a set.
 
+use super::by_row_id::ByRowId;
 use super::compared_edges::EdgeComparison;
 use super::diff::{StoredEdges, StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
@@ -463,8 +464,8 @@ struct StateBuilder<'a> {
     edges: EdgeSetBuilder,
     comparison: Option<EdgeComparison<'a>>,
     /// Each user and group read, by row id.
-    user_indexes: foldhash::HashMap<i64, Read<UserIndex>>,
-    group_indexes: foldhash::HashMap<i64, Read<GroupIndex>>,
+    user_indexes: ByRowId<Read<UserIndex>>,
+    group_indexes: ByRowId<Read<GroupIndex>>,
 }
 
 /// A row read: its index in the edge set, and in `held_ids` when those
@@ -492,8 +493,8 @@ impl<'a> StateBuilder<'a> {
             groups: HashMap::new(),
             edges: EdgeSetBuilder::default(),
             comparison: None,
-            user_indexes: foldhash::HashMap::default(),
-            group_indexes: foldhash::HashMap::default(),
+            user_indexes: ByRowId::default(),
+            group_indexes: ByRowId::default(),
         }
     }
 
@@ -506,14 +507,8 @@ impl<'a> StateBuilder<'a> {
             groups: HashMap::with_capacity(expected.groups),
             edges: EdgeSetBuilder::default(),
             comparison: Some(EdgeComparison::new(listed)),
-            user_indexes: foldhash::HashMap::with_capacity_and_hasher(
-                expected.users,
-                Default::default(),
-            ),
-            group_indexes: foldhash::HashMap::with_capacity_and_hasher(
-                expected.groups,
-                Default::default(),
-            ),
+            user_indexes: ByRowId::with_capacity(expected.users),
+            group_indexes: ByRowId::with_capacity(expected.groups),
         }
     }
 
@@ -561,8 +556,8 @@ impl<'a> StateBuilder<'a> {
 
     /// Adds the edge group -> user when both rows were read.
     fn add_user_edge(&mut self, group: i64, user: i64) {
-        let (Some(&group), Some(&user)) =
-            (self.group_indexes.get(&group), self.user_indexes.get(&user))
+        let (Some(group), Some(user)) =
+            (self.group_indexes.get(group), self.user_indexes.get(user))
         else {
             return;
         };
@@ -579,9 +574,9 @@ impl<'a> StateBuilder<'a> {
 
     /// Adds the edge group -> nested group when both rows were read.
     fn add_group_edge(&mut self, group: i64, nested: i64) {
-        let (Some(&group), Some(&nested)) = (
-            self.group_indexes.get(&group),
-            self.group_indexes.get(&nested),
+        let (Some(group), Some(nested)) = (
+            self.group_indexes.get(group),
+            self.group_indexes.get(nested),
         ) else {
             return;
         };
