@@ -103,7 +103,7 @@ impl ComparedEdges {
                 ids.get(&edge.group_external_id),
                 ids.get(edge.member.external_id()),
                 member_is_group,
-                || edge.clone(),
+                || edge,
             );
         }
         comparison.finish()
@@ -190,11 +190,7 @@ mod tests {
             EdgeComparison::new(&list);
         })
         .expect_err("an unsorted list is refused");
-        let message = refused
-            .downcast_ref::<&str>()
-            .map(|m| m.to_string())
-            .or_else(|| refused.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = refused.downcast_ref::<&str>().copied().unwrap_or_default();
         assert!(message.contains("sorted list"), "{message}");
     }
 }

@@ -1,12 +1,11 @@
-//! A compact set of membership edges, as diffing holds the stored ones:
-//! every external id is interned once and an edge is one `u64`. A tenant's
-//! million stored edges cost a few bytes each instead of two heap strings,
-//! and are loaded and compared without allocating per edge.
+//! A compact set of membership edges, as a delta's diff holds the stored
+//! ones it names: every external id is interned once and an edge is one
+//! `u64`, looked up without allocating per edge. (A full run's stored
+//! edges are not held at all: see `compared_edges`.)
 //!
 //! The keys are gathered by an [`EdgeSetBuilder`] and then sorted once into
-//! an [`EdgeSet`]: eight bytes an edge and a bit for taking it out, where a
-//! hash set of the same keys held ~15 (ten million stored edges: 80 MiB
-//! against 151). A key puts the group in its high half, so a group's edges
+//! an [`EdgeSet`]: eight bytes an edge, where a hash set of the same keys
+//! held ~15. A key puts the group in its high half, so a group's edges
 //! are one run of the sorted keys; a lookup is a binary search, and a diff
 //! that looks up the edges of one group after another stays within a run.
 //! The interned ids' maps hash with foldhash: a full re-read looks up two
@@ -116,26 +115,19 @@ impl EdgeSetBuilder {
         EdgeSet {
             users: Arc::new(users),
             groups,
-            removed: vec![0; keys.len().div_ceil(64)],
-            len: keys.len(),
             keys,
         }
     }
 }
 
-/// Edges by interned ids, sorted; see the module docs. Edges can be
-/// taken out ([`EdgeSet::remove_key`]), not added.
+/// Edges by interned ids, sorted; see the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeSet {
     /// Shared with the stored users (see `stored_users`).
     users: Arc<IdIndex>,
     groups: IdIndex,
-    /// Every edge's key, sorted and distinct, taken out or not.
+    /// Every edge's key, sorted and distinct.
     keys: Vec<u64>,
-    /// Bit `i` set: `keys[i]` was taken out.
-    removed: Vec<u64>,
-    /// Keys not taken out.
-    len: usize,
 }
 
 impl EdgeSet {
@@ -154,40 +146,8 @@ impl EdgeSet {
         &self.users
     }
 
-    /// The index a user id has here, for [`edge_key`].
-    pub fn user_index(&self, user: &str) -> Option<u32> {
-        self.users.get(user)
-    }
-
-    /// The index a group id has here, for [`edge_key`].
-    pub fn group_index(&self, group: &str) -> Option<u32> {
-        self.groups.get(group)
-    }
-
-    fn is_removed(&self, position: usize) -> bool {
-        self.removed[position / 64] & (1 << (position % 64)) != 0
-    }
-
-    /// Where `key` is in `keys`, if it is there and not taken out.
-    fn position(&self, key: u64) -> Option<usize> {
-        self.keys
-            .binary_search(&key)
-            .ok()
-            .filter(|position| !self.is_removed(*position))
-    }
-
     pub fn contains_key(&self, key: u64) -> bool {
-        self.position(key).is_some()
-    }
-
-    /// Takes the edge of `key` out; whether it was here.
-    pub fn remove_key(&mut self, key: u64) -> bool {
-        let Some(position) = self.position(key) else {
-            return false;
-        };
-        self.removed[position / 64] |= 1 << (position % 64);
-        self.len -= 1;
-        true
+        self.keys.binary_search(&key).is_ok()
     }
 
     pub fn contains(&self, edge: &MembershipEdge) -> bool {
@@ -196,13 +156,7 @@ impl EdgeSet {
 
     /// The keys of the edges here, in order.
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.keys_in(0..self.keys.len())
-    }
-
-    fn keys_in(&self, positions: std::ops::Range<usize>) -> impl Iterator<Item = u64> + '_ {
-        positions
-            .filter(|position| !self.is_removed(*position))
-            .map(|position| self.keys[position])
+        self.keys.iter().copied()
     }
 
     /// The edge of a key from [`EdgeSet::keys`] or [`EdgeSet::key_of`].
@@ -225,15 +179,18 @@ impl EdgeSet {
         };
         let start = self.keys.partition_point(|key| key_parts(*key).0 < group);
         let end = start + self.keys[start..].partition_point(|key| key_parts(*key).0 == group);
-        self.keys_in(start..end).map(|key| self.edge(key)).collect()
+        self.keys[start..end]
+            .iter()
+            .map(|key| self.edge(*key))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.keys.is_empty()
     }
 }
 
@@ -301,39 +258,15 @@ mod tests {
     }
 
     #[test]
-    fn an_edge_taken_out_is_gone_from_every_question_and_only_it() {
-        let mut set: EdgeSet = [user("g1", "u1"), user("g1", "u2"), nested("g1", "g2")]
-            .iter()
-            .collect();
-        let key = set.key_of(&user("g1", "u1")).unwrap();
-        assert!(set.remove_key(key));
-        assert!(!set.remove_key(key), "taken out once");
-        assert!(!set.contains(&user("g1", "u1")));
-        assert!(!set.contains_key(key));
-        // Its ends are still known: it has a key, just no edge.
-        assert_eq!(set.key_of(&user("g1", "u1")), Some(key));
-        assert_eq!(set.len(), 2);
-        let mut of_g1 = set.of_group("g1");
-        of_g1.sort();
-        assert_eq!(of_g1, [user("g1", "u2"), nested("g1", "g2")]);
-        assert_eq!(set.keys().count(), 2);
-        for edge in [user("g1", "u2"), nested("g1", "g2")] {
-            assert!(set.remove_key(set.key_of(&edge).unwrap()));
-        }
-        assert!(set.is_empty());
-        assert!(set.of_group("g1").is_empty());
-    }
-
-    #[test]
     fn a_group_s_edges_are_found_among_many_groups_whatever_the_order_added() {
-        // More keys than one bitmap word, groups added interleaved.
+        // Groups added interleaved.
         let mut builder = EdgeSetBuilder::default();
         for member in (0..100).rev() {
             for group in ["g3", "g1", "g2"] {
                 builder.insert_user(group, &format!("u{member}"));
             }
         }
-        let mut set = builder.finish();
+        let set = builder.finish();
         assert_eq!(set.len(), 300);
         for group in ["g1", "g2", "g3"] {
             let edges = set.of_group(group);
@@ -347,12 +280,7 @@ mod tests {
         for member in 0..100 {
             assert!(set.contains(&user("g2", &format!("u{member}"))));
         }
-        let taken = set.key_of(&user("g2", "u70")).unwrap();
-        assert!(set.remove_key(taken));
-        assert_eq!(set.of_group("g2").len(), 99);
-        assert_eq!(set.of_group("g1").len(), 100);
-        assert!(set.contains(&user("g2", "u71")));
-        assert!(set.keys().all(|key| key != taken));
+        assert!(!set.contains(&user("g2", "u100")));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::store::entity::{group_membership, source_group, source_user, user_mem
 use crate::store::raw_sql::statement;
 use futures_util::TryStreamExt;
 use idpsync_driver::edges::IdIndex;
-use idpsync_driver::{EdgeList, MemberRef, MembershipEdge};
+use idpsync_driver::{EdgeId, EdgeList, MemberRef, MembershipEdge};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect, StreamTrait,
@@ -512,19 +512,20 @@ impl<'a> StateBuilder<'a> {
         }
     }
 
+    /// `external_id` as the held ids hold it (shared) and its index there
+    /// (`NOT_HELD` if they do not), by one lookup; else a new copy.
+    fn held(&self, external_id: &str) -> (EdgeId, u32) {
+        match self.held_ids.get(external_id) {
+            Some(index) => (self.held_ids.name(index).clone(), index),
+            None => (external_id.into(), NOT_HELD),
+        }
+    }
+
     fn add_user(&mut self, row: UserTuple) {
         let (id, external_id, content_hash, active, suspended, user_name_key) = row;
-        let held = self.held_ids.get(&external_id);
-        let index = self
-            .edges
-            .intern_user_id(self.held_ids.shared_or_new(&external_id));
-        self.user_indexes.insert(
-            id,
-            Read {
-                index,
-                held: held.unwrap_or(NOT_HELD),
-            },
-        );
+        let (shared, held) = self.held(&external_id);
+        let index = self.edges.intern_user_id(shared);
+        self.user_indexes.insert(id, Read { index, held });
         let user = StoredUser {
             content_hash: ContentHash::parse(&content_hash),
             active,
@@ -537,17 +538,9 @@ impl<'a> StateBuilder<'a> {
 
     fn add_group(&mut self, row: GroupTuple) {
         let (id, external_id, content_hash) = row;
-        let held = self.held_ids.get(&external_id);
-        let index = self
-            .edges
-            .intern_group_id(self.held_ids.shared_or_new(&external_id));
-        self.group_indexes.insert(
-            id,
-            Read {
-                index,
-                held: held.unwrap_or(NOT_HELD),
-            },
-        );
+        let (shared, held) = self.held(&external_id);
+        let index = self.edges.intern_group_id(shared);
+        self.group_indexes.insert(id, Read { index, held });
         let group = StoredGroup {
             content_hash: ContentHash::parse(&content_hash),
         };

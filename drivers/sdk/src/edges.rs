@@ -221,12 +221,6 @@ impl EdgeList {
         self.keys.retain(|&key| keep(&edge_ref(ids, key).to_edge()));
     }
 
-    /// Keeps the edges whose key (see [`key_parts`]) `keep` holds for, in
-    /// order: for callers that decide by id index, without an edge value.
-    pub fn retain_keys(&mut self, mut keep: impl FnMut(u64) -> bool) {
-        self.keys.retain(|&key| keep(key));
-    }
-
     /// Sorts the edges as [`MembershipEdge`]'s order does (by group id, then
     /// users before groups, then member id) and drops repeats. The ids are
     /// numbered again in name order first, so the keys are then sorted as
@@ -271,8 +265,9 @@ impl EdgeList {
         self.keys.binary_search(&key).ok()
     }
 
-    /// Whether the edge at `position` is kept, for each edge in order:
-    /// [`EdgeList::retain_keys`] with each key's position.
+    /// Keeps the edges for which `keep` holds, given each edge's position
+    /// and key (see [`key_parts`]), in order: for callers that decide by id
+    /// index, without an edge value.
     pub fn retain_positions(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
         let mut position = 0;
         self.keys.retain(|&key| {
@@ -431,11 +426,7 @@ mod tests {
         assert!(!list.is_sorted());
         let refused = std::panic::catch_unwind(|| list.position(0))
             .expect_err("an unsorted list refuses to answer");
-        let message = refused
-            .downcast_ref::<&str>()
-            .map(|m| m.to_string())
-            .or_else(|| refused.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = refused.downcast_ref::<&str>().copied().unwrap_or_default();
         assert!(message.contains("unsorted"), "{message}");
     }
 
