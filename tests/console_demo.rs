@@ -12,13 +12,15 @@ use std::process::{Command, Stdio};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    // Port 0: the demo binds a port the kernel picks and prints it, so no
+    // other process can take it between a probe and the bind.
+    let log_path = dir.path().join("demo.log");
     let mut demo = Command::new(env!("CARGO_BIN_EXE_idpsync"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
+        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir.path())
         .env("IDPSYNC_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     let stdout = demo.stdout.take().unwrap();
@@ -38,9 +40,17 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
     })
     .await
     .unwrap()
-    .expect("the demo prints its console");
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(line.contains(&format!("{base}/console")), "{line}");
+    .unwrap_or_else(|_| {
+        let status = demo.try_wait().ok().flatten();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        panic!("the demo printed no console line (exit: {status:?}); its log:\n{log}")
+    });
+    let base = line
+        .strip_prefix("Console: ")
+        .and_then(|rest| rest.split("/console").next())
+        .expect("the console's address")
+        .to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
     let token = line
         .split("sign in with the token ")
         .nth(1)
