@@ -27,6 +27,7 @@ use crate::store::pipeline::Pipelined;
 use crate::store::{edges, index_build, raw_sql};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use idpsync_driver::edges::IdIndex;
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
@@ -255,6 +256,18 @@ struct ChangedEdges {
     groups: HashSet<i64>,
     /// Users who joined or left a group directly.
     users: HashSet<i64>,
+}
+
+/// The row id of each group of `groups` at its index in `ids` (`None` at
+/// the indexes of ids that are no group read).
+fn rows_by_index(ids: &IdIndex, groups: &BTreeMap<i64, GroupRow>) -> Vec<Option<i64>> {
+    let mut rows = vec![None; ids.len()];
+    for (id, row) in groups {
+        if let Some(index) = ids.get(&row.external_id) {
+            rows[index as usize] = Some(*id);
+        }
+    }
+    rows
 }
 
 /// Which groups [`Apply::load_groups`] reads.
@@ -893,36 +906,54 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
         let mut group_rows =
             PairInsert::new(backend, "group_memberships", "group_id, member_group_id");
-        let mut run: Option<(&str, Vec<MemberRef>)> = None;
+        // Each end is found by its index in the added edges' ids (the key
+        // holds it), so ten million edges go in without hashing an id;
+        // only members the change set did not write are looked up by id.
+        let added = &changes.memberships_added;
+        let group_at = rows_by_index(added.ids(), groups);
+        let mut user_seen = vec![false; added.ids().len()];
+        let mut run: Option<(u32, &str, Vec<MemberRef>)> = None;
         // Each statement is built while the previous one runs (see
         // `Pipelined`).
-        for edge in changes.memberships_added.refs() {
-            let Some(group_id) = group_ids.get(edge.group.as_ref()).copied() else {
+        for edge in added.refs() {
+            let Some(group_id) = group_at[edge.group_index as usize] else {
                 continue;
             };
             let (rows, member_id) = if edge.member_is_group {
-                match group_ids.get(edge.member.as_ref()) {
-                    Some(nested) => (&mut group_rows, *nested),
+                match group_at[edge.member_index as usize] {
+                    Some(nested) => (&mut group_rows, nested),
                     None => continue,
                 }
             } else {
-                match user_of(edge.member) {
+                let found = known_users
+                    .get_indexed(added.ids(), edge.member_index)
+                    .or_else(|| loaded.get(edge.member.as_ref()).map(|row| row.id));
+                match found {
                     Some(user) => {
-                        changed.users.insert(user);
+                        if !std::mem::replace(&mut user_seen[edge.member_index as usize], true) {
+                            changed.users.insert(user);
+                        }
                         (&mut user_rows, user)
                     }
                     None => continue,
                 }
             };
-            changed.groups.insert(group_id);
             if let Some(statement) = rows.push(group_id, member_id) {
                 self.db.send(statement).await?;
             }
-            let group = edge.group.as_ref();
             match &mut run {
-                Some((current, members)) if *current == group => members.push(edge.member_ref()),
+                Some((current, _, members)) if *current == edge.group_index => {
+                    members.push(edge.member_ref())
+                }
                 _ => {
-                    if let Some((ended, members)) = run.replace((group, vec![edge.member_ref()])) {
+                    // Once per run of a group's edges, not per edge.
+                    changed.groups.insert(group_id);
+                    let started = (
+                        edge.group_index,
+                        edge.group.as_ref(),
+                        vec![edge.member_ref()],
+                    );
+                    if let Some((_, ended, members)) = run.replace(started) {
                         self.membership_events(
                             EventKind::MembershipAdded,
                             ended,
@@ -940,7 +971,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 self.db.send(statement).await?;
             }
         }
-        if let Some((ended, members)) = run {
+        if let Some((_, ended, members)) = run {
             self.membership_events(
                 EventKind::MembershipAdded,
                 ended,

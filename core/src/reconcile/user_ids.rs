@@ -45,6 +45,20 @@ impl<'a> UserIds<'a> {
         }
     }
 
+    /// The row id filed under the id at `index` of `ids`, which must be
+    /// the index these were made with (the added edges' ids): an edge's
+    /// member is then found by the index in its key, not by hashing its id.
+    ///
+    /// # Panics
+    /// If `ids` is another index: its `index` would name another user.
+    pub(super) fn get_indexed(&self, ids: &IdIndex, index: u32) -> Option<i64> {
+        assert!(
+            std::ptr::eq(ids, self.indexed),
+            "UserIds::get_indexed with another id index"
+        );
+        self.by_index.get(index as usize).copied().flatten()
+    }
+
     pub(super) fn contains(&self, external_id: &str) -> bool {
         self.get(external_id).is_some()
     }
@@ -84,5 +98,35 @@ mod tests {
         let mut all: Vec<i64> = ids.row_ids().collect();
         all.sort();
         assert_eq!(all, [11, 90]);
+    }
+
+    #[test]
+    fn a_member_is_found_by_its_index_in_the_edges_ids_and_only_in_theirs() {
+        let edges = EdgeList::from(vec![
+            MembershipEdge::user("g1", "u1"),
+            MembershipEdge::user("g1", "u2"),
+        ]);
+        let mut ids = UserIds::new(edges.ids());
+        ids.insert("u2".into(), 20);
+        for edge in edges.refs() {
+            assert_eq!(
+                ids.get_indexed(edges.ids(), edge.member_index),
+                ids.get(edge.member),
+                "{edge:?}"
+            );
+        }
+        assert_eq!(
+            ids.get_indexed(edges.ids(), edges.ids().get("g1").unwrap()),
+            None
+        );
+
+        // An index of another list's ids names another id: refused.
+        let other = EdgeList::from(vec![MembershipEdge::user("g1", "u2")]);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ids.get_indexed(other.ids(), 0)
+        }))
+        .expect_err("an index of another list is refused");
+        let message = refused.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(message.contains("another id index"), "{message}");
     }
 }

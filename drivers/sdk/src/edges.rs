@@ -147,6 +147,12 @@ pub struct EdgeRef<'a> {
     pub group: &'a EdgeId,
     pub member: &'a EdgeId,
     pub member_is_group: bool,
+    /// The group's index in the list's [`EdgeList::ids`]: a caller that
+    /// keeps what it knows of each id by index finds it without hashing
+    /// the id.
+    pub group_index: u32,
+    /// The member's index in the list's [`EdgeList::ids`].
+    pub member_index: u32,
 }
 
 impl EdgeRef<'_> {
@@ -175,6 +181,8 @@ fn edge_ref(ids: &IdIndex, key: u64) -> EdgeRef<'_> {
         group: ids.name(group),
         member: ids.name(member),
         member_is_group,
+        group_index: group,
+        member_index: member,
     }
 }
 
