@@ -741,24 +741,29 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .iter()
             .map(|(id, row)| (row.external_id.as_str(), *id))
             .collect();
-        let referenced_users = changes
-            .memberships_added
-            .refs()
-            .filter(|edge| !edge.member_is_group)
-            .map(|edge| edge.member.as_ref())
-            .chain(
-                changes
-                    .memberships_removed
-                    .iter()
-                    .filter_map(|edge| match &edge.member {
-                        MemberRef::User(id) => Some(id.as_ref()),
-                        MemberRef::Group(_) => None,
-                    }),
-            );
         // Users the change set wrote are known already (all of them on a
-        // first sync); only members it did not touch are read.
+        // first sync); only members it did not touch are read. An added
+        // edge's member is known by its index (see below).
+        let added = &changes.memberships_added;
+        let unknown_added = added
+            .refs()
+            .filter(|edge| {
+                !edge.member_is_group
+                    && known_users
+                        .get_indexed(added.ids(), edge.member_index)
+                        .is_none()
+            })
+            .map(|edge| edge.member.as_ref());
+        let unknown_removed = changes
+            .memberships_removed
+            .iter()
+            .filter_map(|edge| match &edge.member {
+                MemberRef::User(id) => Some(id.as_ref()),
+                MemberRef::Group(_) => None,
+            })
+            .filter(|id| !known_users.contains(id));
         let loaded = self
-            .load_users_by_external_id(referenced_users.filter(|id| !known_users.contains(id)))
+            .load_users_by_external_id(unknown_added.chain(unknown_removed))
             .await?;
         let user_of = |id: &str| {
             known_users
@@ -909,7 +914,6 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // Each end is found by its index in the added edges' ids (the key
         // holds it), so ten million edges go in without hashing an id;
         // only members the change set did not write are looked up by id.
-        let added = &changes.memberships_added;
         let group_at = rows_by_index(added.ids(), groups);
         let mut user_seen = vec![false; added.ids().len()];
         let mut run: Option<(u32, &str, Vec<MemberRef>)> = None;
