@@ -15,15 +15,17 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
     // Port 0: the demo binds a port the kernel picks and prints it, so no
     // other process can take it between a probe and the bind.
     let log_path = dir.path().join("demo.log");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_idpsync"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir.path())
-        .env("IDPSYNC_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = demo.stdout.take().unwrap();
+    let mut demo = common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_idpsync"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .env("IDPSYNC_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
     // The walkthrough prints the console line, then keeps serving and
     // printing: the pipe is read to its end, or the demo would die of a
     // broken pipe at its next line.
@@ -41,7 +43,7 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
     .await
     .unwrap()
     .unwrap_or_else(|_| {
-        let status = demo.try_wait().ok().flatten();
+        let status = demo.0.try_wait().ok().flatten();
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         panic!("the demo printed no console line (exit: {status:?}); its log:\n{log}")
     });
@@ -68,6 +70,4 @@ async fn the_demos_console_signs_in_with_the_printed_token_and_lists_its_connect
             .await;
     }
     browser.screenshot("demo-connections").await;
-    let _ = demo.kill();
-    let _ = demo.wait();
 }

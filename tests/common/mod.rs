@@ -114,6 +114,17 @@ impl Drop for Daemon {
     }
 }
 
+/// A child process killed when this is dropped, also when a test panics:
+/// a failed test leaves no daemon running behind it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (at most 30 s) until something listens on the loopback `port`.
 pub fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
