@@ -356,6 +356,56 @@ store_test!(
     }
 );
 
+store_test!(
+    rows_returned_through_a_pipeline_are_handed_out_once_each_after_they_ran,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let write = store.begin_write().await.unwrap();
+            let backend = write.tx.get_database_backend();
+            let sql = |text: String| Statement::from_string(backend, text);
+            let returning = |user: i64| {
+                sql(format!(
+                    "INSERT INTO user_memberships (group_id, user_id) VALUES (1, {user}) \
+                     RETURNING user_id"
+                ))
+            };
+            let taken = |rows: Vec<sea_orm::QueryResult>| -> Vec<i64> {
+                rows.iter()
+                    .map(|row| row.try_get::<i64>("", "user_id").unwrap())
+                    .collect()
+            };
+            let mut pipeline = Pipelined::new(&write.tx);
+            let mut seen = Vec::new();
+            for user in 1..=4 {
+                pipeline.send_returning(returning(user)).await.unwrap();
+                // The rows of the statements that have run: the one sent
+                // before, and this one if it ran at once.
+                seen.extend(taken(pipeline.take_returned()));
+                assert!(seen.len() >= user as usize - 1, "{seen:?}");
+            }
+            // An executed statement between them completes the one before
+            // it, whose rows are kept, not lost.
+            let plain = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 7)";
+            pipeline.send(sql(plain.into())).await.unwrap();
+            pipeline.send_returning(returning(5)).await.unwrap();
+            pipeline.finish().await.unwrap();
+            seen.extend(taken(pipeline.take_returned()));
+            assert_eq!(
+                seen,
+                vec![1, 2, 3, 4, 5],
+                "each row once, in the order sent"
+            );
+            assert!(pipeline.take_returned().is_empty(), "handed out once");
+
+            // A failing statement's error comes back, and no rows with it.
+            pipeline.send_returning(returning(3)).await.ok();
+            assert!(pipeline.finish().await.is_err(), "a duplicate edge");
+            assert!(pipeline.take_returned().is_empty());
+        }
+    }
+);
+
 async fn user_ids(db: &impl ConnectionTrait) -> Vec<i64> {
     db.query_all_raw(Statement::from_string(
         db.get_database_backend(),

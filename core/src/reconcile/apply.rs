@@ -574,6 +574,9 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             self.write_user_chunk(&chunk, Some(user_update()), &mut written, kind_of)
                 .await?;
         }
+        // The last write's ids, once it has run.
+        self.db.finish().await?;
+        remember_written(&mut written, self.written_users_returned()?);
         for external_id in &changes.users_deleted {
             let user_name = deleted
                 .get(external_id)
@@ -593,7 +596,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     }
 
     /// Writes `chunk` in one statement (an upsert with `on_conflict`),
-    /// keeps the ids written in `written`, and announces each user as
+    /// keeps in `written` the ids of the writes that have run (the last
+    /// chunk's are taken by the caller), and announces each user as
     /// `kind_of` says, flushing as it goes: a new tenant's 100k events
     /// would otherwise be held at once.
     async fn write_user_chunk(
@@ -619,8 +623,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         Ok(())
     }
 
-    /// Runs an insert (or upsert) of user rows; returns their ids.
-    /// With [`ApplyContext::keep_written_users`] the whole rows are kept too.
+    /// Sends an insert (or upsert) of user rows one ahead; returns the ids
+    /// of the users written by the writes that have run since the last
+    /// call (this one's come with the next, or after
+    /// [`Pipelined::finish`] from [`Apply::written_users_returned`]).
+    /// With [`ApplyContext::keep_written_users`] the insert runs at once,
+    /// its ids are returned, and the whole rows are kept too.
     async fn write_users(
         &mut self,
         mut insert: sea_orm::InsertMany<source_user::ActiveModel>,
@@ -641,9 +649,20 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             Query::returning().columns([source_user::Column::Id, source_user::Column::ExternalId]),
         );
         let statement = insert.build(self.db.backend());
-        WrittenUser::find_by_statement(statement)
-            .all(self.db.idle().await?)
-            .await
+        // Sent one ahead like the events: the caller announces this
+        // chunk's users while it runs, and its ids come back with the next
+        // write's (or `written_users_returned`).
+        self.db.send_returning(statement).await?;
+        self.written_users_returned()
+    }
+
+    /// The ids of the users written by the statements that have run.
+    fn written_users_returned(&mut self) -> Result<Vec<WrittenUser>, DbErr> {
+        self.db
+            .take_returned()
+            .iter()
+            .map(|row| WrittenUser::from_query_result(row, ""))
+            .collect()
     }
 
     /// Parks the userNames this change set moves from one user to another

@@ -17,18 +17,31 @@
 //! with a statement in flight (the caller failed) abandons it; the
 //! transaction is then rolled back with the caller's error, so a caller
 //! that succeeds must call [`Pipelined::finish`] before it commits.
+//!
+//! A statement whose rows are wanted (an insert with `RETURNING`) goes
+//! through [`Pipelined::send_returning`]: its rows are kept when it has
+//! run, and [`Pipelined::take_returned`] hands them out, each once.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, ExecResult, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult, Statement};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-type Running<'a> = Pin<Box<dyn Future<Output = Result<ExecResult, DbErr>> + Send + 'a>>;
+type Running<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 'a>>;
+
+/// The statement in flight, and whether its rows are kept.
+enum InFlight<'a> {
+    Executed(Running<'a, ()>),
+    Returning(Running<'a, Vec<QueryResult>>),
+}
 
 /// A connection on which at most one statement is in flight.
 pub struct Pipelined<'a, C> {
     db: &'a C,
-    in_flight: Option<Running<'a>>,
+    in_flight: Option<InFlight<'a>>,
+    /// Rows of statements sent with `send_returning` that have run, not
+    /// taken yet.
+    returned: Vec<QueryResult>,
 }
 
 impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
@@ -36,6 +49,7 @@ impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
         Pipelined {
             db,
             in_flight: None,
+            returned: Vec::new(),
         }
     }
 
@@ -48,19 +62,35 @@ impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
     /// database and returns while it runs.
     pub async fn send(&mut self, statement: Statement) -> Result<(), DbErr> {
         self.finish().await?;
-        let mut running = self.db.execute_raw(statement);
-        // The first poll sends the statement to the connection; the
-        // await in `finish` polls it again with a waker that counts.
-        match running
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(result) => result.map(drop),
-            Poll::Pending => {
-                self.in_flight = Some(running);
-                Ok(())
-            }
+        let db = self.db;
+        let mut running: Running<'a, ()> =
+            Box::pin(async move { db.execute_raw(statement).await.map(drop) });
+        if let Some(result) = started(&mut running) {
+            return result;
         }
+        self.in_flight = Some(InFlight::Executed(running));
+        Ok(())
+    }
+
+    /// [`Pipelined::send`] of a statement that returns rows: they are
+    /// kept once it has run, for [`Pipelined::take_returned`].
+    pub async fn send_returning(&mut self, statement: Statement) -> Result<(), DbErr> {
+        self.finish().await?;
+        let mut running = self.db.query_all_raw(statement);
+        if let Some(result) = started(&mut running) {
+            self.returned.extend(result?);
+            return Ok(());
+        }
+        self.in_flight = Some(InFlight::Returning(running));
+        Ok(())
+    }
+
+    /// The rows of the statements sent with
+    /// [`Pipelined::send_returning`] that have run since the last call, in
+    /// the order sent. The one in flight, if any, has not run: call
+    /// [`Pipelined::finish`] first for every row.
+    pub fn take_returned(&mut self) -> Vec<QueryResult> {
+        std::mem::take(&mut self.returned)
     }
 
     /// The connection, once the statement in flight (if any) has run. It
@@ -74,8 +104,25 @@ impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
     /// Waits for the statement in flight, if any.
     pub async fn finish(&mut self) -> Result<(), DbErr> {
         match self.in_flight.take() {
-            Some(running) => running.await.map(drop),
+            Some(InFlight::Executed(running)) => running.await,
+            Some(InFlight::Returning(running)) => {
+                self.returned.extend(running.await?);
+                Ok(())
+            }
             None => Ok(()),
         }
+    }
+}
+
+/// Polls `running` once, which sends its statement to the connection: its
+/// result if it is done already, else `None` (the await in
+/// [`Pipelined::finish`] polls it again with a waker that counts).
+fn started<T>(running: &mut Running<'_, T>) -> Option<Result<T, DbErr>> {
+    match running
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(result) => Some(result),
+        Poll::Pending => None,
     }
 }
