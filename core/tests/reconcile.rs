@@ -1699,6 +1699,9 @@ store_test!(
 
 /// A tenant of 1,000 users, each a member of every one of `groups` groups:
 /// 1,000 edges a group, 100,000 from 100 groups on (a bulk insert).
+/// 1000 users, each a direct member of every one of `groups` groups, and
+/// a group "all" with those groups nested in it and no direct member: it
+/// inherits every user.
 fn bulk_tenant(groups: usize) -> Snapshot {
     let n_users = 1000;
     Snapshot {
@@ -1707,11 +1710,13 @@ fn bulk_tenant(groups: usize) -> Snapshot {
             .collect(),
         groups: (0..groups)
             .map(|g| SourceGroup::new(format!("g{g}"), format!("Group {g}")))
+            .chain([SourceGroup::new("all", "Everyone")])
             .collect(),
         memberships: (0..groups)
             .flat_map(|g| {
                 (0..n_users).map(move |i| MembershipEdge::user(format!("g{g}"), format!("u{i}")))
             })
+            .chain((0..groups).map(|g| MembershipEdge::group("all", format!("g{g}"))))
             .collect::<Vec<_>>()
             .into(),
         ..Snapshot::default()
@@ -1901,12 +1906,12 @@ async fn temp_store(db: &impl sea_orm::ConnectionTrait) -> i64 {
 /// the transaction ends, so the by-user edge index is built after a bulk
 /// insert only into an empty table: a first sync rebuilds it, as the
 /// migration made it; a bulk sync into a table that holds edges leaves it
-/// in place.
+/// in place. The inherited memberships' by-user index goes the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_index() {
+async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_indexes() {
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
     let Some(test_store) = testing::postgres_or_skip(
-        "on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_index",
+        "on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_indexes",
     )
     .await
     else {
@@ -1924,46 +1929,76 @@ async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user
                 .expect("one row")
         }
     };
-    let index = || async {
-        let row = query(
-            "SELECT c.oid::int8 AS oid, pg_get_indexdef(c.oid) AS definition, \
-             i.indisvalid AS valid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
-             WHERE c.relname = 'ix_user_memberships_user' \
-             AND c.relnamespace = current_schema()::regnamespace",
-        )
-        .await;
-        (
-            row.try_get::<i64>("", "oid").unwrap(),
-            row.try_get::<String>("", "definition").unwrap(),
-            row.try_get::<bool>("", "valid").unwrap(),
-        )
+    let index = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let row = store
+                .db()
+                .query_one_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT c.oid::int8 AS oid, pg_get_indexdef(c.oid) AS definition, \
+                     i.indisvalid AS valid FROM pg_class c \
+                     JOIN pg_index i ON i.indexrelid = c.oid \
+                     WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace",
+                    [name.into()],
+                ))
+                .await
+                .unwrap()
+                .expect("the index");
+            (
+                row.try_get::<i64>("", "oid").unwrap(),
+                row.try_get::<String>("", "definition").unwrap(),
+                row.try_get::<bool>("", "valid").unwrap(),
+            )
+        }
     };
-    let (migrated, definition, _) = index().await;
+    let indexes = ["ix_user_memberships_user", "ix_inherited_memberships_user"];
+    let mut migrated = Vec::new();
+    for name in indexes {
+        migrated.push(index(name).await);
+    }
     let reconciler = reconciler(&store, CONFIG).await;
 
     assert!(matches!(
         submit(&reconciler, bulk_tenant(100)).await,
         Outcome::Applied(_)
     ));
-    let (after_first, first_definition, valid) = index().await;
-    assert_ne!(after_first, migrated, "the first sync built the index anew");
-    assert_eq!(first_definition, definition, "as the migration made it");
-    assert!(valid);
+    let mut after_first = Vec::new();
+    for (name, (migrated, definition, _)) in indexes.into_iter().zip(&migrated) {
+        let (built, first_definition, valid) = index(name).await;
+        assert_ne!(built, *migrated, "the first sync built {name} anew");
+        assert_eq!(&first_definition, definition, "as the migration made it");
+        assert!(valid, "{name}");
+        after_first.push(built);
+    }
 
     assert!(matches!(
         submit(&reconciler, bulk_tenant(300)).await,
         Outcome::Applied(_)
     ));
-    let (after_second, _, valid) = index().await;
+    for (name, first) in indexes.into_iter().zip(after_first) {
+        let (after_second, _, valid) = index(name).await;
+        assert_eq!(after_second, first, "the table held rows: {name} kept");
+        assert!(valid, "{name}");
+    }
+    let count =
+        |sql: &'static str| async move { query(sql).await.try_get::<i64>("", "n").unwrap() };
     assert_eq!(
-        after_second, after_first,
-        "the table held edges: index kept"
+        count("SELECT count(*) AS n FROM user_memberships").await,
+        300 * 1000
     );
-    assert!(valid);
-    let edges = query("SELECT count(*) AS n FROM user_memberships")
-        .await
-        .try_get::<i64>("", "n")
-        .unwrap();
-    assert_eq!(edges, 300 * 1000);
+    // "all" inherits every user, through the groups nested in it.
+    assert_eq!(
+        count("SELECT count(*) AS n FROM inherited_memberships").await,
+        1000
+    );
+    assert_eq!(
+        count(
+            "SELECT count(DISTINCT user_id) AS n FROM inherited_memberships \
+             WHERE user_id IN (SELECT id FROM source_users)"
+        )
+        .await,
+        1000
+    );
     test_store.cleanup().await;
 }

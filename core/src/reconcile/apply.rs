@@ -423,9 +423,24 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         )
         .await?;
         self.phases.mark("edges");
+        // A first sync's inherited rows reach their by-user index in
+        // random user order too. On PostgreSQL (where the index goes only
+        // when the table is empty) building it after the insert paid: 300k
+        // users, the insert 5.8 s with it, 2.7 s without plus 0.3 s to
+        // build it. On SQLite it made no difference at 300k; it stays.
+        // The rows come from the added edges, so their count stands in.
+        if self.db.backend() == DatabaseBackend::Postgres {
+            self.defer_index(
+                "inherited_memberships",
+                "ix_inherited_memberships_user",
+                changes.memberships_added.len(),
+            )
+            .await?;
+        }
         let dirty_users = self
             .recompute_inherited(&changed.groups, &deleted_group_ids)
             .await?;
+        self.restore_indexes().await?;
         self.phases.mark("inherited");
 
         // Users whose effective groups may have changed: through their own
