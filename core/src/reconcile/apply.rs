@@ -27,7 +27,7 @@ use crate::store::pipeline::Pipelined;
 use crate::store::{edges, index_build, raw_sql};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use idpsync_driver::edges::IdIndex;
+use idpsync_driver::edges::{EdgeRef, IdIndex};
 use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
@@ -804,6 +804,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                 .get(id)
                 .or_else(|| loaded.get(id).map(|row| row.id))
         };
+        // `user_of` for an added edge's member, found by its index.
+        let member_of = |edge: &EdgeRef| {
+            known_users
+                .get_indexed(added.ids(), edge.member_index)
+                .or_else(|| loaded.get(edge.member.as_ref()).map(|row| row.id))
+        };
         let mut changed = ChangedEdges::default();
         // Members removed per group (external ids), for the events.
         let mut removed_members: BTreeMap<String, Vec<MemberRef>> = BTreeMap::new();
@@ -963,10 +969,7 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
                     None => continue,
                 }
             } else {
-                let found = known_users
-                    .get_indexed(added.ids(), edge.member_index)
-                    .or_else(|| loaded.get(edge.member.as_ref()).map(|row| row.id));
-                match found {
+                match member_of(&edge) {
                     Some(user) => {
                         if !std::mem::replace(&mut user_seen[edge.member_index as usize], true) {
                             changed.users.insert(user);

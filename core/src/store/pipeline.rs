@@ -22,7 +22,7 @@
 //! through [`Pipelined::send_returning`]: its rows are kept when it has
 //! run, and [`Pipelined::take_returned`] hands them out, each once.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, ExecResult, QueryResult, Statement};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -31,7 +31,7 @@ type Running<'a, T> = Pin<Box<dyn Future<Output = Result<T, DbErr>> + Send + 'a>
 
 /// The statement in flight, and whether its rows are kept.
 enum InFlight<'a> {
-    Executed(Running<'a, ()>),
+    Executed(Running<'a, ExecResult>),
     Returning(Running<'a, Vec<QueryResult>>),
 }
 
@@ -62,11 +62,9 @@ impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
     /// database and returns while it runs.
     pub async fn send(&mut self, statement: Statement) -> Result<(), DbErr> {
         self.finish().await?;
-        let db = self.db;
-        let mut running: Running<'a, ()> =
-            Box::pin(async move { db.execute_raw(statement).await.map(drop) });
+        let mut running = self.db.execute_raw(statement);
         if let Some(result) = started(&mut running) {
-            return result;
+            return result.map(drop);
         }
         self.in_flight = Some(InFlight::Executed(running));
         Ok(())
@@ -104,7 +102,7 @@ impl<'a, C: ConnectionTrait> Pipelined<'a, C> {
     /// Waits for the statement in flight, if any.
     pub async fn finish(&mut self) -> Result<(), DbErr> {
         match self.in_flight.take() {
-            Some(InFlight::Executed(running)) => running.await,
+            Some(InFlight::Executed(running)) => running.await.map(drop),
             Some(InFlight::Returning(running)) => {
                 self.returned.extend(running.await?);
                 Ok(())

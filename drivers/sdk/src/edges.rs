@@ -38,20 +38,21 @@ impl std::fmt::Debug for IdIndex {
 impl IdIndex {
     /// The index of `id`, given one if it has none.
     pub fn intern(&mut self, id: &str) -> u32 {
-        let hash = self.hasher.hash_one(id);
-        match self.find(hash, id) {
-            Some(index) => index,
-            None => self.insert(hash, id.into()),
-        }
+        self.intern_as(id, || id.into())
     }
 
     /// [`IdIndex::intern`] of an id already shared: held as it is, not
     /// copied, if it is new here.
     pub fn intern_id(&mut self, id: EdgeId) -> u32 {
-        let hash = self.hasher.hash_one(&*id);
-        match self.find(hash, &id) {
+        self.intern_as(&id, || id.clone())
+    }
+
+    /// The index of `id`, given one if it has none, holding `held()`.
+    fn intern_as(&mut self, id: &str, held: impl FnOnce() -> EdgeId) -> u32 {
+        let hash = self.hasher.hash_one(id);
+        match self.find(hash, id) {
             Some(index) => index,
-            None => self.insert(hash, id),
+            None => self.insert(hash, held()),
         }
     }
 
