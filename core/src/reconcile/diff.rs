@@ -5,6 +5,7 @@ use super::compared_edges::ComparedEdges;
 use super::edge_set::EdgeSet;
 use super::hash::ContentHash;
 use super::input::{Delta, Snapshot, SourceInput};
+use super::name_key::NameKey;
 use super::staged::StagedUsers;
 use super::stored_users::StoredUsers;
 use idpsync_driver::edges::key_parts;
@@ -21,8 +22,8 @@ pub struct StoredUser {
     pub content_hash: Option<ContentHash>,
     pub active: bool,
     pub suspended: bool,
-    /// The folded userName the user holds.
-    pub user_name_key: Box<str>,
+    /// The key of the folded userName the user holds (see `name_key`).
+    pub user_name_key: NameKey,
     /// Set by a snapshot's diff when the snapshot lists the user as
     /// set aside (unchanged): a million set-aside ids are then known by
     /// their stored row, without a set of them beside it.
@@ -237,17 +238,31 @@ struct UserKeys<'a> {
     ids: HashSet<&'a str>,
     /// Folded userName -> the record.
     names: HashMap<Cow<'a, str>, &'a SourceUser>,
+    /// The same by each name's key, as stored users hold their names; made
+    /// by [`UserKeys::keyed_by_name_key`] when set-aside users are checked.
+    name_keys: HashMap<NameKey, &'a SourceUser>,
 }
 
 impl UserKeys<'_> {
-    /// Checks a set-aside user (its external id and stored folded userName)
-    /// against the records. Set-aside users are stored rows, so unique
-    /// among themselves: only the records are held, not a million of them.
-    fn check_unchanged(&self, external_id: &str, user_name_key: &str) -> Result<(), InputError> {
+    /// The records by the keys of their names too, for `check_unchanged`.
+    fn keyed_by_name_key(mut self) -> Self {
+        self.name_keys = self
+            .names
+            .iter()
+            .map(|(name, &record)| (NameKey::of_folded(name), record))
+            .collect();
+        self
+    }
+
+    /// Checks a set-aside user (its external id and the key of its stored
+    /// folded userName) against the records, once keyed by name key.
+    /// Set-aside users are stored rows, so unique among themselves: only
+    /// the records are held, not a million of them.
+    fn check_unchanged(&self, external_id: &str, user_name_key: NameKey) -> Result<(), InputError> {
         if self.ids.contains(external_id) {
             return Err(InputError::DuplicateUser(external_id.into()));
         }
-        match self.names.get(user_name_key) {
+        match self.name_keys.get(&user_name_key) {
             Some(record) => Err(InputError::DuplicateUserName {
                 user_name: record.user_name.clone(),
                 first: external_id.into(),
@@ -264,6 +279,7 @@ fn check_users(users: &[SourceUser]) -> Result<UserKeys<'_>, InputError> {
     let mut keys = UserKeys {
         ids: HashSet::with_capacity(users.len()),
         names: HashMap::with_capacity(users.len()),
+        name_keys: HashMap::new(),
     };
     for user in users {
         check_record(user)?;
@@ -328,16 +344,18 @@ fn check_groups<'a>(groups: impl Iterator<Item = &'a SourceGroup>) -> Result<(),
 /// or updated user claims. Every user a change set deletes or updates is in
 /// `stored` (a delta loads the users it names), so this is exact: a name
 /// held by a user the change set does not touch is not freed, and its
-/// claimant fails on the unique index as it should.
+/// claimant fails on the unique index as it should. (Stored names are
+/// compared by their keys, `name_key`: a collision frees a name the apply
+/// writes again anyway, since every holder here is deleted or rewritten.)
 fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
     if changes.users_deleted.is_empty() && changes.users_updated.is_empty() {
         return Vec::new();
     }
-    let claims: HashMap<String, &str> = changes
+    let claims: HashMap<NameKey, &str> = changes
         .users_created
         .iter()
         .chain(&changes.users_updated)
-        .map(|user| (user.user_name.to_lowercase(), user.external_id.as_str()))
+        .map(|user| (NameKey::of(&user.user_name), user.external_id.as_str()))
         .collect();
     let freeing = changes
         .users_deleted
@@ -348,7 +366,7 @@ fn names_to_free(stored: &StoredState, changes: &ChangeSet) -> Vec<String> {
         .filter(|holder| {
             stored.users.get(holder).is_some_and(|user| {
                 claims
-                    .get(&*user.user_name_key)
+                    .get(&user.user_name_key)
                     .is_some_and(|claimant| claimant != holder)
             })
         })
@@ -456,12 +474,15 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     let staged_ids = |id: &str| staged_users.as_ref().is_some_and(|s| s.contains(id));
     // A set-aside user stands for its stored row: that row must still be
     // the one it was compared with (see `unchanged`).
-    let records = check_users(&users)?;
+    let mut records = check_users(&users)?;
+    if !unchanged_users.is_empty() {
+        records = records.keyed_by_name_key();
+    }
     for unchanged in &unchanged_users {
         let external_id = unchanged.external_id();
         match stored.users.get_mut(external_id) {
             Some(row) if unchanged.is_still(row.content_hash) => {
-                records.check_unchanged(external_id, &row.user_name_key)?;
+                records.check_unchanged(external_id, row.user_name_key)?;
                 row.set_aside = true;
             }
             _ => return Err(DiffError::StoredUserMoved(external_id.into())),
@@ -491,8 +512,9 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
         let UserKeys {
             ids: user_ids,
             names,
+            name_keys,
         } = records;
-        drop(names);
+        drop((names, name_keys));
         let is_user = |id: &str| {
             user_ids.contains(id)
                 || staged_ids(id)
@@ -699,7 +721,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                         content_hash: Some(ContentHash::of_user(user)),
                         active: user.active,
                         suspended: user.suspended,
-                        user_name_key: user.user_name.to_lowercase().into(),
+                        user_name_key: NameKey::of(&user.user_name),
                         set_aside: false,
                     },
                 )

@@ -21,6 +21,7 @@ pub mod graph;
 mod hash;
 mod inherited;
 pub mod input;
+mod name_key;
 pub mod plan;
 pub mod staged;
 mod stored;

@@ -9,6 +9,7 @@ use super::diff::{StoredEdges, StoredGroup, StoredState, StoredUser};
 use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
+use super::name_key::NameKey;
 use super::stored_users::{StoredUsers, put_row};
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
@@ -530,7 +531,7 @@ impl<'a> StateBuilder<'a> {
             content_hash: ContentHash::parse(&content_hash),
             active,
             suspended,
-            user_name_key: user_name_key.into_boxed_str(),
+            user_name_key: NameKey::of_folded(&user_name_key),
             set_aside: false,
         };
         put_row(&mut self.users, index.position(), user);

@@ -99,6 +99,7 @@ impl std::ops::Index<&str> for StoredUsers {
 
 #[cfg(test)]
 mod tests {
+    use super::super::name_key::NameKey;
     use super::*;
 
     fn user(name: &str) -> StoredUser {
@@ -106,7 +107,7 @@ mod tests {
             content_hash: None,
             active: true,
             suspended: false,
-            user_name_key: name.into(),
+            user_name_key: NameKey::of_folded(name),
             set_aside: false,
         }
     }
@@ -123,7 +124,7 @@ mod tests {
             vec![Some(user("ann")), None, Some(user("bo"))],
         );
         assert_eq!(users.len(), 2);
-        assert_eq!(&*users["u2"].user_name_key, "bo");
+        assert_eq!(users["u2"].user_name_key, NameKey::of_folded("bo"));
         assert!(users.get("g1").is_none());
         assert!(!users.contains_key("u3"));
         let listed: Vec<&str> = users.iter().map(|(id, _)| &**id).collect();
@@ -140,7 +141,7 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(users.len(), 2);
-        assert_eq!(&*users["u1"].user_name_key, "anna");
+        assert_eq!(users["u1"].user_name_key, NameKey::of_folded("anna"));
         users.get_mut("u2").unwrap().set_aside = true;
         assert!(users["u2"].set_aside);
         assert!(users.remove("u2").is_some());
