@@ -105,11 +105,12 @@ impl UserStaging {
         self.keys.is_empty()
     }
 
-    /// Bytes of encoded records held in memory: at most the budget (a
-    /// record that would pass it goes to the file, and every one after).
+    /// Bytes held in memory for encoded records, spare room included: at
+    /// most the budget (a record that would pass it goes to the file, and
+    /// every one after).
     #[cfg(test)]
     fn bytes_in_memory(&self) -> usize {
-        self.memory.len()
+        self.memory.capacity()
     }
 
     pub fn push(&mut self, user: &SourceUser) -> io::Result<()> {
@@ -129,6 +130,16 @@ impl UserStaging {
                 self.spilled += 4 + encoded.len() as u64;
             }
             None => {
+                let frame = 4 + encoded.len();
+                if self.memory.capacity() - self.memory.len() < frame {
+                    // Room grows as a vector's does, but never past the
+                    // budget: doubling alone took a 64 MiB budget to a
+                    // 117 MiB buffer.
+                    let room = (self.memory.capacity() * 2)
+                        .max(self.memory.len() + frame)
+                        .min(self.budget);
+                    self.memory.reserve_exact(room - self.memory.len());
+                }
                 self.memory.extend_from_slice(&frame_len.to_le_bytes());
                 self.memory.extend_from_slice(&encoded);
             }
