@@ -1837,6 +1837,7 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
         .unwrap();
         assert_eq!(sort, IndexSort::TemporaryFiles, "round {round}");
         assert_eq!(temp_store(&tx).await, 2, "back to memory after the build");
+        assert_eq!(cache_size(&tx).await, -16384, "the connection's own cache");
         tx.commit().await.unwrap();
     }
     // A failed build puts the setting back too.
@@ -1844,6 +1845,7 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
     let failed = build_indexes(&tx, &["CREATE INDEX ix_probe ON no_such_table (x)".into()]).await;
     assert!(failed.is_err());
     assert_eq!(temp_store(&tx).await, 2);
+    assert_eq!(cache_size(&tx).await, -16384);
     tx.rollback().await.unwrap();
     drop(store);
 }
@@ -1891,9 +1893,18 @@ async fn on_sqlite_a_connection_with_a_temporary_table_still_builds_indexes_in_m
 
 /// SQLite's `temp_store` on `db`'s connection (1 file, 2 memory).
 async fn temp_store(db: &impl sea_orm::ConnectionTrait) -> i64 {
+    pragma(db, "temp_store").await
+}
+
+/// The connection's page cache: negative in KiB, as idpsync sets it.
+async fn cache_size(db: &impl sea_orm::ConnectionTrait) -> i64 {
+    pragma(db, "cache_size").await
+}
+
+async fn pragma(db: &impl sea_orm::ConnectionTrait, name: &str) -> i64 {
     db.query_one_raw(sea_orm::Statement::from_string(
         sea_orm::DatabaseBackend::Sqlite,
-        "PRAGMA temp_store",
+        format!("PRAGMA {name}"),
     ))
     .await
     .unwrap()

@@ -443,18 +443,24 @@ impl Reconciler {
     /// exactly as the snapshot has them, and returns how many: a full
     /// pull's apply then does not hold a million unchanged records beside
     /// the stored state. Read outside the apply's transaction; the diff
-    /// checks each again inside it (see [`UnchangedUser`]).
+    /// checks each again inside it (see [`UnchangedUser`]). The read runs
+    /// on one connection, whose page cache, full of the connection's users,
+    /// is given back before the apply fills its own.
     pub async fn set_aside_unchanged(
         &self,
         connection_id: &str,
         snapshot: &mut Snapshot,
     ) -> Result<usize> {
-        unchanged::set_aside(self.store.db(), connection_id, snapshot)
+        let read = sea_orm::TransactionTrait::begin(self.store.db()).await?;
+        let set_aside = unchanged::set_aside(&read, connection_id, snapshot)
             .await
             .map_err(|error| match error {
                 unchanged::SetAsideError::Db(db) => db.into(),
                 unchanged::SetAsideError::Staging(io) => ReconcileError::Staging(io),
-            })
+            })?;
+        crate::store::release_cache(&read).await?;
+        read.commit().await?;
+        Ok(set_aside)
     }
 
     /// [`Reconciler::submit`] of a delta with `edits` of stored users and

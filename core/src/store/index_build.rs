@@ -18,8 +18,21 @@
 //! `Store::migrate` runs on a connection of its own. Should a connection
 //! have opened it anyway, the build still runs, sorting in memory, and
 //! logs a warning.
+//!
+//! SQLite's sort holds as many bytes in memory as the connection's page
+//! cache may (16 MiB here) before it writes a sorted run, and the cache
+//! itself stays full of the table the build reads. For the builds, the
+//! cache is [`SORT_CACHE_KIB`]: lowering it frees the pages beyond it at
+//! once, and the sort writes its runs at that size (at a 1M-user first
+//! sync, the apply's last peak). The connection's own size is set back
+//! after, with `temp_store`.
 
+use super::SQLITE_CACHE_KIB;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Statement};
+
+/// SQLite's page cache, and so its sort's memory, during index builds, in
+/// KiB.
+pub const SORT_CACHE_KIB: u32 = 2 * 1024;
 
 /// Where an index build's sort went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +69,21 @@ pub async fn build_indexes(
             IndexSort::Memory
         }
     };
-    let built = run_all(db, creates).await;
+    let built = match sort {
+        IndexSort::TemporaryFiles => match set_cache_kib(db, SORT_CACHE_KIB).await {
+            Ok(()) => run_all(db, creates).await,
+            Err(error) => Err(error),
+        },
+        IndexSort::Memory | IndexSort::Server => run_all(db, creates).await,
+    };
     // Back even after a failed build: the connection returns to the pool,
-    // where every other statement expects `memory`. A failed build is the
-    // error to report, before a failed switch back.
+    // where every other statement expects `memory` and its own cache. A
+    // failed build is the error to report, before a failed switch back.
     let back = match sort {
-        IndexSort::TemporaryFiles => set_temp_store(db, "MEMORY").await,
+        IndexSort::TemporaryFiles => {
+            let cache = set_cache_kib(db, SQLITE_CACHE_KIB).await;
+            set_temp_store(db, "MEMORY").await.and(cache)
+        }
         IndexSort::Memory | IndexSort::Server => Ok(()),
     };
     built?;
@@ -78,6 +100,15 @@ async fn run_all(db: &impl ConnectionTrait, statements: &[String]) -> Result<(),
         .await?;
     }
     Ok(())
+}
+
+async fn set_cache_kib(db: &impl ConnectionTrait, kib: u32) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_string(
+        DatabaseBackend::Sqlite,
+        format!("PRAGMA cache_size = -{kib}"),
+    ))
+    .await
+    .map(drop)
 }
 
 async fn set_temp_store(db: &impl ConnectionTrait, place: &str) -> Result<(), DbErr> {

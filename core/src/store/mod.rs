@@ -98,8 +98,19 @@ impl WriteTx {
     }
 }
 
+/// Lets a SQLite connection give back the pages its cache holds and no
+/// statement uses (`PRAGMA shrink_memory`); nothing on PostgreSQL. A
+/// pooled connection otherwise keeps the cache a big read filled, up to
+/// [`SQLITE_CACHE_KIB`], while the next connection fills its own.
+pub async fn release_cache(db: &impl ConnectionTrait) -> Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        db.execute_unprepared("PRAGMA shrink_memory").await?;
+    }
+    Ok(())
+}
+
 /// Page cache per SQLite connection, in KiB (a bound, not a reservation).
-const SQLITE_CACHE_KIB: u32 = 16 * 1024;
+pub(crate) const SQLITE_CACHE_KIB: u32 = 16 * 1024;
 
 impl Store {
     /// Connects to `url` and brings the schema up to date.
