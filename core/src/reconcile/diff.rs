@@ -24,10 +24,6 @@ pub struct StoredUser {
     pub suspended: bool,
     /// The key of the folded userName the user holds (see `name_key`).
     pub user_name_key: NameKey,
-    /// Set by a snapshot's diff when the snapshot lists the user as
-    /// set aside (unchanged): a million set-aside ids are then known by
-    /// their stored row, without a set of them beside it.
-    pub(super) set_aside: bool,
 }
 
 /// What is stored of a group (held under its external id).
@@ -50,6 +46,10 @@ pub struct StoredState {
     pub users: StoredUsers,
     pub groups: HashMap<String, StoredGroup>,
     pub edges: StoredEdges,
+    /// Why the snapshot's set-aside users could not stand for their
+    /// stored rows, as reading those rows found (`unchanged::SetAsideCheck`;
+    /// the diff fails with it).
+    pub(super) set_aside_refused: Option<DiffError>,
 }
 
 /// A stored state's direct edges: held as a set, or compared with a
@@ -238,39 +238,6 @@ struct UserKeys<'a> {
     ids: HashSet<&'a str>,
     /// Folded userName -> the record.
     names: HashMap<Cow<'a, str>, &'a SourceUser>,
-    /// The same by each name's key, as stored users hold their names; made
-    /// by [`UserKeys::keyed_by_name_key`] when set-aside users are checked.
-    name_keys: HashMap<NameKey, &'a SourceUser>,
-}
-
-impl UserKeys<'_> {
-    /// The records by the keys of their names too, for `check_unchanged`.
-    fn keyed_by_name_key(mut self) -> Self {
-        self.name_keys = self
-            .names
-            .iter()
-            .map(|(name, &record)| (NameKey::of_folded(name), record))
-            .collect();
-        self
-    }
-
-    /// Checks a set-aside user (its external id and the key of its stored
-    /// folded userName) against the records, once keyed by name key.
-    /// Set-aside users are stored rows, so unique among themselves: only
-    /// the records are held, not a million of them.
-    fn check_unchanged(&self, external_id: &str, user_name_key: NameKey) -> Result<(), InputError> {
-        if self.ids.contains(external_id) {
-            return Err(InputError::DuplicateUser(external_id.into()));
-        }
-        match self.name_keys.get(&user_name_key) {
-            Some(record) => Err(InputError::DuplicateUserName {
-                user_name: record.user_name.clone(),
-                first: external_id.into(),
-                second: record.external_id.clone(),
-            }),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Checks the records of `users`, and that no two of them share an
@@ -279,7 +246,6 @@ fn check_users(users: &[SourceUser]) -> Result<UserKeys<'_>, InputError> {
     let mut keys = UserKeys {
         ids: HashSet::with_capacity(users.len()),
         names: HashMap::with_capacity(users.len()),
-        name_keys: HashMap::new(),
     };
     for user in users {
         check_record(user)?;
@@ -474,19 +440,15 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     let staged_ids = |id: &str| staged_users.as_ref().is_some_and(|s| s.contains(id));
     // A set-aside user stands for its stored row: that row must still be
     // the one it was compared with (see `unchanged`).
-    let mut records = check_users(&users)?;
-    if !unchanged_users.is_empty() {
-        records = records.keyed_by_name_key();
+    // Reading the stored state checked the set-aside users against their
+    // rows (see `unchanged::SetAsideCheck`) and kept only their slots.
+    let records = check_users(&users)?;
+    if let Some(refused) = stored.set_aside_refused.take() {
+        return Err(refused);
     }
-    for unchanged in &unchanged_users {
-        let external_id = unchanged.external_id();
-        match stored.users.get_mut(external_id) {
-            Some(row) if unchanged.is_still(row.content_hash) => {
-                records.check_unchanged(external_id, row.user_name_key)?;
-                row.set_aside = true;
-            }
-            _ => return Err(DiffError::StoredUserMoved(external_id.into())),
-        }
+    if let Some(unchecked) = unchanged_users.get(stored.users.n_set_aside()) {
+        // Fewer set aside than listed: a stored state not read with them.
+        return Err(DiffError::StoredUserMoved(unchecked.external_id().into()));
     }
     drop(unchanged_users);
     check_groups(groups.iter())?;
@@ -512,20 +474,16 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
         let UserKeys {
             ids: user_ids,
             names,
-            name_keys,
         } = records;
-        drop((names, name_keys));
-        let is_user = |id: &str| {
-            user_ids.contains(id)
-                || staged_ids(id)
-                || stored.users.get(id).is_some_and(|row| row.set_aside)
-        };
+        drop(names);
+        let is_user =
+            |id: &str| user_ids.contains(id) || staged_ids(id) || stored.users.is_set_aside(id);
         let group_ids: HashSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
         changes.users_deleted = sorted(
             stored
                 .users
                 .iter()
-                .filter(|(id, row)| !row.set_aside && !user_ids.contains(&***id))
+                .filter(|(id, _)| !user_ids.contains(&***id))
                 .map(|(id, _)| id.to_string()),
         );
         changes.groups_deleted = sorted(
@@ -722,7 +680,6 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
                         active: user.active,
                         suspended: user.suspended,
                         user_name_key: NameKey::of(&user.user_name),
-                        set_aside: false,
                     },
                 )
             })
@@ -740,6 +697,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
             })
             .collect(),
         edges: StoredEdges::Held(snapshot.memberships.to_vec().iter().collect()),
+        set_aside_refused: None,
     }
 }
 
@@ -747,7 +705,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
 mod tests {
     use super::*;
     use crate::reconcile::input::Delta;
-    use crate::reconcile::unchanged::UnchangedUser;
+    use crate::reconcile::unchanged::{SetAsideCheck, UnchangedUser};
 
     #[test]
     fn names_are_freed_only_where_they_move_between_users() {
@@ -809,6 +767,18 @@ mod tests {
         diff(stored_from_snapshot(stored), input).expect("valid input")
     }
 
+    /// The diff of `snapshot` against `stored` read as `stored::load`
+    /// reads it: the set-aside users checked against their rows, which are
+    /// then not kept.
+    fn diff_read(mut stored: StoredState, mut snapshot: Snapshot) -> Result<ChangeSet, DiffError> {
+        snapshot.memberships.sort_and_dedup();
+        let ids = snapshot.memberships.ids();
+        let mut check = SetAsideCheck::new(&snapshot.unchanged_users, &snapshot.users, ids);
+        stored.users.set_aside_by(&mut check, ids);
+        stored.set_aside_refused = check.finish().err();
+        diff(stored, SourceInput::Snapshot(snapshot))
+    }
+
     /// `snapshot` with the users `ids` set aside as `stored` holds them.
     fn set_aside(snapshot: &mut Snapshot, stored: &StoredState, ids: &[&str]) {
         snapshot
@@ -827,7 +797,7 @@ mod tests {
         let mut snapshot = tenant();
         set_aside(&mut snapshot, &stored, &["u1", "u2"]);
         snapshot.users[0].display_name = Some("Carol Q".into());
-        let changes = diff(stored.clone(), SourceInput::Snapshot(snapshot)).unwrap();
+        let changes = diff_read(stored.clone(), snapshot).unwrap();
         let only_carol_updated = ChangeCounts {
             users_updated: 1,
             ..ChangeCounts::default()
@@ -843,7 +813,7 @@ mod tests {
         snapshot
             .memberships
             .retain(|edge| edge.member != MemberRef::User("u3".into()));
-        let changes = diff(stored.clone(), SourceInput::Snapshot(snapshot)).unwrap();
+        let changes = diff_read(stored.clone(), snapshot).unwrap();
         assert_eq!(changes.users_deleted, ["u3"]);
         assert_eq!(changes.memberships_skipped, 0);
         assert!(changes.memberships_removed.is_empty(), "go with u3");
@@ -898,12 +868,9 @@ mod tests {
         let moved = Err(DiffError::StoredUserMoved("u1".into()));
         let written = ContentHash::of_user(&SourceUser::new("u1", "alicia"));
         stored.users.get_mut("u1").unwrap().content_hash = Some(written);
-        assert_eq!(
-            diff(stored.clone(), SourceInput::Snapshot(snapshot.clone())),
-            moved
-        );
+        assert_eq!(diff_read(stored.clone(), snapshot.clone()), moved);
         stored.users.remove("u1");
-        assert_eq!(diff(stored.clone(), SourceInput::Snapshot(snapshot)), moved);
+        assert_eq!(diff_read(stored.clone(), snapshot), moved);
     }
 
     #[test]
@@ -914,12 +881,12 @@ mod tests {
         let mut name_taken = snapshot.clone();
         name_taken.users.push(SourceUser::new("u9", "ALICE"));
         assert!(matches!(
-            diff(stored.clone(), SourceInput::Snapshot(name_taken)),
+            diff_read(stored.clone(), name_taken),
             Err(DiffError::Input(InputError::DuplicateUserName { first, second, .. })) if first == "u1" && second == "u9"
         ));
         snapshot.users.push(SourceUser::new("u1", "alice"));
         assert_eq!(
-            diff(stored.clone(), SourceInput::Snapshot(snapshot)),
+            diff_read(stored.clone(), snapshot),
             Err(InputError::DuplicateUser("u1".into()).into())
         );
     }

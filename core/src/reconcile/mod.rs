@@ -442,8 +442,8 @@ impl Reconciler {
     /// Sets aside the users of `snapshot` that `connection_id` stores
     /// exactly as the snapshot has them, and returns how many: a full
     /// pull's apply then does not hold a million unchanged records beside
-    /// the stored state. Read outside the apply's transaction; the diff
-    /// checks each again inside it (see [`UnchangedUser`]). The read runs
+    /// the stored state. Read outside the apply's transaction; each is
+    /// checked again inside it, as its row is read (see [`UnchangedUser`]). The read runs
     /// on one connection, whose page cache, full of the connection's users,
     /// is given back before the apply fills its own.
     pub async fn set_aside_unchanged(

@@ -53,9 +53,6 @@ mod tests {
     #[test]
     fn a_stored_user_with_its_name_key_is_forty_bytes_and_holds_no_string() {
         assert_eq!(std::mem::size_of::<NameKey>(), 16);
-        assert_eq!(
-            std::mem::size_of::<Option<super::super::diff::StoredUser>>(),
-            40
-        );
+        assert_eq!(std::mem::size_of::<super::super::diff::StoredUser>(), 40);
     }
 }

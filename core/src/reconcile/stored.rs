@@ -10,7 +10,8 @@ use super::edge_set::{EdgeSetBuilder, GroupIndex, UserIndex};
 use super::hash::ContentHash;
 use super::input::SourceInput;
 use super::name_key::NameKey;
-use super::stored_users::{StoredUsers, put_row};
+use super::stored_users::{StoredUsers, UserRows};
+use super::unchanged::SetAsideCheck;
 use crate::store::edges::{group_pairs, user_pairs};
 use crate::store::entity::{group_membership, source_group, source_user, user_membership};
 use crate::store::raw_sql::statement;
@@ -114,10 +115,18 @@ pub async fn load(
         SourceInput::Snapshot(snapshot) => {
             let expected = Expected {
                 users: snapshot.users.len() + snapshot.unchanged_users.len(),
+                kept_users: snapshot.users.len(),
                 groups: snapshot.groups.len(),
             };
             snapshot.memberships.sort_and_dedup();
-            load_all(db, connection, expected, &snapshot.memberships).await
+            let set_aside = (!snapshot.unchanged_users.is_empty()).then(|| {
+                SetAsideCheck::new(
+                    &snapshot.unchanged_users,
+                    &snapshot.users,
+                    snapshot.memberships.ids(),
+                )
+            });
+            load_all(db, connection, expected, &snapshot.memberships, set_aside).await
         }
         SourceInput::Delta(delta) => {
             let mut user_ids: BTreeSet<&str> = delta
@@ -191,8 +200,9 @@ async fn load_all(
     connection: &str,
     expected: Expected,
     listed: &EdgeList,
+    set_aside: Option<SetAsideCheck<'_>>,
 ) -> Result<StoredState, DbErr> {
-    let mut state = StateBuilder::comparing(expected, listed);
+    let mut state = StateBuilder::comparing(expected, listed, set_aside);
     {
         let users = users_stream(
             db,
@@ -222,6 +232,8 @@ async fn load_all(
 #[derive(Debug, Clone, Copy, Default)]
 struct Expected {
     users: usize,
+    /// Users whose stored rows are kept: not set aside.
+    kept_users: usize,
     groups: usize,
 }
 
@@ -459,7 +471,9 @@ struct StateBuilder<'a> {
     /// Ids held already (a snapshot's): shared, not copied.
     held_ids: &'a IdIndex,
     /// By the edge set's index of each user (see `stored_users`).
-    users: Vec<Option<StoredUser>>,
+    users: UserRows,
+    /// The snapshot's set-aside users, checked as their rows are read.
+    set_aside: Option<SetAsideCheck<'a>>,
     groups: HashMap<String, StoredGroup>,
     /// The interned ids, and the edges when they are held.
     edges: EdgeSetBuilder,
@@ -490,7 +504,8 @@ impl<'a> StateBuilder<'a> {
     fn holding(held_ids: &'a IdIndex) -> Self {
         StateBuilder {
             held_ids,
-            users: Vec::new(),
+            users: UserRows::default(),
+            set_aside: None,
             groups: HashMap::new(),
             edges: EdgeSetBuilder::default(),
             comparison: None,
@@ -500,11 +515,17 @@ impl<'a> StateBuilder<'a> {
     }
 
     /// A state whose edges are compared with `listed` (sorted), sized for
-    /// `expected` users and groups.
-    fn comparing(expected: Expected, listed: &'a EdgeList) -> Self {
+    /// `expected` users and groups, its users' rows checked by `set_aside`
+    /// (made with `listed`'s ids) as they are read.
+    fn comparing(
+        expected: Expected,
+        listed: &'a EdgeList,
+        set_aside: Option<SetAsideCheck<'a>>,
+    ) -> Self {
         StateBuilder {
             held_ids: listed.ids(),
-            users: Vec::with_capacity(expected.users),
+            users: UserRows::with_capacity(expected.users, expected.kept_users),
+            set_aside,
             groups: HashMap::with_capacity(expected.groups),
             edges: EdgeSetBuilder::default(),
             comparison: Some(EdgeComparison::new(listed)),
@@ -532,9 +553,17 @@ impl<'a> StateBuilder<'a> {
             active,
             suspended,
             user_name_key: NameKey::of_folded(&user_name_key),
-            set_aside: false,
         };
-        put_row(&mut self.users, index.position(), user);
+        let held = (held != NOT_HELD).then_some(held);
+        let set_aside = self
+            .set_aside
+            .as_mut()
+            .is_some_and(|check| check.is_set_aside(&external_id, held, &user));
+        if set_aside {
+            self.users.put_set_aside(index.position());
+        } else {
+            self.users.put(index.position(), user);
+        }
     }
 
     fn add_group(&mut self, row: GroupTuple) {
@@ -589,6 +618,7 @@ impl<'a> StateBuilder<'a> {
         let set = self.edges.finish();
         StoredState {
             users: StoredUsers::indexed(set.user_ids().clone(), self.users),
+            set_aside_refused: self.set_aside.and_then(|check| check.finish().err()),
             groups: self.groups,
             edges: match self.comparison {
                 Some(comparison) => StoredEdges::Compared(comparison.finish()),
