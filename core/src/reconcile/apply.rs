@@ -32,7 +32,7 @@ use idpsync_driver::{MemberRef, SourceGroup, SourceUser};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
-    Iterable, QueryFilter, QuerySelect, QueryTrait, Set, Statement,
+    Iterable, QueryFilter, QuerySelect, QueryTrait, Set, Statement, StreamTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -136,7 +136,7 @@ pub struct Applied {
 /// The change set is consumed: a first sync's user records are freed as they
 /// are written, before the edges (take [`ChangeSet::counts`] first).
 pub async fn apply(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     ctx: &ApplyContext<'_>,
     changes: ChangeSet,
 ) -> Result<Applied, ApplyError> {
@@ -277,7 +277,7 @@ enum GroupsOf<'a> {
     Users(&'a [i64]),
 }
 
-impl<'a, C: ConnectionTrait> Apply<'a, C> {
+impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
     fn connection(&self) -> &str {
         self.ctx.connection_id
     }
@@ -437,8 +437,12 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             )
             .await?;
         }
+        // Users whose effective groups may have changed matter only where
+        // ACL rules place users: otherwise they are not gathered (a first
+        // sync's million, from the nesting walk and from the writes).
+        let acl_applies = self.ctx.acl.any_for_connection(self.connection());
         let dirty_users = self
-            .recompute_inherited(&changed.groups, &deleted_group_ids)
+            .recompute_inherited(&changed.groups, &deleted_group_ids, acl_applies)
             .await?;
         self.restore_indexes().await?;
         self.phases.mark("inherited");
@@ -446,9 +450,11 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
         // Users whose effective groups may have changed: through their own
         // edges or through nesting.
         let mut users_to_check: HashSet<i64> = dirty_users;
-        users_to_check.extend(changed.users);
-        // Every user written or deleted (the deleted ones are in the map).
-        users_to_check.extend(user_ids.row_ids());
+        if acl_applies {
+            users_to_check.extend(changed.users);
+            // Every user written or deleted (the deleted ones are in the map).
+            users_to_check.extend(user_ids.row_ids());
+        }
         self.recompute_acl(
             groups_changed,
             &users_to_check,
@@ -1149,11 +1155,13 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
     }
 
     /// Recomputes the inherited memberships of every group whose members
-    /// could have changed; returns the users who gained or lost one.
+    /// could have changed; returns the users who gained or lost one when
+    /// `want_users`.
     async fn recompute_inherited(
         &mut self,
         changed_groups: &HashSet<i64>,
         deleted_groups: &HashSet<i64>,
+        want_users: bool,
     ) -> Result<HashSet<i64>, DbErr> {
         if changed_groups.is_empty() {
             return Ok(HashSet::new());
@@ -1167,7 +1175,8 @@ impl<'a, C: ConnectionTrait> Apply<'a, C> {
             .into_iter()
             .filter(|group| !deleted_groups.contains(group))
             .collect();
-        let change = super::inherited::recompute(self.db.idle().await?, &affected).await?;
+        let change =
+            super::inherited::recompute(self.db.idle().await?, &affected, want_users).await?;
         self.effects.inherited_added += change.added;
         self.effects.inherited_removed += change.removed;
         Ok(change.dirty_users)

@@ -20,7 +20,8 @@
 
 use crate::store::raw_sql::statement;
 use foldhash::HashSet;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, Value};
+use futures_util::TryStreamExt;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, StreamTrait, Value};
 
 /// Group ids per INSERT into the scratch table.
 const IDS_PER_INSERT: usize = 1000;
@@ -31,7 +32,7 @@ pub struct InheritedChange {
     pub added: usize,
     pub removed: usize,
     /// Users who gained or lost an inherited membership (a change of direct
-    /// edges is the caller's to know).
+    /// edges is the caller's to know), when asked for.
     pub dirty_users: HashSet<i64>,
 }
 
@@ -43,14 +44,20 @@ async fn exec(db: &impl ConnectionTrait, text: &str, values: Vec<Value>) -> Resu
         .rows_affected())
 }
 
-async fn user_ids(db: &impl ConnectionTrait, text: &str) -> Result<HashSet<i64>, DbErr> {
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(statement(backend, text, Vec::new()))
-        .await?;
-    rows.iter()
-        .map(|row| row.try_get::<i64>("", "user_id"))
-        .collect()
+/// The `user_id`s `text` selects, streamed into the set: a first sync's
+/// million rows were held whole before (each as the driver's row).
+async fn user_ids(
+    db: &(impl ConnectionTrait + StreamTrait),
+    text: &str,
+) -> Result<HashSet<i64>, DbErr> {
+    let backend = ConnectionTrait::get_database_backend(db);
+    let rows = db.stream_raw(statement(backend, text, Vec::new())).await?;
+    let mut rows = std::pin::pin!(rows);
+    let mut ids = HashSet::default();
+    while let Some(row) = rows.try_next().await? {
+        ids.insert(row.try_get::<i64>("", "user_id")?);
+    }
+    Ok(ids)
 }
 
 /// Inserts into `table` the inherited memberships of the groups in the
@@ -123,15 +130,17 @@ async fn create_scratch_tables(db: &impl ConnectionTrait) -> Result<(), DbErr> {
 }
 
 /// Recomputes the inherited memberships of `affected` groups of one
-/// connection from the direct edges now stored.
+/// connection from the direct edges now stored; with `want_users`, also
+/// finds the users who gained or lost one (`dirty_users`).
 ///
 /// Groups with no inherited row yet (groups without nested groups, new
 /// groups, all of a first sync) take a short path: their rows are inserted
 /// straight from the recursive query, with no scratch copy to compare
 /// against.
 pub async fn recompute(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + StreamTrait),
     affected: &[i64],
+    want_users: bool,
 ) -> Result<InheritedChange, DbErr> {
     if affected.is_empty() {
         return Ok(InheritedChange::default());
@@ -161,11 +170,11 @@ pub async fn recompute(
         Vec::new(),
     )
     .await?;
-    let mut change = recompute_stored(db).await?;
+    let mut change = recompute_stored(db, want_users).await?;
 
     // Fresh groups: nothing to remove, nothing already there.
     let added = insert_inherited(db, "inherited_memberships", "idpsync_fresh_groups").await?;
-    if added > 0 {
+    if added > 0 && want_users {
         change.added += added as usize;
         change.dirty_users.extend(
             user_ids(
@@ -182,7 +191,10 @@ pub async fn recompute(
 
 /// Brings the stored rows of the groups left in `idpsync_affected_groups`
 /// (groups that have inherited rows) in line with the direct edges.
-async fn recompute_stored(db: &impl ConnectionTrait) -> Result<InheritedChange, DbErr> {
+async fn recompute_stored(
+    db: &(impl ConnectionTrait + StreamTrait),
+    want_users: bool,
+) -> Result<InheritedChange, DbErr> {
     insert_inherited(db, "idpsync_wanted_inherited", "idpsync_affected_groups").await?;
 
     const STALE: &str = "FROM inherited_memberships e \
@@ -192,8 +204,11 @@ async fn recompute_stored(db: &impl ConnectionTrait) -> Result<InheritedChange, 
     const MISSING: &str = "FROM idpsync_wanted_inherited w \
          WHERE NOT EXISTS (SELECT 1 FROM inherited_memberships e \
                            WHERE e.group_id = w.group_id AND e.user_id = w.user_id)";
-    let mut dirty_users =
-        user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?;
+    let mut dirty_users = HashSet::default();
+    if want_users {
+        dirty_users =
+            user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?;
+    }
     let removed = exec(
         db,
         "DELETE FROM inherited_memberships \
@@ -204,13 +219,15 @@ async fn recompute_stored(db: &impl ConnectionTrait) -> Result<InheritedChange, 
         Vec::new(),
     )
     .await?;
-    dirty_users.extend(
-        user_ids(
-            db,
-            &format!("SELECT DISTINCT w.user_id AS user_id {MISSING}"),
-        )
-        .await?,
-    );
+    if want_users {
+        dirty_users.extend(
+            user_ids(
+                db,
+                &format!("SELECT DISTINCT w.user_id AS user_id {MISSING}"),
+            )
+            .await?,
+        );
+    }
     let added = exec(
         db,
         &format!(
