@@ -38,8 +38,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Bytes of staged records held in memory before the rest go to a file,
-/// when the configuration does not say (`[sync] staging_memory_mib`).
-pub const DEFAULT_STAGING_MEMORY: usize = 64 << 20;
+/// when the configuration does not say (`[sync] staging_memory_mib`):
+/// ~70,000 users of a pull. Past that, the file's pages sit in the OS's
+/// cache, off the process's heap (at 1M users a first sync peaked 47 MiB
+/// lower at 16 than at 64; see BENCHMARKS.md).
+pub const DEFAULT_STAGING_MEMORY: usize = 16 << 20;
 
 /// An id's (or a folded userName's) key in one staging; see the module
 /// docs.
