@@ -46,10 +46,11 @@ pub struct StoredState {
     pub users: StoredUsers,
     pub groups: HashMap<String, StoredGroup>,
     pub edges: StoredEdges,
-    /// Why the snapshot's set-aside users could not stand for their
-    /// stored rows, as reading those rows found (`unchanged::SetAsideCheck`;
-    /// the diff fails with it).
-    pub(super) set_aside_refused: Option<DiffError>,
+    /// What reading the rows found of the snapshot's set-aside users
+    /// (`unchanged::SetAsideCheck::finish`): how many stand for their
+    /// stored rows, or why they cannot (the diff fails with it). `None`
+    /// when no check ran.
+    pub(super) set_aside_checked: Option<Result<usize, DiffError>>,
 }
 
 /// A stored state's direct edges: held as a set, or compared with a
@@ -443,10 +444,8 @@ fn diff_snapshot(mut stored: StoredState, snapshot: Snapshot) -> Result<ChangeSe
     // Reading the stored state checked the set-aside users against their
     // rows (see `unchanged::SetAsideCheck`) and kept only their slots.
     let records = check_users(&users)?;
-    if let Some(refused) = stored.set_aside_refused.take() {
-        return Err(refused);
-    }
-    if let Some(unchecked) = unchanged_users.get(stored.users.n_set_aside()) {
+    let checked = stored.set_aside_checked.take().transpose()?.unwrap_or(0);
+    if let Some(unchecked) = unchanged_users.get(checked) {
         // Fewer set aside than listed: a stored state not read with them.
         return Err(DiffError::StoredUserMoved(unchecked.external_id().into()));
     }
@@ -697,7 +696,7 @@ pub fn stored_from_snapshot(snapshot: &Snapshot) -> StoredState {
             })
             .collect(),
         edges: StoredEdges::Held(snapshot.memberships.to_vec().iter().collect()),
-        set_aside_refused: None,
+        set_aside_checked: None,
     }
 }
 
@@ -775,7 +774,7 @@ mod tests {
         let ids = snapshot.memberships.ids();
         let mut check = SetAsideCheck::new(&snapshot.unchanged_users, &snapshot.users, ids);
         stored.users.set_aside_by(&mut check, ids);
-        stored.set_aside_refused = check.finish().err();
+        stored.set_aside_checked = Some(check.finish());
         diff(stored, SourceInput::Snapshot(snapshot))
     }
 
@@ -871,6 +870,17 @@ mod tests {
         assert_eq!(diff_read(stored.clone(), snapshot.clone()), moved);
         stored.users.remove("u1");
         assert_eq!(diff_read(stored.clone(), snapshot), moved);
+    }
+
+    #[test]
+    fn a_user_set_aside_twice_is_one_unchanged_user() {
+        let stored = stored_from_snapshot(&tenant());
+        let mut snapshot = tenant();
+        set_aside(&mut snapshot, &stored, &["u1"]);
+        let again = snapshot.unchanged_users[0].clone();
+        snapshot.unchanged_users.push(again);
+        let changes = diff_read(stored, snapshot).unwrap();
+        assert!(changes.is_empty(), "{changes:#?}");
     }
 
     #[test]

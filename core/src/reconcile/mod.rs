@@ -458,7 +458,11 @@ impl Reconciler {
                 unchanged::SetAsideError::Db(db) => db.into(),
                 unchanged::SetAsideError::Staging(io) => ReconcileError::Staging(io),
             })?;
-        crate::store::release_cache(&read).await?;
+        // Only memory is at stake: a connection that cannot give its cache
+        // back keeps it, and the run goes on.
+        if let Err(error) = crate::store::release_cache(&read).await {
+            tracing::warn!(%error, "the set-aside read's page cache was not given back");
+        }
         read.commit().await?;
         Ok(set_aside)
     }

@@ -618,7 +618,7 @@ impl<'a> StateBuilder<'a> {
         let set = self.edges.finish();
         StoredState {
             users: StoredUsers::indexed(set.user_ids().clone(), self.users),
-            set_aside_refused: self.set_aside.and_then(|check| check.finish().err()),
+            set_aside_checked: self.set_aside.map(SetAsideCheck::finish),
             groups: self.groups,
             edges: match self.comparison {
                 Some(comparison) => StoredEdges::Compared(comparison.finish()),
