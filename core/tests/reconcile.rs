@@ -954,6 +954,34 @@ store_test!(
     }
 );
 
+// Without ACL rules the apply gathers no users for them, and counts the
+// same effects.
+store_test!(
+    inherited_memberships_are_counted_without_acl_rules,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let without_acl = &CONFIG[..CONFIG.find("[[acl_groups]]").unwrap()];
+            let reconciler = reconciler(&store, without_acl).await;
+            let Outcome::Applied(first) = submit(&reconciler, tenant()).await else {
+                panic!("the first sync applies");
+            };
+            // bob, in Platform, is inherited by Engineering.
+            assert_eq!(first.effects.inherited_added, 1);
+            assert_eq!(first.effects.acl_members_added, 0);
+            let mut without_platform = tenant();
+            without_platform
+                .memberships
+                .retain(|edge| *edge != MembershipEdge::group("g1", "g2"));
+            let Outcome::Applied(second) = submit(&reconciler, without_platform).await else {
+                panic!("the change applies");
+            };
+            assert_eq!(second.effects.inherited_removed, 1);
+            assert_eq!(effective_members(&store, "g1").await, ["alice"]);
+        }
+    }
+);
+
 store_test!(
     a_user_inherited_through_two_nested_groups_is_one_membership,
     |test_store: &TestStore| {

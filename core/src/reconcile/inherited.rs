@@ -174,8 +174,8 @@ pub async fn recompute(
 
     // Fresh groups: nothing to remove, nothing already there.
     let added = insert_inherited(db, "inherited_memberships", "idpsync_fresh_groups").await?;
+    change.added += added as usize;
     if added > 0 && want_users {
-        change.added += added as usize;
         change.dirty_users.extend(
             user_ids(
                 db,
