@@ -83,6 +83,11 @@ enum Command {
         /// staging_memory_mib`; the configuration's default when unset).
         #[arg(long)]
         staging_memory_mib: Option<u64>,
+        /// Add two ACL groups fed by the tenant's groups ("everyone" from
+        /// every group, "engineering" from the Engineering ones), so that
+        /// the pull places users in ACL groups too.
+        #[arg(long)]
+        acl_rules: bool,
     },
     /// Everything the benchmark issue lists, one table each: revocation and
     /// SCIM (side by side with the reference peer when its script is found)
@@ -241,6 +246,7 @@ fn main() -> Result<()> {
             memberships_per_user,
             database,
             staging_memory_mib,
+            acl_rules,
         } => vec![runtime.block_on(pull::pull(
             idp,
             users,
@@ -248,6 +254,7 @@ fn main() -> Result<()> {
             memberships_per_user,
             database,
             staging_memory_mib,
+            acl_rules,
         ))?],
         Command::Console {
             users,

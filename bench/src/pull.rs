@@ -119,6 +119,23 @@ pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize
     Ok(())
 }
 
+/// The ACL rules `--acl-rules` adds: every active user lands in
+/// "everyone", and most in "engineering" (the fake's groups are named
+/// after eight departments, and a user belongs to ten groups). A first
+/// sync then places about 1.7 ACL memberships a user, each an event.
+const ACL_RULES: &str = r#"
+[[acl_groups]]
+name = "everyone"
+[[acl_groups.from]]
+connection = "bench"
+group_glob = "*"
+[[acl_groups]]
+name = "engineering"
+[[acl_groups.from]]
+connection = "bench"
+group_glob = "Engineering *"
+"#;
+
 pub async fn pull(
     idp: Idp,
     n_users: usize,
@@ -126,6 +143,7 @@ pub async fn pull(
     per_user: usize,
     backend: Backend,
     staging_memory_mib: Option<u64>,
+    acl_rules: bool,
 ) -> Result<Table> {
     use idpsync_core::sync::DriverRegistry;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -152,6 +170,9 @@ pub async fn pull(
     let mut config_text = hello["config"].as_str().unwrap_or_default().to_string();
     if let Some(mib) = staging_memory_mib {
         config_text = format!("[sync]\nstaging_memory_mib = {mib}\n{config_text}");
+    }
+    if acl_rules {
+        config_text.push_str(ACL_RULES);
     }
     let n_memberships = hello["memberships"].as_u64().unwrap_or_default();
     let test_store = backend.open().await?;
@@ -227,8 +248,13 @@ pub async fn pull(
     let budget = staging_memory_mib.map_or(String::new(), |mib| {
         format!(", users staged within {mib} MiB")
     });
+    let rules = if acl_rules {
+        ", ACL groups \"everyone\" (every group) and \"engineering\" (every Engineering group)"
+    } else {
+        ""
+    };
     let title = format!(
-        "pull from the {} fake: {n_users} users, {n_groups} groups, {n_memberships} memberships, {}{budget}",
+        "pull from the {} fake: {n_users} users, {n_groups} groups, {n_memberships} memberships, {}{budget}{rules}",
         match idp {
             Idp::Okta => "Okta",
             Idp::Entra => "Entra",
@@ -244,6 +270,9 @@ pub async fn pull(
         .parameter("database", backend.name());
     if let Some(mib) = staging_memory_mib {
         table = table.parameter("staging_memory_mib", mib);
+    }
+    if acl_rules {
+        table = table.parameter("acl_rules", "everyone, engineering");
     }
     let mut figures = vec![
         Figure::number(
