@@ -1192,6 +1192,176 @@ store_test!(
     }
 );
 
+/// A tenant of `n` users, all in Everyone (g3); every user in Engineering
+/// (g1) but those `leave_engineering` names; every tenth user inactive.
+fn crowd(n: usize, leave_engineering: impl Fn(usize) -> bool) -> Snapshot {
+    let mut snapshot = Snapshot {
+        groups: vec![
+            SourceGroup::new("g1", "Engineering"),
+            SourceGroup::new("g3", "Everyone"),
+        ],
+        ..Snapshot::default()
+    };
+    for i in 0..n {
+        let mut user = SourceUser::new(format!("u{i}"), format!("user{i}"));
+        user.active = i % 10 != 0;
+        snapshot.users.push(user);
+        snapshot
+            .memberships
+            .push(MembershipEdge::user("g3", format!("u{i}")));
+        if !leave_engineering(i) {
+            snapshot
+                .memberships
+                .push(MembershipEdge::user("g1", format!("u{i}")));
+        }
+    }
+    snapshot
+}
+
+fn acl_counts(outcome: &Outcome) -> (usize, usize) {
+    let Outcome::Applied(report) = outcome else {
+        panic!("{outcome:?}")
+    };
+    (
+        report.effects.acl_members_added,
+        report.effects.acl_members_removed,
+    )
+}
+
+async fn count_events(store: &Store, after: i64, kind: &str) -> usize {
+    events::read_after(store.db(), after, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.kind == kind)
+        .count()
+}
+
+// The ACL recompute takes users a page at a time (5,000 when it recomputes
+// every user, 500 of a list): this tenant spans pages of both, so a user
+// at a page's edge counts as any other.
+store_test!(
+    acl_groups_of_thousands_of_users_are_filled_and_emptied_whole,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let config = CONFIG.replace("max_deletions = 1", "max_deletions = \"100%\"");
+            let reconciler = reconciler(&store, &config).await;
+            let n: usize = 5_234;
+            let active = n - n.div_ceil(10);
+
+            // A first sync: every active user in both ACL groups.
+            let outcome = submit(&reconciler, crowd(n, |_| false)).await;
+            assert_eq!(acl_counts(&outcome), (2 * active, 0));
+            assert_eq!(acl_members(&store, "everyone").await.len(), active);
+            assert_eq!(acl_members(&store, "engineering").await.len(), active);
+            assert_eq!(
+                count_events(&store, 0, "acl_group.member_added").await,
+                2 * active
+            );
+
+            // Users leave Engineering, no group changes: only their ACL
+            // membership goes. Odd users: 2,617, over five lists.
+            let cursor = last_cursor(&store).await;
+            let outcome = submit(&reconciler, crowd(n, |i| i % 2 == 1)).await;
+            let leaving_active = (0..n).filter(|i| i % 2 == 1 && i % 10 != 0).count();
+            assert_eq!(acl_counts(&outcome), (0, leaving_active));
+            assert_eq!(
+                acl_members(&store, "engineering").await.len(),
+                active - leaving_active
+            );
+            assert_eq!(acl_members(&store, "everyone").await.len(), active);
+            assert_eq!(
+                count_events(&store, cursor, "acl_group.member_removed").await,
+                leaving_active
+            );
+
+            // Everyone renamed out of its rule: every user's ACL groups
+            // are recomputed, and "everyone" empties, chunk after chunk.
+            let cursor = last_cursor(&store).await;
+            let mut renamed = crowd(n, |i| i % 2 == 1);
+            renamed.groups[1].display_name = "All staff".into();
+            let outcome = submit(&reconciler, renamed).await;
+            assert_eq!(acl_counts(&outcome), (0, active));
+            assert!(acl_members(&store, "everyone").await.is_empty());
+            assert_eq!(
+                acl_members(&store, "engineering").await.len(),
+                active - leaving_active
+            );
+            assert_eq!(
+                count_events(&store, cursor, "acl_group.member_removed").await,
+                active
+            );
+        }
+    }
+);
+
+// Recomputing every user of one connection reads ACL groups whole; a
+// member from another connection, whose row id lies among this
+// connection's, is not this connection's to remove.
+store_test!(
+    an_acl_group_fed_by_two_connections_keeps_the_other_connections_members,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let config = r#"
+[[connections]]
+id = "okta"
+kind = "scim"
+[connections.safety]
+max_deletions = "100%"
+
+[[connections]]
+id = "entra"
+kind = "scim"
+
+[[acl_groups]]
+name = "everyone"
+[[acl_groups.from]]
+connection = "okta"
+group_glob = "Every*"
+[[acl_groups.from]]
+connection = "entra"
+group_glob = "Every*"
+"#;
+            let reconciler = reconciler(&store, config).await;
+            let staff = |users: &[&str]| Snapshot {
+                users: users.iter().map(|id| SourceUser::new(*id, *id)).collect(),
+                groups: vec![SourceGroup::new("g1", "Everyone")],
+                memberships: users
+                    .iter()
+                    .map(|id| MembershipEdge::user("g1", *id))
+                    .collect::<Vec<_>>()
+                    .into(),
+                ..Snapshot::default()
+            };
+            // Row ids: okta's first users, then entra's, then okta's others.
+            submit(&reconciler, staff(&["ann", "bob"])).await;
+            reconciler
+                .submit(
+                    "entra",
+                    SourceInput::Snapshot(staff(&["eve"])),
+                    SubmitOptions::new(Trigger::Manual),
+                )
+                .await
+                .unwrap();
+            submit(&reconciler, staff(&["ann", "bob", "cid"])).await;
+            assert_eq!(
+                acl_members(&store, "everyone").await,
+                ["ann", "bob", "cid", "eve"]
+            );
+
+            // okta's group renamed out of the rule: every okta user's ACL
+            // groups are recomputed; eve stays.
+            let mut renamed = staff(&["ann", "bob", "cid"]);
+            renamed.groups[0].display_name = "All staff".into();
+            let outcome = submit(&reconciler, renamed).await;
+            assert_eq!(acl_counts(&outcome), (0, 3));
+            assert_eq!(acl_members(&store, "everyone").await, ["eve"]);
+        }
+    }
+);
+
 store_test!(
     membership_events_list_a_groups_changed_members_a_thousand_at_a_time,
     |test_store: &TestStore| {

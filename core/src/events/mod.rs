@@ -75,7 +75,7 @@ impl From<event::Model> for Event {
 
 /// Rows per INSERT statement: 7 columns each, 28,000 parameters, below
 /// SQLite's 32,766 and PostgreSQL's 65,535.
-const INSERT_CHUNK: usize = 4_000;
+pub const EVENTS_PER_INSERT: usize = 4_000;
 
 /// Appends events in order inside the caller's transaction.
 pub async fn append(
@@ -98,7 +98,7 @@ pub fn append_statements(
     events: &[NewEvent],
     now: DateTime<Utc>,
 ) -> impl Iterator<Item = Statement> + '_ {
-    events.chunks(INSERT_CHUNK).map(move |chunk| {
+    events.chunks(EVENTS_PER_INSERT).map(move |chunk| {
         let rows = chunk.iter().map(|new| event::ActiveModel {
             kind: Set(new.kind.as_str().to_string()),
             connection_id: Set(new.connection_id.clone()),

@@ -23,6 +23,7 @@ mod inherited;
 pub mod input;
 mod name_key;
 pub mod plan;
+mod row_id_bits;
 pub mod staged;
 mod stored;
 mod stored_users;
