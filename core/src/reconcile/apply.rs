@@ -1316,11 +1316,16 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .collect(),
             ids: &acl_ids,
         };
-        let mut pending = Vec::new();
+        let mut inserts = PairInsert::new(
+            self.db.backend(),
+            "acl_group_members",
+            "acl_group_id, user_id",
+        )
+        .with_constant("added_at", self.ctx.now);
         match users {
             AclUsers::All { groups } => {
                 let feeds = self.feeds(groups, &targets, deleted_groups);
-                self.recompute_acl_of_all(&feeds, &targets, deleted_users, &mut pending)
+                self.recompute_acl_of_all(&feeds, &targets, deleted_users, &mut inserts)
                     .await?;
             }
             AclUsers::These { users, groups } => {
@@ -1349,11 +1354,14 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                     let chunk = self
                         .acl_by_user(rows, feeds, &targets, deleted_users)
                         .await?;
-                    self.write_acl_chunk(chunk, &targets, &mut pending).await?;
+                    self.write_acl_chunk(chunk, &targets, &mut inserts).await?;
                 }
             }
         }
-        self.insert_acl_members(&mut pending, true).await
+        match inserts.finish() {
+            Some(statement) => self.db.send(statement).await,
+            None => Ok(()),
+        }
     }
 
     /// [`Apply::recompute_acl`] of every user of the connection. Each ACL
@@ -1368,7 +1376,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         feeds: &HashMap<i64, Vec<i64>>,
         targets: &AclTargets<'_>,
         deleted_users: &HashSet<i64>,
-        pending: &mut Vec<(i64, i64)>,
+        inserts: &mut PairInsert,
     ) -> Result<(), DbErr> {
         let (first, last): (Option<i64>, Option<i64>) = source_user::Entity::find()
             .select_only()
@@ -1463,7 +1471,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 }
             }
             chunk.users = rows.into_iter().map(|row| (row.id, row)).collect();
-            self.write_acl_chunk(chunk, targets, pending).await?;
+            self.write_acl_chunk(chunk, targets, inserts).await?;
         }
     }
 
@@ -1534,44 +1542,16 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         })
     }
 
-    /// Inserts the ACL memberships of `pending` a full batch at a time, and
-    /// the rest too when `all`. Batches of one size are one statement
-    /// text: a remainder per page made a new one each time, and each, a
-    /// 7,500-row `VALUES` list, stayed prepared in the connection's
-    /// statement cache (at a million users the ACL phase grew by ~70 MiB).
-    async fn insert_acl_members(
-        &mut self,
-        pending: &mut Vec<(i64, i64)>,
-        all: bool,
-    ) -> Result<(), DbErr> {
-        const BATCH: usize = rows_per_insert(4);
-        while pending.len() >= BATCH || (all && !pending.is_empty()) {
-            let take = pending.len().min(BATCH);
-            let rows: Vec<acl_group_member::ActiveModel> = pending
-                .drain(..take)
-                .map(|(acl, user)| acl_group_member::ActiveModel {
-                    acl_group_id: Set(acl),
-                    user_id: Set(user),
-                    added_at: Set(self.ctx.now),
-                    ..Default::default()
-                })
-                .collect();
-            acl_group_member::Entity::insert_many(rows)
-                .exec_without_returning(self.db.idle().await?)
-                .await?;
-        }
-        Ok(())
-    }
-
     /// Writes the difference of one chunk's wanted and current ACL
     /// memberships, with its events, and flushes the events when due.
-    /// Added memberships join `pending`, inserted when a batch is full
-    /// ([`Apply::insert_acl_members`]).
+    /// Added memberships go to `inserts`, which sends a statement when a
+    /// batch is full: a remainder per page made a statement of a new
+    /// length each time, each kept prepared in the connection's cache.
     async fn write_acl_chunk(
         &mut self,
         chunk: AclChunk,
         targets: &AclTargets<'_>,
-        pending: &mut Vec<(i64, i64)>,
+        inserts: &mut PairInsert,
     ) -> Result<(), DbErr> {
         let AclChunk {
             users,
@@ -1599,8 +1579,11 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             );
         }
         let added: Vec<(i64, i64)> = wanted.difference(&have).copied().collect();
-        pending.extend(added.iter().copied());
-        self.insert_acl_members(pending, false).await?;
+        for (acl, user) in &added {
+            if let Some(statement) = inserts.push(*acl, *user) {
+                self.db.send(statement).await?;
+            }
+        }
         for (acl, user) in &added {
             self.acl_event(EventKind::AclGroupMemberAdded, *acl, *user, targets, &users);
         }
@@ -1874,16 +1857,21 @@ fn group_payload(group: &SourceGroup) -> serde_json::Value {
     json!({"external_id": group.external_id, "display_name": group.display_name})
 }
 
-/// Batches `(group_id, member id)` rows of one edge table into INSERTs: a
-/// new tenant's million edges are a few dozen statements. SQLite gets
-/// multi-row `VALUES`, two bound integers per row; PostgreSQL gets the two
-/// columns as two arrays (`unnest`), two bound values per statement,
-/// however many rows: it parses and plans a `VALUES` list row by row, and
-/// that, not the writing, was most of its edges phase.
+/// Batches rows of two ids (an edge table's `(group_id, member id)`, an
+/// ACL group's `(acl_group_id, user_id)`) into INSERTs, with one value the
+/// same in every row where the table has a third column: a new tenant's
+/// million edges are a few dozen statements. SQLite gets multi-row
+/// `VALUES`, two bound integers per row; PostgreSQL gets the two columns
+/// as two arrays (`unnest`), two bound values per statement, however many
+/// rows: it parses and plans a `VALUES` list row by row, and that, not the
+/// writing, was most of its edges phase. Every batch but the last is full,
+/// so a connection prepares one statement per table, not one per length.
 struct PairInsert {
     backend: DatabaseBackend,
     table: &'static str,
     columns: &'static str,
+    /// A third column and its value in every row.
+    constant: Option<(&'static str, sea_orm::Value)>,
     rows: Vec<(i64, i64)>,
     /// The SQL of a full batch, built once.
     full_batch_sql: Option<String>,
@@ -1900,9 +1888,16 @@ impl PairInsert {
             backend,
             table,
             columns,
+            constant: None,
             rows: Vec::new(),
             full_batch_sql: None,
         }
+    }
+
+    /// Sets `column` to `value` in every row.
+    fn with_constant(mut self, column: &'static str, value: impl Into<sea_orm::Value>) -> Self {
+        self.constant = Some((column, value.into()));
+        self
     }
 
     fn batch_rows(&self) -> usize {
@@ -1930,15 +1925,21 @@ impl PairInsert {
         }
         if self.backend == DatabaseBackend::Postgres {
             let (groups, members): (Vec<i64>, Vec<i64>) = self.rows.drain(..).unzip();
-            let sql = format!(
-                "INSERT INTO {} ({}) SELECT * FROM unnest($1::int8[], $2::int8[])",
-                self.table, self.columns
-            );
-            return Some(Statement::from_sql_and_values(
-                self.backend,
-                sql,
-                [groups.into(), members.into()],
-            ));
+            let mut values = vec![groups.into(), members.into()];
+            let sql = match &self.constant {
+                None => format!(
+                    "INSERT INTO {} ({}) SELECT * FROM unnest($1::int8[], $2::int8[])",
+                    self.table, self.columns
+                ),
+                Some((column, value)) => {
+                    values.push(value.clone());
+                    format!(
+                        "INSERT INTO {} ({}, {column}) SELECT *, $3 FROM unnest($1::int8[], $2::int8[])",
+                        self.table, self.columns
+                    )
+                }
+            };
+            return Some(Statement::from_sql_and_values(self.backend, sql, values));
         }
         let sql = match &self.full_batch_sql {
             Some(sql) if n_rows == Self::ROWS_PER_INSERT => sql.clone(),
@@ -1950,21 +1951,35 @@ impl PairInsert {
                 sql
             }
         };
-        let values: Vec<sea_orm::Value> = self
-            .rows
-            .drain(..)
-            .flat_map(|(group, member)| [group.into(), member.into()])
+        // The constant's placeholder comes first in the text.
+        let constant = self.constant.as_ref().map(|(_, value)| value.clone());
+        let values: Vec<sea_orm::Value> = constant
+            .into_iter()
+            .chain(
+                self.rows
+                    .drain(..)
+                    .flat_map(|(group, member)| [group.into(), member.into()]),
+            )
             .collect();
         Some(Statement::from_sql_and_values(self.backend, sql, values))
     }
 
     fn sql(&self, n_rows: usize) -> String {
-        let mut sql = format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns);
+        let mut sql = match &self.constant {
+            None => format!("INSERT INTO {} ({}) VALUES ", self.table, self.columns),
+            Some((column, _)) => format!(
+                "INSERT INTO {} ({}, {column}) SELECT column1, column2, ? FROM (VALUES ",
+                self.table, self.columns
+            ),
+        };
         for index in 0..n_rows {
             if index > 0 {
                 sql.push(',');
             }
             sql.push_str("(?, ?)");
+        }
+        if self.constant.is_some() {
+            sql.push(')');
         }
         raw_sql::placeholders_for(self.backend, &sql)
     }

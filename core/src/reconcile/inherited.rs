@@ -204,11 +204,11 @@ async fn recompute_stored(
     const MISSING: &str = "FROM idpsync_wanted_inherited w \
          WHERE NOT EXISTS (SELECT 1 FROM inherited_memberships e \
                            WHERE e.group_id = w.group_id AND e.user_id = w.user_id)";
-    let mut dirty_users = HashSet::default();
-    if want_users {
-        dirty_users =
-            user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?;
-    }
+    let mut dirty_users = if want_users {
+        user_ids(db, &format!("SELECT DISTINCT e.user_id AS user_id {STALE}")).await?
+    } else {
+        HashSet::default()
+    };
     let removed = exec(
         db,
         "DELETE FROM inherited_memberships \
