@@ -186,6 +186,10 @@ enum Command {
         idps: Vec<String>,
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         databases: Vec<String>,
+        /// Each pull with `pull --acl-rules`: its users placed in two ACL
+        /// groups too. BENCHMARKS.md shows these runs in a table of their own.
+        #[arg(long)]
+        acl_rules: bool,
     },
     /// Renders BENCHMARKS.md's figures (the latest full run against the
     /// targets, a line per full run) from the saved runs.
@@ -279,7 +283,8 @@ fn main() -> Result<()> {
             ref sizes,
             ref idps,
             ref databases,
-        } => runtime.block_on(suite::scale(sizes, idps, databases))?,
+            acl_rules,
+        } => runtime.block_on(suite::scale(sizes, idps, databases, acl_rules))?,
         Command::Calls {
             users,
             groups,

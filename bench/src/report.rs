@@ -13,6 +13,7 @@ const CALLS: (&str, &str) = ("<!-- calls:begin -->", "<!-- calls:end -->");
 const CONSOLE: (&str, &str) = ("<!-- console:begin -->", "<!-- console:end -->");
 const NOTIFY: (&str, &str) = ("<!-- notify:begin -->", "<!-- notify:end -->");
 const SCALE: (&str, &str) = ("<!-- scale:begin -->", "<!-- scale:end -->");
+const SCALE_ACL: (&str, &str) = ("<!-- scale-acl:begin -->", "<!-- scale-acl:end -->");
 
 /// `document` with its rendered parts replaced by what `runs` give.
 pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
@@ -24,7 +25,12 @@ pub fn rewrite(document: &str, runs: &[Run]) -> Result<String> {
     let document = replace_between(&document, CALLS, &calls(runs))?;
     let document = replace_between(&document, CONSOLE, &console(runs))?;
     let document = replace_between(&document, NOTIFY, &notify(runs))?;
-    let document = replace_between(&document, SCALE, &scale(runs))?;
+    let document = replace_between(&document, SCALE, &scale(runs, ScaleTenant::Plain))?;
+    let document = replace_between(
+        &document,
+        SCALE_ACL,
+        &scale(runs, ScaleTenant::WithAclRules),
+    )?;
     replace_between(&document, HISTORY, &history(&full_runs))
 }
 
@@ -39,35 +45,68 @@ fn console(runs: &[Run]) -> String {
     )
 }
 
-/// For each database, its latest `idpsync-bench scale` run: wall time and
-/// peak RSS of the full pull and of its unchanged re-run per tenant size,
-/// for each IdP, with the growth per 100,000 users between the smallest
-/// and the largest size.
-fn scale(runs: &[Run]) -> String {
+/// Which tenant a scale block shows: the generated one alone, or with the
+/// bench's ACL rules (`scale --acl-rules`), which place its users in ACL
+/// groups too. Each block shows only its own runs, so a run of one kind
+/// never replaces the other's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScaleTenant {
+    Plain,
+    WithAclRules,
+}
+
+impl ScaleTenant {
+    fn of(table: &Table) -> ScaleTenant {
+        if table.parameters.contains_key("acl_rules") {
+            ScaleTenant::WithAclRules
+        } else {
+            ScaleTenant::Plain
+        }
+    }
+}
+
+/// For each database, its latest `idpsync-bench scale` run of `tenant`:
+/// wall time and peak RSS of the full pull and of its unchanged re-run per
+/// tenant size, and the time of a delta of 1% of the users, for each IdP,
+/// with the growth per 100,000 users between the smallest and the largest
+/// size.
+fn scale(runs: &[Run], tenant: ScaleTenant) -> String {
     let is_scale = |run: &&Run| run.command.split_whitespace().any(|word| word == "scale");
     let tables: Vec<String> = ["sqlite", "postgres"]
         .into_iter()
         .filter_map(|database| {
             let run = runs.iter().rev().filter(is_scale).find(|run| {
-                run.tables
-                    .iter()
-                    .any(|t| t.parameters.get("database").map(String::as_str) == Some(database))
+                run.tables.iter().any(|t| {
+                    t.parameters.get("database").map(String::as_str) == Some(database)
+                        && ScaleTenant::of(t) == tenant
+                })
             })?;
-            Some(scale_table(run, database))
+            Some(scale_table(run, database, tenant))
         })
         .collect();
     if tables.is_empty() {
-        return "No run of `idpsync-bench scale` yet.\n".into();
+        return match tenant {
+            ScaleTenant::Plain => "No run of `idpsync-bench scale` yet.\n".into(),
+            ScaleTenant::WithAclRules => {
+                "No run of `idpsync-bench scale --acl-rules` yet.\n".into()
+            }
+        };
     }
     let mut out = tables.join("\n");
-    out.push_str("\nTargets: at 1,000,000 users, a full pull on SQLite < 90 s and on PostgreSQL < 120 s, and every peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s. The re-run's peak is the process's since it started, so never below the full pull's.\n");
+    out.push_str(match tenant {
+        ScaleTenant::Plain => "\nTargets: at 1,000,000 users, a full pull on SQLite < 90 s and on PostgreSQL < 120 s, and every peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s. The re-run's peak is the process's since it started, so never below the full pull's.\n",
+        ScaleTenant::WithAclRules => "\nThe targets above are set for the tenant without ACL rules. The re-run's peak is the process's since it started, so never below the full pull's.\n",
+    });
     out
 }
 
-/// One scale run's rows for `database`.
-fn scale_table(run: &Run, database: &str) -> String {
-    let of_database =
-        |t: &&Table| t.parameters.get("database").map(String::as_str) == Some(database);
+/// One scale run's rows for `database` and `tenant`.
+fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
+    let of_database = |t: &&Table| {
+        t.benchmark == Benchmark::Pull
+            && t.parameters.get("database").map(String::as_str) == Some(database)
+            && ScaleTenant::of(t) == tenant
+    };
     let number = |table: &Table, key: &str| -> Option<f64> {
         table.parameters.get(key).and_then(|v| v.parse().ok())
     };
@@ -87,7 +126,13 @@ fn scale_table(run: &Run, database: &str) -> String {
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     let mut out = format!(
-        "Full pull and its unchanged re-run (read in full again), wall time / peak RSS of idpsync, by tenant size (users; a tenth as many groups; ten memberships each) ({}, built from {}).\n\n| IdP | database | run |",
+        "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync, by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
+        match tenant {
+            ScaleTenant::Plain => "",
+            ScaleTenant::WithAclRules => {
+                "; two ACL groups fed by every group and by the Engineering groups"
+            }
+        },
         run.started,
         run.revision.as_deref().unwrap_or("an unrecorded revision")
     );
@@ -99,57 +144,62 @@ fn scale_table(run: &Run, database: &str) -> String {
         out.push_str("---|");
     }
     out.push_str("---|\n");
-    let mut pairs: Vec<(String, String)> = run
+    let mut idps: Vec<&String> = run
         .tables
         .iter()
         .filter(of_database)
-        .filter_map(|t| {
-            Some((
-                t.parameters.get("idp")?.clone(),
-                t.parameters.get("database")?.clone(),
-            ))
-        })
+        .filter_map(|t| t.parameters.get("idp"))
         .collect();
-    pairs.dedup();
-    // (the row's name, the prefixes of its wall time and peak RSS figures)
+    idps.dedup();
+    // (the row's name, the prefixes of its wall time and peak RSS figures;
+    // a delta's peak is not its own, so it has none)
     let kinds = [
-        ("full pull", "full pull: wall time", "full pull: peak RSS"),
+        (
+            "full pull",
+            "full pull: wall time",
+            Some("full pull: peak RSS"),
+        ),
         (
             "unchanged re-run",
             "unchanged re-run (full): wall time",
-            "unchanged re-run (full): peak RSS",
+            Some("unchanged re-run (full): peak RSS"),
         ),
+        ("1% delta", "delta after 1% of users changed", None),
     ];
-    for (idp, database) in pairs {
+    for idp in idps {
         for (kind, wall, peak) in kinds {
             out.push_str(&format!("| {idp} | {database} | {kind} |"));
-            let mut points = Vec::new();
+            // (users, seconds, MiB)
+            let mut points: Vec<(f64, f64, Option<f64>)> = Vec::new();
             for size in &sizes {
-                let size_text = (*size as u64).to_string();
-                let table = run.table(
-                    Benchmark::Pull,
-                    &[
-                        ("idp", &idp),
-                        ("database", &database),
-                        ("users", &size_text),
-                    ],
-                );
-                match table.and_then(|t| Some((figure(t, wall)?, figure(t, peak)?))) {
-                    Some((seconds, mib)) => {
+                let table = run.tables.iter().filter(of_database).find(|t| {
+                    t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
+                });
+                let seconds = table.and_then(|t| figure(t, wall));
+                let mib = peak.map(|peak| table.and_then(|t| figure(t, peak)));
+                match (seconds, mib) {
+                    (Some(seconds), Some(Some(mib))) => {
                         out.push_str(&format!(" {seconds:.1} s / {mib:.0} MiB |"));
-                        points.push((*size, seconds, mib));
+                        points.push((*size, seconds, Some(mib)));
                     }
-                    None => out.push_str(" - |"),
+                    (Some(seconds), None) => {
+                        out.push_str(&format!(" {seconds:.2} s |"));
+                        points.push((*size, seconds, None));
+                    }
+                    _ => out.push_str(" - |"),
                 }
             }
             match (points.first(), points.last()) {
                 (Some(small), Some(large)) if large.0 > small.0 => {
                     let per = 100_000.0 / (large.0 - small.0);
-                    out.push_str(&format!(
-                        " {:.1} s, {:.0} MiB |\n",
-                        (large.1 - small.1) * per,
-                        (large.2 - small.2) * per
-                    ));
+                    let seconds = (large.1 - small.1) * per;
+                    match (small.2, large.2) {
+                        (Some(small_mib), Some(large_mib)) => out.push_str(&format!(
+                            " {seconds:.1} s, {:.0} MiB |\n",
+                            (large_mib - small_mib) * per
+                        )),
+                        _ => out.push_str(&format!(" {seconds:.2} s |\n")),
+                    }
                 }
                 _ => out.push_str(" - |\n"),
             }
@@ -551,31 +601,39 @@ mod tests {
         assert_eq!(calls(&[]), "No run of `idpsync-bench calls` yet.\n");
     }
 
+    /// A pull table of a scale run: (wall time, peak) of the full pull and
+    /// of its re-run, and the 1% delta's time.
+    fn scale_pull(users: u64, first: (f64, f64), again: (f64, f64), delta: f64) -> Table {
+        let mut table = Table::new(Benchmark::Pull, "pull")
+            .parameter("idp", "okta")
+            .parameter("database", "sqlite")
+            .parameter("users", users);
+        table.figures = vec![
+            Figure::number("full pull: wall time", first.0, Unit::Seconds),
+            Figure::number("full pull: peak RSS of idpsync", first.1, Unit::Mebibytes),
+            Figure::number("unchanged re-run (full): wall time", again.0, Unit::Seconds),
+            Figure::number(
+                "unchanged re-run (full): peak RSS of idpsync so far",
+                again.1,
+                Unit::Mebibytes,
+            ),
+            Figure::number(
+                "delta after 1% of users changed (delta mode)",
+                delta,
+                Unit::Seconds,
+            ),
+        ];
+        table
+    }
+
     #[test]
-    fn the_scale_table_has_a_row_for_the_full_pull_and_one_for_its_re_run() {
-        let pull = |users: u64, first: (f64, f64), again: (f64, f64)| {
-            let mut table = Table::new(Benchmark::Pull, "pull")
-                .parameter("idp", "okta")
-                .parameter("database", "sqlite")
-                .parameter("users", users);
-            table.figures = vec![
-                Figure::number("full pull: wall time", first.0, Unit::Seconds),
-                Figure::number("full pull: peak RSS of idpsync", first.1, Unit::Mebibytes),
-                Figure::number("unchanged re-run (full): wall time", again.0, Unit::Seconds),
-                Figure::number(
-                    "unchanged re-run (full): peak RSS of idpsync so far",
-                    again.1,
-                    Unit::Mebibytes,
-                ),
-            ];
-            table
-        };
+    fn the_scale_table_has_a_row_for_the_full_pull_its_re_run_and_a_delta() {
         let mut run = run_with(vec![
-            pull(100_000, (6.0, 180.0), (3.0, 300.0)),
-            pull(1_000_000, (87.0, 900.0), (30.0, 960.0)),
+            scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1),
+            scale_pull(1_000_000, (87.0, 900.0), (30.0, 960.0), 1.0),
         ]);
         run.command = "scale --databases sqlite".into();
-        let rendered = scale(&[run]);
+        let rendered = scale(&[run], ScaleTenant::Plain);
         assert!(
             rendered.contains(
                 "| okta | sqlite | full pull | 6.0 s / 180 MiB | 87.0 s / 900 MiB | 9.0 s, 80 MiB |"
@@ -585,6 +643,40 @@ mod tests {
         assert!(
             rendered.contains("| okta | sqlite | unchanged re-run | 3.0 s / 300 MiB | 30.0 s / 960 MiB | 3.0 s, 73 MiB |"),
             "{rendered}"
+        );
+        assert!(
+            rendered.contains("| okta | sqlite | 1% delta | 0.10 s | 1.00 s | 0.10 s |"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn scale_runs_with_acl_rules_have_a_table_of_their_own() {
+        let mut plain = run_with(vec![scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1)]);
+        plain.command = "scale --databases sqlite".into();
+        let mut with_rules = run_with(vec![
+            scale_pull(100_000, (9.0, 200.0), (4.0, 310.0), 0.2)
+                .parameter("acl_rules", "everyone, engineering"),
+        ]);
+        with_rules.command = "scale --databases sqlite --acl-rules".into();
+        // The later run has ACL rules: it does not replace the plain table.
+        let runs = [plain, with_rules];
+        let rendered = scale(&runs, ScaleTenant::Plain);
+        assert!(
+            rendered.contains("| full pull | 6.0 s / 180 MiB |"),
+            "{rendered}"
+        );
+        assert!(!rendered.contains("9.0 s"), "{rendered}");
+        let rendered = scale(&runs, ScaleTenant::WithAclRules);
+        assert!(
+            rendered.contains("| full pull | 9.0 s / 200 MiB |"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("ACL groups"), "{rendered}");
+        assert!(!rendered.contains("6.0 s"), "{rendered}");
+        assert_eq!(
+            scale(&runs[..1], ScaleTenant::WithAclRules),
+            "No run of `idpsync-bench scale --acl-rules` yet.\n"
         );
     }
 }

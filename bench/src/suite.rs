@@ -16,6 +16,7 @@ pub async fn pull_in_child(
     users: usize,
     groups: usize,
     per_user: usize,
+    acl_rules: bool,
 ) -> Result<Vec<Table>> {
     let emitted = std::env::temp_dir().join(format!(
         "idpsync-bench-{}-{idp}-{database}-{users}.json",
@@ -32,6 +33,7 @@ pub async fn pull_in_child(
             &groups.to_string(),
         ])
         .args(["--memberships-per-user", &per_user.to_string()])
+        .args(acl_rules.then_some("--acl-rules"))
         .status()
         .await?;
     if !status.success() {
@@ -45,13 +47,19 @@ pub async fn pull_in_child(
 
 /// `scale`: the full pull at each tenant size (users, a tenth as many
 /// groups, ten memberships each), from each IdP into each database, each
-/// in its own process.
-pub async fn scale(sizes: &[usize], idps: &[String], databases: &[String]) -> Result<Vec<Table>> {
+/// in its own process; with `acl_rules`, the pull's ACL rules too.
+pub async fn scale(
+    sizes: &[usize],
+    idps: &[String],
+    databases: &[String],
+    acl_rules: bool,
+) -> Result<Vec<Table>> {
     let mut tables = Vec::new();
     for database in databases {
         for idp in idps {
             for &users in sizes {
-                tables.extend(pull_in_child(idp, database, users, users / 10, 10).await?);
+                tables
+                    .extend(pull_in_child(idp, database, users, users / 10, 10, acl_rules).await?);
             }
         }
     }
@@ -66,7 +74,7 @@ pub async fn all(peer_script: &std::path::Path, peer_port: u16) -> Result<Vec<Ta
     let mut tables = Vec::new();
     for database in ["sqlite", "postgres"] {
         for idp in ["okta", "entra"] {
-            tables.extend(pull_in_child(idp, database, 100_000, 10_000, 10).await?);
+            tables.extend(pull_in_child(idp, database, 100_000, 10_000, 10, false).await?);
         }
     }
     // The reference peer, if its script is here; started once, stopped at the end.
