@@ -576,3 +576,46 @@ fn tcp_sockets_to(port: u16) -> Vec<(i32, bool)> {
     }
     found
 }
+
+store_test!(
+    events_appended_in_bulk_keep_their_order_payloads_and_missing_connections,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            use idpsync_core::events::{self, EVENTS_PER_INSERT, EventKind, NewEvent};
+            // Over two statements' worth, every third of no connection, a
+            // payload with quotes and a non-ASCII name.
+            let n = EVENTS_PER_INSERT + 7;
+            let new: Vec<NewEvent> = (0..n)
+                .map(|i| {
+                    NewEvent::new(
+                        EventKind::UserCreated,
+                        (i % 3 != 0).then_some("okta-main"),
+                        "user",
+                        format!("u{i:05}"),
+                        serde_json::json!({ "n": i, "user_name": "zoë \"q\"" }),
+                    )
+                })
+                .collect();
+            let now = Utc::now();
+            let write = store.begin_write().await.unwrap();
+            events::append(&write.tx, &new, now).await.unwrap();
+            write.commit().await.unwrap();
+
+            let read = events::read_after(store.db(), 0, n as u64 + 1)
+                .await
+                .unwrap();
+            assert_eq!(read.len(), n);
+            // Ids in the order the events were given: the feed's order.
+            assert!(read.windows(2).all(|pair| pair[0].id < pair[1].id));
+            for (i, (event, given)) in read.iter().zip(&new).enumerate() {
+                assert_eq!(event.subject_id, given.subject_id, "event {i}");
+                assert_eq!(event.connection_id, given.connection_id, "event {i}");
+                assert_eq!(event.kind, "user.created");
+                assert_eq!(event.subject_type, "user");
+                assert_eq!(event.payload, given.payload, "event {i}");
+                assert_eq!(event.created_at.timestamp(), now.timestamp());
+            }
+        }
+    }
+);
