@@ -1104,7 +1104,8 @@ store_test!(
     |test_store: &TestStore| {
         let store = test_store.store.clone();
         async move {
-            let reconciler = reconciler(&store, CONFIG).await;
+            let config = CONFIG.replace("max_deletions = 1", "max_deletions = 2");
+            let reconciler = reconciler(&store, &config).await;
             submit(&reconciler, tenant()).await;
             assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
 
@@ -1188,6 +1189,65 @@ store_test!(
                 .unwrap();
             assert_eq!(effective_members(&store, "g1").await, ["alice"]);
             assert_eq!(acl_members(&store, "engineering").await, ["alice"]);
+        }
+    }
+);
+
+// A group renamed makes the apply recompute every user's ACL groups, by
+// the path a first sync takes; leavers of that same run must lose their
+// ACL groups there, each with its event, and no one else may.
+store_test!(
+    leavers_of_a_run_that_recomputes_every_user_lose_their_acl_groups,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let config = CONFIG.replace("max_deletions = 1", "max_deletions = 2");
+            let reconciler = reconciler(&store, &config).await;
+            submit(&reconciler, tenant()).await;
+            assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
+            assert_eq!(
+                acl_members(&store, "everyone").await,
+                ["alice", "bob", "carol", "dave"]
+            );
+
+            // Platform renamed (no rule names it: only the path changes),
+            // alice deactivated, dave gone from the IdP.
+            let cursor = last_cursor(&store).await;
+            let mut next = tenant();
+            next.groups[1].display_name = "Platform team".into();
+            next.users[0].active = false;
+            next.users.retain(|user| &*user.external_id != "u4");
+            next.memberships
+                .retain(|edge| edge.member.external_id() != "u4");
+            let outcome = submit(&reconciler, next).await;
+
+            assert_eq!(acl_counts(&outcome), (0, 3));
+            assert_eq!(acl_members(&store, "engineering").await, ["bob"]);
+            assert_eq!(acl_members(&store, "everyone").await, ["bob", "carol"]);
+            let mut removed: Vec<(String, String)> = events::read_after(store.db(), cursor, 1_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|event| event.kind == "acl_group.member_removed")
+                .map(|event| {
+                    (
+                        event.subject_id,
+                        event.payload["user_name"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            removed.sort();
+            let expected = [
+                ("engineering", "alice"),
+                ("everyone", "alice"),
+                ("everyone", "dave"),
+            ]
+            .map(|(acl, user)| (acl.to_string(), user.to_string()));
+            assert_eq!(removed, expected);
+            assert_eq!(
+                count_events(&store, cursor, "acl_group.member_added").await,
+                0
+            );
         }
     }
 );
