@@ -63,6 +63,37 @@ impl ScaleTenant {
             ScaleTenant::Plain
         }
     }
+
+    /// The block's text before any run of this tenant.
+    fn none_yet(self) -> &'static str {
+        match self {
+            ScaleTenant::Plain => "No run of `idpsync-bench scale` yet.\n",
+            ScaleTenant::WithAclRules => "No run of `idpsync-bench scale --acl-rules` yet.\n",
+        }
+    }
+
+    /// What the tenant holds beyond users, groups and memberships, for a
+    /// table's caption.
+    fn caption_extra(self) -> &'static str {
+        match self {
+            ScaleTenant::Plain => "",
+            ScaleTenant::WithAclRules => {
+                "; two ACL groups fed by every group and by the Engineering groups"
+            }
+        }
+    }
+
+    /// The line under the block's tables.
+    fn footnote(self) -> &'static str {
+        match self {
+            ScaleTenant::Plain => {
+                "\nTargets: at 1,000,000 users, a full pull on SQLite < 90 s and on PostgreSQL < 120 s, and every peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s. The re-run's peak is the process's since it started, so never below the full pull's.\n"
+            }
+            ScaleTenant::WithAclRules => {
+                "\nThe targets above are set for the tenant without ACL rules. The re-run's peak is the process's since it started, so never below the full pull's.\n"
+            }
+        }
+    }
 }
 
 /// For each database, its latest `idpsync-bench scale` run of `tenant`:
@@ -85,18 +116,10 @@ fn scale(runs: &[Run], tenant: ScaleTenant) -> String {
         })
         .collect();
     if tables.is_empty() {
-        return match tenant {
-            ScaleTenant::Plain => "No run of `idpsync-bench scale` yet.\n".into(),
-            ScaleTenant::WithAclRules => {
-                "No run of `idpsync-bench scale --acl-rules` yet.\n".into()
-            }
-        };
+        return tenant.none_yet().into();
     }
     let mut out = tables.join("\n");
-    out.push_str(match tenant {
-        ScaleTenant::Plain => "\nTargets: at 1,000,000 users, a full pull on SQLite < 90 s and on PostgreSQL < 120 s, and every peak RSS < 1024 MiB; at 100,000 users, PostgreSQL < 10 s. The re-run's peak is the process's since it started, so never below the full pull's.\n",
-        ScaleTenant::WithAclRules => "\nThe targets above are set for the tenant without ACL rules. The re-run's peak is the process's since it started, so never below the full pull's.\n",
-    });
+    out.push_str(tenant.footnote());
     out
 }
 
@@ -127,12 +150,7 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
     sizes.dedup();
     let mut out = format!(
         "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync, by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
-        match tenant {
-            ScaleTenant::Plain => "",
-            ScaleTenant::WithAclRules => {
-                "; two ACL groups fed by every group and by the Engineering groups"
-            }
-        },
+        tenant.caption_extra(),
         run.started,
         run.revision.as_deref().unwrap_or("an unrecorded revision")
     );
@@ -175,18 +193,23 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
                 let table = run.tables.iter().filter(of_database).find(|t| {
                     t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
                 });
-                let seconds = table.and_then(|t| figure(t, wall));
-                let mib = peak.map(|peak| table.and_then(|t| figure(t, peak)));
-                match (seconds, mib) {
-                    (Some(seconds), Some(Some(mib))) => {
-                        out.push_str(&format!(" {seconds:.1} s / {mib:.0} MiB |"));
-                        points.push((*size, seconds, Some(mib)));
+                // (seconds, MiB if the row has a peak), if the run has them.
+                let point = table.and_then(|t| {
+                    let seconds = figure(t, wall)?;
+                    match peak {
+                        Some(peak) => Some((seconds, Some(figure(t, peak)?))),
+                        None => Some((seconds, None)),
                     }
-                    (Some(seconds), None) => {
-                        out.push_str(&format!(" {seconds:.2} s |"));
-                        points.push((*size, seconds, None));
+                });
+                match point {
+                    Some((seconds, Some(mib))) => {
+                        out.push_str(&format!(" {seconds:.1} s / {mib:.0} MiB |"))
                     }
-                    _ => out.push_str(" - |"),
+                    Some((seconds, None)) => out.push_str(&format!(" {seconds:.2} s |")),
+                    None => out.push_str(" - |"),
+                }
+                if let Some((seconds, mib)) = point {
+                    points.push((*size, seconds, mib));
                 }
             }
             match (points.first(), points.last()) {
