@@ -1,14 +1,19 @@
 //! Membership edges held compactly: a pull of a million users carries ten
 //! million edges, and as [`MembershipEdge`] values (two shared ids, 40 bytes
 //! each, in a vector that grows by doubling) they alone cost ~650 MiB. An
-//! [`EdgeList`] keeps every distinct id once and each edge as one `u64`
-//! (the two ids' indexes and the member's kind): 8 bytes an edge.
+//! [`EdgeList`] keeps every distinct id once and each edge as one `u64` key
+//! (the two ids' indexes and the member's kind): 8 bytes an edge as pushed,
+//! 4 once sorted, when each group's edges keep only their member halves
+//! (see `keys`).
 //!
 //! An `EdgeList` behaves as the list of edges it was given, in order: it
 //! compares, prints and serialises as that list, and hands edges out as
 //! [`MembershipEdge`] values again.
 
+mod keys;
+
 use crate::records::{EdgeId, MemberRef, MembershipEdge};
+use keys::{Keys, SortedKeys};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::hash::BuildHasher;
 
@@ -187,14 +192,15 @@ fn edge_ref(ids: &IdIndex, key: u64) -> EdgeRef<'_> {
     }
 }
 
-/// A list of membership edges, 8 bytes an edge; see the module docs.
+/// A list of membership edges, 8 bytes an edge (4 once sorted); see the
+/// module docs.
 #[derive(Clone, Default)]
 pub struct EdgeList {
     ids: IdIndex,
-    keys: Vec<u64>,
-    /// Set by [`EdgeList::sort_and_dedup`], cleared by a push: the ids are
-    /// numbered in name order and the keys are sorted and distinct.
-    sorted: bool,
+    /// Sorted by [`EdgeList::sort_and_dedup`], pushed again by a push;
+    /// when sorted, the ids are numbered in name order and the keys are
+    /// sorted and distinct.
+    keys: Keys,
     /// The group id of the last edge pushed, as it came, and its index: a
     /// driver lists one group's edges in a row with one id between them,
     /// so most group ids need no lookup.
@@ -216,8 +222,7 @@ impl EdgeList {
             MemberRef::User(id) => edge_key(group, self.ids.intern(id), false),
             MemberRef::Group(id) => edge_key(group, self.ids.intern(id), true),
         };
-        self.keys.push(key);
-        self.sorted = false;
+        self.keys.pushed_mut().push(key);
     }
 
     pub fn len(&self) -> usize {
@@ -225,7 +230,7 @@ impl EdgeList {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.len() == 0
     }
 
     /// The ids this list's edges name, by index.
@@ -240,12 +245,12 @@ impl EdgeList {
 
     /// The edges, in order, borrowed.
     pub fn refs(&self) -> impl ExactSizeIterator<Item = EdgeRef<'_>> + '_ {
-        self.keys.iter().map(|&key| edge_ref(&self.ids, key))
+        self.keys.iter().map(|key| edge_ref(&self.ids, key))
     }
 
     /// The edges, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MembershipEdge> + '_ {
-        self.keys.iter().map(|&key| self.edge(key))
+        self.keys.iter().map(|key| self.edge(key))
     }
 
     /// The edges, in order, as values (an allocation of 40 bytes each).
@@ -256,7 +261,8 @@ impl EdgeList {
     /// Keeps the edges for which `keep` holds, in order.
     pub fn retain(&mut self, mut keep: impl FnMut(&MembershipEdge) -> bool) {
         let ids = &self.ids;
-        self.keys.retain(|&key| keep(&edge_ref(ids, key).to_edge()));
+        self.keys
+            .retain(|_, key| keep(&edge_ref(ids, key).to_edge()));
     }
 
     /// Sorts the edges as [`MembershipEdge`]'s order does (by group id, then
@@ -267,11 +273,12 @@ impl EdgeList {
     /// Indexes taken from [`EdgeList::ids`] before the sort are stale after
     /// it. A sorted list is left as it is.
     pub fn sort_and_dedup(&mut self) {
-        if self.sorted {
+        let Keys::Pushed(keys) = &mut self.keys else {
             return;
-        }
+        };
+        let mut keys = std::mem::take(keys);
         let new_index = self.ids.renumber_by_name();
-        for key in &mut self.keys {
+        for key in &mut keys {
             let (group, member, member_is_group) = key_parts(*key);
             *key = edge_key(
                 new_index[group as usize],
@@ -280,16 +287,14 @@ impl EdgeList {
             );
         }
         drop(new_index);
-        self.keys.sort_unstable();
-        self.keys.dedup();
+        self.keys = Keys::Sorted(SortedKeys::new(keys));
         self.last_group = None;
-        self.sorted = true;
     }
 
     /// Whether the list is sorted ([`EdgeList::sort_and_dedup`]) and not
     /// pushed to since.
     pub fn is_sorted(&self) -> bool {
-        self.sorted
+        matches!(self.keys, Keys::Sorted(_))
     }
 
     /// Where the edge of `key` (in this list's ids) is in this sorted list,
@@ -299,20 +304,17 @@ impl EdgeList {
     /// If the list is not sorted: an unsorted list cannot answer, and a
     /// "not listed" it made up would read as an edge to take away.
     pub fn position(&self, key: u64) -> Option<usize> {
-        assert!(self.sorted, "EdgeList::position on an unsorted list");
-        self.keys.binary_search(&key).ok()
+        match &self.keys {
+            Keys::Sorted(sorted) => sorted.position(key),
+            Keys::Pushed(_) => panic!("EdgeList::position on an unsorted list"),
+        }
     }
 
     /// Keeps the edges for which `keep` holds, given each edge's position
     /// and key (see [`key_parts`]), in order: for callers that decide by id
     /// index, without an edge value.
-    pub fn retain_positions(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
-        let mut position = 0;
-        self.keys.retain(|&key| {
-            let kept = keep(position, key);
-            position += 1;
-            kept
-        });
+    pub fn retain_positions(&mut self, keep: impl FnMut(usize, u64) -> bool) {
+        self.keys.retain(keep);
     }
 }
 
@@ -459,7 +461,8 @@ mod tests {
         let mut list = list(&[MembershipEdge::user("g1", "u1")]);
         list.sort_and_dedup();
         assert!(list.is_sorted());
-        assert_eq!(list.position(list.keys[0]), Some(0));
+        let first = list.keys.iter().next().unwrap();
+        assert_eq!(list.position(first), Some(0));
         list.push(MembershipEdge::user("g0", "u1"));
         assert!(!list.is_sorted());
         let refused = std::panic::catch_unwind(|| list.position(0))
