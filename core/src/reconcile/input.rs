@@ -18,7 +18,8 @@ pub struct Snapshot {
     pub users: Vec<SourceUser>,
     #[serde(default)]
     pub groups: Vec<SourceGroup>,
-    /// Held compactly (8 bytes an edge); serialised as a list of edges.
+    /// Held compactly (8 bytes an edge, 4 once sorted); serialised as a
+    /// list of edges.
     #[serde(default)]
     pub memberships: EdgeList,
     /// Users at the source exactly as stored, set aside by
