@@ -202,14 +202,14 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
                     }
                 });
                 match point {
-                    Some((seconds, Some(mib))) => {
-                        out.push_str(&format!(" {seconds:.1} s / {mib:.0} MiB |"))
+                    Some((seconds, mib)) => {
+                        out.push_str(&match mib {
+                            Some(mib) => format!(" {seconds:.1} s / {mib:.0} MiB |"),
+                            None => format!(" {seconds:.2} s |"),
+                        });
+                        points.push((*size, seconds, mib));
                     }
-                    Some((seconds, None)) => out.push_str(&format!(" {seconds:.2} s |")),
                     None => out.push_str(" - |"),
-                }
-                if let Some((seconds, mib)) = point {
-                    points.push((*size, seconds, mib));
                 }
             }
             match (points.first(), points.last()) {

@@ -1104,8 +1104,7 @@ store_test!(
     |test_store: &TestStore| {
         let store = test_store.store.clone();
         async move {
-            let config = CONFIG.replace("max_deletions = 1", "max_deletions = 2");
-            let reconciler = reconciler(&store, &config).await;
+            let reconciler = reconciler(&store, CONFIG).await;
             submit(&reconciler, tenant()).await;
             assert_eq!(acl_members(&store, "engineering").await, ["alice", "bob"]);
 

@@ -243,7 +243,7 @@ impl ExactSizeIterator for SortedIter<'_> {}
 
 /// `u32`s held two to a `u64` word: what lets a vector of keys become
 /// their member halves without a second vector.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Halves {
     words: Vec<u64>,
     len: usize,
