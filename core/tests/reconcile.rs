@@ -398,6 +398,12 @@ store_test!(
             let set_aside = reconciler.set_aside_unchanged("okta", &mut again).await;
             assert_eq!(set_aside.unwrap(), 4);
             assert!(again.users.is_empty());
+            // Sorted before the stored hashes were read beside them, at
+            // half the memory an edge; the same edges.
+            let mut edges = tenant().memberships;
+            edges.sort_and_dedup();
+            assert!(again.memberships.is_sorted());
+            assert_eq!(again.memberships, edges);
             let outcome = submit(&reconciler, again).await;
             assert!(matches!(outcome, Outcome::Unchanged(_)), "{outcome:?}");
             assert_eq!(dump(&store).await, before, "nothing written");

@@ -102,9 +102,9 @@ pub(super) fn edges_of(
 
 /// The stored state `input` is diffed against. `known_users` are rows the
 /// caller read in this transaction already; they are not read again. A
-/// snapshot's edges are sorted here ([`EdgeList::sort_and_dedup`]; the
-/// diff sorts them too, which leaves them as they are), and its stored
-/// edges come compared with them.
+/// snapshot's edges are sorted here if the set-aside step did not sort
+/// them already ([`EdgeList::sort_and_dedup`] leaves a sorted list as it
+/// is; so does the diff's), and its stored edges come compared with them.
 pub async fn load(
     db: &(impl ConnectionTrait + StreamTrait),
     connection: &str,
