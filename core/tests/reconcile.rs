@@ -348,10 +348,33 @@ store_test!(
             ]
             .into();
             rerun.set_aside_unchanged("okta", &mut next).await.unwrap();
+            let cursor = last_cursor(&store).await;
             let outcome = submit(&rerun, next.clone()).await;
             let Outcome::Applied(report) = outcome else {
                 panic!("{outcome:?}")
             };
+            // The deleted say who they were.
+            let deleted: Vec<(String, serde_json::Value)> =
+                events::read_after(store.db(), cursor, 1_000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|event| event.kind.ends_with(".deleted"))
+                    .map(|event| (event.kind, event.payload))
+                    .collect();
+            assert_eq!(
+                deleted,
+                [
+                    (
+                        "user.deleted".to_string(),
+                        serde_json::json!({"external_id": "u4", "user_name": "dave"})
+                    ),
+                    (
+                        "group.deleted".to_string(),
+                        serde_json::json!({"external_id": "g2", "display_name": "Platform"})
+                    ),
+                ]
+            );
             assert_eq!(report.changes.memberships_added, 1, "g1>u2");
             assert_eq!(
                 report.changes.memberships_removed, 2,

@@ -582,6 +582,9 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .exec_without_returning(self.db.idle().await?)
                 .await?;
         }
+        // Flushed as they fill the buffer, as the users' are: a first sync
+        // of a hundred thousand groups held all their events at once
+        // (~100 MiB, a 1M first sync's peak).
         for group in &changes.groups_created {
             self.event(
                 EventKind::GroupCreated,
@@ -589,6 +592,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 &group.external_id,
                 group_payload(group),
             );
+            self.flush(false).await?;
         }
         for group in &changes.groups_updated {
             source_group::Entity::update_many()
@@ -619,6 +623,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 &group.external_id,
                 group_payload(group),
             );
+            self.flush(false).await?;
         }
         Ok(())
     }
@@ -700,6 +705,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 external_id,
                 json!({"external_id": external_id, "user_name": user_name}),
             );
+            self.flush(false).await?;
         }
         for (external_id, row) in deleted {
             written.insert(external_id, row.id);
@@ -854,6 +860,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                         "reason": reason,
                     }),
                 );
+                self.flush(false).await?;
             }
         }
         Ok(())
@@ -1647,17 +1654,21 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .exec(self.db.idle().await?)
                 .await?;
         }
+        // Names by external id, read once: a search of the groups for each
+        // deleted one was quadratic in a mass deletion.
+        let names: HashMap<&str, &str> = groups
+            .values()
+            .map(|row| (row.external_id.as_str(), row.display_name.as_str()))
+            .collect();
         for external_id in &changes.groups_deleted {
-            let name = groups
-                .values()
-                .find(|row| &row.external_id == external_id)
-                .map(|row| row.display_name.clone());
+            let name = names.get(external_id.as_str());
             self.event(
                 EventKind::GroupDeleted,
                 "group",
                 external_id,
                 json!({"external_id": external_id, "display_name": name}),
             );
+            self.flush(false).await?;
         }
         for chunk in user_ids.chunks(CHUNK) {
             source_user::Entity::delete_many()
