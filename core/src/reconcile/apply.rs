@@ -339,6 +339,9 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         self.ctx.connection_id
     }
 
+    /// Buffers an event. A step that makes one event per user, group or
+    /// device calls [`Apply::announce`] instead; the membership and ACL
+    /// steps flush once per group or page.
     fn event(
         &mut self,
         kind: EventKind,
@@ -355,6 +358,21 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             subject,
             payload,
         ));
+    }
+
+    /// [`Apply::event`], then [`Apply::flush`] if the buffer is full: for
+    /// the steps that make one event per user, group or device, which
+    /// would otherwise hold a whole tenant's events at once (a first
+    /// sync's 100,000 `group.created` were ~100 MiB).
+    async fn announce(
+        &mut self,
+        kind: EventKind,
+        subject_type: &'static str,
+        subject: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), DbErr> {
+        self.event(kind, subject_type, subject, payload);
+        self.flush(false).await
     }
 
     /// Whether the buffered events are to be written now: when persisting
@@ -582,17 +600,14 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .exec_without_returning(self.db.idle().await?)
                 .await?;
         }
-        // Flushed as they fill the buffer, as the users' are: a first sync
-        // of a hundred thousand groups held all their events at once
-        // (~100 MiB, a 1M first sync's peak).
         for group in &changes.groups_created {
-            self.event(
+            self.announce(
                 EventKind::GroupCreated,
                 "group",
                 &group.external_id,
                 group_payload(group),
-            );
-            self.flush(false).await?;
+            )
+            .await?;
         }
         for group in &changes.groups_updated {
             source_group::Entity::update_many()
@@ -617,13 +632,13 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .filter(source_group::Column::ExternalId.eq(&group.external_id))
                 .exec(self.db.idle().await?)
                 .await?;
-            self.event(
+            self.announce(
                 EventKind::GroupUpdated,
                 "group",
                 &group.external_id,
                 group_payload(group),
-            );
-            self.flush(false).await?;
+            )
+            .await?;
         }
         Ok(())
     }
@@ -699,13 +714,13 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                 .get(external_id)
                 .map(|row| row.user_name.as_str())
                 .unwrap_or_default();
-            self.event(
+            self.announce(
                 EventKind::UserDeleted,
                 "user",
                 external_id,
                 json!({"external_id": external_id, "user_name": user_name}),
-            );
-            self.flush(false).await?;
+            )
+            .await?;
         }
         for (external_id, row) in deleted {
             written.insert(external_id, row.id);
@@ -735,8 +750,8 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         }
         remember_written(written, self.write_users(insert).await?);
         for user in chunk {
-            self.event(kind_of(user), "user", &user.external_id, user_payload(user));
-            self.flush(false).await?;
+            self.announce(kind_of(user), "user", &user.external_id, user_payload(user))
+                .await?;
         }
         Ok(())
     }
@@ -847,7 +862,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             for (found, reason) in revoked {
                 let owner = found.owner_user_id.unwrap_or_default();
                 self.effects.devices_revoked += 1;
-                self.event(
+                self.announce(
                     EventKind::DeviceRevoked,
                     "device",
                     &found.id.to_string(),
@@ -859,8 +874,8 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
                         "owner_external_id": by_owner.get(&owner).map_or(found.owner_external_id.as_str(), |gone| gone.external_id),
                         "reason": reason,
                     }),
-                );
-                self.flush(false).await?;
+                )
+                .await?;
             }
         }
         Ok(())
@@ -1662,13 +1677,13 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             .collect();
         for external_id in &changes.groups_deleted {
             let name = names.get(external_id.as_str());
-            self.event(
+            self.announce(
                 EventKind::GroupDeleted,
                 "group",
                 external_id,
                 json!({"external_id": external_id, "display_name": name}),
-            );
-            self.flush(false).await?;
+            )
+            .await?;
         }
         for chunk in user_ids.chunks(CHUNK) {
             source_user::Entity::delete_many()

@@ -212,31 +212,29 @@ async fn load_all(
     set_aside: Option<SetAsideCheck<'_>>,
 ) -> Result<StoredState, DbErr> {
     let mut state = StateBuilder::comparing(expected, listed, set_aside);
-    {
-        let users = users_stream(
-            db,
-            Condition::all().add(source_user::Column::ConnectionId.eq(connection)),
-        )
-        .await?;
-        let mut users = std::pin::pin!(users);
-        while let Some(user) = users.try_next().await? {
-            state.add_user(user);
-        }
-    }
-    {
-        // Streamed as the users are: a hundred thousand groups read whole
-        // held their rows and their tuples at once, ~40 MiB at the top of
-        // a 1M re-run's peak.
-        let groups = groups_stream(
-            db,
-            Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
-        )
-        .await?;
-        let mut groups = std::pin::pin!(groups);
-        while let Some(group) = groups.try_next().await? {
-            state.add_group(group);
-        }
-    }
+    users_stream(
+        db,
+        Condition::all().add(source_user::Column::ConnectionId.eq(connection)),
+    )
+    .await?
+    .try_for_each(|user| {
+        state.add_user(user);
+        std::future::ready(Ok(()))
+    })
+    .await?;
+    // Streamed as the users are: a hundred thousand groups read whole held
+    // their rows and their tuples at once, ~40 MiB at the top of a 1M
+    // re-run's peak.
+    groups_stream(
+        db,
+        Condition::all().add(source_group::Column::ConnectionId.eq(connection)),
+    )
+    .await?
+    .try_for_each(|group| {
+        state.add_group(group);
+        std::future::ready(Ok(()))
+    })
+    .await?;
     all_edges(db, connection, &mut state).await?;
     Ok(state.finish())
 }
