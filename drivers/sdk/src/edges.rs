@@ -307,7 +307,7 @@ impl EdgeList {
         };
         let mut keys = std::mem::take(keys);
         let new_index = self.ids.renumber_by_name();
-        for key in &mut keys {
+        for key in keys.iter_mut() {
             let (group, member, member_is_group) = key_parts(*key);
             *key = edge_key(
                 new_index[group as usize],
@@ -316,7 +316,7 @@ impl EdgeList {
             );
         }
         drop(new_index);
-        self.keys = Keys::Sorted(SortedKeys::new(keys));
+        self.keys = Keys::Sorted(SortedKeys::from_pushed(keys));
         self.last_group = None;
     }
 

@@ -1,26 +1,40 @@
 //! An [`EdgeList`](super::EdgeList)'s edge keys: as they were pushed, one
 //! `u64` each, or, once sorted, grouped by their group half.
 //!
+//! Pushed keys are held in blocks of at most [`BLOCK_KEYS`] ([`PushedKeys`]):
+//! one vector that grew by doubling would copy every key at each doubling
+//! and, for that moment, hold the old vector beside the new one (ten
+//! million keys: 64 MiB beside 128, the highest point of a million-user
+//! pull). A full block is never moved.
+//!
 //! A sorted list names each group once, with where its run of edges ends,
 //! and keeps of each edge only the member half of its key (the member's
 //! index and kind): 4 bytes an edge where the pushed keys took 8. Sorting
-//! turns the pushed keys into the grouped ones in place, word by word
-//! ([`Halves::from_words`]), so ten million keys are never held twice.
+//! turns each block into grouped keys in place, word by word
+//! ([`Halves::from_words`]), then merges the sorted blocks
+//! ([`SortedKeys::merge`]): the list never holds more than the 8 bytes an
+//! edge it held as pushed.
 
 use super::key_parts;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The most keys a block of [`PushedKeys`] holds: 8 MiB of keys, so a
+/// list of up to a million edges is one block, as one vector was.
+pub(super) const BLOCK_KEYS: usize = 1 << 20;
 
 /// The keys of a list's edges.
 #[derive(Clone)]
 pub(super) enum Keys {
     /// As pushed, in order, repeats and all.
-    Pushed(Vec<u64>),
+    Pushed(PushedKeys),
     /// Sorted and distinct, grouped.
     Sorted(SortedKeys),
 }
 
 impl Default for Keys {
     fn default() -> Self {
-        Keys::Pushed(Vec::new())
+        Keys::Pushed(PushedKeys::default())
     }
 }
 
@@ -34,9 +48,11 @@ impl Keys {
 
     /// The pushed keys, to push to: a sorted list goes back to pushed
     /// keys first (still in order: a push appends).
-    pub(super) fn pushed_mut(&mut self) -> &mut Vec<u64> {
+    pub(super) fn pushed_mut(&mut self) -> &mut PushedKeys {
         if let Keys::Sorted(sorted) = self {
-            *self = Keys::Pushed(sorted.iter().collect());
+            let mut pushed = PushedKeys::default();
+            sorted.iter().for_each(|key| pushed.push(key));
+            *self = Keys::Pushed(pushed);
         }
         match self {
             Keys::Pushed(keys) => keys,
@@ -53,24 +69,126 @@ impl Keys {
     }
 
     /// Keeps the keys for which `keep(position, key)` holds, in order.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
+    pub(super) fn retain(&mut self, keep: impl FnMut(usize, u64) -> bool) {
         match self {
-            Keys::Pushed(keys) => {
-                let mut position = 0;
-                keys.retain(|&key| {
-                    let kept = keep(position, key);
-                    position += 1;
-                    kept
-                });
-            }
+            Keys::Pushed(keys) => keys.retain(keep),
             Keys::Sorted(sorted) => sorted.retain(keep),
         }
     }
 }
 
+/// Keys as pushed, in order, in blocks of at most `block_keys`.
+///
+/// Invariant: every block but the last holds exactly `block_keys` keys and
+/// the last holds at least one, so position `p` is key `p % block_keys` of
+/// block `p / block_keys`.
+#[derive(Clone)]
+pub(super) struct PushedKeys {
+    blocks: Vec<Vec<u64>>,
+    block_keys: usize,
+}
+
+impl Default for PushedKeys {
+    fn default() -> Self {
+        PushedKeys::with_block_keys(BLOCK_KEYS)
+    }
+}
+
+impl PushedKeys {
+    /// No keys, in blocks of `block_keys` (at least one).
+    fn with_block_keys(block_keys: usize) -> Self {
+        assert!(block_keys > 0, "a block holds at least one key");
+        PushedKeys {
+            blocks: Vec::new(),
+            block_keys,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self.blocks.last() {
+            Some(last) => (self.blocks.len() - 1) * self.block_keys + last.len(),
+            None => 0,
+        }
+    }
+
+    /// Appends `key`. The first block grows as a vector does (a short
+    /// list stays short); a new block is made whole.
+    pub(super) fn push(&mut self, key: u64) {
+        match self.blocks.last_mut() {
+            Some(last) if last.len() < self.block_keys => last.push(key),
+            Some(_) => {
+                let mut block = Vec::with_capacity(self.block_keys);
+                block.push(key);
+                self.blocks.push(block);
+            }
+            None => self.blocks.push(vec![key]),
+        }
+    }
+
+    pub(super) fn iter(&self) -> PushedIter<'_> {
+        PushedIter {
+            blocks: self.blocks.iter(),
+            block: [].iter(),
+            left: self.len(),
+        }
+    }
+
+    /// Each key, to be changed in place.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut u64> {
+        self.blocks.iter_mut().flatten()
+    }
+
+    /// Keeps the keys for which `keep(position, key)` holds, in order, in
+    /// place: each kept key moves down to the next free position.
+    fn retain(&mut self, mut keep: impl FnMut(usize, u64) -> bool) {
+        let len = self.len();
+        let block_keys = self.block_keys;
+        let mut kept = 0;
+        for position in 0..len {
+            let key = self.blocks[position / block_keys][position % block_keys];
+            if keep(position, key) {
+                self.blocks[kept / block_keys][kept % block_keys] = key;
+                kept += 1;
+            }
+        }
+        // Back to the invariant: whole blocks up to `kept`, then the rest.
+        self.blocks.truncate(kept.div_ceil(block_keys));
+        if let Some(last) = self.blocks.last_mut() {
+            last.truncate(kept - (kept - 1) / block_keys * block_keys);
+        }
+    }
+}
+
+/// Pushed keys in order.
+pub(super) struct PushedIter<'a> {
+    blocks: std::slice::Iter<'a, Vec<u64>>,
+    block: std::slice::Iter<'a, u64>,
+    left: usize,
+}
+
+impl Iterator for PushedIter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        loop {
+            if let Some(key) = self.block.next() {
+                self.left -= 1;
+                return Some(*key);
+            }
+            self.block = self.blocks.next()?.iter();
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for PushedIter<'_> {}
+
 /// A list's keys in order.
 pub(super) enum KeysIter<'a> {
-    Pushed(std::slice::Iter<'a, u64>),
+    Pushed(PushedIter<'a>),
     Sorted(SortedIter<'a>),
 }
 
@@ -79,7 +197,7 @@ impl Iterator for KeysIter<'_> {
 
     fn next(&mut self) -> Option<u64> {
         match self {
-            KeysIter::Pushed(keys) => keys.next().copied(),
+            KeysIter::Pushed(keys) => keys.next(),
             KeysIter::Sorted(keys) => keys.next(),
         }
     }
@@ -103,6 +221,18 @@ struct GroupRun {
     end: usize,
 }
 
+/// Counts the key at `position` into `runs`: the last run if it is of
+/// `group`, else a new one. Keys come in increasing order.
+fn extend_runs(runs: &mut Vec<GroupRun>, group: u32, position: usize) {
+    match runs.last_mut() {
+        Some(run) if run.group == group => run.end = position + 1,
+        _ => runs.push(GroupRun {
+            group,
+            end: position + 1,
+        }),
+    }
+}
+
 /// Sorted, distinct keys: each group once, with the member halves of its
 /// edges in order.
 ///
@@ -116,22 +246,56 @@ pub(super) struct SortedKeys {
 }
 
 impl SortedKeys {
+    /// Sorts the pushed keys, drops repeats and groups them: each block
+    /// in place ([`SortedKeys::new`]), then the sorted blocks merged.
+    pub(super) fn from_pushed(pushed: PushedKeys) -> Self {
+        let mut parts: Vec<SortedKeys> = pushed.blocks.into_iter().map(SortedKeys::new).collect();
+        match parts.len() {
+            0 => SortedKeys::new(Vec::new()),
+            1 => parts.pop().expect("one part"),
+            _ => SortedKeys::merge(&parts),
+        }
+    }
+
     /// Sorts `keys`, drops repeats and groups them, reusing their memory.
-    pub(super) fn new(mut keys: Vec<u64>) -> Self {
+    fn new(mut keys: Vec<u64>) -> Self {
         keys.sort_unstable();
         keys.dedup();
         let mut runs: Vec<GroupRun> = Vec::new();
         let members = Halves::from_words(keys, |position, key| {
             let (group, _, _) = key_parts(key);
-            match runs.last_mut() {
-                Some(run) if run.group == group => run.end = position + 1,
-                _ => runs.push(GroupRun {
-                    group,
-                    end: position + 1,
-                }),
-            }
+            extend_runs(&mut runs, group, position);
             key as u32
         });
+        runs.shrink_to_fit();
+        SortedKeys { runs, members }
+    }
+
+    /// The distinct keys of all `parts`, sorted: a merge that reads each
+    /// part once, in order, holding the next key of each.
+    fn merge(parts: &[SortedKeys]) -> Self {
+        let most = parts.iter().map(|part| part.members.len()).sum();
+        let mut members = Halves::with_capacity(most);
+        let mut runs: Vec<GroupRun> = Vec::new();
+        let mut readers: Vec<SortedIter<'_>> = parts.iter().map(SortedKeys::iter).collect();
+        let mut next: BinaryHeap<Reverse<(u64, usize)>> = readers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(part, reader)| Some(Reverse((reader.next()?, part))))
+            .collect();
+        let mut last = None;
+        while let Some(Reverse((key, part))) = next.pop() {
+            if let Some(following) = readers[part].next() {
+                next.push(Reverse((following, part)));
+            }
+            if last == Some(key) {
+                continue;
+            }
+            last = Some(key);
+            let (group, _, _) = key_parts(key);
+            extend_runs(&mut runs, group, members.len());
+            members.push(key as u32);
+        }
         runs.shrink_to_fit();
         SortedKeys { runs, members }
     }
@@ -264,6 +428,23 @@ impl Halves {
         Halves { words, len }
     }
 
+    /// No halves, with room for `len`.
+    fn with_capacity(len: usize) -> Self {
+        Halves {
+            words: Vec::with_capacity(len.div_ceil(2)),
+            len: 0,
+        }
+    }
+
+    /// Appends `value`.
+    fn push(&mut self, value: u32) {
+        if self.len.is_multiple_of(2) {
+            self.words.push(0);
+        }
+        self.len += 1;
+        set_half(&mut self.words, self.len - 1, value);
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -388,6 +569,109 @@ mod tests {
             keys_now.iter().collect::<Vec<_>>(),
             keys(&[(1, 1, false), (2, 1, false), (0, 0, false)])
         );
+    }
+
+    /// `keys` pushed in blocks of `block_keys`.
+    fn pushed(block_keys: usize, keys: &[u64]) -> PushedKeys {
+        let mut pushed = PushedKeys::with_block_keys(block_keys);
+        keys.iter().for_each(|key| pushed.push(*key));
+        pushed
+    }
+
+    /// Every block but the last is full and the last is not empty.
+    fn assert_blocks_whole(pushed: &PushedKeys) {
+        if let Some((last, full)) = pushed.blocks.split_last() {
+            assert!(full.iter().all(|block| block.len() == pushed.block_keys));
+            assert!(!last.is_empty() && last.len() <= pushed.block_keys);
+        }
+    }
+
+    #[test]
+    fn pushed_keys_read_back_in_order_across_blocks() {
+        for n in [0u64, 1, 3, 4, 5, 9, 12] {
+            let keys: Vec<u64> = (0..n).map(|i| 1000 - i).collect();
+            let pushed = pushed(4, &keys);
+            assert_blocks_whole(&pushed);
+            assert_eq!(pushed.len(), keys.len());
+            assert_eq!(pushed.iter().len(), keys.len());
+            assert_eq!(pushed.iter().collect::<Vec<_>>(), keys, "{n} keys");
+        }
+    }
+
+    #[test]
+    fn a_full_block_is_never_moved() {
+        let mut keys = PushedKeys::default();
+        (0..BLOCK_KEYS as u64).for_each(|key| keys.push(key));
+        let first = keys.blocks[0].as_ptr();
+        (0..BLOCK_KEYS as u64 + 3).for_each(|key| keys.push(key));
+        assert_eq!(keys.blocks.len(), 3);
+        assert_eq!(keys.blocks[0].as_ptr(), first, "the first block stayed");
+        assert_eq!(keys.len(), 2 * BLOCK_KEYS + 3);
+        assert_blocks_whole(&keys);
+    }
+
+    #[test]
+    fn retained_pushed_keys_keep_their_order_across_blocks() {
+        let keys: Vec<u64> = (0..11).collect();
+        let mut kept = pushed(4, &keys);
+        let mut seen = Vec::new();
+        kept.retain(|position, key| {
+            seen.push(position);
+            assert_eq!(key, keys[position]);
+            key % 3 != 0
+        });
+        assert_eq!(
+            seen,
+            keys.iter().map(|&key| key as usize).collect::<Vec<_>>()
+        );
+        assert_blocks_whole(&kept);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [1, 2, 4, 5, 7, 8, 10]);
+        // Pushes go on after the kept keys.
+        kept.push(99);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [1, 2, 4, 5, 7, 8, 10, 99]);
+        assert_blocks_whole(&kept);
+
+        kept.retain(|_, key| key == 99);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [99]);
+        kept.retain(|_, _| false);
+        assert_eq!(kept.len(), 0);
+        assert!(kept.blocks.is_empty());
+    }
+
+    #[test]
+    fn keys_sorted_from_many_blocks_are_the_sorted_distinct_keys() {
+        for n in [0u32, 1, 4, 5, 17, 100] {
+            // Repeats within a block and across blocks, groups spread
+            // over every block.
+            let keys: Vec<u64> = (0..n)
+                .map(|i| edge_key(i % 5, (i * 7) % 11, i % 4 == 0))
+                .collect();
+            let mut expected = keys.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            let sorted = SortedKeys::from_pushed(pushed(4, &keys));
+            assert_eq!(sorted.iter().collect::<Vec<_>>(), expected, "{n} keys");
+            assert_eq!(sorted.iter().len(), expected.len());
+            for (position, key) in expected.iter().enumerate() {
+                assert_eq!(sorted.position(*key), Some(position));
+            }
+            let groups: Vec<u32> = sorted.runs.iter().map(|run| run.group).collect();
+            let mut distinct: Vec<u32> = expected.iter().map(|key| key_parts(*key).0).collect();
+            distinct.dedup();
+            assert_eq!(groups, distinct, "each group one run");
+        }
+    }
+
+    #[test]
+    fn pushed_halves_read_back_as_pushed() {
+        let mut halves = Halves::with_capacity(5);
+        for value in [7, 0, u32::MAX, 3, 9] {
+            halves.push(value);
+        }
+        assert_eq!(halves.len(), 5);
+        assert_eq!(halves.words.len(), 3);
+        let read: Vec<u32> = (0..5).map(|n| halves.get(n)).collect();
+        assert_eq!(read, [7, 0, u32::MAX, 3, 9]);
     }
 
     #[test]
