@@ -619,3 +619,76 @@ store_test!(
         }
     }
 );
+
+store_test!(
+    a_bulk_write_commits_for_every_reader_and_a_dropped_one_leaves_nothing,
+    |test_store: &TestStore| {
+        let store = test_store.store.clone();
+        async move {
+            let insert = |user: i64| {
+                format!("INSERT INTO user_memberships (group_id, user_id) VALUES (1, {user})")
+            };
+            let bulk = store.begin_bulk_write().await.unwrap();
+            bulk.tx.execute_unprepared(&insert(1)).await.unwrap();
+            assert!(
+                user_ids(store.db()).await.is_empty(),
+                "not before the commit"
+            );
+            bulk.commit().await.unwrap();
+            assert_eq!(user_ids(store.db()).await, [1], "read through the pool");
+
+            let dropped = store.begin_bulk_write().await.unwrap();
+            dropped.tx.execute_unprepared(&insert(2)).await.unwrap();
+            drop(dropped);
+            // The single-writer lock is free again, and the dropped
+            // write's row was never written.
+            let write =
+                tokio::time::timeout(std::time::Duration::from_secs(5), store.begin_write())
+                    .await
+                    .expect("the writer lock is given back")
+                    .unwrap();
+            write.tx.execute_unprepared(&insert(3)).await.unwrap();
+            write.commit().await.unwrap();
+            assert_eq!(user_ids(store.db()).await, [1, 3]);
+        }
+    }
+);
+
+/// On a SQLite file a bulk write runs on a connection of its own, closed
+/// with it, so what its statements leave in a connection (prepared bulk
+/// inserts, a full page cache) does not stay in the pool: it begins and
+/// commits while every pooled connection is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_write_on_a_sqlite_file_takes_no_pooled_connection() {
+    let test_store = TestStore::sqlite().await;
+    let store = &test_store.store;
+    let pool = store.db().get_sqlite_connection_pool();
+    let mut taken = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        taken.push(pool.acquire().await.unwrap());
+    }
+    let soon = std::time::Duration::from_secs(5);
+
+    let bulk = tokio::time::timeout(soon, store.begin_bulk_write())
+        .await
+        .expect("a bulk write needs no pooled connection")
+        .unwrap();
+    bulk.tx
+        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
+        .await
+        .unwrap();
+    tokio::time::timeout(soon, bulk.commit())
+        .await
+        .expect("nor does its commit")
+        .unwrap();
+
+    // The measure can tell: a pooled write waits for a connection.
+    let pooled = tokio::time::timeout(std::time::Duration::from_millis(200), store.begin_write());
+    assert!(
+        pooled.await.is_err(),
+        "a pooled write waits while all are taken"
+    );
+    drop(taken);
+    assert_eq!(user_ids(store.db()).await, [1]);
+    test_store.cleanup().await;
+}

@@ -504,7 +504,10 @@ impl Reconciler {
         read_upserted: bool,
     ) -> Result<(Outcome, UpsertedRows)> {
         let mut phases = Phases::start();
-        let write = self.store.begin_write().await?;
+        let write = match input {
+            SourceInput::Snapshot(_) => self.store.begin_bulk_write().await?,
+            SourceInput::Delta(_) => self.store.begin_write().await?,
+        };
         let tx = &write.tx;
         phases.mark("lock");
         // The connection's row is read only where its fields are needed (a

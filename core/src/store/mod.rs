@@ -88,12 +88,27 @@ impl std::fmt::Debug for Store {
 /// Dropping it without [`WriteTx::commit`] rolls everything back.
 pub struct WriteTx {
     pub tx: DatabaseTransaction,
+    /// The connection of its own a [`Store::begin_bulk_write`] runs on,
+    /// closed when the transaction ends. Fields drop in this order: `tx`
+    /// (rolled back if it was not committed), this, then the lock.
+    own: Option<DatabaseConnection>,
     _sqlite_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+        let WriteTx {
+            tx,
+            own,
+            _sqlite_guard,
+        } = self;
+        let committed = tx.commit().await;
+        if let Some(own) = own {
+            // Committed or not, nothing is left to do on it; a close that
+            // fails leaves the connection to be dropped.
+            own.close().await.ok();
+        }
+        committed?;
         Ok(())
     }
 }
@@ -361,6 +376,7 @@ impl Store {
                 Ok(WriteTx {
                     tx,
                     _sqlite_guard: None,
+                    own: None,
                 })
             }
             _ => {
@@ -369,9 +385,36 @@ impl Store {
                 Ok(WriteTx {
                     tx,
                     _sqlite_guard: Some(guard),
+                    own: None,
                 })
             }
         }
+    }
+
+    /// [`Store::begin_write`] for an apply that may write in bulk (a full
+    /// pull's). On a SQLite file it runs on a connection of its own,
+    /// closed when the transaction ends: a pooled connection would keep
+    /// what the apply leaves in it for the life of the process, the
+    /// prepared bulk inserts in its statement cache (thousands of rows,
+    /// tens of thousands of parameters each: ~30 MiB after a million-user
+    /// first sync) and its page cache (up to [`SQLITE_CACHE_KIB`]), where
+    /// the pool's other work needs neither. On PostgreSQL, whose prepared
+    /// statements live in the server, and on an in-memory SQLite database,
+    /// which another connection would not see, it is `begin_write`.
+    pub async fn begin_bulk_write(&self) -> Result<WriteTx> {
+        let Some(options) = &self.sqlite_options else {
+            return self.begin_write().await;
+        };
+        let guard = self.sqlite_writer.clone().lock_owned().await;
+        let mut one = options.clone();
+        one.max_connections(1).min_connections(0);
+        let own = connect(one).await?;
+        let tx = own.begin().await?;
+        Ok(WriteTx {
+            tx,
+            _sqlite_guard: Some(guard),
+            own: Some(own),
+        })
     }
 
     /// Makes the `connections` and `acl_groups` tables match the config:
