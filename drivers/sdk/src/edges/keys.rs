@@ -13,7 +13,8 @@
 //! turns each block into grouped keys in place, word by word
 //! ([`Halves::from_words`]), then merges the sorted blocks
 //! ([`SortedKeys::merge`]): the list never holds more than the 8 bytes an
-//! edge it held as pushed.
+//! edge it held as pushed, besides the copy of the one block being halved
+//! (at most 4 MiB).
 
 use super::key_parts;
 use std::cmp::Reverse;
