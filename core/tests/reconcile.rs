@@ -2299,3 +2299,39 @@ async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user
     );
     test_store.cleanup().await;
 }
+
+/// A full pull's apply on a SQLite file runs on a connection of its own
+/// (`Store::begin_bulk_write`), so it leaves nothing in the pool: it
+/// applies while every pooled connection is taken. A delta uses the pool
+/// and waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pull_applies_on_sqlite_without_a_pooled_connection() {
+    let test_store = TestStore::sqlite().await;
+    let store = &test_store.store;
+    let reconciler = reconciler(store, CONFIG).await;
+    let pool = store.db().get_sqlite_connection_pool();
+    let mut taken = Vec::new();
+    for _ in 0..pool.options().get_max_connections() {
+        taken.push(pool.acquire().await.unwrap());
+    }
+
+    let applied = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        submit(&reconciler, tenant()),
+    )
+    .await
+    .expect("a full pull's apply needs no pooled connection");
+    assert!(matches!(applied, Outcome::Applied { .. }), "{applied:?}");
+
+    let delta = reconciler.submit(
+        "okta",
+        SourceInput::Delta(Delta::default()),
+        SubmitOptions::new(Trigger::Manual),
+    );
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(200), delta).await;
+    assert!(waited.is_err(), "a delta waits for a pooled connection");
+    drop(taken);
+    let users = source_user::Entity::find().all(store.db()).await.unwrap();
+    assert_eq!(users.len(), 4, "the full pull's users are committed");
+    test_store.cleanup().await;
+}

@@ -307,9 +307,7 @@ impl Store {
         match &self.sqlite_options {
             _ if pending.is_empty() => {}
             Some(options) => {
-                let mut one = options.clone();
-                one.max_connections(1).min_connections(0);
-                let migrating = connect(one).await?;
+                let migrating = connect_alone(options).await?;
                 let migrated = Migrator::up(&migrating, None).await;
                 migrating.close().await.ok();
                 migrated?;
@@ -406,9 +404,7 @@ impl Store {
             return self.begin_write().await;
         };
         let guard = self.sqlite_writer.clone().lock_owned().await;
-        let mut one = options.clone();
-        one.max_connections(1).min_connections(0);
-        let own = connect(one).await?;
+        let own = connect_alone(options).await?;
         let tx = own.begin().await?;
         Ok(WriteTx {
             tx,
@@ -498,6 +494,15 @@ async fn connect(options: ConnectOptions) -> Result<DatabaseConnection> {
     Database::connect(options)
         .await
         .map_err(|error| StoreError::Open(redact_db_error(&error.to_string())))
+}
+
+/// A pool of one connection made from the store's `options`, for work
+/// that must not leave anything in (or take anything from) the store's
+/// pool: the caller closes it when done.
+async fn connect_alone(options: &ConnectOptions) -> Result<DatabaseConnection> {
+    let mut one = options.clone();
+    one.max_connections(1).min_connections(0);
+    connect(one).await
 }
 
 /// Removes a password from any URL in a driver error message.
