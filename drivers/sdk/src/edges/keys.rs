@@ -153,9 +153,10 @@ impl PushedKeys {
             }
         }
         // Back to the invariant: whole blocks up to `kept`, then the rest.
-        self.blocks.truncate(kept.div_ceil(block_keys));
+        let blocks = kept.div_ceil(block_keys);
+        self.blocks.truncate(blocks);
         if let Some(last) = self.blocks.last_mut() {
-            last.truncate(kept - (kept - 1) / block_keys * block_keys);
+            last.truncate(kept - (blocks - 1) * block_keys);
         }
     }
 }
