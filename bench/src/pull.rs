@@ -5,7 +5,7 @@
 
 use crate::harness::Backend;
 use crate::results::{Benchmark, Figure, NOTHING_WRITTEN, Table, Unit};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use idpsync_core::testing::TestApp;
 use std::time::Instant;
@@ -56,6 +56,164 @@ async fn state_marks(store: &idpsync_core::store::Store) -> Result<(i64, i64)> {
     Ok((version, idpsync_core::events::last_id(store.db()).await?))
 }
 
+/// The figure of the rows a full pull wrote.
+pub const ROWS_WRITTEN: &str = "rows written: full pull";
+
+/// The figures of the API calls of each run, in the order they run: the
+/// full pull, its unchanged re-run read in full, that re-run as scheduled
+/// (from the kept cursor), and the delta of 1% of the users.
+pub const API_CALLS: [&str; 4] = [
+    "API calls: full pull",
+    "API calls: unchanged re-run (full)",
+    "API calls: unchanged re-run as scheduled",
+    "API calls: 1% delta",
+];
+
+const CALLS_COUNTED: &str = "requests the fake IdP answered, token requests aside";
+
+/// The tables a pull writes, whose rows [`StoredRows`] counts.
+const WRITTEN_TABLES: [&str; 8] = [
+    "source_users",
+    "source_groups",
+    "user_memberships",
+    "group_memberships",
+    "inherited_memberships",
+    "acl_group_members",
+    "events",
+    "sync_runs",
+];
+
+/// The rows of each table a pull writes, counted by the database: the
+/// difference of two counts is what a run wrote when it only inserts (a
+/// full pull into an empty store).
+struct StoredRows([u64; WRITTEN_TABLES.len()]);
+
+impl StoredRows {
+    /// Counts in one read, whose page cache is given back after so that
+    /// the count does not stay in the next run's resident memory.
+    async fn count(store: &idpsync_core::store::Store) -> Result<StoredRows> {
+        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        let read = store.db().begin().await?;
+        let mut rows = [0; WRITTEN_TABLES.len()];
+        for (count, table) in rows.iter_mut().zip(WRITTEN_TABLES) {
+            let row = read
+                .query_one_raw(Statement::from_string(
+                    store.backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table}"),
+                ))
+                .await?
+                .with_context(|| format!("no count of {table}"))?;
+            *count = u64::try_from(row.try_get::<i64>("", "n")?)?;
+        }
+        idpsync_core::store::release_cache(&read).await?;
+        read.commit().await?;
+        Ok(StoredRows(rows))
+    }
+
+    /// The rows added since `before`.
+    fn since(&self, before: &StoredRows) -> StoredRows {
+        StoredRows(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(before.0[i])
+        }))
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl std::fmt::Display for StoredRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (table, rows) in WRITTEN_TABLES
+            .iter()
+            .zip(self.0)
+            .filter(|(_, rows)| *rows > 0)
+        {
+            write!(f, "{}{rows} {table}", if first { "" } else { ", " })?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// The fake IdP's child process (`idpsync-bench fake-idp`), told what to
+/// do one line at a time; it answers each with one line.
+struct FakeIdp {
+    child: tokio::process::Child,
+    input: tokio::process::ChildStdin,
+    output: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl FakeIdp {
+    /// Starts the fake with its generated tenant; returns it and its first
+    /// line (the connection's config and the tenant's membership count).
+    async fn spawn(
+        idp: Idp,
+        n_users: usize,
+        n_groups: usize,
+        per_user: usize,
+    ) -> Result<(FakeIdp, serde_json::Value)> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("fake-idp")
+            .arg("--idp")
+            .arg(idp.name())
+            .args(["--users", &n_users.to_string()])
+            .args(["--groups", &n_groups.to_string()])
+            .args(["--memberships-per-user", &per_user.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let input = child.stdin.take().expect("piped");
+        let output = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut fake = FakeIdp {
+            child,
+            input,
+            output,
+        };
+        let hello = serde_json::from_str(&fake.line().await?)?;
+        Ok((fake, hello))
+    }
+
+    async fn line(&mut self) -> Result<String> {
+        self.output
+            .next_line()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the fake IdP exited"))
+    }
+
+    /// Sends `command`; returns the fake's answer.
+    async fn tell(&mut self, command: &str) -> Result<String> {
+        use tokio::io::AsyncWriteExt;
+        self.input
+            .write_all(format!("{command}\n").as_bytes())
+            .await?;
+        self.input.flush().await?;
+        self.line().await
+    }
+
+    /// The API calls the fake has answered so far.
+    async fn calls(&mut self) -> Result<u64> {
+        let answer = self.tell("calls").await?;
+        answer
+            .trim()
+            .parse()
+            .with_context(|| format!("the fake IdP answered {answer:?} to \"calls\""))
+    }
+
+    /// Closes the fake's input and waits for it to exit.
+    async fn finish(self) -> Result<()> {
+        let FakeIdp {
+            mut child, input, ..
+        } = self;
+        drop(input);
+        child.wait().await?;
+        Ok(())
+    }
+}
+
 /// The child side of `pull`: generates the tenant, serves the fake IdP on
 /// loopback and changes 1% of users when told.
 pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize) -> Result<()> {
@@ -70,13 +228,19 @@ pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize
         seed: 99,
     });
     let n_memberships = dataset.members.len();
-    let (config_text, _server, change): (
+    use idpsync_driver::compliance::CompliantFake;
+    // The connection's config, the server, how a user changes, and the
+    // calls answered so far.
+    type Served = (
         String,
         idpsync_driver::fake::FakeServer,
         Box<dyn Fn(usize)>,
-    ) = match idp {
+        Box<dyn Fn() -> u64>,
+    );
+    let (config_text, _server, change, calls): Served = match idp {
         Idp::Okta => {
             let fake = idpsync_driver_okta::fake::FakeOkta::new(dataset, Vec::new());
+            let counted = fake.clone();
             let server = fake.start().await?;
             let text = format!(
                 "[[connections]]\nid = \"bench\"\nkind = \"okta\"\n[connections.okta]\norg_url = \"{}\"\napi_token = \"{}\"\n[connections.safety]\nmax_deletions = \"100%\"\n",
@@ -86,10 +250,12 @@ pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize
                 text,
                 server,
                 Box::new(move |user| fake.set_status(user, "SUSPENDED")),
+                Box::new(move || counted.faults().requests()),
             )
         }
         Idp::Entra => {
             let fake = idpsync_driver_entra::fake::FakeGraph::new(dataset);
+            let counted = fake.clone();
             let server = fake.start().await?;
             let settings = fake.settings(&server.base_url, 999);
             let text = format!(
@@ -100,7 +266,12 @@ pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize
                 server.base_url,
                 server.base_url
             );
-            (text, server, Box::new(move |user| fake.disable_user(user)))
+            (
+                text,
+                server,
+                Box::new(move |user| fake.disable_user(user)),
+                Box::new(move || counted.faults().requests()),
+            )
         }
     };
     println!(
@@ -109,11 +280,17 @@ pub async fn fake_idp(idp: Idp, n_users: usize, n_groups: usize, per_user: usize
     );
     let mut commands = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(command) = commands.next_line().await? {
-        if command.trim() == "change" {
-            for user in (0..n_users).step_by(100) {
-                change(user);
+        match command.trim() {
+            "change" => {
+                for user in (0..n_users).step_by(100) {
+                    change(user);
+                }
+                println!("ok");
             }
-            println!("ok");
+            // The API calls answered so far, token requests aside (the
+            // fake's own count, as `idpsync-bench calls` reads it).
+            "calls" => println!("{}", calls()),
+            other => bail!("the fake IdP was told {other:?}"),
         }
     }
     Ok(())
@@ -146,27 +323,7 @@ pub async fn pull(
     acl_rules: bool,
 ) -> Result<Table> {
     use idpsync_core::sync::DriverRegistry;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    // The fake IdP (and its generated tenant) lives in a child process.
-    let mut fake = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("fake-idp")
-        .arg("--idp")
-        .arg(idp.name())
-        .args(["--users", &n_users.to_string()])
-        .args(["--groups", &n_groups.to_string()])
-        .args(["--memberships-per-user", &per_user.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut fake_in = fake.stdin.take().expect("piped");
-    let mut fake_out = tokio::io::BufReader::new(fake.stdout.take().expect("piped")).lines();
-    let hello: serde_json::Value = serde_json::from_str(
-        &fake_out
-            .next_line()
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the fake IdP exited before serving"))?,
-    )?;
+    let (mut fake, hello) = FakeIdp::spawn(idp, n_users, n_groups, per_user).await?;
     let mut config_text = hello["config"].as_str().unwrap_or_default().to_string();
     if let Some(mib) = staging_memory_mib {
         config_text = format!("[sync]\nstaging_memory_mib = {mib}\n{config_text}");
@@ -201,6 +358,8 @@ pub async fn pull(
         }
     };
 
+    let rows_before = StoredRows::count(&store).await?;
+    let calls_before = fake.calls().await?;
     let started = Instant::now();
     let first = run(true).await?;
     let full_time = started.elapsed();
@@ -208,11 +367,14 @@ pub async fn pull(
         bail!("the full pull did not apply: {first:?}");
     }
     let rss_after_full = peak_rss_mib();
+    let full_calls = fake.calls().await? - calls_before;
+    let full_rows = StoredRows::count(&store).await?.since(&rows_before);
 
     // The same tenant again, read in full; then as the scheduler runs it,
     // a delta from the kept cursor. Neither may write.
     let mut unchanged = Vec::new();
     let own_peak_read = restart_peak_rss();
+    let mut calls = fake.calls().await?;
     for full in [true, false] {
         let before = state_marks(&store).await?;
         let started = Instant::now();
@@ -224,25 +386,25 @@ pub async fn pull(
         } else {
             format!("state moved {before:?} -> {after:?}")
         };
-        unchanged.push((result, took, writes));
+        let calls_before = std::mem::replace(&mut calls, fake.calls().await?);
+        unchanged.push((result, took, writes, calls - calls_before));
     }
     // The re-run's own peak (the scheduled delta beside it holds little),
     // and the process's so far: the full pull's, or the re-run's if higher.
     let rss_of_rerun = peak_rss_mib();
     let rss_through_unchanged = rss_after_full.max(rss_of_rerun);
     let [
-        (second, unchanged_time, writes),
-        (scheduled, scheduled_time, scheduled_writes),
+        (second, unchanged_time, writes, unchanged_calls),
+        (scheduled, scheduled_time, scheduled_writes, scheduled_calls),
     ] = <[_; 2]>::try_from(unchanged).expect("two runs");
 
-    fake_in.write_all(b"change\n").await?;
-    fake_in.flush().await?;
-    fake_out.next_line().await?;
+    fake.tell("change").await?;
+    let calls_before = fake.calls().await?;
     let started = Instant::now();
     let delta = run(false).await?;
     let delta_time = started.elapsed();
-    drop(fake_in);
-    fake.wait().await?;
+    let delta_calls = fake.calls().await? - calls_before;
+    fake.finish().await?;
     test_store.cleanup().await;
 
     let budget = staging_memory_mib.map_or(String::new(), |mib| {
@@ -290,6 +452,9 @@ pub async fn pull(
             rss_after_full,
             Unit::Mebibytes,
         ),
+        Figure::number(ROWS_WRITTEN, full_rows.total() as f64, Unit::Count)
+            .with_note(full_rows.to_string()),
+        Figure::number(API_CALLS[0], full_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
         Figure::number(
             "unchanged re-run (full): wall time",
             unchanged_time.as_secs_f64(),
@@ -333,6 +498,11 @@ pub async fn pull(
             "{} users received, {}",
             delta.received.users, delta.status
         )),
+        Figure::number(API_CALLS[1], unchanged_calls as f64, Unit::Count)
+            .with_note(CALLS_COUNTED),
+        Figure::number(API_CALLS[2], scheduled_calls as f64, Unit::Count)
+            .with_note(CALLS_COUNTED),
+        Figure::number(API_CALLS[3], delta_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
     ]);
     table.figures = figures;
     Ok(table)

@@ -149,7 +149,7 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
     let mut out = format!(
-        "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync, by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
+        "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync, with the rows the full pull wrote and the API calls of the full pull and the delta (requests the fake IdP answered, token requests aside), by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
         tenant.caption_extra(),
         run.started,
         run.revision.as_deref().unwrap_or("an unrecorded revision")
@@ -169,64 +169,184 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
         .filter_map(|t| t.parameters.get("idp"))
         .collect();
     idps.dedup();
-    // (the row's name, the prefixes of its wall time and peak RSS figures;
-    // a delta's peak is not its own, so it has none)
-    let kinds = [
-        (
-            "full pull",
-            "full pull: wall time",
-            Some("full pull: peak RSS"),
-        ),
-        (
-            "unchanged re-run",
-            "unchanged re-run (full): wall time",
-            Some("unchanged re-run (full): peak RSS"),
-        ),
-        ("1% delta", "delta after 1% of users changed", None),
-    ];
     for idp in idps {
-        for (kind, wall, peak) in kinds {
-            out.push_str(&format!("| {idp} | {database} | {kind} |"));
-            // (users, seconds, MiB)
-            let mut points: Vec<(f64, f64, Option<f64>)> = Vec::new();
-            for size in &sizes {
-                let table = run.tables.iter().filter(of_database).find(|t| {
-                    t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
-                });
-                // (seconds, MiB if the row has a peak), if the run has them.
-                let point = table.and_then(|t| {
-                    let seconds = figure(t, wall)?;
-                    match peak {
-                        Some(peak) => Some((seconds, Some(figure(t, peak)?))),
-                        None => Some((seconds, None)),
-                    }
-                });
-                match point {
-                    Some((seconds, mib)) => {
-                        out.push_str(&match mib {
-                            Some(mib) => format!(" {seconds:.1} s / {mib:.0} MiB |"),
-                            None => format!(" {seconds:.2} s |"),
-                        });
-                        points.push((*size, seconds, mib));
+        for row in SCALE_ROWS {
+            let tables: Vec<Option<&Table>> = sizes
+                .iter()
+                .map(|size| {
+                    run.tables.iter().filter(of_database).find(|t| {
+                        t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
+                    })
+                })
+                .collect();
+            let cells: Vec<Option<ScaleCell>> = tables
+                .iter()
+                .map(|table| table.and_then(|t| row.cell(|prefix| figure(t, prefix))))
+                .collect();
+            // Runs from before a row's figures were measured leave it out.
+            if !row.always_shown() && cells.iter().all(Option::is_none) {
+                continue;
+            }
+            out.push_str(&format!("| {idp} | {database} | {} |", row.name()));
+            // (users, the cell) of each size the run has the row's figures for
+            let mut points: Vec<(f64, ScaleCell)> = Vec::new();
+            for (size, cell) in sizes.iter().zip(cells) {
+                match cell {
+                    Some(cell) => {
+                        out.push_str(&format!(" {cell} |"));
+                        points.push((*size, cell));
                     }
                     None => out.push_str(" - |"),
                 }
             }
             match (points.first(), points.last()) {
-                (Some(small), Some(large)) if large.0 > small.0 => {
-                    let per = 100_000.0 / (large.0 - small.0);
-                    let seconds = (large.1 - small.1) * per;
-                    match (small.2, large.2) {
-                        (Some(small_mib), Some(large_mib)) => out.push_str(&format!(
-                            " {seconds:.1} s, {:.0} MiB |\n",
-                            (large_mib - small_mib) * per
-                        )),
-                        _ => out.push_str(&format!(" {seconds:.2} s |\n")),
-                    }
+                (Some((small, first)), Some((large, last))) if large > small => {
+                    let per = 100_000.0 / (large - small);
+                    out.push_str(&format!(" {} |\n", first.growth_to(*last, per)));
                 }
                 _ => out.push_str(" - |\n"),
             }
         }
+    }
+    out
+}
+
+/// The rows of a scale table, for each IdP: what each shows of a size's
+/// pull table, found by the prefixes of its figures' measures.
+const SCALE_ROWS: [ScaleRow; 6] = [
+    ScaleRow::Timed {
+        name: "full pull",
+        wall: "full pull: wall time",
+        peak: Some("full pull: peak RSS"),
+    },
+    ScaleRow::Timed {
+        name: "unchanged re-run",
+        wall: "unchanged re-run (full): wall time",
+        peak: Some("unchanged re-run (full): peak RSS"),
+    },
+    // A delta's peak is not its own (the process's so far), so it has none.
+    ScaleRow::Timed {
+        name: "1% delta",
+        wall: "delta after 1% of users changed",
+        peak: None,
+    },
+    ScaleRow::Counted {
+        name: "full pull: rows written",
+        figure: crate::pull::ROWS_WRITTEN,
+    },
+    ScaleRow::Counted {
+        name: "full pull: API calls",
+        figure: crate::pull::API_CALLS[0],
+    },
+    ScaleRow::Counted {
+        name: "1% delta: API calls",
+        figure: crate::pull::API_CALLS[3],
+    },
+];
+
+/// A row of a scale table.
+#[derive(Clone, Copy)]
+enum ScaleRow {
+    /// Wall time, and the peak RSS where the run has one of its own.
+    Timed {
+        name: &'static str,
+        wall: &'static str,
+        peak: Option<&'static str>,
+    },
+    /// A count (rows, calls).
+    Counted {
+        name: &'static str,
+        figure: &'static str,
+    },
+}
+
+impl ScaleRow {
+    fn name(self) -> &'static str {
+        match self {
+            ScaleRow::Timed { name, .. } | ScaleRow::Counted { name, .. } => name,
+        }
+    }
+
+    /// Timed rows are shown even where a run lacks their figures (a dash
+    /// says so); counted ones only where some size has them.
+    fn always_shown(self) -> bool {
+        matches!(self, ScaleRow::Timed { .. })
+    }
+
+    /// This row's cell of a pull table whose figures `figure` finds by
+    /// prefix, if the table has them all.
+    fn cell(self, figure: impl Fn(&str) -> Option<f64>) -> Option<ScaleCell> {
+        match self {
+            ScaleRow::Timed { wall, peak, .. } => Some(ScaleCell::Timed {
+                seconds: figure(wall)?,
+                mib: match peak {
+                    Some(peak) => Some(figure(peak)?),
+                    None => None,
+                },
+            }),
+            ScaleRow::Counted {
+                figure: measure, ..
+            } => Some(ScaleCell::Count(figure(measure)?)),
+        }
+    }
+}
+
+/// A cell of a scale table.
+#[derive(Clone, Copy)]
+enum ScaleCell {
+    Timed { seconds: f64, mib: Option<f64> },
+    Count(f64),
+}
+
+impl ScaleCell {
+    /// The growth from `self` to `to`, `per` times the difference (the
+    /// difference's share of 100,000 users).
+    fn growth_to(self, to: ScaleCell, per: f64) -> String {
+        match (self, to) {
+            (
+                ScaleCell::Timed {
+                    seconds: a,
+                    mib: Some(a_mib),
+                },
+                ScaleCell::Timed {
+                    seconds: b,
+                    mib: Some(b_mib),
+                },
+            ) => format!("{:.1} s, {:.0} MiB", (b - a) * per, (b_mib - a_mib) * per),
+            (ScaleCell::Timed { seconds: a, .. }, ScaleCell::Timed { seconds: b, .. }) => {
+                format!("{:.2} s", (b - a) * per)
+            }
+            (ScaleCell::Count(a), ScaleCell::Count(b)) => thousands((b - a) * per),
+            _ => "-".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ScaleCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleCell::Timed {
+                seconds,
+                mib: Some(mib),
+            } => write!(f, "{seconds:.1} s / {mib:.0} MiB"),
+            ScaleCell::Timed { seconds, mib: None } => write!(f, "{seconds:.2} s"),
+            ScaleCell::Count(count) => f.write_str(&thousands(*count)),
+        }
+    }
+}
+
+/// `n` rounded to a whole number, its thousands set apart by commas.
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n.round() < 0.0 {
+        out.insert(0, '-');
     }
     out
 }
@@ -671,6 +791,54 @@ mod tests {
             rendered.contains("| okta | sqlite | 1% delta | 0.10 s | 1.00 s | 0.10 s |"),
             "{rendered}"
         );
+    }
+
+    #[test]
+    fn the_scale_table_counts_rows_written_and_api_calls_where_the_run_has_them() {
+        let with_counts = |users: u64, rows: f64, calls: f64, delta_calls: f64| {
+            let mut table = scale_pull(users, (6.0, 180.0), (3.0, 300.0), 0.1);
+            table.figures.extend([
+                Figure::number(crate::pull::ROWS_WRITTEN, rows, Unit::Count),
+                Figure::number(crate::pull::API_CALLS[0], calls, Unit::Count),
+                Figure::number(crate::pull::API_CALLS[3], delta_calls, Unit::Count),
+            ]);
+            table
+        };
+        let mut run = run_with(vec![
+            with_counts(100_000, 1_234_567.0, 1_100.0, 12.0),
+            with_counts(1_000_000, 12_345_670.0, 11_000.0, 102.0),
+        ]);
+        run.command = "scale --databases sqlite".into();
+        let rendered = scale(&[run], ScaleTenant::Plain);
+        assert!(
+            rendered.contains(
+                "| okta | sqlite | full pull: rows written | 1,234,567 | 12,345,670 | 1,234,567 |"
+            ),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("| okta | sqlite | full pull: API calls | 1,100 | 11,000 | 1,100 |"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("| okta | sqlite | 1% delta: API calls | 12 | 102 | 10 |"),
+            "{rendered}"
+        );
+        // A run from before the counts has no rows of them.
+        let mut older = run_with(vec![scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1)]);
+        older.command = "scale --databases sqlite".into();
+        let rendered = scale(&[older], ScaleTenant::Plain);
+        assert!(!rendered.contains("API calls |"), "{rendered}");
+        assert!(!rendered.contains("rows written |"), "{rendered}");
+    }
+
+    #[test]
+    fn counts_are_whole_with_their_thousands_set_apart() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1_000.0), "1,000");
+        assert_eq!(thousands(10_005_000.0), "10,005,000");
+        assert_eq!(thousands(-12_345.0), "-12,345");
     }
 
     #[test]
