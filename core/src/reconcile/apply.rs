@@ -18,7 +18,7 @@ use super::graph::GroupGraph;
 use super::hash::{group_hash, user_hash};
 use super::row_id_bits::RowIdBits;
 use super::staged::StagedUsers;
-use super::user_ids::UserIds;
+use super::user_ids::{RowId, UserIds};
 use crate::events::{EVENTS_PER_INSERT, EventKind, NewEvent};
 use crate::store::entity::{
     acl_group, acl_group_member, device, effective_membership, group_membership,
@@ -283,11 +283,11 @@ impl ChangedEdges {
 
 /// The row id of each group of `groups` at its index in `ids` (`None` at
 /// the indexes of ids that are no group read).
-fn rows_by_index(ids: &IdIndex, groups: &BTreeMap<i64, GroupRow>) -> Vec<Option<i64>> {
+fn rows_by_index(ids: &IdIndex, groups: &BTreeMap<i64, GroupRow>) -> Vec<Option<RowId>> {
     let mut rows = vec![None; ids.len()];
     for (id, row) in groups {
         if let Some(index) = ids.get(&row.external_id) {
-            rows[index as usize] = Some(*id);
+            rows[index as usize] = Some(RowId::new(*id));
         }
     }
     rows
@@ -1080,12 +1080,12 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         // Each statement is built while the previous one runs (see
         // `Pipelined`).
         for edge in added.refs() {
-            let Some(group_id) = group_at[edge.group_index as usize] else {
+            let Some(group_id) = group_at[edge.group_index as usize].map(RowId::get) else {
                 continue;
             };
             let (rows, member_id) = if edge.member_is_group {
                 match group_at[edge.member_index as usize] {
-                    Some(nested) => (&mut group_rows, nested),
+                    Some(nested) => (&mut group_rows, nested.get()),
                     None => continue,
                 }
             } else {
