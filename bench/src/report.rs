@@ -148,11 +148,11 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
         .collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
-    let counted = run
-        .tables
-        .iter()
-        .filter(of_database)
-        .any(|t| t.figures.iter().any(|f| f.measure == crate::pull::ROWS_WRITTEN));
+    let counted = run.tables.iter().filter(of_database).any(|t| {
+        t.figures
+            .iter()
+            .any(|f| f.measure == crate::pull::ROWS_WRITTEN)
+    });
     let mut out = format!(
         "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync{}, by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
         if counted {

@@ -43,6 +43,16 @@ pub struct EdgeSetBuilder {
 }
 
 impl EdgeSetBuilder {
+    /// Room for `users` user ids and `groups` group ids (a full run's
+    /// stored ones, counted ahead), made at once.
+    pub fn with_capacity(users: usize, groups: usize) -> Self {
+        EdgeSetBuilder {
+            users: IdIndex::with_capacity(users),
+            groups: IdIndex::with_capacity(groups),
+            keys: Vec::new(),
+        }
+    }
+
     /// The index of user `user` here, given one if it has none.
     pub fn intern_user(&mut self, user: &str) -> UserIndex {
         UserIndex(self.users.intern(user))

@@ -540,7 +540,7 @@ impl<'a> StateBuilder<'a> {
             users: UserRows::with_capacity(expected.users, expected.kept_users),
             set_aside,
             groups: HashMap::with_capacity(expected.groups),
-            edges: EdgeSetBuilder::default(),
+            edges: EdgeSetBuilder::with_capacity(expected.users, expected.groups),
             comparison: Some(EdgeComparison::new(listed)),
             user_indexes: ByRowId::with_capacity(expected.users),
             group_indexes: ByRowId::with_capacity(expected.groups),
