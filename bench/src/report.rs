@@ -779,14 +779,19 @@ mod tests {
         table
     }
 
+    /// The scale section (no ACL rules) of one `scale` run of `tables`.
+    fn plain_scale_of(tables: Vec<Table>) -> String {
+        let mut run = run_with(tables);
+        run.command = "scale --databases sqlite".into();
+        scale(&[run], ScaleTenant::Plain)
+    }
+
     #[test]
     fn the_scale_table_has_a_row_for_the_full_pull_its_re_run_and_a_delta() {
-        let mut run = run_with(vec![
+        let rendered = plain_scale_of(vec![
             scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1),
             scale_pull(1_000_000, (87.0, 900.0), (30.0, 960.0), 1.0),
         ]);
-        run.command = "scale --databases sqlite".into();
-        let rendered = scale(&[run], ScaleTenant::Plain);
         assert!(
             rendered.contains(
                 "| okta | sqlite | full pull | 6.0 s / 180 MiB | 87.0 s / 900 MiB | 9.0 s, 80 MiB |"
@@ -814,12 +819,10 @@ mod tests {
             ]);
             table
         };
-        let mut run = run_with(vec![
+        let rendered = plain_scale_of(vec![
             with_counts(100_000, 1_234_567.0, 1_100.0, 12.0),
             with_counts(1_000_000, 12_345_670.0, 11_000.0, 102.0),
         ]);
-        run.command = "scale --databases sqlite".into();
-        let rendered = scale(&[run], ScaleTenant::Plain);
         assert!(
             rendered.contains(
                 "| okta | sqlite | full pull: rows written | 1,234,567 | 12,345,670 | 1,234,567 |"
@@ -835,9 +838,7 @@ mod tests {
             "{rendered}"
         );
         // A run from before the counts has no rows of them.
-        let mut older = run_with(vec![scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1)]);
-        older.command = "scale --databases sqlite".into();
-        let rendered = scale(&[older], ScaleTenant::Plain);
+        let rendered = plain_scale_of(vec![scale_pull(100_000, (6.0, 180.0), (3.0, 300.0), 0.1)]);
         assert!(!rendered.contains("API calls"), "{rendered}");
         assert!(!rendered.contains("rows written"), "{rendered}");
     }
