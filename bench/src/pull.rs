@@ -59,15 +59,13 @@ async fn state_marks(store: &idpsync_core::store::Store) -> Result<(i64, i64)> {
 /// The figure of the rows a full pull wrote.
 pub const ROWS_WRITTEN: &str = "rows written: full pull";
 
-/// The figures of the API calls of each run, in the order they run: the
-/// full pull, its unchanged re-run read in full, that re-run as scheduled
-/// (from the kept cursor), and the delta of 1% of the users.
-pub const API_CALLS: [&str; 4] = [
-    "API calls: full pull",
-    "API calls: unchanged re-run (full)",
-    "API calls: unchanged re-run as scheduled",
-    "API calls: 1% delta",
-];
+/// The figures of the API calls of each run: the full pull, its unchanged
+/// re-run read in full, that re-run as scheduled (from the kept cursor),
+/// and the delta of 1% of the users.
+pub const CALLS_OF_FULL_PULL: &str = "API calls: full pull";
+pub const CALLS_OF_UNCHANGED_RERUN: &str = "API calls: unchanged re-run (full)";
+pub const CALLS_OF_SCHEDULED_RERUN: &str = "API calls: unchanged re-run as scheduled";
+pub const CALLS_OF_DELTA: &str = "API calls: 1% delta";
 
 const CALLS_COUNTED: &str = "requests the fake IdP answered, token requests aside";
 
@@ -454,7 +452,7 @@ pub async fn pull(
         ),
         Figure::number(ROWS_WRITTEN, full_rows.total() as f64, Unit::Count)
             .with_note(full_rows.to_string()),
-        Figure::number(API_CALLS[0], full_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
+        Figure::number(CALLS_OF_FULL_PULL, full_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
         Figure::number(
             "unchanged re-run (full): wall time",
             unchanged_time.as_secs_f64(),
@@ -498,11 +496,11 @@ pub async fn pull(
             "{} users received, {}",
             delta.received.users, delta.status
         )),
-        Figure::number(API_CALLS[1], unchanged_calls as f64, Unit::Count)
+        Figure::number(CALLS_OF_UNCHANGED_RERUN, unchanged_calls as f64, Unit::Count)
             .with_note(CALLS_COUNTED),
-        Figure::number(API_CALLS[2], scheduled_calls as f64, Unit::Count)
+        Figure::number(CALLS_OF_SCHEDULED_RERUN, scheduled_calls as f64, Unit::Count)
             .with_note(CALLS_COUNTED),
-        Figure::number(API_CALLS[3], delta_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
+        Figure::number(CALLS_OF_DELTA, delta_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
     ]);
     table.figures = figures;
     Ok(table)

@@ -246,11 +246,11 @@ const SCALE_ROWS: [ScaleRow; 6] = [
     },
     ScaleRow::Counted {
         name: "full pull: API calls",
-        figure: crate::pull::API_CALLS[0],
+        figure: crate::pull::CALLS_OF_FULL_PULL,
     },
     ScaleRow::Counted {
         name: "1% delta: API calls",
-        figure: crate::pull::API_CALLS[3],
+        figure: crate::pull::CALLS_OF_DELTA,
     },
 ];
 
@@ -814,8 +814,8 @@ mod tests {
             let mut table = scale_pull(users, (6.0, 180.0), (3.0, 300.0), 0.1);
             table.figures.extend([
                 Figure::number(crate::pull::ROWS_WRITTEN, rows, Unit::Count),
-                Figure::number(crate::pull::API_CALLS[0], calls, Unit::Count),
-                Figure::number(crate::pull::API_CALLS[3], delta_calls, Unit::Count),
+                Figure::number(crate::pull::CALLS_OF_FULL_PULL, calls, Unit::Count),
+                Figure::number(crate::pull::CALLS_OF_DELTA, delta_calls, Unit::Count),
             ]);
             table
         };
