@@ -213,10 +213,11 @@ struct WrittenUser {
 /// Files the rows a write returned (in any order) under their external ids.
 /// The ids are the ones the writes returned: the user records themselves
 /// are let go as soon as they are written (see [`Apply::upsert_users`]).
-fn remember_written(ids: &mut UserIds, rows: Vec<WrittenUser>) {
+fn remember_written(ids: &mut UserIds, rows: Vec<WrittenUser>) -> Result<(), DbErr> {
     for row in rows {
-        ids.insert(row.external_id, row.id);
+        ids.insert(row.external_id, row.id)?;
     }
+    Ok(())
 }
 
 /// `records` in owned chunks of `size`: each chunk's records can be
@@ -283,14 +284,17 @@ impl ChangedEdges {
 
 /// The row id of each group of `groups` at its index in `ids` (`None` at
 /// the indexes of ids that are no group read).
-fn rows_by_index(ids: &IdIndex, groups: &BTreeMap<i64, GroupRow>) -> Vec<Option<RowId>> {
+fn rows_by_index(
+    ids: &IdIndex,
+    groups: &BTreeMap<i64, GroupRow>,
+) -> Result<Vec<Option<RowId>>, DbErr> {
     let mut rows = vec![None; ids.len()];
     for (id, row) in groups {
         if let Some(index) = ids.get(&row.external_id) {
-            rows[index as usize] = Some(RowId::new(*id));
+            rows[index as usize] = Some(RowId::new(*id)?);
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// Whose ACL groups [`Apply::recompute_acl`] brings in line.
@@ -708,7 +712,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         }
         // The last write's ids, once it has run.
         self.db.finish().await?;
-        remember_written(&mut written, self.written_users_returned()?);
+        remember_written(&mut written, self.written_users_returned()?)?;
         for external_id in &changes.users_deleted {
             let user_name = deleted
                 .get(external_id)
@@ -723,7 +727,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             .await?;
         }
         for (external_id, row) in deleted {
-            written.insert(external_id, row.id);
+            written.insert(external_id, row.id)?;
         }
         Ok(written)
     }
@@ -748,7 +752,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         if let Some(on_conflict) = on_conflict {
             insert = insert.on_conflict(on_conflict);
         }
-        remember_written(written, self.write_users(insert).await?);
+        remember_written(written, self.write_users(insert).await?)?;
         for user in chunk {
             self.announce(kind_of(user), "user", &user.external_id, user_payload(user))
                 .await?;
@@ -1074,7 +1078,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         // Each end is found by its index in the added edges' ids (the key
         // holds it), so ten million edges go in without hashing an id;
         // only members the change set did not write are looked up by id.
-        let group_at = rows_by_index(added.ids(), groups);
+        let group_at = rows_by_index(added.ids(), groups)?;
         let mut user_seen = vec![false; added.ids().len()];
         let mut run: Option<(u32, &str, Vec<MemberRef>)> = None;
         // Each statement is built while the previous one runs (see

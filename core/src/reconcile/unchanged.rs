@@ -161,8 +161,6 @@ where
     Ok(snapshot.unchanged_users.len() - before)
 }
 
-/// The stored hash of each of `n` users by their position (`position_of`
-/// an external id), from the stored rows, `first` and the rest of `rows`.
 /// Makes room in `set_aside` for every user with a stored hash, the most
 /// that can be set aside, at once: grown by doubling, a million set-aside
 /// users (32 MiB) held the half-size vector beside the full one while it
@@ -172,6 +170,8 @@ fn reserve_for_stored(set_aside: &mut Vec<UnchangedUser>, stored_hashes: &[Optio
     set_aside.reserve(stored_hashes.iter().flatten().count());
 }
 
+/// The stored hash of each of `n` users by their position (`position_of`
+/// an external id), from the stored rows, `first` and the rest of `rows`.
 async fn by_position<S>(
     first: (String, String),
     mut rows: S,

@@ -9,6 +9,7 @@
 
 use foldhash::HashMap;
 use idpsync_driver::edges::IdIndex;
+use sea_orm::DbErr;
 use std::num::NonZeroI64;
 
 /// A row id as vectors by id index hold it: an `Option<RowId>` takes 8
@@ -19,11 +20,12 @@ use std::num::NonZeroI64;
 pub(super) struct RowId(NonZeroI64);
 
 impl RowId {
-    /// # Panics
-    /// If `row` is 0, which no table hands out: the apply fails loudly
-    /// rather than lose the row.
-    pub(super) fn new(row: i64) -> RowId {
-        RowId(NonZeroI64::new(row).expect("a row id of 0: row ids are handed out from 1"))
+    /// `row`, or an error if it is 0, which no table hands out: the apply
+    /// fails (and its run is recorded as failed) rather than lose the row.
+    pub(super) fn new(row: i64) -> Result<RowId, DbErr> {
+        NonZeroI64::new(row)
+            .map(RowId)
+            .ok_or_else(|| DbErr::Custom("a row id of 0: row ids are handed out from 1".into()))
     }
 
     pub(super) fn get(self) -> i64 {
@@ -50,13 +52,14 @@ impl<'a> UserIds<'a> {
     }
 
     /// Files `row_id` under `external_id` (a later one replaces it).
-    pub(super) fn insert(&mut self, external_id: String, row_id: i64) {
+    pub(super) fn insert(&mut self, external_id: String, row_id: i64) -> Result<(), DbErr> {
         match self.indexed.get(&external_id) {
-            Some(index) => self.by_index[index as usize] = Some(RowId::new(row_id)),
+            Some(index) => self.by_index[index as usize] = Some(RowId::new(row_id)?),
             None => {
                 self.others.insert(external_id, row_id);
             }
         }
+        Ok(())
     }
 
     pub(super) fn get(&self, external_id: &str) -> Option<i64> {
@@ -110,9 +113,9 @@ mod tests {
             MembershipEdge::user("g1", "x"),
         ]);
         let mut ids = UserIds::new(edges.ids());
-        ids.insert("u1".into(), 10);
-        ids.insert("u9".into(), 90);
-        ids.insert("u1".into(), 11);
+        ids.insert("u1".into(), 10).unwrap();
+        ids.insert("u9".into(), 90).unwrap();
+        ids.insert("u1".into(), 11).unwrap();
         assert_eq!(ids.get("u1"), Some(11), "the later one");
         assert_eq!(ids.get("u9"), Some(90), "no edge names it");
         assert!(ids.contains("u9"));
@@ -132,7 +135,7 @@ mod tests {
             MembershipEdge::user("g1", "u2"),
         ]);
         let mut ids = UserIds::new(edges.ids());
-        ids.insert("u2".into(), 20);
+        ids.insert("u2".into(), 20).unwrap();
         for edge in edges.refs() {
             assert_eq!(
                 ids.get_indexed(edges.ids(), edge.member_index),
@@ -158,13 +161,14 @@ mod tests {
     #[test]
     fn a_row_id_by_index_takes_eight_bytes_and_refuses_zero() {
         assert_eq!(std::mem::size_of::<Option<RowId>>(), 8);
-        assert_eq!(RowId::new(-3).get(), -3);
-        assert_eq!(RowId::new(i64::MAX).get(), i64::MAX);
-        let refused = std::panic::catch_unwind(|| RowId::new(0)).expect_err("0 is refused");
-        let message = refused
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
-        assert!(message.contains("row id of 0"), "{message}");
+        assert_eq!(RowId::new(-3).unwrap().get(), -3);
+        assert_eq!(RowId::new(i64::MAX).unwrap().get(), i64::MAX);
+        let refused = RowId::new(0).expect_err("0 is refused");
+        assert!(refused.to_string().contains("row id of 0"), "{refused}");
+        // Nor is it filed under an id the edges name.
+        let edges = EdgeList::from(vec![MembershipEdge::user("g1", "u1")]);
+        let mut ids = UserIds::new(edges.ids());
+        assert!(ids.insert("u1".into(), 0).is_err());
+        assert_eq!(ids.get("u1"), None);
     }
 }
