@@ -67,7 +67,11 @@ pub const CALLS_OF_UNCHANGED_RERUN: &str = "API calls: unchanged re-run (full)";
 pub const CALLS_OF_SCHEDULED_RERUN: &str = "API calls: unchanged re-run as scheduled";
 pub const CALLS_OF_DELTA: &str = "API calls: 1% delta";
 
-const CALLS_COUNTED: &str = "requests the fake IdP answered, token requests aside";
+/// The figure `measure` of `calls` API calls, saying what was counted.
+fn calls_figure(measure: &str, calls: u64) -> Figure {
+    Figure::number(measure, calls as f64, Unit::Count)
+        .with_note("requests the fake IdP answered, token requests aside")
+}
 
 /// The tables a pull writes, whose rows [`StoredRows`] counts.
 const WRITTEN_TABLES: [&str; 8] = [
@@ -141,6 +145,8 @@ struct FakeIdp {
     child: tokio::process::Child,
     input: tokio::process::ChildStdin,
     output: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// The fake's count of calls answered when it was last asked.
+    calls_counted: u64,
 }
 
 impl FakeIdp {
@@ -170,6 +176,7 @@ impl FakeIdp {
             child,
             input,
             output,
+            calls_counted: 0,
         };
         let hello = serde_json::from_str(&fake.line().await?)?;
         Ok((fake, hello))
@@ -192,13 +199,17 @@ impl FakeIdp {
         self.line().await
     }
 
-    /// The API calls the fake has answered so far.
-    async fn calls(&mut self) -> Result<u64> {
+    /// The API calls the fake has answered since it was last asked (or
+    /// since it started).
+    async fn new_calls(&mut self) -> Result<u64> {
         let answer = self.tell("calls").await?;
-        answer
+        let answered: u64 = answer
             .trim()
             .parse()
-            .with_context(|| format!("the fake IdP answered {answer:?} to \"calls\""))
+            .with_context(|| format!("the fake IdP answered {answer:?} to \"calls\""))?;
+        let new = answered.saturating_sub(self.calls_counted);
+        self.calls_counted = answered;
+        Ok(new)
     }
 
     /// Closes the fake's input and waits for it to exit.
@@ -357,7 +368,7 @@ pub async fn pull(
     };
 
     let rows_before = StoredRows::count(&store).await?;
-    let calls_before = fake.calls().await?;
+    fake.new_calls().await?;
     let started = Instant::now();
     let first = run(true).await?;
     let full_time = started.elapsed();
@@ -365,14 +376,13 @@ pub async fn pull(
         bail!("the full pull did not apply: {first:?}");
     }
     let rss_after_full = peak_rss_mib();
-    let full_calls = fake.calls().await? - calls_before;
+    let full_calls = fake.new_calls().await?;
     let full_rows = StoredRows::count(&store).await?.since(&rows_before);
 
     // The same tenant again, read in full; then as the scheduler runs it,
     // a delta from the kept cursor. Neither may write.
     let mut unchanged = Vec::new();
     let own_peak_read = restart_peak_rss();
-    let mut calls = fake.calls().await?;
     for full in [true, false] {
         let before = state_marks(&store).await?;
         let started = Instant::now();
@@ -384,8 +394,7 @@ pub async fn pull(
         } else {
             format!("state moved {before:?} -> {after:?}")
         };
-        let calls_before = std::mem::replace(&mut calls, fake.calls().await?);
-        unchanged.push((result, took, writes, calls - calls_before));
+        unchanged.push((result, took, writes, fake.new_calls().await?));
     }
     // The re-run's own peak (the scheduled delta beside it holds little),
     // and the process's so far: the full pull's, or the re-run's if higher.
@@ -397,11 +406,10 @@ pub async fn pull(
     ] = <[_; 2]>::try_from(unchanged).expect("two runs");
 
     fake.tell("change").await?;
-    let calls_before = fake.calls().await?;
     let started = Instant::now();
     let delta = run(false).await?;
     let delta_time = started.elapsed();
-    let delta_calls = fake.calls().await? - calls_before;
+    let delta_calls = fake.new_calls().await?;
     fake.finish().await?;
     test_store.cleanup().await;
 
@@ -452,7 +460,7 @@ pub async fn pull(
         ),
         Figure::number(ROWS_WRITTEN, full_rows.total() as f64, Unit::Count)
             .with_note(full_rows.to_string()),
-        Figure::number(CALLS_OF_FULL_PULL, full_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
+        calls_figure(CALLS_OF_FULL_PULL, full_calls),
         Figure::number(
             "unchanged re-run (full): wall time",
             unchanged_time.as_secs_f64(),
@@ -496,11 +504,9 @@ pub async fn pull(
             "{} users received, {}",
             delta.received.users, delta.status
         )),
-        Figure::number(CALLS_OF_UNCHANGED_RERUN, unchanged_calls as f64, Unit::Count)
-            .with_note(CALLS_COUNTED),
-        Figure::number(CALLS_OF_SCHEDULED_RERUN, scheduled_calls as f64, Unit::Count)
-            .with_note(CALLS_COUNTED),
-        Figure::number(CALLS_OF_DELTA, delta_calls as f64, Unit::Count).with_note(CALLS_COUNTED),
+        calls_figure(CALLS_OF_UNCHANGED_RERUN, unchanged_calls),
+        calls_figure(CALLS_OF_SCHEDULED_RERUN, scheduled_calls),
+        calls_figure(CALLS_OF_DELTA, delta_calls),
     ]);
     table.figures = figures;
     Ok(table)

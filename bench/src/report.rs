@@ -180,15 +180,16 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
         .collect();
     idps.dedup();
     for idp in idps {
-        for row in SCALE_ROWS {
-            let tables: Vec<Option<&Table>> = sizes
-                .iter()
-                .map(|size| {
-                    run.tables.iter().filter(of_database).find(|t| {
-                        t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
-                    })
+        // The IdP's pull table at each size, where the run has one.
+        let tables: Vec<Option<&Table>> = sizes
+            .iter()
+            .map(|size| {
+                run.tables.iter().filter(of_database).find(|t| {
+                    t.parameters.get("idp") == Some(idp) && number(t, "users") == Some(*size)
                 })
-                .collect();
+            })
+            .collect();
+        for row in SCALE_ROWS {
             let cells: Vec<Option<ScaleCell>> = tables
                 .iter()
                 .map(|table| table.and_then(|t| row.cell(|prefix| figure(t, prefix))))
