@@ -202,8 +202,9 @@ impl Worker {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(db)
+        .exec_without_returning(&write.tx)
         .await?;
+        write.commit().await.map_err(store_error)?;
         webhook_delivery::Entity::find_by_id(&self.webhook.name)
             .one(db)
             .await?
