@@ -692,3 +692,38 @@ async fn a_bulk_write_on_a_sqlite_file_takes_no_pooled_connection() {
     assert_eq!(user_ids(store.db()).await, [1]);
     test_store.cleanup().await;
 }
+
+/// On SQLite another connection can hold the database's write lock while
+/// the in-process writer lock is free: a dropped write transaction's
+/// `ROLLBACK` is only queued to its connection's thread. A write that has
+/// read must then wait for the lock, not fail with SQLITE_BUSY as a
+/// deferred transaction does when it turns from reading to writing (a
+/// SCIM PATCH after a refused one failed so, with a 500, under load).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_write_waits_for_the_write_lock_another_connection_holds() {
+    use sea_orm::sqlx;
+    let test_store = TestStore::sqlite().await;
+    let store = &test_store.store;
+    let pool = store.db().get_sqlite_connection_pool().clone();
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let released = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
+    });
+
+    let write = store.begin_write().await.unwrap();
+    assert!(user_ids(&write.tx).await.is_empty(), "it reads first");
+    write
+        .tx
+        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
+        .await
+        .expect("the write waits for the lock");
+    write.commit().await.unwrap();
+    released.await.unwrap();
+    assert_eq!(user_ids(store.db()).await, [1]);
+    test_store.cleanup().await;
+}

@@ -6,9 +6,14 @@
 //! PostgreSQL by a transaction-scoped advisory lock taken by
 //! [`Store::begin_write`], which also holds across several daemons.
 //!
-//! Rule: every write goes through [`Store::begin_write`]. On SQLite a write
-//! that bypassed it could commit between another transaction's first read and
-//! its first write, and that transaction would fail with SQLITE_BUSY.
+//! Rule: every write goes through [`Store::begin_write`]. On SQLite its
+//! transactions begin `IMMEDIATE`, taking the database's write lock at
+//! `BEGIN`, where SQLite's busy timeout applies: a deferred transaction
+//! that has read and then writes while another connection holds the lock
+//! fails at once with SQLITE_BUSY (SQLite does not wait there, to avoid a
+//! deadlock). Another connection can hold it after the in-process lock is
+//! given back: a dropped transaction's `ROLLBACK` is only queued to its
+//! connection's thread.
 
 pub mod backup;
 pub mod edges;
@@ -90,7 +95,9 @@ pub struct WriteTx {
     pub tx: DatabaseTransaction,
     /// The connection of its own a [`Store::begin_bulk_write`] runs on,
     /// closed when the transaction ends. Fields drop in this order: `tx`
-    /// (rolled back if it was not committed), this, then the lock.
+    /// (its `ROLLBACK` queued if it was not committed, and run by the
+    /// connection's thread later: the next SQLite write waits for it at its
+    /// `BEGIN IMMEDIATE`), this, then the lock.
     own: Option<DatabaseConnection>,
     _sqlite_guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -379,7 +386,7 @@ impl Store {
             }
             _ => {
                 let guard = self.sqlite_writer.clone().lock_owned().await;
-                let tx = self.db.begin().await?;
+                let tx = begin_sqlite_write(&self.db).await?;
                 Ok(WriteTx {
                     tx,
                     _sqlite_guard: Some(guard),
@@ -405,7 +412,7 @@ impl Store {
         };
         let guard = self.sqlite_writer.clone().lock_owned().await;
         let own = connect_alone(options).await?;
-        let tx = own.begin().await?;
+        let tx = begin_sqlite_write(&own).await?;
         Ok(WriteTx {
             tx,
             _sqlite_guard: Some(guard),
@@ -494,6 +501,16 @@ async fn connect(options: ConnectOptions) -> Result<DatabaseConnection> {
     Database::connect(options)
         .await
         .map_err(|error| StoreError::Open(redact_db_error(&error.to_string())))
+}
+
+/// A SQLite write transaction on `db`: `BEGIN IMMEDIATE` (see the module
+/// docs), which waits up to the busy timeout for the write lock.
+async fn begin_sqlite_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    let immediate = sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    Ok(db.begin_with_options(immediate).await?)
 }
 
 /// A pool of one connection made from the store's `options`, for work
