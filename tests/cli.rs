@@ -291,8 +291,9 @@ secret = "client-state"
     let migrated = workdir.run(&["migrate"]);
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     let store = Store::open(&workdir.db_url(), 1).await.unwrap();
-    store
-        .db()
+    let write = store.begin_write().await.unwrap();
+    write
+        .tx
         .execute_raw(Statement::from_string(
             store.backend(),
             "INSERT INTO hook_subscriptions (connection_id, resource, subscription_id, callback, \
@@ -304,6 +305,7 @@ secret = "client-state"
         ))
         .await
         .unwrap();
+    write.commit().await.unwrap();
     let listed = workdir.run(&["hooks"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     let text = stdout(&listed);

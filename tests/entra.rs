@@ -280,11 +280,13 @@ idpsync_core::store_test!(
 
             // A partial record of a user the store lacks cannot be applied
             // as it is: the run reads everything instead, and converges.
+            let write = store.begin_write().await.unwrap();
             source_user::Entity::delete_many()
                 .filter(source_user::Column::ExternalId.eq(user5.id.clone()))
-                .exec(store.db())
+                .exec(&write.tx)
                 .await
                 .unwrap();
+            write.commit().await.unwrap();
             fake.rename_user(5, "renamed.again@example.test");
             let fallback = common::engine::sync(&state, "entra", Trigger::Schedule).await;
             assert_eq!(

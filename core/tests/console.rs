@@ -567,11 +567,13 @@ idpsync_core::store_test!(
         let (status, _) = get(&app, &cookie, "/console/devices").await;
         assert_eq!(status, 200);
 
-        app.store()
-            .db()
+        let write = app.store().begin_write().await.unwrap();
+        write
+            .tx
             .execute_unprepared("ALTER TABLE devices RENAME TO devices_away")
             .await
             .unwrap();
+        write.commit().await.unwrap();
         for path in ["/console/devices", "/console/users/1"] {
             let (status, page) = get(&app, &cookie, path).await;
             assert_eq!(status, 500, "{path}");

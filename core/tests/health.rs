@@ -45,7 +45,9 @@ store_test!(
             let mut row: connection::ActiveModel = row.into();
             row.health = Set(health);
             row.consecutive_failures = Set(failures);
-            row.update(test_store.store.db()).await.unwrap();
+            let write = test_store.store.begin_write().await.unwrap();
+            row.update(&write.tx).await.unwrap();
+            write.commit().await.unwrap();
         };
         let scrape = async || {
             app.client

@@ -1769,9 +1769,9 @@ store_test!(
 
 store_test!(
     memberships_survive_their_rekeying_migrations_both_ways,
-    |test_store: &TestStore| {
+    async |test_store: &TestStore| {
         let store = test_store.store.clone();
-        async move {
+        {
             use idpsync_migrations::{Migrator, MigratorTrait};
             use sea_orm::{ConnectionTrait, Statement};
             let reconciler = reconciler(&store, CONFIG).await;
@@ -1783,7 +1783,8 @@ store_test!(
             // column, 8, the hook tables, and 9, SQLite's scratch tables),
             // to one `memberships` table and an effective table keyed by
             // id, both with a connection column...
-            Migrator::down(store.db(), Some(6)).await.unwrap();
+            let migrating = test_store.outside_connection().await;
+            Migrator::down(&migrating, Some(6)).await.unwrap();
             let backend = store.db().get_database_backend();
             for (table, rows) in [("memberships", 7), ("effective_memberships", 7)] {
                 let connections = store
@@ -1812,7 +1813,8 @@ store_test!(
                 .unwrap();
             assert_eq!(nested.len(), 1);
             // ...and forward again: the same edges and memberships.
-            Migrator::up(store.db(), None).await.unwrap();
+            Migrator::up(&migrating, None).await.unwrap();
+            migrating.close().await.unwrap();
             let after = memberships_state(&store).await;
             assert_eq!(after, before);
         }
@@ -1821,9 +1823,9 @@ store_test!(
 
 store_test!(
     a_store_with_data_at_every_earlier_schema_version_migrates_forward_intact,
-    |test_store: &TestStore| {
+    async |test_store: &TestStore| {
         let store = test_store.store.clone();
-        async move {
+        {
             use idpsync_migrations::{Migrator, MigratorTrait};
             let reconciler = reconciler(&store, CONFIG).await;
             submit(&reconciler, tenant()).await;
@@ -1831,10 +1833,11 @@ store_test!(
             // Every version after the first (which creates the store): the
             // data taken back to it, then forward to the latest.
             let steps = Migrator::migrations().len() as u32;
+            let migrating = test_store.outside_connection().await;
             for back in 1..steps {
-                Migrator::down(store.db(), Some(back)).await.unwrap();
+                Migrator::down(&migrating, Some(back)).await.unwrap();
                 assert_eq!(
-                    Migrator::get_pending_migrations(store.db())
+                    Migrator::get_pending_migrations(&migrating)
                         .await
                         .unwrap()
                         .len() as u32,
@@ -1845,6 +1848,7 @@ store_test!(
                 let after = memberships_state(&store).await;
                 assert_eq!(after, before, "forward from {back} step(s) back");
             }
+            migrating.close().await.unwrap();
         }
     }
 );
@@ -2077,11 +2081,10 @@ async fn a_bulk_first_sync_on_sqlite_leaves_the_by_user_index_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() {
     use idpsync_core::store::index_build::{IndexSort, build_indexes};
-    use sea_orm::TransactionTrait;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("new.db").display());
-    // A new store on one connection: its migrations, the syncs and the
-    // builds below would all run on it.
+    // A new store whose pool has one connection; its writer has one too,
+    // on which the delta syncs and the builds below run.
     let store = Store::open_with(&url, 1, config::Durability::Full)
         .await
         .unwrap();
@@ -2112,9 +2115,9 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
     );
 
     for round in 0..2 {
-        let tx = store.db().begin().await.unwrap();
+        let write = store.begin_write().await.unwrap();
         let sort = build_indexes(
-            &tx,
+            &write.tx,
             &[format!(
                 "CREATE INDEX ix_probe_{round} ON source_users (display_name)"
             )],
@@ -2122,17 +2125,29 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
         .await
         .unwrap();
         assert_eq!(sort, IndexSort::TemporaryFiles, "round {round}");
-        assert_eq!(temp_store(&tx).await, 2, "back to memory after the build");
-        assert_eq!(cache_size(&tx).await, -16384, "the connection's own cache");
-        tx.commit().await.unwrap();
+        assert_eq!(
+            temp_store(&write.tx).await,
+            2,
+            "back to memory after the build"
+        );
+        assert_eq!(
+            cache_size(&write.tx).await,
+            -16384,
+            "the connection's own cache"
+        );
+        write.commit().await.unwrap();
     }
     // A failed build puts the setting back too.
-    let tx = store.db().begin().await.unwrap();
-    let failed = build_indexes(&tx, &["CREATE INDEX ix_probe ON no_such_table (x)".into()]).await;
+    let write = store.begin_write().await.unwrap();
+    let failed = build_indexes(
+        &write.tx,
+        &["CREATE INDEX ix_probe ON no_such_table (x)".into()],
+    )
+    .await;
     assert!(failed.is_err());
-    assert_eq!(temp_store(&tx).await, 2);
-    assert_eq!(cache_size(&tx).await, -16384);
-    tx.rollback().await.unwrap();
+    assert_eq!(temp_store(&write.tx).await, 2);
+    assert_eq!(cache_size(&write.tx).await, -16384);
+    drop(write);
     drop(store);
 }
 
@@ -2142,26 +2157,27 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_connection_with_a_temporary_table_still_builds_indexes_in_memory() {
     use idpsync_core::store::index_build::{IndexSort, build_indexes};
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::ConnectionTrait;
     let test_store = TestStore::sqlite().await;
     let store = Store::open_with(&test_store.url, 1, config::Durability::Full)
         .await
         .unwrap();
+    // On the writer's one connection, where the build below runs.
     store
-        .db()
+        .writer()
         .execute_unprepared("CREATE TEMPORARY TABLE opened (x INTEGER)")
         .await
         .unwrap();
-    let tx = store.db().begin().await.unwrap();
+    let write = store.begin_write().await.unwrap();
     let sort = build_indexes(
-        &tx,
+        &write.tx,
         &["CREATE INDEX ix_probe ON source_users (display_name)".into()],
     )
     .await
     .unwrap();
     assert_eq!(sort, IndexSort::Memory);
-    assert_eq!(temp_store(&tx).await, 2);
-    tx.commit().await.unwrap();
+    assert_eq!(temp_store(&write.tx).await, 2);
+    write.commit().await.unwrap();
     let built = store
         .db()
         .query_one_raw(sea_orm::Statement::from_string(
@@ -2301,19 +2317,15 @@ async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user
 }
 
 /// A full pull's apply on a SQLite file runs on a connection of its own
-/// (`Store::begin_bulk_write`), so it leaves nothing in the pool: it
-/// applies while every pooled connection is taken. A delta uses the pool
-/// and waits.
+/// (`Store::begin_bulk_write`), so it leaves nothing in the pools: it
+/// applies while every pooled connection, the readers' and the writer's,
+/// is taken. A delta uses the writer's and waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pull_applies_on_sqlite_without_a_pooled_connection() {
     let test_store = TestStore::sqlite().await;
     let store = &test_store.store;
     let reconciler = reconciler(store, CONFIG).await;
-    let pool = store.db().get_sqlite_connection_pool();
-    let mut taken = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        taken.push(pool.acquire().await.unwrap());
-    }
+    let taken = test_store.take_every_pooled_connection().await;
 
     let applied = tokio::time::timeout(
         std::time::Duration::from_secs(10),

@@ -46,7 +46,8 @@ async fn insert_user(
     user_name: &str,
 ) -> Result<source_user::Model, sea_orm::DbErr> {
     let now = Utc::now();
-    source_user::ActiveModel {
+    let write = store.begin_write().await.expect("a write transaction");
+    let inserted = source_user::ActiveModel {
         connection_id: Set(connection.into()),
         external_id: Set(external_id.into()),
         user_name: Set(user_name.into()),
@@ -65,8 +66,10 @@ async fn insert_user(
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(store.db())
-    .await
+    .insert(&write.tx)
+    .await?;
+    write.commit().await.expect("commit");
+    Ok(inserted)
 }
 
 /// Whether `store` lets `token` in.
@@ -136,6 +139,7 @@ store_test!(
             with_connections(&store, &["a"]).await;
             let alice = insert_user(&store, "a", "u1", "alice").await.unwrap();
             let now = Utc::now();
+            let write = store.begin_write().await.unwrap();
             let laptop = device::ActiveModel {
                 owner_user_id: Set(Some(alice.id)),
                 owner_connection_id: Set("a".into()),
@@ -149,14 +153,17 @@ store_test!(
                 updated_at: Set(now),
                 ..Default::default()
             }
-            .insert(store.db())
+            .insert(&write.tx)
             .await
             .unwrap();
+            write.commit().await.unwrap();
 
+            let write = store.begin_write().await.unwrap();
             source_user::Entity::delete_by_id(alice.id)
-                .exec(store.db())
+                .exec(&write.tx)
                 .await
                 .unwrap();
+            write.commit().await.unwrap();
             let laptop = device::Entity::find_by_id(laptop.id)
                 .one(store.db())
                 .await
@@ -456,14 +463,15 @@ store_test!(
         let store = &test_store.store;
         assert!(store.pending_migrations().await.unwrap().is_empty());
         // A newer idpsync added a step this binary does not have.
-        store
-            .db()
+        let newer = test_store.outside_connection().await;
+        newer
             .execute_raw(Statement::from_string(
                 store.backend(),
                 "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000099_from_the_future', 0)",
             ))
             .await
             .unwrap();
+        newer.close().await.unwrap();
         let count = async || {
             store
                 .db()
@@ -662,11 +670,7 @@ store_test!(
 async fn a_bulk_write_on_a_sqlite_file_takes_no_pooled_connection() {
     let test_store = TestStore::sqlite().await;
     let store = &test_store.store;
-    let pool = store.db().get_sqlite_connection_pool();
-    let mut taken = Vec::new();
-    for _ in 0..pool.options().get_max_connections() {
-        taken.push(pool.acquire().await.unwrap());
-    }
+    let taken = test_store.take_every_pooled_connection().await;
     let soon = std::time::Duration::from_secs(5);
 
     let bulk = tokio::time::timeout(soon, store.begin_bulk_write())
@@ -682,30 +686,62 @@ async fn a_bulk_write_on_a_sqlite_file_takes_no_pooled_connection() {
         .expect("nor does its commit")
         .unwrap();
 
-    // The measure can tell: a pooled write waits for a connection.
+    // The measure can tell: another write waits for the writer's connection.
     let pooled = tokio::time::timeout(std::time::Duration::from_millis(200), store.begin_write());
     assert!(
         pooled.await.is_err(),
-        "a pooled write waits while all are taken"
+        "a pooled write waits while every connection is taken"
     );
     drop(taken);
     assert_eq!(user_ids(store.db()).await, [1]);
     test_store.cleanup().await;
 }
 
+/// Every write goes through `Store::begin_write`; on a SQLite file the
+/// database holds that rule: the pool behind `Store::db` refuses a write,
+/// so one that bypassed the writer fails at once instead of racing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_sqlite_file_the_read_pool_refuses_writes() {
+    let test_store = TestStore::sqlite().await;
+    let store = &test_store.store;
+    let refused = store
+        .db()
+        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
+        .await
+        .expect_err("a write on the read pool");
+    assert!(
+        refused.to_string().contains("readonly database"),
+        "{refused}"
+    );
+    let write = store.begin_write().await.unwrap();
+    write
+        .tx
+        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
+        .await
+        .expect("the same write through begin_write");
+    write.commit().await.unwrap();
+    assert_eq!(user_ids(store.db()).await, [1]);
+    test_store.cleanup().await;
+}
+
 /// On SQLite another connection can hold the database's write lock while
-/// the in-process writer lock is free: a dropped write transaction's
-/// `ROLLBACK` is only queued to its connection's thread. A write that has
-/// read must then wait for the lock, not fail with SQLITE_BUSY as a
-/// deferred transaction does when it turns from reading to writing (a
-/// SCIM PATCH after a refused one failed so, with a 500, under load).
+/// the in-process writer lock is free: a dropped bulk write's own
+/// connection, whose `ROLLBACK` is only queued to its thread, or another
+/// program. A write that has read must then wait for the lock, not fail
+/// with SQLITE_BUSY as a deferred transaction does when it turns from
+/// reading to writing (a SCIM PATCH after a refused one failed so, with a
+/// 500, under load, when writes still ran on the readers' pool).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_write_waits_for_the_write_lock_another_connection_holds() {
     use sea_orm::sqlx;
     let test_store = TestStore::sqlite().await;
     let store = &test_store.store;
-    let pool = store.db().get_sqlite_connection_pool().clone();
-    let mut holder = pool.acquire().await.unwrap();
+    let outside = test_store.outside_connection().await;
+    let mut holder = outside
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *holder)
         .await

@@ -448,17 +448,18 @@ store_test!(
 
         // A database error in the apply: a table the apply writes is gone.
         script.lock().unwrap().delta_users = Some(vec![SourceUser::new("u9", "user9")]);
-        store
-            .db()
-            .execute_unprepared("ALTER TABLE source_users RENAME TO users_gone")
-            .await
-            .unwrap();
+        let rename = async |from: &str, to: &str| {
+            let write = store.begin_write().await.unwrap();
+            write
+                .tx
+                .execute_unprepared(&format!("ALTER TABLE {from} RENAME TO {to}"))
+                .await
+                .unwrap();
+            write.commit().await.unwrap();
+        };
+        rename("source_users", "users_gone").await;
         let failed = sync(&runner, false).await;
-        store
-            .db()
-            .execute_unprepared("ALTER TABLE users_gone RENAME TO source_users")
-            .await
-            .unwrap();
+        rename("users_gone", "source_users").await;
         assert_eq!(failed.status, SyncStatus::Failed, "{failed:?}");
         let message = failed.error.clone().unwrap();
         assert!(message.contains("source_users"), "{message}");
@@ -620,14 +621,16 @@ store_test!(
         );
 
         // A day later.
+        let write = store.begin_write().await.unwrap();
         sync_run::Entity::update_many()
             .col_expr(
                 sync_run::Column::StartedAt,
                 sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::hours(25)),
             )
-            .exec(store.db())
+            .exec(&write.tx)
             .await
             .unwrap();
+        write.commit().await.unwrap();
         let report = sync(&runner, false).await;
         assert_eq!((report.status, report.mode), (SyncStatus::Applied, "full"));
         assert_eq!(

@@ -5,7 +5,7 @@
 //! Restoring checks the file (SQLite's integrity check, a schema this
 //! binary knows) before it replaces the database.
 
-use super::{Result, Store, StoreError, sqlite_path};
+use super::{Result, Store, StoreError, connect_alone, sqlite_path};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use std::path::Path;
 
@@ -27,13 +27,22 @@ impl Store {
         let target = file
             .to_str()
             .ok_or_else(|| StoreError::Open(format!("{} is not UTF-8", file.display())))?;
-        self.db
-            .execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Sqlite,
-                "VACUUM INTO ?",
-                [target.into()],
-            ))
-            .await?;
+        let vacuum = Statement::from_sql_and_values(
+            DatabaseBackend::Sqlite,
+            "VACUUM INTO ?",
+            [target.into()],
+        );
+        // On a connection of its own: `VACUUM INTO` writes a file, which the
+        // `query_only` pool behind `db` refuses, and on the writer's one
+        // connection it would hold back every write for as long as it runs.
+        let Some(options) = &self.sqlite_options else {
+            self.db.execute_raw(vacuum).await?;
+            return Ok(());
+        };
+        let own = connect_alone(options).await?;
+        let copied = own.execute_raw(vacuum).await;
+        own.close().await.ok();
+        copied?;
         Ok(())
     }
 

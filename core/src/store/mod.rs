@@ -6,8 +6,11 @@
 //! PostgreSQL by a transaction-scoped advisory lock taken by
 //! [`Store::begin_write`], which also holds across several daemons.
 //!
-//! Rule: every write goes through [`Store::begin_write`]. On SQLite its
-//! transactions begin `IMMEDIATE`, taking the database's write lock at
+//! Rule: every write goes through [`Store::begin_write`]. On a SQLite file
+//! the database holds it: the pool behind [`Store::db`] is opened
+//! `query_only`, so a write there fails at once ("attempt to write a
+//! readonly database"), and `begin_write` runs on a connection of its own.
+//! Its transactions begin `IMMEDIATE`, taking the database's write lock at
 //! `BEGIN`, where SQLite's busy timeout applies: a deferred transaction
 //! that has read and then writes while another connection holds the lock
 //! fails at once with SQLITE_BUSY (SQLite does not wait there, to avoid a
@@ -31,7 +34,7 @@ use crate::config::{AclGroupConfig, ConnectionConfig, Durability};
 use chrono::Utc;
 use idpsync_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
     DatabaseTransaction, DbErr, EntityTrait, Set, Statement, TransactionTrait,
@@ -73,9 +76,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads. On a SQLite file its connections are `query_only`.
     db: DatabaseConnection,
-    /// How the pool connects, on SQLite: migrations run on a connection of
-    /// their own (see [`Store::migrate`]).
+    /// Where [`Store::begin_write`] begins: on a SQLite file a pool of one
+    /// connection that may write, elsewhere `db`.
+    writer: DatabaseConnection,
+    /// How a connection that may write is made, on a SQLite file:
+    /// migrations, backups and bulk writes run on one of their own.
     sqlite_options: Option<ConnectOptions>,
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     verified_tokens: Arc<tokens::VerifiedTokens>,
@@ -204,34 +211,24 @@ impl Store {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Relaxed => SqliteSynchronous::Normal,
             };
-            options.map_sqlx_sqlite_opts(move |opts| {
-                opts.create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(30))
-                    // A big sync writes far more pages than SQLite's default
-                    // 2 MiB cache holds: it would spill them to the WAL and
-                    // read them back (measured: half the apply's time). On
-                    // the pair-keyed edge tables, filled in key order, 16 MiB
-                    // applies a million edges as fast as 64 MiB did (8 MiB:
-                    // 15% slower) and keeps 48 MiB less resident.
-                    .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
-                    // Temporary storage in memory. With `file`, the
-                    // 1M-user first sync's index build spilled its sort to
-                    // disk (edges 23 -> 18 s, Entra's peak RSS 997 -> 849
-                    // MiB), but every SCIM write got slower (16 clients:
-                    // POST 5.8-6.5k -> 4.7-5.4k/s, PATCH 4.9-5.2k ->
-                    // 3.9-4.4k/s). The bulk index build alone switches
-                    // to `file` and back (see `index_build`).
-                    .pragma("temp_store", "memory")
+            let mut writing = options.clone();
+            writing.map_sqlx_sqlite_opts(move |opts| sqlite_pragmas(opts, synchronous, false));
+            options.map_sqlx_sqlite_opts(move |opts| sqlite_pragmas(opts, synchronous, true));
+            let writer = connect_alone(&writing).await?;
+            let db = connect(options).await?;
+            return Ok(Store {
+                db,
+                writer,
+                sqlite_options: Some(writing),
+                sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+                verified_tokens: Arc::default(),
             });
         }
-        let sqlite_options = sqlite_path(url).is_some().then(|| options.clone());
         let db = connect(options).await?;
         Ok(Store {
+            writer: db.clone(),
             db,
-            sqlite_options,
+            sqlite_options: None,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             verified_tokens: Arc::default(),
         })
@@ -268,10 +265,11 @@ impl Store {
     }
 
     /// The migrations [`Store::migrate`] would apply, in order, without
-    /// applying any (refused, like it, for a newer schema).
+    /// applying any (refused, like it, for a newer schema). Writes nothing,
+    /// not even the migrations' own table.
     pub async fn pending_migrations(&self) -> Result<Vec<String>> {
         self.refuse_newer_schema().await?;
-        Ok(Migrator::get_pending_migrations(&self.db)
+        Ok(Migrator::get_pending_migrations_read_only(&self.db)
             .await?
             .iter()
             .map(|migration| migration.name().to_string())
@@ -299,38 +297,32 @@ impl Store {
     /// written.
     pub async fn migrate(&self) -> Result<Vec<String>> {
         self.refuse_newer_schema().await?;
-        let before: Vec<String> = Migrator::get_applied_migrations(&self.db)
-            .await
-            .unwrap_or_default()
-            .iter()
-            .map(|migration| migration.name().to_string())
-            .collect();
-        // On SQLite, on a connection of their own, closed after: `ALTER
-        // TABLE` reads the temporary schema, which opens a connection's
-        // temporary database for as long as the connection lives, and a
-        // pooled connection with one could not move a bulk index build's
-        // sort to disk (see `index_build`).
-        let pending = Migrator::get_pending_migrations(&self.db).await?;
-        match &self.sqlite_options {
-            _ if pending.is_empty() => {}
-            Some(options) => {
-                let migrating = connect_alone(options).await?;
-                let migrated = Migrator::up(&migrating, None).await;
-                migrating.close().await.ok();
-                migrated?;
-            }
-            None => Migrator::up(&self.db, None).await?,
-        }
-        let after = Migrator::get_applied_migrations(&self.db).await?;
-        Ok(after
-            .iter()
-            .map(|migration| migration.name().to_string())
-            .filter(|name| !before.contains(name))
-            .collect())
+        // On a SQLite file, on a connection of their own, closed after:
+        // the pool behind `db` refuses to write, and `ALTER TABLE` reads
+        // the temporary schema, which opens a connection's temporary
+        // database for as long as the connection lives; a pooled
+        // connection with one could not move a bulk index build's sort to
+        // disk (see `index_build`).
+        let Some(options) = &self.sqlite_options else {
+            return migrate_on(&self.db).await;
+        };
+        let migrating = connect_alone(options).await?;
+        let migrated = migrate_on(&migrating).await;
+        migrating.close().await.ok();
+        migrated
     }
 
+    /// The pool to read from. A write belongs in [`Store::begin_write`];
+    /// on a SQLite file this pool refuses one.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The pool [`Store::begin_write`] begins on (on a SQLite file one
+    /// connection, apart from [`Store::db`]'s): for tests that take it.
+    #[cfg(feature = "testing")]
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.writer
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -386,7 +378,7 @@ impl Store {
             }
             _ => {
                 let guard = self.sqlite_writer.clone().lock_owned().await;
-                let tx = begin_sqlite_write(&self.db).await?;
+                let tx = begin_sqlite_write(&self.writer).await?;
                 Ok(WriteTx {
                     tx,
                     _sqlite_guard: Some(guard),
@@ -489,12 +481,57 @@ impl Store {
     }
 }
 
+/// Applies every pending migration on `db`; returns the names applied now.
+async fn migrate_on(db: &DatabaseConnection) -> Result<Vec<String>> {
+    let before: Vec<String> = Migrator::get_applied_migrations(db)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|migration| migration.name().to_string())
+        .collect();
+    Migrator::up(db, None).await?;
+    let after = Migrator::get_applied_migrations(db).await?;
+    Ok(after
+        .iter()
+        .map(|migration| migration.name().to_string())
+        .filter(|name| !before.contains(name))
+        .collect())
+}
+
 /// The file path of a `sqlite:` URL, or `None` for other URLs and in-memory.
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+/// The pragmas of every connection to a SQLite file; `read_only` ones
+/// (the pool behind [`Store::db`]) refuse to write.
+fn sqlite_pragmas(
+    opts: SqliteConnectOptions,
+    synchronous: SqliteSynchronous,
+    read_only: bool,
+) -> SqliteConnectOptions {
+    opts.create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(synchronous)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30))
+        // A big sync writes far more pages than SQLite's default 2 MiB
+        // cache holds: it would spill them to the WAL and read them back
+        // (measured: half the apply's time). On the pair-keyed edge tables,
+        // filled in key order, 16 MiB applies a million edges as fast as 64
+        // MiB did (8 MiB: 15% slower) and keeps 48 MiB less resident.
+        .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB))
+        // Temporary storage in memory. With `file`, the 1M-user first
+        // sync's index build spilled its sort to disk (edges 23 -> 18 s,
+        // Entra's peak RSS 997 -> 849 MiB), but every SCIM write got slower
+        // (16 clients: POST 5.8-6.5k -> 4.7-5.4k/s, PATCH 4.9-5.2k ->
+        // 3.9-4.4k/s). The bulk index build alone switches to `file` and
+        // back (see `index_build`).
+        .pragma("temp_store", "memory")
+        .pragma("query_only", if read_only { "ON" } else { "OFF" })
 }
 
 async fn connect(options: ConnectOptions) -> Result<DatabaseConnection> {

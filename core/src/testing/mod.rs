@@ -92,6 +92,38 @@ impl TestStore {
         })
     }
 
+    /// A connection of its own to this store's database that may write,
+    /// as another program's would: for a test that changes the database
+    /// behind the engine's back (a table taken away, an older schema, a
+    /// newer idpsync's migration). The store's own pool refuses writes on
+    /// SQLite ([`Store::db`]). The caller closes it.
+    pub async fn outside_connection(&self) -> sea_orm::DatabaseConnection {
+        let mut options = sea_orm::ConnectOptions::new(self.url.clone());
+        options.max_connections(1).sqlx_logging(false);
+        if let Some(schema) = &self.pg_schema {
+            options.set_schema_search_path(schema.clone());
+        }
+        Database::connect(options)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Takes every connection of a SQLite store's pools, the readers' and
+    /// the writer's, and holds them while the returned value lives: what a
+    /// test does to show that some work needs none of them.
+    pub async fn take_every_pooled_connection(
+        &self,
+    ) -> Vec<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>> {
+        let mut taken = Vec::new();
+        for db in [self.store.db(), self.store.writer()] {
+            let pool = db.get_sqlite_connection_pool();
+            for _ in 0..pool.options().get_max_connections() {
+                taken.push(pool.acquire().await.expect("a pooled connection"));
+            }
+        }
+        taken
+    }
+
     /// The PostgreSQL schema of this store, if any.
     pub fn pg_schema(&self) -> Option<&str> {
         self.pg_schema.as_deref()
