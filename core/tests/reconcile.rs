@@ -2083,8 +2083,8 @@ async fn on_sqlite_an_index_build_after_nested_syncs_sorts_in_temporary_files() 
     use idpsync_core::store::index_build::{IndexSort, build_indexes};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("new.db").display());
-    // A new store whose pool has one connection; its writer has one too,
-    // on which the delta syncs and the builds below run.
+    // A new store whose pool has one connection; its writer's connections
+    // run the delta syncs and the builds below.
     let store = Store::open_with(&url, 1, config::Durability::Full)
         .await
         .unwrap();
@@ -2162,13 +2162,12 @@ async fn on_sqlite_a_connection_with_a_temporary_table_still_builds_indexes_in_m
     let store = Store::open_with(&test_store.url, 1, config::Durability::Full)
         .await
         .unwrap();
-    // On the writer's one connection, where the build below runs.
-    store
-        .writer()
+    let write = store.begin_write().await.unwrap();
+    write
+        .tx
         .execute_unprepared("CREATE TEMPORARY TABLE opened (x INTEGER)")
         .await
         .unwrap();
-    let write = store.begin_write().await.unwrap();
     let sort = build_indexes(
         &write.tx,
         &["CREATE INDEX ix_probe ON source_users (display_name)".into()],

@@ -725,12 +725,12 @@ async fn on_a_sqlite_file_the_read_pool_refuses_writes() {
 }
 
 /// On SQLite another connection can hold the database's write lock while
-/// the in-process writer lock is free: a dropped bulk write's own
-/// connection, whose `ROLLBACK` is only queued to its thread, or another
-/// program. A write that has read must then wait for the lock, not fail
-/// with SQLITE_BUSY as a deferred transaction does when it turns from
-/// reading to writing (a SCIM PATCH after a refused one failed so, with a
-/// 500, under load, when writes still ran on the readers' pool).
+/// the in-process writer lock is free: a dropped write's, whose `ROLLBACK`
+/// is only queued to its connection's thread, or another program's. A
+/// write that has read must then wait for the lock, not fail with
+/// SQLITE_BUSY as a deferred transaction does when it turns from reading
+/// to writing (a SCIM PATCH after a refused one failed so, with a 500,
+/// under load).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_write_waits_for_the_write_lock_another_connection_holds() {
     use sea_orm::sqlx;
