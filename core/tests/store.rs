@@ -697,32 +697,35 @@ async fn a_bulk_write_on_a_sqlite_file_takes_no_pooled_connection() {
     test_store.cleanup().await;
 }
 
-/// Every write goes through `Store::begin_write`; on a SQLite file the
-/// database holds that rule: the pool behind `Store::db` refuses a write,
-/// so one that bypassed the writer fails at once instead of racing it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_sqlite_file_the_read_pool_refuses_writes() {
-    let test_store = TestStore::sqlite().await;
-    let store = &test_store.store;
-    let refused = store
-        .db()
-        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
-        .await
-        .expect_err("a write on the read pool");
-    assert!(
-        refused.to_string().contains("readonly database"),
-        "{refused}"
-    );
-    let write = store.begin_write().await.unwrap();
-    write
-        .tx
-        .execute_unprepared("INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)")
-        .await
-        .expect("the same write through begin_write");
-    write.commit().await.unwrap();
-    assert_eq!(user_ids(store.db()).await, [1]);
-    test_store.cleanup().await;
-}
+// Every write goes through `Store::begin_write`, and the database holds
+// that rule: the pool behind `Store::db` refuses a write (SQLite's
+// `query_only`, PostgreSQL's read-only default), so one that bypassed the
+// writer fails at once instead of racing it.
+store_test!(
+    the_read_pool_refuses_writes,
+    async |test_store: &TestStore| {
+        let store = &test_store.store;
+        let insert = "INSERT INTO user_memberships (group_id, user_id) VALUES (1, 1)";
+        let refused = store
+            .db()
+            .execute_unprepared(insert)
+            .await
+            .expect_err("a write on the read pool");
+        let message = refused.to_string();
+        assert!(
+            message.contains("readonly database") || message.contains("read-only transaction"),
+            "{message}"
+        );
+        let write = store.begin_write().await.unwrap();
+        write
+            .tx
+            .execute_unprepared(insert)
+            .await
+            .expect("the same write through begin_write");
+        write.commit().await.unwrap();
+        assert_eq!(user_ids(store.db()).await, [1]);
+    }
+);
 
 /// On SQLite another connection can hold the database's write lock while
 /// the in-process writer lock is free: a dropped write's, whose `ROLLBACK`

@@ -35,7 +35,7 @@ impl Store {
         // On a connection of its own: `VACUUM INTO` writes a file, which the
         // `query_only` pool behind `db` refuses, and on the writer's one
         // connection it would hold back every write for as long as it runs.
-        let Some(options) = &self.sqlite_options else {
+        let Some(options) = self.sqlite_file() else {
             self.db.execute_raw(vacuum).await?;
             return Ok(());
         };

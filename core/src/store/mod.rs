@@ -6,10 +6,14 @@
 //! PostgreSQL by a transaction-scoped advisory lock taken by
 //! [`Store::begin_write`], which also holds across several daemons.
 //!
-//! Rule: every write goes through [`Store::begin_write`]. On a SQLite file
-//! the database holds it: the pool behind [`Store::db`] is opened
+//! Rule: every write goes through [`Store::begin_write`], and the database
+//! holds it. On a SQLite file the pool behind [`Store::db`] is opened
 //! `query_only`, so a write there fails at once ("attempt to write a
 //! readonly database"), and `begin_write` runs on connections of its own.
+//! On PostgreSQL the pool's transactions are read-only by default
+//! (`default_transaction_read_only`; a write fails with "cannot execute
+//! INSERT in a read-only transaction"), and `begin_write`'s say `READ
+//! WRITE`.
 //! Its transactions begin `IMMEDIATE`, taking the database's write lock at
 //! `BEGIN`, where SQLite's busy timeout applies: a deferred transaction
 //! that has read and then writes while another connection holds the lock
@@ -76,15 +80,18 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    /// Reads. On a SQLite file its connections are `query_only`.
+    /// Reads: on a SQLite file its connections are `query_only`, on
+    /// PostgreSQL its transactions read-only unless `begin_write` began them.
     db: DatabaseConnection,
     /// Where [`Store::begin_write`] begins: on a SQLite file a pool of
     /// [`SQLITE_WRITER_CONNECTIONS`] connections that may write, elsewhere
     /// `db`.
     writer: DatabaseConnection,
-    /// How a connection that may write is made, on a SQLite file:
-    /// migrations, backups and bulk writes run on one of their own.
-    sqlite_options: Option<ConnectOptions>,
+    /// How a connection that may write is made: migrations run on one of
+    /// their own, and on a SQLite file backups and bulk writes too (see
+    /// [`Store::sqlite_file`]). `None` for an in-memory SQLite database,
+    /// which another connection would not see.
+    writable: Option<ConnectOptions>,
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     verified_tokens: Arc<tokens::VerifiedTokens>,
 }
@@ -232,16 +239,24 @@ impl Store {
             return Ok(Store {
                 db,
                 writer,
-                sqlite_options: Some(writing),
+                writable: Some(writing),
                 sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
                 verified_tokens: Arc::default(),
+            });
+        }
+        let writable = url.starts_with("postgres").then(|| options.clone());
+        if writable.is_some() {
+            // Every transaction of the pool is read-only unless it says
+            // otherwise, as `begin_write`'s do.
+            options.map_sqlx_postgres_opts(|opts| {
+                opts.options([("default_transaction_read_only", "on")])
             });
         }
         let db = connect(options).await?;
         Ok(Store {
             writer: db.clone(),
             db,
-            sqlite_options: None,
+            writable,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             verified_tokens: Arc::default(),
         })
@@ -316,7 +331,7 @@ impl Store {
         // database for as long as the connection lives; a pooled
         // connection with one could not move a bulk index build's sort to
         // disk (see `index_build`).
-        let Some(options) = &self.sqlite_options else {
+        let Some(options) = &self.writable else {
             return migrate_on(&self.db).await;
         };
         let migrating = connect_alone(options).await?;
@@ -326,7 +341,7 @@ impl Store {
     }
 
     /// The pool to read from. A write belongs in [`Store::begin_write`];
-    /// on a SQLite file this pool refuses one.
+    /// this pool refuses one (on an in-memory SQLite database excepted).
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -336,6 +351,14 @@ impl Store {
     #[cfg(feature = "testing")]
     pub fn writer(&self) -> &DatabaseConnection {
         &self.writer
+    }
+
+    /// How a connection of its own to this SQLite file is made; `None` on
+    /// PostgreSQL and for an in-memory database.
+    fn sqlite_file(&self) -> Option<&ConnectOptions> {
+        self.writable
+            .as_ref()
+            .filter(|_| self.backend() == DatabaseBackend::Sqlite)
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -377,11 +400,14 @@ impl Store {
         match self.backend() {
             DatabaseBackend::Postgres => {
                 let tx = self.db.begin().await?;
-                // Scoped by schema: one database may hold several deployments.
-                tx.execute_raw(Statement::from_string(
-                    DatabaseBackend::Postgres,
-                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':idpsync-writer'))",
-                ))
+                // One round trip: the pool's transactions are read-only
+                // unless they say otherwise first, and the writer lock is
+                // scoped by schema (one database may hold several
+                // deployments).
+                tx.execute_unprepared(
+                    "SET TRANSACTION READ WRITE; \
+                     SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':idpsync-writer'))",
+                )
                 .await?;
                 Ok(WriteTx {
                     tx,
@@ -412,7 +438,7 @@ impl Store {
     /// statements live in the server, and on an in-memory SQLite database,
     /// which another connection would not see, it is `begin_write`.
     pub async fn begin_bulk_write(&self) -> Result<WriteTx> {
-        let Some(options) = &self.sqlite_options else {
+        let Some(options) = self.sqlite_file() else {
             return self.begin_write().await;
         };
         let guard = self.sqlite_writer.clone().lock_owned().await;

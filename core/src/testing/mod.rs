@@ -95,8 +95,8 @@ impl TestStore {
     /// A connection of its own to this store's database that may write,
     /// as another program's would: for a test that changes the database
     /// behind the engine's back (a table taken away, an older schema, a
-    /// newer idpsync's migration). The store's own pool refuses writes on
-    /// SQLite ([`Store::db`]). The caller closes it.
+    /// newer idpsync's migration). The store's own pool refuses writes
+    /// ([`Store::db`]). The caller closes it.
     pub async fn outside_connection(&self) -> sea_orm::DatabaseConnection {
         let mut options = sea_orm::ConnectOptions::new(self.url.clone());
         options.max_connections(1).sqlx_logging(false);
@@ -132,11 +132,12 @@ impl TestStore {
     /// Drops the PostgreSQL schema; the SQLite directory goes on drop.
     pub async fn cleanup(self) {
         if let Some(schema) = &self.pg_schema {
-            self.store
-                .db()
+            let outside = self.outside_connection().await;
+            outside
                 .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .await
                 .ok();
+            outside.close().await.ok();
         }
     }
 }
