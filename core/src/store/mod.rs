@@ -14,13 +14,14 @@
 //! (`default_transaction_read_only`; a write fails with "cannot execute
 //! INSERT in a read-only transaction"), and `begin_write`'s say `READ
 //! WRITE`.
-//! Its transactions begin `IMMEDIATE`, taking the database's write lock at
-//! `BEGIN`, where SQLite's busy timeout applies: a deferred transaction
-//! that has read and then writes while another connection holds the lock
-//! fails at once with SQLITE_BUSY (SQLite does not wait there, to avoid a
-//! deadlock). Another connection can hold it after the in-process lock is
-//! given back: a dropped transaction's `ROLLBACK` is only queued to its
-//! connection's thread.
+//!
+//! On SQLite `begin_write`'s transactions begin `IMMEDIATE`, taking the
+//! database's write lock at `BEGIN`, where SQLite's busy timeout applies:
+//! a deferred transaction that has read and then writes while another
+//! connection holds the lock fails at once with SQLITE_BUSY (SQLite does
+//! not wait there, to avoid a deadlock). Another connection can hold it
+//! after the in-process lock is given back: a dropped transaction's
+//! `ROLLBACK` is only queued to its connection's thread.
 
 pub mod backup;
 pub mod edges;
@@ -325,12 +326,12 @@ impl Store {
     /// written.
     pub async fn migrate(&self) -> Result<Vec<String>> {
         self.refuse_newer_schema().await?;
-        // On a SQLite file, on a connection of their own, closed after:
-        // the pool behind `db` refuses to write, and `ALTER TABLE` reads
-        // the temporary schema, which opens a connection's temporary
-        // database for as long as the connection lives; a pooled
-        // connection with one could not move a bulk index build's sort to
-        // disk (see `index_build`).
+        // On a connection of their own, closed after: the pool behind `db`
+        // refuses to write, and on SQLite `ALTER TABLE` reads the
+        // temporary schema, which opens a connection's temporary database
+        // for as long as the connection lives; a pooled connection with
+        // one could not move a bulk index build's sort to disk (see
+        // `index_build`). An in-memory database has only its own pool.
         let Some(options) = &self.writable else {
             return migrate_on(&self.db).await;
         };
