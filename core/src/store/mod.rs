@@ -335,6 +335,13 @@ impl Store {
         let Some(options) = &self.writable else {
             return migrate_on(&self.db).await;
         };
+        // Most starts have nothing to apply: they open no connection.
+        if Migrator::get_pending_migrations_read_only(&self.db)
+            .await?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         let migrating = connect_alone(options).await?;
         let migrated = migrate_on(&migrating).await;
         migrating.close().await.ok();
@@ -400,7 +407,7 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTx> {
         match self.backend() {
             DatabaseBackend::Postgres => {
-                let tx = self.db.begin().await?;
+                let tx = self.writer.begin().await?;
                 // One round trip: the pool's transactions are read-only
                 // unless they say otherwise first, and the writer lock is
                 // scoped by schema (one database may hold several
