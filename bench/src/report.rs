@@ -154,7 +154,7 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
             .any(|f| f.measure == crate::pull::ROWS_WRITTEN)
     });
     let mut out = format!(
-        "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync{}, by tenant size (users; a tenth as many groups; ten memberships each{}) ({}, built from {}).\n\n| IdP | database | run |",
+        "Full pull, its unchanged re-run (read in full again) and a delta of 1% of the users, wall time / peak RSS of idpsync{}, by tenant size (users; a tenth as many groups; ten memberships each{}) ({} on {}, built from {}).\n\n| IdP | database | run |",
         if counted {
             ", with the rows the full pull wrote and the API calls of the full pull and the delta (requests the fake IdP answered, token requests aside)"
         } else {
@@ -162,6 +162,7 @@ fn scale_table(run: &Run, database: &str, tenant: ScaleTenant) -> String {
         },
         tenant.caption_extra(),
         run.started,
+        run.host,
         run.revision.as_deref().unwrap_or("an unrecorded revision")
     );
     for size in &sizes {
