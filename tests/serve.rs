@@ -1,5 +1,6 @@
-//! `idpsync serve`: health, readiness and metrics on the configured port, and
-//! a graceful stop on SIGTERM.
+//! `idpsync serve`: health, readiness and metrics (the process's own memory
+//! and files among them) on the configured port, and a graceful stop on
+//! SIGTERM.
 
 mod common;
 
@@ -36,6 +37,18 @@ url = "{db}"
     let body = metrics.text().await.unwrap();
     assert!(body.contains("idpsync_build_info"), "{body}");
     assert!(body.contains("# HELP idpsync_build_info "), "{body}");
+    // The daemon's own memory and files, read from its /proc/self.
+    let resident = gauge(&body, "process_resident_memory_bytes");
+    let peak = gauge(&body, "idpsync_resident_memory_peak_bytes");
+    assert!(resident > f64::from(1 << 20), "{body}");
+    assert!(peak >= resident, "{body}");
+    assert!(
+        gauge(&body, "process_virtual_memory_bytes") >= resident,
+        "{body}"
+    );
+    let open = gauge(&body, "process_open_fds");
+    assert!(open >= 3.0, "stdin, stdout, stderr at least: {body}");
+    assert!(open <= gauge(&body, "process_max_fds"), "{body}");
 
     // The container's healthcheck.
     let probe = workdir.run(&["readyz"]);
@@ -49,6 +62,17 @@ url = "{db}"
     assert!(status.success(), "graceful exit, got {status}");
     let probe = workdir.run(&["readyz"]);
     assert!(!probe.status.success(), "nothing serves any more");
+}
+
+/// The value of the unlabelled gauge `name` in a Prometheus exposition.
+fn gauge(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {exposition}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// A daemon started as systemd (`Type=notify`) would start it, with the

@@ -128,6 +128,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     if let Err(error) = self::metrics::export_health(&state.store, &state.engine().config).await {
         tracing::warn!(%error, "cannot read the connections' health for /metrics");
     }
+    self::metrics::process::export();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

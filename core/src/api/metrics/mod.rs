@@ -4,7 +4,10 @@
 //! connections' health gauges are read from the store at each scrape, so
 //! they are right from the first scrape after a start and whoever changed
 //! the health (this daemon, another one, `idpsync sync` on the command
-//! line).
+//! line). The process's own gauges (memory, open files) are read from
+//! `/proc/self` at each scrape too ([`process`]).
+
+pub mod process;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -113,6 +116,31 @@ pub const FAMILIES: &[(&str, Family, &str)] = &[
         "idpsync_config_reloads_total",
         Family::Counter,
         "Config reloads (SIGHUP, POST /api/v1/reload), by result: applied, or why the running config was kept (invalid, needs_restart, no_file, store).",
+    ),
+    (
+        "process_resident_memory_bytes",
+        Family::Gauge,
+        "Resident memory of this process, in bytes (Linux VmRSS).",
+    ),
+    (
+        "idpsync_resident_memory_peak_bytes",
+        Family::Gauge,
+        "The most resident memory this process has held at once since it started, in bytes (Linux VmHWM): a full pull's top.",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        Family::Gauge,
+        "Virtual memory of this process, in bytes (Linux VmSize).",
+    ),
+    (
+        "process_open_fds",
+        Family::Gauge,
+        "Open file descriptors of this process: database files and connections, sockets.",
+    ),
+    (
+        "process_max_fds",
+        Family::Gauge,
+        "The soft limit on this process's open file descriptors.",
     ),
 ];
 
