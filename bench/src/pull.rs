@@ -34,16 +34,9 @@ fn restart_peak_rss() -> bool {
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    idpsync_core::process::Memory::now()
+        .and_then(|memory| memory.resident_peak)
+        .map_or(0.0, |bytes| bytes as f64 / f64::from(1 << 20))
 }
 
 async fn state_marks(store: &idpsync_core::store::Store) -> Result<(i64, i64)> {

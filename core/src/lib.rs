@@ -16,6 +16,7 @@
 //!   subscriptions kept alive.
 //! * [`daemon`]: what the configuration builds (the engine), its reload,
 //!   and the background workers of each configuration.
+//! * [`process`]: this process's memory and open files, from `/proc/self`.
 //! * [`api`]: the HTTP surface (health, readiness, metrics).
 //! * [`console`]: the admin console in the browser, server-rendered HTML.
 
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod devices;
 pub mod events;
 pub mod hooks;
+pub mod process;
 pub mod reconcile;
 pub mod scim;
 pub mod store;
