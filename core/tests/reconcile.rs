@@ -2218,7 +2218,9 @@ async fn pragma(db: &impl sea_orm::ConnectionTrait, name: &str) -> i64 {
 /// the transaction ends, so the by-user edge index is built after a bulk
 /// insert only into an empty table: a first sync rebuilds it, as the
 /// migration made it; a bulk sync into a table that holds edges leaves it
-/// in place. The inherited memberships' by-user index goes the same way.
+/// in place. The inherited memberships' by-user index goes the same way,
+/// and so does the edge table's primary key, which comes back a primary
+/// key. A first sync that fails leaves all of them as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user_indexes() {
     use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
@@ -2264,12 +2266,39 @@ async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user
             )
         }
     };
-    let indexes = ["ix_user_memberships_user", "ix_inherited_memberships_user"];
+    let indexes = [
+        "ix_user_memberships_user",
+        "ix_inherited_memberships_user",
+        "user_memberships_pkey",
+    ];
     let mut migrated = Vec::new();
     for name in indexes {
         migrated.push(index(name).await);
     }
     let reconciler = reconciler(&store, CONFIG).await;
+    let primary_keys = || {
+        query(
+            "SELECT count(*) AS n FROM pg_constraint \
+             WHERE conrelid = to_regclass('user_memberships') AND contype = 'p'",
+        )
+    };
+
+    let failed = reconciler
+        .clone()
+        .with_fail_point(FailPoint::AfterAclGroups)
+        .submit(
+            "okta",
+            SourceInput::Snapshot(bulk_tenant(100)),
+            SubmitOptions::new(Trigger::Manual),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(ReconcileError::Apply(_))),
+        "{failed:?}"
+    );
+    for (name, migrated) in indexes.into_iter().zip(&migrated) {
+        assert_eq!(&index(name).await, migrated, "a failed sync keeps {name}");
+    }
 
     assert!(matches!(
         submit(&reconciler, bulk_tenant(100)).await,
@@ -2283,6 +2312,11 @@ async fn on_postgresql_only_a_bulk_sync_into_an_empty_table_rebuilds_the_by_user
         assert!(valid, "{name}");
         after_first.push(built);
     }
+    assert_eq!(
+        primary_keys().await.try_get::<i64>("", "n").unwrap(),
+        1,
+        "the edge table's key is its primary key again"
+    );
 
     assert!(matches!(
         submit(&reconciler, bulk_tenant(300)).await,
