@@ -118,8 +118,18 @@ pub struct ApplyContext<'a> {
 const BULK_WRITE: usize = 10_000;
 
 /// Edges added in one apply from which the by-user edge index may be built
-/// after the insert instead of during it (see `Apply::defer_index`).
+/// after the insert instead of during it (see `Apply::defer_indexes`).
 const BULK_EDGES: usize = 100_000;
+
+/// What a bulk insert into a table may drop and build again after it
+/// (`Apply::defer_indexes`).
+#[derive(Debug, Clone, Copy)]
+enum Deferred {
+    /// The index of this name.
+    Index(&'static str),
+    /// The table's primary key (PostgreSQL only).
+    PrimaryKey,
+}
 
 /// Events buffered before they are written, when persisting, counted by
 /// weight: one per event, plus one per member a membership event lists.
@@ -189,8 +199,8 @@ struct Apply<'a, C> {
     effects: EffectCounts,
     written_users: Vec<source_user::Model>,
     /// The statements that build again the indexes and primary keys
-    /// dropped for a bulk insert (see [`Apply::defer_index`] and
-    /// [`Apply::defer_primary_key`]), to run in order.
+    /// dropped for a bulk insert (see [`Apply::defer_indexes`]), to run in
+    /// order.
     dropped_indexes: Vec<String>,
     phases: super::Phases,
 }
@@ -535,9 +545,9 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         // build it. On SQLite it made no difference at 300k; it stays.
         // The rows come from the added edges, so their count stands in.
         if self.db.backend() == DatabaseBackend::Postgres {
-            self.defer_index(
+            self.defer_indexes(
                 "inherited_memberships",
-                "ix_inherited_memberships_user",
+                &[Deferred::Index("ix_inherited_memberships_user")],
                 changes.memberships_added.len(),
             )
             .await?;
@@ -1066,14 +1076,15 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
             .refs()
             .filter(|edge| !edge.member_is_group)
             .count();
-        self.defer_index(
+        self.defer_indexes(
             "user_memberships",
-            "ix_user_memberships_user",
+            &[
+                Deferred::Index("ix_user_memberships_user"),
+                Deferred::PrimaryKey,
+            ],
             user_edges_added,
         )
         .await?;
-        self.defer_primary_key("user_memberships", user_edges_added)
-            .await?;
         let backend = self.db.backend();
         let mut user_rows = PairInsert::new(backend, "user_memberships", "group_id, user_id");
         let mut group_rows =
@@ -1154,109 +1165,101 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         Ok(changed)
     }
 
-    /// Drops `index` of `table` for an insert of `rows` rows into a table
-    /// that holds few enough rows for building it afterwards to pay: each
-    /// row is otherwise filed into the index as it comes, and a first
-    /// sync's edges reach the by-user index in random user order (1M
-    /// users, 10M edges on SQLite: 75 s of the apply, against ~9 s for
-    /// building it from one sort). The drop is part of the apply's
-    /// transaction, so a failed apply's rollback brings the index back;
-    /// [`Apply::restore_indexes`] builds it again after the insert, and
-    /// `apply` calls it once more before a successful apply returns, so no
-    /// step can commit without an index it dropped.
+    /// Drops `deferred` (indexes of `table`, its primary key) for an
+    /// insert of `rows` rows into a table that holds few enough rows for
+    /// building them afterwards to pay: each row is otherwise filed into
+    /// each index as it comes, and a first sync's edges reach the by-user
+    /// index in random user order (1M users, 10M edges on SQLite: 75 s of
+    /// the apply, against ~9 s for building it from one sort), and the
+    /// primary key's in the IdP's user order within each group (PostgreSQL,
+    /// a million edges in psql: 2.1-2.3 s with the key, 1.1-1.3 s without
+    /// it plus adding it after, which checks every row unique then). The
+    /// drops are part of the apply's transaction, so a failed apply's
+    /// rollback brings them back; [`Apply::restore_indexes`] builds them
+    /// again after the insert, and `apply` calls it once more before a
+    /// successful apply returns, so no step can commit without an index it
+    /// dropped.
     ///
     /// How few is few depends on what the drop costs others. On SQLite,
-    /// readers keep reading their snapshot, index and all, so the index
+    /// readers keep reading their snapshot, index and all, so an index
     /// goes whenever the table holds fewer rows than the insert adds. On
     /// PostgreSQL, `DROP INDEX` locks the table against every reader until
-    /// the transaction ends, so the index goes only when the table is
-    /// empty, when no reader can be waiting for a row of it.
-    async fn defer_index(&mut self, table: &str, index: &str, rows: usize) -> Result<(), DbErr> {
-        if rows < BULK_EDGES {
-            return Ok(());
-        }
-        let backend = self.db.backend();
-        let (most_held, definition) = match backend {
-            DatabaseBackend::Sqlite => (
-                rows,
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
-            ),
-            DatabaseBackend::Postgres => (
-                1,
-                "SELECT indexdef AS sql FROM pg_indexes \
-                 WHERE schemaname = current_schema() AND indexname = ?",
-            ),
+    /// the transaction ends, so it goes only when the table is empty, when
+    /// no reader can be waiting for a row of it.
+    async fn defer_indexes(
+        &mut self,
+        table: &str,
+        deferred: &[Deferred],
+        rows: usize,
+    ) -> Result<(), DbErr> {
+        let most_held = match self.db.backend() {
+            DatabaseBackend::Sqlite => rows,
+            DatabaseBackend::Postgres => 1,
             _ => return Ok(()),
         };
-        if !self.holds_fewer_rows(table, most_held).await? {
+        if rows < BULK_EDGES || !self.holds_fewer_rows(table, most_held).await? {
             return Ok(());
         }
-        let db = self.db.idle().await?;
-        let create = db
-            .query_one_raw(raw_sql::statement(backend, definition, vec![index.into()]))
-            .await?
-            .map(|row| row.try_get::<String>("", "sql"))
-            .transpose()?;
-        let Some(create) = create else {
-            return Ok(());
-        };
-        db.execute_raw(Statement::from_string(
-            backend,
-            format!("DROP INDEX {index}"),
-        ))
-        .await?;
-        self.dropped_indexes.push(create);
+        for what in deferred {
+            let Some((drop, build)) = self.drop_and_build(table, *what).await? else {
+                continue;
+            };
+            let backend = self.db.backend();
+            self.db
+                .idle()
+                .await?
+                .execute_raw(Statement::from_string(backend, drop))
+                .await?;
+            self.dropped_indexes.push(build);
+        }
         Ok(())
     }
 
-    /// Drops the primary key of `table` on PostgreSQL for an insert of
-    /// `rows` rows into it when it is empty, as [`Apply::defer_index`]
-    /// does an index, and for the same reasons: each row is otherwise
-    /// filed into the key's index as it comes, and a first sync's edges
-    /// reach it in the IdP's user order within each group. Adding the key
-    /// after the insert builds its index from one sort and checks every
-    /// row is unique then: a million edges in random order took 2.1-2.3 s
-    /// with the key and 1.1-1.3 s without it plus the `ADD PRIMARY KEY`
-    /// (psql, this project's table shape). The key comes back through
-    /// [`Apply::restore_indexes`], before anything reads the table by it,
-    /// and a failed apply's rollback brings it back too. On SQLite an edge
-    /// table's key is the table itself (`WITHOUT ROWID`): nothing to drop.
-    async fn defer_primary_key(&mut self, table: &str, rows: usize) -> Result<(), DbErr> {
+    /// The statements that drop `what` of `table` and build it again, as
+    /// the database defines it now; `None` if it has no such thing (an
+    /// index taken away, or a primary key on SQLite, where an edge table's
+    /// key is the table itself, `WITHOUT ROWID`).
+    async fn drop_and_build(
+        &mut self,
+        table: &str,
+        what: Deferred,
+    ) -> Result<Option<(String, String)>, DbErr> {
         let backend = self.db.backend();
-        if rows < BULK_EDGES || backend != DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        if !self.holds_fewer_rows(table, 1).await? {
-            return Ok(());
-        }
         let db = self.db.idle().await?;
-        let key = db
-            .query_one_raw(raw_sql::statement(
-                backend,
-                "SELECT conname AS name, pg_get_constraintdef(oid) AS definition \
+        let (query, key) = match (what, backend) {
+            (Deferred::Index(index), DatabaseBackend::Sqlite) => (
+                "SELECT sql AS build FROM sqlite_master WHERE type = 'index' AND name = ?",
+                index,
+            ),
+            (Deferred::Index(index), DatabaseBackend::Postgres) => (
+                "SELECT indexdef AS build FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND indexname = ?",
+                index,
+            ),
+            (Deferred::PrimaryKey, DatabaseBackend::Postgres) => (
+                "SELECT conname AS name, pg_get_constraintdef(oid) AS build \
                  FROM pg_constraint WHERE conrelid = to_regclass(?) AND contype = 'p'",
-                vec![table.into()],
-            ))
-            .await?
-            .map(|row| {
-                Ok::<_, DbErr>((
-                    row.try_get::<String>("", "name")?,
-                    row.try_get::<String>("", "definition")?,
-                ))
-            })
-            .transpose()?;
-        let Some((name, definition)) = key else {
-            return Ok(());
+                table,
+            ),
+            _ => return Ok(None),
         };
-        db.execute_raw(Statement::from_string(
-            backend,
-            format!("ALTER TABLE {table} DROP CONSTRAINT {name}"),
-        ))
-        .await?;
-        self.dropped_indexes.push(format!(
-            "ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
-        ));
-        Ok(())
+        let Some(row) = db
+            .query_one_raw(raw_sql::statement(backend, query, vec![key.into()]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let build = row.try_get::<String>("", "build")?;
+        Ok(Some(match what {
+            Deferred::Index(index) => (format!("DROP INDEX {index}"), build),
+            Deferred::PrimaryKey => {
+                let name = row.try_get::<String>("", "name")?;
+                (
+                    format!("ALTER TABLE {table} DROP CONSTRAINT {name}"),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} {build}"),
+                )
+            }
+        }))
     }
 
     /// Whether `table` holds fewer than `most_held` rows, counted up to
@@ -1281,7 +1284,7 @@ impl<'a, C: ConnectionTrait + StreamTrait> Apply<'a, C> {
         Ok((held as usize) < most_held)
     }
 
-    /// Builds again the indexes [`Apply::defer_index`] dropped, their sorts
+    /// Builds again the indexes and keys [`Apply::defer_indexes`] dropped, their sorts
     /// in temporary files on SQLite (see [`index_build`]).
     async fn restore_indexes(&mut self) -> Result<(), DbErr> {
         let creates = std::mem::take(&mut self.dropped_indexes);
